@@ -1,0 +1,25 @@
+# qsign: every target does its own set-up (idempotent) first.
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN_DIR := run
+
+.PHONY: setup run test bench lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@bash scripts/run.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/card.py
+
+lint: setup
+	$(VENV)/bin/ruff check qsign firmware_sim agent ca portal tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

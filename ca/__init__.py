@@ -1,0 +1,1 @@
+"""The certification authority: qualified certificates under QCP-n-qscd."""

@@ -1,0 +1,1 @@
+"""A simulated PIV card written as card firmware (NIST SP 800-73-4)."""

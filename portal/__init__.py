@@ -1,0 +1,1 @@
+"""The signature service used by requesters and signers in the browser."""

@@ -1,0 +1,5 @@
+import sys
+
+from qsign.cli import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""The `qsign` command: thin argument parsing over the packages' own CLIs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from qsign import __version__
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]]:
+    from firmware_sim import cli as card_cli
+
+    parser = argparse.ArgumentParser(prog="qsign", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"qsign {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    card_cli.register(sub)
+    return parser, card_cli.ERRORS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, errors = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=os.environ.get("QSIGN_LOG_LEVEL", level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except errors as exc:
+        print(f"qsign: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
