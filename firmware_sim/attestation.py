@@ -39,6 +39,10 @@ class AttestationOid:
     SLOT = x509.ObjectIdentifier(QSIGN_SIM_ARC + ".5")  # OCTET STRING, 1 byte
 
 
+class KeyOriginValue(core.Enumerated):
+    _map = {1: "generated", 2: "imported"}  # noqa: RUF012 - asn1crypto's class-level map
+
+
 MANUFACTURER_ENV = "QSIGN_SIM_MANUFACTURER"
 ROOT_CERT_FILE = "manufacturer-root.pem"
 ROOT_KEY_FILE = "manufacturer-root.key"
@@ -187,7 +191,7 @@ def attest_slot(
         .add_extension(ext(AttestationOid.POLICY,
                            core.OctetString(bytes([pin_policy, touch_policy])).dump()),
                        critical=False)
-        .add_extension(ext(AttestationOid.KEY_ORIGIN, core.Enumerated(1).dump()), critical=False)
+        .add_extension(ext(AttestationOid.KEY_ORIGIN, KeyOriginValue("generated").dump()), critical=False)
         .add_extension(ext(AttestationOid.SLOT, core.OctetString(bytes([slot])).dump()),
                        critical=False)
         .sign(device_key, hashes.SHA256())  # type: ignore[arg-type]

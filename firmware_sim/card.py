@@ -69,8 +69,12 @@ class SimulatedCard:
     def transmit(self, apdu: bytes) -> bytes:
         with self._lock:
             if not self.powered:
-                # Contacts without power: a real reader would not get here; answer 6F00.
-                return b"\x6f\x00"
+                # pcscd may unpower the card for one client while another still holds a
+                # handle, then send that one's APDU without a power-on. Answer as a card
+                # freshly powered up: volatile state (selection, PIN status) is gone.
+                log.debug("APDU to an unpowered card: implicit cold reset")
+                self.engine.reset()
+                self.powered = True
             if log.isEnabledFor(TRAFFIC):
                 log.log(TRAFFIC, "C-APDU %s", mask_pin_apdu(apdu).hex())
             response = self.engine.transmit(apdu)
