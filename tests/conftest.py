@@ -5,6 +5,7 @@ Each fixture that needs a real part starts it and fails loudly when it cannot.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -69,6 +70,7 @@ def pcscd() -> Iterator[PrivatePcscd]:
     except PcscUnavailable as exc:
         pytest.fail(f"cannot start pcscd with the vpcd driver: {exc}", pytrace=False)
     yield daemon
+    gc.collect()  # release leftover pyscard contexts while pcscd still answers
     daemon.stop()
 
 

@@ -48,17 +48,26 @@ def apdu(cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None
 
 
 def pyscard_transmit(connection: Any) -> Transmit:
-    """Adapt a pyscard connection; follows 61XX with GET RESPONSE."""
+    """Adapt a pyscard connection to `Transmit`; follows 61XX with GET RESPONSE."""
 
-    def transmit(command: bytes) -> tuple[bytes, int]:
+    def raw(command: bytes) -> tuple[bytes, int]:
         data, sw1, sw2 = connection.transmit(list(command))
-        out = bytes(data)
-        while sw1 == 0x61:
-            data, sw1, sw2 = connection.transmit([0x00, 0xC0, 0x00, 0x00, sw2])
-            out += bytes(data)
-        return out, (sw1 << 8) | sw2
+        return bytes(data), (sw1 << 8) | sw2
 
-    return transmit
+    return following_responses(raw)
+
+
+def following_responses(transmit: Transmit) -> Transmit:
+    """Collect a chained response (61XX, then GET RESPONSE) into one, as hosts do."""
+
+    def wrapped(command: bytes) -> tuple[bytes, int]:
+        out, sw = transmit(command)
+        while sw >> 8 == 0x61:
+            data, sw = transmit(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
+            out += data
+        return out, sw
+
+    return wrapped
 
 
 def check(transmit: Transmit, command: bytes, what: str) -> bytes:
