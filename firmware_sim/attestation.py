@@ -39,7 +39,7 @@ class AttestationOid:
     SLOT = x509.ObjectIdentifier(QSIGN_SIM_ARC + ".5")  # OCTET STRING, 1 byte
 
 
-class KeyOriginValue(core.Enumerated):
+class KeyOriginValue(core.Enumerated):  # type: ignore[misc]
     _map = {1: "generated", 2: "imported"}  # noqa: RUF012 - asn1crypto's class-level map
 
 
@@ -191,8 +191,9 @@ def attest_slot(
         .add_extension(ext(AttestationOid.POLICY,
                            core.OctetString(bytes([pin_policy, touch_policy])).dump()),
                        critical=False)
-        .add_extension(ext(AttestationOid.KEY_ORIGIN, KeyOriginValue("generated").dump()), critical=False)
+        .add_extension(ext(AttestationOid.KEY_ORIGIN, KeyOriginValue("generated").dump()),
+                       critical=False)
         .add_extension(ext(AttestationOid.SLOT, core.OctetString(bytes([slot])).dump()),
                        critical=False)
-        .sign(device_key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(device_key, hashes.SHA256())
     )

@@ -28,7 +28,7 @@ class Algorithm(IntEnum):
 
 
 ASYMMETRIC = frozenset({Algorithm.RSA_2048, Algorithm.ECC_P256, Algorithm.ECC_P384})
-SYMMETRIC_KEY_LENGTH = {
+SYMMETRIC_KEY_LENGTH: dict[int, int] = {
     Algorithm.TDES: 24,
     Algorithm.AES_128: 16,
     Algorithm.AES_192: 24,
@@ -48,7 +48,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 # DigestInfo prefixes (RFC 8017 §9.2 note 1): a PKCS#1 v1.5 block carrying one of
 # these is signed through OpenSSL (constant time); anything else goes raw.
 _DIGEST_INFO: dict[bytes, hashes.HashAlgorithm] = {
-    bytes.fromhex("3021300906052b0e03021a05000414"): hashes.SHA1(),
+    bytes.fromhex("3021300906052b0e03021a05000414"): hashes.SHA1(),  # noqa: S303 - recognised, not chosen: the host picks the hash
     bytes.fromhex("302d300d06096086480165030402040500041c"): hashes.SHA224(),
     bytes.fromhex("3031300d060960864801650304020105000420"): hashes.SHA256(),
     bytes.fromhex("3041300d060960864801650304020205000430"): hashes.SHA384(),

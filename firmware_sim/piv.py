@@ -13,8 +13,10 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -102,7 +104,7 @@ _WRITABLE_OBJECTS = frozenset(range(0x5FC101, 0x5FC124)) | {0x5FFF00}
 _READABLE_OBJECTS = _WRITABLE_OBJECTS | {ATTESTATION_OBJECT}
 MAX_OBJECT_SIZE = 3072
 # SP 800-73-4 Part 1 §3.1: 9C is "PIN always"; 9E may be used without PIN.
-_SLOT_DEFAULT_PIN_POLICY = {
+_SLOT_DEFAULT_PIN_POLICY: dict[int, PinPolicy] = {
     KeyRef.SIGNATURE: PinPolicy.ALWAYS,
     KeyRef.CARD_AUTHENTICATION: PinPolicy.NEVER,
 }
@@ -446,10 +448,8 @@ class PivApplet:
         self._authorise_key_use(record)
         key = self._private_key(record)
         try:
-            if 0x81 in items:
-                result = keys.sign(key, items[0x81])
-            else:
-                result = keys.ecdh(key, items[0x85])
+            result = (keys.sign(key, items[0x81]) if 0x81 in items
+                      else keys.ecdh(key, items[0x85]))
         except KeyOperationError as exc:
             raise CardError(SW.INCORRECT_DATA, str(exc)) from exc
         return tlv(0x7C, tlv(0x82, result))
@@ -551,7 +551,7 @@ class PivApplet:
         self.selected = True
         return b""
 
-    _handlers = {
+    _handlers: ClassVar[dict[int, Callable[[PivApplet, CommandApdu], bytes]]] = {
         INS.GET_DATA: _get_data,
         INS.PUT_DATA: _put_data,
         INS.VERIFY: _verify,

@@ -35,9 +35,9 @@ def free_port_pair() -> int:
             continue
         try:
             with socket.socket() as s2:
-                s2.bind(("0.0.0.0", port + 1))
+                s2.bind(("0.0.0.0", port + 1))  # noqa: S104 - vpcd binds all interfaces
             with socket.socket() as s1:
-                s1.bind(("0.0.0.0", port))
+                s1.bind(("0.0.0.0", port))  # noqa: S104 - as vpcd will
         except OSError:
             continue
         return port
