@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils  # noqa: E402
 
 from firmware_sim.card import InProcessConnection, SimulatedCard, manufacture  # noqa: E402
-from qsign.iso7816 import tlv  # noqa: E402
+from tests.support import piv_apdus as piv  # noqa: E402
 from tests.support.pcsc import (  # noqa: E402
     READER_NAMES,
     PrivatePcscd,
@@ -35,22 +35,10 @@ from tests.support.pcsc import (  # noqa: E402
     connect,
     free_port_pair,
 )
-from tests.support.provision import (  # noqa: E402
-    ALG_P256,
-    ALG_RSA2048,
-    PIV_AID,
-    Transmit,
-    apdu,
-    authenticate_management,
-    check,
-    following_responses,
-    generate,
-    pyscard_transmit,
-    select,
-)
+from tests.support.provision import PyscardConnection  # noqa: E402
 
-DIGEST = hashlib.sha256(b"qsign bench").digest()
-SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+MESSAGE = b"qsign bench"
+DIGEST = hashlib.sha256(MESSAGE).digest()
 
 
 def median_ms(fn: Callable[[], object], n: int, warmup: int = 20) -> float:
@@ -64,33 +52,27 @@ def median_ms(fn: Callable[[], object], n: int, warmup: int = 20) -> float:
     return statistics.median(samples) / 1e6
 
 
-def pkcs1_block(digest: bytes, k: int = 256) -> bytes:
-    payload = SHA256_DIGEST_INFO + digest
-    return b"\x00\x01" + b"\xff" * (k - 3 - len(payload)) + b"\x00" + payload
-
-
-def card_ops(transmit: Transmit) -> dict[str, Callable[[], object]]:
-    select(transmit)
-    authenticate_management(transmit)
-    generate(transmit, 0x9A, ALG_P256)
-    generate(transmit, 0x9D, ALG_RSA2048)
-    generate(transmit, 0x9C, ALG_P256)
-    check(transmit, apdu(0, 0x20, 0, 0x80, b"123456\xff\xff"), "VERIFY")
-    select_apdu = apdu(0, 0xA4, 4, 0, PIV_AID, 0)
-    p256 = apdu(0, 0x87, ALG_P256, 0x9A, tlv(0x7C, tlv(0x82) + tlv(0x81, DIGEST)), 0)
-    rsa2048 = apdu(0, 0x87, ALG_RSA2048, 0x9D,
-                   tlv(0x7C, tlv(0x82) + tlv(0x81, pkcs1_block(DIGEST))), 0)
-    verify = apdu(0, 0x20, 0, 0x80, b"123456\xff\xff")
-    always = apdu(0, 0x87, ALG_P256, 0x9C, tlv(0x7C, tlv(0x82) + tlv(0x81, DIGEST)), 0)
+def card_ops(card: piv.Connection) -> dict[str, Callable[[], object]]:
+    piv.expect_ok(card, piv.select())
+    assert piv.authenticate_management(card) == piv.SW_OK
+    for slot, algorithm in ((0x9A, piv.ALG_P256), (0x9D, piv.ALG_RSA_2048),
+                            (0x9C, piv.ALG_P256)):
+        piv.expect_ok(card, piv.generate(slot, algorithm))
+    verify = piv.verify(piv.DEFAULT_PIN).encode()
+    piv.expect_ok(card, verify)
+    select = piv.select().encode()
+    p256 = piv.sign(0x9A, piv.ALG_P256, DIGEST).encode()
+    rsa2048 = piv.sign(0x9D, piv.ALG_RSA_2048, piv.pkcs1_v15_block(MESSAGE)).encode()
+    always = piv.sign(0x9C, piv.ALG_P256, DIGEST).encode()
 
     def pin_always() -> None:  # 9C: VERIFY then the signature, each time
-        check(transmit, verify, "VERIFY")
-        check(transmit, always, "9C signature")
+        piv.expect_ok(card, verify)
+        piv.expect_ok(card, always)
 
     return {
-        "select": lambda: check(transmit, select_apdu, "SELECT"),
-        "p256": lambda: check(transmit, p256, "P-256 signature"),
-        "rsa2048": lambda: check(transmit, rsa2048, "RSA-2048 signature"),
+        "select": lambda: piv.expect_ok(card, select),
+        "p256": lambda: piv.expect_ok(card, p256),
+        "rsa2048": lambda: piv.expect_ok(card, rsa2048),
         "verify+p256 (9C)": pin_always,
     }
 
@@ -104,11 +86,10 @@ def main() -> int:
     card.start()
     try:
         connection = connect(card.reader)
-        stack = card_ops(pyscard_transmit(connection))
+        stack = card_ops(PyscardConnection(connection))
         in_process_state = BASE / "card-inproc.json"
         manufacture(in_process_state)
-        local = card_ops(following_responses(
-            InProcessConnection(SimulatedCard.open(in_process_state)).transmit))
+        local = card_ops(InProcessConnection(SimulatedCard.open(in_process_state)))
 
         ec_key = ec.generate_private_key(ec.SECP256R1())
         rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -23,15 +23,9 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_ecdsa_signature
 
 from firmware_sim.state import CardStore
+from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
-from tests.support.provision import (
-    ALG_P256,
-    ALG_RSA2048,
-    CertIssuer,
-    provision,
-    pyscard_transmit,
-    select,
-)
+from tests.support.provision import CertIssuer, PyscardConnection, provision
 
 OPENSC_MODULE = Path("/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so")
 PIN = "123456"
@@ -52,12 +46,12 @@ def provisioned(simulated_card: RunningCard) -> Iterator[ProvisionedCard]:
     if not OPENSC_MODULE.exists():
         pytest.fail(f"{OPENSC_MODULE} missing (install opensc-pkcs11)", pytrace=False)
     connection = connect(simulated_card.reader)
-    transmit = pyscard_transmit(connection)
+    card = PyscardConnection(connection)
     issuer = CertIssuer()
     certificates = {
-        0x9A: provision(transmit, 0x9A, ALG_P256, issuer),
-        0x9C: provision(transmit, 0x9C, ALG_RSA2048, issuer),
-        0x9D: provision(transmit, 0x9D, ALG_RSA2048, issuer),
+        0x9A: provision(card, 0x9A, piv.ALG_P256, issuer),
+        0x9C: provision(card, 0x9C, piv.ALG_RSA_2048, issuer),
+        0x9D: provision(card, 0x9D, piv.ALG_RSA_2048, issuer),
     }
     connection.disconnect()
     yield ProvisionedCard(simulated_card, certificates)
@@ -150,9 +144,9 @@ def test_wrong_pins_block_then_puk_unblocks(provisioned: ProvisionedCard) -> Non
         assert _retries_on_card(running) == (expected_left, 3)
         # pyscard sees the same count through VERIFY's status query.
         connection = connect(running.reader)
-        transmit = pyscard_transmit(connection)
-        select(transmit)
-        _, sw = transmit(bytes.fromhex("0020008000"))
+        card = PyscardConnection(connection)
+        piv.expect_ok(card, piv.select())
+        _, sw = piv.send(card, piv.verify())
         assert sw == (0x63C0 | expected_left if expected_left else 0x6983)
         connection.disconnect()
     with pytest.raises(pkcs11.exceptions.PinLocked):

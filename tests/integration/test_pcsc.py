@@ -15,17 +15,9 @@ from smartcard.System import readers
 
 from firmware_sim.attestation import AttestationOid, Manufacturer
 from firmware_sim.profiles import QSIGN_SIM_ATR
-from qsign.iso7816 import parse_single, parse_tlv_dict, tlv
+from tests.support import piv_apdus as piv
 from tests.support.pcsc import READER_NAMES, PrivatePcscd, RunningCard, connect, wait_reader
-from tests.support.provision import (
-    ALG_P256,
-    apdu,
-    authenticate_management,
-    check,
-    generate,
-    pyscard_transmit,
-    select,
-)
+from tests.support.provision import PyscardConnection
 
 
 def test_pyscard_lists_reader_reads_atr_and_selects_piv(simulated_card: RunningCard) -> None:
@@ -43,16 +35,14 @@ def test_attestation_through_the_stack_chains_to_the_manufacturer_root(
     simulated_card: RunningCard, manufacturer: Manufacturer
 ) -> None:
     connection = connect(simulated_card.reader)
-    transmit = pyscard_transmit(connection)
-    select(transmit)
-    authenticate_management(transmit)
-    public_key = generate(transmit, 0x9C, ALG_P256)
-    attested = x509.load_der_x509_certificate(check(transmit, apdu(0, 0xF9, 0x9C, 0, le=0),
-                                                    "ATTEST"))
-    device_object = parse_tlv_dict(parse_single(
-        check(transmit, apdu(0, 0xCB, 0x3F, 0xFF, tlv(0x5C, b"\x5f\xff\x01"), 0), "GET DATA"),
-        0x53))
-    device = x509.load_der_x509_certificate(device_object[0x70])
+    card = PyscardConnection(connection)
+    piv.expect_ok(card, piv.select())
+    assert piv.authenticate_management(card) == piv.SW_OK
+    template = piv.expect_ok(card, piv.generate(0x9C, piv.ALG_P256))
+    public_key = piv.public_key_from_template(template, piv.ALG_P256)
+    attested = x509.load_der_x509_certificate(piv.expect_ok(card, piv.attest(0x9C)))
+    device = piv.certificate_from_object(
+        piv.expect_ok(card, piv.get_data(piv.ATTESTATION_CERTIFICATE)))
     connection.disconnect()
 
     attested.verify_directly_issued_by(device)
@@ -70,28 +60,28 @@ def test_attestation_through_the_stack_chains_to_the_manufacturer_root(
 
 def test_remove_and_reinsert_the_card(simulated_card: RunningCard) -> None:
     connection = connect(simulated_card.reader)
-    transmit = pyscard_transmit(connection)
-    select(transmit)
-    check(transmit, apdu(0, 0x20, 0, 0x80, b"123456\xff\xff"), "VERIFY")
+    card = PyscardConnection(connection)
+    piv.expect_ok(card, piv.select())
+    piv.expect_ok(card, piv.verify(piv.DEFAULT_PIN))
     simulated_card.remove()
     with pytest.raises(CardConnectionException):
-        transmit(apdu(0, 0x20, 0, 0x80))
+        piv.send(card, piv.verify())
     simulated_card.insert()
     connection = connect(simulated_card.reader)
-    transmit = pyscard_transmit(connection)
-    select(transmit)
+    card = PyscardConnection(connection)
+    piv.expect_ok(card, piv.select())
     # A re-inserted card was powered off: the PIN is no longer verified.
-    assert transmit(apdu(0, 0x20, 0, 0x80)) == (b"", 0x63C3)
+    assert piv.send(card, piv.verify()) == (b"", 0x63C3)
     connection.disconnect()
 
 
 def test_latency_injection_slows_each_apdu(simulated_card: RunningCard) -> None:
     connection = connect(simulated_card.reader)
-    transmit = pyscard_transmit(connection)
+    card = PyscardConnection(connection)
     simulated_card.control("latency 50")
     started = time.monotonic()
     for _ in range(3):
-        select(transmit)
+        piv.expect_ok(card, piv.select())
     # A floor, not a timing assertion: 3 APDUs cannot finish before 3 injected delays.
     assert time.monotonic() - started >= 0.15
     simulated_card.control("latency 0")
@@ -103,6 +93,5 @@ def test_card_comes_back_after_pcscd_restarts(pcscd: PrivatePcscd,
     pcscd.restart()
     wait_reader(simulated_card.reader, "present", timeout=20)
     connection = connect(simulated_card.reader)
-    transmit = pyscard_transmit(connection)
-    assert select(transmit)[:1] == b"\x61"
+    assert piv.expect_ok(PyscardConnection(connection), piv.select())[:1] == b"\x61"
     connection.disconnect()
