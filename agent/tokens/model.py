@@ -178,5 +178,5 @@ class Token(abc.ABC):
     @abc.abstractmethod
     def unblock_pin(self, puk: str, new_pin: str) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most routes hold nothing
         """Release the route's resources (handles, sessions)."""

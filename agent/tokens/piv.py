@@ -1,0 +1,655 @@
+"""The PIV domain: `PivSession` speaks SP 800-73-4 (and the vendor extensions
+field tokens carry) over any `Connection`; `PivToken` is the `Token` on top.
+No pyscard here: the transport is somebody else's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from agent.tokens.apdu import (
+    ApduChannel,
+    Command,
+    Connection,
+    Reference,
+    error_for_sw,
+    transaction,
+)
+from agent.tokens.errors import (
+    InvalidInput,
+    KeyNotFound,
+    NotAuthenticated,
+    OperationFailed,
+    PinFormatInvalid,
+    PinStateLost,
+    TokenResponseError,
+    UnsupportedMechanism,
+)
+from agent.tokens.model import (
+    Credential,
+    HashAlgorithm,
+    KeyType,
+    Padding,
+    PinStatus,
+    Route,
+    RouteInfo,
+    SignatureAlgorithm,
+    Token,
+    TokenInfo,
+)
+from qsign.iso7816 import TlvError, parse_single, parse_tlv_dict, tlv
+
+log = logging.getLogger(__name__)
+
+PIV_AID = bytes.fromhex("A000000308000010000100")
+DEFAULT_MANAGEMENT_KEY = bytes.fromhex("010203040506070801020304050607080102030405060708")
+
+
+class INS(IntEnum):
+    VERIFY = 0x20
+    CHANGE_REFERENCE_DATA = 0x24
+    RESET_RETRY_COUNTER = 0x2C
+    GENERATE_ASYMMETRIC_KEY_PAIR = 0x47
+    GENERAL_AUTHENTICATE = 0x87
+    SELECT = 0xA4
+    GET_DATA = 0xCB
+    PUT_DATA = 0xDB
+    GET_METADATA = 0xF7
+    GET_SERIAL = 0xF8
+    ATTEST = 0xF9
+    GET_VERSION = 0xFD
+
+
+class Algorithm(IntEnum):
+    """SP 800-78-4 Table 5."""
+
+    TDES = 0x03
+    RSA_2048 = 0x07
+    AES_128 = 0x08
+    AES_192 = 0x0A
+    AES_256 = 0x0C
+    ECC_P256 = 0x11
+    ECC_P384 = 0x14
+
+
+class Slot(IntEnum):
+    AUTHENTICATION = 0x9A
+    SIGNATURE = 0x9C
+    KEY_MANAGEMENT = 0x9D
+    CARD_AUTHENTICATION = 0x9E
+
+
+class PinPolicy(IntEnum):
+    DEFAULT = 0
+    NEVER = 1
+    ONCE = 2
+    ALWAYS = 3
+
+
+PIN_REF, PUK_REF, MANAGEMENT_REF = 0x80, 0x81, 0x9B
+CERTIFICATE_OBJECTS = {
+    Slot.AUTHENTICATION: 0x5FC105,
+    Slot.SIGNATURE: 0x5FC10A,
+    Slot.KEY_MANAGEMENT: 0x5FC10B,
+    Slot.CARD_AUTHENTICATION: 0x5FC101,
+}
+CHUID_OBJECT = 0x5FC102
+ATTESTATION_OBJECT = 0x5FFF01
+SLOT_LABELS = {
+    Slot.AUTHENTICATION: "PIV Authentication",
+    Slot.SIGNATURE: "Digital Signature",
+    Slot.KEY_MANAGEMENT: "Key Management",
+    Slot.CARD_AUTHENTICATION: "Card Authentication",
+}
+KEY_TYPES = {
+    Algorithm.ECC_P256: KeyType.EC_P256,
+    Algorithm.ECC_P384: KeyType.EC_P384,
+    Algorithm.RSA_2048: KeyType.RSA_2048,
+}
+ALGORITHMS = {key_type: alg for alg, key_type in KEY_TYPES.items()}
+KEY_TYPES_BY_ID: dict[int, KeyType] = {int(alg): key_type for alg, key_type in KEY_TYPES.items()}
+_BLOCK = {Algorithm.TDES: 8, Algorithm.AES_128: 16, Algorithm.AES_192: 16, Algorithm.AES_256: 16}
+
+# DigestInfo prefixes, RFC 8017 §9.2 note 1.
+DIGEST_INFO = {
+    HashAlgorithm.SHA256: bytes.fromhex("3031300d060960864801650304020105000420"),
+    HashAlgorithm.SHA384: bytes.fromhex("3041300d060960864801650304020205000430"),
+    HashAlgorithm.SHA512: bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+def encode_pin(pin: str, *, minimum: int = 4) -> bytearray:
+    """8 bytes, ASCII digits padded with 0xFF (SP 800-73-4 Part 2 §2.4.3). Checked here
+    so that a malformed PIN never reaches the card (and never costs a try)."""
+    if not (minimum <= len(pin) <= 8) or not pin.isascii() or not pin.isdigit():
+        raise PinFormatInvalid(f"a PIN is {minimum} to 8 digits")
+    return bytearray(pin.encode().ljust(8, b"\xff"))
+
+
+def encode_puk(puk: str) -> bytearray:
+    raw = puk.encode()
+    if not 6 <= len(raw) <= 8 or b"\xff" in raw:
+        raise PinFormatInvalid("a PUK is 6 to 8 characters")
+    return bytearray(raw.ljust(8, b"\xff"))
+
+
+def _wipe(*buffers: bytearray) -> None:
+    for buffer in buffers:
+        buffer[:] = b"\x00" * len(buffer)
+
+
+def _mgf1(hash_name: str, seed: bytes, length: int) -> bytes:
+    out = bytearray()
+    counter = 0
+    while len(out) < length:
+        out += hashlib.new(hash_name, seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    return bytes(out[:length])
+
+
+def emsa_pss_encode(digest: bytes, hash_algorithm: HashAlgorithm, mod_bits: int) -> bytes:
+    """EMSA-PSS-ENCODE (RFC 8017 §9.1.1), MGF1 with the same hash, salt length = hLen."""
+    name = hash_algorithm.value.lower()
+    h_len = hash_algorithm.digest_size
+    em_bits = mod_bits - 1
+    em_len = (em_bits + 7) // 8
+    if em_len < 2 * h_len + 2:
+        raise UnsupportedMechanism("modulus too small for PSS with this hash")
+    salt = os.urandom(h_len)
+    h = hashlib.new(name, b"\x00" * 8 + digest + salt).digest()
+    db = b"\x00" * (em_len - 2 * h_len - 2) + b"\x01" + salt
+    masked = bytearray(a ^ b for a, b in zip(db, _mgf1(name, h, len(db)), strict=True))
+    masked[0] &= 0xFF >> (8 * em_len - em_bits)
+    encoded = bytes(masked) + h + b"\xbc"
+    return encoded.rjust(mod_bits // 8, b"\x00")
+
+
+def emsa_pkcs1_v15_encode(digest: bytes, hash_algorithm: HashAlgorithm, k: int) -> bytes:
+    """EMSA-PKCS1-v1_5 (RFC 8017 §9.2)."""
+    t = DIGEST_INFO[hash_algorithm] + digest
+    return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMetadata:
+    algorithm: int
+    pin_policy: int
+    origin: int
+    public_key: bytes  # content of 7F49
+
+
+class PivSession:
+    """SP 800-73-4 Part 2 commands over a `Connection` (yubikit's `PivSession` shape)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.channel = ApduChannel(connection)
+
+    # Application ----------------------------------------------------------------
+
+    def select(self) -> bytes:
+        """SELECT the PIV application (§3.1.1); answers the property template."""
+        data = self.channel.send(Command(INS.SELECT, 0x04, 0x00, PIV_AID), what="SELECT PIV")
+        try:
+            parse_single(data, 0x61)
+        except TlvError as exc:
+            raise TokenResponseError("malformed application property template") from exc
+        return data
+
+    def get_data(self, tag: int) -> bytes | None:
+        """GET DATA (§3.1.2): the object's content, None when the card has none."""
+        tag_bytes = tag.to_bytes((tag.bit_length() + 7) // 8, "big")
+        data, sw = self.channel.exchange(Command(INS.GET_DATA, 0x3F, 0xFF, tlv(0x5C, tag_bytes)))
+        if sw in (0x6A82, 0x6A88):
+            return None
+        if sw != 0x9000:
+            raise error_for_sw(sw, Reference.OBJECT, f"GET DATA {tag:X}")
+        try:
+            return parse_single(data, 0x53)
+        except TlvError as exc:
+            raise TokenResponseError(f"object {tag:X} is not a 53 template") from exc
+
+    def put_data(self, tag: int, content: bytes) -> None:
+        tag_bytes = tag.to_bytes((tag.bit_length() + 7) // 8, "big")
+        self.channel.send(Command(INS.PUT_DATA, 0x3F, 0xFF,
+                                  tlv(0x5C, tag_bytes) + tlv(0x53, content), le=None),
+                          what=f"PUT DATA {tag:X}")
+
+    # PIN and PUK ----------------------------------------------------------------
+
+    def pin_retries(self) -> int:
+        """VERIFY with no data: retries left, 0 when blocked (§3.2.1)."""
+        _, sw = self.channel.exchange(Command(INS.VERIFY, 0x00, PIN_REF, le=None))
+        if sw == 0x9000:
+            return -1  # verified now; the count is not told
+        if sw & 0xFFF0 == 0x63C0:
+            return sw & 0x0F
+        if sw == 0x6983:
+            return 0
+        raise error_for_sw(sw, Reference.PIN, "PIN status")
+
+    def verify_pin(self, pin: str) -> None:
+        field = encode_pin(pin)
+        try:
+            self.channel.send(Command(INS.VERIFY, 0x00, PIN_REF, bytes(field), le=None,
+                                      secret=True), Reference.PIN, "VERIFY")
+        finally:
+            _wipe(field)
+
+    def reset_security_status(self) -> None:
+        """VERIFY P1=FF: the PIN is no longer verified (§3.2.1)."""
+        self.channel.send(Command(INS.VERIFY, 0xFF, PIN_REF, le=None), what="VERIFY reset")
+
+    def change_reference(self, reference: int, old: bytearray, new: bytearray) -> None:
+        ref = Reference.PUK if reference == PUK_REF else Reference.PIN
+        payload = bytes(old + new)
+        try:
+            self.channel.send(Command(INS.CHANGE_REFERENCE_DATA, 0x00, reference, payload,
+                                      le=None, secret=True), ref, "CHANGE REFERENCE DATA")
+        finally:
+            _wipe(old, new)
+
+    def unblock_pin(self, puk: str, new_pin: str) -> None:
+        puk_field, pin_field = encode_puk(puk), encode_pin(new_pin)
+        try:
+            self.channel.send(Command(INS.RESET_RETRY_COUNTER, 0x00, PIN_REF,
+                                      bytes(puk_field + pin_field), le=None, secret=True),
+                              Reference.PUK, "RESET RETRY COUNTER")
+        finally:
+            _wipe(puk_field, pin_field)
+
+    # Management key ----------------------------------------------------------------
+
+    def authenticate(self, key: bytes, algorithm: int = Algorithm.TDES) -> None:
+        """Mutual authentication with the card management key (Appendix A.2)."""
+        cipher = _cipher(algorithm, key)
+        size = _BLOCK[Algorithm(algorithm)]
+        reply = self.channel.send(
+            Command(INS.GENERAL_AUTHENTICATE, algorithm, MANAGEMENT_REF, tlv(0x7C, tlv(0x80))),
+            what="management key witness")
+        witness_enc = _template_item(reply, 0x80, size)
+        decryptor = cipher.decryptor()
+        witness = decryptor.update(witness_enc) + decryptor.finalize()
+        challenge = os.urandom(size)
+        reply = self.channel.send(
+            Command(INS.GENERAL_AUTHENTICATE, algorithm, MANAGEMENT_REF,
+                    tlv(0x7C, tlv(0x80, witness) + tlv(0x81, challenge)), secret=True),
+            what="management key authentication")
+        encryptor = cipher.encryptor()
+        expected = encryptor.update(challenge) + encryptor.finalize()
+        if not hmac.compare_digest(_template_item(reply, 0x82, size), expected):
+            raise TokenResponseError("the card does not hold the management key it claims")
+
+    # Keys -------------------------------------------------------------------------
+
+    def generate(self, slot: int, algorithm: int) -> bytes:
+        """GENERATE ASYMMETRIC KEY PAIR (§3.3.2); answers the 7F49 content."""
+        reply = self.channel.send(
+            Command(INS.GENERATE_ASYMMETRIC_KEY_PAIR, 0x00, slot,
+                    tlv(0xAC, tlv(0x80, bytes([algorithm])))),
+            Reference.KEY, f"GENERATE {slot:02X}")
+        try:
+            return parse_single(reply, 0x7F49)
+        except TlvError as exc:
+            raise TokenResponseError("malformed public key template") from exc
+
+    def authenticate_with_key(self, slot: int, algorithm: int, challenge: bytes) -> bytes:
+        """GENERAL AUTHENTICATE (§3.2.4): the key's private operation on `challenge`."""
+        reply = self.channel.send(
+            Command(INS.GENERAL_AUTHENTICATE, algorithm, slot,
+                    tlv(0x7C, tlv(0x82) + tlv(0x81, challenge))), Reference.KEY,
+            f"GENERAL AUTHENTICATE {slot:02X}")
+        return _template_item(reply, 0x82)
+
+    def get_certificate(self, slot: int) -> bytes | None:
+        content = self.get_data(CERTIFICATE_OBJECTS[Slot(slot)])
+        return None if content is None else certificate_from_object(content)
+
+    def put_certificate(self, slot: int, certificate: bytes) -> None:
+        self.put_data(CERTIFICATE_OBJECTS[Slot(slot)],
+                      tlv(0x70, certificate) + tlv(0x71, b"\x00") + tlv(0xFE))
+
+    # Vendor extensions --------------------------------------------------------------
+
+    def get_serial(self) -> int | None:
+        data, sw = self.channel.exchange(Command(INS.GET_SERIAL))
+        return int.from_bytes(data, "big") if sw == 0x9000 and len(data) == 4 else None
+
+    def get_version(self) -> tuple[int, int, int] | None:
+        data, sw = self.channel.exchange(Command(INS.GET_VERSION))
+        return (data[0], data[1], data[2]) if sw == 0x9000 and len(data) == 3 else None
+
+    def get_metadata(self, reference: int) -> dict[int, bytes] | None:
+        data, sw = self.channel.exchange(Command(INS.GET_METADATA, 0x00, reference))
+        if sw != 0x9000:
+            return None
+        try:
+            return parse_tlv_dict(data)
+        except TlvError as exc:
+            raise TokenResponseError("malformed metadata") from exc
+
+    def attest(self, slot: int) -> bytes:
+        return self.channel.send(Command(INS.ATTEST, slot, 0x00), Reference.KEY,
+                                 f"ATTEST {slot:02X}")
+
+
+def _cipher(algorithm: int, key: bytes) -> Cipher[modes.ECB]:
+    if algorithm == Algorithm.TDES:
+        return Cipher(TripleDES(key), modes.ECB())  # noqa: S305 - one block, per SP 800-73-4
+    if algorithm in (Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256):
+        return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+    raise UnsupportedMechanism(f"management key algorithm {algorithm:02X}")
+
+
+def _template_item(reply: bytes, tag: int, size: int | None = None) -> bytes:
+    try:
+        value = parse_tlv_dict(parse_single(reply, 0x7C))[tag]
+    except (TlvError, KeyError) as exc:
+        raise TokenResponseError(f"no {tag:02X} in the authentication template") from exc
+    if size is not None and len(value) != size:
+        raise TokenResponseError("authentication template item of the wrong size")
+    return value
+
+
+def certificate_from_object(content: bytes) -> bytes:
+    try:
+        items = parse_tlv_dict(content)
+    except TlvError as exc:
+        raise TokenResponseError("malformed certificate object") from exc
+    if items.get(0x71, b"\x00")[:1] not in (b"\x00", b""):
+        raise UnsupportedMechanism("compressed certificates are not supported")
+    if 0x70 not in items:
+        raise TokenResponseError("certificate object without a certificate")
+    return items[0x70]
+
+
+def public_key_to_spki(content: bytes, key_type: KeyType) -> bytes:
+    """The 7F49 content as a SubjectPublicKeyInfo (DER)."""
+    try:
+        items = parse_tlv_dict(content)
+        public: ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+        if key_type.is_ec:
+            curve: ec.EllipticCurve = (ec.SECP256R1() if key_type is KeyType.EC_P256
+                                       else ec.SECP384R1())
+            public = ec.EllipticCurvePublicKey.from_encoded_point(curve, items[0x86])
+        else:
+            public = rsa.RSAPublicNumbers(int.from_bytes(items[0x82], "big"),
+                                          int.from_bytes(items[0x81], "big")).public_key()
+    except (TlvError, KeyError, ValueError) as exc:
+        raise TokenResponseError("malformed public key") from exc
+    return public.public_bytes(serialization.Encoding.DER,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+class CardReset(Exception):
+    """Raised by a transport when the card was reset under us (another application,
+    a power cycle): the PIN is no longer verified. The transport reconnected."""
+
+
+T = TypeVar("T")
+
+
+class PivToken(Token):
+    """A PIV card as a `Token`. Every operation is one PC/SC transaction."""
+
+    def __init__(self, connection: Connection, *, reader: str | None = None,
+                 atr: bytes | None = None, profile: str | None = None,
+                 management_key: bytes = DEFAULT_MANAGEMENT_KEY,
+                 management_algorithm: int = Algorithm.TDES) -> None:
+        self.connection = connection
+        self.session = PivSession(connection)
+        self._management_key = management_key
+        self._management_algorithm = management_algorithm
+        self._credentials: list[Credential] | None = None
+        with transaction(connection):
+            self.session.select()
+            serial = self.session.get_serial()
+            version = self.session.get_version()
+            chuid = self.session.get_data(CHUID_OBJECT)
+        guid = _chuid_guid(chuid)
+        serial_text = str(serial) if serial is not None else (guid or "unknown")
+        self._info = TokenInfo(
+            id=f"piv-{serial_text}",
+            label=f"PIV card {serial_text}",
+            serial=serial_text,
+            manufacturer="PIV" if version is None else "PIV (vendor extensions)",
+            model="PIV" if version is None else "PIV v{}.{}.{}".format(*version),
+            reader=reader,
+            routes=(RouteInfo(Route.PIV_PCSC, reader=reader),),
+            atr=atr.hex() if atr else None,
+            profile=profile,
+        )
+        self.chuid_guid = guid
+
+    @property
+    def info(self) -> TokenInfo:
+        return self._info
+
+    # Plumbing --------------------------------------------------------------------
+
+    @contextmanager
+    def _operation(self, *, needs_pin_state: bool = False) -> Iterator[None]:
+        """One PC/SC transaction. A card reset surfaces as PinStateLost when the
+        operation relied on a verified PIN; otherwise the caller may simply retry."""
+        try:
+            with transaction(self.connection):
+                yield
+        except CardReset as exc:
+            self._credentials = None
+            if needs_pin_state:
+                raise PinStateLost() from exc
+            raise OperationFailed("the card was reset; try again") from exc
+
+    def _run(self, fn: Callable[[], T], *, needs_pin_state: bool = False) -> T:
+        """Run `fn` in a transaction; after a reset, re-select and run once more
+        unless a verified PIN was part of the operation."""
+        try:
+            with self._operation(needs_pin_state=needs_pin_state):
+                return fn()
+        except OperationFailed as exc:
+            if not isinstance(exc.__cause__, CardReset):
+                raise
+        with self._operation(needs_pin_state=needs_pin_state):
+            self.session.select()
+            return fn()
+
+    # Token ---------------------------------------------------------------------------
+
+    def credentials(self) -> list[Credential]:
+        if self._credentials is None:
+            self._credentials = self._run(self._read_credentials)
+        return list(self._credentials)
+
+    def _read_credentials(self) -> list[Credential]:
+        found = []
+        for slot in Slot:
+            metadata = self.session.get_metadata(slot)
+            certificate = self.session.get_certificate(slot)
+            if metadata is None and certificate is None:
+                continue
+            key_type = _key_type(metadata, certificate)
+            if key_type is None:
+                continue
+            policy = metadata.get(0x02, b"\x00")[:1] if metadata else b"\x00"
+            pin_policy = policy[0] if policy else PinPolicy.DEFAULT
+            pin_always = (pin_policy == PinPolicy.ALWAYS
+                          or (pin_policy == PinPolicy.DEFAULT and slot == Slot.SIGNATURE))
+            origin = metadata.get(0x03, b"\x00")[:1] if metadata else b"\x00"
+            found.append(Credential(
+                id=f"{slot:02X}",
+                label=SLOT_LABELS[slot],
+                key_type=key_type,
+                certificate=certificate,
+                pin_always=pin_always,
+                can_attest=origin == b"\x01",
+            ))
+        return found
+
+    def _credential(self, credential_id: str) -> Credential:
+        for credential in self.credentials():
+            if credential.id == credential_id.upper():
+                return credential
+        raise KeyNotFound(credential_id)
+
+    def pin_status(self) -> PinStatus:
+        def read() -> PinStatus:
+            pin = self.session.get_metadata(PIN_REF)
+            puk = self.session.get_metadata(PUK_REF)
+            if pin is not None and puk is not None and len(pin.get(0x06, b"")) == 2:
+                return PinStatus(
+                    retries_left=pin[0x06][1], blocked=pin[0x06][1] == 0,
+                    puk_retries_left=puk[0x06][1], puk_blocked=puk[0x06][1] == 0,
+                    is_default=pin.get(0x05) == b"\x01")
+            left = self.session.pin_retries()
+            return PinStatus(retries_left=None if left < 0 else left, blocked=left == 0)
+
+        return self._run(read)
+
+    def verify_pin(self, pin: str) -> None:
+        self._run(lambda: self.session.verify_pin(pin))
+
+    def sign_digest(self, credential_id: str, digest: bytes, algorithm: SignatureAlgorithm,
+                    pin: str | None = None) -> bytes:
+        credential = self._credential(credential_id)
+        if not algorithm.fits(credential.key_type):
+            raise UnsupportedMechanism(f"{algorithm} does not fit a {credential.key_type} key")
+        if len(digest) != algorithm.hash.digest_size:
+            raise InvalidInput(f"a {algorithm.hash} digest is {algorithm.hash.digest_size} bytes")
+        if credential.pin_always and pin is None:
+            raise NotAuthenticated("this key needs the PIN for each signature")
+        challenge = _challenge(credential.key_type, digest, algorithm)
+        slot = int(credential.id, 16)
+        alg = ALGORITHMS[credential.key_type]
+
+        def sign() -> bytes:
+            if pin is not None:
+                self.session.verify_pin(pin)
+            try:
+                return self.session.authenticate_with_key(slot, alg, challenge)
+            finally:
+                if pin is not None:  # never leave the card unlocked (SECURITY #28)
+                    self.session.reset_security_status()
+
+        # A reset mid-way must never re-send the PIN on its own (SECURITY #25).
+        with self._operation(needs_pin_state=True):
+            return sign()
+
+    def generate_key(self, credential_id: str, key_type: KeyType, pin: str | None = None
+                     ) -> bytes:
+        slot = _slot(credential_id)
+
+        def generate() -> bytes:
+            self.session.authenticate(self._management_key, self._management_algorithm)
+            return self.session.generate(slot, ALGORITHMS[key_type])
+
+        content = self._run(generate)
+        self._credentials = None
+        return public_key_to_spki(content, key_type)
+
+    def attest(self, credential_id: str) -> list[bytes]:
+        slot = _slot(credential_id)
+
+        def read() -> list[bytes]:
+            attestation = self.session.attest(slot)
+            device = self.session.get_data(ATTESTATION_OBJECT)
+            chain = [attestation]
+            if device is not None:
+                chain.append(certificate_from_object(device))
+            return chain
+
+        chain = self._run(read)
+        for der in chain:
+            try:
+                x509.load_der_x509_certificate(der)
+            except ValueError as exc:
+                raise TokenResponseError("attestation is not an X.509 certificate") from exc
+        return chain
+
+    def put_certificate(self, credential_id: str, certificate: bytes, pin: str | None = None
+                        ) -> None:
+        slot = _slot(credential_id)
+        try:
+            x509.load_der_x509_certificate(certificate)
+        except ValueError as exc:
+            raise InvalidInput("not a DER X.509 certificate") from exc
+
+        def put() -> None:
+            self.session.authenticate(self._management_key, self._management_algorithm)
+            self.session.put_certificate(slot, certificate)
+
+        self._run(put)
+        self._credentials = None
+
+    def change_pin(self, old_pin: str, new_pin: str) -> None:
+        self._run(lambda: self.session.change_reference(PIN_REF, encode_pin(old_pin),
+                                                        encode_pin(new_pin)))
+
+    def change_puk(self, old_puk: str, new_puk: str) -> None:
+        self._run(lambda: self.session.change_reference(PUK_REF, encode_puk(old_puk),
+                                                        encode_puk(new_puk)))
+
+    def unblock_pin(self, puk: str, new_pin: str) -> None:
+        self._run(lambda: self.session.unblock_pin(puk, new_pin))
+
+    def close(self) -> None:
+        closer = getattr(self.connection, "close", None)
+        if callable(closer):
+            closer()
+
+
+def _slot(credential_id: str) -> int:
+    try:
+        slot = Slot(int(credential_id, 16))
+    except ValueError:
+        raise KeyNotFound(credential_id) from None
+    return int(slot)
+
+
+def _key_type(metadata: dict[int, bytes] | None, certificate: bytes | None) -> KeyType | None:
+    if metadata is not None and metadata.get(0x01):
+        return KEY_TYPES_BY_ID.get(metadata[0x01][0])
+    if certificate is None:
+        return None
+    try:
+        public = x509.load_der_x509_certificate(certificate).public_key()
+    except ValueError:
+        log.warning("unreadable certificate on the card")
+        return None
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return {256: KeyType.EC_P256, 384: KeyType.EC_P384}.get(public.curve.key_size)
+    if isinstance(public, rsa.RSAPublicKey) and public.key_size == 2048:
+        return KeyType.RSA_2048
+    return None
+
+
+def _challenge(key_type: KeyType, digest: bytes, algorithm: SignatureAlgorithm) -> bytes:
+    if key_type.is_ec:
+        # ECDSA uses the leftmost field-size bits of the hash (FIPS 186-5 §6.4.1).
+        return digest[: key_type.size // 8]
+    if algorithm.padding is Padding.PKCS1V15:
+        return emsa_pkcs1_v15_encode(digest, algorithm.hash, key_type.size // 8)
+    return emsa_pss_encode(digest, algorithm.hash, key_type.size)
+
+
+def _chuid_guid(chuid: bytes | None) -> str | None:
+    if not chuid:
+        return None
+    try:
+        guid = parse_tlv_dict(chuid).get(0x34)
+    except TlvError:
+        return None
+    return guid.hex() if guid and any(guid) else None
+
