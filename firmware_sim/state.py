@@ -117,7 +117,8 @@ class CardState:
                 keys={int(slot, 16): _key(rec) for slot, rec in raw["keys"].items()},
                 objects={int(tag, 16): bytes.fromhex(v) for tag, v in raw["objects"].items()},
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # AttributeError: a list where a mapping belongs ("keys": [])
             raise StateError(f"malformed card state: {exc!r}") from exc
 
 
@@ -175,11 +176,15 @@ class CardStore:
             raw = json.loads(path.read_bytes())
         except FileNotFoundError:
             raise StateError(f"{path}: no card state here (run 'qsign card init')") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: absurd nesting
             raise StateError(f"{path}: cannot read card state: {exc}") from exc
         if not isinstance(raw, dict):
             raise StateError(f"{path}: card state is not a JSON object")
-        return cls(path, CardState.from_json(raw), tear)
+        try:
+            state = CardState.from_json(raw)
+        except StateError as exc:
+            raise StateError(f"{path}: {exc}") from exc  # say which card file is bad
+        return cls(path, state, tear)
 
     @classmethod
     def create(cls, path: Path, state: CardState, tear: TearPlan | None = None) -> CardStore:
