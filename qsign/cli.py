@@ -11,6 +11,7 @@ from qsign import __version__
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]]:
+    from agent import cli as agent_cli
     from firmware_sim import cli as card_cli
 
     parser = argparse.ArgumentParser(prog="qsign", description=__doc__)
@@ -19,7 +20,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
                         help="more logging (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True)
     card_cli.register(sub)
-    return parser, card_cli.ERRORS
+    agent_cli.register(sub)
+    return parser, card_cli.ERRORS + agent_cli.ERRORS
 
 
 def main(argv: list[str] | None = None) -> int:

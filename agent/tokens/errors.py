@@ -12,6 +12,12 @@ class TokenError(Exception):
     """Base of every token-layer failure."""
 
 
+class CardReset(Exception):
+    """A transport's signal, not a domain error: the card was reset under us (another
+    application, a power cycle) and the transport reconnected. The PIN is no longer
+    verified; `PivToken` turns this into PinStateLost or a retry."""
+
+
 class TokenNotFound(TokenError):
     def __init__(self, token_id: str) -> None:
         super().__init__(f"no token {token_id!r}")

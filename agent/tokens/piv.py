@@ -30,6 +30,7 @@ from agent.tokens.apdu import (
     transaction,
 )
 from agent.tokens.errors import (
+    CardReset,
     InvalidInput,
     KeyNotFound,
     NotAuthenticated,
@@ -392,11 +393,6 @@ def public_key_to_spki(content: bytes, key_type: KeyType) -> bytes:
         raise TokenResponseError("malformed public key") from exc
     return public.public_bytes(serialization.Encoding.DER,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-class CardReset(Exception):
-    """Raised by a transport when the card was reset under us (another application,
-    a power cycle): the PIN is no longer verified. The transport reconnected."""
 
 
 T = TypeVar("T")

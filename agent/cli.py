@@ -1,0 +1,116 @@
+"""`qsign tokens ...`: list and watch the tokens the agent can reach."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from agent.tokens.errors import TokenError
+from agent.tokens.model import Credential, PinStatus, TokenInfo
+from agent.tokens.registry import TokenRegistry
+
+
+def register(subparsers: Any) -> None:
+    tokens = subparsers.add_parser("tokens", help="hardware tokens the agent can reach")
+    sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    for name, func, text in (("list", _list, "list tokens and their credentials"),
+                             ("watch", _watch, "print token events as they happen")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--module", action="append", default=None, metavar="PATH",
+                       help="PKCS#11 module (repeatable; default: OpenSC's and SoftHSM2's)")
+        p.add_argument("--no-pcsc", action="store_true", help="ignore PC/SC readers")
+        if name == "list":
+            p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+
+def _registry(args: argparse.Namespace) -> TokenRegistry:
+    from agent.tokens.pkcs11 import Pkcs11Module, default_module_paths
+
+    paths = args.module if args.module is not None else default_module_paths()
+    return TokenRegistry(pcsc=not args.no_pcsc,
+                         pkcs11_modules=[Pkcs11Module(path) for path in paths])
+
+
+def token_json(info: TokenInfo, status: PinStatus | None,
+               credentials: list[Credential]) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "label": info.label,
+        "serial": info.serial,
+        "manufacturer": info.manufacturer,
+        "model": info.model,
+        "reader": info.reader,
+        "routes": [{"kind": r.kind.value, "reader": r.reader, "module": r.module,
+                    "slot": r.slot} for r in info.routes],
+        "protected_authentication_path": info.protected_authentication_path,
+        "pin_retries": status.retries_left if status else None,
+        "pin_blocked": status.blocked if status else None,
+        "credentials": [{
+            "id": c.id, "label": c.label, "key_type": c.key_type.value,
+            "has_certificate": c.has_certificate, "pin_always": c.pin_always,
+            "can_attest": c.can_attest,
+        } for c in credentials],
+    }
+
+
+async def _describe(registry: TokenRegistry) -> list[dict[str, Any]]:
+    described = []
+    for info in registry.tokens():
+        try:
+            status = await registry.call(info.id, lambda t: t.pin_status())
+            credentials = await registry.call(info.id, lambda t: t.credentials())
+        except TokenError as exc:
+            print(f"qsign: {info.id}: {exc}", file=sys.stderr)
+            status, credentials = None, []
+        described.append(token_json(info, status, credentials))
+    return described
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def run() -> list[dict[str, Any]]:
+        async with _registry(args) as registry:
+            return await _describe(registry)
+
+    tokens = asyncio.run(run())
+    if args.json:
+        print(json.dumps(tokens, indent=2))
+        return 0
+    if not tokens:
+        print("no tokens")
+    for t in tokens:
+        routes = ", ".join(r["kind"] for r in t["routes"])
+        retries = "?" if t["pin_retries"] is None else t["pin_retries"]
+        print(f"{t['id']}  {t['label']}  serial {t['serial']}  [{routes}]  "
+              f"PIN tries left {retries}{' (blocked)' if t['pin_blocked'] else ''}")
+        for c in t["credentials"]:
+            print(f"  {c['id']}  {c['key_type']:<9} "
+                  f"{'certificate' if c['has_certificate'] else 'no certificate'}"
+                  f"{'  PIN per signature' if c['pin_always'] else ''}")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with _registry(args) as registry:
+            events = registry.subscribe()
+            for info in registry.tokens():
+                print(json.dumps({"event": "present", "id": info.id, "label": info.label}),
+                      flush=True)
+            while True:
+                event = await events.get()
+                print(json.dumps({"event": event.kind.value, "id": event.token_id,
+                                  "label": event.info.label if event.info else None}),
+                      flush=True)
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+ERRORS: tuple[type[Exception], ...] = (TokenError,)
