@@ -23,9 +23,9 @@ from firmware_sim.piv import (
 )
 from firmware_sim.profiles import CardProfile, get_profile
 from firmware_sim.state import CardState, CardStore, KeyRecord, ManagementKey, ReferenceData
+from qsign.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)
-TRAFFIC = 5  # below DEBUG: APDU hex
 
 
 class SimulatedCard:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from qsign import __version__
+from qsign.traffic import level_from_env
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]]:
@@ -28,8 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser, errors = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=os.environ.get("QSIGN_LOG_LEVEL", level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        level = level_from_env(level)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
     except errors as exc:

@@ -28,9 +28,8 @@ from agent.tokens.errors import (
     TokenResponseError,
     UnsupportedMechanism,
 )
+from qsign.traffic import TRAFFIC
 
-TRAFFIC = 5  # below DEBUG: APDU and PKCS#11 traces
-logging.addLevelName(TRAFFIC, "TRAFFIC")
 log = logging.getLogger(__name__)
 
 SHORT_MAX = 255

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ _CONTEXT_LOST = frozenset({
     S.SCARD_E_NO_SERVICE, S.SCARD_E_SERVICE_STOPPED, S.SCARD_E_INVALID_HANDLE,
     S.SCARD_F_COMM_ERROR,
 })
+_CARD_PRESENT = 0x0004  # SCardStatus dwState bit (pcsc-lite pcsclite.h), not in pyscard
 _RESET = frozenset({S.SCARD_W_RESET_CARD, S.SCARD_W_UNPOWERED_CARD})
 
 
@@ -122,12 +124,27 @@ class PcscConnection:
                 self._protocol = protocol
                 raise CardReset(f"{self.reader}: card reset")
             hresult = hresult2
+        if hresult == S.SCARD_E_NOT_TRANSACTED and self._card_left():
+            hresult = S.SCARD_W_REMOVED_CARD  # the APDU failed because the card went away
         if hresult in _CONTEXT_LOST:
             self.context.invalidate()
             self._card = None
         elif hresult in _REMOVED:
             self._card = None
         raise error_for_scard(hresult, f"{what} on {self.reader}")
+
+    def _card_left(self, within: float = 1.5) -> bool:
+        """After a failed exchange: did the card leave the reader? pcscd notices a
+        removal a poll later than the failed APDU, so ask for a short while."""
+        deadline = time.monotonic() + within
+        while True:
+            hresult, _, state, _, _ = S.SCardStatus(self._handle())
+            if hresult in _REMOVED or (hresult == S.SCARD_S_SUCCESS
+                                       and not state & _CARD_PRESENT):
+                return True
+            if hresult != S.SCARD_S_SUCCESS or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
     def transmit(self, apdu: bytes) -> tuple[bytes, int]:
         hresult, response = S.SCardTransmit(self._handle(), self._protocol, list(apdu))

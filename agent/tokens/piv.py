@@ -410,6 +410,7 @@ class PivToken(Token):
         self._management_key = management_key
         self._management_algorithm = management_algorithm
         self._credentials: list[Credential] | None = None
+        self._pin_verified = False  # what we believe; the card has the last word
         with transaction(connection):
             self.session.select()
             serial = self.session.get_serial()
@@ -444,6 +445,7 @@ class PivToken(Token):
             with transaction(self.connection):
                 yield
         except CardReset as exc:
+            # `_pin_verified` stays: the next signature's 6982 then reads as PinStateLost.
             self._credentials = None
             if needs_pin_state:
                 raise PinStateLost() from exc
@@ -515,7 +517,9 @@ class PivToken(Token):
         return self._run(read)
 
     def verify_pin(self, pin: str) -> None:
+        self._pin_verified = False
         self._run(lambda: self.session.verify_pin(pin))
+        self._pin_verified = True
 
     def sign_digest(self, credential_id: str, digest: bytes, algorithm: SignatureAlgorithm,
                     pin: str | None = None) -> bytes:
@@ -535,8 +539,16 @@ class PivToken(Token):
                 self.session.verify_pin(pin)
             try:
                 return self.session.authenticate_with_key(slot, alg, challenge)
+            except NotAuthenticated as exc:
+                if pin is None and self._pin_verified:
+                    # We verified, the card forgot: it was reset or power-cycled, and
+                    # pcscd did not tell (a reset by another handle is not always flagged).
+                    self._pin_verified = False
+                    raise PinStateLost() from exc
+                raise
             finally:
                 if pin is not None:  # never leave the card unlocked (SECURITY #28)
+                    self._pin_verified = False
                     self.session.reset_security_status()
 
         # A reset mid-way must never re-send the PIN on its own (SECURITY #25).

@@ -1,0 +1,236 @@
+"""The token registry over real PC/SC: discovery, hot-plug, pcscd restarts,
+serialisation of concurrent callers, removal and reset during operations."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from smartcard.scard import SCARD_RESET_CARD
+
+from agent.tokens.errors import PinStateLost, TokenNotFound, TokenRemoved
+from agent.tokens.model import EventKind, KeyType, Route, SignatureAlgorithm, Token, TokenEvent
+from agent.tokens.registry import TokenRegistry
+from tests.support import piv_apdus as piv
+from tests.support.pcsc import PrivatePcscd, RunningCard, connect, wait_reader
+from tests.support.provision import PyscardConnection
+
+T = TypeVar("T")
+ECDSA_SHA256 = SignatureAlgorithm.parse("ECDSA_SHA256")
+DIGEST = hashlib.sha256(b"qsign registry test").digest()
+PIN = "123456"
+
+
+def run(coro_fn: Callable[[TokenRegistry], object], **kwargs: object) -> object:
+    async def main() -> object:
+        async with TokenRegistry(**kwargs) as registry:  # type: ignore[arg-type]
+            return await coro_fn(registry)  # type: ignore[misc]
+
+    return asyncio.run(main())
+
+
+async def _next(events: asyncio.Queue[TokenEvent], timeout: float = 10) -> TokenEvent:
+    return await asyncio.wait_for(events.get(), timeout)
+
+
+def _only_token(registry: TokenRegistry) -> str:
+    tokens = registry.tokens()
+    assert len(tokens) == 1, tokens
+    return tokens[0].id
+
+
+def _verify(spki: bytes, signature: bytes) -> None:
+    key = serialization.load_der_public_key(spki)
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    key.verify(signature, b"qsign registry test", ec.ECDSA(hashes.SHA256()))
+
+
+def test_registry_lists_the_card_and_signs(simulated_card: RunningCard) -> None:
+    async def scenario(registry: TokenRegistry) -> None:
+        token_id = _only_token(registry)
+        info = registry.info(token_id)
+        serial = str(simulated_card.control("status")["serial"])
+        assert info.serial == serial
+        assert info.reader == simulated_card.reader
+        assert [r.kind for r in info.routes] == [Route.PIV_PCSC]
+        assert info.profile == "qsign simulated PIV card"
+        spki = await registry.call(token_id, lambda t: t.generate_key("9C", KeyType.EC_P256))
+        credentials = await registry.call(token_id, lambda t: t.credentials())
+        assert [(c.id, c.key_type, c.pin_always) for c in credentials] == [
+            ("9C", KeyType.EC_P256, True)]
+        signature = await registry.call(
+            token_id, lambda t: t.sign_digest("9C", DIGEST, ECDSA_SHA256, pin=PIN))
+        _verify(spki, signature)
+
+    run(scenario)
+
+
+def test_hot_plug_events_in_order_and_signing_afterwards(simulated_card: RunningCard) -> None:
+    async def scenario(registry: TokenRegistry) -> None:
+        events = registry.subscribe()
+        token_id = _only_token(registry)
+        spki = await registry.call(token_id, lambda t: t.generate_key("9A", KeyType.EC_P256))
+        await asyncio.to_thread(simulated_card.remove)
+        removed = await _next(events)
+        assert (removed.kind, removed.token_id) == (EventKind.REMOVED, token_id)
+        with pytest.raises(TokenNotFound):
+            await registry.call(token_id, lambda t: t.credentials())
+        await asyncio.to_thread(simulated_card.insert)
+        inserted = await _next(events)
+        assert (inserted.kind, inserted.token_id) == (EventKind.INSERTED, token_id)
+        signature = await registry.call(
+            token_id, lambda t: t.sign_digest("9A", DIGEST, ECDSA_SHA256, pin=PIN))
+        _verify(spki, signature)
+        assert events.empty()
+
+    run(scenario)
+
+
+def test_registry_recovers_after_pcscd_restart(pcscd: PrivatePcscd,
+                                               simulated_card: RunningCard) -> None:
+    async def scenario(registry: TokenRegistry) -> None:
+        events = registry.subscribe()
+        token_id = _only_token(registry)
+        await asyncio.to_thread(pcscd.restart)
+        kinds = [(await _next(events, 30)).kind for _ in range(2)]
+        assert kinds == [EventKind.REMOVED, EventKind.INSERTED]
+        status = await registry.call(token_id, lambda t: t.pin_status())
+        assert status.retries_left == 3
+
+    run(scenario)
+
+
+def _card_apdus(card: RunningCard) -> list[str]:
+    """Command APDU headers (INS P1 P2 as hex) the card logged, in order."""
+    log = (card.state_path.parent / "card-run.log").read_text()
+    return [m.group(1)[2:8] for m in re.finditer(r"C-APDU ([0-9a-f]+)", log)]
+
+
+@pytest.fixture
+def traced_card(simulated_card: RunningCard) -> RunningCard:
+    """The card restarted with APDU traces (PIN bytes masked) in its log."""
+    simulated_card.stop()
+    wait_reader(simulated_card.reader, "empty")
+    simulated_card.start(env={**os.environ, "QSIGN_LOG_LEVEL": "5"})
+    return simulated_card
+
+
+def test_fifty_concurrent_signatures_never_interleave(traced_card: RunningCard) -> None:
+    async def scenario(registry: TokenRegistry) -> None:
+        token_id = _only_token(registry)
+        spki = await registry.call(token_id, lambda t: t.generate_key("9C", KeyType.EC_P256))
+        await registry.call(token_id, lambda t: t.credentials())  # read once, then cached
+        await asyncio.sleep(0.2)
+        before = len(_card_apdus(traced_card))
+
+        def sign(token: Token) -> bytes:
+            return token.sign_digest("9C", DIGEST, ECDSA_SHA256, pin=PIN)
+
+        signatures = await asyncio.gather(*(registry.call(token_id, sign) for _ in range(50)))
+        for signature in signatures:
+            _verify(spki, signature)
+        await asyncio.sleep(0.2)  # let the card process flush its log
+        trace = _card_apdus(traced_card)[before:]
+        # Each signature is VERIFY, GENERAL AUTHENTICATE 9C, VERIFY P1=FF; nothing between.
+        assert trace == ["200080", "87119c", "20ff80"] * 50
+
+    run(scenario)
+
+
+def test_removal_during_a_signature_gives_token_removed(traced_card: RunningCard) -> None:
+    async def scenario(registry: TokenRegistry) -> None:
+        token_id = _only_token(registry)
+        await registry.call(token_id, lambda t: t.generate_key("9C", KeyType.EC_P256))
+        await registry.call(token_id, lambda t: t.credentials())
+        traced_card.control("latency 400")
+        before = len(_card_apdus(traced_card))
+        signing = asyncio.create_task(registry.call(
+            token_id, lambda t: t.sign_digest("9C", DIGEST, ECDSA_SHA256, pin=PIN)))
+        await asyncio.sleep(0.6)  # inside the VERIFY or the signature
+        traced_card.control("remove")
+        with pytest.raises(TokenRemoved):
+            await signing
+        trace = _card_apdus(traced_card)[before:]
+        assert trace.count("200080") == 1, "the PIN was sent again"
+
+    run(scenario)
+
+
+def test_card_reset_by_another_application_loses_the_pin(simulated_card: RunningCard) -> None:
+    async def scenario(registry: TokenRegistry) -> None:
+        token_id = _only_token(registry)
+        await registry.call(token_id, lambda t: t.generate_key("9A", KeyType.EC_P256))
+        await registry.call(token_id, lambda t: t.verify_pin(PIN))
+
+        def other_application_resets() -> None:
+            connection = connect(simulated_card.reader)
+            piv.expect_ok(PyscardConnection(connection), piv.select())
+            connection.disconnect()
+            connection.connect(disposition=SCARD_RESET_CARD)
+            connection.disconnect()
+
+        await asyncio.to_thread(other_application_resets)
+        with pytest.raises(PinStateLost):
+            await registry.call(token_id, lambda t: t.sign_digest("9A", DIGEST, ECDSA_SHA256))
+        # Asked again, the person's PIN works: nothing was blocked or burnt.
+        status = await registry.call(token_id, lambda t: t.pin_status())
+        assert status.retries_left == 3
+
+    run(scenario)
+
+
+def test_tokens_list_json_through_both_routes(simulated_card: RunningCard) -> None:
+    """OpenSC's module sees the same card: listed once, with both routes."""
+    out = subprocess.run([sys.executable, "-m", "qsign", "tokens", "list", "--json", "--module",
+                          "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    tokens = json.loads(out.stdout)
+    assert len(tokens) == 1, tokens
+    token = tokens[0]
+    assert token["serial"] == str(simulated_card.control("status")["serial"])
+    assert sorted(r["kind"] for r in token["routes"]) == ["piv-pcsc", "pkcs11"]
+    assert token["pin_retries"] == 3
+    assert token["credentials"] == []
+    for key in ("id", "label", "serial", "routes", "pin_retries", "credentials"):
+        assert key in token
+
+
+def test_tokens_watch_prints_events(simulated_card: RunningCard, tmp_path: Path) -> None:
+    out = tmp_path / "watch.out"
+    with out.open("w") as sink:
+        watcher = subprocess.Popen([sys.executable, "-m", "qsign", "tokens", "watch", "--module",
+                                    "/nonexistent.so"], stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_lines(out, 1)
+        simulated_card.remove()
+        simulated_card.insert()
+        lines = _wait_for_lines(out, 3)
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+    events = [json.loads(line)["event"] for line in lines[:3]]
+    assert events == ["present", "removed", "inserted"]
+
+
+def _wait_for_lines(path: Path, n: int, timeout: float = 20) -> list[str]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [ln for ln in path.read_text().splitlines() if ln.startswith("{")]
+        if len(lines) >= n:
+            return lines
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {lines} after {timeout} s:\n{path.read_text()}")
+        time.sleep(0.1)
