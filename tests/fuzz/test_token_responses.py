@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -68,31 +69,25 @@ def test_hostile_responses_give_typed_errors(script: list[tuple[bytes, int]],
     select_ok = (tlv(0x61, tlv(0x4F, b"\x00\x00\x10\x00\x01\x00")), 0x9000)
     card = ReplayCard([select_ok, (b"", 0x6D00), (b"", 0x6D00), (b"", 0x6A82), *script])
     token = PivToken(card)
-    try:
+    with contextlib.suppress(TokenError):  # typed refusals are the point; others fail
         _operations()[operation](token)
-    except TokenError:
-        pass
 
 
 @settings(max_examples=2000, deadline=None)
 @given(script=RESPONSES)
 def test_hostile_responses_during_discovery(script: list[tuple[bytes, int]]) -> None:
-    try:
+    with contextlib.suppress(TokenError):
         PivToken(ReplayCard(script))
-    except TokenError:
-        pass
 
 
 @settings(max_examples=1000, deadline=None)
 @given(script=RESPONSES, tag=st.sampled_from([0x5FC102, 0x5FC105, 0x5FFF01, 0x7E]))
 def test_hostile_get_data(script: list[tuple[bytes, int]], tag: int) -> None:
     session = PivSession(ReplayCard(script))
-    try:
+    with contextlib.suppress(TokenError):
         session.get_data(tag)
         session.get_metadata(0x9A)
         session.get_serial()
-    except TokenError:
-        pass
 
 
 def test_no_pin_in_any_log_record(connection: object, caplog: pytest.LogCaptureFixture) -> None:
