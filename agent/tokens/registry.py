@@ -72,9 +72,14 @@ class AtrProfiles:
 
 
 class Pkcs11Slot(Protocol):
-    slot_id: int
-    serial: str
-    description: str
+    @property
+    def slot_id(self) -> int: ...
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
 
 
 class Pkcs11Source(Protocol):
