@@ -14,11 +14,11 @@ class KeyType(StrEnum):
 
     @property
     def is_ec(self) -> bool:
-        return self in (KeyType.EC_P256, KeyType.EC_P384)
+        return self is not KeyType.RSA_2048
 
     @property
     def size(self) -> int:
-        return {KeyType.EC_P256: 256, KeyType.EC_P384: 384, KeyType.RSA_2048: 2048}[self]
+        return _KEY_SIZES[self]
 
 
 class HashAlgorithm(StrEnum):
@@ -28,7 +28,11 @@ class HashAlgorithm(StrEnum):
 
     @property
     def digest_size(self) -> int:
-        return {"SHA256": 32, "SHA384": 48, "SHA512": 64}[self.value]
+        return _DIGEST_SIZES[self]
+
+
+_KEY_SIZES = {KeyType.EC_P256: 256, KeyType.EC_P384: 384, KeyType.RSA_2048: 2048}
+_DIGEST_SIZES = {HashAlgorithm.SHA256: 32, HashAlgorithm.SHA384: 48, HashAlgorithm.SHA512: 64}
 
 
 class Padding(StrEnum):

@@ -47,6 +47,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import exceptions as p11e
 from pkcs11.constants import (
     Attribute,
@@ -60,7 +61,7 @@ from pkcs11.constants import (
 from pkcs11.mechanisms import MGF, Mechanism
 from pkcs11.mechanisms import KeyType as P11KeyType
 from pkcs11.types import Object, Session, SignMixin
-from pkcs11.util.ec import encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.ec import encode_named_curve_parameters
 
 from agent.tokens.errors import (
     CommunicationError,
@@ -386,7 +387,8 @@ _PROTOTYPES: dict[str, Any] = {
     "C_Login": ctypes.CFUNCTYPE(_RV, _CK_ULONG, _CK_ULONG, _BYTES, _CK_ULONG),
     "C_Logout": ctypes.CFUNCTYPE(_RV, _CK_ULONG),
     "C_SignInit": ctypes.CFUNCTYPE(_RV, _CK_ULONG, ctypes.POINTER(_CkMechanism), _CK_ULONG),
-    "C_Sign": ctypes.CFUNCTYPE(_RV, _CK_ULONG, _BYTES, _CK_ULONG, _BYTES,
+    # char* for data in and signature out: bytes and string buffers pass without copies.
+    "C_Sign": ctypes.CFUNCTYPE(_RV, _CK_ULONG, ctypes.c_char_p, _CK_ULONG, ctypes.c_char_p,
                                ctypes.POINTER(_CK_ULONG)),
 }
 
@@ -457,6 +459,13 @@ class _Cryptoki:
         self._check(get_list(ctypes.byref(table)), "C_GetFunctionList")
         self._table = table.contents
         self._functions: dict[str, Any] = {}
+        # Bumped whenever this process ends sessions of the module: only then can a
+        # token's handle have been closed and handed to another session (see
+        # Pkcs11Token._current_session), so only then is C_GetSessionInfo worth a call.
+        self.session_epoch = 0
+
+    def sessions_ended(self) -> None:
+        self.session_epoch += 1
 
     def _fn(self, name: str) -> Any:
         fn = self._functions.get(name)
@@ -487,6 +496,7 @@ class _Cryptoki:
         return False
 
     def finalize(self) -> None:
+        self.sessions_ended()
         rv = self._fn("C_Finalize")(None)
         log.log(TRAFFIC, "C_Finalize -> 0x%X", rv)
         if rv != CKR_CRYPTOKI_NOT_INITIALIZED:
@@ -499,6 +509,7 @@ class _Cryptoki:
         return _SessionInfo(int(info.slotID), int(info.state))
 
     def close_all_sessions(self, slot_id: int) -> None:
+        self.sessions_ended()
         rv = self._fn("C_CloseAllSessions")(slot_id)
         log.log(TRAFFIC, "C_CloseAllSessions(slot=%d) -> 0x%X", slot_id, rv)
         self._check(rv, "C_CloseAllSessions")
@@ -519,30 +530,32 @@ class _Cryptoki:
         log.log(TRAFFIC, "C_SetPIN(session=%d, old=%s, new=%s) -> 0x%X", session, old, new, rv)
         self._check(rv, "C_SetPIN")
 
-    def sign_with_context_login(self, session: int, key: int, mechanism: int,
-                                parameter: bytes | None, data: bytes, pin: _Secret) -> bytes:
-        """C_SignInit, C_Login(CKU_CONTEXT_SPECIFIC), C_Sign: a key with
-        CKA_ALWAYS_AUTHENTICATE (PKCS#11 v2.40 §4.9, §5.5)."""
+    def sign(self, session: int, key: int, mechanism: int, parameter: bytes | None,
+             data: bytes, context_pin: _Secret | None = None) -> bytes:
+        """C_SignInit, then for a key with CKA_ALWAYS_AUTHENTICATE C_Login(CKU_CONTEXT_SPECIFIC)
+        with `context_pin`, then C_Sign (PKCS#11 v2.40 §4.9, §5.12). Straight through ctypes:
+        python-pkcs11's `sign` reads the key type from the token on every call."""
         param = None if parameter is None else ctypes.create_string_buffer(parameter,
                                                                            len(parameter))
         mech = _CkMechanism(mechanism, ctypes.cast(param, ctypes.c_void_p) if param else None,
                             0 if parameter is None else len(parameter))
         rv = self._fn("C_SignInit")(session, ctypes.byref(mech), key)
-        log.log(TRAFFIC, "C_SignInit(session=%d, mechanism=0x%X, key=%d) -> 0x%X",
-                session, mechanism, key, rv)
+        if log.isEnabledFor(TRAFFIC):
+            log.log(TRAFFIC, "C_SignInit(session=%d, mechanism=0x%X, key=%d) -> 0x%X",
+                    session, mechanism, key, rv)
         self._check(rv, "C_SignInit")
-        self.login(session, CKU_CONTEXT_SPECIFIC, pin)
-        source = (ctypes.c_ubyte * max(len(data), 1)).from_buffer_copy(data or b"\0")
+        if context_pin is not None:
+            self.login(session, CKU_CONTEXT_SPECIFIC, context_pin)
         size = _CK_ULONG(512)  # an RSA-4096 signature; a module wanting more says so once
         for _ in range(2):
-            out = (ctypes.c_ubyte * size.value)()
-            rv = self._fn("C_Sign")(session, ctypes.cast(source, _BYTES), len(data),
-                                    ctypes.cast(out, _BYTES), ctypes.byref(size))
-            log.log(TRAFFIC, "C_Sign(session=%d, data=%d bytes) -> 0x%X, %d bytes",
-                    session, len(data), rv, size.value)
+            out = ctypes.create_string_buffer(size.value)
+            rv = self._fn("C_Sign")(session, data, len(data), out, ctypes.byref(size))
+            if log.isEnabledFor(TRAFFIC):
+                log.log(TRAFFIC, "C_Sign(session=%d, data=%d bytes) -> 0x%X, %d bytes",
+                        session, len(data), rv, size.value)
             if rv != CKR_BUFFER_TOO_SMALL or size.value > _MAX_SIGNATURE:
                 self._check(rv, "C_Sign")
-                return bytes(out[:min(size.value, len(out))])
+                return out.raw[:min(size.value, len(out))]
         raise p11e.GeneralError("C_Sign: the module keeps asking for a larger buffer")
 
 
@@ -832,6 +845,15 @@ def signing_input(algorithm: SignatureAlgorithm, key_type: KeyType, digest: byte
     return Mechanism.RSA_PKCS_PSS, bytes(params), digest
 
 
+def _der_ecdsa(raw: bytes) -> bytes:
+    """PKCS#11's r || s (v2.40 §2.3.1) as a DER Ecdsa-Sig-Value (X9.62, RFC 3279)."""
+    if not raw or len(raw) % 2:
+        raise OperationFailed("the token answered a malformed ECDSA signature")
+    half = len(raw) // 2
+    return encode_dss_signature(int.from_bytes(raw[:half], "big"),
+                                int.from_bytes(raw[half:], "big"))
+
+
 def _key_type_of(attrs: dict[Attribute, Any]) -> KeyType | None:
     kind = attrs.get(Attribute.KEY_TYPE)
     if kind == P11KeyType.EC and Attribute.EC_PARAMS in attrs:
@@ -976,6 +998,9 @@ class Pkcs11Token(Token):
         self._session: Session | None = None
         self._generation = module.generation
         self._mechanisms: set[Any] | None = None
+        self._key_cache: dict[bytes, tuple[Object, dict[Attribute, Any], KeyType]] = {}
+        self._key_cache_session: Session | None = None
+        self._checked_epoch = -1
         slots = _call("C_GetSlotList", lambda: module.lib.get_slots(token_present=True))
         slot = next((s for s in slots if int(s.slot_id) == slot_id), None)
         if slot is None:
@@ -1044,29 +1069,43 @@ class Pkcs11Token(Token):
                                f"{algorithm.hash.digest_size} bytes, not {len(digest)}")
 
         def op(session: Session) -> bytes:
+            try:
+                return sign(session)
+            except (p11e.KeyHandleInvalid, p11e.ObjectHandleInvalid):
+                # Another application replaced the key since we found it: look again, once.
+                self._key_cache.clear()
+                return sign(session)
+
+        def sign(session: Session) -> bytes:
+            if secret is None:  # the hot path: no login, no context managers
+                return sign_in_state(session)
             with self._logged_in(session, secret):
-                key, attrs = self._private_key(session, key_id, credential_id)
-                key_type = _key_type_of(attrs) or self._key_type_elsewhere(session, key_id)
-                if key_type is None:
-                    raise UnsupportedMechanism(
-                        f"key {credential_id} is of a type or size qsign does not sign with")
-                mechanism, parameter, data = signing_input(algorithm, key_type, digest)
-                if mechanism not in self._mechanism_list():
-                    raise UnsupportedMechanism(f"the token does not offer {mechanism.name}")
+                return sign_in_state(session)
+
+        def sign_in_state(session: Session) -> bytes:
+            key, attrs, key_type = self._signing_key(session, key_id, credential_id)
+            mechanism, parameter, data = signing_input(algorithm, key_type, digest)
+            if mechanism not in self._mechanism_list():
+                raise UnsupportedMechanism(f"the token does not offer {mechanism.name}")
+            if log.isEnabledFor(TRAFFIC):
                 log.log(TRAFFIC, "sign %s with key %s: %s over %d bytes", algorithm,
                         credential_id, mechanism.name, len(data))
-                if attrs.get(Attribute.ALWAYS_AUTHENTICATE):
-                    raw = self._sign_always_authenticate(
-                        session, key, mechanism, parameter, data, secret, credential_id)
-                elif isinstance(key, SignMixin):
-                    raw = key.sign(data, mechanism=mechanism, mechanism_param=parameter)
-                else:
-                    raise UnsupportedMechanism(f"key {credential_id} may not sign (CKA_SIGN)")
-                log.log(TRAFFIC, "signature of key %s: %d bytes", credential_id, len(raw))
-                return encode_ecdsa_signature(raw) if key_type.is_ec else raw
+            if attrs.get(Attribute.ALWAYS_AUTHENTICATE):
+                raw = self._sign_always_authenticate(
+                    session, key, mechanism, parameter, data, secret, credential_id)
+            elif isinstance(key, SignMixin):
+                assert key.handle is not None
+                raw = self._cryptoki.sign(_handle(session), key.handle, int(mechanism),
+                                          parameter, data)
+            else:
+                raise UnsupportedMechanism(f"key {credential_id} may not sign (CKA_SIGN)")
+            return _der_ecdsa(raw) if key_type.is_ec else raw
 
+        what = f"sign with key {credential_id}"
+        if secret is None:
+            return self._run(what, op)
         with _wiped(secret):
-            return self._run(f"sign with key {credential_id}", op)
+            return self._run(what, op)
 
     def generate_key(self, credential_id: str, key_type: KeyType, pin: str | None = None
                      ) -> bytes:
@@ -1080,6 +1119,7 @@ class Pkcs11Token(Token):
         def op(session: Session) -> bytes:
             if mechanism not in self._mechanism_list():
                 raise UnsupportedMechanism(f"the token does not offer {mechanism.name}")
+            self._key_cache.clear()  # the keys with this CKA_ID are about to be replaced
             with self._logged_in(session, secret):
                 old = [obj for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY,
                                        ObjectClass.CERTIFICATE)
@@ -1194,6 +1234,7 @@ class Pkcs11Token(Token):
             if info.user_logged_in:
                 self._logout(session)
             log.log(TRAFFIC, "C_CloseSession(%d)", _handle(session))
+            self._cryptoki.sessions_ended()
             session.close()
         except p11e.PKCS11Error as exc:
             log.debug("slot %d: closing the session: %s", self._slot_id, type(exc).__name__)
@@ -1224,6 +1265,8 @@ class Pkcs11Token(Token):
         if session is not None and self._generation != self._module.generation:
             log.debug("slot %d: the module was re-initialised", self._slot_id)
             session = None
+        if session is not None and self._checked_epoch == self._cryptoki.session_epoch:
+            return session  # no session of the module ended since the last check
         if session is not None:
             try:
                 owner = self._cryptoki.session_info(_handle(session)).slot_id
@@ -1235,11 +1278,14 @@ class Pkcs11Token(Token):
                     log.debug("slot %d: handle %d now belongs to slot %d", self._slot_id,
                               _handle(session), owner)
                     session = None
+                else:
+                    self._checked_epoch = self._cryptoki.session_epoch
         if session is None:
             self._session = None
             self._generation = self._module.generation
             rw = not self._token_flags() & TokenFlag.WRITE_PROTECTED
             session = self._slot.get_token().open(rw=rw)
+            self._checked_epoch = self._cryptoki.session_epoch
             log.log(TRAFFIC, "C_OpenSession(slot=%d, rw=%s) -> %d", self._slot_id, rw,
                     _handle(session))
             self._session = session
@@ -1348,11 +1394,12 @@ class Pkcs11Token(Token):
             secret = _Secret(None)
         assert key.handle is not None
         try:
-            return self._cryptoki.sign_with_context_login(
+            return self._cryptoki.sign(
                 _handle(session), key.handle, int(mechanism), parameter, data, secret)
         except p11e.PKCS11Error as exc:
             # The signing operation may still be active: end it with the session.
             self._session = None
+            self._cryptoki.sessions_ended()
             with suppress(p11e.PKCS11Error):
                 session.close()
             if isinstance(exc, _PIN_FAILURES):
@@ -1418,6 +1465,25 @@ class Pkcs11Token(Token):
                 pin_always=any(bool(a.get(Attribute.ALWAYS_AUTHENTICATE))
                                for a in group.private)))
         return credentials
+
+    def _signing_key(self, session: Session, key_id: bytes, credential_id: str
+                     ) -> tuple[Object, dict[Attribute, Any], KeyType]:
+        """The private key for a signature, remembered for this session: finding it and
+        reading its attributes costs more than a SoftHSM2 signature. Dropped with the
+        session and whenever keys or certificates change."""
+        if self._key_cache_session is not session:
+            self._key_cache.clear()
+            self._key_cache_session = session
+        cached = self._key_cache.get(key_id)
+        if cached is None:
+            key, attrs = self._private_key(session, key_id, credential_id)
+            key_type = _key_type_of(attrs) or self._key_type_elsewhere(session, key_id)
+            if key_type is None:
+                raise UnsupportedMechanism(
+                    f"key {credential_id} is of a type or size qsign does not sign with")
+            cached = (key, attrs, key_type)
+            self._key_cache[key_id] = cached
+        return cached
 
     def _private_key(self, session: Session, key_id: bytes, credential_id: str
                      ) -> tuple[Object, dict[Attribute, Any]]:
