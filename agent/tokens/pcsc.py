@@ -191,8 +191,11 @@ class ReaderMonitor:
     """
 
     def __init__(self, on_change: Callable[[ReaderState], None], *,
+                 on_service_restored: Callable[[], None] | None = None,
                  poll_ms: int = 500) -> None:
         self._on_change = on_change
+        self._on_service_restored = on_service_restored
+        self._service_lost = False
         self._poll_ms = poll_ms
         self._stop = threading.Event()
         self._context = PcscContext()
@@ -222,6 +225,7 @@ class ReaderMonitor:
             except TokenError as exc:
                 log.info("PC/SC unavailable (%s); retrying", exc)
                 self._context.invalidate()
+                self._service_lost = True
                 self._forget_all()
                 self.scans.set()
                 self._stop.wait(backoff)
@@ -241,6 +245,10 @@ class ReaderMonitor:
     def _watch(self) -> None:
         handle = self._context.handle()
         readers = self._context.readers()
+        if self._service_lost:
+            self._service_lost = False
+            if self._on_service_restored is not None:
+                self._on_service_restored()
         for gone in set(self._known) - set(readers):
             self._report(ReaderState(gone, False, b"", 0))
             del self._known[gone]

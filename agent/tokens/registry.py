@@ -91,6 +91,8 @@ class Pkcs11Source(Protocol):
 
     def open_token(self, slot_id: int) -> Token: ...
 
+    def reinitialize(self) -> None: ...
+
 
 @dataclass
 class _Entry:
@@ -106,8 +108,12 @@ class _Entry:
 
 
 def _serial_matches(a: str, b: str) -> bool:
+    """Serials of one token seen through two routes. PKCS#11 middleware shortens long
+    ones to the 16 characters CK_TOKEN_INFO holds (OpenSC shows a PIV CHUID GUID's last 8
+    bytes), so one being the other's end (or start) counts, from 8 characters up."""
     a, b = a.strip().lower(), b.strip().lower()
-    return bool(a and b) and (a == b or a.startswith(b) or b.startswith(a))
+    short, long = sorted((a, b), key=len)
+    return len(short) >= 8 and (long.endswith(short) or long.startswith(short))
 
 
 class TokenRegistry:
@@ -132,7 +138,8 @@ class TokenRegistry:
         self._p11_routes: dict[tuple[str, int], str] = {}  # (module, slot) -> token id
         self._subscribers: list[asyncio.Queue[TokenEvent]] = []
         self._pending: set[asyncio.Task[None]] = set()
-        self._reader_generation: dict[str, int] = {}
+        self._reader_generation: dict[str, int] = {}  # every reader seen, with a change count
+        self._modules_on_pcsc: set[str] = set()  # modules whose slots are PC/SC readers
         self._monitor: object | None = None
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,7 +159,8 @@ class TokenRegistry:
         if self._use_pcsc:
             from agent.tokens.pcsc import ReaderMonitor
 
-            monitor = ReaderMonitor(self._on_reader_thread)
+            monitor = ReaderMonitor(self._on_reader_thread,
+                                    on_service_restored=self._on_service_restored_thread)
             self._monitor = monitor
             monitor.start()
             await asyncio.to_thread(monitor.scans.wait, 5.0)
@@ -221,6 +229,36 @@ class TokenRegistry:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._reader_changed, state)
+
+    def _on_service_restored_thread(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._service_restored)
+
+    def _service_restored(self) -> None:
+        """pcscd came back after going away. PKCS#11 modules that reach cards through it
+        (OpenSC) keep their dead context and the cards they saw until re-initialised
+        (seen with OpenSC 0.23): re-initialise those, then let a scan find what is there."""
+        task = asyncio.create_task(self._reset_pcsc_modules())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _reset_pcsc_modules(self) -> None:
+        for module in self._modules:
+            if module.path not in self._modules_on_pcsc:
+                continue
+            for key, token_id in list(self._p11_routes.items()):
+                if key[0] != module.path:
+                    continue
+                del self._p11_routes[key]
+                entry = self._entries.get(token_id)
+                if entry is not None and entry.extra_routes.pop(key, None) is None:
+                    self._drop(token_id)
+            try:
+                await asyncio.to_thread(module.reinitialize)
+            except TokenError as exc:
+                log.warning("%s: cannot re-initialise after pcscd came back: %s",
+                            module.path, exc)
 
     def _reader_changed(self, state: object) -> None:
         from agent.tokens.pcsc import ReaderState
@@ -324,6 +362,8 @@ class TokenRegistry:
             for slot in slots:
                 key = (module.path, slot.slot_id)
                 seen.add(key)
+                if slot.description.strip() in self._reader_generation:
+                    self._modules_on_pcsc.add(module.path)
                 if key in self._p11_routes or self._pending:
                     continue  # known, or PC/SC still probing a card: decide next poll
                 await self._attach_pkcs11(module, slot, key)

@@ -21,12 +21,15 @@ from smartcard.scard import SCARD_RESET_CARD
 
 from agent.tokens.errors import PinStateLost, TokenNotFound, TokenRemoved
 from agent.tokens.model import EventKind, KeyType, Route, SignatureAlgorithm, Token, TokenEvent
+from agent.tokens.pkcs11 import Pkcs11Module
 from agent.tokens.registry import TokenRegistry
+from firmware_sim.card import manufacture
 from tests.support import piv_apdus as piv
 from tests.support.pcsc import PrivatePcscd, RunningCard, connect, wait_reader
 from tests.support.provision import PyscardConnection
 
 T = TypeVar("T")
+OPENSC = "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so"
 ECDSA_SHA256 = SignatureAlgorithm.parse("ECDSA_SHA256")
 DIGEST = hashlib.sha256(b"qsign registry test").digest()
 PIN = "123456"
@@ -109,6 +112,44 @@ def test_registry_recovers_after_pcscd_restart(pcscd: PrivatePcscd,
         assert status.retries_left == 3
 
     run(scenario)
+
+
+def test_both_routes_come_back_after_pcscd_restart(
+    pcscd: PrivatePcscd, simulated_card: RunningCard, manufacturer: object, tmp_path: Path
+) -> None:
+    """OpenSC keeps a dead PC/SC context and the cards it saw until re-initialised: after
+    pcscd restarts with another card in the reader, its route must show the new card."""
+    opensc = Pkcs11Module(OPENSC)
+
+    async def scenario(registry: TokenRegistry) -> None:
+        old_id = _only_token(registry)
+        assert len(registry.info(old_id).routes) == 2
+        await asyncio.to_thread(pcscd.restart)
+        await asyncio.to_thread(simulated_card.stop)
+        manufacture(tmp_path / "other.json")
+        other = RunningCard(tmp_path / "other.json", pcscd.port, simulated_card.reader,
+                            tmp_path / "other.sock")
+        await asyncio.to_thread(other.start)
+        try:
+            for _ in range(150):
+                await asyncio.sleep(0.1)
+                await registry.settle()
+                tokens = registry.tokens()
+                if len(tokens) == 1 and tokens[0].id != old_id and len(tokens[0].routes) == 2:
+                    break
+            (token,) = registry.tokens()
+            assert token.id != old_id
+            assert sorted(r.kind for r in token.routes) == [Route.PIV_PCSC, Route.PKCS11]
+            guid = await registry.call(token.id, lambda t: getattr(t, "chuid_guid", None))
+            slots = await asyncio.to_thread(opensc.present_slots)
+            (slot,) = [s for s in slots if s.description.strip() == other.reader]
+            # OpenSC names a PIV token by the last 8 bytes of its CHUID GUID.
+            assert guid and guid.endswith(slot.serial.strip().lower()), (guid, slot.serial)
+        finally:
+            await asyncio.to_thread(other.stop)
+
+    # A slow poll: OpenSC must not be woken by polling between the restart and the swap.
+    run(scenario, pkcs11_modules=[opensc], pkcs11_poll_interval=5.0)
 
 
 def _card_apdus(card: RunningCard) -> list[str]:

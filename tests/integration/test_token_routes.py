@@ -99,6 +99,7 @@ def route(request: pytest.FixtureRequest) -> Iterator[Route]:
         context.close()
         return
     module = Pkcs11Module(OPENSC)
+    module.reinitialize()  # a fresh world per test: OpenSC keeps cards it saw before
     slot = next(s for s in module.present_slots() if s.description.strip() == card.reader)
     token = module.open_token(slot.slot_id)
     # OpenSC names PIV keys by slot: 9A -> 01, 9C -> 02.
