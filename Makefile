@@ -16,6 +16,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/card.py
+	$(PY) bench/tokens.py
 
 lint: setup
 	$(VENV)/bin/ruff check qsign firmware_sim agent ca portal tests bench
