@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +24,7 @@ os.environ["QSIGN_SIM_MANUFACTURER"] = str(BASE / "manufacturer")
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils  # noqa: E402
 
+from bench._common import median_ms  # noqa: E402
 from firmware_sim.card import InProcessConnection, SimulatedCard, manufacture  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
 from tests.support.pcsc import (  # noqa: E402
@@ -41,15 +40,6 @@ MESSAGE = b"qsign bench"
 DIGEST = hashlib.sha256(MESSAGE).digest()
 
 
-def median_ms(fn: Callable[[], object], n: int, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - t0)
-    return statistics.median(samples) / 1e6
 
 
 def card_ops(card: piv.Connection) -> dict[str, Callable[[], object]]:

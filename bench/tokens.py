@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from agent.tokens.pcsc import PcscConnection, PcscContext  # noqa: E402
 from agent.tokens.piv import PivToken  # noqa: E402
 from agent.tokens.pkcs11 import Pkcs11Module  # noqa: E402
 from agent.tokens.worker import TokenWorker  # noqa: E402
+from bench._common import median_ms  # noqa: E402
 from firmware_sim.card import manufacture  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
 from tests.support.pcsc import (  # noqa: E402
@@ -55,15 +55,6 @@ SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
 
 
-def median_ms(fn: Callable[[], object], n: int, warmup: int = 30) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - t0)
-    return statistics.median(samples) / 1e6
 
 
 def throughput(call: Callable[[], Awaitable[object]], callers: int, total: int) -> float:

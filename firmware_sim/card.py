@@ -11,18 +11,10 @@ from firmware_sim import keys
 from firmware_sim.apdu import ApduEngine
 from firmware_sim.attestation import Manufacturer
 from firmware_sim.faults import TearPlan
-from firmware_sim.keys import Algorithm
-from firmware_sim.piv import (
-    ATTESTATION_OBJECT,
-    KeyOrigin,
-    PinPolicy,
-    PivApplet,
-    TouchPolicy,
-    certificate_object,
-    personalise_application,
-)
+from firmware_sim.piv import PivApplet, certificate_object, personalise_application
 from firmware_sim.profiles import CardProfile, get_profile
 from firmware_sim.state import CardState, CardStore, KeyRecord, ManagementKey, ReferenceData
+from qsign.piv import ATTESTATION_OBJECT, Algorithm, KeyOrigin, PinPolicy, TouchPolicy
 from qsign.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,10 @@ from typing import Any
 from firmware_sim.attestation import Manufacturer
 from firmware_sim.card import SimulatedCard, manufacture
 from firmware_sim.control import ControlServer, send_command
-from firmware_sim.keys import Algorithm
-from firmware_sim.piv import SLOT_OBJECTS, PinPolicy
 from firmware_sim.profiles import PROFILES
 from firmware_sim.state import CardStore, StateError
 from firmware_sim.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdLink
+from qsign.piv import SLOT_OBJECTS, Algorithm, PinPolicy
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ management key's block cipher. SP 800-78-4 names the algorithms.
 from __future__ import annotations
 
 import secrets
-from enum import IntEnum
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes, serialization
@@ -13,19 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from qsign.iso7816 import tlv
-
-
-class Algorithm(IntEnum):
-    """Cryptographic algorithm identifiers (SP 800-78-4 Table 5)."""
-
-    TDES = 0x03
-    RSA_2048 = 0x07
-    AES_128 = 0x08
-    AES_192 = 0x0A
-    AES_256 = 0x0C
-    ECC_P256 = 0x11
-    ECC_P384 = 0x14
-
+from qsign.piv import Algorithm
 
 ASYMMETRIC = frozenset({Algorithm.RSA_2048, Algorithm.ECC_P256, Algorithm.ECC_P384})
 SYMMETRIC_KEY_LENGTH: dict[int, int] = {

@@ -23,81 +23,35 @@ from cryptography.hazmat.primitives import serialization
 
 from firmware_sim import attestation, keys
 from firmware_sim.apdu import CardError, CommandApdu
-from firmware_sim.keys import Algorithm, KeyOperationError, PrivateKey
+from firmware_sim.keys import KeyOperationError, PrivateKey
 from firmware_sim.profiles import CardProfile
 from firmware_sim.state import CardState, CardStore, KeyRecord, ReferenceData
 from qsign.iso7816 import SW, TlvError, parse_single, parse_tlv, parse_tlv_dict, retries_sw, tlv
+from qsign.piv import (
+    ATTESTATION_OBJECT,
+    CCC_OBJECT,
+    CHUID_OBJECT,
+    DEFAULT_MANAGEMENT_KEY,
+    DISCOVERY_OBJECT,
+    INS,
+    KEY_HISTORY_OBJECT,
+    PIN_LENGTH,
+    PIV_AID,
+    SLOT_OBJECTS,
+    Algorithm,
+    KeyOrigin,
+    KeyRef,
+    PinPolicy,
+    TouchPolicy,
+)
 
 log = logging.getLogger(__name__)
 
-PIV_AID = bytes.fromhex("A000000308000010000100")
 _AID_MIN_PREFIX = 5  # the RID: a right-truncated AID selects too (ISO 7816-4 §5.3.1)
-
-
-class INS(IntEnum):
-    SELECT = 0xA4
-    GET_DATA = 0xCB
-    VERIFY = 0x20
-    CHANGE_REFERENCE_DATA = 0x24
-    RESET_RETRY_COUNTER = 0x2C
-    GENERATE_ASYMMETRIC_KEY_PAIR = 0x47
-    GENERAL_AUTHENTICATE = 0x87
-    PUT_DATA = 0xDB
-    # Vendor extensions
-    GET_METADATA = 0xF7
-    GET_SERIAL = 0xF8
-    ATTEST = 0xF9
-    SET_PIN_RETRIES = 0xFA
-    RESET = 0xFB
-    GET_VERSION = 0xFD
-    SET_MANAGEMENT_KEY = 0xFF
-
-
-class KeyRef(IntEnum):
-    """Key references (SP 800-73-4 Part 1 Table 4)."""
-
-    PIN = 0x80
-    PUK = 0x81
-    MANAGEMENT = 0x9B
-    AUTHENTICATION = 0x9A
-    SIGNATURE = 0x9C
-    KEY_MANAGEMENT = 0x9D
-    CARD_AUTHENTICATION = 0x9E
-    ATTESTATION = 0xF9
-
-
-class PinPolicy(IntEnum):
-    DEFAULT = 0
-    NEVER = 1
-    ONCE = 2
-    ALWAYS = 3
-
-
-class TouchPolicy(IntEnum):
-    DEFAULT = 0
-    NEVER = 1
-    ALWAYS = 2
-    CACHED = 3
-
-
-class KeyOrigin(IntEnum):
-    GENERATED = 1
-    IMPORTED = 2
-
-
-# Slot -> its certificate's data object tag (SP 800-73-4 Part 1 Table 3).
-SLOT_OBJECTS: dict[int, int] = {
-    KeyRef.AUTHENTICATION: 0x5FC105,
-    KeyRef.SIGNATURE: 0x5FC10A,
-    KeyRef.KEY_MANAGEMENT: 0x5FC10B,
-    KeyRef.CARD_AUTHENTICATION: 0x5FC101,
-    **{0x82 + i: 0x5FC10D + i for i in range(20)},  # retired key management slots
-}
-ATTESTATION_OBJECT = 0x5FFF01
-DISCOVERY_TAG = 0x7E
-CHUID_TAG = 0x5FC102
-CCC_TAG = 0x5FC107
-KEY_HISTORY_TAG = 0x5FC10C
+DISCOVERY_TAG = DISCOVERY_OBJECT
+CHUID_TAG = CHUID_OBJECT
+CCC_TAG = CCC_OBJECT
+KEY_HISTORY_TAG = KEY_HISTORY_OBJECT
 # Objects only readable after PIN verification (SP 800-73-4 Part 1 Table 2).
 _PIN_PROTECTED_OBJECTS = frozenset({0x5FC103, 0x5FC108, 0x5FC109, 0x5FC121, 0x5FC122})
 _WRITABLE_OBJECTS = frozenset(range(0x5FC101, 0x5FC124)) | {0x5FFF00}
@@ -108,8 +62,6 @@ _SLOT_DEFAULT_PIN_POLICY: dict[int, PinPolicy] = {
     KeyRef.SIGNATURE: PinPolicy.ALWAYS,
     KeyRef.CARD_AUTHENTICATION: PinPolicy.NEVER,
 }
-DEFAULT_MANAGEMENT_KEY = bytes.fromhex("010203040506070801020304050607080102030405060708")
-PIN_LENGTH = 8  # PIN and PUK fields are 8 bytes, padded with 0xFF
 
 
 def slot_default_pin_policy(slot: int) -> PinPolicy:

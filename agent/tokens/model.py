@@ -30,9 +30,19 @@ class HashAlgorithm(StrEnum):
     def digest_size(self) -> int:
         return _DIGEST_SIZES[self]
 
+    @property
+    def digest_info_prefix(self) -> bytes:
+        """DER DigestInfo up to the digest (RFC 8017 §9.2 note 1), for PKCS#1 v1.5."""
+        return _DIGEST_INFO_PREFIXES[self]
+
 
 _KEY_SIZES = {KeyType.EC_P256: 256, KeyType.EC_P384: 384, KeyType.RSA_2048: 2048}
 _DIGEST_SIZES = {HashAlgorithm.SHA256: 32, HashAlgorithm.SHA384: 48, HashAlgorithm.SHA512: 64}
+_DIGEST_INFO_PREFIXES = {
+    HashAlgorithm.SHA256: bytes.fromhex("3031300d060960864801650304020105000420"),
+    HashAlgorithm.SHA384: bytes.fromhex("3041300d060960864801650304020205000430"),
+    HashAlgorithm.SHA512: bytes.fromhex("3051300d060960864801650304020305000440"),
+}
 
 
 class Padding(StrEnum):

@@ -53,63 +53,32 @@ from agent.tokens.model import (
     TokenInfo,
 )
 from qsign.iso7816 import TlvError, parse_single, parse_tlv_dict, tlv
+from qsign.piv import (
+    ATTESTATION_OBJECT,
+    CHUID_OBJECT,
+    DEFAULT_MANAGEMENT_KEY,
+    INS,
+    PIV_AID,
+    SLOT_OBJECTS,
+    Algorithm,
+    KeyRef,
+    PinPolicy,
+)
 
 log = logging.getLogger(__name__)
 
-PIV_AID = bytes.fromhex("A000000308000010000100")
-DEFAULT_MANAGEMENT_KEY = bytes.fromhex("010203040506070801020304050607080102030405060708")
-
-
-class INS(IntEnum):
-    VERIFY = 0x20
-    CHANGE_REFERENCE_DATA = 0x24
-    RESET_RETRY_COUNTER = 0x2C
-    GENERATE_ASYMMETRIC_KEY_PAIR = 0x47
-    GENERAL_AUTHENTICATE = 0x87
-    SELECT = 0xA4
-    GET_DATA = 0xCB
-    PUT_DATA = 0xDB
-    GET_METADATA = 0xF7
-    GET_SERIAL = 0xF8
-    ATTEST = 0xF9
-    GET_VERSION = 0xFD
-
-
-class Algorithm(IntEnum):
-    """SP 800-78-4 Table 5."""
-
-    TDES = 0x03
-    RSA_2048 = 0x07
-    AES_128 = 0x08
-    AES_192 = 0x0A
-    AES_256 = 0x0C
-    ECC_P256 = 0x11
-    ECC_P384 = 0x14
+PIN_REF, PUK_REF, MANAGEMENT_REF = KeyRef.PIN, KeyRef.PUK, KeyRef.MANAGEMENT
 
 
 class Slot(IntEnum):
-    AUTHENTICATION = 0x9A
-    SIGNATURE = 0x9C
-    KEY_MANAGEMENT = 0x9D
-    CARD_AUTHENTICATION = 0x9E
+    """The four PIV key slots a signer's credentials live in."""
+
+    AUTHENTICATION = KeyRef.AUTHENTICATION
+    SIGNATURE = KeyRef.SIGNATURE
+    KEY_MANAGEMENT = KeyRef.KEY_MANAGEMENT
+    CARD_AUTHENTICATION = KeyRef.CARD_AUTHENTICATION
 
 
-class PinPolicy(IntEnum):
-    DEFAULT = 0
-    NEVER = 1
-    ONCE = 2
-    ALWAYS = 3
-
-
-PIN_REF, PUK_REF, MANAGEMENT_REF = 0x80, 0x81, 0x9B
-CERTIFICATE_OBJECTS = {
-    Slot.AUTHENTICATION: 0x5FC105,
-    Slot.SIGNATURE: 0x5FC10A,
-    Slot.KEY_MANAGEMENT: 0x5FC10B,
-    Slot.CARD_AUTHENTICATION: 0x5FC101,
-}
-CHUID_OBJECT = 0x5FC102
-ATTESTATION_OBJECT = 0x5FFF01
 SLOT_LABELS = {
     Slot.AUTHENTICATION: "PIV Authentication",
     Slot.SIGNATURE: "Digital Signature",
@@ -125,12 +94,6 @@ ALGORITHMS = {key_type: alg for alg, key_type in KEY_TYPES.items()}
 KEY_TYPES_BY_ID: dict[int, KeyType] = {int(alg): key_type for alg, key_type in KEY_TYPES.items()}
 _BLOCK = {Algorithm.TDES: 8, Algorithm.AES_128: 16, Algorithm.AES_192: 16, Algorithm.AES_256: 16}
 
-# DigestInfo prefixes, RFC 8017 §9.2 note 1.
-DIGEST_INFO = {
-    HashAlgorithm.SHA256: bytes.fromhex("3031300d060960864801650304020105000420"),
-    HashAlgorithm.SHA384: bytes.fromhex("3041300d060960864801650304020205000430"),
-    HashAlgorithm.SHA512: bytes.fromhex("3051300d060960864801650304020305000440"),
-}
 
 
 def encode_pin(pin: str, *, minimum: int = 4) -> bytearray:
@@ -181,7 +144,7 @@ def emsa_pss_encode(digest: bytes, hash_algorithm: HashAlgorithm, mod_bits: int)
 
 def emsa_pkcs1_v15_encode(digest: bytes, hash_algorithm: HashAlgorithm, k: int) -> bytes:
     """EMSA-PKCS1-v1_5 (RFC 8017 §9.2)."""
-    t = DIGEST_INFO[hash_algorithm] + digest
+    t = hash_algorithm.digest_info_prefix + digest
     return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
 
 
@@ -316,11 +279,11 @@ class PivSession:
         return _template_item(reply, 0x82)
 
     def get_certificate(self, slot: int) -> bytes | None:
-        content = self.get_data(CERTIFICATE_OBJECTS[Slot(slot)])
+        content = self.get_data(SLOT_OBJECTS[Slot(slot)])
         return None if content is None else certificate_from_object(content)
 
     def put_certificate(self, slot: int, certificate: bytes) -> None:
-        self.put_data(CERTIFICATE_OBJECTS[Slot(slot)],
+        self.put_data(SLOT_OBJECTS[Slot(slot)],
                       tlv(0x70, certificate) + tlv(0x71, b"\x00") + tlv(0xFE))
 
     # Vendor extensions --------------------------------------------------------------

@@ -806,12 +806,6 @@ _CURVE_PARAMS = {key_type: params for params, key_type in _CURVES.items()}
 _CRYPTOGRAPHY_CURVES: dict[KeyType, ec.EllipticCurve] = {
     KeyType.EC_P256: ec.SECP256R1(), KeyType.EC_P384: ec.SECP384R1()}
 
-# RFC 8017 §9.2 note 1: DER of DigestInfo up to the digest.
-_DIGEST_INFO: dict[HashAlgorithm, bytes] = {
-    HashAlgorithm.SHA256: bytes.fromhex("3031300d060960864801650304020105000420"),
-    HashAlgorithm.SHA384: bytes.fromhex("3041300d060960864801650304020205000430"),
-    HashAlgorithm.SHA512: bytes.fromhex("3051300d060960864801650304020305000440"),
-}
 _HASH_MECHANISMS: dict[HashAlgorithm, tuple[Mechanism, MGF]] = {
     HashAlgorithm.SHA256: (Mechanism.SHA256, MGF.SHA256),
     HashAlgorithm.SHA384: (Mechanism.SHA384, MGF.SHA384),
@@ -839,7 +833,7 @@ def signing_input(algorithm: SignatureAlgorithm, key_type: KeyType, digest: byte
     if algorithm.padding is Padding.ECDSA:
         return Mechanism.ECDSA, None, digest[:key_type.size // 8]
     if algorithm.padding is Padding.PKCS1V15:
-        return Mechanism.RSA_PKCS, None, _DIGEST_INFO[algorithm.hash] + digest
+        return Mechanism.RSA_PKCS, None, algorithm.hash.digest_info_prefix + digest
     hash_mechanism, mgf = _HASH_MECHANISMS[algorithm.hash]
     params = _CkRsaPkcsPssParams(hash_mechanism, mgf, algorithm.hash.digest_size)
     return Mechanism.RSA_PKCS_PSS, bytes(params), digest

@@ -28,8 +28,9 @@ from agent.tokens.model import (
     TokenEvent,
     TokenInfo,
 )
-from agent.tokens.piv import DEFAULT_MANAGEMENT_KEY, PivToken
+from agent.tokens.piv import PivToken
 from agent.tokens.worker import TokenWorker
+from qsign.piv import DEFAULT_MANAGEMENT_KEY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
