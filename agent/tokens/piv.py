@@ -32,9 +32,11 @@ from agent.tokens.apdu import (
 from agent.tokens.errors import (
     CardReset,
     InvalidInput,
+    InvalidPin,
     KeyNotFound,
     NotAuthenticated,
     OperationFailed,
+    PinBlocked,
     PinFormatInvalid,
     PinStateLost,
     TokenResponseError,
@@ -161,6 +163,7 @@ class PivSession:
 
     def __init__(self, connection: Connection) -> None:
         self.channel = ApduChannel(connection)
+        self.pin_blocked = False  # the card said so; sending a PIN then is pointless
 
     # Application ----------------------------------------------------------------
 
@@ -198,18 +201,33 @@ class PivSession:
         """VERIFY with no data: retries left, 0 when blocked (§3.2.1)."""
         _, sw = self.channel.exchange(Command(INS.VERIFY, 0x00, PIN_REF, le=None))
         if sw == 0x9000:
+            self.pin_blocked = False
             return -1  # verified now; the count is not told
-        if sw & 0xFFF0 == 0x63C0:
-            return sw & 0x0F
-        if sw == 0x6983:
-            return 0
+        if sw & 0xFFF0 == 0x63C0 or sw == 0x6983:
+            left = 0 if sw == 0x6983 else sw & 0x0F
+            self.pin_blocked = left == 0
+            return left
         raise error_for_sw(sw, Reference.PIN, "PIN status")
+
+    def _send_pin(self, command: Command, what: str) -> None:
+        """Send a command carrying the PIN. Once the card said the PIN is blocked, no PIN
+        goes to it again until it is unblocked or reports tries (SECURITY #15)."""
+        if self.pin_blocked:
+            raise PinBlocked()
+        try:
+            self.channel.send(command, Reference.PIN, what)
+        except PinBlocked:
+            self.pin_blocked = True
+            raise
+        except InvalidPin as exc:
+            self.pin_blocked = exc.attempts_left == 0
+            raise
 
     def verify_pin(self, pin: str) -> None:
         field = encode_pin(pin)
         try:
-            self.channel.send(Command(INS.VERIFY, 0x00, PIN_REF, bytes(field), le=None,
-                                      secret=True), Reference.PIN, "VERIFY")
+            self._send_pin(Command(INS.VERIFY, 0x00, PIN_REF, bytes(field), le=None,
+                                   secret=True), "VERIFY")
         finally:
             _wipe(field)
 
@@ -218,11 +236,13 @@ class PivSession:
         self.channel.send(Command(INS.VERIFY, 0xFF, PIN_REF, le=None), what="VERIFY reset")
 
     def change_reference(self, reference: int, old: bytearray, new: bytearray) -> None:
-        ref = Reference.PUK if reference == PUK_REF else Reference.PIN
-        payload = bytes(old + new)
+        command = Command(INS.CHANGE_REFERENCE_DATA, 0x00, reference, bytes(old + new),
+                          le=None, secret=True)
         try:
-            self.channel.send(Command(INS.CHANGE_REFERENCE_DATA, 0x00, reference, payload,
-                                      le=None, secret=True), ref, "CHANGE REFERENCE DATA")
+            if reference == PUK_REF:
+                self.channel.send(command, Reference.PUK, "CHANGE REFERENCE DATA")
+            else:
+                self._send_pin(command, "CHANGE REFERENCE DATA")
         finally:
             _wipe(old, new)
 
@@ -232,6 +252,7 @@ class PivSession:
             self.channel.send(Command(INS.RESET_RETRY_COUNTER, 0x00, PIN_REF,
                                       bytes(puk_field + pin_field), le=None, secret=True),
                               Reference.PUK, "RESET RETRY COUNTER")
+            self.pin_blocked = False
         finally:
             _wipe(puk_field, pin_field)
 
@@ -470,6 +491,7 @@ class PivToken(Token):
             pin = self.session.get_metadata(PIN_REF)
             puk = self.session.get_metadata(PUK_REF)
             if pin is not None and puk is not None and len(pin.get(0x06, b"")) == 2:
+                self.session.pin_blocked = pin[0x06][1] == 0
                 return PinStatus(
                     retries_left=pin[0x06][1], blocked=pin[0x06][1] == 0,
                     puk_retries_left=puk[0x06][1], puk_blocked=puk[0x06][1] == 0,

@@ -516,8 +516,8 @@ class _Cryptoki:
 
     def login(self, session: int, user_type: int, pin: _Secret) -> None:
         rv = self._fn("C_Login")(session, user_type, pin.pointer, pin.length)
-        log.log(TRAFFIC, "C_Login(session=%d, user=%d, pin=%s) -> 0x%X",
-                session, user_type, pin, rv)
+        log.log(TRAFFIC, "C_Login(session=%d, user=%d, secret masked, %d bytes) -> 0x%X",
+                session, user_type, pin.length, rv)
         self._check(rv, "C_Login")
 
     def logout(self, session: int) -> None:

@@ -22,7 +22,7 @@ from smartcard.scard import SCARD_RESET_CARD
 from agent.tokens.errors import PinStateLost, TokenNotFound, TokenRemoved
 from agent.tokens.model import EventKind, KeyType, Route, SignatureAlgorithm, Token, TokenEvent
 from agent.tokens.pkcs11 import Pkcs11Module
-from agent.tokens.registry import TokenRegistry
+from agent.tokens.registry import AtrProfile, AtrProfiles, TokenRegistry
 from firmware_sim.card import manufacture
 from tests.support import piv_apdus as piv
 from tests.support.pcsc import PrivatePcscd, RunningCard, connect, wait_reader
@@ -77,6 +77,33 @@ def test_registry_lists_the_card_and_signs(simulated_card: RunningCard) -> None:
         _verify(spki, signature)
 
     run(scenario)
+
+
+def test_unknown_atr_is_probed_not_refused(simulated_card: RunningCard) -> None:
+    """With no ATR table at all, SELECT PIV still finds the card; a 'pkcs11' profile
+    leaves it to the modules."""
+
+    async def probed(registry: TokenRegistry) -> None:
+        token_id = _only_token(registry)
+        assert registry.info(token_id).profile is None
+        assert (await registry.call(token_id, lambda t: t.pin_status())).retries_left == 3
+
+    run(probed, atr_profiles=AtrProfiles([]))
+
+    atr = bytes.fromhex(str(registry_atr(simulated_card)))
+    left_alone = AtrProfiles([AtrProfile("test", "pkcs11", atr, b"\xff" * len(atr))])
+
+    async def skipped(registry: TokenRegistry) -> None:
+        assert registry.tokens() == []
+
+    run(skipped, atr_profiles=left_alone)
+
+
+def registry_atr(card: RunningCard) -> str:
+    connection = connect(card.reader)
+    atr = bytes(connection.getATR()).hex()
+    connection.disconnect()
+    return atr
 
 
 def test_hot_plug_events_in_order_and_signing_afterwards(simulated_card: RunningCard) -> None:
