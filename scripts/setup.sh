@@ -13,6 +13,8 @@ SYSTEM_PACKAGES=(
   opensc-pkcs11     # opensc-pkcs11.so
   softhsm2          # a software PKCS#11 token
   util-linux        # unshare: private pcscd for tests
+  postgresql        # the CA registry on PostgreSQL (tests start their own cluster)
+  openssl           # interop tests: openssl ocsp / ts / crl / x509
   procps
 )
 

@@ -1,0 +1,295 @@
+"""The CA registry: every certificate issued, its status, the evidence it used.
+
+SQLite (WAL, synchronous=FULL) by default; PostgreSQL through the same code
+when given a `postgresql://` URL. Serial allocation and issuance are one
+transaction: the certificate is signed inside it and stored before commit, so
+an issued certificate is never lost and a serial never reused; a UNIQUE
+evidence id makes one identity evidence yield one certificate at most.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from asn1crypto import x509
+
+REVOCATION_REASONS = (
+    "unspecified", "key_compromise", "ca_compromise", "affiliation_changed", "superseded",
+    "cessation_of_operation", "certificate_hold", "privilege_withdrawn", "aa_compromise",
+)
+
+
+class RegistryError(Exception):
+    """The registry refused (the message says why) or its database failed."""
+
+
+class EvidenceReused(RegistryError):
+    def __init__(self, evidence_id: str) -> None:
+        super().__init__(f"identity evidence {evidence_id!r} was already used")
+        self.evidence_id = evidence_id
+
+
+class UnknownSerial(RegistryError):
+    def __init__(self, serial: int) -> None:
+        super().__init__(f"no certificate with serial {serial:x}")
+        self.serial = serial
+
+
+class Status(Enum):
+    GOOD = "good"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    serial: int
+    subject: str
+    spki_sha256: str
+    evidence_id: str
+    issued_at: dt.datetime
+    not_after: dt.datetime
+    der: bytes
+    status: Status
+    revoked_at: dt.datetime | None
+    reason: str | None
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return x509.Certificate.load(self.der)
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS certificates (
+        serial TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        spki_sha256 TEXT NOT NULL,
+        evidence_id TEXT NOT NULL UNIQUE,
+        issued_at TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        der BYTEA NOT NULL,
+        status TEXT NOT NULL,
+        revoked_at TEXT,
+        reason TEXT)""",
+    """CREATE TABLE IF NOT EXISTS counters (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL)""",
+)
+_COLUMNS = ("serial, subject, spki_sha256, evidence_id, issued_at, not_after, der, status, "
+            "revoked_at, reason")
+
+
+def _select(where: str = "") -> str:
+    """SELECT of every column; `where` is always one of this module's constants."""
+    return f"SELECT {_COLUMNS} FROM certificates {where}"  # noqa: S608
+
+
+class _Cursor(Protocol):
+    def execute(self, sql: str, params: Any = ...) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Registry:
+    """One registry, used from any thread (one connection, serialised)."""
+
+    def __init__(self, connect: Callable[[], Any], dialect: str) -> None:
+        self._connect = connect
+        self._dialect = dialect
+        self._lock = threading.RLock()
+        self._conn = connect()
+        with self._transaction() as cur:
+            for statement in _SCHEMA:
+                cur.execute(statement if dialect == "postgresql"
+                            else statement.replace("BYTEA", "BLOB"))
+
+    @classmethod
+    def open(cls, url: str | None, directory: Path) -> Registry:
+        """`postgresql://...`, `sqlite:///path`, or None for DIR/registry.sqlite."""
+        if url and url.startswith(("postgresql://", "postgres://")):
+            try:
+                import psycopg
+            except ImportError as exc:  # pragma: no cover - a dependency of the package
+                raise RegistryError("PostgreSQL needs psycopg") from exc
+
+            def connect_pg() -> Any:
+                try:
+                    return psycopg.connect(url, autocommit=False)
+                except psycopg.Error as exc:
+                    raise RegistryError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+            return cls(connect_pg, "postgresql")
+        path = Path(url.removeprefix("sqlite:///")) if url else directory / "registry.sqlite"
+
+        def connect_sqlite() -> sqlite3.Connection:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+
+        return cls(connect_sqlite, "sqlite")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self._dialect == "postgresql" else statement
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            if self._dialect == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")  # take the write lock now: no lost updates
+            try:
+                yield _Translating(cur, self._sql)
+            except BaseException:
+                if self._dialect == "postgresql":
+                    self._conn.rollback()
+                else:
+                    cur.execute("ROLLBACK")
+                raise
+            if self._dialect == "postgresql":
+                self._conn.commit()
+            else:
+                cur.execute("COMMIT")
+
+    # Issuance -------------------------------------------------------------------------
+
+    def issue(self, build: Callable[[int], x509.Certificate], *, new_serial: Callable[[], int],
+              evidence_id: str, spki_sha256: str) -> CertificateRecord:
+        """Allocate a fresh serial, sign with `build(serial)`, store; all in one
+        transaction. Raises EvidenceReused if this evidence already gave a certificate."""
+        with self._transaction() as cur:
+            cur.execute("SELECT serial FROM certificates WHERE evidence_id = ?", (evidence_id,))
+            if cur.fetchone() is not None:
+                raise EvidenceReused(evidence_id)
+            while True:
+                serial = new_serial()
+                cur.execute("SELECT 1 FROM certificates WHERE serial = ?", (_key(serial),))
+                if cur.fetchone() is None:
+                    break
+            cert = build(serial)
+            tbs = cert["tbs_certificate"]
+            record = CertificateRecord(
+                serial=serial, subject=tbs["subject"].human_friendly, spki_sha256=spki_sha256,
+                evidence_id=evidence_id, issued_at=_now(),
+                not_after=tbs["validity"]["not_after"].native, der=cert.dump(),
+                status=Status.GOOD, revoked_at=None, reason=None)
+            cur.execute(
+                "INSERT INTO certificates (serial, subject, spki_sha256, evidence_id, issued_at, "
+                "not_after, der, status, revoked_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_key(serial), record.subject, spki_sha256, evidence_id,
+                 record.issued_at.isoformat(), record.not_after.isoformat(), record.der,
+                 Status.GOOD.value, None, None))
+            self._bump(cur, "status_version")
+            return record
+
+    # Status ---------------------------------------------------------------------------------
+
+    def get(self, serial: int) -> CertificateRecord | None:
+        with self._transaction() as cur:
+            cur.execute(_select("WHERE serial = ?"), (_key(serial),))
+            row = cur.fetchone()
+        return None if row is None else _record(row)
+
+    def all(self) -> list[CertificateRecord]:
+        with self._transaction() as cur:
+            cur.execute(_select("ORDER BY issued_at, serial"))
+            return [_record(row) for row in cur.fetchall()]
+
+    def revoked(self) -> list[CertificateRecord]:
+        with self._transaction() as cur:
+            cur.execute(_select("WHERE status = ? ORDER BY serial"),
+                        (Status.REVOKED.value,))
+            return [_record(row) for row in cur.fetchall()]
+
+    def revoke(self, serial: int, reason: str, when: dt.datetime | None = None
+               ) -> CertificateRecord:
+        if reason not in REVOCATION_REASONS:
+            raise RegistryError(f"unknown revocation reason {reason!r}")
+        with self._transaction() as cur:
+            cur.execute(_select("WHERE serial = ?"), (_key(serial),))
+            row = cur.fetchone()
+            if row is None:
+                raise UnknownSerial(serial)
+            record = _record(row)
+            if record.status is Status.REVOKED:
+                return record  # revocation is final; the first date and reason stand
+            revoked_at = (when or _now()).astimezone(dt.UTC).replace(microsecond=0)
+            cur.execute("UPDATE certificates SET status = ?, revoked_at = ?, reason = ? "
+                        "WHERE serial = ?",
+                        (Status.REVOKED.value, revoked_at.isoformat(), reason, _key(serial)))
+            self._bump(cur, "status_version")
+        result = self.get(serial)
+        assert result is not None
+        return result
+
+    def status_version(self) -> int:
+        """Changes whenever any certificate's status changes (OCSP/CRL caches key on it)."""
+        with self._transaction() as cur:
+            return self._counter(cur, "status_version")
+
+    def next_crl_number(self) -> int:
+        with self._transaction() as cur:
+            return self._bump(cur, "crl_number")
+
+    def _counter(self, cur: _Cursor, name: str) -> int:
+        cur.execute("SELECT value FROM counters WHERE name = ?", (name,))
+        row = cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _bump(self, cur: _Cursor, name: str) -> int:
+        value = self._counter(cur, name) + 1
+        if value == 1:
+            cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
+        else:
+            cur.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
+        return value
+
+
+class _Translating:
+    """A cursor taking '?' placeholders on both databases."""
+
+    def __init__(self, cursor: Any, translate: Callable[[str], str]) -> None:
+        self._cursor = cursor
+        self._translate = translate
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        return self._cursor.execute(self._translate(sql), params)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall())
+
+
+def _key(serial: int) -> str:
+    return f"{serial:040x}"  # fixed width: text order is numeric order
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _record(row: Any) -> CertificateRecord:
+    serial, subject, spki, evidence, issued, not_after, der, status, revoked_at, reason = row
+    return CertificateRecord(
+        serial=int(serial, 16), subject=subject, spki_sha256=spki, evidence_id=evidence,
+        issued_at=dt.datetime.fromisoformat(issued),
+        not_after=dt.datetime.fromisoformat(not_after), der=bytes(der),
+        status=Status(status),
+        revoked_at=dt.datetime.fromisoformat(revoked_at) if revoked_at else None,
+        reason=reason)
