@@ -111,6 +111,9 @@ class Registry:
             for statement in _SCHEMA:
                 cur.execute(statement if dialect == "postgresql"
                             else statement.replace("BYTEA", "BLOB"))
+            for counter in ("status_version", "crl_number"):
+                cur.execute("INSERT INTO counters (name, value) VALUES (?, 0) "
+                            "ON CONFLICT (name) DO NOTHING", (counter,))
 
     @classmethod
     def open(cls, url: str | None, directory: Path) -> Registry:
@@ -170,7 +173,32 @@ class Registry:
     def issue(self, build: Callable[[int], x509.Certificate], *, new_serial: Callable[[], int],
               evidence_id: str, spki_sha256: str) -> CertificateRecord:
         """Allocate a fresh serial, sign with `build(serial)`, store; all in one
-        transaction. Raises EvidenceReused if this evidence already gave a certificate."""
+        transaction. Raises EvidenceReused if this evidence already gave a certificate.
+        Two concurrent transactions can both pass the checks (PostgreSQL, read
+        committed): the UNIQUE constraints then decide, and the loser looks again."""
+        for _ in range(3):
+            try:
+                return self._issue_once(build, new_serial, evidence_id, spki_sha256)
+            except self._integrity_errors() as exc:
+                if self._evidence_used(evidence_id):
+                    raise EvidenceReused(evidence_id) from exc
+        raise RegistryError("could not allocate a unique serial")
+
+    def _integrity_errors(self) -> tuple[type[Exception], ...]:
+        if self._dialect == "postgresql":
+            import psycopg
+
+            return (psycopg.errors.UniqueViolation,)
+        return (sqlite3.IntegrityError,)
+
+    def _evidence_used(self, evidence_id: str) -> bool:
+        with self._transaction() as cur:
+            cur.execute("SELECT 1 FROM certificates WHERE evidence_id = ?", (evidence_id,))
+            return cur.fetchone() is not None
+
+    def _issue_once(self, build: Callable[[int], x509.Certificate],
+                    new_serial: Callable[[], int], evidence_id: str, spki_sha256: str
+                    ) -> CertificateRecord:
         with self._transaction() as cur:
             cur.execute("SELECT serial FROM certificates WHERE evidence_id = ?", (evidence_id,))
             if cur.fetchone() is not None:
@@ -251,12 +279,10 @@ class Registry:
         return 0 if row is None else int(row[0])
 
     def _bump(self, cur: _Cursor, name: str) -> int:
-        value = self._counter(cur, name) + 1
-        if value == 1:
-            cur.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (name, value))
-        else:
-            cur.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
-        return value
+        """Increment in place: the row lock orders concurrent bumps (no lost update)."""
+        cur.execute("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value",
+                    (name,))
+        return int(cur.fetchone()[0])
 
 
 class _Translating:

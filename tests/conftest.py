@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.support.pcsc import (
     free_port_pair,
     wait_reader,
 )
+from tests.support.postgres import PostgresUnavailable, PrivatePostgres
 
 # libpcsclite reads this when a context is first made: fix it before any test runs.
 _PCSC_BASE = Path(tempfile.mkdtemp(prefix="qsign-pcscd-"))
@@ -87,6 +89,28 @@ def simulated_card(pcscd: PrivatePcscd, card_state: Path, tmp_path: Path
     card.stop()
     # The next test's card must find an empty reader, or pcscd may miss the swap.
     wait_reader(card.reader, "empty")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL cluster on loopback for the whole session."""
+    server = PrivatePostgres()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        server.stop()
+        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same suite on both registries: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    server: PrivatePostgres = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 @dataclass
