@@ -12,6 +12,7 @@ from qsign.traffic import level_from_env
 
 def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]]:
     from agent import cli as agent_cli
+    from ca import cli as ca_cli
     from firmware_sim import cli as card_cli
 
     parser = argparse.ArgumentParser(prog="qsign", description=__doc__)
@@ -21,7 +22,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
     sub = parser.add_subparsers(dest="command", required=True)
     card_cli.register(sub)
     agent_cli.register(sub)
-    return parser, card_cli.ERRORS + agent_cli.ERRORS
+    ca_cli.register(sub)
+    return parser, card_cli.ERRORS + agent_cli.ERRORS + ca_cli.ERRORS
 
 
 def main(argv: list[str] | None = None) -> int:

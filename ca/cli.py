@@ -1,0 +1,135 @@
+"""`qsign ca ...`: create, run and administer the certification authority."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ca.authority import Authority, CaConfig, ConfigError
+from ca.keys import CaKeyError
+from ca.registry import REVOCATION_REASONS, Registry, RegistryError
+
+log = logging.getLogger(__name__)
+DEFAULT_PORT = 8790
+
+
+def register(subparsers: Any) -> None:
+    ca = subparsers.add_parser("ca", help="the certification authority")
+    sub = ca.add_subparsers(dest="ca_command", required=True)
+
+    p = sub.add_parser("init", help="create a root, an issuing CA, OCSP and TSA certificates")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--name", default=CaConfig.name)
+    p.add_argument("--base-url", default=f"http://127.0.0.1:{DEFAULT_PORT}",
+                   help="where relying parties reach the CRL, OCSP and documents")
+    p.add_argument("--pkcs11-module", help="keep the keys in this PKCS#11 token")
+    p.add_argument("--token-label")
+    p.add_argument("--pin", help="the token's user PIN (asked when omitted)")
+    p.set_defaults(func=_init)
+
+    p = sub.add_parser("serve", help="run the CA service")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--db", help="postgresql://... (default: SQLite in the CA directory)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("list", help="issued certificates and their status")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--db")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("revoke", help="revoke a certificate")
+    p.add_argument("serial", help="hexadecimal serial")
+    p.add_argument("--reason", required=True, choices=REVOCATION_REASONS)
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--db")
+    p.set_defaults(func=_revoke)
+
+    for name, text in (("trust-manufacturer", "trust a token maker's attestation root"),
+                       ("trust-identity", "trust an identity service's evidence certificate")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("certificate", type=Path, help="PEM or DER certificate file")
+        p.add_argument("--dir", type=Path, required=True)
+        p.set_defaults(func=_trust, kind=name)
+
+
+def _init(args: argparse.Namespace) -> int:
+    config = CaConfig(name=args.name, base_url=args.base_url)
+    pin = None
+    if args.pkcs11_module:
+        if not args.token_label:
+            raise ConfigError("--pkcs11-module needs --token-label")
+        pin = args.pin or getpass.getpass("token PIN: ")
+        config = CaConfig(name=args.name, base_url=args.base_url, key_store="pkcs11",
+                          pkcs11_module=args.pkcs11_module, token_label=args.token_label)
+    authority = Authority.init(args.dir, config, pin=pin)
+    print(f"CA created in {args.dir}")
+    for role, cert in authority.certificates.items():
+        print(f"{role:8} {cert.subject.human_friendly}  serial {cert.serial_number:x}")
+    print(f"keys: {'PKCS#11 token ' + config.token_label if pin else 'files (0600)'}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from ca.service import create_app
+
+    authority = Authority.load(args.dir)
+    registry = Registry.open(args.db, args.dir)
+    host = urlsplit(f"//{args.host}").hostname or args.host
+    web.run_app(create_app(authority, registry), host=host, port=args.port,
+                print=lambda text: print(text, flush=True))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    Authority.load(args.dir)  # a clear error if DIR is no CA
+    registry = Registry.open(args.db, args.dir)
+    try:
+        records = registry.all()
+    finally:
+        registry.close()
+    if not records:
+        print("no certificates issued")
+    for r in records:
+        status = r.status.value + (f" {r.revoked_at:%Y-%m-%d} {r.reason}" if r.revoked_at else "")
+        print(f"{r.serial:x}  {r.issued_at:%Y-%m-%d}  until {r.not_after:%Y-%m-%d}  "
+              f"{status}  {r.subject}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    Authority.load(args.dir)
+    try:
+        serial = int(args.serial, 16)
+    except ValueError:
+        raise RegistryError(f"{args.serial!r} is not a hexadecimal serial") from None
+    registry = Registry.open(args.db, args.dir)
+    try:
+        record = registry.revoke(serial, args.reason)
+    finally:
+        registry.close()
+    print(f"{record.serial:x} revoked at {record.revoked_at:%Y-%m-%d %H:%M:%S}Z "
+          f"({record.reason})")
+    return 0
+
+
+def _trust(args: argparse.Namespace) -> int:
+    authority = Authority.load(args.dir)
+    data = args.certificate.read_bytes()
+    if args.kind == "trust-manufacturer":
+        path = authority.trust_manufacturer(data)
+    else:
+        path = authority.trust_identity_service(data)
+    print(f"trusted: {path}")
+    return 0
+
+
+ERRORS: tuple[type[Exception], ...] = (ConfigError, CaKeyError, RegistryError,
+                                       FileExistsError)

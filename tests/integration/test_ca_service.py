@@ -1,0 +1,207 @@
+"""`qsign ca serve` as a real HTTP service on loopback, on SQLite and on PostgreSQL:
+enrolment with a key made on the simulated card, then OpenSSL as the relying party
+(OCSP good and revoked, the CRL, timestamps)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from agent.tokens.model import KeyType
+from agent.tokens.piv import PivToken
+from firmware_sim.attestation import Manufacturer
+from firmware_sim.card import InProcessConnection
+from tests.support.ca_fixtures import IdentityService, b64, card_csr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def qsign(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qsign", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@dataclass
+class RunningCa:
+    directory: Path
+    base: str
+    identity: IdentityService
+    process: subprocess.Popen[bytes]
+
+    def post(self, path: str, body: bytes, content_type: str,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.base + path, data=body, method="POST",  # noqa: S310
+                                         headers={"Content-Type": content_type,
+                                                  **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=30) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def pem(self, role: str) -> Path:
+        return self.directory / "certs" / f"{role}.pem"
+
+
+@pytest.fixture
+def running_ca(tmp_path: Path, manufacturer: Manufacturer, database_url: str
+               ) -> Iterator[RunningCa]:
+    port = _free_port()
+    directory = tmp_path / "ca"
+    base = f"http://127.0.0.1:{port}"
+    assert qsign("ca", "init", "--dir", str(directory), "--base-url", base).returncode == 0
+    root = tmp_path / "manufacturer.pem"
+    root.write_bytes(manufacturer.root_certificate.public_bytes(Encoding.PEM))
+    identity = IdentityService()
+    (tmp_path / "identity.pem").write_bytes(identity.pem)
+    for kind, path in (("trust-manufacturer", root), ("trust-identity",
+                                                        tmp_path / "identity.pem")):
+        result = qsign("ca", kind, str(path), "--dir", str(directory))
+        assert result.returncode == 0, result.stderr
+    log = (tmp_path / "ca.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "qsign", "ca", "serve", "--dir",
+                                str(directory), "--port", str(port), "--db", database_url],
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the CA did not start:\n{(tmp_path / 'ca.log').read_text()}")
+            time.sleep(0.1)
+    yield RunningCa(directory, base, identity, process)
+    process.terminate()
+    process.wait(10)
+
+
+def _enrol(ca: RunningCa, connection: InProcessConnection, tmp_path: Path
+           ) -> tuple[int, dict[str, Any]]:
+    token = PivToken(connection)
+    spki = token.generate_key("9C", KeyType.EC_P256)
+    body = {"csr": b64(card_csr(token, "9C", spki, "123456")),
+            "attestation": [b64(d) for d in token.attest("9C")],
+            "evidence": ca.identity.evidence(hashlib.sha256(spki).hexdigest())}
+    status, reply = ca.post("/v1/enrol", json.dumps(body).encode(), "application/json")
+    return status, json.loads(reply)
+
+
+def _openssl(*args: str) -> str:
+    result = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+    return result.stdout + result.stderr
+
+
+def test_enrol_then_ocsp_crl_and_revocation(running_ca: RunningCa,
+                                            connection: InProcessConnection,
+                                            tmp_path: Path) -> None:
+    status, issued = _enrol(running_ca, connection, tmp_path)
+    assert status == 201, issued
+    leaf = tmp_path / "leaf.der"
+    leaf.write_bytes(base64.b64decode(issued["certificate"]))
+    leaf_pem = tmp_path / "leaf.pem"
+    subprocess.run(["openssl", "x509", "-inform", "DER", "-in", str(leaf), "-out",
+                    str(leaf_pem)], check=True)
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(running_ca.pem("issuing").read_bytes() + running_ca.pem("root").read_bytes())
+
+    def ocsp_status() -> str:
+        return _openssl("ocsp", "-issuer", str(running_ca.pem("issuing")), "-cert",
+                        str(leaf_pem), "-url", running_ca.base + "/ocsp", "-CAfile",
+                        str(chain))
+
+    first = ocsp_status()
+    assert "Response verify OK" in first and ": good" in first, first
+
+    listing = qsign("ca", "list", "--dir", str(running_ca.directory), "--db",
+                    _db_of(running_ca))
+    assert issued["serial"] in listing.stdout and "good" in listing.stdout
+
+    token = (running_ca.directory / "admin.token").read_text().strip()
+    status, _ = running_ca.post(f"/v1/certificates/{issued['serial']}/revoke",
+                                b'{"reason": "key_compromise"}', "application/json")
+    assert status == 401
+    status, reply = running_ca.post(f"/v1/certificates/{issued['serial']}/revoke",
+                                    b'{"reason": "key_compromise"}', "application/json",
+                                    {"Authorization": f"Bearer {token}"})
+    assert status == 200, reply
+    second = ocsp_status()
+    assert "Response verify OK" in second and ": revoked" in second, second
+
+    status, crl = running_ca.get("/crl")
+    assert status == 200
+    (tmp_path / "crl.der").write_bytes(crl)
+    text = _openssl("crl", "-inform", "DER", "-in", str(tmp_path / "crl.der"), "-noout",
+                    "-text")
+    assert issued["serial"].upper().lstrip("0") in text.replace(":", "").upper()
+    assert "Key Compromise" in text
+
+
+def _db_of(ca: RunningCa) -> str:
+    args = ca.process.args
+    assert isinstance(args, list)
+    return str(args[args.index("--db") + 1])
+
+
+def test_timestamps_verify_with_openssl(running_ca: RunningCa, tmp_path: Path) -> None:
+    data = tmp_path / "document"
+    data.write_bytes(os.urandom(2048))
+    query = tmp_path / "req.tsq"
+    subprocess.run(["openssl", "ts", "-query", "-data", str(data), "-sha256", "-cert",
+                    "-out", str(query)], check=True, capture_output=True)
+    status, reply = running_ca.post("/tsa", query.read_bytes(), "application/timestamp-query")
+    assert status == 200
+    (tmp_path / "resp.tsr").write_bytes(reply)
+    out = _openssl("ts", "-verify", "-data", str(data), "-in", str(tmp_path / "resp.tsr"),
+                   "-CAfile", str(running_ca.pem("root")), "-untrusted",
+                   str(running_ca.pem("issuing")))
+    assert "Verification: OK" in out, out
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"not json", b"[]", b"{}", b'{"csr": 1, "attestation": [], "evidence": ""}',
+    b'{"csr": "AAAA", "attestation": ["AAAA", "AAAA"], "evidence": "a.b.c"}',
+    b'{"csr": "AAAA", "attestation": ["AAAA", "AAAA"], "evidence": "a.b.c", "x": 1}',
+    json.dumps({"csr": "A" * 200_000}).encode(),
+])
+def test_malformed_enrolment_bodies_get_typed_4xx(running_ca: RunningCa, body: bytes) -> None:
+    status, reply = running_ca.post("/v1/enrol", body, "application/json")
+    assert 400 <= status < 500, (status, reply)
+    error = json.loads(reply)
+    assert error["error"] and error["message"]
+
+
+def test_openapi_document(running_ca: RunningCa) -> None:
+    status, body = running_ca.get("/openapi.json")
+    assert status == 200
+    document = json.loads(body)
+    assert document["openapi"].startswith("3.")
+    assert "/v1/enrol" in document["paths"]
