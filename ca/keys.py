@@ -122,11 +122,8 @@ class Pkcs11Key:
     def __init__(self, module: str, token_label: str, pin: str, key_label: str) -> None:
         import pkcs11
 
-        self._lock = threading.Lock()  # one session, one operation at a time
         try:
-            lib = pkcs11.lib(module)
-            token = lib.get_token(token_label=token_label)
-            self._session = token.open(user_pin=pin)
+            self._session, self._lock = _logged_in_session(module, token_label, pin)
             self._private: Any = self._session.get_key(pkcs11.ObjectClass.PRIVATE_KEY,
                                                   label=key_label)
             public = self._session.get_key(pkcs11.ObjectClass.PUBLIC_KEY, label=key_label)
@@ -161,6 +158,24 @@ class Pkcs11Key:
                                                 mechanism=pkcs11.Mechanism.RSA_PKCS))
             except pkcs11.exceptions.PKCS11Error as exc:
                 raise CaKeyError(f"PKCS#11 signature failed: {type(exc).__name__}") from exc
+
+
+# PKCS#11 login is per application and token: every key of a token shares one session,
+# opened once, and its lock (one operation at a time on that session).
+_SESSIONS: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _logged_in_session(module: str, token_label: str, pin: str) -> tuple[Any, threading.Lock]:
+    import pkcs11
+
+    with _SESSIONS_LOCK:
+        found = _SESSIONS.get((module, token_label))
+        if found is None:
+            token = pkcs11.lib(module).get_token(token_label=token_label)
+            found = _SESSIONS[(module, token_label)] = (token.open(user_pin=pin),
+                                                        threading.Lock())
+        return found
 
 
 def _spki_of_pkcs11(public: Any) -> asn1_keys.PublicKeyInfo:
