@@ -17,6 +17,7 @@ test: setup
 bench: setup
 	$(PY) bench/card.py
 	$(PY) bench/tokens.py
+	$(PY) bench/ca.py
 
 lint: setup
 	$(VENV)/bin/ruff check qsign firmware_sim agent ca portal tests bench

@@ -86,9 +86,10 @@ def _der(value: Any, field: str, pem_type: str) -> bytes:
 
 def _load_certificate(der: bytes, what: str) -> x509.Certificate:
     try:
+        cx509.load_der_x509_certificate(der)  # strict DER
         cert = x509.Certificate.load(der)
-        _ = cert.native  # parse every field now
-        cx509.load_der_x509_certificate(der)
+        # Parse now what the checks read, so that a malformed field is refused here.
+        _ = (cert.public_key.dump(), cert["tbs_certificate"]["validity"].native, cert.ca)
     except ValueError as exc:
         raise EnrolmentRefused("malformed_attestation", f"{what}: not a certificate") from exc
     return cert

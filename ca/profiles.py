@@ -8,9 +8,11 @@ profile follows ETSI EN 319 412-2 (natural persons) and 319 412-5
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import core, x509
 from asn1crypto import keys as asn1_keys
@@ -54,10 +56,10 @@ def _extension(name: str, value: object, critical: bool = False) -> dict[str, ob
 
 
 def sign_certificate(tbs: x509.TbsCertificate, issuer_key: CaKey) -> x509.Certificate:
+    """Sign `tbs`, built by `_tbs` with this key's signature algorithm already in it."""
     hash_name = default_hash(issuer_key)
     algorithm = {"algorithm": signature_algorithm(issuer_key, hash_name)}
-    tbs["signature"] = algorithm
-    signature = issuer_key.sign(tbs.dump(force=True), hash_name)
+    signature = issuer_key.sign(tbs.dump(), hash_name)
     return x509.Certificate({
         "tbs_certificate": tbs, "signature_algorithm": algorithm, "signature_value": signature})
 
@@ -78,11 +80,11 @@ class Validity:
 
 def _tbs(*, serial: int, subject: x509.Name, issuer: x509.Name,
          public_key: asn1_keys.PublicKeyInfo, validity: Validity,
-         extensions: list[dict[str, object]]) -> x509.TbsCertificate:
+         extensions: list[Any], issuer_key: CaKey) -> x509.TbsCertificate:
     return x509.TbsCertificate({
         "version": "v3",
         "serial_number": serial,
-        "signature": {"algorithm": "sha256_ecdsa"},  # replaced when signed
+        "signature": {"algorithm": signature_algorithm(issuer_key, default_hash(issuer_key))},
         "issuer": issuer,
         "validity": {"not_before": _time(validity.not_before),
                      "not_after": _time(validity.not_after)},
@@ -108,7 +110,8 @@ def ca_certificate(*, subject: x509.Name, public_key: asn1_keys.PublicKeyInfo,
     return sign_certificate(_tbs(
         serial=random_serial(), subject=subject,
         issuer=issuer.subject if issuer is not None else subject,
-        public_key=public_key, validity=validity, extensions=extensions), issuer_key)
+        public_key=public_key, validity=validity, extensions=extensions,
+        issuer_key=issuer_key), issuer_key)
 
 
 def service_certificate(*, subject: x509.Name, public_key: asn1_keys.PublicKeyInfo,
@@ -128,7 +131,8 @@ def service_certificate(*, subject: x509.Name, public_key: asn1_keys.PublicKeyIn
         extensions.append(_extension("ocsp_no_check", None))
     return sign_certificate(_tbs(
         serial=random_serial(), subject=subject, issuer=issuer.subject,
-        public_key=public_key, validity=validity, extensions=extensions), issuer_key)
+        public_key=public_key, validity=validity, extensions=extensions,
+        issuer_key=issuer_key), issuer_key)
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,21 @@ def qualified_certificate(*, serial: int, subject: x509.Name,
                           points: PublicationPoints) -> x509.Certificate:
     """A qualified certificate for electronic signatures by a natural person, key on a
     QSCD (ETSI EN 319 412-2 §4, 319 412-5 §4; policy QCP-n-qscd)."""
+    extensions = [
+        *(x509.Extension.load(der) for der in _qualified_extensions(
+            points, key_identifier(issuer.public_key))),
+        _extension("key_identifier", key_identifier(public_key)),
+    ]
+    return sign_certificate(_tbs(
+        serial=serial, subject=subject, issuer=issuer.subject, public_key=public_key,
+        validity=validity, extensions=extensions, issuer_key=issuer_key), issuer_key)
+
+
+@functools.lru_cache(maxsize=8)
+def _qualified_extensions(points: PublicationPoints, issuer_key_id: bytes
+                          ) -> tuple[bytes, ...]:
+    """The extensions every qualified certificate of one issuer shares, encoded once:
+    building them with asn1crypto costs more than the issuer's signature."""
     statements = qualified_asn1.QcStatements([
         {"statement_id": "qc_compliance"},
         {"statement_id": "qc_sscd"},
@@ -184,13 +203,9 @@ def qualified_certificate(*, serial: int, subject: x509.Name,
              "access_location": x509.GeneralName(name="uniform_resource_identifier",
                                                  value=points.ca_issuers_url)},
         ]),
-        _extension("key_identifier", key_identifier(public_key)),
-        _extension("authority_key_identifier",
-                   {"key_identifier": key_identifier(issuer.public_key)}),
+        _extension("authority_key_identifier", {"key_identifier": issuer_key_id}),
     ]
-    return sign_certificate(_tbs(
-        serial=serial, subject=subject, issuer=issuer.subject, public_key=public_key,
-        validity=validity, extensions=extensions), issuer_key)
+    return tuple(x509.Extension(extension).dump() for extension in extensions)
 
 
 class _SemanticsInformation(core.Sequence):  # type: ignore[misc]
