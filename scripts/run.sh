@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job: pcscd with the vpcd reader, and a simulated card in it.
+# The main job: pcscd with the vpcd reader, a simulated card in it, and the local CA
+# (SQLite) trusting the simulator's manufacturer root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR=${RUN_DIR:-run}
+CA_PORT=${CA_PORT:-8790}
 mkdir -p "$RUN_DIR"
 export QSIGN_SIM_MANUFACTURER=${QSIGN_SIM_MANUFACTURER:-$PWD/$RUN_DIR/manufacturer}
 
@@ -17,6 +19,16 @@ if [ ! -f "$RUN_DIR/card.json" ]; then
   .venv/bin/qsign card init --state "$RUN_DIR/card.json"
 fi
 .venv/bin/qsign card status --state "$RUN_DIR/card.json"
-echo "run: card in reader 'Virtual PCD 00 00'; try: opensc-tool -n  /  pkcs11-tool -L"
+
+if [ ! -f "$RUN_DIR/ca/ca.toml" ]; then
+  .venv/bin/qsign ca init --dir "$RUN_DIR/ca" --base-url "http://127.0.0.1:$CA_PORT"
+  .venv/bin/qsign card manufacturer-root > "$RUN_DIR/manufacturer-root.pem"
+  .venv/bin/qsign ca trust-manufacturer "$RUN_DIR/manufacturer-root.pem" --dir "$RUN_DIR/ca"
+fi
+.venv/bin/qsign ca serve --dir "$RUN_DIR/ca" --port "$CA_PORT" > "$RUN_DIR/ca.log" 2>&1 &
+CA_PID=$!
+trap 'kill $CA_PID 2>/dev/null || true' EXIT INT TERM
+echo "run: CA on http://127.0.0.1:$CA_PORT (OpenAPI: /openapi.json; log $RUN_DIR/ca.log)"
+echo "run: card in reader 'Virtual PCD 00 00'; try: opensc-tool -n  /  qsign tokens list"
 echo "run: control socket $RUN_DIR/card.sock (qsign card ctl --control $RUN_DIR/card.sock remove|insert|status)"
-exec .venv/bin/qsign -v card run --state "$RUN_DIR/card.json" --control "$RUN_DIR/card.sock"
+.venv/bin/qsign -v card run --state "$RUN_DIR/card.json" --control "$RUN_DIR/card.sock"
