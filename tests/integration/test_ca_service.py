@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent.tokens.model import KeyType
 from agent.tokens.piv import PivToken
@@ -205,3 +207,20 @@ def test_openapi_document(running_ca: RunningCa) -> None:
     document = json.loads(body)
     assert document["openapi"].startswith("3.")
     assert "/v1/enrol" in document["paths"]
+
+
+_JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=40),
+              st.binary(max_size=200).map(lambda b: base64.b64encode(b).decode())),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["csr", "attestation", "evidence", "x"]), children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=_JSONISH)
+def test_random_enrolment_bodies_never_get_a_500(running_ca: RunningCa, body: object) -> None:
+    status, reply = running_ca.post("/v1/enrol", json.dumps(body).encode(), "application/json")
+    assert 400 <= status < 500, (status, reply)
+    assert json.loads(reply)["error"]
