@@ -6,14 +6,31 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from agent.config import AgentConfig, ConfigError
+from agent.state import AgentState, PairingError
 from agent.tokens.errors import TokenError
 from agent.tokens.model import Credential, PinStatus, TokenInfo
 from agent.tokens.registry import TokenRegistry
 
 
 def register(subparsers: Any) -> None:
+    agent = subparsers.add_parser("agent", help="the local signing agent")
+    agent_sub = agent.add_subparsers(dest="agent_command", required=True)
+    p = agent_sub.add_parser("run", help="serve pages (WebSocket) and programs on loopback")
+    p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.set_defaults(func=_agent_run)
+    p = agent_sub.add_parser("approve", help="pair the origin that shows this code")
+    p.add_argument("code")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=_agent_approve)
+    p = agent_sub.add_parser("origins", help="list paired origins, or revoke one")
+    p.add_argument("--revoke", metavar="ORIGIN")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=_agent_origins)
+
     tokens = subparsers.add_parser("tokens", help="hardware tokens the agent can reach")
     sub = tokens.add_subparsers(dest="tokens_command", required=True)
     for name, func, text in (("list", _list, "list tokens and their credentials"),
@@ -113,4 +130,41 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
-ERRORS: tuple[type[Exception], ...] = (TokenError,)
+def _agent_run(args: argparse.Namespace) -> int:
+    from agent.app import serve
+
+    asyncio.run(serve(AgentConfig.load(args.config)))
+    return 0
+
+
+def _agent_approve(args: argparse.Namespace) -> int:
+    state = AgentState(AgentConfig.load(args.config).state_dir)
+    try:
+        origin = state.approve(args.code)
+    finally:
+        state.close()
+    print(f"paired: {origin}")
+    return 0
+
+
+def _agent_origins(args: argparse.Namespace) -> int:
+    config = AgentConfig.load(args.config)
+    state = AgentState(config.state_dir)
+    try:
+        if args.revoke:
+            if not state.revoke(args.revoke):
+                raise PairingError(f"{args.revoke} is not paired")
+            print(f"revoked: {args.revoke}")
+            return 0
+        for origin in config.allowed_origins:
+            print(f"{origin}  (configuration)")
+        for paired in state.paired():
+            print(f"{paired.origin}  (paired {paired.paired_at:%Y-%m-%d %H:%M})")
+        for code, origin in state.pending():
+            print(f"{origin}  (waiting: qsign agent approve {code})")
+    finally:
+        state.close()
+    return 0
+
+
+ERRORS: tuple[type[Exception], ...] = (TokenError, ConfigError, PairingError)

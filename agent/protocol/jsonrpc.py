@@ -1,0 +1,213 @@
+"""JSON-RPC 2.0 for the agent: framing, one JSON Schema per method, one handler per
+method (Web eID's command-handler shape). Handlers know nothing of WebSockets: they
+get a `Call` and answer JSON, or raise; errors are mapped once (`errors.error_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from agent.protocol.errors import ErrorCode, RpcError, error_for
+from agent.tokens.model import Credential, PinStatus, TokenInfo
+from agent.tokens.registry import TokenRegistry
+from qsign import __version__
+
+MAX_DEPTH = 16
+
+
+@dataclass
+class Call:
+    """What a handler may use: the registry, the caller's origin, a notification sink."""
+
+    registry: TokenRegistry
+    origin: str
+    params: dict[str, Any]
+    notify: Callable[[str, dict[str, Any]], Awaitable[None]]
+    subscriptions: list[Any] = field(default_factory=list)
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    schema: dict[str, Any]
+    handler: Handler
+
+    def validator(self) -> Draft202012Validator:
+        return Draft202012Validator(self.schema)
+
+
+_TOKEN_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+_CREDENTIAL_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required or [],
+            "additionalProperties": False}
+
+
+def token_json(info: TokenInfo) -> dict[str, Any]:
+    return {"id": info.id, "label": info.label, "serial": info.serial,
+            "manufacturer": info.manufacturer, "model": info.model, "reader": info.reader,
+            "routes": [r.kind.value for r in info.routes],
+            "pinPad": info.protected_authentication_path}
+
+
+def credential_json(token_id: str, credential: Credential, *, chain: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "credentialID": f"{token_id}/{credential.id}", "tokenID": token_id,
+        "keyID": credential.id, "label": credential.label,
+        "key": {"type": credential.key_type.value, "len": credential.key_type.size},
+        "hasCertificate": credential.has_certificate,
+        "authMode": "explicit",
+        "PIN": {"presence": "true", "perSignature": credential.pin_always},
+        "SCAL": "2",
+    }
+    if chain and credential.certificate is not None:
+        body["cert"] = {"certificates": [base64.b64encode(c).decode() for c in
+                                         (credential.certificate, *credential.chain)]}
+    return body
+
+
+def split_credential(credential_id: str) -> tuple[str, str]:
+    token_id, sep, key_id = credential_id.rpartition("/")
+    if not sep or not token_id or not key_id:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "credentialID is tokenID/keyID")
+    return token_id, key_id
+
+
+async def _info(call: Call) -> Any:
+    return {"name": "qsign agent", "version": __version__, "specs": "CSC-1.0.4.0-like",
+            "methods": sorted(METHODS), "origin": call.origin}
+
+
+async def _tokens_list(call: Call) -> Any:
+    tokens = []
+    for info in call.registry.tokens():
+        status: PinStatus = await call.registry.call(info.id, lambda t: t.pin_status())
+        tokens.append({**token_json(info), "pinRetries": status.retries_left,
+                       "pinBlocked": status.blocked})
+    return {"tokens": tokens}
+
+
+async def _tokens_subscribe(call: Call) -> Any:
+    queue = call.registry.subscribe()
+    call.subscriptions.append(queue)
+
+    async def forward() -> None:
+        while True:
+            event = await queue.get()
+            await call.notify("tokens/event", {
+                "kind": event.kind.value, "tokenID": event.token_id,
+                "token": token_json(event.info) if event.info else None})
+
+    call.subscriptions.append(asyncio.create_task(forward()))
+    return {"subscribed": True}
+
+
+async def _credentials_list(call: Call) -> Any:
+    wanted = call.params.get("tokenID")
+    listed = []
+    for info in call.registry.tokens():
+        if wanted is not None and info.id != wanted:
+            continue
+        credentials = await call.registry.call(info.id, lambda t: t.credentials())
+        listed += [credential_json(info.id, c, chain=False) for c in credentials]
+    if wanted is not None and not any(info.id == wanted for info in call.registry.tokens()):
+        raise RpcError(ErrorCode.TOKEN_NOT_FOUND)
+    return {"credentialIDs": [c["credentialID"] for c in listed], "credentials": listed}
+
+
+async def _credentials_info(call: Call) -> Any:
+    token_id, key_id = split_credential(call.params["credentialID"])
+    credentials = await call.registry.call(token_id, lambda t: t.credentials())
+    for credential in credentials:
+        if credential.id == key_id:
+            return credential_json(token_id, credential, chain=True)
+    raise RpcError(ErrorCode.KEY_NOT_FOUND)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("info", _object({}), _info),
+    Method("tokens/list", _object({}), _tokens_list),
+    Method("tokens/subscribe", _object({}), _tokens_subscribe),
+    Method("credentials/list", _object({"tokenID": _TOKEN_ID}), _credentials_list),
+    Method("credentials/info", _object({"credentialID": {
+        "type": "string", "minLength": 3, "maxLength": 200}}, ["credentialID"]),
+        _credentials_info),
+)}
+_VALIDATORS = {name: method.validator() for name, method in METHODS.items()}
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth, stopping early past `limit` (deep nesting is refused, not walked)."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _parse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN / Infinity
+
+
+async def handle_text(text: str, make_call: Callable[[dict[str, Any]], Call]
+                      ) -> dict[str, Any] | None:
+    """One message in, one response out (None for a notification)."""
+    try:
+        message = json.loads(text, parse_constant=_parse_constant)
+    except (ValueError, RecursionError):
+        return _response(None, error=RpcError(ErrorCode.PARSE_ERROR))
+    if _depth(message) > MAX_DEPTH:
+        return _response(None, error=RpcError(ErrorCode.INVALID_REQUEST, "nested too deeply"))
+    if not isinstance(message, dict):
+        return _response(None, error=RpcError(ErrorCode.INVALID_REQUEST,
+                                              "batches are not supported"))
+    request_id = message.get("id")
+    if not (request_id is None or isinstance(request_id, str | int)) or isinstance(
+            request_id, bool) or (isinstance(request_id, str) and len(request_id) > 128):
+        return _response(None, error=RpcError(ErrorCode.INVALID_REQUEST, "bad id"))
+    method_name = message.get("method")
+    if (message.get("jsonrpc") != "2.0" or not isinstance(method_name, str)
+            or set(message) - {"jsonrpc", "method", "params", "id"}):
+        return _response(request_id, error=RpcError(ErrorCode.INVALID_REQUEST))
+    method = METHODS.get(method_name)
+    if method is None:
+        return _response(request_id, error=RpcError(ErrorCode.METHOD_NOT_FOUND))
+    params = message.get("params", {})
+    validator = _VALIDATORS[method_name]
+    problems = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
+    if problems:
+        where = "/".join(str(p) for p in problems[0].path) or "params"
+        # Name the rule, never echo the value: it may be a PIN.
+        return _response(request_id, error=RpcError(
+            ErrorCode.INVALID_PARAMS, f"{where}: fails {problems[0].validator!r}"))
+    try:
+        result = await method.handler(make_call(params))
+    except Exception as exc:  # mapped once; internals only to the log
+        return _response(request_id, error=error_for(exc))
+    return _response(request_id, result=result) if "id" in message else None
+
+
+def _response(request_id: Any, *, result: Any = None, error: RpcError | None = None
+              ) -> dict[str, Any]:
+    if error is not None:
+        return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}

@@ -1,0 +1,178 @@
+"""The WebSocket endpoint and the origin security around it (DESIGN "Security model").
+
+- Host must be 127.0.0.1:P, localhost:P or [::1]:P (DNS rebinding), on every route.
+- The handshake needs an Origin equal, as an exact string, to a configured or paired
+  origin; else 403 before the upgrade. No Origin: refused (programs use CSC REST).
+- Unknown origins pair first: POST /v1/pair answers a short code that the person
+  approves outside the page (`qsign agent approve CODE`).
+- A connection cap, a message size cap, and a per-origin request rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from agent.config import AgentConfig
+from agent.protocol.errors import ErrorCode, RpcError
+from agent.protocol.jsonrpc import Call, handle_text
+from agent.state import AgentState
+from agent.tokens.registry import TokenRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per origin: `per_minute` requests, bursts up to a tenth of it."""
+
+    per_minute: int
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def allow(self, origin: str) -> bool:
+        now = time.monotonic()
+        capacity = max(10.0, self.per_minute / 10)
+        tokens, last = self.buckets.get(origin, (capacity, now))
+        tokens = min(capacity, tokens + (now - last) * self.per_minute / 60)
+        if tokens < 1:
+            self.buckets[origin] = (tokens, now)
+            return False
+        self.buckets[origin] = (tokens - 1, now)
+        return True
+
+
+@dataclass
+class Gate:
+    """Everything the wire needs to decide who may talk: config, pairings, limits."""
+
+    config: AgentConfig
+    state: AgentState
+    registry: TokenRegistry
+    limiter: RateLimiter
+    connections: int = 0
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        port = self.config.port
+        return frozenset({f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"})
+
+    def origin_allowed(self, origin: str) -> bool:
+        return origin in self.config.allowed_origins or self.state.is_paired(origin)
+
+
+GATE = web.AppKey("gate", Gate)
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+
+
+@web.middleware
+async def host_check(request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+    """DNS rebinding: only the loopback names of our own port (SECURITY #4)."""
+    if request.headers.get("Host", "") not in request.app[GATE].hosts:
+        return web.json_response({"error": "HOST_NOT_ALLOWED"}, status=421)
+    return await handler(request)
+
+
+def _refuse(status: int, code: ErrorCode) -> web.Response:
+    return web.json_response({"error": code.name, "message": code.default_message},
+                             status=status)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    gate = request.app[GATE]
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return _refuse(403, ErrorCode.ORIGIN_NOT_ALLOWED)  # programs: CSC REST + token
+    if not gate.origin_allowed(origin):
+        log.info("refused a handshake from an unpaired origin")
+        return _refuse(403, ErrorCode.NOT_PAIRED)
+    if gate.connections >= gate.config.max_connections:
+        return _refuse(503, ErrorCode.RATE_LIMITED)
+    ws = web.WebSocketResponse(max_msg_size=gate.config.max_message_bytes, heartbeat=30)
+    await ws.prepare(request)
+    gate.connections += 1
+    sockets: set[web.WebSocketResponse] = request.app[SOCKETS]
+    sockets.add(ws)
+    send_lock = asyncio.Lock()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with send_lock:
+            if not ws.closed:
+                await ws.send_str(json.dumps(message))
+
+    async def notify(method: str, params: dict[str, Any]) -> None:
+        await send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    subscriptions: list[Any] = []
+
+    def make_call(params: dict[str, Any]) -> Call:
+        return Call(gate.registry, origin, params, notify, subscriptions)
+
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                if not gate.limiter.allow(origin):
+                    await send({"jsonrpc": "2.0", "id": None,
+                                "error": RpcError(ErrorCode.RATE_LIMITED).to_json()})
+                    continue
+                response = await handle_text(message.data, make_call)
+                if response is not None:
+                    await send(response)
+            elif message.type == WSMsgType.BINARY:
+                await send({"jsonrpc": "2.0", "id": None, "error": RpcError(
+                    ErrorCode.INVALID_REQUEST, "text frames only").to_json()})
+            elif message.type == WSMsgType.ERROR:
+                # Oversized frames end here: aiohttp closes with 1009 (message too big).
+                log.info("websocket error: %s", ws.exception())
+    finally:
+        gate.connections -= 1
+        sockets.discard(ws)
+        for item in subscriptions:
+            if isinstance(item, asyncio.Task):
+                item.cancel()
+            else:
+                gate.registry.unsubscribe(item)
+    return ws
+
+
+async def pair(request: web.Request) -> web.Response:
+    """An unpaired origin asks for a code (JSON-RPC `pair/request` over HTTP POST)."""
+    gate = request.app[GATE]
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return _refuse(403, ErrorCode.ORIGIN_NOT_ALLOWED)
+    cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if not gate.limiter.allow(f"pair:{origin}"):
+        return web.json_response({"error": "RATE_LIMITED"}, status=429, headers=cors)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not (isinstance(body, dict) and body.get("jsonrpc") == "2.0"
+            and body.get("method") == "pair/request"):
+        error = RpcError(ErrorCode.INVALID_REQUEST, "expected pair/request").to_json()
+        return web.json_response({"jsonrpc": "2.0", "id": None, "error": error}, headers=cors)
+    if gate.origin_allowed(origin):
+        result: dict[str, Any] = {"paired": True}
+    else:
+        code = await asyncio.to_thread(gate.state.request_pairing, origin)
+        result = {"paired": False, "code": f"{code[:4]}-{code[4:]}",
+                  "approve": f"qsign agent approve {code}"}
+    return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "result": result},
+                             headers=cors)
+
+
+async def close_sockets(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for ws in list(sockets):
+        with contextlib.suppress(ConnectionError):
+            await ws.close(code=1001, message=b"agent shutting down")
