@@ -10,6 +10,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from agent.config import AgentConfig
+from agent.identity.otp import OtpStore, TotpVerifier
+from agent.journal import SignatureJournal
+from agent.policy import SadIssuer
+from agent.protocol.csc import add_csc_routes, bearer_token
 from agent.protocol.ws import (
     GATE,
     SOCKETS,
@@ -20,6 +24,7 @@ from agent.protocol.ws import (
     pair,
     websocket,
 )
+from agent.signing import SigningService
 from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
 
@@ -45,20 +50,26 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     app = web.Application(middlewares=[host_check], client_max_size=config.max_message_bytes)
     state = AgentState(config.state_dir)
     tokens = registry if registry is not None else make_registry(config)
-    app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute))
+    otp_store = OtpStore(config.state_dir / "otp.sqlite")
+    sads = SadIssuer(config.state_dir / "sad.sqlite")
+    journal = SignatureJournal(config.state_dir)
+    signing = SigningService(tokens, TotpVerifier(otp_store), sads, journal)
+    app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing)
     app[SOCKETS] = set()
 
     async def registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
         await tokens.start()
         yield
         await tokens.stop()
-        state.close()
+        for closable in (state, otp_store, sads, journal):
+            closable.close()
 
     app.cleanup_ctx.append(registry_lifecycle)
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/v1/ws", websocket)
     app.router.add_post("/v1/pair", pair)
     app.router.add_get("/v1/health", health)
+    add_csc_routes(app, bearer_token(config.state_dir))
     return app
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
-from agent.tokens.model import Credential, PinStatus, TokenInfo
+from agent.tokens.model import Credential, Padding, PinStatus, TokenInfo
 from agent.tokens.registry import TokenRegistry
 from qsign import __version__
 
@@ -31,6 +31,7 @@ class Call:
     params: dict[str, Any]
     notify: Callable[[str, dict[str, Any]], Awaitable[None]]
     subscriptions: list[Any] = field(default_factory=list)
+    signing: Any = None  # agent.signing.SigningService (the daemon layer sits above)
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -136,7 +137,66 @@ async def _credentials_info(call: Call) -> Any:
     raise RpcError(ErrorCode.KEY_NOT_FOUND)
 
 
+_HASHES = {"type": "array", "minItems": 1, "maxItems": 100,
+           "items": {"type": "string", "minLength": 40, "maxLength": 90,
+                     "pattern": "^[A-Za-z0-9+/=]+$"}}
+_PIN = {"type": "string", "minLength": 4, "maxLength": 16}
+_OTP = {"type": "string", "minLength": 6, "maxLength": 10, "pattern": "^[0-9 ]+$"}
+_PADDING = {"enum": ["ECDSA", "PKCS1V15", "PSS"]}
+
+
+def _hashes(values: list[str]) -> list[bytes]:
+    try:
+        return [base64.b64decode(v, validate=True) for v in values]
+    except ValueError:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "hashes: base64") from None
+
+
+def _padding(value: str | None) -> Padding | None:
+    return None if value is None else Padding(value)
+
+
+async def _otp_enrol(call: Call) -> Any:
+    """TOTP enrolment for a credential; the card's PIN authorises it (an attacker page
+    cannot replace the secret without the PIN)."""
+    credential_id = call.params["credentialID"]
+    token_id, _ = split_credential(credential_id)
+    await call.registry.call(token_id, lambda t: t.verify_pin(call.params["PIN"]))
+    enrolment = await asyncio.to_thread(call.signing.totp.enrol, credential_id)
+    return {"uri": enrolment.uri, "qr": base64.b64encode(enrolment.qr_png).decode()}
+
+
+async def _authorize(call: Call) -> Any:
+    p = call.params
+    authorization = await call.signing.authorize(
+        origin=call.origin, credential_id=p["credentialID"], hashes=_hashes(p["hashes"]),
+        otp=p["OTP"], pin=p["PIN"], padding=_padding(p.get("padding")))
+    return {"SAD": authorization.sad, "expiresIn": authorization.expires_in}
+
+
+async def _sign_hash(call: Call) -> Any:
+    p = call.params
+    signatures = await call.signing.sign_hash(
+        origin=call.origin, credential_id=p["credentialID"], sad=p["SAD"],
+        hashes=_hashes(p["hashes"]), padding=_padding(p.get("padding")),
+        idempotency_key=p.get("idempotencyKey"))
+    return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
+
+
+_CREDENTIAL = {"type": "string", "minLength": 3, "maxLength": 200}
 METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("otp/enrol", _object({"credentialID": _CREDENTIAL, "PIN": _PIN},
+                                ["credentialID", "PIN"]), _otp_enrol),
+    Method("credentials/authorize", _object({
+        "credentialID": _CREDENTIAL, "hashes": _HASHES, "PIN": _PIN, "OTP": _OTP,
+        "numSignatures": {"type": "integer", "minimum": 1, "maximum": 100},
+        "padding": _PADDING}, ["credentialID", "hashes", "PIN", "OTP"]), _authorize),
+    Method("signatures/signHash", _object({
+        "credentialID": _CREDENTIAL, "SAD": {"type": "string", "minLength": 20,
+                                             "maxLength": 100},
+        "hashes": _HASHES, "padding": _PADDING,
+        "idempotencyKey": {"type": "string", "minLength": 8, "maxLength": 100}},
+        ["credentialID", "SAD", "hashes"]), _sign_hash),
     Method("info", _object({}), _info),
     Method("tokens/list", _object({}), _tokens_list),
     Method("tokens/subscribe", _object({}), _tokens_subscribe),

@@ -57,6 +57,7 @@ class Gate:
     state: AgentState
     registry: TokenRegistry
     limiter: RateLimiter
+    signing: Any = None  # agent.signing.SigningService
     connections: int = 0
 
     @property
@@ -115,7 +116,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     subscriptions: list[Any] = []
 
     def make_call(params: dict[str, Any]) -> Call:
-        return Call(gate.registry, origin, params, notify, subscriptions)
+        return Call(gate.registry, origin, params, notify, subscriptions, gate.signing)
 
     try:
         async for message in ws:

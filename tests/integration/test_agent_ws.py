@@ -80,9 +80,9 @@ def with_agent(tmp_path: Path, *, registry: TokenRegistry | None = None, **setti
 
     def runner(scenario: Callable[[Agent], Awaitable[None]]) -> None:
         async def main() -> None:
+            settings.setdefault("allowed_origins", (PORTAL,))
             config = AgentConfig(port=_free_port(), state_dir=tmp_path / "state",
-                                 allowed_origins=(PORTAL,), pcsc=False, pkcs11_modules=(),
-                                 **settings)
+                                 pcsc=False, pkcs11_modules=(), **settings)
             app = create_app(config, registry or TokenRegistry(pcsc=False))
             server = TestServer(app, host="127.0.0.1", port=config.port)
             await server.start_server()

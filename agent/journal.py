@@ -1,0 +1,127 @@
+"""The signature journal: every signature the agent has a token make is written
+(SQLite, WAL, synchronous=FULL) before anyone learns it was made.
+
+A signature made under a SAD stays in the journal until a signHash call presents
+that SAD; a retry with the same idempotency key gets the same signatures back,
+so a lost answer never leads to a second signature (SECURITY #30).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DATABASE = "journal.sqlite"
+
+
+class JournalError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    sad_hash: str
+    origin: str
+    credential: str
+    hash: bytes
+    algorithm: str
+    signature: bytes
+    signed_at: dt.datetime
+    delivered_at: dt.datetime | None
+    idempotency_key: str | None
+
+
+class SignatureJournal:
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(directory / DATABASE, isolation_level=None,
+                                     check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        with self._transaction() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS signatures ("
+                "id INTEGER PRIMARY KEY, sad_hash TEXT NOT NULL, origin TEXT NOT NULL, "
+                "credential TEXT NOT NULL, hash BLOB NOT NULL, algorithm TEXT NOT NULL, "
+                "signature BLOB NOT NULL, signed_at TEXT NOT NULL, delivered_at TEXT, "
+                "idempotency_key TEXT, UNIQUE (sad_hash, hash))")
+            cur.execute("CREATE INDEX IF NOT EXISTS by_key ON signatures (idempotency_key)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def record(self, *, sad_hash: str, origin: str, credential: str, algorithm: str,
+               signatures: list[tuple[bytes, bytes]]) -> None:
+        """Journal (hash, signature) pairs made under one SAD, in one transaction."""
+        now = _now().isoformat()
+        with self._transaction() as cur:
+            cur.executemany(
+                "INSERT INTO signatures (sad_hash, origin, credential, hash, algorithm, "
+                "signature, signed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(sad_hash, origin, credential, h, algorithm, s, now) for h, s in signatures])
+
+    def deliver(self, *, sad_hash: str, hashes: list[bytes], idempotency_key: str | None
+                ) -> list[bytes]:
+        """The signatures for `hashes` under `sad_hash`, marked delivered."""
+        now = _now().isoformat()
+        with self._transaction() as cur:
+            found = []
+            for h in hashes:
+                cur.execute("SELECT signature FROM signatures WHERE sad_hash = ? AND hash = ?",
+                            (sad_hash, h))
+                row = cur.fetchone()
+                if row is None:
+                    raise JournalError("no signature was made for this hash under this SAD")
+                found.append(bytes(row[0]))
+            cur.executemany(
+                "UPDATE signatures SET delivered_at = ?, idempotency_key = ? "
+                "WHERE sad_hash = ? AND hash = ?",
+                [(now, idempotency_key, sad_hash, h) for h in hashes])
+            return found
+
+    def replay(self, *, idempotency_key: str, sad_hash: str, hashes: list[bytes]
+               ) -> list[bytes] | None:
+        """A retried signHash: the signatures already delivered under this key, if the
+        request is the same; None if the key is new."""
+        with self._transaction() as cur:
+            cur.execute("SELECT sad_hash, hash, signature FROM signatures "
+                        "WHERE idempotency_key = ?", (idempotency_key,))
+            rows = cur.fetchall()
+        if not rows:
+            return None
+        delivered = {bytes(h): bytes(s) for sad, h, s in rows if sad == sad_hash}
+        if len(delivered) != len(rows) or set(delivered) != set(hashes):
+            raise JournalError("this idempotency key was used for another request")
+        return [delivered[h] for h in hashes]
+
+    def entries(self) -> list[Entry]:
+        with self._transaction() as cur:
+            cur.execute("SELECT sad_hash, origin, credential, hash, algorithm, signature, "
+                        "signed_at, delivered_at, idempotency_key FROM signatures ORDER BY id")
+            return [Entry(r[0], r[1], r[2], bytes(r[3]), r[4], bytes(r[5]),
+                          dt.datetime.fromisoformat(r[6]),
+                          dt.datetime.fromisoformat(r[7]) if r[7] else None, r[8])
+                    for r in cur.fetchall()]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
