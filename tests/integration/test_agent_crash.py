@@ -1,0 +1,196 @@
+"""kill -9 the agent (a real `qsign agent run` process) between authorisation and
+signature, and during a signature: after a restart nothing is signed twice, the
+journal is consistent, a SAD is never usable twice, OTP throttling persists, and no
+PIN reached the agent's log."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pyotp
+
+from agent.journal import SignatureJournal
+from firmware_sim.state import CardStore
+from tests.integration.test_agent_ws import PORTAL, _free_port
+from tests.support import piv_apdus as piv
+from tests.support.pcsc import RunningCard, connect
+from tests.support.provision import CertIssuer, PyscardConnection, provision
+
+PIN = "482913"  # distinctive, to look for in the logs
+
+
+class AgentProcess:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = _free_port()
+        self.state_dir = tmp_path / "state"
+        self.log = tmp_path / "agent.log"
+        self.config = tmp_path / "agent.toml"
+        self.config.write_text(
+            f'[agent]\nport = {self.port}\nstate_dir = "{self.state_dir}"\n'
+            f'allowed_origins = ["{PORTAL}"]\npkcs11_modules = []\n')
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "QSIGN_LOG_LEVEL": "TRAFFIC"}  # everything, to prove no PIN
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "qsign", "agent", "run", "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while b"qsign agent on" not in self.log.read_bytes()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"agent did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+async def _session_call(agent: AgentProcess, method: str, params: dict[str, Any]
+                        ) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            f"http://127.0.0.1:{agent.port}/v1/ws",
+            headers={"Origin": PORTAL, "Host": f"127.0.0.1:{agent.port}"}) as ws:
+        await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                                      "params": params}))
+        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.receive_str(), 30))
+        return reply
+
+
+def call(agent: AgentProcess, method: str, params: dict[str, Any] | None = None
+         ) -> dict[str, Any]:
+    return asyncio.run(_session_call(agent, method, params or {}))
+
+
+def _setup(card: RunningCard, tmp_path: Path) -> tuple[AgentProcess, str, pyotp.TOTP]:
+    connection = connect(card.reader)
+    link = PyscardConnection(connection)
+    provision(link, 0x9C, piv.ALG_P256, CertIssuer())
+    piv.expect_ok(link, piv.change_pin("123456", PIN))
+    connection.disconnect()
+    agent = AgentProcess(tmp_path)
+    agent.start()
+    tokens = call(agent, "tokens/list")["result"]["tokens"]
+    credential = f"{tokens[0]['id']}/9C"
+    uri = call(agent, "otp/enrol", {"credentialID": credential, "PIN": PIN})["result"]["uri"]
+    totp = pyotp.parse_uri(uri)
+    assert isinstance(totp, pyotp.TOTP)
+    return agent, credential, totp
+
+
+def _hashes(n: int, tag: str) -> list[str]:
+    return [base64.b64encode(hashlib.sha256(f"{tag} {i}".encode()).digest()).decode()
+            for i in range(n)]
+
+
+def _journal(agent: AgentProcess) -> list[Any]:
+    journal = SignatureJournal(agent.state_dir)
+    try:
+        return journal.entries()
+    finally:
+        journal.close()
+
+
+def test_kill_between_authorisation_and_signature(simulated_card: RunningCard,
+                                                  tmp_path: Path) -> None:
+    agent, credential, totp = _setup(simulated_card, tmp_path)
+    try:
+        hashes = _hashes(3, "between")
+        sad = call(agent, "credentials/authorize", {
+            "credentialID": credential, "hashes": hashes, "PIN": PIN,
+            "OTP": totp.now()})["result"]["SAD"]
+        made = _journal(agent)
+        assert len(made) == 3 and all(e.delivered_at is None for e in made)
+        agent.kill()
+        agent.start()
+        first = call(agent, "signatures/signHash", {"credentialID": credential, "SAD": sad,
+                                                    "hashes": hashes})
+        assert len(first["result"]["signatures"]) == 3
+        second = call(agent, "signatures/signHash", {"credentialID": credential, "SAD": sad,
+                                                     "hashes": hashes})
+        assert second["error"]["data"]["error"] == "SAD_INVALID"
+        after = _journal(agent)
+        assert len(after) == 3, "signed twice"
+        assert all(e.delivered_at is not None for e in after)
+        assert [e.signature for e in after] == [e.signature for e in made]
+    finally:
+        agent.stop()
+    assert PIN not in agent.log.read_text()
+    assert PIN.encode().hex() not in agent.log.read_text()
+
+
+def test_kill_during_a_signature(simulated_card: RunningCard, tmp_path: Path) -> None:
+    agent, credential, totp = _setup(simulated_card, tmp_path)
+    try:
+        simulated_card.control("latency 150")
+
+        async def authorize_and_kill() -> None:
+            task = asyncio.create_task(_session_call(agent, "credentials/authorize", {
+                "credentialID": credential, "hashes": _hashes(5, "during"), "PIN": PIN,
+                "OTP": totp.now()}))
+            await asyncio.sleep(1.2)  # VERIFY, GENERAL AUTHENTICATE... mid-batch
+            agent.kill()
+            try:
+                await task
+            except (TimeoutError, aiohttp.ClientError, aiohttp.WSMessageTypeError,
+                    ConnectionError):
+                return
+            raise AssertionError("the authorisation finished before the kill")
+
+        asyncio.run(authorize_and_kill())
+        simulated_card.control("latency 0")
+        assert _journal(agent) == [], "a half-done batch left journal entries"
+        retries = CardStore.load(simulated_card.state_path).state.pin.retries_left
+        assert retries == 3, "the interrupted batch cost a PIN try"
+        agent.start()
+        hashes = _hashes(1, "after")
+        sad = call(agent, "credentials/authorize", {
+            "credentialID": credential, "hashes": hashes, "PIN": PIN,
+            "OTP": totp.at(time.time() + 30)})["result"]["SAD"]
+        signed = call(agent, "signatures/signHash", {"credentialID": credential, "SAD": sad,
+                                                     "hashes": hashes})
+        assert len(signed["result"]["signatures"]) == 1
+        assert len(_journal(agent)) == 1
+    finally:
+        agent.stop()
+
+
+def test_otp_throttling_survives_a_restart(simulated_card: RunningCard, tmp_path: Path) -> None:
+    agent, credential, totp = _setup(simulated_card, tmp_path)
+    try:
+        wrong = "000000" if totp.now() != "000000" else "111111"
+        codes = []
+        for _ in range(5):
+            reply = call(agent, "credentials/authorize", {
+                "credentialID": credential, "hashes": _hashes(1, "t"), "PIN": PIN,
+                "OTP": wrong})
+            codes.append(reply["error"]["data"]["error"])
+        assert "OTP_THROTTLED" in codes or codes[-1] == "INVALID_OTP"
+        agent.kill()
+        agent.start()
+        reply = call(agent, "credentials/authorize", {
+            "credentialID": credential, "hashes": _hashes(1, "t"), "PIN": PIN, "OTP": wrong})
+        # Still delayed after the restart: the counters were on disk.
+        assert reply["error"]["data"]["error"] == "OTP_THROTTLED", reply
+        assert reply["error"]["data"].get("retryAfter", 0) > 0
+    finally:
+        agent.stop()
