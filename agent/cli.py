@@ -31,6 +31,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", type=Path)
     p.set_defaults(func=_agent_origins)
 
+    p = subparsers.add_parser("sign", help="sign PDF files (PAdES) with a key on a token")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--credential", required=True, help="TOKEN_ID/KEY_ID (qsign tokens list)")
+    p.add_argument("--level", choices=["B-B", "B-T"], default="B-B")
+    p.add_argument("--timestamp-url", help="RFC 3161 service for B-T (e.g. the CA's /tsa)")
+    p.add_argument("--out-dir", type=Path, help="default: next to each input")
+    p.add_argument("--pin-stdin", action="store_true", help="read the PIN from stdin")
+    p.add_argument("--module", action="append", default=None, metavar="PATH")
+    p.add_argument("--no-pcsc", action="store_true")
+    p.set_defaults(func=_sign)
+
     tokens = subparsers.add_parser("tokens", help="hardware tokens the agent can reach")
     sub = tokens.add_subparsers(dest="tokens_command", required=True)
     for name, func, text in (("list", _list, "list tokens and their credentials"),
@@ -128,6 +139,41 @@ def _watch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    import getpass
+
+    from agent.pades import Level, PdfRefused, sign_pdf, token_signer, write_atomically
+
+    pin = sys.stdin.readline().rstrip("\n") if args.pin_stdin else getpass.getpass("PIN: ")
+    failures = 0
+
+    async def run() -> None:
+        nonlocal failures
+        async with _registry(args) as registry:
+            signer = await token_signer(registry, args.credential, pin)
+            total = len(args.files)
+            for index, path in enumerate(args.files, 1):
+                out_dir = args.out_dir or path.parent
+                target = out_dir / f"{path.stem}-signed.pdf"
+                try:
+                    signed = await sign_pdf(signer, path.read_bytes(), level=Level(args.level),
+                                            timestamp_url=args.timestamp_url)
+                except (PdfRefused, OSError) as exc:
+                    failures += 1
+                    print(f"[{index}/{total}] {path.name}: refused: {exc}", file=sys.stderr)
+                    continue
+                write_atomically(target, signed)
+                bar = "#" * (20 * index // total)
+                print(f"[{bar:<20}] {index}/{total} {path.name} -> {target}", file=sys.stderr)
+
+    try:
+        asyncio.run(run())
+    except PdfRefused as exc:
+        print(f"qsign: error: {exc}", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
 
 
 def _agent_run(args: argparse.Namespace) -> int:

@@ -1,0 +1,100 @@
+"""`qsign sign`: PAdES with the simulated card's key through the token layer, B-B and
+B-T (timestamps from the CA's TSA), validated by pyHanko; corpus PDFs that cannot be
+signed get a clear refusal and no output file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
+
+from tests.integration.test_ca_service import RunningCa, running_ca  # noqa: F401 - fixture
+from tests.support import piv_apdus as piv
+from tests.support.pcsc import RunningCard, connect
+from tests.support.provision import CertIssuer, PyscardConnection, provision
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
+OPENSC = "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so"
+
+
+def _issuer_root(issuer: CertIssuer) -> asn1_x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qsign test issuer")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(issuer.key.public_key()).serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(issuer.key, hashes.SHA256()))
+    return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+def _credential(card: RunningCard) -> tuple[str, CertIssuer]:
+    connection = connect(card.reader)
+    issuer = CertIssuer()
+    provision(PyscardConnection(connection), 0x9A, piv.ALG_P256, issuer)
+    connection.disconnect()
+    serial = card.control("status")["serial"]
+    return f"piv-{serial}/9A", issuer
+
+
+def _sign(files: list[Path], credential: str, out: Path, *extra: str
+          ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qsign", "sign", *map(str, files), "--credential", credential,
+         "--out-dir", str(out), "--pin-stdin", "--module", "/nonexistent.so", *extra],
+        input="123456\n", capture_output=True, text=True, timeout=180)
+
+
+def test_sign_pdfs_b_b_and_refusals(simulated_card: RunningCard, tmp_path: Path) -> None:
+    credential, issuer = _credential(simulated_card)
+    inputs = [CORPUS / "minimal.pdf", CORPUS / "minimal-two-pages.pdf",
+              CORPUS / "minimal-aes256.pdf"]
+    result = _sign(inputs, credential, tmp_path)
+    assert result.returncode == 1, result.stderr  # one refusal among three
+    assert "2/3" in result.stderr and "encrypted" in result.stderr
+    assert not (tmp_path / "minimal-aes256-signed.pdf").exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+    context = ValidationContext(trust_roots=[_issuer_root(issuer)])
+    for name in ("minimal", "minimal-two-pages"):
+        with (tmp_path / f"{name}-signed.pdf").open("rb") as handle:
+            status = validate_pdf_signature(PdfFileReader(handle).embedded_signatures[0],
+                                            context)
+        assert status.intact and status.valid, status.pretty_print_details()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the CA's registry
+def test_sign_pdf_b_t_with_the_ca_timestamps(simulated_card: RunningCard,
+                                             database_url: str,
+                                             request: pytest.FixtureRequest,
+                                             tmp_path: Path) -> None:
+    ca: RunningCa = request.getfixturevalue("running_ca")
+    credential, issuer = _credential(simulated_card)
+    result = _sign([CORPUS / "minimal.pdf"], credential, tmp_path, "--level", "B-T",
+                   "--timestamp-url", ca.base + "/tsa")
+    assert result.returncode == 0, result.stderr
+    with (tmp_path / "minimal-signed.pdf").open("rb") as handle:
+        signature = PdfFileReader(handle).embedded_signatures[0]
+        tsa_root = asn1_x509.Certificate.load(_der(ca.pem("root")))
+        status = validate_pdf_signature(signature, ValidationContext(
+            trust_roots=[_issuer_root(issuer), tsa_root]))
+    assert status.intact and status.valid
+    assert status.timestamp_validity is not None and status.timestamp_validity.intact
+
+
+def _der(pem_path: Path) -> bytes:
+    from asn1crypto import pem
+
+    _, _, der = pem.unarmor(pem_path.read_bytes())
+    return bytes(der)
