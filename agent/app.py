@@ -53,7 +53,8 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     otp_store = OtpStore(config.state_dir / "otp.sqlite")
     sads = SadIssuer(config.state_dir / "sad.sqlite")
     journal = SignatureJournal(config.state_dir)
-    signing = SigningService(tokens, TotpVerifier(otp_store), sads, journal)
+    signing = SigningService(tokens, TotpVerifier(otp_store), sads, journal,
+                             config.timestamp_url)
     app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing)
     app[SOCKETS] = set()
 

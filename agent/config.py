@@ -42,6 +42,7 @@ class AgentConfig:
     requests_per_minute: int = 600  # per origin
     pcsc: bool = True
     pkcs11_modules: tuple[str, ...] | None = None  # None: OpenSC's and SoftHSM2's if present
+    timestamp_url: str | None = None  # RFC 3161 service for PAdES B-T (e.g. the CA's /tsa)
 
     @classmethod
     def load(cls, path: Path | None) -> AgentConfig:
@@ -85,6 +86,10 @@ def _convert(key: str, value: Any, where: str) -> Any:
     if key == "pcsc":
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: true or false")
+        return value
+    if key == "timestamp_url":
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: an http(s) URL")
         return value
     if key == "state_dir":
         if not isinstance(value, str) or not value:

@@ -51,7 +51,8 @@ def otp_error(exc: OtpError) -> RpcError:
 
 class SigningService:
     def __init__(self, registry: TokenRegistry, totp: TotpVerifier, sads: SadIssuer,
-                 journal: SignatureJournal) -> None:
+                 journal: SignatureJournal, timestamp_url: str | None = None) -> None:
+        self.timestamp_url = timestamp_url
         self.registry = registry
         self.totp = totp
         self.sads = sads
@@ -114,6 +115,27 @@ class SigningService:
             raise RpcError(ErrorCode.SAD_INVALID, data={"reason": str(exc.reason)}) from exc
         except JournalError as exc:
             raise RpcError(ErrorCode.SAD_INVALID, str(exc)) from exc
+
+
+    async def sign_pdfs(self, *, origin: str, credential_id: str, documents: list[bytes],
+                        otp: str, pin: str, level: str, timestamp_url: str | None
+                        ) -> list[bytes]:
+        """One authorisation (OTP, then the PIN on the card) for a batch of PDFs."""
+        from agent.pades import Level, PdfRefused, sign_pdf, token_signer
+
+        _split(credential_id)
+        try:
+            self.totp.verify(credential_id, otp)
+        except OtpError as exc:
+            raise otp_error(exc) from exc
+        try:
+            signer = await token_signer(self.registry, credential_id, pin)
+            signed = [await sign_pdf(signer, data, level=Level(level),
+                                     timestamp_url=timestamp_url) for data in documents]
+        except PdfRefused as exc:
+            raise RpcError(ErrorCode.BAD_REQUEST, str(exc)) from exc
+        log.info("signed %d PDF(s) with %s for %s", len(signed), credential_id, origin)
+        return signed
 
 
 def _split(credential_id: str) -> tuple[str, str]:

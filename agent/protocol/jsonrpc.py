@@ -183,8 +183,27 @@ async def _sign_hash(call: Call) -> Any:
     return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
 
 
+async def _sign_pdf(call: Call) -> Any:
+    p = call.params
+    try:
+        documents = [base64.b64decode(d, validate=True) for d in p["documents"]]
+    except ValueError:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "documents: base64 PDFs") from None
+    signed = await call.signing.sign_pdfs(
+        origin=call.origin, credential_id=p["credentialID"], documents=documents,
+        otp=p["OTP"], pin=p["PIN"], level=p.get("level", "B-B"),
+        timestamp_url=call.signing.timestamp_url)
+    return {"documents": [base64.b64encode(d).decode() for d in signed]}
+
+
 _CREDENTIAL = {"type": "string", "minLength": 3, "maxLength": 200}
 METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("documents/signPdf", _object({
+        "credentialID": _CREDENTIAL, "PIN": _PIN, "OTP": _OTP,
+        "documents": {"type": "array", "minItems": 1, "maxItems": 20,
+                      "items": {"type": "string", "minLength": 8}},
+        "level": {"enum": ["B-B", "B-T"]}}, ["credentialID", "PIN", "OTP", "documents"]),
+        _sign_pdf),
     Method("otp/enrol", _object({"credentialID": _CREDENTIAL, "PIN": _PIN},
                                 ["credentialID", "PIN"]), _otp_enrol),
     Method("credentials/authorize", _object({

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from io import BytesIO
 from pathlib import Path
@@ -229,4 +230,38 @@ def test_sad_bound_to_origin(simulated_card: RunningCard, tmp_path: Path) -> Non
             "credentialID": credential, "SAD": sad, "hashes": [digest]})
         assert stolen["error"]["data"] == {"error": "SAD_INVALID", "reason": "origin"}
         await elsewhere.close()
+        await ws.close()
+
+
+def test_sign_pdfs_over_the_socket_with_one_authorisation(simulated_card: RunningCard,
+                                                          tmp_path: Path) -> None:
+    issuer, _ = _provisioned(simulated_card)
+    pdfs = [(CORPUS / name).read_bytes() for name in ("minimal.pdf", "minimal-two-pages.pdf")]
+
+    @with_agent(tmp_path, registry=TokenRegistry(), max_message_bytes=1024 * 1024)
+    async def scenario(agent: Agent) -> None:
+        ws = await agent.connect()
+        credential = await _credential(agent, ws)
+        totp = await _enrol_totp(ws, credential)
+        before = _pin_retries(simulated_card)
+        refused = await rpc(ws, "documents/signPdf", {
+            "credentialID": credential, "PIN": PIN, "OTP": "000000" if totp.now() != "000000"
+            else "111111", "documents": [_b64(p) for p in pdfs]}, 30)
+        assert refused["error"]["data"]["error"] == "INVALID_OTP"
+        assert _pin_retries(simulated_card) == before
+        reply = await rpc(ws, "documents/signPdf", {
+            "credentialID": credential, "PIN": PIN, "OTP": totp.now(),
+            "documents": [_b64(p) for p in pdfs]}, 31)
+        signed = [base64.b64decode(d) for d in reply["result"]["documents"]]
+        trust = asn1_x509.Certificate.load(_issuer_certificate(issuer))
+        for data in signed:
+            status = await async_validate_pdf_signature(
+                PdfFileReader(BytesIO(data)).embedded_signatures[0],
+                ValidationContext(trust_roots=[trust]))
+            assert status.intact and status.valid
+        broken = await rpc(ws, "documents/signPdf", {
+            "credentialID": credential, "PIN": PIN, "OTP": totp.at(time.time() + 30),
+            "documents": [_b64(b"%PDF-1.7 this is not a PDF")]}, 32)
+        assert broken["error"]["data"]["error"] == "BAD_REQUEST"
+        assert "Traceback" not in json.dumps(broken)
         await ws.close()
