@@ -9,14 +9,22 @@ so a lost answer never leads to a second signature (SECURITY #30).
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.sqlite_db import SqliteDatabase
+
 DATABASE = "journal.sqlite"
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS signatures ("
+    "id INTEGER PRIMARY KEY, sad_hash TEXT NOT NULL, origin TEXT NOT NULL, "
+    "credential TEXT NOT NULL, hash BLOB NOT NULL, algorithm TEXT NOT NULL, "
+    "signature BLOB NOT NULL, signed_at TEXT NOT NULL, delivered_at TEXT, "
+    "idempotency_key TEXT, UNIQUE (sad_hash, hash))",
+    "CREATE INDEX IF NOT EXISTS by_key ON signatures (idempotency_key)",
+)
 
 
 class JournalError(Exception):
@@ -38,36 +46,11 @@ class Entry:
 
 class SignatureJournal:
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(directory / DATABASE, isolation_level=None,
-                                     check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        with self._transaction() as cur:
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS signatures ("
-                "id INTEGER PRIMARY KEY, sad_hash TEXT NOT NULL, origin TEXT NOT NULL, "
-                "credential TEXT NOT NULL, hash BLOB NOT NULL, algorithm TEXT NOT NULL, "
-                "signature BLOB NOT NULL, signed_at TEXT NOT NULL, delivered_at TEXT, "
-                "idempotency_key TEXT, UNIQUE (sad_hash, hash))")
-            cur.execute("CREATE INDEX IF NOT EXISTS by_key ON signatures (idempotency_key)")
+        self._db = SqliteDatabase(directory / DATABASE, _SCHEMA)
+        self._transaction = self._db.transaction
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+        self._db.close()
 
     def record(self, *, sad_hash: str, origin: str, credential: str, algorithm: str,
                signatures: list[tuple[bytes, bytes]]) -> None:

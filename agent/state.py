@@ -9,18 +9,25 @@ import datetime as dt
 import hmac
 import os
 import secrets
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent.sqlite_db import SqliteDatabase
 
 DATABASE = "agent.sqlite"
 PAIRING_TTL = dt.timedelta(minutes=5)
 # Codes a person reads from a page and types: no 0/O, 1/I/L.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS paired_origins ("
+    "origin TEXT PRIMARY KEY, paired_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS pairing_requests ("
+    "code TEXT PRIMARY KEY, origin TEXT NOT NULL, "
+    "expires_at TEXT NOT NULL, approved INTEGER NOT NULL DEFAULT 0)",
+)
 
 
 class PairingError(Exception):
@@ -38,33 +45,11 @@ class AgentState:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(directory, 0o700)
         self.directory = directory
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(directory / DATABASE, isolation_level=None,
-                                     check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        with self._transaction() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS paired_origins ("
-                        "origin TEXT PRIMARY KEY, paired_at TEXT NOT NULL)")
-            cur.execute("CREATE TABLE IF NOT EXISTS pairing_requests ("
-                        "code TEXT PRIMARY KEY, origin TEXT NOT NULL, "
-                        "expires_at TEXT NOT NULL, approved INTEGER NOT NULL DEFAULT 0)")
+        self._db = SqliteDatabase(directory / DATABASE, _SCHEMA)
+        self._transaction = self._db.transaction
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+        self._db.close()
 
     # Paired origins -------------------------------------------------------------------
 
