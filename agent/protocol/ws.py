@@ -32,14 +32,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RateLimiter:
-    """A token bucket per origin: `per_minute` requests, bursts up to a tenth of it."""
+    """A token bucket per origin: `per_minute` requests, bursts up to `burst`
+    (default: a tenth of the minute's allowance, at least 10)."""
 
     per_minute: int
+    burst: float | None = None
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def allow(self, origin: str) -> bool:
         now = time.monotonic()
-        capacity = max(10.0, self.per_minute / 10)
+        capacity = self.burst if self.burst is not None else max(10.0, self.per_minute / 10)
         tokens, last = self.buckets.get(origin, (capacity, now))
         tokens = min(capacity, tokens + (now - last) * self.per_minute / 60)
         if tokens < 1:
@@ -59,6 +61,8 @@ class Gate:
     limiter: RateLimiter
     signing: Any = None  # agent.signing.SigningService
     connections: int = 0
+    # Pairing codes are for people: a few per origin and minute is plenty.
+    pairing_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(6, burst=3))
 
     @property
     def hosts(self) -> frozenset[str]:
@@ -152,7 +156,7 @@ async def pair(request: web.Request) -> web.Response:
     if origin is None:
         return _refuse(403, ErrorCode.ORIGIN_NOT_ALLOWED)
     cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    if not gate.limiter.allow(f"pair:{origin}"):
+    if not gate.pairing_limiter.allow(origin):
         return web.json_response({"error": "RATE_LIMITED"}, status=429, headers=cors)
     try:
         body = await request.json()

@@ -290,3 +290,17 @@ def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
     result = _qsign("agent", "origins", "--config", str(config))
     assert result.returncode == 2 and "allowed_origins[0]" in result.stderr
 
+
+
+def test_pairing_requests_are_rate_limited(tmp_path: Path) -> None:
+    @with_agent(tmp_path)
+    async def scenario(agent: Agent) -> None:
+        statuses = []
+        for _ in range(6):
+            async with agent.session.post(
+                    agent.url + "/v1/pair",
+                    json={"jsonrpc": "2.0", "method": "pair/request", "id": 1},
+                    headers={"Origin": "https://flood.example.test",
+                             "Host": f"127.0.0.1:{agent.config.port}"}) as resp:
+                statuses.append(resp.status)
+        assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
