@@ -144,7 +144,8 @@ def _watch(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     import getpass
 
-    from agent.pades import Level, PdfRefused, sign_pdf, token_signer, write_atomically
+    from agent.pades import Level, PdfRefused, sign_pdf, token_signer
+    from qsign.files import write_atomically
 
     pin = sys.stdin.readline().rstrip("\n") if args.pin_stdin else getpass.getpass("PIN: ")
     failures = 0
@@ -164,7 +165,7 @@ def _sign(args: argparse.Namespace) -> int:
                     failures += 1
                     print(f"[{index}/{total}] {path.name}: refused: {exc}", file=sys.stderr)
                     continue
-                write_atomically(target, signed)
+                write_atomically(target, signed, 0o644)
                 bar = "#" * (20 * index // total)
                 print(f"[{bar:<20}] {index}/{total} {path.name} -> {target}", file=sys.stderr)
 

@@ -9,12 +9,10 @@ PIN-per-signature key is still preceded by its own VERIFY.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
-from pathlib import Path
 
 from asn1crypto import x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -111,18 +109,6 @@ async def sign_pdf(signer: TokenSigner, data: bytes, *, level: Level = Level.B_B
     except (PdfError, SigningError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise PdfRefused(f"cannot sign this PDF: {type(exc).__name__}: {exc}"[:300]) from exc
     return output.getvalue()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Never a half-written output: temp file, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 Progress = Callable[[int, int, str], None]

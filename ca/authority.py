@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,6 +26,7 @@ from ca.profiles import (
     ca_certificate,
     service_certificate,
 )
+from qsign.files import write_atomically
 
 ROLES = ("root", "issuing", "ocsp", "tsa")
 # The project's own OID arc (ITU-T X.667 UUID arc); deployments may set their own.
@@ -141,7 +141,7 @@ class Authority:
         if config.key_store == "pkcs11":
             if not (config.pkcs11_module and config.token_label and pin):
                 raise ConfigError("a PKCS#11 key store needs a module, a token label and a PIN")
-            _write_private(directory / PIN_FILE, pin.encode())
+            write_atomically(directory / PIN_FILE, pin.encode())
             for role in ROLES:
                 generate_pkcs11_key(config.pkcs11_module, config.token_label, pin,
                                     _key_label(role))
@@ -173,7 +173,7 @@ class Authority:
             purpose="time_stamping")
         for role, cert in (("root", root), ("issuing", issuing), ("ocsp", ocsp), ("tsa", tsa)):
             write_certificate(directory / "certs" / f"{role}.pem", cert)
-        _write_private(directory / CONFIG_FILE, config.to_toml().encode(), mode=0o644)
+        write_atomically(directory / CONFIG_FILE, config.to_toml().encode(), mode=0o644)
         return cls.load(directory)
 
     def trust_manufacturer(self, pem_bytes: bytes) -> Path:
@@ -210,15 +210,6 @@ def _open_key(directory: Path, config: CaConfig, role: str) -> CaKey:
     return FileKey.load(directory / "keys" / f"{role}.key")
 
 
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
@@ -243,4 +234,4 @@ def read_certificates(directory: Path) -> list[x509.Certificate]:
 
 
 def write_certificate(path: Path, cert: x509.Certificate) -> None:
-    _write_private(path, pem.armor("CERTIFICATE", cert.dump()), mode=0o644)
+    write_atomically(path, pem.armor("CERTIFICATE", cert.dump()), mode=0o644)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from firmware_sim.keys import PrivateKey
+from qsign.files import write_atomically
 
 # A private OID arc under 2.25 (ITU-T X.667 UUID arc), owned by this project.
 QSIGN_SIM_ARC = "2.25.35530359360331577736610611644625683634"
@@ -139,20 +140,11 @@ def _create_root(directory: Path) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_exclusive(directory / ROOT_KEY_FILE, key_pem, 0o600)
-    _write_exclusive(directory / ROOT_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM),
+    write_atomically(directory / ROOT_KEY_FILE, key_pem, 0o600)
+    write_atomically(directory / ROOT_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM),
                      0o644)
 
 
-def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def attest_slot(

@@ -4,17 +4,12 @@ signed get a clear refusal and no output file."""
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from asn1crypto import x509 as asn1_x509
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
@@ -28,16 +23,6 @@ CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
 OPENSC = "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so"
 
 
-def _issuer_root(issuer: CertIssuer) -> asn1_x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qsign test issuer")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(issuer.key.public_key()).serial_number(1)
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(issuer.key, hashes.SHA256()))
-    return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
 
 
 def _credential(card: RunningCard) -> tuple[str, CertIssuer]:
@@ -66,7 +51,7 @@ def test_sign_pdfs_b_b_and_refusals(simulated_card: RunningCard, tmp_path: Path)
     assert "2/3" in result.stderr and "encrypted" in result.stderr
     assert not (tmp_path / "minimal-aes256-signed.pdf").exists()
     assert not list(tmp_path.glob(".*.tmp"))
-    context = ValidationContext(trust_roots=[_issuer_root(issuer)])
+    context = ValidationContext(trust_roots=[asn1_x509.Certificate.load(issuer.root_certificate())])
     for name in ("minimal", "minimal-two-pages"):
         with (tmp_path / f"{name}-signed.pdf").open("rb") as handle:
             status = validate_pdf_signature(PdfFileReader(handle).embedded_signatures[0],
@@ -88,7 +73,7 @@ def test_sign_pdf_b_t_with_the_ca_timestamps(simulated_card: RunningCard,
         signature = PdfFileReader(handle).embedded_signatures[0]
         tsa_root = asn1_x509.Certificate.load(_der(ca.pem("root")))
         status = validate_pdf_signature(signature, ValidationContext(
-            trust_roots=[_issuer_root(issuer), tsa_root]))
+            trust_roots=[asn1_x509.Certificate.load(issuer.root_certificate()), tsa_root]))
     assert status.intact and status.valid
     assert status.timestamp_validity is not None and status.timestamp_validity.intact
 

@@ -110,28 +110,13 @@ def test_pyhanko_csc_signer_signs_a_pdf_with_the_card(simulated_card: RunningCar
                     writer, signers.PdfSignatureMetadata(field_name="Signature1"),
                     signer=signer, output=output)
         reader = PdfFileReader(output)
-        trust = asn1_x509.Certificate.load(_issuer_certificate(issuer))
+        trust = asn1_x509.Certificate.load(issuer.root_certificate())
         status = await async_validate_pdf_signature(reader.embedded_signatures[0],
                                                     ValidationContext(trust_roots=[trust]))
         assert status.intact and status.valid, status.pretty_print_details()
         (tmp_path / "signed.pdf").write_bytes(output.getvalue())
 
 
-def _issuer_certificate(issuer: CertIssuer) -> bytes:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qsign test issuer")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(issuer.key.public_key()).serial_number(1)
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(issuer.key, hashes.SHA256()))
-    return cert.public_bytes(Encoding.DER)
 
 
 def _pin_retries(card: RunningCard) -> int:
@@ -253,7 +238,7 @@ def test_sign_pdfs_over_the_socket_with_one_authorisation(simulated_card: Runnin
             "credentialID": credential, "PIN": PIN, "OTP": totp.now(),
             "documents": [_b64(p) for p in pdfs]}, 31)
         signed = [base64.b64decode(d) for d in reply["result"]["documents"]]
-        trust = asn1_x509.Certificate.load(_issuer_certificate(issuer))
+        trust = asn1_x509.Certificate.load(issuer.root_certificate())
         for data in signed:
             status = await async_validate_pdf_signature(
                 PdfFileReader(BytesIO(data)).embedded_signatures[0],

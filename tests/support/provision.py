@@ -34,6 +34,18 @@ class CertIssuer:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qsign test issuer")])
 
+    def root_certificate(self) -> bytes:
+        """The issuer's own self-signed CA certificate (DER), for validators' trust."""
+        now = dt.datetime.now(dt.UTC)
+        return (
+            x509.CertificateBuilder().subject_name(self.name).issuer_name(self.name)
+            .public_key(self.key.public_key()).serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        ).public_bytes(serialization.Encoding.DER)
+
     def certify(self, public_key: piv.PublicKey, common_name: str) -> x509.Certificate:
         now = dt.datetime.now(dt.UTC)
         return (
