@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -46,6 +47,22 @@ async def health(request: web.Request) -> web.Response:
                               "connections": gate.connections})
 
 
+async def client_script(request: web.Request) -> web.Response:
+    """GET /v1/qsign.js: the browser client (agent/web/qsign.js), an ES module.
+
+    Public code with no secret in it, so no Origin check: an unpaired page needs it to
+    call pair(). The Host check (middleware) still applies. `import()` of a module from
+    another origin is a CORS fetch, hence `Access-Control-Allow-Origin: *` on this one
+    static file only (no credentials; the API routes never answer `*`). `no-store`, so
+    a page always runs the client of the agent that is running now.
+    """
+    source = importlib.resources.files("agent").joinpath("web/qsign.js").read_bytes()
+    return web.Response(body=source, content_type="application/javascript", charset="utf-8",
+                        headers={"Cache-Control": "no-store",
+                                 "Access-Control-Allow-Origin": "*",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
 def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> web.Application:
     app = web.Application(middlewares=[host_check], client_max_size=config.max_message_bytes)
     state = AgentState(config.state_dir)
@@ -70,6 +87,7 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     app.router.add_get("/v1/ws", websocket)
     app.router.add_post("/v1/pair", pair)
     app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/qsign.js", client_script)
     add_csc_routes(app, bearer_token(config.state_dir))
     return app
 

@@ -16,6 +16,7 @@ SYSTEM_PACKAGES=(
   postgresql        # the CA registry on PostgreSQL (tests start their own cluster)
   openssl           # interop tests: openssl ocsp / ts / crl / x509
   procps
+  chromium          # browser e2e tests (Playwright drives /usr/bin/chromium; no browser download)
 )
 
 missing=()
