@@ -1,0 +1,301 @@
+"""The agent end to end: `signatures/signHash` over the WebSocket next to a direct
+token call on the same key, and PAdES signing through the agent next to pyHanko's
+own PKCS#11 signer on the same SoftHSM2 key, in the same run.
+
+signHash: `credentials/authorize` (OTP, then the PIN; the token signs at once)
+followed by `signatures/signHash` under that SAD, for one hash and for a batch of
+100 hashes under one SAD, on SoftHSM2 and on the simulated card behind pcscd. The
+baseline is `Token.sign_digest` with the PIN on the same key and the same token
+object (login/VERIFY before each signature, as the agent does). Each authorisation
+gets a fresh TOTP enrolment (re-enrolling replaces the secret), so no run waits on
+the 30 s TOTP step. PAdES: 100 one-page PDFs, sequentially, agent (`TokenSigner` +
+`sign_pdf`) against `pyhanko.sign.pkcs11.PKCS11Signer`.
+
+Targets (issue 4): <= 1 ms added per signature on SoftHSM2; the PDF batch at least
+2x pyHanko's sequential rate. Numbers, not assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BASE = Path(tempfile.mkdtemp(prefix="qsign-bench-agent-"))
+os.environ["PCSCLITE_CSOCK_NAME"] = str(BASE / "run" / "pcscd.comm")  # before pyscard loads
+os.environ["QSIGN_SIM_MANUFACTURER"] = str(BASE / "manufacturer")
+os.environ["SOFTHSM2_CONF"] = str(BASE / "softhsm2.conf")
+
+import aiohttp  # noqa: E402
+import pyotp  # noqa: E402
+from aiohttp.test_utils import TestServer  # noqa: E402
+from cryptography.hazmat.primitives.serialization import (  # noqa: E402
+    Encoding,
+    load_der_public_key,
+)
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
+from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
+from pyhanko.sign import signers  # noqa: E402
+from pyhanko.sign.pkcs11 import PKCS11Signer  # noqa: E402
+
+from agent.app import create_app  # noqa: E402
+from agent.config import AgentConfig  # noqa: E402
+from agent.pades import sign_pdf, token_signer  # noqa: E402
+from agent.tokens.model import KeyType, SignatureAlgorithm, Token  # noqa: E402
+from agent.tokens.pkcs11 import Pkcs11Module  # noqa: E402
+from agent.tokens.registry import TokenRegistry  # noqa: E402
+from firmware_sim.card import manufacture  # noqa: E402
+from tests.support import piv_apdus as piv  # noqa: E402
+from tests.support.pcsc import (  # noqa: E402
+    READER_NAMES,
+    PrivatePcscd,
+    RunningCard,
+    connect,
+    free_port_pair,
+)
+from tests.support.provision import CertIssuer, PyscardConnection, provision  # noqa: E402
+
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+PIN = "123456"  # the SoftHSM2 user PIN, and the simulated card's default PIV PIN
+ORIGIN = "https://portal.example.test"
+ECDSA_SHA256 = SignatureAlgorithm.parse("ECDSA_SHA256")
+PDF = Path("/work/shared/corpus/pdf/minimal.pdf")
+if not PDF.exists():
+    PDF = ROOT.parent / "shared" / "corpus" / "pdf" / "minimal.pdf"
+SINGLE_RUNS = 50  # authorisations of one hash, per route
+BATCH_RUNS = 10  # authorisations of 100 hashes, per route
+BATCH = 100
+PDFS = 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def softhsm_setup() -> Pkcs11Module:
+    """A SoftHSM2 token 'bench' with a P-256 key 01 and a certificate for it."""
+    (BASE / "tokens").mkdir()
+    (BASE / "softhsm2.conf").write_text(f"directories.tokendir = {BASE / 'tokens'}\n")
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--pin", PIN,
+                    "--so-pin", "12345678"], check=True, capture_output=True)
+    module = Pkcs11Module(SOFTHSM)
+    slot = next(s for s in module.present_slots() if s.label == "bench")
+    token = module.open_token(slot.slot_id)
+    spki = token.generate_key("01", KeyType.EC_P256, pin=PIN)
+    public = load_der_public_key(spki)
+    cert = CertIssuer().certify(public, "qsign bench softhsm")  # type: ignore[arg-type]
+    token.put_certificate("01", cert.public_bytes(Encoding.DER), pin=PIN)
+    token.close()
+    return module
+
+
+def card_setup() -> tuple[RunningCard, PrivatePcscd]:
+    """A simulated card behind a private pcscd, its 9C key certified."""
+    pcscd = PrivatePcscd(BASE, free_port_pair())
+    pcscd.start()
+    manufacture(BASE / "card.json")
+    card = RunningCard(BASE / "card.json", pcscd.port, READER_NAMES[0], BASE / "card.sock")
+    card.start()
+    connection = connect(card.reader)
+    provision(PyscardConnection(connection), 0x9C, piv.ALG_P256, CertIssuer())
+    connection.disconnect()
+    return card, pcscd
+
+
+class Client:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def rpc(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        self.next_id += 1
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self.next_id}
+        if params is not None:
+            message["params"] = params
+        await self.ws.send_str(json.dumps(message))
+        while True:
+            reply = json.loads(await asyncio.wait_for(self.ws.receive_str(), 60))
+            if reply.get("id") == self.next_id:
+                break
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+
+async def agent_round(client: Client, credential: str, hashes: list[bytes]
+                      ) -> tuple[float, float]:
+    """One fresh enrolment (untimed), then authorize and signHash: their times in ms."""
+    enrolment = await client.rpc("otp/enrol", {"credentialID": credential, "PIN": PIN})
+    totp: pyotp.TOTP = pyotp.parse_uri(enrolment["uri"])  # type: ignore[assignment]
+    encoded = [b64(h) for h in hashes]
+    t0 = time.perf_counter_ns()
+    sad = (await client.rpc("credentials/authorize", {
+        "credentialID": credential, "hashes": encoded, "PIN": PIN,
+        "OTP": totp.now()}))["SAD"]
+    t1 = time.perf_counter_ns()
+    signatures = (await client.rpc("signatures/signHash", {
+        "credentialID": credential, "SAD": sad, "hashes": encoded}))["signatures"]
+    t2 = time.perf_counter_ns()
+    assert len(signatures) == len(hashes)
+    return (t1 - t0) / 1e6, (t2 - t1) / 1e6
+
+
+def direct_ms(token: Token, key_id: str, hashes: list[bytes]) -> float:
+    t0 = time.perf_counter_ns()
+    for digest in hashes:
+        token.sign_digest(key_id, digest, ECDSA_SHA256, pin=PIN)
+    return (time.perf_counter_ns() - t0) / 1e6
+
+
+def digests(tag: str, n: int) -> list[bytes]:
+    return [hashlib.sha256(f"{tag} {i}".encode()).digest() for i in range(n)]
+
+
+async def bench_sign_hash(client: Client, registry: TokenRegistry, route: str,
+                          token_id: str, key_id: str) -> float:
+    credential = f"{token_id}/{key_id}"
+    token = await registry.call(token_id, lambda t: t)  # the very object the agent uses
+    for i in range(3):  # warm-up, unmeasured
+        await agent_round(client, credential, digests(f"{route} warm {i}", 1))
+        direct_ms(token, key_id, digests(f"{route} warm {i}", 1))
+    added_softhsm = 0.0
+    for label, size, runs in (("1 hash", 1, SINGLE_RUNS), (f"{BATCH} hashes", BATCH,
+                                                            BATCH_RUNS)):
+        auth, sign, base = [], [], []
+        for i in range(runs):
+            hashes = digests(f"{route} {size} {i}", size)
+            a, s = await agent_round(client, credential, hashes)
+            auth.append(a)
+            sign.append(s)
+            base.append(direct_ms(token, key_id, digests(f"{route} direct {size} {i}", size)))
+        a, s, d = (statistics.median(x) for x in (auth, sign, base))
+        per_sig = (a + s) / size
+        direct_per_sig = d / size
+        added = per_sig - direct_per_sig
+        if route == "softhsm" and size == 1:
+            added_softhsm = added
+        print(f"{route:<10}{label:<12}{a:>11.3f}{s:>10.3f}{per_sig:>10.3f}"
+              f"{direct_per_sig:>9.3f}{added:>9.3f}{per_sig / direct_per_sig:>8.2f}x")
+    return added_softhsm
+
+
+async def bench_pades(registry: TokenRegistry, module: Pkcs11Module, token_id: str
+                      ) -> tuple[float, float]:
+    data = PDF.read_bytes()
+    signer = await token_signer(registry, f"{token_id}/01", PIN)
+    for _ in range(3):
+        await sign_pdf(signer, data)
+    t0 = time.perf_counter()
+    ours = [await sign_pdf(signer, data) for _ in range(PDFS)]
+    agent_rate = PDFS / (time.perf_counter() - t0)
+
+    # pyHanko's own signer: its own logged-in session on the same key, after the agent
+    # is done with it (PKCS#11 login state is per application).
+    session = module.lib.get_token(token_label="bench").open(user_pin=PIN)
+    try:
+        # SoftHSM2 offers no CKM_ECDSA_SHA256: pyHanko hashes, the token signs (CKM_ECDSA).
+        p11 = PKCS11Signer(session, key_id=b"\x01", cert_id=b"\x01",
+                           use_raw_mechanism=True)
+        meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256")
+
+        async def theirs_one() -> bytes:
+            output = BytesIO()
+            await signers.async_sign_pdf(IncrementalPdfFileWriter(BytesIO(data), strict=False),
+                                         meta, signer=p11, output=output)
+            return output.getvalue()
+
+        for _ in range(3):
+            await theirs_one()
+        t0 = time.perf_counter()
+        theirs = [await theirs_one() for _ in range(PDFS)]
+        pyhanko_rate = PDFS / (time.perf_counter() - t0)
+    finally:
+        session.close()
+    for signed in (ours[-1], theirs[-1]):  # both made one signature each
+        assert len(PdfFileReader(BytesIO(signed)).embedded_signatures) == 1
+    return agent_rate, pyhanko_rate
+
+
+async def run(module: Pkcs11Module) -> None:
+    config = AgentConfig(port=free_port(), state_dir=BASE / "state", pcsc=True,
+                         pkcs11_modules=(), allowed_origins=(ORIGIN,),
+                         requests_per_minute=1_000_000, max_message_bytes=1024 * 1024)
+    registry = TokenRegistry(pcsc=True, pkcs11_modules=[module])
+    server = TestServer(create_app(config, registry), host="127.0.0.1", port=config.port)
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    try:
+        ws = await session.ws_connect(
+            f"http://127.0.0.1:{config.port}/v1/ws",
+            headers={"Host": f"127.0.0.1:{config.port}", "Origin": ORIGIN},
+            max_msg_size=4 * 1024 * 1024)
+        client = Client(ws)
+        deadline = time.monotonic() + 20
+        while True:
+            tokens = (await client.rpc("tokens/list"))["tokens"]
+            soft = [t["id"] for t in tokens if t["id"].startswith("pkcs11:")]
+            cards = [t["id"] for t in tokens if not t["id"].startswith("pkcs11:")]
+            if soft and cards:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"tokens not found: {tokens}")
+            await asyncio.sleep(0.2)
+
+        print("qsign bench: agent (medians in ms; per signature = (authorize + signHash) / "
+              "hashes)")
+        print(f"{'route':<10}{'batch':<12}{'authorize':>11}{'signHash':>10}{'per sig':>10}"
+              f"{'direct':>9}{'added':>9}{'ratio':>9}")
+        added = await bench_sign_hash(client, registry, "softhsm", soft[0], "01")
+        await bench_sign_hash(client, registry, "piv-card", cards[0], "9C")
+        await ws.close()
+
+        agent_rate, pyhanko_rate = await bench_pades(registry, module, soft[0])
+        print()
+        print(f"PAdES B-B, {PDFS} one-page PDFs, SoftHSM2 P-256, sequential (PDFs/s)")
+        print(f"{'agent (TokenSigner + sign_pdf)':<34}{agent_rate:>8.1f}")
+        print(f"{'pyHanko PKCS11Signer':<34}{pyhanko_rate:>8.1f}")
+        print(f"{'agent / pyHanko':<34}{agent_rate / pyhanko_rate:>7.2f}x")
+        print()
+        print(f"target <= 1 ms added per signature on SoftHSM2 (1 hash): {added:.3f} ms "
+              f"({'met' if added <= 1 else 'MISSED'})")
+        ratio = agent_rate / pyhanko_rate
+        print(f"target PDF batch >= 2x pyHanko's sequential rate: {ratio:.2f}x "
+              f"({'met' if ratio >= 2 else 'MISSED'})")
+    finally:
+        await session.close()
+        await server.close()
+
+
+def main() -> int:
+    module = softhsm_setup()
+    card, pcscd = card_setup()
+    try:
+        asyncio.run(run(module))
+    finally:
+        card.stop()
+        pcscd.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
