@@ -18,6 +18,7 @@ bench: setup
 	$(PY) bench/card.py
 	$(PY) bench/tokens.py
 	$(PY) bench/ca.py
+	$(PY) bench/agent.py
 
 lint: setup
 	$(VENV)/bin/ruff check qsign firmware_sim agent ca portal tests bench
