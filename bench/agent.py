@@ -66,15 +66,13 @@ from tests.support.pcsc import (  # noqa: E402
     connect,
     free_port_pair,
 )
+from tests.support.pdfs import blank_pdf  # noqa: E402
 from tests.support.provision import CertIssuer, PyscardConnection, provision  # noqa: E402
 
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "123456"  # the SoftHSM2 user PIN, and the simulated card's default PIV PIN
 ORIGIN = "https://portal.example.test"
 ECDSA_SHA256 = SignatureAlgorithm.parse("ECDSA_SHA256")
-PDF = Path("/work/shared/corpus/pdf/minimal.pdf")
-if not PDF.exists():
-    PDF = ROOT.parent / "shared" / "corpus" / "pdf" / "minimal.pdf"
 SINGLE_RUNS = 50  # authorisations of one hash, per route
 BATCH_RUNS = 10  # authorisations of 100 hashes, per route
 BATCH = 100
@@ -201,7 +199,7 @@ async def bench_sign_hash(client: Client, registry: TokenRegistry, route: str,
 
 async def bench_pades(registry: TokenRegistry, module: Pkcs11Module, token_id: str
                       ) -> tuple[float, float]:
-    data = PDF.read_bytes()
+    data = blank_pdf(1)  # a one-page PDF, made here: benches run without ../shared
     signer = await token_signer(registry, f"{token_id}/01", PIN)
     for _ in range(3):
         await sign_pdf(signer, data)

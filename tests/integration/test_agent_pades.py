@@ -17,9 +17,9 @@ from pyhanko_certvalidator import ValidationContext
 from tests.integration.test_ca_service import RunningCa, running_ca  # noqa: F401 - fixture
 from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
+from tests.support.pdfs import write_samples
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
 OPENSC = "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so"
 
 
@@ -44,8 +44,9 @@ def _sign(files: list[Path], credential: str, out: Path, *extra: str
 
 def test_sign_pdfs_b_b_and_refusals(simulated_card: RunningCard, tmp_path: Path) -> None:
     credential, issuer = _credential(simulated_card)
-    inputs = [CORPUS / "minimal.pdf", CORPUS / "minimal-two-pages.pdf",
-              CORPUS / "minimal-aes256.pdf"]
+    samples = write_samples(tmp_path / "in")
+    inputs = [samples["minimal.pdf"], samples["minimal-two-pages.pdf"],
+              samples["minimal-aes256.pdf"]]
     result = _sign(inputs, credential, tmp_path)
     assert result.returncode == 1, result.stderr  # one refusal among three
     assert "2/3" in result.stderr and "encrypted" in result.stderr
@@ -66,7 +67,8 @@ def test_sign_pdf_b_t_with_the_ca_timestamps(simulated_card: RunningCard,
                                              tmp_path: Path) -> None:
     ca: RunningCa = request.getfixturevalue("running_ca")
     credential, issuer = _credential(simulated_card)
-    result = _sign([CORPUS / "minimal.pdf"], credential, tmp_path, "--level", "B-T",
+    result = _sign([write_samples(tmp_path / "in")["minimal.pdf"]], credential, tmp_path,
+                   "--level", "B-T",
                    "--timestamp-url", ca.base + "/tsa")
     assert result.returncode == 0, result.stderr
     with (tmp_path / "minimal-signed.pdf").open("rb") as handle:

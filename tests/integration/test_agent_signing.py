@@ -37,9 +37,9 @@ from firmware_sim.state import CardStore
 from tests.integration.test_agent_ws import PORTAL, Agent, rpc, with_agent
 from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
+from tests.support.pdfs import blank_pdf
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
 PIN = "123456"
 
 
@@ -102,13 +102,11 @@ def test_pyhanko_csc_signer_signs_a_pdf_with_the_card(simulated_card: RunningCar
                 "Host": f"127.0.0.1:{agent.config.port}"}) as session:
             info = await fetch_certs_in_csc_credential(session, session_info)
             signer = CSCSigner(session, _AgentAuthorization(session_info, info, session, totp))
-            source = CORPUS / "minimal.pdf"
-            with source.open("rb") as handle:
-                writer = IncrementalPdfFileWriter(handle)
-                output = BytesIO()
-                await signers.async_sign_pdf(
-                    writer, signers.PdfSignatureMetadata(field_name="Signature1"),
-                    signer=signer, output=output)
+            writer = IncrementalPdfFileWriter(BytesIO(blank_pdf()))
+            output = BytesIO()
+            await signers.async_sign_pdf(
+                writer, signers.PdfSignatureMetadata(field_name="Signature1"),
+                signer=signer, output=output)
         reader = PdfFileReader(output)
         trust = asn1_x509.Certificate.load(issuer.root_certificate())
         status = await async_validate_pdf_signature(reader.embedded_signatures[0],
@@ -221,7 +219,7 @@ def test_sad_bound_to_origin(simulated_card: RunningCard, tmp_path: Path) -> Non
 def test_sign_pdfs_over_the_socket_with_one_authorisation(simulated_card: RunningCard,
                                                           tmp_path: Path) -> None:
     issuer, _ = _provisioned(simulated_card)
-    pdfs = [(CORPUS / name).read_bytes() for name in ("minimal.pdf", "minimal-two-pages.pdf")]
+    pdfs = [blank_pdf(1), blank_pdf(2)]
 
     @with_agent(tmp_path, registry=TokenRegistry(), max_message_bytes=1024 * 1024)
     async def scenario(agent: Agent) -> None:
