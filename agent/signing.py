@@ -60,7 +60,7 @@ class SigningService:
 
     async def authorize(self, *, origin: str, credential_id: str, hashes: list[bytes],
                         otp: str, pin: str, padding: Padding | None = None) -> Authorization:
-        token_id, key_id = _split(credential_id)
+        token_id, key_id = split_credential(credential_id)
         hash_algorithm = _hash_algorithm(hashes)
         if len(hashes) > 100:
             raise RpcError(ErrorCode.BAD_REQUEST, "at most 100 hashes per authorisation")
@@ -92,7 +92,7 @@ class SigningService:
     async def sign_hash(self, *, origin: str, credential_id: str, sad: str,
                         hashes: list[bytes], padding: Padding | None = None,
                         idempotency_key: str | None = None) -> list[bytes]:
-        _split(credential_id)
+        split_credential(credential_id)
         hash_algorithm = _hash_algorithm(hashes)
         sad_hash = _sad_hash(sad)
         try:
@@ -123,7 +123,7 @@ class SigningService:
         """One authorisation (OTP, then the PIN on the card) for a batch of PDFs."""
         from agent.pades import Level, PdfRefused, sign_pdf, token_signer
 
-        _split(credential_id)
+        split_credential(credential_id)
         try:
             self.totp.verify(credential_id, otp)
         except OtpError as exc:
@@ -138,7 +138,8 @@ class SigningService:
         return signed
 
 
-def _split(credential_id: str) -> tuple[str, str]:
+def split_credential(credential_id: str) -> tuple[str, str]:
+    """'TOKEN_ID/KEY_ID' -> (token id, key id)."""
     token_id, sep, key_id = credential_id.rpartition("/")
     if not sep or not token_id or not key_id:
         raise RpcError(ErrorCode.INVALID_PARAMS, "credentialID is tokenID/keyID")

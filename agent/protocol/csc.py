@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
-from agent.protocol.jsonrpc import credential_json, split_credential
+from agent.protocol.jsonrpc import credential_json
+from agent.signing import split_credential
 from agent.tokens.model import KeyType, Padding
 
 TOKEN_FILE = "csc.token"  # noqa: S105 - a file name, not a secret

@@ -15,6 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
+from agent.signing import split_credential
 from agent.tokens.model import Credential, Padding, PinStatus, TokenInfo
 from agent.tokens.registry import TokenRegistry
 from qsign import __version__
@@ -77,13 +78,6 @@ def credential_json(token_id: str, credential: Credential, *, chain: bool) -> di
         body["cert"] = {"certificates": [base64.b64encode(c).decode() for c in
                                          (credential.certificate, *credential.chain)]}
     return body
-
-
-def split_credential(credential_id: str) -> tuple[str, str]:
-    token_id, sep, key_id = credential_id.rpartition("/")
-    if not sep or not token_id or not key_id:
-        raise RpcError(ErrorCode.INVALID_PARAMS, "credentialID is tokenID/keyID")
-    return token_id, key_id
 
 
 async def _info(call: Call) -> Any:
