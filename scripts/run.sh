@@ -27,8 +27,15 @@ if [ ! -f "$RUN_DIR/ca/ca.toml" ]; then
 fi
 .venv/bin/qsign ca serve --dir "$RUN_DIR/ca" --port "$CA_PORT" > "$RUN_DIR/ca.log" 2>&1 &
 CA_PID=$!
-trap 'kill $CA_PID 2>/dev/null || true' EXIT INT TERM
+if [ ! -f "$RUN_DIR/agent.toml" ]; then
+  printf '[agent]\nstate_dir = "%s"\ntimestamp_url = "http://127.0.0.1:%s/tsa"\n' \
+    "$PWD/$RUN_DIR/agent-state" "$CA_PORT" > "$RUN_DIR/agent.toml"
+fi
+.venv/bin/qsign agent run --config "$RUN_DIR/agent.toml" > "$RUN_DIR/agent.log" 2>&1 &
+AGENT_PID=$!
+trap 'kill $CA_PID $AGENT_PID 2>/dev/null || true' EXIT INT TERM
 echo "run: CA on http://127.0.0.1:$CA_PORT (OpenAPI: /openapi.json; log $RUN_DIR/ca.log)"
+echo "run: agent on ws://127.0.0.1:35741/v1/ws (config $RUN_DIR/agent.toml; log $RUN_DIR/agent.log)"
 echo "run: card in reader 'Virtual PCD 00 00'; try: opensc-tool -n  /  qsign tokens list"
 echo "run: control socket $RUN_DIR/card.sock (qsign card ctl --control $RUN_DIR/card.sock remove|insert|status)"
 .venv/bin/qsign -v card run --state "$RUN_DIR/card.json" --control "$RUN_DIR/card.sock"
