@@ -24,7 +24,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,19 +56,16 @@ from agent.pades import sign_pdf, token_signer  # noqa: E402
 from agent.tokens.model import KeyType, SignatureAlgorithm, Token  # noqa: E402
 from agent.tokens.pkcs11 import Pkcs11Module  # noqa: E402
 from agent.tokens.registry import TokenRegistry  # noqa: E402
-from firmware_sim.card import manufacture  # noqa: E402
+from bench._common import softhsm_token, start_card  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
 from tests.support.pcsc import (  # noqa: E402
-    READER_NAMES,
     PrivatePcscd,
     RunningCard,
     connect,
-    free_port_pair,
 )
 from tests.support.pdfs import blank_pdf  # noqa: E402
 from tests.support.provision import CertIssuer, PyscardConnection, provision  # noqa: E402
 
-SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "123456"  # the SoftHSM2 user PIN, and the simulated card's default PIV PIN
 ORIGIN = "https://portal.example.test"
 ECDSA_SHA256 = SignatureAlgorithm.parse("ECDSA_SHA256")
@@ -92,13 +88,7 @@ def b64(data: bytes) -> str:
 
 def softhsm_setup() -> Pkcs11Module:
     """A SoftHSM2 token 'bench' with a P-256 key 01 and a certificate for it."""
-    (BASE / "tokens").mkdir()
-    (BASE / "softhsm2.conf").write_text(f"directories.tokendir = {BASE / 'tokens'}\n")
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--pin", PIN,
-                    "--so-pin", "12345678"], check=True, capture_output=True)
-    module = Pkcs11Module(SOFTHSM)
-    slot = next(s for s in module.present_slots() if s.label == "bench")
-    token = module.open_token(slot.slot_id)
+    module, token = softhsm_token(BASE, PIN)
     spki = token.generate_key("01", KeyType.EC_P256, pin=PIN)
     public = load_der_public_key(spki)
     cert = CertIssuer().certify(public, "qsign bench softhsm")  # type: ignore[arg-type]
@@ -109,11 +99,7 @@ def softhsm_setup() -> Pkcs11Module:
 
 def card_setup() -> tuple[RunningCard, PrivatePcscd]:
     """A simulated card behind a private pcscd, its 9C key certified."""
-    pcscd = PrivatePcscd(BASE, free_port_pair())
-    pcscd.start()
-    manufacture(BASE / "card.json")
-    card = RunningCard(BASE / "card.json", pcscd.port, READER_NAMES[0], BASE / "card.sock")
-    card.start()
+    card, pcscd = start_card(BASE)
     connection = connect(card.reader)
     provision(PyscardConnection(connection), 0x9C, piv.ALG_P256, CertIssuer())
     connection.disconnect()

@@ -24,15 +24,11 @@ os.environ["QSIGN_SIM_MANUFACTURER"] = str(BASE / "manufacturer")
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils  # noqa: E402
 
-from bench._common import median_ms  # noqa: E402
+from bench._common import median_ms, start_card  # noqa: E402
 from firmware_sim.card import InProcessConnection, SimulatedCard, manufacture  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
 from tests.support.pcsc import (  # noqa: E402
-    READER_NAMES,
-    PrivatePcscd,
-    RunningCard,
     connect,
-    free_port_pair,
 )
 from tests.support.provision import PyscardConnection  # noqa: E402
 
@@ -68,12 +64,7 @@ def card_ops(card: piv.Connection) -> dict[str, Callable[[], object]]:
 
 
 def main() -> int:
-    pcscd = PrivatePcscd(BASE, free_port_pair())
-    pcscd.start()
-    state = BASE / "card.json"
-    manufacture(state)
-    card = RunningCard(state, pcscd.port, READER_NAMES[0], BASE / "card.sock")
-    card.start()
+    card, pcscd = start_card(BASE)
     try:
         connection = connect(card.reader)
         stack = card_ops(PyscardConnection(connection))

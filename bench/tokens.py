@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,23 +34,18 @@ from pkcs11 import Mechanism, ObjectClass  # noqa: E402
 from agent.tokens.model import KeyType, SignatureAlgorithm, Token  # noqa: E402
 from agent.tokens.pcsc import PcscConnection, PcscContext  # noqa: E402
 from agent.tokens.piv import PivToken  # noqa: E402
-from agent.tokens.pkcs11 import Pkcs11Module  # noqa: E402
 from agent.tokens.worker import TokenWorker  # noqa: E402
-from bench._common import median_ms  # noqa: E402
-from firmware_sim.card import manufacture  # noqa: E402
+from bench._common import SOFTHSM_MODULE, median_ms, softhsm_token, start_card  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
 from tests.support.pcsc import (  # noqa: E402
-    READER_NAMES,
     PrivatePcscd,
     RunningCard,
     connect,
-    free_port_pair,
 )
 from tests.support.provision import PyscardConnection  # noqa: E402
 
 DIGEST = hashlib.sha256(b"qsign token bench").digest()
 ECDSA_SHA256 = SignatureAlgorithm.parse("ECDSA_SHA256")
-SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
 
 
@@ -75,18 +69,12 @@ def throughput(call: Callable[[], Awaitable[object]], callers: int, total: int) 
 
 
 def softhsm_setup() -> tuple[Token, Callable[[], object]]:
-    (BASE / "tokens").mkdir()
-    (BASE / "softhsm2.conf").write_text(f"directories.tokendir = {BASE / 'tokens'}\n")
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--pin", PIN,
-                    "--so-pin", "123456"], check=True, capture_output=True)
-    module = Pkcs11Module(SOFTHSM)
-    slot = next(s for s in module.present_slots() if s.label == "bench")
-    token = module.open_token(slot.slot_id)
+    _, token = softhsm_token(BASE, PIN)
     token.generate_key("01", KeyType.EC_P256, pin=PIN)
     token.verify_pin(PIN)
     # Baseline: python-pkcs11 alone, its own logged-in session, key looked up once.
     # Login state is per application in PKCS#11: this session is logged in already.
-    session = pkcs11.lib(SOFTHSM).get_token(token_label="bench").open()
+    session = pkcs11.lib(SOFTHSM_MODULE).get_token(token_label="bench").open()
     key = session.get_key(ObjectClass.PRIVATE_KEY, P11KeyType.EC, id=b"\x01")
 
     def direct() -> bytes:  # the same output as the layer's: a DER Ecdsa-Sig-Value
@@ -98,11 +86,7 @@ def softhsm_setup() -> tuple[Token, Callable[[], object]]:
 
 
 def card_setup() -> tuple[Token, Callable[[], object], RunningCard, PrivatePcscd]:
-    pcscd = PrivatePcscd(BASE, free_port_pair())
-    pcscd.start()
-    manufacture(BASE / "card.json")
-    card = RunningCard(BASE / "card.json", pcscd.port, READER_NAMES[0], BASE / "card.sock")
-    card.start()
+    card, pcscd = start_card(BASE)
     token = PivToken(PcscConnection(PcscContext(), card.reader), reader=card.reader)
     token.generate_key("9A", KeyType.EC_P256)
     token.verify_pin(piv.DEFAULT_PIN)

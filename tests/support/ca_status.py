@@ -3,6 +3,7 @@ services' tests (OCSP, CRL), and helpers to drive the `openssl` command line."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import subprocess
 from dataclasses import dataclass
@@ -83,3 +84,13 @@ def openssl(*args: str | Path, check: bool = True) -> subprocess.CompletedProces
     if check and result.returncode != 0:
         raise AssertionError(f"openssl {' '.join(map(str, args))} failed:\n{result.stdout}")
     return result
+
+
+class Clock:
+    """A settable wall clock (the `clock=` of the OCSP responder and the CRL publisher)."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now

@@ -12,17 +12,7 @@ from asn1crypto import crl
 from ca.authority import Authority, CaConfig
 from ca.crl import CrlPublisher
 from ca.profiles import key_identifier
-from tests.support.ca_status import StatusCa, make_status_ca, openssl, write_pem
-
-
-class Clock:
-    """A settable wall clock (the publisher's `clock=`)."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+from tests.support.ca_status import Clock, StatusCa, make_status_ca, openssl, write_pem
 
 
 @pytest.fixture

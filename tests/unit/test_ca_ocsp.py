@@ -23,17 +23,7 @@ from ca.ocsp import (
     request_from_get_path,
 )
 from ca.profiles import key_identifier
-from tests.support.ca_status import StatusCa, make_status_ca, openssl, write_pem
-
-
-class Clock:
-    """A settable wall clock (the responder's `clock=`)."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+from tests.support.ca_status import Clock, StatusCa, make_status_ca, openssl, write_pem
 
 
 @pytest.fixture
