@@ -43,6 +43,9 @@ class AgentConfig:
     pcsc: bool = True
     pkcs11_modules: tuple[str, ...] | None = None  # None: OpenSC's and SoftHSM2's if present
     timestamp_url: str | None = None  # RFC 3161 service for PAdES B-T (e.g. the CA's /tsa)
+    # The signature service whose /api/v1/sms-otp/{send,verify} the SMS OTP provider calls
+    # (portal/API.md). From the config only: a page must not choose who checks its OTP.
+    portal_url: str | None = None
 
     @classmethod
     def load(cls, path: Path | None) -> AgentConfig:
@@ -87,7 +90,7 @@ def _convert(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: true or false")
         return value
-    if key == "timestamp_url":
+    if key in ("timestamp_url", "portal_url"):
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise ConfigError(f"{where}: an http(s) URL")
         return value
