@@ -46,6 +46,8 @@ class AgentConfig:
     # The signature service whose /api/v1/sms-otp/{send,verify} the SMS OTP provider calls
     # (portal/API.md). From the config only: a page must not choose who checks its OTP.
     portal_url: str | None = None
+    # Which second factors authorise a signature: "totp", "sms" (needs portal_url), "any".
+    otp_mode: str = "any"
 
     @classmethod
     def load(cls, path: Path | None) -> AgentConfig:
@@ -85,6 +87,10 @@ def _convert(key: str, value: Any, where: str) -> Any:
     if key in ("port", "max_connections", "max_message_bytes", "requests_per_minute"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{where}: an integer")
+        return value
+    if key == "otp_mode":
+        if value not in ("totp", "sms", "any"):
+            raise ConfigError(f"{where}: one of 'totp', 'sms', 'any'")
         return value
     if key == "pcsc":
         if not isinstance(value, bool):
