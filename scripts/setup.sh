@@ -17,6 +17,9 @@ SYSTEM_PACKAGES=(
   openssl           # interop tests: openssl ocsp / ts / crl / x509
   procps
   chromium          # browser e2e tests (Playwright drives /usr/bin/chromium; no browser download)
+  tesseract-ocr     # identity service: reads the MRZ of ID documents
+  tesseract-ocr-eng # tesseract's stock English model
+  fonts-ocr-b       # OCR-B (public domain, Matthew Skala/Norbert Schwarz) for specimen MRZs
 )
 
 missing=()
