@@ -10,16 +10,16 @@ evidence id makes one identity evidence yield one certificate at most.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from asn1crypto import x509
+
+from qsign.sql import Cursor, Database, DatabaseError
 
 REVOCATION_REASONS = (
     "unspecified", "key_compromise", "ca_compromise", "affiliation_changed", "superseded",
@@ -91,26 +91,13 @@ def _select(where: str = "") -> str:
     return f"SELECT {_COLUMNS} FROM certificates {where}"  # noqa: S608
 
 
-class _Cursor(Protocol):
-    def execute(self, sql: str, params: Any = ...) -> Any: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
 class Registry:
     """One registry, used from any thread (one connection, serialised)."""
 
-    def __init__(self, connect: Callable[[], Any], dialect: str) -> None:
-        self._connect = connect
-        self._dialect = dialect
-        self._lock = threading.RLock()
-        self._conn = connect()
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._dialect = database.dialect
         with self._transaction() as cur:
-            for statement in _SCHEMA:
-                cur.execute(statement if dialect == "postgresql"
-                            else statement.replace("BYTEA", "BLOB"))
             for counter in ("status_version", "crl_number"):
                 cur.execute("INSERT INTO counters (name, value) VALUES (?, 0) "
                             "ON CONFLICT (name) DO NOTHING", (counter,))
@@ -118,55 +105,16 @@ class Registry:
     @classmethod
     def open(cls, url: str | None, directory: Path) -> Registry:
         """`postgresql://...`, `sqlite:///path`, or None for DIR/registry.sqlite."""
-        if url and url.startswith(("postgresql://", "postgres://")):
-            try:
-                import psycopg
-            except ImportError as exc:  # pragma: no cover - a dependency of the package
-                raise RegistryError("PostgreSQL needs psycopg") from exc
-
-            def connect_pg() -> Any:
-                try:
-                    return psycopg.connect(url, autocommit=False)
-                except psycopg.Error as exc:
-                    raise RegistryError(f"cannot connect to PostgreSQL: {exc}") from exc
-
-            return cls(connect_pg, "postgresql")
-        path = Path(url.removeprefix("sqlite:///")) if url else directory / "registry.sqlite"
-
-        def connect_sqlite() -> sqlite3.Connection:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                   timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            return conn
-
-        return cls(connect_sqlite, "sqlite")
+        try:
+            return cls(Database.open(url, directory / "registry.sqlite", _SCHEMA))
+        except DatabaseError as exc:
+            raise RegistryError(str(exc)) from exc
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
-    def _sql(self, statement: str) -> str:
-        return statement.replace("?", "%s") if self._dialect == "postgresql" else statement
-
-    @contextmanager
-    def _transaction(self) -> Iterator[_Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            if self._dialect == "sqlite":
-                cur.execute("BEGIN IMMEDIATE")  # take the write lock now: no lost updates
-            try:
-                yield _Translating(cur, self._sql)
-            except BaseException:
-                if self._dialect == "postgresql":
-                    self._conn.rollback()
-                else:
-                    cur.execute("ROLLBACK")
-                raise
-            if self._dialect == "postgresql":
-                self._conn.commit()
-            else:
-                cur.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[Cursor]:
+        return self._db.transaction()
 
     # Issuance -------------------------------------------------------------------------
 
@@ -185,11 +133,7 @@ class Registry:
         raise RegistryError("could not allocate a unique serial")
 
     def _integrity_errors(self) -> tuple[type[Exception], ...]:
-        if self._dialect == "postgresql":
-            import psycopg
-
-            return (psycopg.errors.UniqueViolation,)
-        return (sqlite3.IntegrityError,)
+        return self._db.integrity_errors()
 
     def _evidence_used(self, evidence_id: str) -> bool:
         with self._transaction() as cur:
@@ -273,33 +217,16 @@ class Registry:
         with self._transaction() as cur:
             return self._bump(cur, "crl_number")
 
-    def _counter(self, cur: _Cursor, name: str) -> int:
+    def _counter(self, cur: Cursor, name: str) -> int:
         cur.execute("SELECT value FROM counters WHERE name = ?", (name,))
         row = cur.fetchone()
         return 0 if row is None else int(row[0])
 
-    def _bump(self, cur: _Cursor, name: str) -> int:
+    def _bump(self, cur: Cursor, name: str) -> int:
         """Increment in place: the row lock orders concurrent bumps (no lost update)."""
         cur.execute("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value",
                     (name,))
         return int(cur.fetchone()[0])
-
-
-class _Translating:
-    """A cursor taking '?' placeholders on both databases."""
-
-    def __init__(self, cursor: Any, translate: Callable[[str], str]) -> None:
-        self._cursor = cursor
-        self._translate = translate
-
-    def execute(self, sql: str, params: Any = ()) -> Any:
-        return self._cursor.execute(self._translate(sql), params)
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return list(self._cursor.fetchall())
 
 
 def _key(serial: int) -> str:
