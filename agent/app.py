@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.resources
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from agent import systemd
 from agent.config import AgentConfig
+from agent.discovery import agent_id
 from agent.identity.otp import OtpStore, TotpVerifier
 from agent.journal import SignatureJournal
+from agent.metrics import (
+    METRICS,
+    AgentMetrics,
+    MeteredSigning,
+    metrics_endpoint,
+    metrics_middleware,
+)
 from agent.policy import SadIssuer
 from agent.protocol.csc import add_csc_routes, bearer_token
 from agent.protocol.ws import (
@@ -28,9 +39,12 @@ from agent.protocol.ws import (
 from agent.signing import SigningService
 from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
+from qsign import __version__
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1")
+AGENT_ID = web.AppKey("agent_id", str)
+STARTED = web.AppKey("started", float)  # time.monotonic() at create_app
 
 
 def make_registry(config: AgentConfig) -> TokenRegistry:
@@ -42,9 +56,16 @@ def make_registry(config: AgentConfig) -> TokenRegistry:
 
 
 async def health(request: web.Request) -> web.Response:
+    """GET /v1/health: liveness and counts, nothing personal (no origins, no serials).
+    No CORS header: a page cannot read it; monitoring and `qsign fleet` can."""
     gate = request.app[GATE]
-    return web.json_response({"status": "ok", "tokens": len(gate.registry.tokens()),
-                              "connections": gate.connections})
+    return web.json_response({
+        "status": "ok", "version": __version__, "id": request.app[AGENT_ID],
+        "uptime_seconds": round(time.monotonic() - request.app[STARTED], 1),
+        "tokens": len(gate.registry.tokens()), "connections": gate.connections,
+        "max_connections": gate.config.max_connections,
+        "metrics": gate.config.metrics, "discovery": gate.config.discovery,
+    }, headers={"Cache-Control": "no-store"})
 
 
 async def client_script(request: web.Request) -> web.Response:
@@ -64,20 +85,49 @@ async def client_script(request: web.Request) -> web.Response:
 
 
 def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> web.Application:
-    app = web.Application(middlewares=[host_check], client_max_size=config.max_message_bytes)
+    # Metrics outermost, so that requests the Host check refuses are counted too.
+    middlewares = [metrics_middleware, host_check] if config.metrics else [host_check]
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_message_bytes)
+    app[AGENT_ID] = agent_id(config.state_dir)
+    app[STARTED] = time.monotonic()
     state = AgentState(config.state_dir)
     tokens = registry if registry is not None else make_registry(config)
     otp_store = OtpStore(config.state_dir / "otp.sqlite")
     sads = SadIssuer(config.state_dir / "sad.sqlite")
     journal = SignatureJournal(config.state_dir)
-    signing = SigningService(tokens, TotpVerifier(otp_store), sads, journal,
-                             config.timestamp_url)
+    signing: SigningService | MeteredSigning = SigningService(
+        tokens, TotpVerifier(otp_store), sads, journal, config.timestamp_url)
+    metrics = AgentMetrics(__version__) if config.metrics else None
+    if metrics is not None:
+        signing = MeteredSigning(signing, metrics)
+        app[METRICS] = metrics
     app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing)
     app[SOCKETS] = set()
+    if metrics is not None:
+        gate = app[GATE]
+        metrics.gauge("qsign_agent_tokens", "Tokens present now.",
+                      lambda: len(tokens.tokens()))
+        metrics.gauge("qsign_agent_connections", "Open WebSocket connections.",
+                      lambda: gate.connections)
+
+    async def count_token_events(metrics: AgentMetrics) -> None:
+        events = tokens.subscribe()
+        try:
+            while True:
+                metrics.token_events.inc((await events.get()).kind.value)
+        finally:
+            tokens.unsubscribe(events)
 
     async def registry_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        counting = (asyncio.create_task(count_token_events(metrics), name="token-metrics")
+                    if metrics is not None else None)
+        await asyncio.sleep(0)  # subscribed before start(): the first insertions count
         await tokens.start()
         yield
+        if counting is not None:
+            counting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await counting
         await tokens.stop()
         for closable in (state, otp_store, sads, journal):
             closable.close()
@@ -88,16 +138,27 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     app.router.add_post("/v1/pair", pair)
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/qsign.js", client_script)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_endpoint)
     add_csc_routes(app, bearer_token(config.state_dir))
     return app
 
 
 async def serve(config: AgentConfig) -> None:
-    """Listen on 127.0.0.1 and ::1 at the configured port until SIGTERM / SIGINT."""
-    runner = web.AppRunner(create_app(config))
+    """Listen on 127.0.0.1 and ::1 at the configured port (or on the loopback sockets
+    systemd passes, sd_listen_fds(3)) until SIGTERM / SIGINT; advertise over mDNS when
+    the policy enables discovery."""
+    passed = systemd.listen_sockets()
+    hosts = [systemd.check_loopback(sock, config.port) for sock in passed]
+    app = create_app(config)
+    runner = web.AppRunner(app)
     await runner.setup()
     bound = []
-    for host in LOOPBACK:
+    if passed:
+        for sock, host in zip(passed, hosts, strict=True):
+            await web.SockSite(runner, sock).start()
+            bound.append(f"{host} (socket activation)")
+    for host in () if passed else LOOPBACK:
         try:
             site = web.TCPSite(runner, host, config.port)
             await site.start()
@@ -108,9 +169,42 @@ async def serve(config: AgentConfig) -> None:
         await runner.cleanup()
         raise OSError(f"cannot listen on loopback port {config.port}")
     print(f"qsign agent on {', '.join(bound)} port {config.port}", flush=True)
+    advertising = None
+    if config.discovery:
+        advertising = asyncio.create_task(_advertise(config, app), name="discovery")
+    systemd.notify("READY=1")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    systemd.notify("STOPPING=1")
+    if advertising is not None:
+        advertising.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await advertising
     await runner.cleanup()
+
+
+async def _advertise(config: AgentConfig, app: web.Application) -> None:
+    """Advertise `_qsign._tcp` and keep the token count in the TXT records current;
+    say goodbye when cancelled. A failure here is logged: signing goes on without it."""
+    from agent.discovery import Advertiser, DiscoveryError
+
+    registry = app[GATE].registry
+    events = registry.subscribe()
+    try:
+        advertiser = Advertiser(agent=app[AGENT_ID], version=__version__, port=config.port,
+                                interfaces=config.discovery_interfaces)
+        await advertiser.start(len(registry.tokens()))
+    except DiscoveryError as exc:
+        registry.unsubscribe(events)
+        log.error("discovery is off: %s", exc)
+        return
+    try:
+        while True:
+            await events.get()
+            await advertiser.update(len(registry.tokens()))
+    finally:
+        registry.unsubscribe(events)
+        await advertiser.stop()
