@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, ConfigError
+from agent.config import ConfigError, EffectiveConfig, Source, load_effective
+from agent.discovery import DiscoveryError
 from agent.state import AgentState, PairingError
+from agent.systemd import ActivationError
 from agent.tokens.errors import TokenError
 from agent.tokens.model import Credential, PinStatus, TokenInfo
 from agent.tokens.registry import TokenRegistry
@@ -20,8 +23,20 @@ def register(subparsers: Any) -> None:
     agent = subparsers.add_parser("agent", help="the local signing agent")
     agent_sub = agent.add_subparsers(dest="agent_command", required=True)
     p = agent_sub.add_parser("run", help="serve pages (WebSocket) and programs on loopback")
-    p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.add_argument("--config", type=Path, help="TOML configuration file "
+                   "(default: ~/.config/qsign/agent.toml if present; the enterprise policy "
+                   "/etc/qsign/agent.toml applies on top)")
     p.set_defaults(func=_agent_run)
+    p = agent_sub.add_parser("config", help="the effective configuration and its sources")
+    p.add_argument("--config", type=Path, help="the user's TOML file")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--effective", action="store_true",
+                      help="every key's value and where it came from (the default)")
+    mode.add_argument("--chromium-policy", action="store_true",
+                      help="a Chromium managed policy (JSON) that lets the allowed origins "
+                           "reach the agent on loopback (/etc/chromium/policies/managed/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_agent_config)
     p = agent_sub.add_parser("approve", help="pair the origin that shows this code")
     p.add_argument("code")
     p.add_argument("--config", type=Path)
@@ -41,6 +56,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--module", action="append", default=None, metavar="PATH")
     p.add_argument("--no-pcsc", action="store_true")
     p.set_defaults(func=_sign)
+
+    fleet = subparsers.add_parser("fleet", help="agents on the network (mDNS, _qsign._tcp)")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True)
+    p = fleet_sub.add_parser("discover", help="list the agents that advertise themselves")
+    p.add_argument("--interface", action="append", default=None, metavar="ADDR|NAME",
+                   help="IPv4 address or interface name to browse on (repeatable; default: "
+                        "the policy's discovery_interfaces, else every non-loopback one)")
+    p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+                   help="how long to listen for answers (default 3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_fleet_discover)
 
     tokens = subparsers.add_parser("tokens", help="hardware tokens the agent can reach")
     sub = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -177,15 +203,89 @@ def _sign(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _agent_run(args: argparse.Namespace) -> int:
-    from agent.app import serve
+def _effective(args: argparse.Namespace) -> EffectiveConfig:
+    return load_effective(args.config)
 
-    asyncio.run(serve(AgentConfig.load(args.config)))
+
+def _agent_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from agent.app import serve
+    from qsign.traffic import TRAFFIC
+
+    effective = _effective(args)
+    config = effective.config
+    # The policy's log level when locked; else the file's, unless -v or QSIGN_LOG_LEVEL.
+    from_command_line = args.verbose > 0 or bool(os.environ.get("QSIGN_LOG_LEVEL"))
+    if config.log_level is not None and (
+            effective.provenance["log_level"].source is Source.LOCKED
+            or not from_command_line):
+        level = TRAFFIC if config.log_level == "traffic" else config.log_level.upper()
+        logging.getLogger().setLevel(level)
+    asyncio.run(serve(config))
+    return 0
+
+
+def _agent_config(args: argparse.Namespace) -> int:
+    effective = _effective(args)
+    if args.chromium_policy:
+        origins = list(effective.config.allowed_origins)
+        if not origins:
+            raise ConfigError("agent.allowed_origins is empty: no origin to let through")
+        # Chrome 146+ LoopbackNetworkAllowedForUrls; LocalNetworkAccessAllowedForUrls
+        # (Chrome 139+) covered loopback before the split. URL patterns, one per origin.
+        print(json.dumps({"LoopbackNetworkAllowedForUrls": origins,
+                          "LocalNetworkAccessAllowedForUrls": origins}, indent=2))
+        return 0
+    if args.json:
+        print(json.dumps({
+            "policy": str(effective.policy.path) if effective.policy else None,
+            "user": str(effective.user_path) if effective.user_path else None,
+            "values": effective.to_json()}, indent=2))
+        return 0
+    print(f"policy: {effective.policy.path if effective.policy else '(none)'}")
+    print(f"user:   {effective.user_path or '(none)'}")
+    rows = [(key, _show(value), prov.describe()) for key, value, prov in effective.rows()]
+    key_width = max(len(r[0]) for r in rows)
+    value_width = min(48, max(len(r[1]) for r in rows))
+    for key, value, where in rows:
+        print(f"{key:<{key_width}}  {value:<{value_width}}  {where}")
+    return 0
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _fleet_discover(args: argparse.Namespace) -> int:
+    from agent.discovery import browse
+
+    if not 0 < args.timeout <= 600:
+        raise ConfigError("--timeout: between 0 and 600 seconds")
+    interfaces = args.interface
+    if interfaces is None:
+        interfaces = list(load_effective(None).config.discovery_interfaces)
+    agents = asyncio.run(browse(interfaces, args.timeout))
+    if args.json:
+        print(json.dumps([a.to_json() for a in agents], indent=2))
+        return 0
+    if not agents:
+        print("no agents found")
+    for a in agents:
+        tokens = "?" if a.tokens is None else a.tokens
+        print(f"{a.id}  qsign {a.version}  {a.health}  tokens {tokens}  "
+              f"{', '.join(a.addresses)} port {a.port}")
     return 0
 
 
 def _agent_approve(args: argparse.Namespace) -> int:
-    state = AgentState(AgentConfig.load(args.config).state_dir)
+    state = AgentState(_effective(args).config.state_dir)
     try:
         origin = state.approve(args.code)
     finally:
@@ -195,7 +295,7 @@ def _agent_approve(args: argparse.Namespace) -> int:
 
 
 def _agent_origins(args: argparse.Namespace) -> int:
-    config = AgentConfig.load(args.config)
+    config = _effective(args).config
     state = AgentState(config.state_dir)
     try:
         if args.revoke:
@@ -214,4 +314,5 @@ def _agent_origins(args: argparse.Namespace) -> int:
     return 0
 
 
-ERRORS: tuple[type[Exception], ...] = (TokenError, ConfigError, PairingError)
+ERRORS: tuple[type[Exception], ...] = (TokenError, ConfigError, PairingError, DiscoveryError,
+                                       ActivationError)
