@@ -1,0 +1,296 @@
+"""Reading ID document images with Debian's tesseract (stock English model).
+
+The MRZ: the zone is found by projection (its lines are the lowest wide text lines of
+the image), each line is cut into its fixed-pitch character cells (ICAO 9303-3 §4.2:
+every place holds one printed glyph, fillers included), filler cells are recognised by
+their shape against an OCR-B '<', and tesseract reads what is left, one word per run
+of non-filler cells. Tesseract's stock model reads runs of '<' badly (as 'K', or drops
+some), so this keeps it away from them; its answer is then repaired by layout and
+accepted only when every check digit verifies (mrz.read).
+
+The visual zone (the front of a card, the top of a data page): tesseract's full-page
+mode; the service looks for the MRZ's values in the words.
+
+Good scans and straight photos only: no deskewing, no perspective correction. A
+vendor's provider does that; this one is the reference for tests and testers.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from portal.identity import mrz
+from portal.identity.mrz import DocumentFormat, MrzInvalid, MrzReason
+
+TESSERACT = "tesseract"
+MRZ_WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
+MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding
+TIMEOUT = 30.0
+
+
+class OcrUnavailable(RuntimeError):
+    """The tesseract binary or its English model is missing."""
+
+
+class ImageInvalid(ValueError):
+    """Bytes that are not a PNG or JPEG image we can read."""
+
+
+@dataclass(frozen=True)
+class MrzReading:
+    mrz: mrz.Mrz
+    raw_lines: tuple[str, ...]  # what the OCR gave, before repair
+    seconds: float  # time spent in tesseract
+
+
+def load_image(data: bytes) -> Image.Image:
+    """Decode PNG or JPEG bytes (nothing else), refusing oversized images."""
+    if not isinstance(data, bytes | bytearray) or not data:
+        raise ImageInvalid("no image data")
+    if not (data.startswith(b"\x89PNG\r\n\x1a\n") or data.startswith(b"\xff\xd8\xff")):
+        raise ImageInvalid("images must be PNG or JPEG")
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.format not in ("PNG", "JPEG"):
+            raise ImageInvalid("images must be PNG or JPEG")
+        if image.width * image.height > MAX_PIXELS:
+            raise ImageInvalid("the image has too many pixels")
+        image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise ImageInvalid(f"undecodable image: {exc}") from exc
+    return image.convert("RGB")
+
+
+def _tesseract(image: Image.Image, *args: str) -> tuple[str, float]:
+    """Run the tesseract binary on a PNG given on stdin; answer its text and time."""
+    if shutil.which(TESSERACT) is None:
+        raise OcrUnavailable("tesseract is not installed (Debian package tesseract-ocr)")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    started = time.monotonic()
+    try:
+        done = subprocess.run([TESSERACT, "stdin", "stdout", "-l", "eng", *args],
+                              input=buffer.getvalue(), capture_output=True, timeout=TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OcrUnavailable("tesseract took too long") from exc
+    if done.returncode != 0:
+        raise OcrUnavailable("tesseract failed: "
+                             + done.stderr.decode(errors="replace").strip()[-300:])
+    return done.stdout.decode(errors="replace"), time.monotonic() - started
+
+
+def _otsu(gray: Image.Image) -> int:
+    """Otsu's threshold from the histogram (a pale watermark falls on the light side)."""
+    histogram = gray.histogram()
+    total = sum(histogram)
+    sum_all = sum(i * h for i, h in enumerate(histogram))
+    weight_bg = sum_bg = 0.0
+    best, threshold = -1.0, 128
+    for level in range(256):
+        weight_bg += histogram[level]
+        if weight_bg == 0 or weight_bg == total:
+            continue
+        sum_bg += level * histogram[level]
+        mean_bg = sum_bg / weight_bg
+        mean_fg = (sum_all - sum_bg) / (total - weight_bg)
+        between = weight_bg * (total - weight_bg) * (mean_bg - mean_fg) ** 2
+        if between > best:
+            best, threshold = between, level
+    return threshold
+
+
+def binarise(image: Image.Image) -> Image.Image:
+    """Black ink (0) on white (255)."""
+    gray = image.convert("L")
+    threshold = _otsu(gray)
+    return gray.point(lambda p: 0 if p <= threshold else 255)
+
+
+def _runs(counts: Sequence[int], minimum: int) -> list[tuple[int, int]]:
+    """Maximal index runs [start, end) where counts > minimum."""
+    runs: list[tuple[int, int]] = []
+    start = None
+    for i, value in enumerate(counts):
+        if value > minimum and start is None:
+            start = i
+        elif value <= minimum and start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(counts)))
+    return runs
+
+
+def _row_ink(binary: Image.Image) -> list[int]:
+    data = binary.tobytes()
+    width = binary.width
+    return [data[y * width:(y + 1) * width].count(0) for y in range(binary.height)]
+
+
+def _column_ink(binary: Image.Image) -> list[int]:
+    return _row_ink(binary.transpose(Image.Transpose.ROTATE_90))[::-1]
+
+
+@lru_cache(maxsize=4)
+def _filler_template(size: int) -> Image.Image:
+    """An OCR-B '<' cut to its ink and scaled to size x size, for shape comparison."""
+    from portal.identity.specimen import OCR_B  # the font path lives with the renderer
+
+    font = ImageFont.truetype(str(OCR_B), 96)
+    canvas = Image.new("L", (140, 140), 255)
+    ImageDraw.Draw(canvas).text((20, 10), mrz.FILLER, font=font, fill=0)
+    box = canvas.point(lambda p: 255 - p).getbbox()
+    assert box is not None
+    return canvas.crop(box).resize((size, size)).point(lambda p: 0 if p < 128 else 255)
+
+
+def _looks_like_filler(cell: Image.Image) -> bool:
+    """Compare a cell's ink (cut to its box) with the '<' glyph: overlap / union."""
+    box = cell.point(lambda p: 255 - p).getbbox()
+    if box is None:
+        return False
+    width, height = box[2] - box[0], box[3] - box[1]
+    template = _filler_template(24)
+    glyph = cell.crop(box).resize((24, 24)).point(lambda p: 0 if p < 128 else 255)
+    a, b = glyph.tobytes(), template.tobytes()
+    both = sum(1 for x, y in zip(a, b, strict=True) if x == 0 and y == 0)
+    either = sum(1 for x, y in zip(a, b, strict=True) if x == 0 or y == 0)
+    # '<' is about as wide as it is high; K, X and friends are taller than wide.
+    return either > 0 and both / either > 0.6 and width > 0.6 * height
+
+
+@dataclass(frozen=True)
+class _Line:
+    top: int
+    bottom: int
+    cells: list[tuple[int, int]]  # x ranges of the glyphs, one per character place
+
+
+def _find_mrz_lines(binary: Image.Image, fmt: DocumentFormat) -> list[_Line]:
+    count, width = fmt.shape
+    rows = _runs(_row_ink(binary), max(2, binary.width // 400))
+    candidates: list[_Line] = []
+    for top, bottom in rows:
+        if bottom - top < 8:
+            continue
+        strip = binary.crop((0, top, binary.width, bottom))
+        glyphs = _runs(_column_ink(strip), 0)
+        if len(glyphs) < width * 0.8 or glyphs[-1][1] - glyphs[0][0] < binary.width * 0.5:
+            continue
+        candidates.append(_Line(top, bottom, _cells(glyphs, width)))
+    lines = candidates[-count:]
+    if len(lines) != count or any(len(line.cells) != width for line in lines):
+        raise MrzInvalid(MrzReason.UNREADABLE, f"no {fmt.value.upper()} machine readable "
+                         "zone was found in the image")
+    return lines
+
+
+def _cells(glyphs: list[tuple[int, int]], width: int) -> list[tuple[int, int]]:
+    """Glyph x ranges -> one range per character place, by the fixed pitch.
+    Pieces of one glyph are merged; a place with no ink stays empty (width 0)."""
+    centres = [(a + b) / 2 for a, b in glyphs]
+    pitch = (centres[-1] - centres[0]) / (width - 1)
+    if pitch <= 0:
+        return []
+    places: list[list[tuple[int, int]]] = [[] for _ in range(width)]
+    for (a, b), centre in zip(glyphs, centres, strict=True):
+        index = round((centre - centres[0]) / pitch)
+        if 0 <= index < width:
+            places[index].append((a, b))
+    cells = []
+    for index, parts in enumerate(places):
+        if parts:
+            cells.append((min(a for a, _ in parts), max(b for _, b in parts)))
+        else:
+            x = round(centres[0] + index * pitch)
+            cells.append((x, x))
+    return cells
+
+
+def _zone(image: Image.Image, fmt: DocumentFormat) -> Image.Image:
+    """The lower part of the side, where ICAO 9303 puts the MRZ."""
+    fraction = 0.45 if fmt is DocumentFormat.TD1 else 0.35
+    top = round(image.height * (1 - fraction))
+    return image.crop((0, top, image.width, image.height))
+
+
+def read_mrz(data: bytes | Image.Image, fmt: DocumentFormat) -> MrzReading:
+    """The MRZ of a TD1 back or a TD3 data page, every check digit verified."""
+    image = data if isinstance(data, Image.Image) else load_image(data)
+    binary = binarise(_zone(image, fmt))
+    lines = _find_mrz_lines(binary, fmt)
+    pad = 6
+    masked = binary.copy()
+    draw = ImageDraw.Draw(masked)
+    runs_per_line: list[list[tuple[int, int]]] = []
+    for line in lines:
+        filler = [
+            _looks_like_filler(binary.crop((a, line.top, b, line.bottom))) if b > a else False
+            for a, b in line.cells]
+        for (a, b), is_filler in zip(line.cells, filler, strict=True):
+            if is_filler:
+                draw.rectangle((a, line.top, b, line.bottom), fill=255)
+        runs_per_line.append(_runs([0 if f else 1 for f in filler], 0))
+    top, bottom = lines[0].top - pad * 3, lines[-1].bottom + pad * 3
+    crop = masked.crop((0, max(0, top), masked.width, min(masked.height, bottom)))
+    whitelist = f"tessedit_char_whitelist={MRZ_WHITELIST}"
+    text, seconds = _tesseract(crop, "--psm", "6", "-c", whitelist)
+    raw = [line for line in text.splitlines() if line.strip()]
+    if len(raw) != len(lines):
+        raise MrzInvalid(MrzReason.UNREADABLE, "the MRZ lines could not be told apart")
+    assembled = []
+    for line, read_line, runs in zip(lines, raw, runs_per_line, strict=True):
+        words = _words_for_runs(read_line, runs)
+        for index, (a, b) in enumerate(runs):
+            if words[index] is None:
+                # Misread run (a glyph doubled or dropped): read it alone as one word.
+                box = (line.cells[a][0] - pad, line.top - pad, line.cells[b - 1][1] + pad,
+                       line.bottom + pad)
+                alone, more = _tesseract(masked.crop(box), "--psm", "8", "-c", whitelist)
+                seconds += more
+                reread = "".join(alone.split())
+                words[index] = reread if len(reread) == b - a else None
+        chars = [mrz.FILLER] * len(line.cells)
+        for found, (a, b) in zip(words, runs, strict=True):
+            if found is None:
+                raise MrzInvalid(MrzReason.UNREADABLE, "part of the MRZ could not be read")
+            chars[a:b] = list(found)
+        assembled.append("".join(chars))
+    return MrzReading(mrz.read(assembled), tuple(raw), seconds)
+
+
+def _words_for_runs(text: str, runs: list[tuple[int, int]]) -> list[str | None]:
+    """Tesseract's words matched to the runs of non-filler places, by count or, when it
+    joined words over a masked filler, by the runs' lengths; None where it does not fit."""
+    words = text.split()
+    if len(words) == len(runs):
+        return [w if len(w) == b - a else None for w, (a, b) in zip(words, runs, strict=True)]
+    joined = "".join(words)
+    if len(joined) != sum(b - a for a, b in runs):
+        return [None] * len(runs)
+    out: list[str | None] = []
+    position = 0
+    for a, b in runs:
+        out.append(joined[position:position + b - a])
+        position += b - a
+    return out
+
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def read_text(data: bytes | Image.Image) -> tuple[list[str], float]:
+    """The words printed on a side (full-page mode, any characters), upper case."""
+    image = data if isinstance(data, Image.Image) else load_image(data)
+    text, seconds = _tesseract(binarise(image), "--psm", "11")
+    return [w.upper() for w in _WORD.findall(text)], seconds
