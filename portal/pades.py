@@ -1,0 +1,692 @@
+"""Deferred PAdES signing for the signature service: the portal never holds the key.
+
+    prepare()   a PDF and the signer's certificate -> `Prepared`: the PDF with a reserved,
+                zero-filled /Contents (an incremental update, so earlier signatures stay
+                valid), the CMS signed attributes, and `digest`, the SHA-256 over their
+                DER: the one hash the signer's token signs (through the agent, in the page).
+    complete()  the token's signature value -> the signed PDF. The value is checked
+                against the certificate first; then it is wrapped in CMS, timestamped for
+                B-T (the signature-time-stamp of EN 319 142-1 §5.3), and for B-LT the
+                certificates and OCSP responses / CRLs go into the DSS (§5.4), so the
+                signature validates offline.
+
+`Prepared` carries all state between the two calls as bytes (`to_bytes`/`from_bytes`),
+so the portal can store it and finish in another process. The PDF and CMS work is
+pyHanko's "interrupted signing" (docs, lib-guide/signing: `ExternalSigner`,
+`PdfSigner.async_digest_doc_for_signing`, `PreparedByteRangeDigest.fill_with_cms`,
+`DocumentSecurityStore.add_dss`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from io import BytesIO
+from typing import Any
+
+import aiohttp
+from asn1crypto import cms, ocsp, x509
+from asn1crypto import crl as asn1_crl
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import fields, signers, timestamps
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
+from pyhanko.sign.validation import DocumentSecurityStore
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import (
+    ExpiredError,
+    InsufficientRevinfoError,
+    InvalidCertificateError,
+    NotYetValidError,
+    PathBuildingError,
+    PathValidationError,
+    RevokedError,
+    ValidationError,
+)
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+log = logging.getLogger(__name__)
+
+MAX_PDF_BYTES = 32 * 1024 * 1024  # the API takes 20 MiB documents; earlier signers add some
+MAX_CERTIFICATE_BYTES = 16 * 1024
+MAX_CHAIN = 8
+MAX_TEXT = 256
+HASH = "sha256"  # the portal's contract: one SHA-256 per document (API.md, sign/prepare)
+# Room for the signature-time-stamp token in /Contents (DER bytes; doubled as hex). A
+# token holds the TSTInfo, the TSA's signature and usually its certificate(s).
+TIMESTAMP_RESERVE = 8 * 1024
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_FORMAT = b"QSIGN-PADES-PREPARED\n"
+_FORMAT_VERSION = 1
+
+
+class Level(StrEnum):
+    """PAdES baseline levels (ETSI EN 319 142-1 §6)."""
+
+    B_B = "B-B"
+    B_T = "B-T"
+    B_LT = "B-LT"
+
+    @property
+    def timestamped(self) -> bool:
+        return self is not Level.B_B
+
+
+# Errors ---------------------------------------------------------------------------------
+
+
+class PadesError(Exception):
+    """Base of this module's errors; `code` is a short stable reason."""
+
+    code = "pades-error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class PdfInvalid(PadesError):
+    """The PDF cannot be signed: garbage, malformed, encrypted, locked by a certification
+    signature, or its signature field is already signed. `code` says which."""
+
+    code = "malformed"
+
+
+class CertificateRejected(PadesError):
+    """The signer's certificate (or chain) cannot be used: malformed, unsupported key,
+    untrusted, revoked, expired, or without nonRepudiation (B-LT checks the path)."""
+
+    code = "malformed"
+
+
+class SignatureInvalid(PadesError):
+    """The signature value does not verify with the certificate over the signed
+    attributes (or is not a well-formed value for the key)."""
+
+    code = "signature-invalid"
+
+
+class TrustServiceError(PadesError):
+    """The TSA or the revocation services (OCSP/CRL) could not be reached or answered
+    something unusable."""
+
+    code = "unavailable"
+
+
+class PreparedInvalid(PadesError):
+    """`Prepared.from_bytes` got data that is not a prepared signature of this format, or
+    a prepared signature whose parts do not agree with each other."""
+
+    code = "prepared-invalid"
+
+
+class ValidationConfigError(PadesError, ValueError):
+    """`Validation` is not usable for the requested level."""
+
+    code = "config"
+
+
+# Configuration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Validation:
+    """How to reach trust and revocation for B-T and B-LT. OCSP responses and CRLs are
+    fetched from the certificate's AIA / CRL distribution points over HTTP."""
+
+    trust_roots: Sequence[bytes]
+    timestamp_url: str | None = None
+    timeout: float = 10.0  # seconds, per request to the TSA, OCSP or CRL services
+    _roots: tuple[x509.Certificate, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        roots = tuple(self.trust_roots)
+        if not roots:
+            raise ValidationConfigError("at least one trust root is needed")
+        parsed = []
+        for index, der in enumerate(roots):
+            try:
+                parsed.append(_load_certificate(der))
+            except ValueError as exc:
+                raise ValidationConfigError(f"trust_roots[{index}]: {exc}") from exc
+        url = self.timestamp_url
+        if url is not None and not re.fullmatch(r"https?://[^\s]+", url):
+            raise ValidationConfigError("timestamp_url must be an http(s) URL")
+        if not 0 < self.timeout <= 120:
+            raise ValidationConfigError("timeout must be within (0, 120] seconds")
+        object.__setattr__(self, "trust_roots", roots)
+        object.__setattr__(self, "_roots", tuple(parsed))
+
+    @property
+    def roots(self) -> tuple[x509.Certificate, ...]:
+        return self._roots
+
+
+# The prepared state ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What B-LT embeds in the DSS for the signer's certificate path."""
+
+    certificates: tuple[bytes, ...] = ()
+    ocsp_responses: tuple[bytes, ...] = ()
+    crls: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything `complete` needs, in another process if need be."""
+
+    digest: bytes  # SHA-256 over `signed_attributes`: what the token signs
+    level: Level
+    field_name: str
+    prepared_at: dt.datetime
+    certificate: bytes
+    chain: tuple[bytes, ...]
+    signed_attributes: bytes  # DER SET OF Attribute (RFC 5652 §5.4)
+    document_digest: bytes  # SHA-256 over the /ByteRange of `pdf`
+    reserved_start: int  # the /Contents hex string, delimiters included, not hashed
+    reserved_end: int
+    pdf: bytes = field(repr=False)  # with /Contents zero-filled
+    revocation: Revocation = Revocation()
+
+    @property
+    def hash_algorithm(self) -> str:
+        return "SHA256"
+
+    def to_bytes(self) -> bytes:
+        """A stable serialisation: a format line, a JSON header (sorted keys, base64
+        values), then the PDF itself, so a 20 MiB document is not base64-inflated."""
+        header = {
+            "version": _FORMAT_VERSION,
+            "digest": _b64(self.digest),
+            "level": self.level.value,
+            "field_name": self.field_name,
+            "prepared_at": self.prepared_at.isoformat(),
+            "certificate": _b64(self.certificate),
+            "chain": [_b64(c) for c in self.chain],
+            "signed_attributes": _b64(self.signed_attributes),
+            "document_digest": _b64(self.document_digest),
+            "reserved": [self.reserved_start, self.reserved_end],
+            "pdf_sha256": hashlib.sha256(self.pdf).hexdigest(),
+            "pdf_length": len(self.pdf),
+            "revocation": {
+                "certificates": [_b64(c) for c in self.revocation.certificates],
+                "ocsp_responses": [_b64(o) for o in self.revocation.ocsp_responses],
+                "crls": [_b64(c) for c in self.revocation.crls],
+            },
+        }
+        encoded = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        return _FORMAT + len(encoded).to_bytes(4, "big") + encoded + self.pdf
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Prepared:
+        """The inverse of `to_bytes`; PreparedInvalid for anything else, including
+        parts that do not agree (hash of the PDF, digest of the attributes, reserved
+        region, messageDigest)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise PreparedInvalid("prepared data must be bytes")
+        data = bytes(data)
+        if not data.startswith(_FORMAT) or len(data) < len(_FORMAT) + 4:
+            raise PreparedInvalid("not a prepared PAdES signature")
+        offset = len(_FORMAT)
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        offset += 4
+        if size > 1024 * 1024 or offset + size > len(data):
+            raise PreparedInvalid("the header is truncated")
+        try:
+            header = json.loads(data[offset:offset + size])
+            pdf = data[offset + size:]
+            if header["version"] != _FORMAT_VERSION:
+                raise PreparedInvalid(f"format version {header['version']} is not supported")
+            if (len(pdf) != header["pdf_length"]
+                    or hashlib.sha256(pdf).hexdigest() != header["pdf_sha256"]):
+                raise PreparedInvalid("the PDF does not match its recorded hash")
+            start, end = header["reserved"]
+            revocation = header["revocation"]
+            prepared = cls(
+                digest=_unb64(header["digest"]), level=Level(header["level"]),
+                field_name=_str(header["field_name"]),
+                prepared_at=dt.datetime.fromisoformat(header["prepared_at"]),
+                certificate=_unb64(header["certificate"]),
+                chain=tuple(_unb64(c) for c in header["chain"]),
+                signed_attributes=_unb64(header["signed_attributes"]),
+                document_digest=_unb64(header["document_digest"]),
+                reserved_start=_int(start), reserved_end=_int(end), pdf=pdf,
+                revocation=Revocation(
+                    certificates=tuple(_unb64(c) for c in revocation["certificates"]),
+                    ocsp_responses=tuple(_unb64(o) for o in revocation["ocsp_responses"]),
+                    crls=tuple(_unb64(c) for c in revocation["crls"])))
+        except PreparedInvalid:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise PreparedInvalid(f"malformed prepared signature: {type(exc).__name__}"
+                                  ) from exc
+        prepared.check_consistent()
+        return prepared
+
+    def check_consistent(self) -> None:
+        """The parts agree: the digest is over the attributes, the attributes'
+        messageDigest is the document digest, the reserved region lies in the PDF."""
+        if hashlib.sha256(self.signed_attributes).digest() != self.digest:
+            raise PreparedInvalid("digest is not the hash of the signed attributes")
+        if not 0 < self.reserved_start < self.reserved_end <= len(self.pdf):
+            raise PreparedInvalid("the reserved region is outside the PDF")
+        try:
+            attributes = cms.CMSAttributes.load(self.signed_attributes, strict=True)
+            found = [a["values"][0].native for a in attributes
+                     if a["type"].native == "message_digest"]
+        except ValueError as exc:
+            raise PreparedInvalid("the signed attributes are not DER") from exc
+        if found != [self.document_digest]:
+            raise PreparedInvalid("messageDigest is not the document digest")
+
+
+# Entry points -----------------------------------------------------------------------------
+
+
+async def prepare(pdf: bytes, certificate: bytes, chain: Sequence[bytes], *, level: Level | str,
+                  field_name: str, signer_name: str, reason: str | None = None,
+                  location: str | None = None, validation: Validation) -> Prepared:
+    """Reserve a PAdES signature in `pdf` for the holder of `certificate` and compute the
+    hash to sign. `chain`: the issuing CA certificates (DER), nearest first.
+
+    Raises PdfInvalid (the PDF), CertificateRejected (the certificate; for B-LT also
+    its path: trust, validity, nonRepudiation, revocation), TrustServiceError
+    (revocation services unreachable for B-LT), ValidationConfigError, ValueError
+    (arguments)."""
+    level = _level(level)
+    if not isinstance(pdf, bytes | bytearray) or not pdf:
+        raise PdfInvalid("the PDF is empty", code="malformed")
+    if len(pdf) > MAX_PDF_BYTES:
+        raise PdfInvalid(f"the PDF is larger than {MAX_PDF_BYTES // 2**20} MiB",
+                         code="too-large")
+    if not isinstance(field_name, str) or not _FIELD_NAME.fullmatch(field_name):
+        raise ValueError("field_name: 1..64 of A-Z a-z 0-9 _ -")
+    name = _text("signer_name", signer_name, required=True)
+    assert name is not None
+    reason = _text("reason", reason)
+    location = _text("location", location)
+    if not isinstance(validation, Validation):
+        raise TypeError("validation must be a Validation")
+    if level.timestamped and validation.timestamp_url is None:
+        raise ValidationConfigError(f"PAdES {level} needs a timestamp_url")
+    signer_cert, chain_certs = _signer_certificates(certificate, chain)
+    revocation = Revocation()
+    if level is Level.B_LT:
+        revocation = await collect_revocation(signer_cert, chain_certs, validation)
+    reserved = _reserve(signer_cert, chain_certs, level)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    output, byte_range, attributes = await asyncio.to_thread(
+        _prepare_pdf, bytes(pdf), signer_cert, chain_certs, field_name, name, reason,
+        location, reserved, now)
+    return Prepared(
+        digest=hashlib.sha256(attributes).digest(), level=level, field_name=field_name,
+        prepared_at=now, certificate=signer_cert.dump(),
+        chain=tuple(c.dump() for c in chain_certs), signed_attributes=attributes,
+        document_digest=byte_range.document_digest,
+        reserved_start=byte_range.reserved_region_start,
+        reserved_end=byte_range.reserved_region_end, pdf=output, revocation=revocation)
+
+
+async def complete(prepared: Prepared, signature: bytes, *, validation: Validation) -> bytes:
+    """Embed the token's `signature` over `prepared.digest` and return the signed PDF.
+
+    ECDSA values are DER (as the agent returns them; IEEE P1363 r||s is accepted too),
+    RSA values PKCS#1 v1.5 (RFC 8017 §8.2). Raises SignatureInvalid before any other
+    work when the value does not verify, PreparedInvalid when `prepared` is not
+    self-consistent, TrustServiceError when the TSA fails (B-T, B-LT)."""
+    if not isinstance(prepared, Prepared):
+        raise TypeError("prepared must be a Prepared")
+    if not isinstance(validation, Validation):
+        raise TypeError("validation must be a Validation")
+    if prepared.level.timestamped and validation.timestamp_url is None:
+        raise ValidationConfigError(f"PAdES {prepared.level} needs a timestamp_url")
+    prepared.check_consistent()
+    certificate = _load_certificate(prepared.certificate)
+    value = verify_signature(certificate, prepared.signed_attributes, signature)
+    await asyncio.to_thread(_check_byte_range, prepared)
+    chain = [_load_certificate(c) for c in prepared.chain]
+    signer = signers.ExternalSigner(
+        certificate, SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
+        signature_value=value)
+    timestamper = (timestamps.HTTPTimeStamper(validation.timestamp_url,
+                                              timeout=validation.timeout)
+                   if prepared.level.timestamped else None)
+    attributes = cms.CMSAttributes.load(prepared.signed_attributes)
+    try:
+        container = await signer.async_sign_prescribed_attributes(
+            HASH, attributes, timestamper=timestamper)
+    except timestamps.TimestampRequestError as exc:
+        raise TrustServiceError(f"the timestamp service failed: {exc}",
+                                code="timestamp-unavailable") from exc
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise TrustServiceError(f"the timestamp service is unreachable: {exc}",
+                                code="timestamp-unavailable") from exc
+    return await asyncio.to_thread(_embed, prepared, container)
+
+
+def verify_signature(certificate: x509.Certificate, signed_attributes: bytes,
+                     signature: bytes) -> bytes:
+    """Check `signature` over `signed_attributes` (SHA-256) with the certificate's key;
+    return the value as CMS carries it (ECDSA: DER, RFC 5753 §2.1.1)."""
+    if not isinstance(signature, bytes | bytearray) or not signature:
+        raise SignatureInvalid("the signature is empty")
+    signature = bytes(signature)
+    try:
+        public_key = serialization.load_der_public_key(certificate.public_key.dump())
+    except ValueError as exc:
+        raise CertificateRejected("the certificate's key is not usable",
+                                  code="unsupported-key") from exc
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            value = _ecdsa_der(signature, public_key.curve.key_size)
+            public_key.verify(value, signed_attributes, ec.ECDSA(hashes.SHA256()))
+            return value
+        if isinstance(public_key, rsa.RSAPublicKey):
+            if len(signature) != (public_key.key_size + 7) // 8:
+                raise SignatureInvalid("the RSA signature is not the modulus' length")
+            public_key.verify(signature, signed_attributes, padding.PKCS1v15(),
+                              hashes.SHA256())
+            return signature
+    except InvalidSignature as exc:
+        raise SignatureInvalid("the signature does not verify with the certificate's key"
+                               ) from exc
+    raise CertificateRejected("only ECDSA and RSA keys are supported", code="unsupported-key")
+
+
+async def collect_revocation(certificate: x509.Certificate, chain: Sequence[x509.Certificate],
+                             validation: Validation) -> Revocation:
+    """Validate the signer's path to a trust root at this moment (RFC 5280 §6, keyUsage
+    nonRepudiation), fetching OCSP responses and CRLs from the certificates' AIA and CRL
+    distribution points; return what the DSS needs (EN 319 142-1 §5.4.2)."""
+    backend = AIOHttpFetcherBackend(per_request_timeout=validation.timeout)
+    context = ValidationContext(
+        trust_roots=list(validation.roots), other_certs=list(chain), allow_fetching=True,
+        revocation_mode="hard-fail", fetcher_backend=backend)
+    validator = CertificateValidator(certificate, intermediate_certs=list(chain),
+                                     validation_context=context)
+    try:
+        path = await validator.async_validate_usage(  # type: ignore[no-untyped-call]
+            {"non_repudiation"})
+    except RevokedError as exc:
+        raise CertificateRejected("the certificate is revoked", code="revoked") from exc
+    except ExpiredError as exc:
+        raise CertificateRejected("the certificate has expired", code="expired") from exc
+    except NotYetValidError as exc:
+        raise CertificateRejected("the certificate is not yet valid",
+                                  code="not-yet-valid") from exc
+    except InsufficientRevinfoError as exc:
+        raise TrustServiceError(f"no revocation status could be obtained: {exc}",
+                                code="revocation-unavailable") from exc
+    except PathBuildingError as exc:
+        raise CertificateRejected("the certificate does not chain to a trust root",
+                                  code="untrusted-issuer") from exc
+    except InvalidCertificateError as exc:
+        raise CertificateRejected(f"the certificate cannot sign: {exc}",
+                                  code="no-non-repudiation") from exc
+    except (PathValidationError, ValidationError) as exc:
+        # e.g. hard-fail when neither OCSP nor CRL could be fetched
+        if "revocation" in str(exc).lower():
+            raise TrustServiceError(f"no revocation status could be obtained: {exc}",
+                                    code="revocation-unavailable") from exc
+        raise CertificateRejected(f"the certificate path is not valid: {exc}",
+                                  code="invalid-path") from exc
+    finally:
+        await backend.close()  # type: ignore[no-untyped-call]
+    return Revocation(
+        certificates=tuple(c.dump() for c in path),
+        ocsp_responses=_unique(o.dump() for o in context.ocsps),
+        crls=_unique(c.dump() for c in context.crls))
+
+
+# PDF work (blocking: runs in a worker thread) ------------------------------------------------
+
+
+def _prepare_pdf(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Certificate],
+                 field_name: str, name: str, reason: str | None, location: str | None,
+                 reserved: int, now: dt.datetime
+                 ) -> tuple[bytes, PreparedByteRangeDigest, bytes]:
+    try:
+        writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    except Exception as exc:  # untrusted input: any parser failure is a bad PDF
+        log.info("PDF refused: %s: %s", type(exc).__name__, exc)
+        raise PdfInvalid("the file is not a readable PDF", code="malformed") from exc
+    if writer.prev.encrypted:
+        raise PdfInvalid("the PDF is encrypted; remove the password first", code="encrypted")
+    placeholder = signers.ExternalSigner(
+        certificate, SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
+        signature_value=bytes(_signature_size(certificate)))
+    pdf_signer = signers.PdfSigner(
+        signers.PdfSignatureMetadata(
+            field_name=field_name, md_algorithm=HASH, name=name, reason=reason,
+            location=location, subfilter=fields.SigSeedSubFilter.PADES),
+        signer=placeholder)
+
+    async def run() -> tuple[bytes, PreparedByteRangeDigest, bytes]:
+        byte_range, _, output = await pdf_signer.async_digest_doc_for_signing(
+            writer, bytes_reserved=reserved)
+        # PAdES: signingCertificateV2, contentType, messageDigest; the signing time is
+        # the /M of the signature dictionary (EN 319 142-1 §5.2.3), not an attribute.
+        attributes = await placeholder.signed_attrs(
+            byte_range.document_digest, HASH, use_pades=True)
+        assert isinstance(output, BytesIO)  # no `output=` given: pyHanko made a BytesIO
+        return output.getvalue(), byte_range, attributes.dump()
+
+    try:
+        return asyncio.run(run())
+    except SigningError as exc:
+        text = str(exc)
+        code = ("field-in-use" if "filled already" in text
+                else "locked" if "forbids all changes" in text else "not-signable")
+        raise PdfInvalid(f"the PDF cannot take this signature: {text}", code=code) from exc
+    except PadesError:
+        raise
+    except Exception as exc:  # untrusted input, as above
+        log.info("PDF refused while preparing: %s: %s", type(exc).__name__, exc)
+        raise PdfInvalid("the PDF is malformed", code="malformed") from exc
+
+
+def _check_byte_range(prepared: Prepared) -> None:
+    pdf = prepared.pdf
+    digest = hashlib.sha256()
+    digest.update(memoryview(pdf)[:prepared.reserved_start])
+    digest.update(memoryview(pdf)[prepared.reserved_end:])
+    if digest.digest() != prepared.document_digest:
+        raise PreparedInvalid("the document digest does not match the prepared PDF")
+    contents = pdf[prepared.reserved_start:prepared.reserved_end]
+    if not (contents.startswith(b"<") and contents.endswith(b">")
+            and contents.strip(b"<>0") == b""):
+        raise PreparedInvalid("the reserved /Contents is not an empty placeholder")
+
+
+def _embed(prepared: Prepared, container: cms.ContentInfo) -> bytes:
+    der = container.dump()
+    room = (prepared.reserved_end - prepared.reserved_start - 2) // 2
+    if len(der) > room:
+        raise TrustServiceError(f"the signature container ({len(der)} bytes) exceeds the "
+                                f"reserved {room} bytes", code="container-too-large")
+    output = BytesIO(prepared.pdf)
+    byte_range = PreparedByteRangeDigest(prepared.document_digest, prepared.reserved_start,
+                                         prepared.reserved_end)
+    byte_range.fill_with_cms(output, der)
+    if prepared.level is Level.B_LT:
+        revocation = prepared.revocation
+        certificates = [x509.Certificate.load(c) for c in revocation.certificates]
+        certificates += _timestamp_certificates(container)
+        DocumentSecurityStore.add_dss(
+            output, None, strict=False,
+            certs=_unique_certs(certificates),
+            ocsps=[ocsp.OCSPResponse.load(o) for o in revocation.ocsp_responses],
+            crls=[asn1_crl.CertificateList.load(c) for c in revocation.crls])
+    return output.getvalue()
+
+
+def _timestamp_certificates(container: cms.ContentInfo) -> list[x509.Certificate]:
+    """The certificates inside the signature-time-stamp token (the TSA's and its CAs'),
+    for the DSS: the token's own path must validate offline too."""
+    found: list[x509.Certificate] = []
+    for signer_info in container["content"]["signer_infos"]:
+        for attribute in signer_info["unsigned_attrs"] or ():
+            if attribute["type"].native != "signature_time_stamp_token":
+                continue
+            for token in attribute["values"]:
+                for choice in token["content"]["certificates"] or ():
+                    if choice.name == "certificate":
+                        found.append(choice.chosen)
+    return found
+
+
+# Helpers ------------------------------------------------------------------------------------
+
+
+def _level(level: Level | str) -> Level:
+    try:
+        return Level(level)
+    except ValueError:
+        raise ValueError(f"level must be one of {', '.join(v.value for v in Level)}") from None
+
+
+def _text(what: str, value: str | None, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise ValueError(f"{what} is required")
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ValueError(f"{what}: a string of at most {MAX_TEXT} characters")
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise ValueError(f"{what}: control characters are not allowed")
+    value = value.strip()
+    if required and not value:
+        raise ValueError(f"{what} is required")
+    return value or None
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    if not isinstance(der, bytes | bytearray) or not der:
+        raise ValueError("a certificate must be non-empty DER bytes")
+    if len(der) > MAX_CERTIFICATE_BYTES:
+        raise ValueError("the certificate is too large")
+    try:
+        cert = x509.Certificate.load(bytes(der), strict=True)
+        _ = cert.native  # parse it all now: malformed parts fail here
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a DER X.509 certificate ({type(exc).__name__})") from exc
+    return cert
+
+
+def _signer_certificates(certificate: bytes, chain: Sequence[bytes]
+                         ) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    try:
+        signer_cert = _load_certificate(certificate)
+    except ValueError as exc:
+        raise CertificateRejected(f"certificate: {exc}", code="malformed") from exc
+    if not isinstance(chain, Sequence) or isinstance(chain, bytes | str) or len(chain) > MAX_CHAIN:
+        raise CertificateRejected(f"chain: a list of at most {MAX_CHAIN} certificates",
+                                  code="malformed")
+    chain_certs = []
+    for index, der in enumerate(chain):
+        try:
+            chain_certs.append(_load_certificate(der))
+        except ValueError as exc:
+            raise CertificateRejected(f"chain[{index}]: {exc}", code="malformed") from exc
+    key = signer_cert.public_key
+    if key.algorithm == "ec":
+        if key.curve[1] not in ("secp256r1", "secp384r1", "secp521r1"):
+            raise CertificateRejected(f"EC curve {key.curve[1]} is not supported",
+                                      code="unsupported-key")
+    elif key.algorithm == "rsa":
+        if key.bit_size < 2048:
+            raise CertificateRejected("RSA keys below 2048 bits are not accepted",
+                                      code="unsupported-key")
+    else:
+        raise CertificateRejected(f"{key.algorithm} keys are not supported",
+                                  code="unsupported-key")
+    return signer_cert, chain_certs
+
+
+def _signature_size(certificate: x509.Certificate) -> int:
+    """The largest DER signature value the key can produce (for the size reserve)."""
+    key = certificate.public_key
+    if key.algorithm == "rsa":
+        return math.ceil(int(key.bit_size) / 8)
+    coordinate = math.ceil(int(key.bit_size) / 8)
+    return 2 * (coordinate + 3) + 3  # SEQUENCE { INTEGER r, INTEGER s }, each maybe 0x00-led
+
+
+def _reserve(certificate: x509.Certificate, chain: list[x509.Certificate], level: Level) -> int:
+    """Bytes of hex to reserve for /Contents: the container with every certificate,
+    the signed attributes and the signature value, plus the timestamp token."""
+    size = (len(certificate.dump()) + sum(len(c.dump()) for c in chain)
+            + _signature_size(certificate) + 1024)
+    if level.timestamped:
+        size += TIMESTAMP_RESERVE
+    return 2 * size
+
+
+def _ecdsa_der(signature: bytes, curve_bits: int) -> bytes:
+    """Canonical DER for an ECDSA value given as DER or as IEEE P1363 r||s."""
+    coordinate = math.ceil(curve_bits / 8)
+    try:
+        r, s = decode_dss_signature(signature)
+    except ValueError:
+        if len(signature) != 2 * coordinate:
+            raise SignatureInvalid("not an ECDSA signature value (DER or r||s)") from None
+        r = int.from_bytes(signature[:coordinate], "big")
+        s = int.from_bytes(signature[coordinate:], "big")
+    der = encode_dss_signature(r, s)
+    if der != signature and len(signature) != 2 * coordinate:
+        raise SignatureInvalid("the ECDSA signature is not in DER (X.690 §10)")
+    return der
+
+
+def _unique(items: Iterable[bytes]) -> tuple[bytes, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _unique_certs(certs: Iterable[x509.Certificate]) -> list[x509.Certificate]:
+    seen: dict[bytes, x509.Certificate] = {}
+    for cert in certs:
+        seen.setdefault(cert.dump(), cert)
+    return list(seen.values())
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError("expected base64 text")
+    return base64.b64decode(value, validate=True)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected text")
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError("expected an integer")
+    return value

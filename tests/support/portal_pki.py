@@ -1,0 +1,287 @@
+"""The portal's PKI in tests: our own CA (ca/) initialised in a temp directory and served
+on loopback (OCSP, CRL, TSA) from a thread, qualified certificates issued through its
+registry for software keys, variants that are not qualified for the certificate checks,
+and pyHanko as the relying party that validates the signed PDFs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import DocumentSecurityStore, async_validate_pdf_signature
+from pyhanko.sign.validation.status import PdfSignatureStatus
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+
+from ca.authority import Authority, CaConfig
+from ca.keys import CaKey, default_hash, signature_algorithm
+from ca.profiles import (
+    ID_QCS_PKIXQCSYNTAX_V2,
+    QCP_N_QSCD,
+    Validity,
+    key_identifier,
+    natural_person_name,
+    qualified_certificate,
+    random_serial,
+    sign_certificate,
+    spki_sha256,
+)
+from ca.registry import CertificateRecord, Registry
+from ca.service import create_app
+from portal.pades import Level, Validation
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+KEY_KINDS = ("p256", "p384", "rsa2048")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def new_key(kind: str) -> PrivateKey:
+    if kind == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if kind == "rsa2048":
+        return rsa.generate_private_key(65537, 2048)
+    raise ValueError(kind)
+
+
+def spki_of(key: PrivateKey) -> asn1_keys.PublicKeyInfo:
+    return asn1_keys.PublicKeyInfo.load(key.public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+@dataclass
+class SoftwareSigner:
+    """A key in memory with a certificate the test CA issued: signs prepared digests as
+    the agent would (ECDSA: DER; RSA: PKCS#1 v1.5), over the signed attributes."""
+
+    key: PrivateKey
+    certificate: bytes
+    chain: list[bytes]
+    serial: int
+
+    def sign(self, signed_attributes: bytes) -> bytes:
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            return self.key.sign(signed_attributes, ec.ECDSA(hashes.SHA256()))
+        return self.key.sign(signed_attributes, padding.PKCS1v15(), hashes.SHA256())
+
+
+@dataclass
+class PortalPki:
+    directory: Path
+    authority: Authority
+    registry: Registry
+    base: str
+    _loop: asyncio.AbstractEventLoop = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+    _runner: web.AppRunner = field(repr=False)
+
+    @property
+    def root(self) -> bytes:
+        return bytes(self.authority.root.dump())
+
+    @property
+    def issuing(self) -> bytes:
+        return bytes(self.authority.issuing.dump())
+
+    @property
+    def chain(self) -> list[bytes]:
+        return [self.issuing, self.root]
+
+    def validation(self, **overrides: Any) -> Validation:
+        values: dict[str, Any] = {"trust_roots": [self.root],
+                                  "timestamp_url": f"{self.base}/tsa"}
+        values.update(overrides)
+        return Validation(**values)
+
+    # Issuance ---------------------------------------------------------------------------
+
+    def issue(self, kind: str = "p256", surname: str = "Martin") -> SoftwareSigner:
+        """A qualified certificate (QCP-n-qscd, the CA's own profile) for a new key,
+        through the registry, so OCSP and the CRL know it."""
+        key = new_key(kind)
+        public_key = spki_of(key)
+        subject = natural_person_name(given_name="Alice", surname=surname,
+                                      serial_number=f"IDCFR-{secrets.token_hex(4)}",
+                                      country="FR")
+        authority = self.authority
+
+        def build(serial: int) -> x509.Certificate:
+            return qualified_certificate(
+                serial=serial, subject=subject, public_key=public_key,
+                issuer=authority.issuing, issuer_key=authority.keys["issuing"],
+                validity=Validity.starting_now(authority.config.validity_days,
+                                               cap=authority.issuing.not_valid_after),
+                points=authority.config.points)
+
+        record = self.registry.issue(build, new_serial=random_serial,
+                                     evidence_id=secrets.token_hex(16),
+                                     spki_sha256=spki_sha256(public_key))
+        return SoftwareSigner(key, record.der, self.chain, record.serial)
+
+    def issue_variant(self, kind: str = "p256", *, drop: tuple[str, ...] = (),
+                      replace: dict[str, Any] | None = None,
+                      validity: Validity | None = None, issuer: str = "issuing",
+                      register: bool = True) -> SoftwareSigner:
+        """A certificate like the qualified profile, with extensions dropped (by
+        asn1crypto name) or replaced, another validity, or signed by another CA key."""
+        key = new_key(kind)
+        public_key = spki_of(key)
+        template = x509.Certificate.load(self.issue(kind).certificate)
+        extensions = []
+        for extension in template["tbs_certificate"]["extensions"]:
+            name = extension["extn_id"].native
+            if name in drop:
+                continue
+            if replace and name in replace:
+                extensions.append({"extn_id": name, "critical": extension["critical"].native,
+                                   "extn_value": replace[name]})
+                continue
+            if name == "key_identifier":
+                extensions.append({"extn_id": name, "critical": False,
+                                   "extn_value": key_identifier(public_key)})
+                continue
+            extensions.append(extension)
+        issuer_cert = self.authority.certificates[issuer]
+        issuer_key: CaKey = self.authority.keys[issuer]
+        validity = validity or Validity.starting_now(30)
+        subject = natural_person_name(given_name="Bob", surname="Variant",
+                                      serial_number=f"IDCFR-{secrets.token_hex(4)}",
+                                      country="FR")
+
+        def build(serial: int) -> x509.Certificate:
+            tbs = x509.TbsCertificate({
+                "version": "v3", "serial_number": serial,
+                "signature": {"algorithm": signature_algorithm(issuer_key,
+                                                               default_hash(issuer_key))},
+                "issuer": issuer_cert.subject,
+                "validity": {"not_before": _time(validity.not_before),
+                             "not_after": _time(validity.not_after)},
+                "subject": subject, "subject_public_key_info": public_key,
+                "extensions": extensions,
+            })
+            return sign_certificate(tbs, issuer_key)
+
+        if register:
+            record = self.registry.issue(build, new_serial=random_serial,
+                                         evidence_id=secrets.token_hex(16),
+                                         spki_sha256=spki_sha256(public_key))
+            return SoftwareSigner(key, record.der, self.chain, record.serial)
+        cert = build(random_serial())
+        return SoftwareSigner(key, cert.dump(), self.chain, cert.serial_number)
+
+    def revoke(self, serial: int) -> CertificateRecord:
+        record = self.registry.revoke(serial, "key_compromise")
+        return record
+
+    def stop(self) -> None:
+        async def cleanup() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+        self._loop.close()
+
+
+def _time(when: dt.datetime) -> x509.Time:
+    when = when.astimezone(dt.UTC).replace(microsecond=0)
+    return x509.Time({"utc_time": when} if 1950 <= when.year < 2050
+                     else {"general_time": when})
+
+
+def start_pki(directory: Path) -> PortalPki:
+    """Initialise a CA in `directory` and serve it on a free loopback port."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    authority = Authority.init(directory, CaConfig(base_url=base))
+    registry = Registry.open(None, directory)
+    loop = asyncio.new_event_loop()
+    app = create_app(authority, registry)
+    runner = web.AppRunner(app, access_log=None)
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="test-ca", daemon=True)
+    thread.start()
+    if not started.wait(30):
+        raise RuntimeError("the test CA did not start")
+    return PortalPki(directory, authority, registry, base, loop, thread, runner)
+
+
+def running_pki(directory: Path) -> Iterator[PortalPki]:
+    """Fixture body: `yield from running_pki(tmp_path / 'ca')`."""
+    pki = start_pki(directory)
+    try:
+        yield pki
+    finally:
+        pki.stop()
+
+
+# Relying party ------------------------------------------------------------------------------
+
+
+@dataclass
+class Validated:
+    statuses: list[PdfSignatureStatus]
+    has_dss: bool
+    revisions: int
+
+
+async def validate_pdf(pdf: bytes, trust_roots: list[bytes], *, offline: bool = True,
+                       other_certs: list[bytes] = ()) -> Validated:  # type: ignore[assignment]
+    """Every embedded signature with pyHanko, trusting `trust_roots` only. Offline: no
+    fetching, revocation data from the DSS only, hard-fail for certificates that declare
+    OCSP or a CRL: as a verifier without network sees the file. `other_certs`: what a
+    verifier knows besides the file (e.g. the issuing CA from a trusted list)."""
+    reader = PdfFileReader(BytesIO(pdf))
+    has_dss = "/DSS" in reader.root
+    statuses = []
+    backend = AIOHttpFetcherBackend()
+    try:
+        for signature in reader.embedded_signatures:
+            kwargs: dict[str, Any] = {
+                "trust_roots": [x509.Certificate.load(r) for r in trust_roots],
+                "other_certs": [x509.Certificate.load(c) for c in other_certs],
+                "revocation_mode": "hard-fail", "allow_fetching": not offline}
+            if offline and has_dss:
+                context = DocumentSecurityStore.read_dss(reader).as_validation_context(kwargs)
+            elif offline:
+                context = ValidationContext(**kwargs, ocsps=[], crls=[])
+            else:
+                context = ValidationContext(**kwargs, fetcher_backend=backend)
+            statuses.append(await async_validate_pdf_signature(signature, context))
+    finally:
+        await backend.close()
+    return Validated(statuses, has_dss, reader.xrefs.total_revisions)
+
+
+__all__ = ["ID_QCS_PKIXQCSYNTAX_V2", "KEY_KINDS", "QCP_N_QSCD", "Level", "PortalPki",
+           "SoftwareSigner", "Validated", "running_pki", "start_pki", "validate_pdf"]
