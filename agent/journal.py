@@ -4,11 +4,19 @@
 A signature made under a SAD stays in the journal until a signHash call presents
 that SAD; a retry with the same idempotency key gets the same signatures back,
 so a lost answer never leads to a second signature (SECURITY #30).
+
+The journal's file (DIR/journal.sqlite) is also the home of the SADs
+(`agent.policy.SadIssuer`) and of the OTP state (`agent.identity.otp.OtpStore`):
+one file, so that issuing a SAD and journaling its signatures, or spending a SAD
+and delivering them, is one transaction and one fsync.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,49 +54,62 @@ class Entry:
 
 class SignatureJournal:
     def __init__(self, directory: Path) -> None:
-        self._db = SqliteDatabase(directory / DATABASE, _SCHEMA)
-        self._transaction = self._db.transaction
+        self.db = SqliteDatabase(directory / DATABASE, _SCHEMA)
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
+
+    @contextmanager
+    def _cursor(self, cur: sqlite3.Cursor | None) -> Iterator[sqlite3.Cursor]:
+        """The caller's transaction when it passes one, else a transaction of our own."""
+        if cur is not None:
+            yield cur
+            return
+        with self.db.transaction() as own:
+            yield own
 
     def record(self, *, sad_hash: str, origin: str, credential: str, algorithm: str,
-               signatures: list[tuple[bytes, bytes]]) -> None:
+               signatures: Sequence[tuple[bytes, bytes]],
+               cur: sqlite3.Cursor | None = None) -> None:
         """Journal (hash, signature) pairs made under one SAD, in one transaction."""
         now = _now().isoformat()
-        with self._transaction() as cur:
-            cur.executemany(
+        with self._cursor(cur) as c:
+            c.executemany(
                 "INSERT INTO signatures (sad_hash, origin, credential, hash, algorithm, "
                 "signature, signed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(sad_hash, origin, credential, h, algorithm, s, now) for h, s in signatures])
 
-    def deliver(self, *, sad_hash: str, hashes: list[bytes], idempotency_key: str | None
+    def deliver(self, *, sad_hash: str, hashes: Sequence[bytes], idempotency_key: str | None,
+                algorithm: str | None = None, cur: sqlite3.Cursor | None = None
                 ) -> list[bytes]:
-        """The signatures for `hashes` under `sad_hash`, marked delivered."""
+        """The signatures for `hashes` under `sad_hash`, marked delivered. With
+        `algorithm`, each must have been made with it."""
         now = _now().isoformat()
-        with self._transaction() as cur:
+        with self._cursor(cur) as c:
             found = []
             for h in hashes:
-                cur.execute("SELECT signature FROM signatures WHERE sad_hash = ? AND hash = ?",
-                            (sad_hash, h))
-                row = cur.fetchone()
+                c.execute("SELECT signature, algorithm FROM signatures "
+                          "WHERE sad_hash = ? AND hash = ?", (sad_hash, h))
+                row = c.fetchone()
                 if row is None:
                     raise JournalError("no signature was made for this hash under this SAD")
+                if algorithm is not None and row[1] != algorithm:
+                    raise JournalError("signature algorithm differs from the authorisation's")
                 found.append(bytes(row[0]))
-            cur.executemany(
+            c.executemany(
                 "UPDATE signatures SET delivered_at = ?, idempotency_key = ? "
                 "WHERE sad_hash = ? AND hash = ?",
                 [(now, idempotency_key, sad_hash, h) for h in hashes])
             return found
 
-    def replay(self, *, idempotency_key: str, sad_hash: str, hashes: list[bytes]
-               ) -> list[bytes] | None:
+    def replay(self, *, idempotency_key: str, sad_hash: str, hashes: Sequence[bytes],
+               cur: sqlite3.Cursor | None = None) -> list[bytes] | None:
         """A retried signHash: the signatures already delivered under this key, if the
         request is the same; None if the key is new."""
-        with self._transaction() as cur:
-            cur.execute("SELECT sad_hash, hash, signature FROM signatures "
-                        "WHERE idempotency_key = ?", (idempotency_key,))
-            rows = cur.fetchall()
+        with self._cursor(cur) as c:
+            c.execute("SELECT sad_hash, hash, signature FROM signatures "
+                      "WHERE idempotency_key = ?", (idempotency_key,))
+            rows = c.fetchall()
         if not rows:
             return None
         delivered = {bytes(h): bytes(s) for sad, h, s in rows if sad == sad_hash}
@@ -97,7 +118,7 @@ class SignatureJournal:
         return [delivered[h] for h in hashes]
 
     def entries(self) -> list[Entry]:
-        with self._transaction() as cur:
+        with self.db.transaction() as cur:
             cur.execute("SELECT sad_hash, origin, credential, hash, algorithm, signature, "
                         "signed_at, delivered_at, idempotency_key FROM signatures ORDER BY id")
             return [Entry(r[0], r[1], r[2], bytes(r[3]), r[4], bytes(r[5]),

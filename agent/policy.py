@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -92,17 +93,25 @@ _SCHEMA = (
 
 
 class SadIssuer:
-    """Issues and consumes SADs, persisted in one SQLite file (WAL, synchronous=FULL)."""
+    """Issues and consumes SADs, persisted in SQLite (WAL, synchronous=FULL): a file of
+    their own, or a database shared with the signature journal, so that a SAD and its
+    signatures are written, and later spent and delivered, in one transaction."""
 
-    def __init__(self, store_path: str | os.PathLike[str], *,
+    def __init__(self, store: str | os.PathLike[str] | SqliteDatabase, *,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._db = SqliteDatabase(store_path, _SCHEMA)
+        self._owns_db = not isinstance(store, SqliteDatabase)
+        if isinstance(store, SqliteDatabase):
+            self._db = store
+            store.add_schema(_SCHEMA)
+        else:
+            self._db = SqliteDatabase(store, _SCHEMA)
         self._monotonic = monotonic
         self._deadlines: dict[bytes, float] = {}  # token SHA-256 -> monotonic deadline
         self._deadlines_lock = threading.Lock()
 
     def close(self) -> None:
-        self._db.close()
+        if self._owns_db:
+            self._db.close()
 
     def __enter__(self) -> SadIssuer:
         return self
@@ -112,10 +121,11 @@ class SadIssuer:
 
     def issue(self, *, credential_id: str, hashes: Sequence[bytes], origin: str,
               num_signatures: int, ttl_seconds: float = MAX_TTL_SECONDS,
-              now: float | None = None) -> str:
+              now: float | None = None, cur: sqlite3.Cursor | None = None) -> str:
         """A new SAD for exactly `hashes` (CSC v1 §11.6: numSignatures must equal the
         number of hashes under SCAL2). Raises ValueError for arguments outside the
-        rules; the token is returned to the caller only, never stored or logged."""
+        rules; the token is returned to the caller only, never stored or logged.
+        With `cur`, the SAD is written in the caller's transaction (committed by it)."""
         if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
             raise ValueError(f"a SAD lives at most {MAX_TTL_SECONDS} s")
         if not credential_id or not origin:
@@ -131,13 +141,13 @@ class SadIssuer:
         now = time.time() if now is None else now
         token = secrets.token_urlsafe(TOKEN_BYTES)
         digest = _digest(token)
-        with self._db.transaction() as cur:
-            cur.execute("DELETE FROM sad WHERE expires_at < ?", (now - _RETAIN_SECONDS,))
-            cur.execute(
-                "INSERT INTO sad (token_sha256, credential_id, origin, hashes, num_signatures,"
-                " issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (digest, credential_id, origin, _encode(hashes), num_signatures, now,
-                 now + ttl_seconds))
+        row = (digest, credential_id, origin, _encode(hashes), num_signatures, now,
+               now + ttl_seconds)
+        if cur is None:
+            with self._db.transaction() as own:
+                self._insert(own, row, now)
+        else:
+            self._insert(cur, row, now)
         mono = self._monotonic()
         with self._deadlines_lock:
             for key in [k for k, d in self._deadlines.items() if d <= mono]:
@@ -147,49 +157,67 @@ class SadIssuer:
                  _sad_id(digest), credential_id, origin, len(hashes), ttl_seconds)
         return token
 
+    @staticmethod
+    def _insert(cur: sqlite3.Cursor, row: tuple[object, ...], now: float) -> None:
+        cur.execute("DELETE FROM sad WHERE expires_at < ?", (now - _RETAIN_SECONDS,))
+        cur.execute(
+            "INSERT INTO sad (token_sha256, credential_id, origin, hashes, num_signatures,"
+            " issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
     def consume(self, token: str, *, credential_id: str, hashes: Sequence[bytes],
                 origin: str, now: float | None = None) -> Grant:
         """Check every binding of the SAD and spend it (CSC v1 §11.9), or raise
         SadInvalid. Spent or refused, the SAD's new state is committed first."""
+        with self._db.transaction() as cur:
+            outcome = self.spend(cur, token, credential_id=credential_id, hashes=hashes,
+                                 origin=origin, now=now)
+        if isinstance(outcome, SadInvalid):
+            raise outcome
+        return outcome
+
+    def spend(self, cur: sqlite3.Cursor, token: str, *, credential_id: str,
+              hashes: Sequence[bytes], origin: str, now: float | None = None
+              ) -> Grant | SadInvalid:
+        """`consume` inside the caller's transaction. The refusal is returned, not
+        raised, so that the caller commits the SAD's new state before it raises."""
         now = time.time() if now is None else now
         digest = _digest(token) if _well_formed(token) else None
         if digest is None:
-            raise SadInvalid(SadRefusal.UNKNOWN)
+            return SadInvalid(SadRefusal.UNKNOWN)
         presented = list(hashes)
         with self._deadlines_lock:
             deadline = self._deadlines.get(digest)
         mono_expired = deadline is not None and self._monotonic() >= deadline
-        with self._db.transaction() as cur:
-            cur.execute("SELECT token_sha256, credential_id, origin, hashes, num_signatures,"
-                        " issued_at, expires_at, used_at FROM sad WHERE token_sha256 = ?",
-                        (digest,))
-            row = cur.fetchone()
-            if row is None or not hmac.compare_digest(bytes(row[0]), digest):
-                refusal: SadRefusal | None = SadRefusal.UNKNOWN
-            else:
-                (_, bound_credential, bound_origin, encoded, num_signatures, issued_at,
-                 expires_at, used_at) = row
-                authorized = _decode(encoded)
-                refusal = _check(
-                    used=used_at is not None,
-                    expired=(mono_expired or now >= expires_at
-                             or (deadline is None and now < issued_at)),
-                    origin_ok=origin == bound_origin,
-                    credential_ok=credential_id == bound_credential,
-                    hashes_ok=_covers(authorized, presented))
-                if refusal in (None, SadRefusal.ORIGIN, SadRefusal.CREDENTIAL,
-                               SadRefusal.HASHES):
-                    cur.execute(
-                        "UPDATE sad SET used_at = ?, consumed = ?, outcome = ?"
-                        " WHERE token_sha256 = ? AND used_at IS NULL",
-                        (now, None if refusal else _encode(presented),
-                         refusal.value if refusal else "granted", digest))
-                    if cur.rowcount != 1:  # pragma: no cover - the write lock is held
-                        raise RuntimeError("SAD changed under its write lock")
+        cur.execute("SELECT token_sha256, credential_id, origin, hashes, num_signatures,"
+                    " issued_at, expires_at, used_at FROM sad WHERE token_sha256 = ?",
+                    (digest,))
+        row = cur.fetchone()
+        if row is None or not hmac.compare_digest(bytes(row[0]), digest):
+            refusal: SadRefusal | None = SadRefusal.UNKNOWN
+        else:
+            (_, bound_credential, bound_origin, encoded, num_signatures, issued_at,
+             expires_at, used_at) = row
+            authorized = _decode(encoded)
+            refusal = _check(
+                used=used_at is not None,
+                expired=(mono_expired or now >= expires_at
+                         or (deadline is None and now < issued_at)),
+                origin_ok=origin == bound_origin,
+                credential_ok=credential_id == bound_credential,
+                hashes_ok=_covers(authorized, presented))
+            if refusal in (None, SadRefusal.ORIGIN, SadRefusal.CREDENTIAL,
+                           SadRefusal.HASHES):
+                cur.execute(
+                    "UPDATE sad SET used_at = ?, consumed = ?, outcome = ?"
+                    " WHERE token_sha256 = ? AND used_at IS NULL",
+                    (now, None if refusal else _encode(presented),
+                     refusal.value if refusal else "granted", digest))
+                if cur.rowcount != 1:  # pragma: no cover - the write lock is held
+                    raise RuntimeError("SAD changed under its write lock")
         if refusal is not None:
             log.warning("SAD %s refused: %s (origin %s, credential %s)",
                         _sad_id(digest), refusal.value, origin, credential_id)
-            raise SadInvalid(refusal)
+            return SadInvalid(refusal)
         with self._deadlines_lock:
             self._deadlines.pop(digest, None)
         log.info("SAD %s granted: %d of %d hashes", _sad_id(digest), len(presented),

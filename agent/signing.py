@@ -1,5 +1,6 @@
-"""Two factors, then signatures: the agent's `credentials/authorize` and
-`signatures/signHash`, shared by the WebSocket and the CSC REST facade.
+"""Two factors, then signatures: the agent's `credentials/sendOTP`,
+`credentials/authorize`, `signatures/signHash` and `documents/signPdf`, shared by the
+WebSocket and the CSC REST facade.
 
 authorize: the OTP is checked first (a wrong OTP never costs a PIN try), then the
 card verifies the PIN right before each signature, which the token makes at once
@@ -7,15 +8,32 @@ and which the journal keeps before anything is answered; the PIN is dropped.
 The answer is a SAD: single use, bound to the credential, the exact hashes and the
 origin, valid at most 5 minutes. signHash hands out the journaled signatures for
 hashes the SAD covers, once (or again for a retry with the same idempotency key).
+
+The OTP is a TOTP code checked here, or, when the request names an `otpSession`, an
+SMS code that the signature service (config `portal_url`) sent for that session and
+checks for exactly the hashes being authorised. Config `otp_mode` ("totp", "sms",
+"any") says which are accepted. For `documents/signPdf` the hashes an SMS code is
+bound to are the SHA-256 digests of the documents as submitted (the PDF bytes,
+before signing), in their order.
+
+Durability, with one fsync per call (the TOTP state, the SADs and the journal share
+one SQLite file, agent.journal): an accepted TOTP step is committed without its own
+fsync (it survives kill -9 at once), then the SAD and its signatures are written in
+one synchronous transaction, whose fsync of the WAL makes the TOTP step durable too,
+before the SAD is answered; if anything fails in between, the TOTP state is synced
+before the error is answered. signHash spends the SAD and marks its signatures
+delivered in one synchronous transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.identity.otp import OtpError, TotpVerifier
+from agent.identity import otp
+from agent.identity.otp import OtpError, SmsChallenge, SmsOtpProvider, TotpVerifier
 from agent.journal import JournalError, SignatureJournal
 from agent.policy import MAX_TTL_SECONDS, SadInvalid, SadIssuer
 from agent.protocol.errors import ErrorCode, RpcError
@@ -25,6 +43,7 @@ from agent.tokens.registry import TokenRegistry
 log = logging.getLogger(__name__)
 
 _BY_LENGTH = {32: HashAlgorithm.SHA256, 48: HashAlgorithm.SHA384, 64: HashAlgorithm.SHA512}
+OTP_MODES = ("totp", "sms", "any")
 
 
 @dataclass(frozen=True)
@@ -35,39 +54,101 @@ class Authorization:
 
 def otp_error(exc: OtpError) -> RpcError:
     """OTP failures on the wire (mapped here, once)."""
-    from agent.identity import otp
-
     retry = getattr(exc, "retry_after_seconds", None)
     data = {"retryAfter": retry} if retry else {}
     if isinstance(exc, otp.OtpInvalid):
-        return RpcError(ErrorCode.INVALID_OTP, data={**data,
-                                                     "attemptsLeft": exc.attempts_left})
+        left = {} if exc.attempts_left is None else {"attemptsLeft": exc.attempts_left}
+        return RpcError(ErrorCode.INVALID_OTP, data={**data, **left})
     if isinstance(exc, otp.OtpReplayed):
-        return RpcError(ErrorCode.INVALID_OTP, "this code was already used")
+        return RpcError(ErrorCode.INVALID_OTP, "this code was already used",
+                        {"reason": "replayed"})
     if isinstance(exc, otp.OtpNotEnrolled):
-        return RpcError(ErrorCode.INVALID_OTP, "no one-time password is enrolled")
+        return RpcError(ErrorCode.INVALID_OTP, "no one-time password is enrolled",
+                        {"reason": "not-enrolled"})
+    if isinstance(exc, otp.OtpExpired):
+        return RpcError(ErrorCode.OTP_EXPIRED)
+    if isinstance(exc, otp.OtpSessionUnknown):
+        return RpcError(ErrorCode.INVALID_OTP, "the signature service does not know this "
+                        "OTP session", {"reason": "session"})
+    if isinstance(exc, otp.OtpHashesMismatch):
+        return RpcError(ErrorCode.INVALID_OTP, "this code was sent for other documents",
+                        {"reason": "hashes"})
+    if isinstance(exc, otp.OtpServiceUnavailable):
+        return RpcError(ErrorCode.OTP_UNAVAILABLE)  # the detail is in the log only
     return RpcError(ErrorCode.OTP_THROTTLED, data=data)
 
 
 class SigningService:
     def __init__(self, registry: TokenRegistry, totp: TotpVerifier, sads: SadIssuer,
-                 journal: SignatureJournal, timestamp_url: str | None = None) -> None:
+                 journal: SignatureJournal, timestamp_url: str | None = None, *,
+                 sms: SmsOtpProvider | None = None, otp_mode: str = "any") -> None:
+        if otp_mode not in OTP_MODES:
+            raise ValueError(f"otp_mode: one of {OTP_MODES}")
         self.timestamp_url = timestamp_url
         self.registry = registry
         self.totp = totp
         self.sads = sads
         self.journal = journal
+        self.sms = sms
+        self.otp_mode = otp_mode
+
+    # The second factor ------------------------------------------------------------------
+
+    def _sms_provider(self) -> SmsOtpProvider:
+        if self.otp_mode == "totp":
+            raise RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, "this agent accepts TOTP codes "
+                           "only (otp_mode = \"totp\")")
+        if self.sms is None:
+            raise RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, "SMS one-time passwords need "
+                           "the agent's portal_url")
+        return self.sms
+
+    async def send_otp(self, *, origin: str, credential_id: str, hashes: list[bytes],
+                       otp_session: str) -> SmsChallenge:
+        """CSC credentials/sendOTP: the signature service texts a code for `hashes`."""
+        split_credential(credential_id)
+        _hash_algorithm(hashes)
+        provider = self._sms_provider()
+        try:
+            challenge = await provider.send(otp_session, hashes)
+        except OtpError as exc:
+            raise otp_error(exc) from exc
+        log.info("SMS OTP sent for %d hash(es), %s, from %s", len(hashes), credential_id,
+                 origin)
+        return challenge
+
+    async def _check_otp(self, credential_id: str, code: str, otp_session: str | None,
+                         hashes: Sequence[bytes]) -> bool:
+        """The OTP, before anything touches the card. True when an accepted TOTP step is
+        not yet fsynced (the caller owes a durable commit or `totp_sync`)."""
+        try:
+            if otp_session is not None:
+                await self._sms_provider().verify(otp_session, code, hashes)
+                return False
+            if self.otp_mode == "sms":
+                raise RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, "this agent accepts SMS "
+                               "codes only (otpSession; otp_mode = \"sms\")")
+            self.totp.verify(credential_id, code, durable=False)
+            return True
+        except OtpError as exc:
+            raise otp_error(exc) from exc
+
+    def _totp_sync(self) -> None:
+        self.journal.db.sync()
+
+    # Hashes -----------------------------------------------------------------------------
 
     async def authorize(self, *, origin: str, credential_id: str, hashes: list[bytes],
-                        otp: str, pin: str, padding: Padding | None = None) -> Authorization:
+                        otp: str, pin: str, padding: Padding | None = None,
+                        otp_session: str | None = None) -> Authorization:
         token_id, key_id = split_credential(credential_id)
         hash_algorithm = _hash_algorithm(hashes)
         if len(hashes) > 100:
             raise RpcError(ErrorCode.BAD_REQUEST, "at most 100 hashes per authorisation")
-        try:
-            self.totp.verify(credential_id, otp)  # first: a wrong OTP never burns a PIN try
-        except OtpError as exc:
-            raise otp_error(exc) from exc
+        if len(set(hashes)) != len(hashes):
+            raise RpcError(ErrorCode.BAD_REQUEST, "each hash once per authorisation")
+        # First: a wrong OTP never burns a PIN try.
+        owed_sync = await self._check_otp(credential_id, otp, otp_session, hashes)
 
         def sign_all(token: Token) -> tuple[SignatureAlgorithm, list[bytes]]:
             # One worker job: no other operation's APDUs come between these.
@@ -79,12 +160,21 @@ class SigningService:
             return algorithm, [token.sign_digest(key_id, h, algorithm, pin=pin)
                                for h in hashes]
 
-        algorithm, signatures = await self.registry.call(token_id, sign_all)
-        sad = self.sads.issue(credential_id=credential_id, hashes=hashes, origin=origin,
-                              num_signatures=len(hashes), ttl_seconds=MAX_TTL_SECONDS)
-        self.journal.record(sad_hash=_sad_hash(sad), origin=origin, credential=credential_id,
-                            algorithm=str(algorithm),
-                            signatures=list(zip(hashes, signatures, strict=True)))
+        try:
+            algorithm, signatures = await self.registry.call(token_id, sign_all)
+            # One transaction, one fsync: the SAD, its signatures (and the TOTP step).
+            with self.journal.db.transaction() as cur:
+                sad = self.sads.issue(credential_id=credential_id, hashes=hashes,
+                                      origin=origin, num_signatures=len(hashes),
+                                      ttl_seconds=MAX_TTL_SECONDS, cur=cur)
+                self.journal.record(sad_hash=_sad_hash(sad), origin=origin,
+                                    credential=credential_id, algorithm=str(algorithm),
+                                    signatures=list(zip(hashes, signatures, strict=True)),
+                                    cur=cur)
+        except BaseException:
+            if owed_sync:
+                self._totp_sync()
+            raise
         log.info("authorised %d signature(s) for %s from %s", len(hashes), credential_id,
                  origin)
         return Authorization(sad, MAX_TTL_SECONDS)
@@ -95,47 +185,61 @@ class SigningService:
         split_credential(credential_id)
         hash_algorithm = _hash_algorithm(hashes)
         sad_hash = _sad_hash(sad)
-        try:
-            if idempotency_key is not None:
-                again = self.journal.replay(idempotency_key=idempotency_key,
-                                            sad_hash=sad_hash, hashes=hashes)
-                if again is not None:
-                    return again
-            self.sads.consume(sad, credential_id=credential_id, hashes=hashes, origin=origin)
-            if padding is not None:
-                wanted = str(SignatureAlgorithm(padding, hash_algorithm))
-                made = {e.hash: e.algorithm for e in self.journal.entries()
-                        if e.sad_hash == sad_hash}
-                if any(made.get(h, wanted) != wanted for h in hashes):
-                    raise RpcError(ErrorCode.SAD_INVALID, "signature algorithm differs from "
-                                   "the authorisation's")
-            return self.journal.deliver(sad_hash=sad_hash, hashes=hashes,
-                                        idempotency_key=idempotency_key)
-        except SadInvalid as exc:
-            raise RpcError(ErrorCode.SAD_INVALID, data={"reason": str(exc.reason)}) from exc
-        except JournalError as exc:
-            raise RpcError(ErrorCode.SAD_INVALID, str(exc)) from exc
+        wanted = None if padding is None else str(SignatureAlgorithm(padding, hash_algorithm))
+        refusal: Exception | None = None
+        # One transaction, one fsync: spend the SAD and deliver its signatures.
+        with self.journal.db.transaction() as cur:
+            try:
+                if idempotency_key is not None:
+                    again = self.journal.replay(idempotency_key=idempotency_key,
+                                                sad_hash=sad_hash, hashes=hashes, cur=cur)
+                    if again is not None:
+                        return again
+                grant = self.sads.spend(cur, sad, credential_id=credential_id, hashes=hashes,
+                                        origin=origin)
+                if isinstance(grant, SadInvalid):
+                    refusal = grant  # committed (the SAD is spent), raised below
+                else:
+                    return self.journal.deliver(sad_hash=sad_hash, hashes=hashes,
+                                                idempotency_key=idempotency_key,
+                                                algorithm=wanted, cur=cur)
+            except JournalError as exc:
+                refusal = exc  # the SAD stays spent: commit, then refuse
+        if isinstance(refusal, SadInvalid):
+            raise RpcError(ErrorCode.SAD_INVALID,
+                           data={"reason": str(refusal.reason)}) from refusal
+        raise RpcError(ErrorCode.SAD_INVALID, str(refusal)) from refusal
 
+    # PDFs -------------------------------------------------------------------------------
 
     async def sign_pdfs(self, *, origin: str, credential_id: str, documents: list[bytes],
-                        otp: str, pin: str, level: str, timestamp_url: str | None
-                        ) -> list[bytes]:
-        """One authorisation (OTP, then the PIN on the card) for a batch of PDFs."""
-        from agent.pades import Level, PdfRefused, sign_pdf, token_signer
+                        otp: str, pin: str, level: str, timestamp_url: str | None,
+                        otp_session: str | None = None) -> list[bytes]:
+        """One authorisation (OTP, then the PIN on the card) for a batch of PDFs. An SMS
+        code (otpSession) is bound to `document_hashes(documents)`."""
+        from agent.pades import Level, PdfRefused, sign_pdfs, token_signer
 
         split_credential(credential_id)
-        try:
-            self.totp.verify(credential_id, otp)
-        except OtpError as exc:
-            raise otp_error(exc) from exc
+        owed_sync = await self._check_otp(credential_id, otp, otp_session,
+                                          document_hashes(documents))
+        if owed_sync:
+            # No journal commit follows (PDF signatures are returned, not journaled):
+            # the accepted step is made power-loss durable before the card is used.
+            self._totp_sync()
         try:
             signer = await token_signer(self.registry, credential_id, pin)
-            signed = [await sign_pdf(signer, data, level=Level(level),
-                                     timestamp_url=timestamp_url) for data in documents]
+            signed = await sign_pdfs(signer, documents, level=Level(level),
+                                     timestamp_url=timestamp_url)
         except PdfRefused as exc:
             raise RpcError(ErrorCode.BAD_REQUEST, str(exc)) from exc
         log.info("signed %d PDF(s) with %s for %s", len(signed), credential_id, origin)
         return signed
+
+
+def document_hashes(documents: Sequence[bytes]) -> list[bytes]:
+    """What an SMS code for `documents/signPdf` is bound to: the SHA-256 of each
+    document as submitted, in order."""
+    return [hashlib.sha256(d).digest() for d in documents]
 
 
 def split_credential(credential_id: str) -> tuple[str, str]:

@@ -65,8 +65,9 @@ class OtpNotEnrolled(OtpError):
 class OtpInvalid(OtpError):
     """A wrong code. `retry_after_seconds` is the wait before the next try (0: none)."""
 
-    def __init__(self, attempts_left: int, retry_after_seconds: int = 0) -> None:
-        super().__init__(f"wrong one-time password ({attempts_left} attempts left)")
+    def __init__(self, attempts_left: int | None, retry_after_seconds: int = 0) -> None:
+        left = "" if attempts_left is None else f" ({attempts_left} attempts left)"
+        super().__init__(f"wrong one-time password{left}")
         self.attempts_left = attempts_left
         self.retry_after_seconds = retry_after_seconds
 
@@ -181,11 +182,21 @@ class OtpStore:
     requests (threads or processes) can never both accept the same step.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = SqliteDatabase(path, _SCHEMA)
+    def __init__(self, store: str | os.PathLike[str] | SqliteDatabase) -> None:
+        self._owns_db = not isinstance(store, SqliteDatabase)
+        if isinstance(store, SqliteDatabase):
+            self._db = store  # shared with the journal (agent.journal): one fsync per step
+            store.add_schema(_SCHEMA)
+        else:
+            self._db = SqliteDatabase(store, _SCHEMA)
 
     def close(self) -> None:
-        self._db.close()
+        if self._owns_db:
+            self._db.close()
+
+    def sync(self) -> None:
+        """Make a `durable=False` transaction power-loss durable now."""
+        self._db.sync()
 
     def __enter__(self) -> OtpStore:
         return self
@@ -194,9 +205,10 @@ class OtpStore:
         self.close()
 
     @contextmanager
-    def transaction(self, account: str) -> Iterator[OtpTransaction]:
-        """Committed when the body returns, rolled back when it raises."""
-        with self._db.transaction() as cur:
+    def transaction(self, account: str, *, durable: bool = True) -> Iterator[OtpTransaction]:
+        """Committed when the body returns, rolled back when it raises. durable=False:
+        see `agent.sqlite_db` (survives kill -9; the caller owes a later fsync)."""
+        with self._db.transaction(durable=durable) as cur:
             yield OtpTransaction(cur, account)
 
 
@@ -331,14 +343,23 @@ class TotpVerifier:
             txn.save_failures(FailureState())
         return Enrolment(secret, uri, _qr_png(uri))
 
-    def verify(self, account: str, code: str, *, now: float | None = None) -> None:
+    def verify(self, account: str, code: str, *, now: float | None = None,
+               durable: bool = True) -> None:
         """Accept `code` once (RFC 6238 §5.2, ±1 step), or raise OtpNotEnrolled,
         OtpLocked, OtpThrottled, OtpReplayed or OtpInvalid. Whatever the outcome, the new
-        state is committed before this returns or raises."""
+        state is committed before this returns or raises.
+
+        durable=False saves an fsync on success: the accepted step is committed so that
+        it survives kill -9 at once, and survives a power loss with the caller's next
+        durable commit on the same database (the signing service's SAD and journal
+        transaction) or `OtpStore.sync()`, which the caller owes before it answers
+        anyone. A refusal is made power-loss durable here, before it is raised."""
         now = time.time() if now is None else now
-        with self._store.transaction(account) as txn:
+        with self._store.transaction(account, durable=durable) as txn:
             error = self._attempt(txn, code, now)
         if error is not None:
+            if not durable:
+                self._store.sync()
             raise error
 
     def _attempt(self, txn: OtpTransaction, code: str, now: float) -> OtpError | None:
@@ -421,21 +442,64 @@ def _check_account(account: str) -> None:
 # SMS OTP --------------------------------------------------------------------------------
 
 
+class OtpExpired(OtpError):
+    """The code was right once, but its 5 minutes are over: ask for a new one."""
+
+    def __init__(self) -> None:
+        super().__init__("this one-time password has expired; ask for a new one")
+
+
+class OtpSessionUnknown(OtpError):
+    """The signature service does not know this OTP session (or it has ended)."""
+
+    def __init__(self) -> None:
+        super().__init__("the signature service does not know this OTP session")
+
+
+class OtpHashesMismatch(OtpError):
+    """The OTP session was opened for other hashes than those presented (SECURITY #22)."""
+
+    def __init__(self) -> None:
+        super().__init__("this OTP session was opened for other documents")
+
+
+class OtpServiceUnavailable(OtpError):
+    """The service that checks SMS codes did not answer, or answered outside its
+    contract. Nothing was verified."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the SMS one-time password service is unavailable: {detail}")
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class SmsChallenge:
+    """A code is on its way to the signer's phone."""
+
+    phone_masked: str
+    expires_in: int  # seconds
+
+
 class SmsOtpProvider(Protocol):
     """A one-time password sent by SMS by the signature service (the portal), bound to
     the hashes it authorises (SECURITY #22: a code sent for one transaction is refused
-    for another). The portal generates, sends and checks the code; the agent only
-    relays. The HTTP implementation comes with the portal's endpoint.
+    for another). The portal generates, sends and checks the code, for an OTP session
+    it opened (portal/API.md "SMS OTP"); the agent only relays, and only to the
+    service named in its own configuration.
 
-    Implementations raise the errors of this module: `OtpInvalid`, `OtpReplayed` (the
-    code was already used), `OtpThrottled`, `OtpLocked`, `OtpNotEnrolled` (no phone for
-    the account). A code expires after at most 5 minutes (SP 800-63B §5.1.3.1).
+    Implementations raise the errors of this module: `OtpInvalid`, `OtpExpired`,
+    `OtpReplayed`, `OtpThrottled`, `OtpLocked`, `OtpHashesMismatch`,
+    `OtpSessionUnknown`, `OtpServiceUnavailable`. A code expires after at most
+    5 minutes (SP 800-63B §5.1.3.1).
     """
 
-    async def send(self, account: str, phone: str, hashes: Sequence[bytes]) -> None:
-        """Ask the portal to text a fresh code for exactly `hashes` to `phone`."""
+    async def send(self, session: str, hashes: Sequence[bytes]) -> SmsChallenge:
+        """Ask the portal to text a fresh code for exactly `hashes` in `session`."""
         ...
 
-    async def verify(self, account: str, code: str, hashes: Sequence[bytes]) -> None:
+    async def verify(self, session: str, code: str, hashes: Sequence[bytes]) -> None:
         """Accept `code` once, and only for the same `hashes` it was sent for."""
+        ...
+
+    async def close(self) -> None:
         ...

@@ -41,6 +41,9 @@ class ErrorCode(Enum):
     PIN_PAD = (-31026, "the token takes its PIN on its own PIN pad")
     INVALID_OTP = (-31030, "wrong one-time password")
     OTP_THROTTLED = (-31031, "too many wrong one-time passwords")
+    OTP_EXPIRED = (-31032, "the one-time password has expired; ask for a new one")
+    OTP_UNAVAILABLE = (-31033, "the SMS one-time password service is unavailable")
+    OTP_METHOD_NOT_ALLOWED = (-31034, "this kind of one-time password is not accepted here")
     SAD_INVALID = (-31040, "signature activation data invalid")
 
     @property
