@@ -16,6 +16,7 @@ from agent import systemd
 from agent.config import AgentConfig
 from agent.discovery import agent_id
 from agent.identity.otp import OtpStore, TotpVerifier
+from agent.identity.sms import HttpSmsOtpProvider
 from agent.journal import SignatureJournal
 from agent.metrics import (
     METRICS,
@@ -92,11 +93,14 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     app[STARTED] = time.monotonic()
     state = AgentState(config.state_dir)
     tokens = registry if registry is not None else make_registry(config)
-    otp_store = OtpStore(config.state_dir / "otp.sqlite")
-    sads = SadIssuer(config.state_dir / "sad.sqlite")
+    # One file for the journal, the SADs and the OTP state: one fsync per call.
     journal = SignatureJournal(config.state_dir)
+    otp_store = OtpStore(journal.db, legacy=config.state_dir / "otp.sqlite")
+    sads = SadIssuer(journal.db)
+    sms = HttpSmsOtpProvider(config.portal_url) if config.portal_url else None
     signing: SigningService | MeteredSigning = SigningService(
-        tokens, TotpVerifier(otp_store), sads, journal, config.timestamp_url)
+        tokens, TotpVerifier(otp_store), sads, journal, config.timestamp_url, sms=sms,
+        otp_mode=config.otp_mode)
     metrics = AgentMetrics(__version__) if config.metrics else None
     if metrics is not None:
         signing = MeteredSigning(signing, metrics)
@@ -129,6 +133,8 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
             with contextlib.suppress(asyncio.CancelledError):
                 await counting
         await tokens.stop()
+        if sms is not None:
+            await sms.close()
         for closable in (state, otp_store, sads, journal):
             closable.close()
 

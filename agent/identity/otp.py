@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 import pyotp
@@ -182,13 +183,36 @@ class OtpStore:
     requests (threads or processes) can never both accept the same step.
     """
 
-    def __init__(self, store: str | os.PathLike[str] | SqliteDatabase) -> None:
+    def __init__(self, store: str | os.PathLike[str] | SqliteDatabase, *,
+                 legacy: Path | None = None) -> None:
+        """`legacy`: a file of an earlier agent that kept OTP state apart; its rows are
+        imported once (existing rows win) and the file renamed to *.migrated."""
         self._owns_db = not isinstance(store, SqliteDatabase)
         if isinstance(store, SqliteDatabase):
             self._db = store  # shared with the journal (agent.journal): one fsync per step
             store.add_schema(_SCHEMA)
         else:
             self._db = SqliteDatabase(store, _SCHEMA)
+        if legacy is not None and legacy.exists() and legacy != self._db.path:
+            self._import(legacy)
+
+    def _import(self, legacy: Path) -> None:
+        old = sqlite3.connect(legacy)
+        try:
+            totp = old.execute("SELECT account, secret, digits, period, last_step, "
+                               "enrolled_at FROM otp_totp").fetchall()
+            failures = old.execute("SELECT account, failures, not_before "
+                                   "FROM otp_failures").fetchall()
+        except sqlite3.DatabaseError:
+            totp, failures = [], []
+        finally:
+            old.close()  # checkpoints and removes its WAL
+        with self._db.transaction() as cur:
+            cur.executemany("INSERT INTO otp_totp VALUES (?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (account) DO NOTHING", totp)
+            cur.executemany("INSERT INTO otp_failures VALUES (?, ?, ?) "
+                            "ON CONFLICT (account) DO NOTHING", failures)
+        legacy.rename(legacy.with_name(legacy.name + ".migrated"))
 
     def close(self) -> None:
         if self._owns_db:
