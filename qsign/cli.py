@@ -14,6 +14,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
     from agent import cli as agent_cli
     from ca import cli as ca_cli
     from firmware_sim import cli as card_cli
+    from portal import cli as portal_cli
 
     parser = argparse.ArgumentParser(prog="qsign", description=__doc__)
     parser.add_argument("--version", action="version", version=f"qsign {__version__}")
@@ -23,7 +24,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
     card_cli.register(sub)
     agent_cli.register(sub)
     ca_cli.register(sub)
-    return parser, card_cli.ERRORS + agent_cli.ERRORS + ca_cli.ERRORS
+    portal_cli.register(sub)
+    return parser, card_cli.ERRORS + agent_cli.ERRORS + ca_cli.ERRORS + portal_cli.ERRORS
 
 
 def main(argv: list[str] | None = None) -> int:
