@@ -1,0 +1,108 @@
+"""`qsign portal ...`: run the signature service and look into it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from portal.config import ConfigError, PortalConfig
+from portal.store import Store
+from qsign.sql import DatabaseError
+
+log = logging.getLogger(__name__)
+ERRORS: tuple[type[Exception], ...] = (ConfigError, DatabaseError, OSError)
+
+
+def register(subparsers: Any) -> None:
+    portal = subparsers.add_parser("portal", help="the signature service")
+    sub = portal.add_subparsers(dest="portal_command", required=True)
+
+    p = sub.add_parser("serve", help="run the signature service")
+    p.add_argument("--config", type=Path, help="TOML file with a [portal] table")
+    p.add_argument("--port", type=int, help="override portal.port")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("token", help="print the requester API's bearer token")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=_token)
+
+    # `qsign portal specimen ...` and other identity-service commands, when present.
+    try:
+        from portal.identity import cli as identity_cli
+    except ImportError:
+        pass
+    else:
+        identity_cli.register(sub)
+
+    p = sub.add_parser("outbox", help="texts and e-mails the portal sent (testers)")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--to", help="only those to this phone number or address")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_outbox)
+
+
+def _config(args: argparse.Namespace) -> PortalConfig:
+    config = PortalConfig.load(args.config)
+    if getattr(args, "port", None):
+        config = PortalConfig.from_mapping({"portal": {**_raw(config), "port": args.port}})
+    return config
+
+
+def _raw(config: PortalConfig) -> dict[str, Any]:
+    """A config back into TOML-like values (for one overridden key)."""
+    out: dict[str, Any] = {}
+    for key, value in vars(config).items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = [str(v) for v in value]
+        out[key] = value
+    return out
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from portal.service import create_app
+
+    config = _config(args)
+    app = create_app(config)
+    print(f"portal: {config.base_url} (requester token: {config.state_dir}/requester.token)",
+          flush=True)
+    web.run_app(app, host=config.host, port=config.port, print=None,
+                handle_signals=True, shutdown_timeout=10)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from portal.service import requester_token
+
+    print(requester_token(PortalConfig.load(args.config).state_dir))
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    config = PortalConfig.load(args.config)
+    store = Store.open(config.database_url, config.state_dir)
+    try:
+        sms = store.sms(args.to)
+        mails = store.mails(to=args.to)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({
+            "sms": [{"to": to, "text": text, "at": at.isoformat()} for to, text, at in sms],
+            "mail": [{"to": m.to, "subject": m.subject, "at": m.at.isoformat(),
+                      "sent": m.sent_at is not None} for m in mails]}, indent=2))
+        return 0
+    for to, text, at in sms:
+        print(f"{at:%Y-%m-%d %H:%M:%S} SMS  {to}: {text}")
+    for m in mails:
+        state = "sent" if m.sent_at else f"pending ({m.last_error or 'no SMTP'})"
+        print(f"{m.at:%Y-%m-%d %H:%M:%S} MAIL {m.to}: {m.subject} [{state}]")
+    return 0

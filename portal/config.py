@@ -1,0 +1,110 @@
+"""The portal's configuration: TOML `[portal]` into a frozen dataclass; an unknown key
+is an error naming its path (the agent's and pyHanko's habit)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 8780
+
+
+class ConfigError(ValueError):
+    """The configuration is malformed; the message names the key."""
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "qsign-portal"
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    # What links in e-mails start with (the address signers reach the portal at).
+    public_url: str | None = None
+    state_dir: Path = field(default_factory=default_state_dir)
+    database_url: str | None = None  # None: STATE_DIR/portal.sqlite
+    agent_port: int = 35741  # where signers' pages find the agent on loopback
+    # Trust anchors (PEM or DER files) for the qualified-certificate check and B-LT.
+    trust_roots: tuple[Path, ...] = ()
+    timestamp_url: str | None = None  # RFC 3161 (the CA's /tsa): needed for B-T and B-LT
+    check_revocation: bool = True  # OCSP from the certificate's AIA before signing
+    smtp_host: str | None = None  # None: e-mails stay in the outbox only
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password_file: Path | None = None
+    mail_from: str = "qsign portal <no-reply@localhost>"
+    default_lang: str = "en"
+    max_document_bytes: int = 20 * 1024 * 1024
+    max_request_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def load(cls, path: Path | None) -> PortalConfig:
+        if path is None:
+            return cls()
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        return cls.from_mapping(raw, str(path))
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, Any], source: str = "config") -> PortalConfig:
+        unknown = set(raw) - {"portal"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r}")
+        section = raw.get("portal", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: [portal] must be a table")
+        kinds = {f.name: f.type for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in section.items():
+            where = f"{source}: portal.{key}"
+            if key not in kinds:
+                raise ConfigError(f"{where}: unknown key")
+            values[key] = _convert(str(kinds[key]), value, where)
+        config = cls(**values)
+        for name in ("port", "smtp_port", "agent_port"):
+            if not 1 <= getattr(config, name) <= 65535:
+                raise ConfigError(f"{source}: portal.{name} out of range")
+        if config.default_lang not in ("en", "fr"):
+            raise ConfigError(f"{source}: portal.default_lang: 'en' or 'fr'")
+        return config
+
+
+def _convert(kind: str, value: Any, where: str) -> Any:
+    """Values by the field's declared type (annotations are strings here)."""
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: a positive integer")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: true or false")
+        return value
+    if kind == "tuple[Path, ...]":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where}: a list of paths")
+        return tuple(Path(v).expanduser() for v in value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: a non-empty string")
+    if kind in ("Path", "Path | None"):
+        return Path(value).expanduser()
+    if where.endswith(("_url", ".public_url")) and kind == "str | None" and not (
+            value.startswith(("http://", "https://", "postgresql://", "postgres://",
+                              "sqlite:///"))):
+        raise ConfigError(f"{where}: a URL")
+    return value

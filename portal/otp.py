@@ -1,0 +1,166 @@
+"""SMS one-time passwords: the portal's side of the agent's SMS OTP provider, and the
+Personal Space log-in.
+
+A code is 6 random digits, kept only as an HMAC (keyed per installation, salted by the
+session), sent to the phone on file, valid 5 minutes (NIST SP 800-63B §5.1.3.1) and for
+exactly the hashes its session was opened for (SECURITY: a code sent for one
+transaction is refused for another). It is accepted once. Wrong codes add a growing
+delay (1, 2, 4, 8 s) and the fifth locks the signer's SMS codes for 15 minutes; sends
+are limited per session (one per 30 s, five in all) and per phone (ten an hour). All
+counters live in the database: a restart forgets nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from portal.errors import Code, PortalError
+from portal.store import OtpSession, Store
+from qsign.files import write_atomically
+
+log = logging.getLogger(__name__)
+
+CODE_TTL = dt.timedelta(minutes=5)
+RESEND_AFTER = dt.timedelta(seconds=30)
+MAX_SENDS = 5
+MAX_FAILURES = 5
+LOCKOUT = dt.timedelta(minutes=15)
+PHONE_HOURLY = 10
+
+
+class SmsGateway(Protocol):
+    """Where texts go. `send` happens inside the caller's database transaction (`cur`),
+    so an outbox gateway records the text atomically with the code it carries; a
+    vendor's gateway queues in the same way and delivers after commit."""
+
+    def send(self, cur: object, to: str, text: str) -> None: ...
+
+
+class OutboxGateway:
+    """The testers' gateway: texts are kept in the outbox (the `/outbox` page and
+    `qsign portal outbox`), standing in for the person's phone."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def send(self, cur: object, to: str, text: str) -> None:
+        self._store.add_sms(cur, to, text)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Sent:
+    phone_masked: str
+    expires_in: int
+
+
+def mask_phone(phone: str) -> str:
+    """+33612345678 -> +33 6•• ••• •78: enough for the person to recognise it."""
+    if len(phone) < 6:
+        return "•" * len(phone)
+    head, tail = phone[:4], phone[-2:]
+    return f"{head}{'•' * (len(phone) - 6)}{tail}"
+
+
+class SmsOtp:
+    def __init__(self, store: Store, gateway: SmsGateway, key: bytes) -> None:
+        self.store = store
+        self.gateway = gateway
+        self._key = key
+
+    @classmethod
+    def from_state(cls, store: Store, gateway: SmsGateway, state_dir: Path) -> SmsOtp:
+        path = state_dir / "otp.key"
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = secrets.token_bytes(32)
+            write_atomically(path, key)
+        return cls(store, gateway, key)
+
+    def _digest(self, otp_id: str, code: str) -> str:
+        return hmac.new(self._key, f"{otp_id}|{code}".encode(), hashlib.sha256).hexdigest()
+
+    def send(self, otp_id: str, hashes: list[str], text: str, *,
+             locked_until: dt.datetime | None = None) -> Sent:
+        """A fresh code for `otp_id`, texted with `text` ('{code}' is replaced)."""
+        now = self.store.clock()
+        if locked_until is not None and locked_until > now:
+            raise PortalError(Code.OTP_LOCKED, retryAfter=_seconds(locked_until - now))
+        with self.store.db.transaction() as cur:
+            session = self.store.otp_session(cur, otp_id)
+            _check_hashes(session, hashes)
+            if session.used_at is not None:
+                raise PortalError(Code.OTP_REPLAYED, "this session's code was already used")
+            if session.sends >= MAX_SENDS:
+                raise PortalError(Code.OTP_LOCKED, "too many codes for this session")
+            if session.sent_at is not None and now - session.sent_at < RESEND_AFTER:
+                raise PortalError(Code.OTP_THROTTLED,
+                                  retryAfter=_seconds(session.sent_at + RESEND_AFTER - now))
+            if self.store.sms_sent_since(cur, session.phone,
+                                         now - dt.timedelta(hours=1)) >= PHONE_HOURLY:
+                raise PortalError(Code.OTP_THROTTLED, "too many texts to this phone",
+                                  retryAfter=3600)
+            code = f"{secrets.randbelow(10**6):06d}"
+            self.store.update_otp_session(
+                cur, otp_id, code_digest=self._digest(otp_id, code), sent_at=now,
+                expires_at=now + CODE_TTL, sends=session.sends + 1, failures=0,
+                next_try_at=None)
+            self.gateway.send(cur, session.phone, text.replace("{code}", code))
+        log.info("SMS code sent for session %s…", otp_id[:6])
+        return Sent(mask_phone(session.phone), int(CODE_TTL.total_seconds()))
+
+    def verify(self, otp_id: str, code: str, hashes: list[str]) -> OtpSession:
+        """Accept `code` once for exactly `hashes`; returns the session it opened.
+        Raises PortalError with OTP_* codes (and `lock_signer` semantics for callers
+        via OTP_LOCKED)."""
+        now = self.store.clock()
+        code = code.replace(" ", "")
+        with self.store.db.transaction() as cur:
+            session = self.store.otp_session(cur, otp_id)
+            _check_hashes(session, hashes)
+            if session.code_digest is None or session.expires_at is None:
+                raise PortalError(Code.OTP_INVALID, "no code was sent for this session",
+                                  attemptsLeft=MAX_FAILURES - session.failures)
+            if session.failures >= MAX_FAILURES:
+                raise PortalError(Code.OTP_LOCKED)
+            if session.next_try_at is not None and now < session.next_try_at:
+                raise PortalError(Code.OTP_THROTTLED,
+                                  retryAfter=_seconds(session.next_try_at - now))
+            right = hmac.compare_digest(self._digest(otp_id, code), session.code_digest)
+            if right and session.used_at is not None:
+                raise PortalError(Code.OTP_REPLAYED)
+            if right and now >= session.expires_at:
+                raise PortalError(Code.OTP_EXPIRED)
+            if not right:
+                failures = session.failures + 1
+                self.store.update_otp_session(
+                    cur, otp_id, failures=failures,
+                    next_try_at=now + dt.timedelta(seconds=2 ** (failures - 1)))
+                left = MAX_FAILURES - failures
+                if left == 0:
+                    error = PortalError(Code.OTP_LOCKED)
+                else:
+                    error = PortalError(Code.OTP_INVALID, attemptsLeft=left,
+                                        retryAfter=2 ** (failures - 1))
+            else:
+                self.store.update_otp_session(cur, otp_id, used_at=now)
+                return session
+        # Outside the `with`: the failure count is committed before the error leaves.
+        raise error
+
+
+def _check_hashes(session: OtpSession, hashes: list[str]) -> None:
+    if sorted(session.hashes) != sorted(hashes):
+        raise PortalError(Code.HASHES_MISMATCH, "these hashes are not the ones this "
+                          "session authorises")
+
+
+def _seconds(delta: dt.timedelta) -> int:
+    return max(1, int(delta.total_seconds() + 0.999))
