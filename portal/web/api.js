@@ -64,8 +64,15 @@ export function saveBlob(blob, filename) {
   setTimeout(() => URL.revokeObjectURL(url), 30000);
 }
 
-const AGENT_REASONS = ["OTP_EXPIRED", "OTP_REPLAYED", "OTP_LOCKED", "OTP_INVALID",
-                       "HASHES_MISMATCH", "SESSION_UNKNOWN"];
+// The agent's INVALID_OTP carries data.reason (agent/signing.py otp_error); some reasons
+// are the portal's own verdicts, explained with the portal's sentence.
+const AGENT_OTP_REASONS = {
+  replayed: "error.OTP_REPLAYED", session: "error.SESSION_UNKNOWN",
+  hashes: "error.HASHES_MISMATCH", "not-enrolled": "agentError.OTP_NOT_ENROLLED",
+  OTP_EXPIRED: "error.OTP_EXPIRED", OTP_REPLAYED: "error.OTP_REPLAYED",
+  OTP_LOCKED: "error.OTP_LOCKED", SESSION_UNKNOWN: "error.SESSION_UNKNOWN",
+  HASHES_MISMATCH: "error.HASHES_MISMATCH",
+};
 
 /** One sentence for any error: a portal ApiError, an agent QsignError, or anything else. */
 export function explain(error) {
@@ -90,10 +97,8 @@ export function explain(error) {
 
 function explainAgent(error) {
   const data = error.data || {};
-  // The agent relays the portal's SMS OTP verdict in data.reason when it has one.
-  const reason = [data.reason, data.portalError, data.cause].find((r) => AGENT_REASONS.includes(r));
-  if (error.code === "INVALID_OTP" && reason && reason !== "OTP_INVALID") {
-    return t(`error.${reason}`);  // OTP_EXPIRED, OTP_REPLAYED, OTP_LOCKED, ...: no count in them
+  if (error.code === "INVALID_OTP" && Object.hasOwn(AGENT_OTP_REASONS, data.reason)) {
+    return t(AGENT_OTP_REASONS[data.reason]);
   }
   if (error.code === "INVALID_OTP" && typeof data.attemptsLeft === "number") {
     return t("error.OTP_INVALID", { attemptsLeft: data.attemptsLeft });

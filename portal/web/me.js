@@ -10,6 +10,7 @@ const space = location.pathname.replace(/^\/me\//, "").split("/")[0];
 const SESSION_KEY = `qsign.me.${space}`;
 let session = null;
 let profile = null;
+let otpSession = null;
 
 function notice(text, kind = "info") {
   say($("notice"), text, kind);
@@ -27,6 +28,7 @@ async function sendCode() {
   button.disabled = true;
   try {
     const sent = await api("POST", `/api/me/${space}/otp`, { body: {} });
+    otpSession = sent.otpSession;
     const minutes = Math.max(1, Math.round((sent.expiresIn || 300) / 60));
     $("code-sent").textContent = t("me.codeSent", { phone: sent.phoneMasked, minutes });
     $("code-form").hidden = false;
@@ -47,9 +49,13 @@ async function submitCode(event) {
     notice(t("sign.otpFormat"), "error");
     return;
   }
+  if (!otpSession) {
+    notice(t("sign.codeFirst"), "error");
+    return;
+  }
   $("code-submit").disabled = true;
   try {
-    const opened = await api("POST", `/api/me/${space}/session`, { body: { code } });
+    const opened = await api("POST", `/api/me/${space}/session`, { body: { otpSession, code } });
     $("code").value = "";
     remember(opened.session);
     notice("");

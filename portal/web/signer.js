@@ -14,9 +14,9 @@ import {
 const $ = (id) => document.getElementById(id);
 const invite = location.pathname.replace(/^\/s\//, "").split("/")[0];
 const base = `/api/s/${invite}`;
-const STEPS = ["consent", "documents", "sign", "done", "refused", "waiting"];
+const STEPS = ["consent", "documents", "sign", "done", "refused", "waiting", "closed"];
 const SESSION_ERRORS = ["SESSION_UNKNOWN", "HASHES_MISMATCH", "OTP_LOCKED", "OTP_EXPIRED",
-                        "OTP_REPLAYED", "WRONG_STEP"];
+                        "OTP_REPLAYED", "WRONG_STEP", "DOCUMENT_CHANGED"];
 
 let view = null;
 let currentDoc = 0;
@@ -98,7 +98,7 @@ function render() {
   if (step === "documents") renderDocuments();
   if (step === "sign") renderSign();
   if (step === "refused") $("refused-reason").textContent = signer.refusalReason || "";
-  const messaging = transaction.messaging && !["done", "refused"].includes(step);
+  const messaging = transaction.messaging && !["done", "refused", "closed"].includes(step);
   $("messaging").hidden = !messaging;
   if (messaging) startMessages(); else stopMessages();
   document.body.dataset.step = step;
@@ -512,10 +512,11 @@ async function sign(event) {
   });
 }
 
+/** The code can no longer be used (expired, used, other session): a new one is needed. */
 function isSpentOtp(error) {
   const data = error.data || {};
-  return error.code === "INVALID_OTP" &&
-    ["OTP_EXPIRED", "OTP_REPLAYED", "OTP_LOCKED"].includes(data.reason || data.portalError || data.cause);
+  return ["OTP_EXPIRED", "OTP_THROTTLED", "OTP_UNAVAILABLE"].includes(error.code) ||
+    (error.code === "INVALID_OTP" && ["replayed", "session", "hashes"].includes(data.reason));
 }
 
 // ---------------------------------------------------------------------------- messaging
