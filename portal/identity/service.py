@@ -1,0 +1,638 @@
+"""Identity verification for a first-time signer (issue 7 step 3), behind a provider
+interface so that a vendor's service can replace the reference one.
+
+The reference flow, per signer session:
+
+1. The document, each side on its own: a TD1 card's front (printed data, photo) and
+   back (MRZ), or a TD3 passport's data page. The MRZ is read by OCR and accepted only
+   when every ICAO 9303 check digit verifies; the document type must be accepted for
+   its issuing state; it must not have expired; the printed data must agree with the
+   MRZ (document number, surname, birth date) and a SPECIMEN mark must be on both
+   sides or on neither. Specimens are refused unless the policy is for testing.
+2. Liveness: random challenges issued by the server one at a time, each answered with
+   captured frames before its deadline.
+
+What the reference service checks about liveness frames: that they are PNG/JPEG images
+of a plausible size, all the same size, different from each other and from every frame
+sent before in the session, and that they answer the challenge currently open (its id
+and nonce) in its time window. It does NOT look at the frames' content: it cannot tell
+whether a head turned, an eye blinked or three fingers were shown, nor whether the face
+is the document photo's. That needs face detection, pose estimation and face matching,
+which a vendor's provider brings; until then a person who replays fresh frames of
+anyone in time passes liveness. The timing and binding checks stay meaningful.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from portal.identity import countries, names, ocr
+from portal.identity.evidence import (
+    EvidenceRefused,
+    EvidenceSigner,
+    IssuedEvidence,
+    Subject,
+    spki_sha256,
+)
+from portal.identity.mrz import DocumentFormat, Mrz, MrzInvalid, MrzReason
+from portal.identity.specimen import MARK, Side
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class DocumentKind(enum.StrEnum):
+    ID_CARD = "id-card"  # TD1
+    PASSPORT = "passport"  # TD3
+
+    @property
+    def mrz_format(self) -> DocumentFormat:
+        return DocumentFormat.TD1 if self is DocumentKind.ID_CARD else DocumentFormat.TD3
+
+    @property
+    def sides(self) -> tuple[Side, ...]:
+        return (Side.FRONT, Side.BACK) if self is DocumentKind.ID_CARD else (Side.DATA_PAGE,)
+
+    @property
+    def semantics(self) -> str:
+        """ETSI EN 319 412-1 §5.1.3 identity type reference."""
+        return "IDC" if self is DocumentKind.ID_CARD else "PAS"
+
+
+class IdentityError(Exception):
+    """A refusal with a closed wire code (see http.py for the HTTP statuses)."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.extra = extra
+
+
+class Step(enum.StrEnum):
+    DOCUMENT = "document"  # sides still to send
+    LIVENESS = "liveness"  # document verified; challenges to answer
+    VERIFIED = "verified"
+    LOCKED = "locked"  # too many failures: start a new session
+
+
+def _default_accepted() -> dict[str, frozenset[DocumentKind]]:
+    both = frozenset(DocumentKind)
+    accepted = {code: both for code, state in countries.BY_MRZ_CODE.items()
+                if state.alpha2 is not None}
+    for code in ("GBR", "USA", "CAN"):  # no national ID card in the TD1 sense
+        accepted[code] = frozenset({DocumentKind.PASSPORT})
+    return accepted
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    """What the reference service accepts. Frozen; `from_mapping` refuses unknown keys."""
+
+    accepted: Mapping[str, frozenset[DocumentKind]] = field(default_factory=_default_accepted)
+    accept_specimens: bool = False  # only for tests, demos and testers
+    max_image_bytes: int = 8 * 1024 * 1024
+    max_frame_bytes: int = 1024 * 1024
+    frames_per_answer: tuple[int, int] = (2, 8)
+    challenges: int = 3
+    challenge_seconds: float = 20.0
+    min_answer_seconds: float = 1.0  # quicker than a person can act
+    liveness_attempts: int = 3
+    max_document_failures: int = 5
+    session_minutes: int = 30
+    evidence_minutes: int = 10
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> IdentityPolicy:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"identity policy: unknown key(s) {sorted(unknown)}")
+        data = dict(values)
+        if "accepted" in data:
+            raw = data["accepted"]
+            if not isinstance(raw, Mapping):
+                raise ValueError("identity policy: accepted is {state: [kinds]}")
+            accepted: dict[str, frozenset[DocumentKind]] = {}
+            for state, kinds in raw.items():
+                found = countries.lookup(str(state))
+                if found is None:
+                    raise ValueError(f"identity policy: unknown state {state!r}")
+                try:
+                    accepted[found.mrz_code] = frozenset(DocumentKind(k) for k in kinds)
+                except ValueError as exc:
+                    raise ValueError(f"identity policy: {state}: kinds are "
+                                     f"{[k.value for k in DocumentKind]}") from exc
+            data["accepted"] = accepted
+        if "frames_per_answer" in data:
+            data["frames_per_answer"] = tuple(data["frames_per_answer"])
+        return cls(**data)
+
+    def accepts(self, state: str, kind: DocumentKind) -> bool:
+        return kind in self.accepted.get(state, frozenset())
+
+
+# Challenges a person performs in front of the camera; the page words them by `action`.
+CHALLENGE_ACTIONS = ("turn-head-left", "turn-head-right", "blink", "smile", "nod",
+                     "show-fingers", "look-up")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    id: str
+    action: str
+    count: int | None  # fingers to show, for show-fingers
+    nonce: str  # echoed with the answer: binds frames to this challenge
+    issued_at: dt.datetime
+    deadline: dt.datetime
+    index: int  # 1-based position in the series
+    of: int
+
+
+@dataclass(frozen=True)
+class VerifiedIdentity:
+    """The identity read from the document itself (never from a form)."""
+
+    document: DocumentKind
+    issuing_state: str  # MRZ code
+    document_number: str
+    surname: tuple[str, ...]  # MRZ words
+    given_names: tuple[str, ...]
+    birth_date: dt.date
+    sex: str
+    nationality: str
+    expiry_date: dt.date
+    specimen: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"document": self.document.value, "issuingState": self.issuing_state,
+                "documentNumber": self.document_number, "surname": list(self.surname),
+                "givenNames": list(self.given_names),
+                "birthDate": self.birth_date.isoformat(), "sex": self.sex,
+                "nationality": self.nationality, "expiryDate": self.expiry_date.isoformat(),
+                "specimen": self.specimen}
+
+
+@dataclass(frozen=True)
+class SideResult:
+    side: Side
+    specimen: bool
+    words: tuple[str, ...]  # printed words, upper case, accents kept
+    mrz: Mrz | None  # from the back or the data page
+
+
+@dataclass(frozen=True)
+class SessionView:
+    id: str
+    signer: str
+    document: DocumentKind
+    step: Step
+    sides: tuple[Side, ...]  # verified so far
+    expires_at: dt.datetime
+    identity: VerifiedIdentity | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"session": self.id, "document": self.document.value, "step": self.step.value,
+                "sides": [s.value for s in self.sides],
+                "required": [s.value for s in self.document.sides],
+                "expiresAt": self.expires_at.isoformat(),
+                "identity": self.identity.as_json() if self.identity else None}
+
+
+class IdentityProvider(Protocol):
+    """What the portal needs from an identity service (the reference one below, or a
+    vendor's). Methods may block (OCR): the web layer calls them in an executor."""
+
+    def open_session(self, signer: str, document: DocumentKind) -> SessionView: ...
+
+    def session(self, session_id: str) -> SessionView: ...
+
+    def submit_side(self, session_id: str, side: Side, image: bytes) -> SessionView: ...
+
+    def next_challenge(self, session_id: str) -> Challenge: ...
+
+    def answer_challenge(self, session_id: str, challenge_id: str, nonce: str,
+                         frames: list[bytes]) -> SessionView: ...
+
+    def identity(self, session_id: str) -> VerifiedIdentity: ...
+
+    def evidence(self, session_id: str, spki_der: bytes, *, given_names: str | None = None,
+                 surname: str | None = None) -> IssuedEvidence: ...
+
+
+_LOCKED = 10**9  # failures at or above: the session is locked
+
+
+@dataclass
+class _Session:
+    id: str
+    signer: str
+    document: DocumentKind
+    created: dt.datetime
+    expires: dt.datetime
+    sides: dict[Side, SideResult] = field(default_factory=dict)
+    identity: VerifiedIdentity | None = None
+    failures: int = 0
+    liveness_attempts: int = 0
+    challenges: list[Challenge] = field(default_factory=list)
+    open_challenge: Challenge | None = None
+    passed: int = 0
+    verified: bool = False
+    frame_digests: set[bytes] = field(default_factory=set)
+    evidence: IssuedEvidence | None = None
+
+    @property
+    def step(self) -> Step:
+        if self.failures >= _LOCKED:
+            return Step.LOCKED
+        if self.verified:
+            return Step.VERIFIED
+        if self.identity is not None:
+            return Step.LIVENESS
+        return Step.DOCUMENT
+
+
+_CONFUSABLE = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "Z": "2",
+                             "S": "5", "B": "8", "G": "6"})
+
+
+def _name_forms(word: str) -> set[str]:
+    """A printed word folded both ways (MÜLLER -> MULLER, MUELLER); none if not a name."""
+    try:
+        return {"".join(names.words(word)), "".join(names.words(word, icao=True))}
+    except names.NameInvalid:
+        return set()
+
+
+class ReferenceIdentityService:
+    """The reference IdentityProvider: tesseract OCR, ICAO 9303 checks, timed challenges.
+
+    Sessions live in memory (a restart means verifying again); images are not kept
+    after their side is verified, only what was read from them.
+    """
+
+    def __init__(self, signer: EvidenceSigner, policy: IdentityPolicy | None = None, *,
+                 clock: Clock = utc_now) -> None:
+        self.signer = signer
+        self.policy = policy or IdentityPolicy()
+        self.clock = clock
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    # sessions ----------------------------------------------------------------------
+
+    def open_session(self, signer: str, document: DocumentKind) -> SessionView:
+        if not isinstance(signer, str) or not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", signer):
+            raise IdentityError("BAD_REQUEST", "signer: 1-128 characters [A-Za-z0-9._:-]")
+        document = self._kind(document)
+        now = self.clock()
+        session = _Session(secrets.token_urlsafe(32), signer, document, now,
+                           now + dt.timedelta(minutes=self.policy.session_minutes))
+        with self._lock:
+            self._expire(now)
+            self._sessions[session.id] = session
+            return self._view(session)
+
+    def session(self, session_id: str) -> SessionView:
+        with self._lock:
+            return self._view(self._get(session_id))
+
+    def _kind(self, document: object) -> DocumentKind:
+        try:
+            return DocumentKind(str(document))
+        except ValueError:
+            raise IdentityError("BAD_REQUEST", "document: 'id-card' or 'passport'") from None
+
+    def _expire(self, now: dt.datetime) -> None:
+        for key in [k for k, s in self._sessions.items() if s.expires <= now]:
+            del self._sessions[key]
+
+    def _get(self, session_id: str) -> _Session:
+        if not isinstance(session_id, str):
+            raise IdentityError("IDENTITY_SESSION_UNKNOWN", "no such identity session")
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise IdentityError("IDENTITY_SESSION_UNKNOWN", "no such identity session")
+        if session.expires <= self.clock():
+            del self._sessions[session_id]
+            raise IdentityError("IDENTITY_SESSION_EXPIRED", "the identity session has expired")
+        if session.failures >= _LOCKED:
+            raise IdentityError("IDENTITY_LOCKED", "too many failed attempts: start again")
+        return session
+
+    def _view(self, session: _Session) -> SessionView:
+        return SessionView(session.id, session.signer, session.document, session.step,
+                           tuple(s for s in session.document.sides if s in session.sides),
+                           session.expires, session.identity if session.verified else None)
+
+    def _fail(self, session: _Session, error: IdentityError) -> IdentityError:
+        session.failures += 1
+        if session.failures >= self.policy.max_document_failures:
+            session.failures = _LOCKED
+            error.extra["locked"] = True
+        return error
+
+    # the document ------------------------------------------------------------------
+
+    def submit_side(self, session_id: str, side: Side, image: bytes) -> SessionView:
+        with self._lock:
+            session = self._get(session_id)
+            if session.step is not Step.DOCUMENT:
+                raise IdentityError("WRONG_STEP", "the document is already verified")
+            try:
+                side = Side(side)
+            except ValueError:
+                raise IdentityError("BAD_REQUEST", "side: front, back or data-page") from None
+            if side not in session.document.sides:
+                raise IdentityError("BAD_REQUEST", f"a {session.document.value} has sides "
+                                    + ", ".join(s.value for s in session.document.sides))
+        if not isinstance(image, bytes) or len(image) > self.policy.max_image_bytes:
+            raise IdentityError("PAYLOAD_TOO_LARGE", "the image is larger than "
+                                f"{self.policy.max_image_bytes} bytes")
+        # OCR outside the lock: it takes a second and other sessions go on meanwhile.
+        try:
+            result = self._read_side(session.document, side, image)
+        except IdentityError as exc:
+            with self._lock:
+                raise self._fail(session, exc) from None
+        with self._lock:
+            session = self._get(session_id)
+            if session.step is not Step.DOCUMENT:
+                raise IdentityError("WRONG_STEP", "the document is already verified")
+            session.sides[side] = result
+            if all(s in session.sides for s in session.document.sides):
+                try:
+                    session.identity = self._cross_check(session)
+                except IdentityError as exc:
+                    # The sides disagree: neither is trusted; both are captured again.
+                    session.sides.clear()
+                    raise self._fail(session, exc) from None
+            return self._view(session)
+
+    def _read_side(self, kind: DocumentKind, side: Side, image: bytes) -> SideResult:
+        try:
+            picture = ocr.load_image(image)
+        except ocr.ImageInvalid as exc:
+            raise IdentityError("IMAGE_INVALID", str(exc)) from exc
+        reading: Mrz | None = None
+        if side in (Side.BACK, Side.DATA_PAGE):
+            try:
+                reading = ocr.read_mrz(picture, kind.mrz_format).mrz
+            except MrzInvalid as exc:
+                raise _mrz_error(exc) from exc
+            self._check_document(kind, reading)
+            # The printed zone only: above the MRZ (whose words would echo the MRZ).
+            picture = picture.crop((0, 0, picture.width, round(picture.height * 0.62)))
+        words, _ = ocr.read_text(picture)
+        specimen = MARK in words
+        if specimen and not self.policy.accept_specimens:
+            raise IdentityError("DOCUMENT_SPECIMEN", "this is a SPECIMEN, not an ID document")
+        if side is Side.FRONT and not any(_looks_like_number(w) for w in words):
+            raise IdentityError("SIDE_UNREADABLE", "no document number was found on the front")
+        return SideResult(side, specimen, tuple(words), reading)
+
+    def _check_document(self, kind: DocumentKind, reading: Mrz) -> None:
+        state = reading.issuing_state
+        if not self.policy.accepts(state, kind):
+            raise IdentityError("DOCUMENT_NOT_ACCEPTED", f"a {kind.value} from {state} is not "
+                                "accepted", state=state, document=kind.value)
+        today = self.clock().date()
+        if reading.expiry_date < today:
+            raise IdentityError("DOCUMENT_EXPIRED", "the document expired on "
+                                f"{reading.expiry_date.isoformat()}",
+                                expiryDate=reading.expiry_date.isoformat())
+
+    def _cross_check(self, session: _Session) -> VerifiedIdentity:
+        kind = session.document
+        mrz_side = session.sides[Side.BACK if kind is DocumentKind.ID_CARD else Side.DATA_PAGE]
+        printed = session.sides[Side.FRONT if kind is DocumentKind.ID_CARD else Side.DATA_PAGE]
+        reading = mrz_side.mrz
+        assert reading is not None
+        if mrz_side.specimen != printed.specimen:
+            raise IdentityError("SIDES_MISMATCH", "only one side is marked SPECIMEN",
+                                field="specimen")
+        numbers = {w.translate(_CONFUSABLE) for w in printed.words}
+        if reading.document_number.translate(_CONFUSABLE) not in numbers:
+            raise IdentityError("SIDES_MISMATCH", "the document number printed on the front "
+                                "is not the one in the MRZ", field="document_number")
+        printed_names: set[str] = set()
+        for word in printed.words:
+            printed_names |= _name_forms(word)
+        if not all(word in printed_names for word in reading.primary_identifier):
+            raise IdentityError("SIDES_MISMATCH", "the surname printed on the front is not "
+                                "the one in the MRZ", field="surname")
+        digits = "".join(w for w in printed.words if w.isdigit())
+        if reading.birth_date.strftime("%d%m%Y") not in digits:
+            raise IdentityError("SIDES_MISMATCH", "the birth date printed on the front is "
+                                "not the one in the MRZ", field="birth_date")
+        return VerifiedIdentity(kind, reading.issuing_state, reading.document_number,
+                                reading.primary_identifier, reading.secondary_identifier,
+                                reading.birth_date, reading.sex, reading.nationality,
+                                reading.expiry_date, mrz_side.specimen)
+
+    # liveness ----------------------------------------------------------------------
+
+    def next_challenge(self, session_id: str) -> Challenge:
+        """The open challenge, or the next one of the series (a new series after a
+        failure, while attempts remain)."""
+        with self._lock:
+            session = self._get(session_id)
+            if session.step is not Step.LIVENESS:
+                raise IdentityError("WRONG_STEP", "liveness comes after the document"
+                                    if session.step is Step.DOCUMENT else "already verified")
+            now = self.clock()
+            if session.open_challenge is not None and now <= session.open_challenge.deadline:
+                return session.open_challenge
+            if session.open_challenge is not None:
+                self._liveness_failed(session)  # let lapse: the same as answered late
+            if not session.challenges:
+                if session.liveness_attempts >= self.policy.liveness_attempts:
+                    session.failures = _LOCKED
+                    raise IdentityError("IDENTITY_LOCKED", "too many liveness attempts")
+                session.liveness_attempts += 1
+                session.challenges = self._series(now)
+                session.passed = 0
+            index = self.policy.challenges - len(session.challenges) + 1
+            template = session.challenges.pop(0)
+            challenge = replace(template, issued_at=now, index=index,
+                                deadline=now + dt.timedelta(
+                                    seconds=self.policy.challenge_seconds))
+            session.open_challenge = challenge
+            return challenge
+
+    def _series(self, now: dt.datetime) -> list[Challenge]:
+        actions = list(CHALLENGE_ACTIONS)
+        series = []
+        for _ in range(self.policy.challenges):
+            action = actions.pop(secrets.randbelow(len(actions)))
+            count = 1 + secrets.randbelow(5) if action == "show-fingers" else None
+            series.append(Challenge(secrets.token_urlsafe(16), action, count,
+                                    secrets.token_urlsafe(16), now, now, 0,
+                                    self.policy.challenges))
+        return series
+
+    def _liveness_failed(self, session: _Session) -> None:
+        session.open_challenge = None
+        session.challenges = []
+        session.passed = 0
+
+    def answer_challenge(self, session_id: str, challenge_id: str, nonce: str,
+                         frames: list[bytes]) -> SessionView:
+        received = self.clock()
+        with self._lock:
+            session = self._get(session_id)
+            if session.step is not Step.LIVENESS:
+                raise IdentityError("WRONG_STEP", "no liveness challenge is open")
+            challenge = session.open_challenge
+            if challenge is None or not isinstance(challenge_id, str) or not hmac.compare_digest(
+                    challenge.id.encode(), challenge_id.encode()):
+                raise IdentityError("CHALLENGE_UNKNOWN", "this is not the open challenge")
+            if not isinstance(nonce, str) or not hmac.compare_digest(challenge.nonce.encode(),
+                                                                      nonce.encode()):
+                self._liveness_failed(session)
+                raise IdentityError("CHALLENGE_BINDING", "the answer is not bound to the "
+                                    "challenge (nonce)")
+            if received > challenge.deadline:
+                self._liveness_failed(session)
+                raise IdentityError("CHALLENGE_LATE", "the challenge was answered after its "
+                                    "deadline", deadline=challenge.deadline.isoformat())
+            if (received - challenge.issued_at).total_seconds() < self.policy.min_answer_seconds:
+                self._liveness_failed(session)
+                raise IdentityError("CHALLENGE_TOO_EARLY", "the challenge was answered "
+                                    "faster than a person can act")
+            digests = self._check_frames(session, frames)
+            session.frame_digests |= digests
+            session.open_challenge = None
+            session.passed += 1
+            if session.passed >= self.policy.challenges:
+                session.verified = True
+            return self._view(session)
+
+    def _check_frames(self, session: _Session, frames: list[bytes]) -> set[bytes]:
+        low, high = self.policy.frames_per_answer
+        if not isinstance(frames, list) or not low <= len(frames) <= high:
+            raise IdentityError("FRAMES_INVALID", f"an answer has {low} to {high} frames")
+        sizes = set()
+        digests: set[bytes] = set()
+        for frame in frames:
+            if not isinstance(frame, bytes) or len(frame) > self.policy.max_frame_bytes:
+                raise IdentityError("FRAMES_INVALID", "each frame is an image of at most "
+                                    f"{self.policy.max_frame_bytes} bytes")
+            try:
+                picture = ocr.load_image(frame)
+            except ocr.ImageInvalid as exc:
+                raise IdentityError("FRAMES_INVALID", str(exc)) from exc
+            if picture.width < 160 or picture.height < 120:
+                raise IdentityError("FRAMES_INVALID", "frames are at least 160 x 120")
+            sizes.add(picture.size)
+            digests.add(hashlib.sha256(picture.tobytes()).digest())
+        if len(sizes) != 1:
+            raise IdentityError("FRAMES_INVALID", "all frames of an answer come from one "
+                                "camera (one size)")
+        if len(digests) != len(frames):
+            raise IdentityError("FRAMES_INVALID", "the frames are copies of each other")
+        if digests & session.frame_digests:
+            raise IdentityError("FRAMES_REPLAYED", "frames were already sent in this session")
+        return digests
+
+    # results -----------------------------------------------------------------------
+
+    def identity(self, session_id: str) -> VerifiedIdentity:
+        with self._lock:
+            session = self._get(session_id)
+            if not session.verified or session.identity is None:
+                raise IdentityError("WRONG_STEP", "the identity is not verified yet")
+            return session.identity
+
+    def evidence(self, session_id: str, spki_der: bytes, *, given_names: str | None = None,
+                 surname: str | None = None) -> IssuedEvidence:
+        """Evidence for the signer's key: one key per session; asking again for the same
+        key gives the same token while it is valid (a retried enrolment), never a
+        second id. Names default to the document's; chosen ones must be among its words
+        (issue 7 step 5), accents allowed."""
+        with self._lock:
+            session = self._get(session_id)
+            if not session.verified or session.identity is None:
+                raise IdentityError("WRONG_STEP", "the identity is not verified yet")
+            identity = session.identity
+            now = self.clock()
+            try:
+                key_hash = spki_sha256(spki_der)
+                previous = session.evidence
+                if previous is not None:
+                    if previous.spki_sha256 != key_hash:
+                        raise IdentityError("EVIDENCE_KEY_MISMATCH", "evidence was already "
+                                            "issued for another key in this session")
+                    if previous.expires_at <= now:
+                        raise IdentityError("EVIDENCE_EXPIRED", "the evidence has expired: "
+                                            "verify the identity again")
+                    return previous
+                given = _chosen(given_names, identity.given_names, "givenNames")
+                family = _chosen(surname, identity.surname, "surname")
+                state = countries.lookup(identity.issuing_state)
+                if state is None or state.alpha2 is None:
+                    raise IdentityError("STATE_UNSUPPORTED", "the issuing state has no ISO "
+                                        "3166 code")
+                subject = Subject(given_name=given, surname=family, country=state.alpha2,
+                                  serial_number=f"{identity.document.semantics}{state.alpha2}"
+                                                f"-{identity.document_number}")
+                issued = self.signer.issue(subject, spki_der, now=now, lifetime=dt.timedelta(
+                    minutes=self.policy.evidence_minutes))
+            except EvidenceRefused as exc:
+                raise IdentityError(exc.code, str(exc)) from exc
+            session.evidence = issued
+            return issued
+
+
+def _chosen(text: str | None, document_words: tuple[str, ...], what: str) -> str:
+    """The name to certify: the document's words (display case) by default, or the
+    signer's spelling of some of them, in the document's order."""
+    if text is None:
+        if not document_words:
+            raise IdentityError("NAME_INVALID", f"the document has no {what}")
+        return names.display(document_words)
+    try:
+        plain, icao = names.words(text), names.words(text, icao=True)
+    except names.NameInvalid as exc:
+        raise IdentityError("NAME_INVALID", f"{what}: {exc}") from exc
+    if not plain or not (_subsequence(plain, document_words)
+                         or _subsequence(icao, document_words)):
+        raise IdentityError("NAME_INVALID", f"{what} must be taken from the document's names")
+    return " ".join(text.split())
+
+
+def _subsequence(words: tuple[str, ...], of: tuple[str, ...]) -> bool:
+    it = iter(of)
+    return all(any(w == x for x in it) for w in words)
+
+
+def _looks_like_number(word: str) -> bool:
+    return 6 <= len(word) <= 20 and any(c.isdigit() for c in word) and word.isalnum()
+
+
+_MRZ_CODES = {
+    MrzReason.BAD_CHECK_DIGIT: "MRZ_CHECK_DIGIT",
+    MrzReason.UNREADABLE: "MRZ_UNREADABLE",
+    MrzReason.BAD_LENGTH: "MRZ_UNREADABLE",
+    MrzReason.BAD_CHARACTER: "MRZ_UNREADABLE",
+    MrzReason.BAD_DATE: "MRZ_INVALID",
+    MrzReason.BAD_FIELD: "MRZ_INVALID",
+}
+
+
+def _mrz_error(exc: MrzInvalid) -> IdentityError:
+    extra: dict[str, Any] = {"reason": exc.reason.value}
+    if exc.field:
+        extra["field"] = exc.field
+    return IdentityError(_MRZ_CODES[exc.reason], str(exc), **extra)
