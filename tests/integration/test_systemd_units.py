@@ -1,0 +1,200 @@
+"""The systemd units: offline security analysis (exposure <= 2.0 for the system unit),
+`systemd-analyze verify`, and socket activation through the real sd_listen_fds
+protocol (systemd-socket-activate), with READY=1 / STOPPING=1 on $NOTIFY_SOCKET."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.agent_daemon import (
+    QSIGN,
+    free_port,
+    isolated_env,
+    listening,
+    stop,
+    wait_health,
+    write_toml,
+)
+
+UNITS = Path(__file__).resolve().parents[2] / "systemd"
+SYSTEM_UNITS = ("qsign-agent.service", "qsign-agent.socket")
+HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=qsign-agent",
+             "PrivateTmp=yes", "ProtectHome=yes",
+             "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+             "SystemCallArchitectures=native", "LockPersonality=yes", "RestrictNamespaces=yes")
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing (Debian package systemd; run 'make setup')",
+                    pytrace=False)
+    return path
+
+
+def _analyze(*args: str, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_tool("systemd-analyze"), *args], capture_output=True, text=True,
+                          env=env, check=False)
+
+
+def exposure(unit: Path, *, user: bool = False, env: dict[str, str] | None = None) -> float:
+    result = _analyze(*(["--user"] if user else []), "security", "--offline=true",
+                      "--no-pager", str(unit), env=env)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return float(match.group(1))
+
+
+def test_the_system_unit_is_hardened_to_an_exposure_of_at_most_2() -> None:
+    unit = UNITS / "system" / "qsign-agent.service"
+    text = unit.read_text()
+    for directive in HARDENING:
+        assert re.search(rf"^{re.escape(directive)}$", text, re.M), directive
+    score = exposure(unit)
+    print(f"systemd-analyze security --offline=true: exposure {score}")
+    assert score <= 2.0
+
+
+def test_the_exposure_check_can_fail(tmp_path: Path) -> None:
+    """The same analysis on the unit without its hardening scores far worse."""
+    bare = tmp_path / "qsign-agent.service"
+    kept = [line for line in (UNITS / "system" / "qsign-agent.service").read_text().splitlines()
+            if not line.startswith(("Protect", "Private", "Restrict", "System", "NoNew",
+                                    "Capability", "Lock", "Memory", "DynamicUser", "UMask",
+                                    "Device", "Keyring", "RemoveIPC", "Ambient", "ProcSubset"))]
+    bare.write_text("\n".join(kept) + "\n")
+    assert exposure(bare) > 5.0
+
+
+def _unit_root(tmp_path: Path, unit_dir: str) -> Path:
+    """A root with the host's units, ours, and an executable /usr/bin/qsign: verify
+    resolves dependencies (sysinit.target ...) and ExecStart= inside it."""
+    root = tmp_path / "root"
+    target = root / "usr" / "lib" / "systemd" / unit_dir
+    shutil.copytree(Path("/usr/lib/systemd") / unit_dir, target, symlinks=True)
+    for path in (UNITS / ("system" if unit_dir == "system" else "user")).iterdir():
+        shutil.copy(path, target / path.name)
+    qsign = root / "usr" / "bin" / "qsign"
+    qsign.parent.mkdir(parents=True)
+    qsign.write_text("#!/bin/sh\nexit 0\n")
+    qsign.chmod(0o755)
+    return root
+
+
+def test_system_units_verify_cleanly(tmp_path: Path) -> None:
+    root = _unit_root(tmp_path, "system")
+    units = [f"/usr/lib/systemd/system/{name}" for name in SYSTEM_UNITS]
+    result = _analyze("verify", f"--root={root}", *units)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    # and verify does fail on a broken unit
+    broken = root / "usr" / "lib" / "systemd" / "system" / "qsign-agent.service"
+    broken.write_text(broken.read_text().replace("ExecStart=/usr/bin/qsign",
+                                                 "ExecStart=/usr/bin/qsign-missing"))
+    result = _analyze("verify", f"--root={root}", units[0])
+    assert result.returncode != 0 and "qsign-missing" in result.stderr
+
+
+def test_user_units_verify_cleanly(tmp_path: Path) -> None:
+    """A user manager takes no --root: the units are checked from a copy whose ExecStart
+    names an executable that exists here (the only line changed)."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = isolated_env(tmp_path, XDG_RUNTIME_DIR=str(runtime))
+    stub = tmp_path / "qsign"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    copies = []
+    for name in SYSTEM_UNITS:
+        text = (UNITS / "user" / name).read_text()
+        assert text.count("ExecStart=/usr/bin/qsign ") <= 1
+        copy = tmp_path / name
+        copy.write_text(text.replace("ExecStart=/usr/bin/qsign ", f"ExecStart={stub} "))
+        copies.append(str(copy))
+    result = _analyze("--user", "verify", *copies, env=env)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    user_score = exposure(tmp_path / "qsign-agent.service", user=True, env=env)
+    print(f"user unit exposure {user_score}")
+    assert user_score < 9.0  # hardened beyond an unconfined unit (9.6)
+
+
+def test_sockets_listen_on_loopback_only() -> None:
+    for kind in ("system", "user"):
+        text = (UNITS / kind / "qsign-agent.socket").read_text()
+        listens = re.findall(r"^ListenStream=(.+)$", text, re.M)
+        assert listens == ["127.0.0.1:35741", "[::1]:35741"], (kind, listens)
+
+
+def _activate(port: int, addresses: list[str], config: Path, env: dict[str, str]
+              ) -> subprocess.Popen[str]:
+    """systemd-socket-activate gives the child only LISTEN_* and the -E variables."""
+    passed = [f"-E{key}={env[key]}" for key in sorted(env)
+              if key in ("HOME", "PATH", "PYTHONPATH", "NOTIFY_SOCKET", "PYTHONUNBUFFERED")
+              or key.startswith(("XDG_", "QSIGN_"))]
+    listen = [arg for address in addresses for arg in ("-l", f"{address}:{port}")]
+    return subprocess.Popen(
+        [_tool("systemd-socket-activate"), *listen, *passed, *QSIGN, "agent", "run",
+         "--config", str(config)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+
+
+def _notify_socket(tmp_path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    sock.settimeout(60)
+    return sock
+
+
+def test_socket_activation_serves_on_the_passed_loopback_sockets(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_toml(tmp_path / "agent.toml", {
+        "port": port, "state_dir": str(tmp_path / "state"), "pcsc": False,
+        "pkcs11_modules": []})
+    notify = _notify_socket(tmp_path)
+    env = isolated_env(tmp_path, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+    process = _activate(port, ["127.0.0.1", "[::1]"], config, env)
+    try:
+        # systemd-socket-activate starts the agent on the first connection.
+        health = wait_health(port, process)
+        assert health["status"] == "ok"
+        assert wait_health(port, process, address="::1")["id"] == health["id"]
+        assert notify.recv(256) == b"READY=1"
+        assert sorted(listening(port)) == sorted([f"127.0.0.1:{port}", f"[::1]:{port}"])
+    finally:
+        output = stop(process)
+    assert "(socket activation)" in output, output
+    assert notify.recv(256) == b"STOPPING=1"
+    assert listening(port) == []
+    notify.close()
+
+
+def test_socket_activation_refuses_a_non_loopback_socket(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_toml(tmp_path / "agent.toml", {
+        "port": port, "state_dir": str(tmp_path / "state"), "pcsc": False,
+        "pkcs11_modules": []})
+    # An all-interfaces socket passed in must be refused (SECURITY #5).
+    process = _activate(port, ["0.0.0.0"], config, isolated_env(tmp_path))  # noqa: S104
+    try:
+        for _ in range(300):  # until systemd-socket-activate listens
+            if listening(port):
+                break
+            time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.settimeout(60)
+            try:
+                data = client.recv(1)
+            except ConnectionResetError:
+                data = b""
+            assert data == b""  # closed unanswered: the agent refused to serve
+        assert process.wait(timeout=60) == 2
+    finally:
+        output = stop(process)
+    assert "bound to 0.0.0.0, not loopback" in output, output

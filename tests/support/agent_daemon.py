@@ -1,0 +1,116 @@
+"""`qsign agent run` as a real process for fleet tests: config files, an isolated
+environment (no real /etc/qsign policy, no ~/.config), health polling, clean stop."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+QSIGN = [sys.executable, "-m", "qsign.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A port free on both 127.0.0.1 and ::1 (the agent listens on both)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6) as s6:
+                s6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free loopback port")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def write_toml(path: Path, agent: dict[str, Any], locked: Sequence[str] | None = None) -> Path:
+    lines = []
+    if locked is not None:
+        lines += ["[policy]", f"locked = {toml_value(list(locked))}"]
+    lines.append("[agent]")
+    lines += [f"{key} = {toml_value(value)}" for key, value in agent.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def isolated_env(home: Path, policy: Path | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LISTEN_", "NOTIFY_SOCKET", "STATE_DIRECTORY", "QSIGN_"))}
+    env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+                "XDG_STATE_HOME": str(home / ".local" / "state"),
+                "QSIGN_AGENT_POLICY": str(policy or home / "no-policy.toml"),
+                "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def http_get(port: int, path: str, address: str = "127.0.0.1", timeout: float = 5.0
+             ) -> tuple[int, dict[str, str], bytes]:
+    host = f"[{address}]" if ":" in address else address
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Host": f"{host}:{port}"})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def wait_health(port: int, process: subprocess.Popen[str] | None = None,
+                address: str = "127.0.0.1", attempts: int = 300) -> dict[str, Any]:
+    """Poll /v1/health until it answers (no timing is asserted: only that it comes)."""
+    last: Exception | None = None
+    for _ in range(attempts):
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the agent exited ({process.returncode}):\n"
+                               f"{process.stdout.read() if process.stdout else ''}")
+        try:
+            status, _, body = http_get(port, "/v1/health", address, timeout=2)
+            if status == 200:
+                health: dict[str, Any] = json.loads(body)
+                return health
+        except OSError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise RuntimeError(f"no health answer on {address}:{port}: {last}")
+
+
+def listening(port: int) -> list[str]:
+    """Local addresses with a TCP listener on `port` (from `ss`, every namespace-local one)."""
+    out = subprocess.run(["ss", "-Htln", f"sport = :{port}"], check=True,
+                         capture_output=True, text=True).stdout
+    return [line.split()[3] for line in out.splitlines() if line.strip()]
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, then its output; SIGKILL only if it does not go."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.stdout.read() if process.stdout else ""
