@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -76,7 +75,7 @@ class LinkSigner:
 
     def make(self, purpose: Purpose, subject: str, *, generation: int = 0,
              expires_at: int) -> str:
-        payload = json.dumps([subject, generation, expires_at, _b64(os.urandom(6))],
+        payload = json.dumps([subject, generation, expires_at],
                              separators=(",", ":")).encode()
         return f"{_b64(payload)}.{_b64(self._mac(purpose, payload))}"
 
@@ -93,7 +92,7 @@ class LinkSigner:
             raise LinkInvalid("link signature does not verify")
         try:
             fields: Any = json.loads(payload)
-            subject, generation, expires_at, _nonce = fields
+            subject, generation, expires_at = fields
         except (ValueError, TypeError):
             raise LinkInvalid("malformed link payload") from None
         if not (isinstance(subject, str) and isinstance(generation, int)

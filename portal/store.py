@@ -10,9 +10,11 @@ store and are written before any row names them.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -53,7 +55,8 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS signing_sessions (
         id TEXT PRIMARY KEY, signer_id TEXT NOT NULL REFERENCES signers(id),
         generation INTEGER NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
-        certificate BYTEA NOT NULL, hashes TEXT NOT NULL, state TEXT NOT NULL)""",
+        certificate BYTEA NOT NULL, chain TEXT NOT NULL, hashes TEXT NOT NULL,
+        state TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS session_documents (
         session_id TEXT NOT NULL REFERENCES signing_sessions(id),
         position INTEGER NOT NULL, document_id TEXT NOT NULL, base_version INTEGER NOT NULL,
@@ -70,7 +73,7 @@ _SCHEMA = (
         body TEXT NOT NULL, at TEXT NOT NULL, attempts INTEGER NOT NULL,
         sent_at TEXT, last_error TEXT)""",
     """CREATE TABLE IF NOT EXISTS signer_certificates (
-        email TEXT NOT NULL, sha256 TEXT NOT NULL, der BYTEA NOT NULL,
+        email TEXT NOT NULL, sha256 TEXT NOT NULL, der BYTEA NOT NULL, chain TEXT NOT NULL,
         first_used TEXT NOT NULL, PRIMARY KEY (email, sha256))""",
     """CREATE TABLE IF NOT EXISTS space_sessions (
         digest TEXT PRIMARY KEY, email TEXT NOT NULL, expires_at TEXT NOT NULL)""",
@@ -105,8 +108,22 @@ def _when(value: str | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromisoformat(value)
 
 
+def _ders(values: list[bytes] | tuple[bytes, ...]) -> str:
+    return json.dumps([base64.b64encode(v).decode() for v in values])
+
+
+def _unders(text: str) -> tuple[bytes, ...]:
+    return tuple(base64.b64decode(v) for v in json.loads(text))
+
+
 def new_id() -> str:
     return secrets.token_urlsafe(12)
+
+
+def ordered_id() -> str:
+    """An id that sorts by creation (the wall clock in ns, then randomness): messages and
+    the outbox keep their order even when a test clock stands still."""
+    return f"{time.time_ns():020d}{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -234,6 +251,7 @@ class SigningSession:
     generation: int
     expires_at: dt.datetime
     certificate: bytes
+    chain: tuple[bytes, ...]
     hashes: tuple[str, ...]  # base64, one per document in `documents` order
     state: str
     documents: tuple[tuple[str, int, str], ...] = field(default=())  # (doc id, base, prepared)
@@ -466,8 +484,8 @@ class Store:
     # Signing ------------------------------------------------------------------------
 
     def open_signing_session(self, signer_id: str, generation: int, *, certificate: bytes,
-                             documents: list[tuple[str, int, str]], hashes: list[str],
-                             ttl: dt.timedelta) -> SigningSession:
+                             chain: list[bytes], documents: list[tuple[str, int, str]],
+                             hashes: list[str], ttl: dt.timedelta) -> SigningSession:
         """documents: (document id, base version, blob of the prepared state)."""
         now = self.clock()
         session_id = new_id()
@@ -479,10 +497,10 @@ class Store:
             cur.execute("UPDATE signing_sessions SET state = 'abandoned' WHERE signer_id = ? "
                         "AND state = 'prepared'", (signer_id,))
             cur.execute("INSERT INTO signing_sessions (id, signer_id, generation, created_at, "
-                        "expires_at, certificate, hashes, state) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'prepared')",
+                        "expires_at, certificate, chain, hashes, state) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'prepared')",
                         (session_id, signer_id, generation, _iso(now), _iso(now + ttl),
-                         certificate, json.dumps(hashes)))
+                         certificate, _ders(chain), json.dumps(hashes)))
             for position, (doc_id, base, prepared) in enumerate(documents):
                 cur.execute("INSERT INTO session_documents (session_id, position, document_id,"
                             " base_version, prepared_sha256) VALUES (?, ?, ?, ?, ?)",
@@ -494,8 +512,8 @@ class Store:
             return self._session(cur, session_id)
 
     def _session(self, cur: Cursor, session_id: str) -> SigningSession:
-        cur.execute("SELECT id, signer_id, generation, expires_at, certificate, hashes, state "
-                    "FROM signing_sessions WHERE id = ?", (session_id,))
+        cur.execute("SELECT id, signer_id, generation, expires_at, certificate, chain, "
+                    "hashes, state FROM signing_sessions WHERE id = ?", (session_id,))
         row = cur.fetchone()
         if row is None:
             raise PortalError(Code.SESSION_UNKNOWN)
@@ -503,7 +521,8 @@ class Store:
                     " WHERE session_id = ? ORDER BY position", (session_id,))
         docs = tuple((d, int(b), p) for d, b, p in cur.fetchall())
         return SigningSession(row[0], row[1], row[2], dt.datetime.fromisoformat(row[3]),
-                              bytes(row[4]), tuple(json.loads(row[5])), row[6], docs)
+                              bytes(row[4]), _unders(row[5]), tuple(json.loads(row[6])),
+                              row[7], docs)
 
     def complete_signing(self, session_id: str, signer_id: str, generation: int, *,
                          signed: list[tuple[str, str, int]], certificate_sha256: str
@@ -535,10 +554,11 @@ class Store:
                         (session_id,))
             cur.execute("UPDATE signers SET status = ?, signed_at = ? WHERE id = ?",
                         (SignerStatus.SIGNED.value, _iso(now), signer_id))
-            cur.execute("INSERT INTO signer_certificates (email, sha256, der, first_used) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT (email, sha256) DO NOTHING",
+            cur.execute("INSERT INTO signer_certificates (email, sha256, der, chain, "
+                        "first_used) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (email, sha256) DO NOTHING",
                         (signer.email.lower(), certificate_sha256, session.certificate,
-                         _iso(now)))
+                         _ders(session.chain), _iso(now)))
             after = self._load(cur, tx.id)
             next_signer = None
             if all(s.status is SignerStatus.SIGNED for s in after.signers):
@@ -555,7 +575,7 @@ class Store:
 
     def _add_message(self, cur: Cursor, tx_id: str, author: str, signer_id: str | None,
                      name: str, text: str) -> Message:
-        message = Message(new_id(), author, signer_id, name, text, self.clock())
+        message = Message(ordered_id(), author, signer_id, name, text, self.clock())
         cur.execute("INSERT INTO messages (id, transaction_id, author, signer_id, name, text, "
                     "at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (message.id, tx_id, author, signer_id, name, text, _iso(message.at)))
@@ -578,7 +598,7 @@ class Store:
     def messages(self, tx_id: str) -> list[Message]:
         with self.db.transaction() as cur:
             cur.execute("SELECT id, author, signer_id, name, text, at FROM messages "
-                        "WHERE transaction_id = ? ORDER BY at, id", (tx_id,))
+                        "WHERE transaction_id = ? ORDER BY id", (tx_id,))
             return [Message(i, a, s, n, t, dt.datetime.fromisoformat(at))
                     for i, a, s, n, t, at in cur.fetchall()]
 
@@ -631,19 +651,19 @@ class Store:
 
     def add_sms(self, cur: Cursor, to: str, text: str) -> None:
         cur.execute("INSERT INTO outbox_sms (id, to_phone, text, at) VALUES (?, ?, ?, ?)",
-                    (new_id(), to, text, _iso(self.clock())))
+                    (ordered_id(), to, text, _iso(self.clock())))
 
     def sms(self, to: str | None = None) -> list[tuple[str, str, dt.datetime]]:
         with self.db.transaction() as cur:
             if to is None:
-                cur.execute("SELECT to_phone, text, at FROM outbox_sms ORDER BY at, id")
+                cur.execute("SELECT to_phone, text, at FROM outbox_sms ORDER BY id")
             else:
                 cur.execute("SELECT to_phone, text, at FROM outbox_sms WHERE to_phone = ? "
-                            "ORDER BY at, id", (to,))
+                            "ORDER BY id", (to,))
             return [(p, t, dt.datetime.fromisoformat(at)) for p, t, at in cur.fetchall()]
 
     def queue_mail(self, to: str, subject: str, body: str) -> str:
-        mail_id = new_id()
+        mail_id = ordered_id()
         with self.db.transaction() as cur:
             cur.execute("INSERT INTO outbox_mail (id, to_addr, subject, body, at, attempts) "
                         "VALUES (?, ?, ?, ?, ?, 0)",
@@ -654,7 +674,7 @@ class Store:
         with self.db.transaction() as cur:
             cur.execute("SELECT id, to_addr, subject, body, at, attempts, sent_at, last_error "
                         "FROM outbox_mail WHERE (? = 0 OR sent_at IS NULL) "
-                        "AND (? = '' OR to_addr = ?) ORDER BY at, id",
+                        "AND (? = '' OR to_addr = ?) ORDER BY id",
                         (int(pending), to or "", to or ""))
             return [Mail(i, t, s, b, dt.datetime.fromisoformat(at), n, _when(sent), err)
                     for i, t, s, b, at, n, sent, err in cur.fetchall()]
@@ -680,11 +700,12 @@ class Store:
                 found.append((tx, tx.signer(signer_id)))
             return found
 
-    def certificates_of(self, email: str) -> list[bytes]:
+    def certificates_of(self, email: str) -> list[tuple[bytes, tuple[bytes, ...]]]:
+        """(certificate, its chain) for each certificate this address signed with."""
         with self.db.transaction() as cur:
-            cur.execute("SELECT der FROM signer_certificates WHERE email = ? "
+            cur.execute("SELECT der, chain FROM signer_certificates WHERE email = ? "
                         "ORDER BY first_used", (email.lower(),))
-            return [bytes(row[0]) for row in cur.fetchall()]
+            return [(bytes(der), _unders(chain)) for der, chain in cur.fetchall()]
 
     def add_space_session(self, digest: str, email: str, expires_at: dt.datetime) -> None:
         with self.db.transaction() as cur:

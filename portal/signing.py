@@ -1,0 +1,240 @@
+"""The portal's side of a signature: check the certificate, prepare every document of
+the transaction (one hash each), open the SMS OTP session bound to those hashes, and,
+when the page brings the token's signatures back, finish every document and store them
+all at once. The portal never sees the PIN or the key.
+
+Order of a signing session (portal/API.md):
+  prepare   -> hashes + otpSession (nothing stored for the documents yet)
+  the agent -> /api/v1/sms-otp/send, /verify (the code is bound to these hashes)
+  complete  -> needs the verified code; each signature verified against the
+               certificate; every signed version stored in one database transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import pem, x509
+
+from portal import pades
+from portal.blobs import BlobStore
+from portal.certificates import CertificateMalformed, QualifiedCheck, check_qualified
+from portal.config import PortalConfig
+from portal.errors import Code, PortalError
+from portal.otp import Sent, SmsOtp
+from portal.store import Signer, SignerStatus, Store, Transaction
+
+log = logging.getLogger(__name__)
+
+SESSION_TTL = dt.timedelta(minutes=10)
+_PADES_ERRORS: dict[type[pades.PadesError], Code] = {
+    pades.PdfInvalid: Code.PDF_INVALID, pades.CertificateRejected: Code.NOT_QUALIFIED,
+    pades.SignatureInvalid: Code.SIGNATURE_INVALID,
+    pades.TrustServiceError: Code.UNAVAILABLE, pades.PreparedInvalid: Code.INTERNAL,
+    pades.ValidationConfigError: Code.INTERNAL,
+}
+
+
+def load_roots(paths: tuple[Path, ...]) -> list[bytes]:
+    roots: list[bytes] = []
+    for path in paths:
+        data = path.read_bytes()
+        if pem.detect(data):
+            roots.extend(der for _, _, der in pem.unarmor(data, multiple=True))
+        else:
+            roots.append(data)
+    return roots
+
+
+def pades_error(exc: pades.PadesError) -> PortalError:
+    """pyHanko-side refusals on the wire (mapped here, once)."""
+    for kind, code in _PADES_ERRORS.items():
+        if isinstance(exc, kind):
+            if code is Code.INTERNAL:
+                log.error("PAdES: %s", exc)
+                return PortalError(code)
+            return PortalError(code, str(exc))
+    return PortalError(Code.INTERNAL)
+
+
+class SigningDesk:
+    def __init__(self, config: PortalConfig, store: Store, blobs: BlobStore, otp: SmsOtp
+                 ) -> None:
+        self.config = config
+        self.store = store
+        self.blobs = blobs
+        self.otp = otp
+        self.roots = load_roots(config.trust_roots)
+        self._validation: pades.Validation | None = None
+
+    @property
+    def validation(self) -> pades.Validation:
+        if self._validation is None:
+            if not self.roots:
+                raise PortalError(Code.UNAVAILABLE, "no trust roots are configured "
+                                  "(portal.trust_roots)")
+            self._validation = pades.Validation(trust_roots=self.roots,
+                                                timestamp_url=self.config.timestamp_url)
+        return self._validation
+
+    async def _check(self, certificate: bytes, chain: list[bytes]) -> QualifiedCheck:
+        if not self.roots:
+            raise PortalError(Code.UNAVAILABLE, "no trust roots are configured "
+                              "(portal.trust_roots)")
+        try:
+            return await check_qualified(certificate, chain, trust_roots=self.roots,
+                                         at=self.store.clock(),
+                                         ocsp=self.config.check_revocation)
+        except CertificateMalformed as exc:
+            raise PortalError(Code.BAD_REQUEST, str(exc)) from exc
+
+    async def check(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]:
+        result = await self._check(certificate, chain)
+        return {"qualified": result.qualified, "subject": result.subject,
+                "issuer": result.issuer, "commonName": result.common_name,
+                "notBefore": _iso(result.not_before), "notAfter": _iso(result.not_after),
+                "reasons": list(result.reasons)}
+
+    async def describe(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]:
+        """A certificate as Personal Space lists it, with its status today."""
+        result = await self._check(certificate, chain)
+        return {"subject": result.subject, "issuer": result.issuer,
+                "serial": result.serial, "notBefore": _iso(result.not_before),
+                "notAfter": _iso(result.not_after), "qualified": result.qualified,
+                "status": result.status}
+
+    async def prepare(self, signer_id: str, generation: int, certificate: bytes,
+                      chain: list[bytes]) -> dict[str, Any]:
+        tx, signer = await asyncio.to_thread(self.store.check_signer, signer_id, generation)
+        if signer.status is not SignerStatus.ACCEPTED:
+            code = Code.ALREADY_SIGNED if signer.status is SignerStatus.SIGNED else \
+                Code.WRONG_STEP
+            raise PortalError(code, "read and accept the documents first"
+                              if code is Code.WRONG_STEP else None)
+        if not signer.phone:
+            raise PortalError(Code.NO_PHONE, "no phone number on file for the SMS code")
+        if tx.qualified:
+            checked = await self.check(certificate, chain)
+            if not checked["qualified"]:
+                raise PortalError(Code.NOT_QUALIFIED, "this certificate cannot make a "
+                                  "qualified signature", reasons=checked["reasons"])
+        name = _common_name(certificate) or signer.name or signer.email
+        prepared_docs: list[tuple[str, int, str]] = []
+        hashes: list[str] = []
+        for doc in tx.documents:
+            data = await asyncio.to_thread(self.blobs.get, doc.current.sha256)
+            try:
+                prepared = await pades.prepare(
+                    data, certificate, chain, level=tx.level,
+                    field_name=f"Signature{doc.current.version + 1}_{signer.position + 1}",
+                    signer_name=name, reason=f"Signed: {tx.title}"[:200], location=None,
+                    validation=self.validation)
+            except pades.PadesError as exc:
+                raise pades_error(exc) from exc
+            except ValueError as exc:
+                raise PortalError(Code.BAD_REQUEST, str(exc)) from exc
+            blob = await asyncio.to_thread(self.blobs.put, prepared.to_bytes())
+            prepared_docs.append((doc.id, doc.current.version, blob))
+            hashes.append(base64.b64encode(prepared.digest).decode())
+        session = await asyncio.to_thread(
+            self.store.open_signing_session, signer_id, generation, certificate=certificate,
+            chain=chain, documents=prepared_docs, hashes=hashes, ttl=SESSION_TTL)
+        otp_id = await asyncio.to_thread(self.store.new_otp_session, purpose="sign",
+                                         subject=session.id, phone=signer.phone,
+                                         hashes=hashes)
+        log.info("signing session %s: %d document(s) prepared for signer %s", session.id,
+                 len(hashes), signer_id)
+        return {"sessionId": session.id, "otpSession": otp_id, "hashes": hashes,
+                "hashAlgorithm": "SHA256", "documents": [d for d, _, _ in prepared_docs],
+                "expiresIn": int(SESSION_TTL.total_seconds())}
+
+    async def send_code(self, otp_id: str, hashes: list[str]) -> Sent:
+        with self.store.db.transaction() as cur:
+            session = self.store.otp_session(cur, otp_id)
+        if session.purpose != "sign":
+            raise PortalError(Code.SESSION_UNKNOWN)
+        tx, signer = await self._session_signer(session.subject)
+        count = len(tx.documents)
+        text = (f"qsign: {{code}} is your code to sign {count} document(s) "
+                f"\"{tx.title[:40]}\". Valid 5 minutes. Never share it.")
+        if signer.lang == "fr":
+            text = (f"qsign : {{code}} est votre code pour signer {count} document(s) "
+                    f"« {tx.title[:40]} ». Valable 5 minutes. Ne le communiquez jamais.")
+        return await asyncio.to_thread(self.otp.send, otp_id, hashes, text,
+                                       locked_until=signer.otp_locked_until)
+
+    async def verify_code(self, otp_id: str, code: str, hashes: list[str]) -> None:
+        with self.store.db.transaction() as cur:
+            session = self.store.otp_session(cur, otp_id)
+        if session.purpose != "sign":
+            raise PortalError(Code.SESSION_UNKNOWN)
+        _, signer = await self._session_signer(session.subject)
+        now = self.store.clock()
+        if signer.otp_locked_until is not None and signer.otp_locked_until > now:
+            raise PortalError(Code.OTP_LOCKED)
+        try:
+            await asyncio.to_thread(self.otp.verify, otp_id, code, hashes)
+        except PortalError as exc:
+            if exc.code is Code.OTP_LOCKED:
+                from portal.otp import LOCKOUT
+
+                await asyncio.to_thread(self.store.set_otp_lock, signer.id, now + LOCKOUT)
+            raise
+
+    async def _session_signer(self, session_id: str) -> tuple[Transaction, Signer]:
+        session = await asyncio.to_thread(self.store.signing_session, session_id)
+        if session.state != "prepared":
+            raise PortalError(Code.SESSION_UNKNOWN, f"this signing session is {session.state}")
+        return await asyncio.to_thread(self.store.check_signer, session.signer_id,
+                                       session.generation)
+
+    async def complete(self, signer_id: str, generation: int, session_id: str,
+                       signatures: list[bytes]) -> tuple[Transaction, Signer | None]:
+        session = await asyncio.to_thread(self.store.signing_session, session_id)
+        if session.signer_id != signer_id or session.generation != generation:
+            raise PortalError(Code.SESSION_UNKNOWN)
+        if session.state != "prepared":
+            raise PortalError(Code.SESSION_UNKNOWN, f"this signing session is {session.state}")
+        if not await asyncio.to_thread(self.store.code_verified, session_id):
+            raise PortalError(Code.OTP_INVALID, "the SMS code for this session was not "
+                              "verified")
+        if len(signatures) != len(session.documents):
+            raise PortalError(Code.BAD_REQUEST, f"signatures: one per document "
+                              f"({len(session.documents)})")
+        signed: list[tuple[str, str, int]] = []
+        for (doc_id, _base, prepared_blob), signature in zip(session.documents, signatures,
+                                                             strict=True):
+            prepared = pades.Prepared.from_bytes(
+                await asyncio.to_thread(self.blobs.get, prepared_blob))
+            try:
+                data = await pades.complete(prepared, signature, validation=self.validation)
+            except pades.PadesError as exc:
+                raise pades_error(exc) from exc
+            sha = await asyncio.to_thread(self.blobs.put, data)
+            signed.append((doc_id, sha, len(data)))
+        # Every blob is on disk; one transaction now makes them the documents' versions.
+        result = await asyncio.to_thread(
+            self.store.complete_signing, session_id, signer_id, generation, signed=signed,
+            certificate_sha256=hashlib.sha256(session.certificate).hexdigest())
+        log.info("signer %s signed %d document(s) (session %s)", signer_id, len(signed),
+                 session_id)
+        return result
+
+
+def _common_name(certificate: bytes) -> str | None:
+    try:
+        subject = x509.Certificate.load(certificate).subject.native
+    except ValueError:
+        return None
+    name = subject.get("common_name")
+    return name if isinstance(name, str) else None
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
