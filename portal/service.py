@@ -243,7 +243,7 @@ async def signer_view(portal: Portal, signer_id: str, generation: int,
         "step": _step(tx, signer),
         "consents": [{"kind": t.kind, "version": t.version, "sha256": t.sha256,
                       "lang": t.lang, "title": t.title,
-                      "url": f"/legal/{t.kind}/{t.version}?lang={t.lang}",
+                      "url": f"/legal/{t.kind}/{t.version}",
                       "accepted": (t.kind, t.version) in given}
                      for t in legal.current(shown_lang)],
         "documents": [{"id": d.id, "name": d.name, "pages": d.pages,

@@ -99,7 +99,8 @@ class SigningDesk:
         return {"qualified": result.qualified, "subject": result.subject,
                 "issuer": result.issuer, "commonName": result.common_name,
                 "notBefore": _iso(result.not_before), "notAfter": _iso(result.not_after),
-                "reasons": list(result.reasons)}
+                # Codes for pages to translate: "no-qc-statements" -> "NO_QC_STATEMENTS".
+                "reasons": [r.upper().replace("-", "_") for r in result.reasons]}
 
     async def describe(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]:
         """A certificate as Personal Space lists it, with its status today."""

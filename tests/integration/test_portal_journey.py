@@ -78,7 +78,7 @@ async def test_signer_journey_in_order(portal: RunningPortal) -> None:
     assert view["step"] == "consent" and view["signer"]["phoneMasked"].endswith("70")
     assert "•" in view["signer"]["phoneMasked"]
     assert {c["kind"] for c in view["consents"]} == set(legal.KINDS)
-    text = await portal.call("GET", view["consents"][0]["url"])
+    text = await portal.call("GET", view["consents"][0]["url"] + "?lang=en")
     assert hashlib.sha256(text).hexdigest() == view["consents"][0]["sha256"]
     # Out of order: documents are not shown before consent.
     err = await portal.call("POST", f"/api/s/{invite}/accept", {}, expect=409)
