@@ -138,8 +138,8 @@ def test_two_agents_on_loopback_multicast_find_each_other(
         later = _discover(ns, tmp_path, "127.0.0.1", 1)
         assert [agent["id"] for agent in later] == [a.id]
     finally:
-        for agent in (a, b, quiet):
-            stop(agent.process)
+        for running in (a, b, quiet):
+            stop(running.process)
 
 
 def test_agents_in_two_namespaces_discover_each_other_over_a_veth_link(
@@ -165,8 +165,8 @@ def test_agents_in_two_namespaces_discover_each_other_over_a_veth_link(
             assert agent["health"] == "ok" and agent["port"] == 35741
             _check_private(agent, fleet_agent)
     finally:
-        for agent in (a, b):
-            stop(agent.process)
+        for running in (a, b):
+            stop(running.process)
 
 
 def test_discovery_without_a_usable_interface_is_a_clean_error(
