@@ -338,9 +338,9 @@ def _repair_filler_runs(text: str) -> str:
         i -= 1
     tail = chars[i:]
     if tail.count(FILLER) >= 2 or (tail and i > 0 and chars[i - 1] == FILLER):
-        # Keep one leading K glued to a letter only when a filler directly follows it
-        # (e.g. NOVAK<<JAN): a real final K is followed by the filler run.
-        keep = 1 if tail[0] == "K" and i > 0 and chars[i - 1] != FILLER and (
+        # Keep a K that ends a word (glued to a letter or first in the field) when a
+        # filler follows it (NOVAK<<JAN): a real final K is followed by the filler run.
+        keep = 1 if tail[0] == "K" and (i == 0 or chars[i - 1] != FILLER) and (
             len(tail) > 1 and tail[1] == FILLER) else 0
         chars[i + keep:] = FILLER * (len(tail) - keep)
     for j in range(1, len(chars) - 1):

@@ -1,0 +1,50 @@
+"""Names: MRZ transliteration and the requester-vs-document comparison (issue 7 step 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.identity import names
+
+
+def test_mrz_transliteration() -> None:
+    assert names.to_mrz("Dupont-Lefèvre") == "DUPONT<LEFEVRE"
+    assert names.to_mrz("Müller") == "MUELLER"
+    assert names.to_mrz("Øster Åberg") == "OESTER<AABERG"
+    assert names.to_mrz("O'Brien") == "OBRIEN"
+    assert names.to_mrz("Straße") == "STRASSE"
+    assert names.to_mrz("  Jean   Paul ") == "JEAN<PAUL"
+
+
+def test_not_latin_is_refused() -> None:
+    with pytest.raises(names.NameInvalid):
+        names.to_mrz("Алексей")
+    with pytest.raises(names.NameInvalid):
+        names.words("x" * 500)
+
+
+@pytest.mark.parametrize(("given", "surname"), [
+    ("Hélène", "Dupont-Lefèvre"),  # accents and case
+    ("HELENE", "dupont lefevre"),  # a space for the hyphen
+    ("hélène marie", "DUPONT-LEFEVRE"),  # both given names
+])
+def test_same_person(given: str, surname: str) -> None:
+    result = names.compare(given, surname, ("HELENE", "MARIE"), "DUPONT LEFEVRE")
+    assert result.matches
+
+
+def test_umlauts_either_way() -> None:
+    assert names.compare("Jürgen", "Müller", ["JUERGEN"], "MUELLER").matches
+    assert names.compare("Jurgen", "Muller", ["JUERGEN"], "MUELLER").matches is False
+    assert names.compare("Jurgen", "Muller", ["JURGEN"], "MULLER").matches
+
+
+def test_different_people() -> None:
+    assert not names.compare("Marie", "Dupont", ("HELENE", "MARIE"), "DUPONT").matches
+    assert not names.compare("Helene", "Dupond", ("HELENE",), "DUPONT").surname_matches
+    assert not names.compare("Helene Marie Anne", "Dupont", ("HELENE", "MARIE"),
+                             "DUPONT").given_names_match
+
+
+def test_display() -> None:
+    assert names.display(("ANNA", "MARIA")) == "Anna Maria"
