@@ -494,19 +494,21 @@ async function sign(event) {
       agent.blocked.add(credential.tokenID);
       dropSession();
       renderCertificates();
-    } else if (["INVALID_PIN", "TOKEN_REMOVED", "SAD_INVALID", "PIN_STATE_LOST",
-                "SIGNATURE_INVALID", "CONNECTION_CLOSED", "TOKEN_NOT_FOUND"].includes(error.code)
+    } else if (["TOKEN_REMOVED", "SAD_INVALID", "PIN_STATE_LOST", "SIGNATURE_INVALID",
+                "CONNECTION_CLOSED", "TOKEN_NOT_FOUND"].includes(error.code)
                || SESSION_ERRORS.includes(error.code) || isSpentOtp(error)) {
-      // The code was used up (the agent checks it before the PIN): ask for a new one.
       dropSession();
     }
     if (error.code === "CONNECTION_CLOSED") {
       agent.client = null;
       $("agent-actions").hidden = false;
     }
-    const hint = error.code === "PIN_BLOCKED" ? ""
-      : " " + t(session ? "sign.retypeBoth" : "sign.retryFromCode");
-    signError(explain(error) + hint);
+    // A wrong PIN comes after the code was accepted (the agent checks the code first):
+    // that code is used up, a new one is needed. A wrong code leaves the session as is.
+    let hint = "";
+    if (error.code === "INVALID_OTP" && session) hint = t("sign.retypeBoth");
+    else if (error.code !== "PIN_BLOCKED") hint = t("sign.retryFromCode");
+    signError(hint ? `${explain(error)} ${hint}` : explain(error));
     $("pin").focus();
     return true;
   });

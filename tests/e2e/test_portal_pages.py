@@ -1,0 +1,306 @@
+"""Issue 6 in a real browser: the portal's pages (portal/web/) against the real portal,
+agent, CA, simulated card and SMTP sink (tests/support/portal_e2e.py). Screenshots of
+each step go to $QSIGN_ARTEFACTS or the test's tmp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Page
+
+from firmware_sim.attestation import Manufacturer
+from tests.support.pcsc import RunningCard
+from tests.support.pdfs import blank_pdf
+from tests.support.portal_e2e import (
+    PHONE,
+    PHONE_2,
+    PIN,
+    Stack,
+    check_page,
+    portal_stack,
+)
+
+Scenario = Callable[[Stack], Awaitable[None]]
+
+
+def _run(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
+         scenario: Scenario) -> None:
+    async def main() -> None:
+        async with portal_stack(tmp_path, manufacturer, card) as stack:
+            try:
+                await scenario(stack)
+            except BaseException:
+                print("browser console:\n" + "\n".join(stack.console))
+                raise
+            assert PIN not in "\n".join(stack.console), "a PIN reached the console"
+            assert not [c for c in stack.console if c.startswith("pageerror")], stack.console
+
+    asyncio.run(main())
+
+
+async def _until(page: Page, expression: str) -> None:
+    """Poll a JS expression (the pages' CSP forbids eval, which wait_for_function uses)."""
+    for _ in range(600):
+        if await page.evaluate(f"() => Boolean({expression})"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never true in the page: {expression}")
+
+
+async def _ready(page: Page) -> None:
+    await page.wait_for_selector("body[data-ready='true']")
+
+
+async def _create_with_the_page(stack: Stack, page: Page, title: str) -> dict[str, Any]:
+    """The requester page: token, two PDFs, two signers in order, B-LT."""
+    await page.goto(f"{stack.origin}/requester?lang=en")
+    await _ready(page)
+    await page.fill("#token", stack.token)
+    await page.click("#token-submit")
+    await page.wait_for_selector("#create:not([hidden])")
+    await page.fill("#title", title)
+    await page.fill("#req-name", "Alice Requester")
+    await page.fill("#req-email", "alice@example.test")
+    await page.set_input_files("#documents", files=[
+        {"name": "contract.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(2)},
+        {"name": "annex.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(1)}])
+    await page.click("#add-signer")
+    rows = page.locator("#signers .signer-row")
+    for index, (name, email, phone, lang) in enumerate([
+            ("Marie Curie", "marie@example.test", PHONE, "en"),
+            ("Pierre Curie", "pierre@example.test", PHONE_2, "fr")]):
+        row = rows.nth(index)
+        await row.locator("[data-field=name]").fill(name)
+        await row.locator("[data-field=email]").fill(email)
+        await row.locator("[data-field=phone]").fill(phone)
+        await row.locator("[data-field=lang]").select_option(lang)
+    await check_page(page)
+    await page.click("#create-submit")
+    await page.wait_for_selector("#detail:not([hidden])")
+    await stack.shot(page, "01-requester-created")
+    listed = await stack.requester("GET", "/api/v1/transactions")
+    transaction: dict[str, Any] = next(t for t in listed["transactions"] if t["title"] == title)
+    return transaction
+
+
+async def _invite(stack: Stack, email: str) -> str:
+    for _ in range(200):
+        links = stack.smtp.links(email)
+        if links:
+            return links[-1]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no invitation e-mail to {email}: {stack.smtp.mails}")
+
+
+async def _consent_and_accept(stack: Stack, page: Page, link: str, shots: str = "") -> None:
+    await page.goto(link)
+    await _ready(page)
+    assert await page.get_attribute("body", "data-step") == "consent"
+    await _until(page, "document.getElementById('legal-terms').textContent.length > 40")
+    if shots:
+        await stack.shot(page, f"{shots}-consent")
+    await page.check("#consent-privacy")
+    await page.check("#consent-terms")
+    await page.click("#consent-submit")
+    await page.wait_for_selector("body[data-step='documents']")
+    await _until(page, "[...document.querySelectorAll('#pages img')]"
+                       ".some(i => i.complete && i.naturalWidth > 0)")
+    if shots:
+        await stack.shot(page, f"{shots}-documents")
+
+
+async def _accept(page: Page) -> None:
+    await page.click("#accept")
+    await page.wait_for_selector("body[data-step='sign']")
+
+
+async def _credential_ready(page: Page) -> None:
+    await page.wait_for_selector("input[name='credential']", state="attached")
+    await page.check("input[name='credential']")
+    await page.check("#phone-confirm")
+
+
+async def _ask_code(stack: Stack, page: Page, pin: str, phone: str = PHONE) -> str:
+    before = await stack.sms_count(phone)
+    await page.fill("#pin", pin)
+    await page.click("#send-otp")
+    await page.wait_for_selector("#otp-step:not([hidden])")
+    return await stack.sms_code(phone, before)
+
+
+async def _sign_error(page: Page) -> str:
+    await page.wait_for_selector("#sign-error:not([hidden])")
+    await _until(page, "!document.body.dataset.busy")
+    return await page.text_content("#sign-error") or ""
+
+
+def test_requester_creates_first_signer_signs_second_refuses(
+        simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
+    async def scenario(stack: Stack) -> None:
+        context, page = await stack.page()
+        transaction = await _create_with_the_page(stack, page, "Lease 2026")
+        assert [s["status"] for s in transaction["signers"]] == ["invited", "waiting"]
+
+        signer_context, signer = await stack.page()
+        link = await _invite(stack, "marie@example.test")
+        await _consent_and_accept(stack, signer, link, "02-signer1")
+        await check_page(signer)
+        await _accept(signer)
+        await _credential_ready(signer)
+        await stack.shot(signer, "03-signer1-certificate")
+        code = await _ask_code(stack, signer, PIN)
+        assert await signer.input_value("#pin") == PIN
+        await signer.fill("#otp", code)
+        await stack.shot(signer, "04-signer1-otp")
+        await signer.click("#sign-submit")
+        await signer.wait_for_selector("body[data-step='done']")
+        assert await signer.input_value("#pin") == "", "the PIN field is emptied"
+        await stack.shot(signer, "05-signer1-done")
+        await signer_context.close()
+
+        second_context, second = await stack.page()
+        link = await _invite(stack, "pierre@example.test")
+        await _consent_and_accept(stack, second, link, "06-signer2")
+        assert await second.evaluate("document.documentElement.lang") == "fr"
+        await second.click("#refuse-open")
+        await second.fill("#refuse-reason", "Le loyer ne correspond pas à notre accord.")
+        await stack.shot(second, "07-signer2-refusing")
+        await second.click("#refuse-submit")
+        await second.wait_for_selector("body[data-step='refused']")
+        assert "Le loyer" in (await second.text_content("#refused-reason") or "")
+        await stack.shot(second, "08-signer2-refused")
+        await second_context.close()
+
+        await page.click("#refresh")
+        await page.wait_for_selector("#detail-signers [data-signer] .badge[data-status='refused']")
+        text = await page.text_content("#detail-signers") or ""
+        assert "Signed" in text and "Le loyer" in text
+        await stack.shot(page, "09-requester-statuses")
+        final = await stack.requester("GET", f"/api/v1/transactions/{transaction['id']}")
+        assert [s["status"] for s in final["signers"]] == ["signed", "refused"]
+        assert final["signers"][1]["refusalReason"].startswith("Le loyer")
+        await context.close()
+
+    _run(tmp_path, manufacturer, simulated_card, scenario)
+
+
+def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
+                                          manufacturer: Manufacturer, tmp_path: Path) -> None:
+    async def scenario(stack: Stack) -> None:
+        transaction = await stack.requester("POST", "/api/v1/transactions", {
+            "title": "Failure paths", "requester": {"name": "Alice", "email": "a@example.test"},
+            "documents": [{"name": "one.pdf", "content": _b64(blank_pdf(1))}],
+            "signers": [{"name": "Marie", "email": "marie@example.test", "phone": PHONE,
+                         "lang": "en"}]})
+        invite = transaction["signers"][0]["inviteUrl"]
+        link = invite if invite.startswith("http") else stack.origin + invite
+        context, page = await stack.page()
+
+        # A tampered link: one character changed.
+        tampered = link[:-1] + ("A" if link[-1] != "A" else "B")
+        await page.goto(tampered)
+        await _ready(page)
+        assert await page.get_attribute("body", "data-error") == "LINK_INVALID"
+        assert "not valid" in (await page.text_content("#fatal") or "")
+        await stack.shot(page, "10-tampered-link")
+
+        await _consent_and_accept(stack, page, link)
+        await _accept(page)
+        # After acceptance: no download button, and the API refuses with a clear sentence.
+        assert await page.is_hidden("#download-one")
+        doc = transaction["documents"][0]["id"]
+        refused = await page.evaluate("""async (path) => {
+            const m = await import('/static/api.js');
+            try { await m.api('GET', path, {blob: true}); return null; }
+            catch (e) { return [e.code, m.explain(e)]; } }""",
+            f"{link.replace(stack.origin + '/s/', '/api/s/')}/documents/{doc}/download")
+        assert refused is not None and refused[0] == "ALREADY_ACCEPTED"
+        assert "can no longer be downloaded" in refused[1]
+
+        await _credential_ready(page)
+        # A wrong SMS code: refused before the PIN is tried.
+        await _ask_code(stack, page, PIN)
+        await page.fill("#otp", "000000")
+        await page.click("#sign-submit")
+        message = await _sign_error(page)
+        assert re.search(r"Wrong (SMS )?code", message), message
+        await stack.shot(page, "11-wrong-otp")
+
+        # A wrong PIN with a good code: tries left shown; that code is then used up.
+        code = await _ask_code(stack, page, "000000")
+        await page.fill("#otp", code)
+        await page.click("#sign-submit")
+        message = await _sign_error(page)
+        assert re.search(r"Wrong PIN, \d+ tries left", message), message
+        assert await page.input_value("#pin") == ""
+        await stack.shot(page, "12-wrong-pin")
+
+        # The same code again: replayed.
+        await page.fill("#pin", PIN)
+        await page.fill("#otp", code)
+        await page.click("#sign-submit")
+        message = await _sign_error(page)
+        assert "already used" in message, message
+        await stack.shot(page, "13-replayed-otp")
+
+        # The card removed while signing: the page says so, nothing is stored.
+        await _ask_code(stack, page, PIN)
+        stack_card_stop = asyncio.to_thread(_remove, stack)
+        await stack_card_stop
+        message = await _sign_error(page)
+        assert "removed" in message, message
+        await stack.shot(page, "14-card-removed")
+        after = await stack.requester("GET", f"/api/v1/transactions/{transaction['id']}")
+        assert after["signers"][0]["status"] != "signed"
+        assert after["documents"][0]["sha256"] == transaction["documents"][0]["sha256"]
+        await context.close()
+
+    def _remove(stack: Stack) -> None:
+        simulated_card.stop()
+
+    _run(tmp_path, manufacturer, simulated_card, scenario)
+
+
+def _b64(data: bytes) -> str:
+    import base64
+    return base64.b64encode(data).decode()
+
+
+def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
+        simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
+    async def scenario(stack: Stack) -> None:
+        transaction = await stack.requester("POST", "/api/v1/transactions", {
+            "title": "A rather long title to see that it wraps on a narrow phone screen",
+            "requester": {"name": "Alice", "email": "a@example.test"},
+            "documents": [{"name": "a-document-with-a-very-long-file-name-indeed.pdf",
+                           "content": _b64(blank_pdf(1))}],
+            "signers": [{"name": "Marie", "email": "marie@example.test", "phone": PHONE}]})
+        invite = transaction["signers"][0]["inviteUrl"]
+        link = invite if invite.startswith("http") else stack.origin + invite
+        for width in (375, 1280):
+            for lang in ("en", "fr"):
+                context, page = await stack.page(width=width)
+                for path in ("/", "/requester", "/outbox", "/me/not-a-real-space"):
+                    await page.goto(f"{stack.origin}{path}?lang={lang}")
+                    await _ready(page)
+                    await check_page(page)
+                await page.goto(f"{stack.origin}/requester?lang={lang}")
+                await _ready(page)
+                await page.fill("#token", stack.token)
+                await page.click("#token-submit")
+                await page.wait_for_selector("#list:not([hidden])")
+                await page.click("#transactions button")
+                await page.wait_for_selector("#detail:not([hidden])")
+                await check_page(page)
+                await stack.shot(page, f"20-requester-{width}-{lang}")
+                await page.goto(f"{link}?lang={lang}")
+                await _ready(page)
+                await check_page(page)
+                await stack.shot(page, f"21-signer-{width}-{lang}")
+                await context.close()
+
+    _run(tmp_path, manufacturer, simulated_card, scenario)

@@ -1,0 +1,335 @@
+"""The whole stack for the portal's pages in a real browser: the CA (`qsign ca serve`)
+on loopback, the simulated card enrolled by it (a QCP-n-qscd certificate in slot 9C),
+an SMTP sink (aiosmtpd), the portal (`portal.service.create_app`) and the agent
+(`agent.app.create_app`, SMS OTP relayed to the portal) in process, and Debian's
+Chromium through Playwright (tests/e2e/test_browser.py says why each flag).
+
+The page's origin is http://portal.example.test:PORT (mapped to 127.0.0.1), the one
+origin the agent allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from aiosmtpd.controller import Controller
+from cryptography.hazmat.primitives.serialization import Encoding
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from agent.app import create_app as create_agent
+from agent.config import AgentConfig
+from agent.tokens.model import KeyType
+from agent.tokens.piv import PivToken
+from agent.tokens.registry import TokenRegistry
+from firmware_sim.attestation import Manufacturer
+from portal.config import PortalConfig
+from portal.service import create_app as create_portal
+from tests.support.ca_fixtures import IdentityService, b64, card_csr
+from tests.support.pcsc import RunningCard, connect
+from tests.support.provision import PyscardConnection
+
+CHROMIUM = Path("/usr/bin/chromium")
+PIN = "123456"
+PHONE = "+33612345678"
+PHONE_2 = "+33698765432"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def artefacts(tmp_path: Path) -> Path:
+    """Where screenshots go: $QSIGN_ARTEFACTS/<test dir name> or the pytest tmp dir."""
+    base = os.environ.get("QSIGN_ARTEFACTS")
+    directory = Path(base) / tmp_path.name if base else tmp_path / "screenshots"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _qsign(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qsign", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@dataclass
+class RunningCa:
+    directory: Path
+    base: str
+    identity: IdentityService
+    process: subprocess.Popen[bytes]
+
+    def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(  # noqa: S310 (loopback)
+            self.base + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                answer: dict[str, Any] = json.loads(response.read())
+                return response.status, answer
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def start_ca(tmp_path: Path, manufacturer: Manufacturer) -> RunningCa:
+    port = free_port()
+    directory = tmp_path / "ca"
+    base = f"http://127.0.0.1:{port}"
+    done = _qsign("ca", "init", "--dir", str(directory), "--base-url", base)
+    if done.returncode != 0:
+        pytest.fail(f"qsign ca init: {done.stderr}", pytrace=False)
+    root = tmp_path / "manufacturer.pem"
+    root.write_bytes(manufacturer.root_certificate.public_bytes(Encoding.PEM))
+    identity = IdentityService()
+    (tmp_path / "identity.pem").write_bytes(identity.pem)
+    for kind, path in (("trust-manufacturer", root),
+                       ("trust-identity", tmp_path / "identity.pem")):
+        done = _qsign("ca", kind, str(path), "--dir", str(directory))
+        if done.returncode != 0:
+            pytest.fail(f"qsign ca {kind}: {done.stderr}", pytrace=False)
+    log = (tmp_path / "ca.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qsign", "ca", "serve", "--dir", str(directory), "--port",
+         str(port), "--db", f"sqlite:///{tmp_path / 'ca.sqlite'}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the CA did not start:\n{(tmp_path / 'ca.log').read_text()}",
+                            pytrace=False)
+            time.sleep(0.1)
+    return RunningCa(directory, base, identity, process)
+
+
+def enrol_card(card: RunningCard, ca: RunningCa, slot: str = "9C") -> bytes:
+    """A key made on the card, certified by the CA (attestation + identity evidence),
+    and the certificate written back to the card: what the enrolment issue automates."""
+    connection = connect(card.reader)
+    try:
+        token = PivToken(PyscardConnection(connection))
+        spki = token.generate_key(slot, KeyType.EC_P256)
+        body = {"csr": b64(card_csr(token, slot, spki, PIN)),
+                "attestation": [b64(d) for d in token.attest(slot)],
+                "evidence": ca.identity.evidence(hashlib.sha256(spki).hexdigest())}
+        status, reply = ca.post_json("/v1/enrol", body)
+        assert status == 201, reply
+        der = base64.b64decode(reply["certificate"])
+        token.put_certificate(slot, der)
+        return der
+    finally:
+        connection.disconnect()
+
+
+@dataclass
+class Mail:
+    to: list[str]
+    subject: str
+    body: str
+
+
+@dataclass
+class SmtpSink:
+    """aiosmtpd on loopback: every message the portal sends, parsed."""
+
+    mails: list[Mail] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        part = message.get_body(preferencelist=("plain", "html"))
+        text = part.get_content() if part is not None else ""
+        self.mails.append(Mail(list(envelope.rcpt_tos), str(message["subject"]), text))
+        return "250 OK"
+
+    def links(self, to: str, kind: str = "/s/") -> list[str]:
+        found = []
+        for mail in self.mails:
+            if to in mail.to:
+                found += re.findall(rf"https?://[^\s\"'<>]+{re.escape(kind)}[^\s\"'<>]+",
+                                    mail.body)
+        return found
+
+
+@dataclass
+class Stack:
+    origin: str
+    portal_port: int
+    agent_port: int
+    token: str
+    ca: RunningCa
+    smtp: SmtpSink
+    session: aiohttp.ClientSession
+    browser: Browser
+    shots: Path
+    state_dir: Path
+    console: list[str] = field(default_factory=list)
+
+    def api(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.portal_port}{path}"
+
+    async def requester(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.session.request(method, self.api(path), json=body, headers={
+                "Authorization": f"Bearer {self.token}"}) as response:
+            assert response.status < 300, (response.status, await response.text())
+            return await response.json()
+
+    async def sms_code(self, phone: str, before: int = 0) -> str:
+        """The newest 6-digit code texted to `phone` after the first `before` messages."""
+        for _ in range(100):
+            sms = (await self.requester("GET", f"/api/v1/outbox?to={quote(phone)}"))["sms"]
+            fresh = sms[before:]
+            codes = [m for m in fresh if re.search(r"\b\d{6}\b", m["text"])]
+            if codes:
+                newest = max(codes, key=lambda m: m["at"])
+                match = re.search(r"\b(\d{6})\b", newest["text"])
+                assert match
+                return match.group(1)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no SMS code for {phone}")
+
+    async def sms_count(self, phone: str) -> int:
+        return len((await self.requester("GET", f"/api/v1/outbox?to={quote(phone)}"))["sms"])
+
+    async def page(self, width: int = 1280, height: int = 900) -> tuple[BrowserContext, Page]:
+        context = await self.browser.new_context(viewport={"width": width, "height": height},
+                                                 accept_downloads=True)
+        page = await context.new_page()
+        page.on("console", lambda m: self.console.append(m.text))
+        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+        return context, page
+
+    async def shot(self, page: Page, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        await page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@asynccontextmanager
+async def portal_stack(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
+                       ) -> AsyncIterator[Stack]:
+    ca = await asyncio.to_thread(start_ca, tmp_path, manufacturer)
+    try:
+        await asyncio.to_thread(enrol_card, card, ca)
+        sink = SmtpSink()
+        smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
+        smtp.start()
+        try:
+            async with _servers(tmp_path, ca, sink, smtp.port) as stack:
+                yield stack
+        finally:
+            smtp.stop()
+    finally:
+        await asyncio.to_thread(ca.stop)
+
+
+@asynccontextmanager
+async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
+                   ) -> AsyncIterator[Stack]:
+    portal_port, agent_port = free_port(), free_port()
+    origin = f"http://portal.example.test:{portal_port}"
+    state = tmp_path / "portal"
+    config = PortalConfig(
+        host="127.0.0.1", port=portal_port, public_url=origin, state_dir=state,
+        agent_port=agent_port, trust_roots=(ca.directory / "certs" / "root.pem",),
+        timestamp_url=ca.base + "/tsa", smtp_host="127.0.0.1", smtp_port=smtp_port)
+    portal = TestServer(create_portal(config), host="127.0.0.1", port=portal_port)
+    await portal.start_server()
+    agent_config = AgentConfig(port=agent_port, state_dir=tmp_path / "agent", pcsc=False,
+                               pkcs11_modules=(), allowed_origins=(origin,),
+                               portal_url=f"http://127.0.0.1:{portal_port}", otp_mode="sms")
+    agent = TestServer(create_agent(agent_config, TokenRegistry()), host="127.0.0.1",
+                       port=agent_port)
+    await agent.start_server()
+    session = aiohttp.ClientSession()
+    try:
+        assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run 'bash scripts/setup.sh'"
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                      "--disable-background-networking", "--disable-component-update",
+                      "--disable-sync", "--host-resolver-rules=MAP *.example.test 127.0.0.1",
+                      f"--unsafely-treat-insecure-origin-as-secure={origin}"])
+            try:
+                token = (state / "requester.token").read_text().strip()
+                yield Stack(origin, portal_port, agent_port, token, ca, sink, session,
+                            browser, artefacts(tmp_path), state)
+            finally:
+                await browser.close()
+    finally:
+        await session.close()
+        await agent.close()
+        await portal.close()
+
+
+# Checks every page must pass -----------------------------------------------------------
+
+UNLABELLED_CONTROLS = """() => {
+  const bad = [];
+  for (const c of document.querySelectorAll('input, select, textarea')) {
+    if (c.type === 'hidden' || c.closest('[hidden]')) continue;
+    const labelled = (c.labels && c.labels.length > 0) || c.getAttribute('aria-label')
+      || c.getAttribute('aria-labelledby');
+    if (!labelled) bad.push(c.outerHTML.slice(0, 120));
+  }
+  for (const b of document.querySelectorAll('button')) {
+    if (b.closest('[hidden]')) continue;
+    const named = b.textContent.trim() || b.getAttribute('aria-label');
+    if (!named) bad.push(b.outerHTML.slice(0, 120));
+  }
+  return bad;
+}"""
+
+HORIZONTAL_OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const wide = [];
+  const scroll = document.documentElement.scrollWidth;
+  if (scroll > width) wide.push('document ' + scroll);
+  for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && r.right > width + 1 && getComputedStyle(e).position !== 'absolute')
+      wide.push(e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(r.right));
+  }
+  return wide.slice(0, 10);
+}"""
+
+
+async def check_page(page: Page) -> None:
+    """Every visible control labelled, no horizontal scroll, no untranslated key shown."""
+    assert await page.evaluate(UNLABELLED_CONTROLS) == []
+    assert await page.evaluate(HORIZONTAL_OVERFLOW) == []
+    text = await page.evaluate("() => document.body.innerText")
+    keys = re.findall(r"\b(?:common|sign|signer|documents|consent|error|agentError|create|"
+                      r"detail|me|outbox|status|token|list)\.[A-Za-z_]+\b", text)
+    assert keys == [], f"untranslated keys shown: {keys}"
