@@ -60,7 +60,7 @@ def _error(status: int, error: RpcError) -> web.Response:
                               "error_description": error.message, **error.data}, status=status)
 
 
-Handler = Callable[[web.Request, dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Request, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
 def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -75,10 +75,12 @@ def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
         if not isinstance(body, dict):
             return _error(400, RpcError(ErrorCode.BAD_REQUEST, "the body is a JSON object"))
         try:
-            return web.json_response(await handler(request, body))
+            answer = await handler(request, body)
+            return web.Response(status=204) if answer is None else web.json_response(answer)
         except Exception as exc:  # one mapping for domain errors, as on the socket
             error = error_for(exc)
-            status = 500 if error.code is ErrorCode.INTERNAL else 400
+            status = {ErrorCode.INTERNAL: 500, ErrorCode.OTP_UNAVAILABLE: 503}.get(
+                error.code, 400)
             return _error(status, error)
 
     return wrapped
@@ -108,8 +110,8 @@ def _hashes(body: dict[str, Any], *names: str) -> list[bytes]:
 async def _info(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
     return {"specs": "1.0.4.0", "name": "qsign agent", "region": "local",
             "lang": "en-US", "authType": ["external"],
-            "methods": ["credentials/list", "credentials/info", "credentials/authorize",
-                        "signatures/signHash"]}
+            "methods": ["credentials/list", "credentials/info", "credentials/sendOTP",
+                        "credentials/authorize", "signatures/signHash"]}
 
 
 async def _list(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -139,11 +141,33 @@ async def _credential_info(request: web.Request, body: dict[str, Any]) -> dict[s
     }
 
 
+def _otp_session(body: dict[str, Any]) -> str | None:
+    """Our extension: the signature service's OTP session for an SMS code."""
+    if "otpSession" not in body:
+        return None
+    value = _text(body, "otpSession", 512)
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "otpSession: printable ASCII")
+    return value
+
+
+async def _send_otp(request: web.Request, body: dict[str, Any]) -> None:
+    """CSC v1 §11.7 credentials/sendOTP (credentialID; answered with 204 No Content),
+    with our extensions `otpSession` and `hash`/`hashes`: the SMS code is bound to
+    the hashes the following credentials/authorize presents."""
+    session = _otp_session(body)
+    if session is None:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "otpSession: required for an SMS code")
+    await _signing(request).send_otp(
+        origin=CSC_ORIGIN, credential_id=_text(body, "credentialID"),
+        hashes=_hashes(body, "hash", "hashes"), otp_session=session)
+
+
 async def _authorize(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
     authorization = await _signing(request).authorize(
         origin=CSC_ORIGIN, credential_id=_text(body, "credentialID"),
         hashes=_hashes(body, "hash", "hashes"), otp=_text(body, "OTP", 16),
-        pin=_text(body, "PIN", 16))
+        pin=_text(body, "PIN", 16), otp_session=_otp_session(body))
     return {"SAD": authorization.sad, "expiresIn": authorization.expires_in}
 
 
@@ -173,5 +197,6 @@ def add_csc_routes(app: web.Application, token: str) -> None:
         app.router.add_post(f"{base}/info", _endpoint(_info))
         app.router.add_post(f"{base}/credentials/list", _endpoint(_list))
         app.router.add_post(f"{base}/credentials/info", _endpoint(_credential_info))
+        app.router.add_post(f"{base}/credentials/sendOTP", _endpoint(_send_otp))
         app.router.add_post(f"{base}/credentials/authorize", _endpoint(_authorize))
         app.router.add_post(f"{base}/signatures/signHash", _endpoint(_sign_hash))

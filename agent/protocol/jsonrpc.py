@@ -137,6 +137,9 @@ _HASHES = {"type": "array", "minItems": 1, "maxItems": 100,
 _PIN = {"type": "string", "minLength": 4, "maxLength": 16}
 _OTP = {"type": "string", "minLength": 6, "maxLength": 10, "pattern": "^[0-9 ]+$"}
 _PADDING = {"enum": ["ECDSA", "PKCS1V15", "PSS"]}
+# The signature service's OTP session (portal/API.md "SMS OTP"): opaque, printable ASCII.
+_OTP_SESSION = {"type": "string", "minLength": 1, "maxLength": 512,
+                "pattern": "^[\\x21-\\x7e]+$"}
 
 
 def _hashes(values: list[str]) -> list[bytes]:
@@ -160,11 +163,22 @@ async def _otp_enrol(call: Call) -> Any:
     return {"uri": enrolment.uri, "qr": base64.b64encode(enrolment.qr_png).decode()}
 
 
+async def _send_otp(call: Call) -> Any:
+    """CSC credentials/sendOTP: the signature service texts a code bound to `hashes`
+    (for documents/signPdf: the SHA-256 of each PDF as it will be submitted)."""
+    p = call.params
+    challenge = await call.signing.send_otp(
+        origin=call.origin, credential_id=p["credentialID"], hashes=_hashes(p["hashes"]),
+        otp_session=p["otpSession"])
+    return {"phoneMasked": challenge.phone_masked, "expiresIn": challenge.expires_in}
+
+
 async def _authorize(call: Call) -> Any:
     p = call.params
     authorization = await call.signing.authorize(
         origin=call.origin, credential_id=p["credentialID"], hashes=_hashes(p["hashes"]),
-        otp=p["OTP"], pin=p["PIN"], padding=_padding(p.get("padding")))
+        otp=p["OTP"], pin=p["PIN"], padding=_padding(p.get("padding")),
+        otp_session=p.get("otpSession"))
     return {"SAD": authorization.sad, "expiresIn": authorization.expires_in}
 
 
@@ -186,7 +200,7 @@ async def _sign_pdf(call: Call) -> Any:
     signed = await call.signing.sign_pdfs(
         origin=call.origin, credential_id=p["credentialID"], documents=documents,
         otp=p["OTP"], pin=p["PIN"], level=p.get("level", "B-B"),
-        timestamp_url=call.signing.timestamp_url)
+        timestamp_url=call.signing.timestamp_url, otp_session=p.get("otpSession"))
     return {"documents": [base64.b64encode(d).decode() for d in signed]}
 
 
@@ -196,14 +210,18 @@ METHODS: dict[str, Method] = {m.name: m for m in (
         "credentialID": _CREDENTIAL, "PIN": _PIN, "OTP": _OTP,
         "documents": {"type": "array", "minItems": 1, "maxItems": 20,
                       "items": {"type": "string", "minLength": 8}},
-        "level": {"enum": ["B-B", "B-T"]}}, ["credentialID", "PIN", "OTP", "documents"]),
-        _sign_pdf),
+        "level": {"enum": ["B-B", "B-T"]}, "otpSession": _OTP_SESSION},
+        ["credentialID", "PIN", "OTP", "documents"]), _sign_pdf),
+    Method("credentials/sendOTP", _object({
+        "credentialID": _CREDENTIAL, "hashes": _HASHES, "otpSession": _OTP_SESSION},
+        ["credentialID", "hashes", "otpSession"]), _send_otp),
     Method("otp/enrol", _object({"credentialID": _CREDENTIAL, "PIN": _PIN},
                                 ["credentialID", "PIN"]), _otp_enrol),
     Method("credentials/authorize", _object({
         "credentialID": _CREDENTIAL, "hashes": _HASHES, "PIN": _PIN, "OTP": _OTP,
         "numSignatures": {"type": "integer", "minimum": 1, "maximum": 100},
-        "padding": _PADDING}, ["credentialID", "hashes", "PIN", "OTP"]), _authorize),
+        "padding": _PADDING, "otpSession": _OTP_SESSION},
+        ["credentialID", "hashes", "PIN", "OTP"]), _authorize),
     Method("signatures/signHash", _object({
         "credentialID": _CREDENTIAL, "SAD": {"type": "string", "minLength": 20,
                                              "maxLength": 100},

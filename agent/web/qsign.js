@@ -130,12 +130,40 @@ class Client {
     return this.call("credentials/info", { credentialID });
   }
 
-  /** Two factors for these hashes (base64 strings or Uint8Array/ArrayBuffer digests). */
-  async authorize({ credentialID, hashes, pin, otp }) {
-    const result = await this.call("credentials/authorize", {
-      credentialID, hashes: hashes.map(toBase64), PIN: pin, OTP: otp,
+  /**
+   * Ask the signature service to text an SMS code for exactly these hashes, in the OTP
+   * session it opened (`otpSession`, e.g. from the portal's sign/prepare). Resolves to
+   * {phoneMasked, expiresIn}. For signPdf the hashes are the SHA-256 of each PDF.
+   */
+  sendOTP({ credentialID, hashes, otpSession }) {
+    return this.call("credentials/sendOTP", {
+      credentialID, hashes: hashes.map(toBase64), otpSession,
     });
+  }
+
+  /**
+   * Two factors for these hashes (base64 strings or Uint8Array/ArrayBuffer digests):
+   * the OTP (a TOTP code, or with `otpSession` the SMS code sent by sendOTP), then the
+   * PIN, which the token checks.
+   */
+  async authorize({ credentialID, hashes, pin, otp, otpSession = undefined }) {
+    const params = { credentialID, hashes: hashes.map(toBase64), PIN: pin, OTP: otp };
+    if (otpSession !== undefined) params.otpSession = otpSession;
+    const result = await this.call("credentials/authorize", params);
     return { sad: result.SAD, expiresIn: result.expiresIn };
+  }
+
+  /**
+   * Sign PDFs (base64 strings or bytes) under one authorisation; resolves to the signed
+   * PDFs, base64. With `otpSession`, the SMS code is bound to the SHA-256 of each PDF.
+   */
+  async signPdf({ credentialID, documents, pin, otp, otpSession = undefined,
+                  level = undefined }) {
+    const params = { credentialID, documents: documents.map(toBase64), PIN: pin, OTP: otp };
+    if (otpSession !== undefined) params.otpSession = otpSession;
+    if (level !== undefined) params.level = level;
+    const result = await this.call("documents/signPdf", params);
+    return result.documents;
   }
 
   /** Sign the hashes a SAD covers; resolves to base64 signatures, one per hash. */
