@@ -1,0 +1,278 @@
+"""Signing through the portal with every real part but the browser: the CA (issuance,
+OCSP, TSA) on loopback, the simulated card in a private pcscd, the agent on loopback
+with the portal as its SMS OTP provider, and the portal. The test plays the page: it
+asks the agent for the certificate, the portal to prepare, the agent to send the code,
+authorise (OTP then PIN) and sign, then the portal to complete. The signed PDFs are
+validated offline by pyHanko as PAdES B-LT under a qualified certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+from asn1crypto import x509
+
+from agent.app import create_app as create_agent
+from agent.config import AgentConfig
+from agent.tokens.registry import TokenRegistry
+from portal.certificates import check_qualified
+from tests.integration.test_agent_ws import PORTAL as ORIGIN
+from tests.integration.test_agent_ws import _free_port, rpc
+from tests.support.pcsc import RunningCard
+from tests.support.portal_card import provision_qualified
+from tests.support.portal_pki import PortalPki, start_pki, validate_pdf
+from tests.support.portal_service import RunningPortal, running_portal
+
+PIN = "123456"
+PHONE = "+33612345670"
+
+
+@dataclass
+class Stack:
+    pki: PortalPki
+    portal: RunningPortal
+    ws: aiohttp.ClientWebSocketResponse
+    card: RunningCard
+    credential: str
+    certificate: bytes
+    chain: list[bytes]
+    _ids: int = 100
+
+    async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._ids += 1
+        return await rpc(self.ws, method, params, self._ids)
+
+    async def ready_to_sign(self, tx: Any, index: int = 0) -> str:
+        invite = self.portal.invite_path(tx, index)
+        await self.portal.consent(invite)
+        view = await self.portal.call("POST", f"/api/s/{invite}/accept", {})
+        assert view["step"] == "sign"
+        return invite
+
+    async def prepare(self, invite: str) -> Any:
+        return await self.portal.call("POST", f"/api/s/{invite}/sign/prepare", {
+            "certificate": _b64(self.certificate), "chain": [_b64(c) for c in self.chain],
+            "phoneConfirmed": True})
+
+    async def send_code(self, prepared: Any) -> str:
+        reply = await self.rpc("credentials/sendOTP", {
+            "credentialID": self.credential, "hashes": prepared["hashes"],
+            "otpSession": prepared["otpSession"]})
+        assert "result" in reply, reply
+        texts = [text for _, text, _ in self.portal.store.sms()]  # the latest, any phone
+        found = re.search(r"\b(\d{6})\b", texts[-1])
+        assert found is not None, texts
+        return found.group(1)
+
+    async def authorize(self, prepared: Any, code: str, pin: str = PIN) -> dict[str, Any]:
+        return await self.rpc("credentials/authorize", {
+            "credentialID": self.credential, "hashes": prepared["hashes"], "PIN": pin,
+            "OTP": code, "otpSession": prepared["otpSession"]})
+
+    async def sign(self, invite: str) -> Any:
+        """Every step of the page, for the signer behind `invite`."""
+        prepared = await self.prepare(invite)
+        code = await self.send_code(prepared)
+        reply = await self.authorize(prepared, code)
+        assert "result" in reply, reply
+        signed = await self.rpc("signatures/signHash", {
+            "credentialID": self.credential, "SAD": reply["result"]["SAD"],
+            "hashes": prepared["hashes"]})
+        return await self.portal.call("POST", f"/api/s/{invite}/sign/complete", {
+            "sessionId": prepared["sessionId"],
+            "signatures": signed["result"]["signatures"]})
+
+    async def pin_retries(self) -> int:
+        """As the card reports it (VERIFY without data), through the agent."""
+        tokens = (await self.rpc("tokens/list", {}))["result"]["tokens"]
+        return int(tokens[0]["pinRetries"])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def with_stack(tmp_path: Path, card: RunningCard
+               ) -> Callable[[Callable[[Stack], Awaitable[None]]], None]:
+    def runner(scenario: Callable[[Stack], Awaitable[None]]) -> None:
+        pki = start_pki(tmp_path / "ca")
+        try:
+            certificate = provision_qualified(card, pki)
+            root = tmp_path / "root.der"
+            root.write_bytes(pki.root)
+
+            async def main() -> None:
+                async with running_portal(tmp_path, trust_roots=[str(root)],
+                                          timestamp_url=f"{pki.base}/tsa") as portal:
+                    config = AgentConfig(port=_free_port(), state_dir=tmp_path / "agent",
+                                         allowed_origins=(ORIGIN,), pkcs11_modules=(),
+                                         portal_url=portal.url, otp_mode="sms")
+                    server = TestServer(create_agent(config, TokenRegistry()),
+                                        host="127.0.0.1", port=config.port)
+                    await server.start_server()
+                    try:
+                        async with portal.session.ws_connect(
+                                f"http://127.0.0.1:{config.port}/v1/ws",
+                                headers={"Origin": ORIGIN}) as ws:
+                            stack = Stack(pki, portal, ws, card, "", certificate, [])
+                            tokens = await _tokens(stack)
+                            stack.credential = f"{tokens[0]['id']}/9C"
+                            info = await stack.rpc("credentials/info",
+                                                   {"credentialID": stack.credential})
+                            certs = [base64.b64decode(c) for c in
+                                     info["result"]["cert"]["certificates"]]
+                            assert certs[0] == certificate
+                            stack.chain = [pki.issuing]
+                            await scenario(stack)
+                    finally:
+                        await server.close()
+
+            asyncio.run(main())
+        finally:
+            pki.stop()
+    return runner
+
+
+async def _tokens(stack: Stack) -> list[dict[str, Any]]:
+    for _ in range(100):  # the registry sees the card shortly after start
+        tokens = (await stack.rpc("tokens/list", {}))["result"]["tokens"]
+        if tokens:
+            return list(tokens)
+        await asyncio.sleep(0.1)
+    raise AssertionError("the agent sees no token")
+
+
+def test_two_signers_sign_and_the_pdfs_validate_as_b_lt(simulated_card: RunningCard,
+                                                         tmp_path: Path) -> None:
+    @with_stack(tmp_path, simulated_card)
+    async def scenario(stack: Stack) -> None:
+        portal = stack.portal
+        tx = await portal.create(level="B-LT")
+        checked = await portal.call(
+            "POST", f"/api/s/{portal.invite_path(tx, 0)}/certificates/check",
+            {"certificate": _b64(stack.certificate), "chain": [_b64(stack.pki.issuing)]})
+        assert checked["qualified"] is True, checked
+        view = await stack.sign(await stack.ready_to_sign(tx, 0))
+        assert view["step"] == "done"
+        after = await portal.call("GET", f"/api/v1/transactions/{tx['id']}", auth=True)
+        assert [s["status"] for s in after["signers"]] == ["signed", "invited"]
+        view = await stack.sign(await stack.ready_to_sign(after, 1))
+        assert view["step"] == "done"
+        after = await portal.call("GET", f"/api/v1/transactions/{tx['id']}", auth=True)
+        assert after["status"] == "completed"
+        for doc in after["documents"]:
+            pdf = await portal.call(
+                "GET", f"/api/v1/transactions/{tx['id']}/documents/{doc['id']}", auth=True)
+            result = await validate_pdf(pdf, [stack.pki.root], offline=True,
+                                        other_certs=[stack.pki.issuing])
+            assert result.has_dss and len(result.statuses) == 2
+            for status in result.statuses:
+                assert status.bottom_line, status.pretty_print_details()
+                assert status.timestamp_validity is not None
+                signer = status.signing_cert
+                checked_again = await check_qualified(
+                    signer.dump(), [stack.pki.issuing], trust_roots=[stack.pki.root],
+                    at=portal.clock(), ocsp=False)
+                assert checked_again.qualified, checked_again.reasons
+        # Everyone is told; Personal Space opens with an SMS code.
+        mail = portal.store.mails(to="s1@example.test")[-1]
+        assert "Personal Space" in mail.body
+        space = re.search(r"/me/(\S+)", mail.body)
+        assert space is not None
+        sent = await portal.call("POST", f"/api/me/{space.group(1)}/otp", {})
+        code = re.search(r"\b(\d{6})\b", portal.sms(PHONE)[-1])
+        assert code is not None
+        session = await portal.call("POST", f"/api/me/{space.group(1)}/session",
+                                    {"otpSession": sent["otpSession"],
+                                     "code": code.group(1)})
+        async with portal.session.get(portal.url + "/api/me", headers={
+                "Authorization": f"Bearer {session['session']}"}) as response:
+            me = await response.json()
+        assert len(me["documents"]) == 2
+        [cert] = me["certificates"]
+        assert cert["qualified"] and cert["status"] == "valid"
+        not_after = x509.Certificate.load(stack.certificate).not_valid_after
+        assert cert["notAfter"].startswith(not_after.strftime("%Y-%m-%d"))
+
+
+def test_wrong_and_replayed_codes_leave_the_pin_alone(simulated_card: RunningCard,
+                                                      tmp_path: Path) -> None:
+    @with_stack(tmp_path, simulated_card)
+    async def scenario(stack: Stack) -> None:
+        portal = stack.portal
+        tx = await portal.create(level="B-B")
+        invite = await stack.ready_to_sign(tx)
+        prepared = await stack.prepare(invite)
+        code = await stack.send_code(prepared)
+        retries = await stack.pin_retries()
+        wrong = "000000" if code != "000000" else "111111"
+        reply = await stack.authorize(prepared, wrong)
+        assert reply["error"]["data"]["error"] == "INVALID_OTP", reply
+        assert await stack.pin_retries() == retries
+        # Completing without a verified code is refused; nothing is stored.
+        err = await portal.call("POST", f"/api/s/{invite}/sign/complete", {
+            "sessionId": prepared["sessionId"],
+            "signatures": [_b64(b"0" * 70)] * len(prepared["hashes"])}, expect=401)
+        assert err["error"] == "OTP_INVALID"
+        portal.clock.advance(seconds=2)  # past the delay after a wrong code
+        # A wrong PIN after the right code: the card counts it, the code is spent.
+        reply = await stack.authorize(prepared, code, pin="654321")
+        assert reply["error"]["data"]["error"] == "INVALID_PIN", reply
+        assert reply["error"]["data"]["attemptsLeft"] == retries - 1
+        reply = await stack.authorize(prepared, code)
+        assert reply["error"]["data"]["error"] == "INVALID_OTP", reply
+        assert await stack.pin_retries() == retries - 1
+        # A code from another session is refused for this one's hashes.
+        again = await stack.prepare(invite)
+        reply = await stack.authorize(again, code)
+        assert reply["error"]["data"]["error"] == "INVALID_OTP", reply
+        after = await portal.call("GET", f"/api/v1/transactions/{tx['id']}", auth=True)
+        assert all(d["signatures"] == 0 for d in after["documents"])
+        # The right way still works afterwards.
+        assert (await stack.sign(invite))["step"] == "done"
+
+
+def test_bad_signatures_and_removed_card_store_nothing(simulated_card: RunningCard,
+                                                        tmp_path: Path) -> None:
+    @with_stack(tmp_path, simulated_card)
+    async def scenario(stack: Stack) -> None:
+        portal = stack.portal
+        tx = await portal.create(level="B-B")
+        invite = await stack.ready_to_sign(tx)
+        prepared = await stack.prepare(invite)
+        code = await stack.send_code(prepared)
+        reply = await stack.authorize(prepared, code)
+        signed = await stack.rpc("signatures/signHash", {
+            "credentialID": stack.credential, "SAD": reply["result"]["SAD"],
+            "hashes": prepared["hashes"]})
+        signatures = signed["result"]["signatures"]
+        # Swapped: each is a valid signature, of the other document.
+        err = await portal.call("POST", f"/api/s/{invite}/sign/complete", {
+            "sessionId": prepared["sessionId"], "signatures": signatures[::-1]}, expect=422)
+        assert err["error"] == "SIGNATURE_INVALID"
+        after = await portal.call("GET", f"/api/v1/transactions/{tx['id']}", auth=True)
+        assert all(d["signatures"] == 0 for d in after["documents"])
+        assert after["signers"][0]["status"] == "accepted"
+        # The card leaves the reader between the code and the signature.
+        again = await stack.prepare(invite)
+        portal.clock.advance(seconds=31)  # the resend delay
+        code = await stack.send_code(again)
+        stack.card.remove()
+        try:
+            reply = await stack.authorize(again, code)
+            assert reply["error"]["data"]["error"] in ("TOKEN_REMOVED", "TOKEN_NOT_FOUND"), \
+                reply
+        finally:
+            stack.card.insert()
+        after = await portal.call("GET", f"/api/v1/transactions/{tx['id']}", auth=True)
+        assert all(d["signatures"] == 0 for d in after["documents"])
+        err = await portal.call("POST", f"/api/s/{invite}/sign/complete", {
+            "sessionId": prepared["sessionId"], "signatures": signatures}, expect=404)
+        assert err["error"] == "SESSION_UNKNOWN"  # replaced by the newer session
