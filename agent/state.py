@@ -9,6 +9,7 @@ import datetime as dt
 import hmac
 import os
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,19 +92,33 @@ class AgentState:
     def approve(self, code: str, now: dt.datetime | None = None) -> str:
         """The person typed `code`: pair its origin. Answers the origin."""
         now = now or _now()
-        typed = code.strip().upper().replace("-", "").replace(" ", "")
         with self._transaction() as cur:
-            cur.execute("SELECT code, origin, expires_at, approved FROM pairing_requests")
-            for stored, origin, expires, approved in cur.fetchall():
-                if not hmac.compare_digest(stored.encode(), typed.encode()):
-                    continue
-                if approved or dt.datetime.fromisoformat(expires) < now:
-                    raise PairingError("this code has expired or was already used")
-                cur.execute("UPDATE pairing_requests SET approved = 1 WHERE code = ?", (stored,))
-                cur.execute("INSERT INTO paired_origins (origin, paired_at) VALUES (?, ?) "
-                            "ON CONFLICT (origin) DO NOTHING", (origin, now.isoformat()))
-                return str(origin)
-        raise PairingError("no pairing request has this code")
+            stored, origin = _find(cur, code, now)
+            cur.execute("UPDATE pairing_requests SET approved = 1 WHERE code = ?", (stored,))
+            cur.execute("INSERT INTO paired_origins (origin, paired_at) VALUES (?, ?) "
+                        "ON CONFLICT (origin) DO NOTHING", (origin, now.isoformat()))
+            return origin
+
+    def deny(self, code: str, now: dt.datetime | None = None) -> str:
+        """The person refused `code`: forget the request. Answers its origin."""
+        now = now or _now()
+        with self._transaction() as cur:
+            stored, origin = _find(cur, code, now)
+            cur.execute("DELETE FROM pairing_requests WHERE code = ?", (stored,))
+            return origin
+
+
+def _find(cur: sqlite3.Cursor, code: str, now: dt.datetime) -> tuple[str, str]:
+    """The waiting request with this code (compared in constant time), or PairingError."""
+    typed = code.strip().upper().replace("-", "").replace(" ", "")
+    cur.execute("SELECT code, origin, expires_at, approved FROM pairing_requests")
+    for stored, origin, expires, approved in cur.fetchall():
+        if not hmac.compare_digest(stored.encode(), typed.encode()):
+            continue
+        if approved or dt.datetime.fromisoformat(expires) < now:
+            raise PairingError("this code has expired or was already used")
+        return str(stored), str(origin)
+    raise PairingError("no pairing request has this code")
 
 
 def _now() -> dt.datetime:
