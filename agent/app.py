@@ -26,6 +26,7 @@ from agent.metrics import (
     metrics_middleware,
 )
 from agent.policy import SadIssuer
+from agent.protocol.approve import add_approval_routes
 from agent.protocol.csc import add_csc_routes, bearer_token
 from agent.protocol.ws import (
     GATE,
@@ -147,6 +148,7 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     if metrics is not None:
         app.router.add_get("/metrics", metrics_endpoint)
     add_csc_routes(app, bearer_token(config.state_dir))
+    add_approval_routes(app, config.state_dir, config.port)  # the local pairing page
     return app
 
 
