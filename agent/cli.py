@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_agent_config)
     p = agent_sub.add_parser("approve", help="pair the origin that shows this code")
-    p.add_argument("code")
+    p.add_argument("code", nargs="?")
+    p.add_argument("--open", action="store_true",
+                   help="print the address of the running agent's own approval page")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=_agent_approve)
     p = agent_sub.add_parser("origins", help="list paired origins, or revoke one")
@@ -285,6 +287,16 @@ def _fleet_discover(args: argparse.Namespace) -> int:
 
 
 def _agent_approve(args: argparse.Namespace) -> int:
+    if args.open or args.code is None:
+        from agent.protocol.approve import approval_url, read_secret
+
+        config = _effective(args).config
+        secret = read_secret(config.state_dir)
+        if secret is None:
+            raise PairingError("the agent is not running (no approval page); start it with "
+                               "'qsign agent run', or give the CODE")
+        print(approval_url(config.port, secret))
+        return 0
     state = AgentState(_effective(args).config.state_dir)
     try:
         origin = state.approve(args.code)
