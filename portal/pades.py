@@ -21,20 +21,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from io import BytesIO
 from typing import Any
 
 import aiohttp
-from asn1crypto import cms, ocsp, x509
+from asn1crypto import cms, core, ocsp, x509
 from asn1crypto import crl as asn1_crl
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -306,9 +311,12 @@ class Prepared:
 
 async def prepare(pdf: bytes, certificate: bytes, chain: Sequence[bytes], *, level: Level | str,
                   field_name: str, signer_name: str, reason: str | None = None,
-                  location: str | None = None, validation: Validation) -> Prepared:
+                  location: str | None = None, validation: Validation,
+                  session: aiohttp.ClientSession | None = None) -> Prepared:
     """Reserve a PAdES signature in `pdf` for the holder of `certificate` and compute the
-    hash to sign. `chain`: the issuing CA certificates (DER), nearest first.
+    hash to sign. `chain`: the issuing CA certificates (DER), nearest first. `session`:
+    the caller's HTTP client session for OCSP/CRL (B-LT), reused across documents;
+    without one, a session is made for the call.
 
     Raises PdfInvalid (the PDF), CertificateRejected (the certificate; for B-LT also
     its path: trust, validity, nonRepudiation, revocation), TrustServiceError
@@ -333,7 +341,7 @@ async def prepare(pdf: bytes, certificate: bytes, chain: Sequence[bytes], *, lev
     signer_cert, chain_certs = _signer_certificates(certificate, chain)
     revocation = Revocation()
     if level is Level.B_LT:
-        revocation = await collect_revocation(signer_cert, chain_certs, validation)
+        revocation = await _REVOCATIONS.get(signer_cert, chain_certs, validation, session)
     reserved = _reserve(signer_cert, chain_certs, level)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     output, byte_range, attributes = await asyncio.to_thread(
@@ -348,8 +356,10 @@ async def prepare(pdf: bytes, certificate: bytes, chain: Sequence[bytes], *, lev
         reserved_end=byte_range.reserved_region_end, pdf=output, revocation=revocation)
 
 
-async def complete(prepared: Prepared, signature: bytes, *, validation: Validation) -> bytes:
+async def complete(prepared: Prepared, signature: bytes, *, validation: Validation,
+                   session: aiohttp.ClientSession | None = None) -> bytes:
     """Embed the token's `signature` over `prepared.digest` and return the signed PDF.
+    `session`: the caller's HTTP client session for the TSA, as for `prepare`.
 
     ECDSA values are DER (as the agent returns them; IEEE P1363 r||s is accepted too),
     RSA values PKCS#1 v1.5 (RFC 8017 §8.2). Raises SignatureInvalid before any other
@@ -369,13 +379,15 @@ async def complete(prepared: Prepared, signature: bytes, *, validation: Validati
     signer = signers.ExternalSigner(
         certificate, SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
         signature_value=value)
-    timestamper = (timestamps.HTTPTimeStamper(validation.timestamp_url,
-                                              timeout=validation.timeout)
-                   if prepared.level.timestamped else None)
     attributes = cms.CMSAttributes.load(prepared.signed_attributes)
     try:
-        container = await signer.async_sign_prescribed_attributes(
-            HASH, attributes, timestamper=timestamper)
+        async with _session(session, validation, needed=prepared.level.timestamped) as http:
+            timestamper = (timestamps.HTTPTimeStamper(validation.timestamp_url,
+                                                      timeout=validation.timeout,
+                                                      session=http)
+                           if prepared.level.timestamped else None)
+            container = await signer.async_sign_prescribed_attributes(
+                HASH, attributes, timestamper=timestamper)
     except timestamps.TimestampRequestError as exc:
         raise TrustServiceError(f"the timestamp service failed: {exc}",
                                 code="timestamp-unavailable") from exc
@@ -415,11 +427,13 @@ def verify_signature(certificate: x509.Certificate, signed_attributes: bytes,
 
 
 async def collect_revocation(certificate: x509.Certificate, chain: Sequence[x509.Certificate],
-                             validation: Validation) -> Revocation:
+                             validation: Validation, *,
+                             session: aiohttp.ClientSession | None = None) -> Revocation:
     """Validate the signer's path to a trust root at this moment (RFC 5280 §6, keyUsage
     nonRepudiation), fetching OCSP responses and CRLs from the certificates' AIA and CRL
     distribution points; return what the DSS needs (EN 319 142-1 §5.4.2)."""
-    backend = AIOHttpFetcherBackend(per_request_timeout=validation.timeout)
+    # Backends close only sessions they made themselves.
+    backend = AIOHttpFetcherBackend(session=session, per_request_timeout=validation.timeout)
     context = ValidationContext(
         trust_roots=list(validation.roots), other_certs=list(chain), allow_fetching=True,
         revocation_mode="hard-fail", fetcher_backend=backend)
@@ -459,6 +473,84 @@ async def collect_revocation(certificate: x509.Certificate, chain: Sequence[x509
         crls=_unique(c.dump() for c in context.crls))
 
 
+class _RevocationReuse:
+    """One signer's revocation data serves the documents of one request: it is reused
+    for at most REVOCATION_REUSE_SECONDS and never past the nextUpdate of what it holds;
+    concurrent requests for the same path on one event loop share one fetch."""
+
+    def __init__(self, seconds: float, size: int = 256) -> None:
+        self.seconds = seconds
+        self._size = size
+        self._done: OrderedDict[bytes, tuple[float, dt.datetime, Revocation]] = OrderedDict()
+        self._pending: dict[tuple[int, bytes], asyncio.Future[Revocation]] = {}
+        self._lock = threading.Lock()
+
+    async def get(self, certificate: x509.Certificate, chain: list[x509.Certificate],
+                  validation: Validation, session: aiohttp.ClientSession | None
+                  ) -> Revocation:
+        key = hashlib.sha256(b"".join(
+            hashlib.sha256(c.dump()).digest()
+            for c in (certificate, *chain, *validation.roots))).digest()
+        with self._lock:
+            found = self._done.get(key)
+            if found is not None:
+                until, fresh_until, revocation = found
+                if time.monotonic() < until and dt.datetime.now(dt.UTC) < fresh_until:
+                    self._done.move_to_end(key)
+                    return revocation
+                del self._done[key]
+            loop = asyncio.get_running_loop()
+            pending_key = (id(loop), key)
+            pending = self._pending.get(pending_key)
+            if pending is None or pending.get_loop() is not loop:
+                pending = None
+                self._pending[pending_key] = loop.create_future()
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = self._pending[pending_key]
+        try:
+            async with _session(session, validation) as http:
+                revocation = await collect_revocation(certificate, chain, validation,
+                                                      session=http)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            with self._lock:
+                self._pending.pop(pending_key, None)
+        future.set_result(revocation)
+        with self._lock:
+            self._done[key] = (time.monotonic() + self.seconds, _fresh_until(revocation),
+                               revocation)
+            while len(self._done) > self._size:
+                self._done.popitem(last=False)
+        return revocation
+
+    def clear(self) -> None:
+        with self._lock:
+            self._done.clear()
+
+
+def _fresh_until(revocation: Revocation) -> dt.datetime:
+    """The earliest nextUpdate among the OCSP responses and CRLs (their freshness)."""
+    ends = [dt.datetime.max.replace(tzinfo=dt.UTC)]
+    for der in revocation.ocsp_responses:
+        response = ocsp.OCSPResponse.load(der)
+        for single in response.basic_ocsp_response["tbs_response_data"]["responses"]:
+            if single["next_update"].native is not None:
+                ends.append(single["next_update"].native)
+    for der in revocation.crls:
+        next_update = asn1_crl.CertificateList.load(der)["tbs_cert_list"]["next_update"]
+        if next_update.native is not None:
+            ends.append(next_update.native)
+    return min(ends)
+
+
+REVOCATION_REUSE_SECONDS = 60.0
+_REVOCATIONS = _RevocationReuse(REVOCATION_REUSE_SECONDS)
+
+
 # PDF work (blocking: runs in a worker thread) ------------------------------------------------
 
 
@@ -485,12 +577,9 @@ def _prepare_pdf(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Cer
     async def run() -> tuple[bytes, PreparedByteRangeDigest, bytes]:
         byte_range, _, output = await pdf_signer.async_digest_doc_for_signing(
             writer, bytes_reserved=reserved)
-        # PAdES: signingCertificateV2, contentType, messageDigest; the signing time is
-        # the /M of the signature dictionary (EN 319 142-1 §5.2.3), not an attribute.
-        attributes = await placeholder.signed_attrs(
-            byte_range.document_digest, HASH, use_pades=True)
         assert isinstance(output, BytesIO)  # no `output=` given: pyHanko made a BytesIO
-        return output.getvalue(), byte_range, attributes.dump()
+        attributes = signed_attributes(byte_range.document_digest, certificate)
+        return output.getvalue(), byte_range, attributes
 
     try:
         return asyncio.run(run())
@@ -504,6 +593,52 @@ def _prepare_pdf(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Cer
     except Exception as exc:  # untrusted input, as above
         log.info("PDF refused while preparing: %s: %s", type(exc).__name__, exc)
         raise PdfInvalid("the PDF is malformed", code="malformed") from exc
+
+
+def signed_attributes(document_digest: bytes, certificate: x509.Certificate) -> bytes:
+    """The CMS signed attributes of a PAdES baseline signature, DER (EN 319 142-1 §5.2):
+    contentType id-data, messageDigest, and signingCertificateV2 (RFC 5035 §3) naming
+    the signer's certificate by its SHA-256 hash (hashAlgorithm left at its DEFAULT
+    sha256, so absent in DER) and issuer and serial. No signingTime: the time is the /M
+    of the signature dictionary. Encoded here directly: asn1crypto re-encoding the
+    issuer name costs ~10 ms a document."""
+    issuer = _tlv(0x30, _tlv(0xA4, certificate.issuer.dump()))  # GeneralNames: [4] Name
+    issuer_serial = _tlv(0x30, issuer + _integer(certificate.serial_number))
+    cert_id = _tlv(0x30, _tlv(0x04, hashlib.sha256(certificate.dump()).digest())
+                   + issuer_serial)
+    signing_certificate = _tlv(0x30, _tlv(0x30, cert_id))
+    attributes = [
+        _attribute(_CONTENT_TYPE, _oid(_ID_DATA)),
+        _attribute(_MESSAGE_DIGEST, _tlv(0x04, document_digest)),
+        _attribute(_SIGNING_CERTIFICATE_V2, signing_certificate),
+    ]
+    return _tlv(0x31, b"".join(sorted(attributes)))  # DER SET OF: sorted encodings
+
+
+_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
+_ID_DATA = "1.2.840.113549.1.7.1"
+
+
+def _attribute(oid: str, value: bytes) -> bytes:
+    return _tlv(0x30, _oid(oid) + _tlv(0x31, value))
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def _integer(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+def _oid(dotted: str) -> bytes:
+    return bytes(core.ObjectIdentifier(dotted).dump())
 
 
 def _check_byte_range(prepared: Prepared) -> None:
@@ -581,13 +716,33 @@ def _text(what: str, value: str | None, *, required: bool = False) -> str | None
     return value or None
 
 
+@contextlib.asynccontextmanager
+async def _session(session: aiohttp.ClientSession | None, validation: Validation, *,
+                   needed: bool = True) -> AsyncIterator[aiohttp.ClientSession | None]:
+    """The caller's session, or one for this call. Ours, not pyHanko's lazy default:
+    that one builds a fresh TLS context (loading the CA bundle) per session."""
+    if session is not None or not needed:
+        yield session
+        return
+    timeout = aiohttp.ClientTimeout(total=validation.timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as own:
+        yield own
+
+
 def _load_certificate(der: bytes) -> x509.Certificate:
     if not isinstance(der, bytes | bytearray) or not der:
         raise ValueError("a certificate must be non-empty DER bytes")
     if len(der) > MAX_CERTIFICATE_BYTES:
         raise ValueError("the certificate is too large")
+    return _parsed_certificate(bytes(der))
+
+
+@functools.lru_cache(maxsize=128)
+def _parsed_certificate(der: bytes) -> x509.Certificate:
+    """Parsed once per distinct DER: a batch of documents shares one signer and chain.
+    (The objects are only read, never changed.)"""
     try:
-        cert = x509.Certificate.load(bytes(der), strict=True)
+        cert = x509.Certificate.load(der, strict=True)
         _ = cert.native  # parse it all now: malformed parts fail here
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not a DER X.509 certificate ({type(exc).__name__})") from exc

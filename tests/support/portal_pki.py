@@ -9,7 +9,11 @@ import asyncio
 import datetime as dt
 import secrets
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -89,13 +93,17 @@ class SoftwareSigner:
 
 @dataclass
 class PortalPki:
+    """The CA: issuance here (its registry), its HTTP service in a thread of this
+    process (tests) or in a `qsign ca serve` process of its own (benchmarks)."""
+
     directory: Path
     authority: Authority
     registry: Registry
     base: str
-    _loop: asyncio.AbstractEventLoop = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-    _runner: web.AppRunner = field(repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _runner: web.AppRunner | None = field(default=None, repr=False)
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def root(self) -> bytes:
@@ -196,13 +204,17 @@ class PortalPki:
         return record
 
     def stop(self) -> None:
-        async def cleanup() -> None:
-            await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-        self._loop.close()
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(30)
+            self._process = None
+        if self._loop is not None and self._runner is not None and self._thread is not None:
+            runner, loop = self._runner, self._loop
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(30)
+            loop.close()
+            self._loop = None
 
 
 def _time(when: dt.datetime) -> x509.Time:
@@ -211,15 +223,30 @@ def _time(when: dt.datetime) -> x509.Time:
                      else {"general_time": when})
 
 
-def start_pki(directory: Path) -> PortalPki:
-    """Initialise a CA in `directory` and serve it on a free loopback port."""
+def start_pki(directory: Path, *, process: bool = False) -> PortalPki:
+    """Initialise a CA in `directory` and serve it on a free loopback port: from a
+    thread here, or (`process`) as `qsign ca serve` on the same directory and registry."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     authority = Authority.init(directory, CaConfig(base_url=base))
     registry = Registry.open(None, directory)
+    if process:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "qsign", "ca", "serve", "--dir", str(directory),
+             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
+                    break
+            except OSError:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    child.kill()
+                    raise RuntimeError("the CA service did not start") from None
+                time.sleep(0.1)
+        return PortalPki(directory, authority, registry, base, _process=child)
     loop = asyncio.new_event_loop()
-    app = create_app(authority, registry)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(create_app(authority, registry), access_log=None)
     started = threading.Event()
 
     def serve() -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import cms, x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.signers import ExternalSigner
 from pyhanko.sign.validation.status import PdfSignatureStatus
 
 from portal import pades
@@ -105,6 +106,15 @@ def test_signed_attributes_are_pades(pki: PortalPki, alice: SoftwareSigner) -> N
     assert types == {"content_type", "message_digest", "signing_certificate_v2"}
     digest = next(a for a in attributes if a["type"].native == "message_digest")
     assert digest["values"][0].native == prepared.document_digest
+    # canonical DER: parsed strictly and re-encoded, the same bytes
+    strict = cms.CMSAttributes.load(prepared.signed_attributes, strict=True)
+    assert strict.dump(force=True) == prepared.signed_attributes
+    # the same values pyHanko's own PAdES attributes carry
+    reference = run(ExternalSigner(
+        x509.Certificate.load(alice.certificate), None, bytes(72)).signed_attrs(
+            prepared.document_digest, "sha256", use_pades=True))
+    assert {a["type"].native: a["values"].native for a in reference} == {
+        a["type"].native: a["values"].native for a in attributes}
 
 
 def test_b_lt_offline_needs_its_dss(pki: PortalPki, alice: SoftwareSigner) -> None:
@@ -363,3 +373,50 @@ def test_ecdsa_value_of_the_right_curve_only(pki: PortalPki, prepared: Prepared)
     value = key.sign(prepared.signed_attributes, ec.ECDSA(pades.hashes.SHA256()))
     with pytest.raises(pades.SignatureInvalid):
         run(pades.complete(prepared, value, validation=pki.validation()))
+
+
+# Revocation data reused across one request's documents ----------------------------------------
+
+
+def test_revocation_data_is_reused_then_refetched(tmp_path: Path) -> None:
+    pki = start_pki(tmp_path / "ca")
+    signer = pki.issue()
+    validation = pki.validation()
+
+    def prepare() -> Prepared:
+        result: Prepared = run(pades.prepare(
+            blank_pdf(), signer.certificate, signer.chain, level=Level.B_LT, field_name="S",
+            signer_name="A", validation=validation))
+        return result
+
+    first = prepare()
+    pki.stop()  # the OCSP responder and the CRL are gone now
+    assert prepare().revocation == first.revocation  # the same request's next document
+    pades._REVOCATIONS.clear()  # as after REVOCATION_REUSE_SECONDS
+    with pytest.raises(pades.TrustServiceError):
+        prepare()
+
+
+def test_concurrent_documents_share_one_fetch(pki: PortalPki,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = pki.issue()
+    calls = []
+    original = pades.collect_revocation
+
+    async def counting(*args: Any, **kwargs: Any) -> pades.Revocation:
+        calls.append(args[0])
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(pades, "collect_revocation", counting)
+
+    async def batch() -> list[Prepared]:
+        validation = pki.validation()
+        return list(await asyncio.gather(*(
+            pades.prepare(blank_pdf(), signer.certificate, signer.chain, level=Level.B_LT,
+                          field_name="S", signer_name="A", validation=validation)
+            for _ in range(10))))
+
+    prepared = run(batch())
+    assert len(calls) == 1
+    assert len({p.revocation for p in prepared}) == 1
+    assert prepared[0].revocation.ocsp_responses
