@@ -267,10 +267,19 @@ _CONFUSABLE = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "
                              "S": "5", "B": "8", "G": "6"})
 
 
+def _collapse(word: str) -> str:
+    """Forget the ICAO digraphs (MUELLER ~ MULLER): OCR may lose the umlaut that the MRZ
+    spelled out."""
+    for digraph, letter in (("AE", "A"), ("OE", "O"), ("UE", "U"), ("AA", "A")):
+        word = word.replace(digraph, letter)
+    return word
+
+
 def _name_forms(word: str) -> set[str]:
-    """A printed word folded both ways (MÜLLER -> MULLER, MUELLER); none if not a name."""
+    """A printed word folded, digraphs collapsed; empty if not a name."""
     try:
-        return {"".join(names.words(word)), "".join(names.words(word, icao=True))}
+        return {_collapse("".join(names.words(word))),
+                _collapse("".join(names.words(word, icao=True)))}
     except names.NameInvalid:
         return set()
 
@@ -427,9 +436,11 @@ class ReferenceIdentityService:
             raise IdentityError("SIDES_MISMATCH", "the document number printed on the front "
                                 "is not the one in the MRZ", field="document_number")
         printed_names: set[str] = set()
-        for word in printed.words:
+        for index, word in enumerate(printed.words):
             printed_names |= _name_forms(word)
-        if not all(word in printed_names for word in reading.primary_identifier):
+            # D'ANGELO prints as two words and is DANGELO in the MRZ.
+            printed_names |= _name_forms("".join(printed.words[index:index + 2]))
+        if not all(_collapse(w) in printed_names for w in reading.primary_identifier):
             raise IdentityError("SIDES_MISMATCH", "the surname printed on the front is not "
                                 "the one in the MRZ", field="surname")
         digits = "".join(w for w in printed.words if w.isdigit())
