@@ -175,7 +175,7 @@ def test_passports_round_trip(country: str, surname: str, given: str, sex: str) 
     assert identity.birth_date == expected.birth_date
     assert identity.expiry_date == expected.expiry_date
     assert identity.sex == sex and identity.issuing_state == page.mrz_lines[0][2:5].rstrip("<")
-    assert "<".join(identity.surname + ("",) + identity.given_names) in page.mrz_lines[0]
+    assert "<".join((*identity.surname, "", *identity.given_names)) in page.mrz_lines[0]
     # Evidence: names default to the document's; one key per session; same key, same token.
     spki = _spki()
     first = service.evidence(sid, spki)
