@@ -420,9 +420,22 @@ async function sendOtp(button) {
       session = { ...prepared, credentialID: credential.credentialID, tokenID: credential.tokenID };
     }
     progress(t("sign.sendingOtp"));
-    const sent = await agent.client.sendOTP({
-      credentialID: credential.credentialID, hashes: session.hashes, otpSession: session.otpSession,
-    });
+    let sent;
+    try {
+      sent = await agent.client.sendOTP({
+        credentialID: credential.credentialID, hashes: session.hashes, otpSession: session.otpSession,
+      });
+    } catch (error) {
+      // This session's code was used (e.g. a wrong PIN after a good code): prepare anew once.
+      if (!isSpentOtp(error) && !SESSION_ERRORS.includes(error.code)) throw error;
+      const prepared = await api("POST", `${base}/sign/prepare`, {
+        body: { certificate: credential.certificate, chain: credential.chain, phoneConfirmed: true },
+      });
+      session = { ...prepared, credentialID: credential.credentialID, tokenID: credential.tokenID };
+      sent = await agent.client.sendOTP({
+        credentialID: credential.credentialID, hashes: session.hashes, otpSession: session.otpSession,
+      });
+    }
     const phone = (sent && sent.phoneMasked) || view.signer.phoneMasked;
     const minutes = Math.max(1, Math.round(((sent && sent.expiresIn) || 300) / 60));
     $("otp-sent").textContent = t("sign.otpSent", { phone, minutes });
@@ -431,7 +444,7 @@ async function sendOtp(button) {
     $("otp").focus();
   }, (error) => {
     progress("");
-    if (SESSION_ERRORS.includes(error.code)) dropSession();
+    if (SESSION_ERRORS.includes(error.code) || isSpentOtp(error)) dropSession();
     signError(explain(error));
     return true;
   });

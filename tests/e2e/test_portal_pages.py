@@ -223,12 +223,21 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
 
         await _credential_ready(page)
         # A wrong SMS code: refused before the PIN is tried.
-        await _ask_code(stack, page, PIN)
-        await page.fill("#otp", "000000")
+        first = await _ask_code(stack, page, PIN)
+        await page.fill("#otp", "000000" if first != "000000" else "111111")
         await page.click("#sign-submit")
         message = await _sign_error(page)
         assert re.search(r"Wrong (SMS )?code", message), message
         await stack.shot(page, "11-wrong-otp")
+
+        # The right code, too late (the portal's clock moves 6 minutes on): expired.
+        stack.clock.advance(minutes=6)
+        await page.fill("#pin", PIN)
+        await page.fill("#otp", first)
+        await page.click("#sign-submit")
+        message = await _sign_error(page)
+        assert "expired" in message, message
+        await stack.shot(page, "12-expired-otp")
 
         # A wrong PIN with a good code: tries left shown; that code is then used up.
         code = await _ask_code(stack, page, "000000")
@@ -237,7 +246,7 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         message = await _sign_error(page)
         assert re.search(r"Wrong PIN, \d+ tries left", message), message
         assert await page.input_value("#pin") == ""
-        await stack.shot(page, "12-wrong-pin")
+        await stack.shot(page, "13-wrong-pin")
 
         # The same code again: replayed.
         await page.fill("#pin", PIN)
@@ -245,7 +254,7 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         await page.click("#sign-submit")
         message = await _sign_error(page)
         assert "already used" in message, message
-        await stack.shot(page, "13-replayed-otp")
+        await stack.shot(page, "14-replayed-otp")
 
         # The card removed while signing: the page says so, nothing is stored.
         await _ask_code(stack, page, PIN)
@@ -253,7 +262,7 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         await stack_card_stop
         message = await _sign_error(page)
         assert "removed" in message, message
-        await stack.shot(page, "14-card-removed")
+        await stack.shot(page, "15-card-removed")
         after = await stack.requester("GET", f"/api/v1/transactions/{transaction['id']}")
         assert after["signers"][0]["status"] != "signed"
         assert after["documents"][0]["sha256"] == transaction["documents"][0]["sha256"]

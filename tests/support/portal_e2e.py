@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ from agent.tokens.registry import TokenRegistry
 from firmware_sim.attestation import Manufacturer
 from portal.config import PortalConfig
 from portal.service import create_app as create_portal
+from portal.store import Store, utcnow
 from tests.support.ca_fixtures import IdentityService, b64, card_csr
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import PyscardConnection
@@ -181,6 +183,19 @@ class SmtpSink:
         return found
 
 
+class ShiftedClock:
+    """The portal's clock, moved forward by tests (code resend delays, code expiry)."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(0)
+
+    def __call__(self) -> dt.datetime:
+        return utcnow() + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += dt.timedelta(**delta)
+
+
 @dataclass
 class Stack:
     origin: str
@@ -193,6 +208,7 @@ class Stack:
     browser: Browser
     shots: Path
     state_dir: Path
+    clock: ShiftedClock
     console: list[str] = field(default_factory=list)
 
     def api(self, path: str) -> str:
@@ -263,7 +279,10 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
         host="127.0.0.1", port=portal_port, public_url=origin, state_dir=state,
         agent_port=agent_port, trust_roots=(ca.directory / "certs" / "root.pem",),
         timestamp_url=ca.base + "/tsa", smtp_host="127.0.0.1", smtp_port=smtp_port)
-    portal = TestServer(create_portal(config), host="127.0.0.1", port=portal_port)
+    clock = ShiftedClock()
+    store = Store.open(None, state, clock=clock)
+    portal = TestServer(create_portal(config, store=store), host="127.0.0.1",
+                        port=portal_port)
     await portal.start_server()
     agent_config = AgentConfig(port=agent_port, state_dir=tmp_path / "agent", pcsc=False,
                                pkcs11_modules=(), allowed_origins=(origin,),
@@ -284,7 +303,7 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
             try:
                 token = (state / "requester.token").read_text().strip()
                 yield Stack(origin, portal_port, agent_port, token, ca, sink, session,
-                            browser, artefacts(tmp_path), state)
+                            browser, artefacts(tmp_path), state, clock)
             finally:
                 await browser.close()
     finally:
