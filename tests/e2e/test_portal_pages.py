@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page
 
+from agent.tokens.errors import InvalidPin, PinBlocked
+from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
-from tests.support.pcsc import RunningCard
+from portal.links import LinkSigner, Purpose
+from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_e2e import (
     PHONE,
@@ -23,6 +27,7 @@ from tests.support.portal_e2e import (
     check_page,
     portal_stack,
 )
+from tests.support.provision import PyscardConnection
 
 Scenario = Callable[[Stack], Awaitable[None]]
 
@@ -313,3 +318,61 @@ def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
                 await context.close()
 
     _run(tmp_path, manufacturer, simulated_card, scenario)
+
+
+def test_expired_invitation_and_blocked_pin(simulated_card: RunningCard,
+                                            manufacturer: Manufacturer, tmp_path: Path) -> None:
+    async def scenario(stack: Stack) -> None:
+        transaction = await stack.requester("POST", "/api/v1/transactions", {
+            "title": "Blocked", "requester": {"name": "Alice", "email": "a@example.test"},
+            "documents": [{"name": "one.pdf", "content": _b64(blank_pdf(1))}],
+            "signers": [{"name": "Marie", "email": "marie@example.test", "phone": PHONE,
+                         "lang": "en"}]})
+        signer_id = transaction["signers"][0]["id"]
+        context, page = await stack.page()
+
+        # A link signed with the portal's own key, whose expiry has passed.
+        expired = LinkSigner.from_state(stack.state_dir).make(
+            Purpose.INVITE, signer_id, generation=0, expires_at=int(time.time()) - 60)
+        await page.goto(f"{stack.origin}/s/{expired}")
+        await _ready(page)
+        assert await page.get_attribute("body", "data-error") == "LINK_EXPIRED"
+        assert "expired" in (await page.text_content("#fatal") or "")
+        await stack.shot(page, "30-expired-invitation")
+
+        # The card's PIN blocked outside the page (wrong PINs until 6983).
+        await asyncio.to_thread(_block_pin, simulated_card)
+        invite = transaction["signers"][0]["inviteUrl"]
+        await _consent_and_accept(stack, page, invite if invite.startswith("http")
+                                  else stack.origin + invite)
+        await _accept(page)
+        await _credential_ready(page)
+        code = await _ask_code(stack, page, PIN)
+        await page.fill("#otp", code)
+        await page.click("#sign-submit")
+        message = await _sign_error(page)
+        assert "blocked" in message, message
+        await stack.shot(page, "31-pin-blocked")
+        # With the PIN blocked, the page sends nothing more to that token.
+        await page.fill("#pin", PIN)
+        await page.click("#send-otp")
+        assert "blocked" in (await _sign_error(page))
+        await context.close()
+
+    _run(tmp_path, manufacturer, simulated_card, scenario)
+
+
+def _block_pin(card: RunningCard) -> None:
+    connection = connect(card.reader)
+    try:
+        token = PivToken(PyscardConnection(connection))
+        for _ in range(10):
+            try:
+                token.verify_pin("00000000")
+            except InvalidPin:
+                continue
+            except PinBlocked:
+                return
+        raise AssertionError("the PIN never blocked")
+    finally:
+        connection.disconnect()
