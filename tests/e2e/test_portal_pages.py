@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Page
+from playwright.async_api import FilePayload, Page
 
 from agent.tokens.errors import InvalidPin, PinBlocked
 from agent.tokens.piv import PivToken
@@ -70,9 +70,10 @@ async def _create_with_the_page(stack: Stack, page: Page, title: str) -> dict[st
     await page.fill("#title", title)
     await page.fill("#req-name", "Alice Requester")
     await page.fill("#req-email", "alice@example.test")
-    await page.set_input_files("#documents", files=[
+    files: list[FilePayload] = [
         {"name": "contract.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(2)},
-        {"name": "annex.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(1)}])
+        {"name": "annex.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(1)}]
+    await page.set_input_files("#documents", files=files)
     await page.click("#add-signer")
     rows = page.locator("#signers .signer-row")
     for index, (name, email, phone, lang) in enumerate([
