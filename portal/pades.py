@@ -48,6 +48,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from pyhanko.pdf_utils.crypt.api import AuthStatus
+from pyhanko.pdf_utils.crypt.permissions import StandardPermissions
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers, timestamps
 from pyhanko.sign.general import SigningError
@@ -109,8 +111,10 @@ class PadesError(Exception):
 
 
 class PdfInvalid(PadesError):
-    """The PDF cannot be signed: garbage, malformed, encrypted, locked by a certification
-    signature, or its signature field is already signed. `code` says which."""
+    """The PDF cannot be signed: garbage ("malformed"), "too-large", protected by a user
+    password ("encrypted"), "locked" (a certification signature or permissions forbid
+    it), its signature field already signed ("field-in-use"), or "not-signable" (other
+    form problems). `code` says which."""
 
     code = "malformed"
 
@@ -564,7 +568,7 @@ def _prepare_pdf(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Cer
         log.info("PDF refused: %s: %s", type(exc).__name__, exc)
         raise PdfInvalid("the file is not a readable PDF", code="malformed") from exc
     if writer.prev.encrypted:
-        raise PdfInvalid("the PDF is encrypted; remove the password first", code="encrypted")
+        _open_encrypted(writer)
     placeholder = signers.ExternalSigner(
         certificate, SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
         signature_value=bytes(_signature_size(certificate)))
@@ -593,6 +597,32 @@ def _prepare_pdf(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Cer
     except Exception as exc:  # untrusted input, as above
         log.info("PDF refused while preparing: %s: %s", type(exc).__name__, exc)
         raise PdfInvalid("the PDF is malformed", code="malformed") from exc
+
+
+def _open_encrypted(writer: IncrementalPdfFileWriter) -> None:
+    """A PDF encrypted with an owner password only (the empty user password, ISO 32000-1
+    §7.6.3.1) opens for anyone and can be signed if its permissions allow form filling
+    (bit 9 or 6) and it has no ISO/TS 32004 MAC; the signature revision is then
+    encrypted like the rest. A PDF that needs a user password cannot be read here."""
+    try:
+        result = writer.encrypt("")  # type: ignore[no-untyped-call]
+    except Exception as exc:  # an unsupported or broken security handler
+        raise PdfInvalid(f"the PDF's encryption is not supported ({type(exc).__name__})",
+                         code="encrypted") from exc
+    if result.status == AuthStatus.FAILED:
+        raise PdfInvalid("the PDF is protected by a password; remove it first",
+                         code="encrypted")
+    handler = writer.security_handler
+    if handler is not None and handler.pdf_mac_enabled:
+        # ISO/TS 32004: each signature then carries a MAC made with the file key over
+        # the signature value, which deferred signing does not carry over to complete().
+        raise PdfInvalid("PDFs encrypted with an integrity MAC (ISO/TS 32004) cannot be "
+                         "signed here; remove the encryption first", code="encrypted")
+    allowed = result.permission_flags
+    if allowed is not None and not (allowed & (StandardPermissions.ALLOW_FORM_FILLING
+                                               | StandardPermissions.ALLOW_ANNOTS_FORM_FILLING)):
+        raise PdfInvalid("the PDF's permissions forbid filling in signature fields",
+                         code="locked")
 
 
 def signed_attributes(document_digest: bytes, certificate: x509.Certificate) -> bytes:
@@ -668,11 +698,16 @@ def _embed(prepared: Prepared, container: cms.ContentInfo) -> bytes:
         revocation = prepared.revocation
         certificates = [x509.Certificate.load(c) for c in revocation.certificates]
         certificates += _timestamp_certificates(container)
-        DocumentSecurityStore.add_dss(
-            output, None, strict=False,
-            certs=_unique_certs(certificates),
+        # DocumentSecurityStore.add_dss, with the empty user password for PDFs encrypted
+        # with an owner password only (prepare refused any other).
+        writer = IncrementalPdfFileWriter(output, strict=False)
+        if writer.security_handler is not None:
+            writer.encrypt("")  # type: ignore[no-untyped-call]
+        DocumentSecurityStore.supply_dss_in_writer(
+            writer, None, certs=_unique_certs(certificates),
             ocsps=[ocsp.OCSPResponse.load(o) for o in revocation.ocsp_responses],
             crls=[asn1_crl.CertificateList.load(c) for c in revocation.crls])
+        writer.write_in_place()  # type: ignore[no-untyped-call]
     return output.getvalue()
 
 

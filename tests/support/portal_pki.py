@@ -26,7 +26,10 @@ from asn1crypto import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.crypt.permissions import StandardPermissions
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign.validation import DocumentSecurityStore, async_validate_pdf_signature
 from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko_certvalidator import ValidationContext
@@ -272,6 +275,29 @@ def running_pki(directory: Path) -> Iterator[PortalPki]:
         pki.stop()
 
 
+def owner_encrypted_pdf(*, allow_form_filling: bool = True, mac: bool = False) -> bytes:
+    """One blank page, AES-256 with an owner password and the empty user password (it
+    opens for anyone; the permissions say what is allowed), with or without the
+    ISO/TS 32004 integrity MAC."""
+    writer = PdfFileWriter()
+    writer.insert_page(generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Page"),
+        generic.NameObject("/MediaBox"): generic.ArrayObject(
+            [generic.NumberObject(n) for n in (0, 0, 595, 842)]),
+        generic.NameObject("/Resources"): generic.DictionaryObject(),
+        generic.NameObject("/Contents"): writer.add_object(
+            generic.StreamObject(stream_data=b"BT ET")),
+    }))
+    perms = StandardPermissions.allow_everything()
+    if not allow_form_filling:
+        perms &= ~(StandardPermissions.ALLOW_FORM_FILLING
+                   | StandardPermissions.ALLOW_ANNOTS_FORM_FILLING)
+    writer.encrypt("owner-secret", "", perms=perms, pdf_mac=mac)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 # Relying party ------------------------------------------------------------------------------
 
 
@@ -289,6 +315,8 @@ async def validate_pdf(pdf: bytes, trust_roots: list[bytes], *, offline: bool = 
     OCSP or a CRL: as a verifier without network sees the file. `other_certs`: what a
     verifier knows besides the file (e.g. the issuing CA from a trusted list)."""
     reader = PdfFileReader(BytesIO(pdf))
+    if reader.encrypted:
+        reader.decrypt("")  # owner-password-only files open with the empty user password
     has_dss = "/DSS" in reader.root
     statuses = []
     backend = AIOHttpFetcherBackend()

@@ -26,6 +26,7 @@ from tests.support.portal_pki import (
     PortalPki,
     SoftwareSigner,
     free_port,
+    owner_encrypted_pdf,
     running_pki,
     start_pki,
     validate_pdf,
@@ -243,6 +244,30 @@ def test_bad_pdfs_raise_pdf_invalid(pki: PortalPki, alice: SoftwareSigner, pdf: 
     with pytest.raises(pades.PdfInvalid) as error:
         _prepare(pki, alice, pdf)
     assert error.value.code == code
+
+
+@pytest.mark.parametrize("level", list(Level))
+def test_owner_password_only_pdf_is_signed_encrypted(pki: PortalPki, level: Level) -> None:
+    """Encrypted with an owner password and the empty user password: it opens for anyone,
+    so it is signed, twice, with each revision encrypted like the file."""
+    first, second = pki.issue("p256", "Martin"), pki.issue("rsa2048", "Durand")
+    _, once = run(sign(pki, owner_encrypted_pdf(), first, level, "Signer1"))
+    _, twice = run(sign(pki, once, second, level, "Signer2"))
+    assert PdfFileReader(BytesIO(twice)).encrypted
+    run(check(pki, twice, level, 2))
+
+
+def test_permissions_without_form_filling_refuse(pki: PortalPki,
+                                                 alice: SoftwareSigner) -> None:
+    with pytest.raises(pades.PdfInvalid) as error:
+        _prepare(pki, alice, owner_encrypted_pdf(allow_form_filling=False))
+    assert error.value.code == "locked"
+
+
+def test_encrypted_with_a_mac_is_refused(pki: PortalPki, alice: SoftwareSigner) -> None:
+    with pytest.raises(pades.PdfInvalid) as error:
+        _prepare(pki, alice, owner_encrypted_pdf(mac=True))
+    assert error.value.code == "encrypted"
 
 
 def test_a_signed_field_cannot_be_signed_again(pki: PortalPki, alice: SoftwareSigner) -> None:
