@@ -15,6 +15,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
     from ca import cli as ca_cli
     from firmware_sim import cli as card_cli
     from portal import cli as portal_cli
+    from qsign import demo
 
     parser = argparse.ArgumentParser(prog="qsign", description=__doc__)
     parser.add_argument("--version", action="version", version=f"qsign {__version__}")
@@ -25,7 +26,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
     agent_cli.register(sub)
     ca_cli.register(sub)
     portal_cli.register(sub)
-    return parser, card_cli.ERRORS + agent_cli.ERRORS + ca_cli.ERRORS + portal_cli.ERRORS
+    demo.register(sub)
+    return parser, (card_cli.ERRORS + agent_cli.ERRORS + ca_cli.ERRORS + portal_cli.ERRORS
+                    + (demo.DemoError,))
 
 
 def main(argv: list[str] | None = None) -> int:
