@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ from agent.identity.otp import OtpError, SmsChallenge, SmsOtpProvider, TotpVerif
 from agent.journal import JournalError, SignatureJournal
 from agent.policy import MAX_TTL_SECONDS, SadInvalid, SadIssuer
 from agent.protocol.errors import ErrorCode, RpcError
-from agent.tokens.model import HashAlgorithm, Padding, SignatureAlgorithm, Token
+from agent.tokens.model import HashAlgorithm, KeyType, Padding, SignatureAlgorithm, Token
 from agent.tokens.registry import TokenRegistry
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ class SigningService:
         self.journal = journal
         self.sms = sms
         self.otp_mode = otp_mode
+        # Key types of keys that signed, per token object (a token taken out and put back
+        # is a new object): saves listing the token's objects before each signature.
+        self._key_types: weakref.WeakKeyDictionary[Token, dict[str, KeyType]] = \
+            weakref.WeakKeyDictionary()
 
     # The second factor ------------------------------------------------------------------
 
@@ -152,13 +157,22 @@ class SigningService:
 
         def sign_all(token: Token) -> tuple[SignatureAlgorithm, list[bytes]]:
             # One worker job: no other operation's APDUs come between these.
-            key = next((c for c in token.credentials() if c.id == key_id), None)
-            if key is None:
-                raise RpcError(ErrorCode.KEY_NOT_FOUND)
-            chosen = padding or (Padding.ECDSA if key.key_type.is_ec else Padding.PKCS1V15)
+            known = self._key_types.setdefault(token, {})
+            key_type = known.get(key_id)
+            if key_type is None:
+                key = next((c for c in token.credentials() if c.id == key_id), None)
+                if key is None:
+                    raise RpcError(ErrorCode.KEY_NOT_FOUND)
+                key_type = key.key_type
+            chosen = padding or (Padding.ECDSA if key_type.is_ec else Padding.PKCS1V15)
             algorithm = SignatureAlgorithm(chosen, hash_algorithm)
-            return algorithm, [token.sign_digest(key_id, h, algorithm, pin=pin)
-                               for h in hashes]
+            try:
+                made = [token.sign_digest(key_id, h, algorithm, pin=pin) for h in hashes]
+            except BaseException:
+                known.pop(key_id, None)  # perhaps the key changed: look again next time
+                raise
+            known[key_id] = key_type
+            return algorithm, made
 
         try:
             algorithm, signatures = await self.registry.call(token_id, sign_all)
