@@ -295,19 +295,24 @@ class Prepared:
 
     def check_consistent(self) -> None:
         """The parts agree: the digest is over the attributes, the attributes'
-        messageDigest is the document digest, the reserved region lies in the PDF."""
+        messageDigest is the document digest and their signingCertificateV2 the
+        certificate, the reserved region lies in the PDF."""
         if hashlib.sha256(self.signed_attributes).digest() != self.digest:
             raise PreparedInvalid("digest is not the hash of the signed attributes")
         if not 0 < self.reserved_start < self.reserved_end <= len(self.pdf):
             raise PreparedInvalid("the reserved region is outside the PDF")
         try:
             attributes = cms.CMSAttributes.load(self.signed_attributes, strict=True)
-            found = [a["values"][0].native for a in attributes
-                     if a["type"].native == "message_digest"]
-        except ValueError as exc:
-            raise PreparedInvalid("the signed attributes are not DER") from exc
-        if found != [self.document_digest]:
+            values = {a["type"].native: a["values"][0] for a in attributes}
+            found = values["message_digest"].native
+            cert_ids = values["signing_certificate_v2"]["certs"]
+            cert_hash = cert_ids[0]["cert_hash"].native
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise PreparedInvalid("the signed attributes are not ours") from exc
+        if found != self.document_digest:
             raise PreparedInvalid("messageDigest is not the document digest")
+        if cert_hash != hashlib.sha256(self.certificate).digest():
+            raise PreparedInvalid("signingCertificateV2 names another certificate")
 
 
 # Entry points -----------------------------------------------------------------------------
@@ -368,7 +373,8 @@ async def complete(prepared: Prepared, signature: bytes, *, validation: Validati
     ECDSA values are DER (as the agent returns them; IEEE P1363 r||s is accepted too),
     RSA values PKCS#1 v1.5 (RFC 8017 §8.2). Raises SignatureInvalid before any other
     work when the value does not verify, PreparedInvalid when `prepared` is not
-    self-consistent, TrustServiceError when the TSA fails (B-T, B-LT)."""
+    self-consistent, TrustServiceError when the TSA fails or its certificate does not
+    validate to a trust root (B-T, B-LT)."""
     if not isinstance(prepared, Prepared):
         raise TypeError("prepared must be a Prepared")
     if not isinstance(validation, Validation):
@@ -398,7 +404,30 @@ async def complete(prepared: Prepared, signature: bytes, *, validation: Validati
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise TrustServiceError(f"the timestamp service is unreachable: {exc}",
                                 code="timestamp-unavailable") from exc
-    return await asyncio.to_thread(_embed, prepared, container)
+    tsa_revocation = Revocation()
+    if prepared.level.timestamped:  # a timestamp from a TSA we do not trust is worthless
+        tsa_revocation = await _timestamp_revocation(container, chain, validation, session)
+    return await asyncio.to_thread(_embed, prepared, container, tsa_revocation)
+
+
+async def _timestamp_revocation(container: cms.ContentInfo, chain: list[x509.Certificate],
+                                validation: Validation,
+                                session: aiohttp.ClientSession | None) -> Revocation:
+    """The TSA's path and revocation data, so the signature-time-stamp validates offline
+    as well (EN 319 142-1 §5.4.2: the DSS covers the timestamp's certificates too)."""
+    certificates = _timestamp_certificates(container)
+    tsa = next((c for c in certificates if "time_stamping"
+                in (c.extended_key_usage_value.native if c.extended_key_usage_value else ())),
+               None)
+    if tsa is None:
+        raise TrustServiceError("the timestamp token does not carry the TSA's certificate",
+                                code="timestamp-untrusted")
+    others = [c for c in certificates if c is not tsa] + chain
+    try:
+        return await _REVOCATIONS.get(tsa, others, validation, session, tsa=True)
+    except CertificateRejected as exc:
+        raise TrustServiceError(f"the TSA's certificate is not trusted: {exc}",
+                                code="timestamp-untrusted") from exc
 
 
 def verify_signature(certificate: x509.Certificate, signed_attributes: bytes,
@@ -432,10 +461,13 @@ def verify_signature(certificate: x509.Certificate, signed_attributes: bytes,
 
 async def collect_revocation(certificate: x509.Certificate, chain: Sequence[x509.Certificate],
                              validation: Validation, *,
-                             session: aiohttp.ClientSession | None = None) -> Revocation:
-    """Validate the signer's path to a trust root at this moment (RFC 5280 §6, keyUsage
-    nonRepudiation), fetching OCSP responses and CRLs from the certificates' AIA and CRL
-    distribution points; return what the DSS needs (EN 319 142-1 §5.4.2)."""
+                             session: aiohttp.ClientSession | None = None,
+                             key_usage: frozenset[str] = frozenset({"non_repudiation"}),
+                             extended_key_usage: frozenset[str] | None = None) -> Revocation:
+    """Validate a path to a trust root at this moment (RFC 5280 §6; the signer's needs
+    keyUsage nonRepudiation, a TSA's timeStamping), fetching OCSP responses and CRLs from
+    the certificates' AIA and CRL distribution points; return what the DSS needs
+    (EN 319 142-1 §5.4.2)."""
     # Backends close only sessions they made themselves.
     backend = AIOHttpFetcherBackend(session=session, per_request_timeout=validation.timeout)
     context = ValidationContext(
@@ -445,7 +477,7 @@ async def collect_revocation(certificate: x509.Certificate, chain: Sequence[x509
                                      validation_context=context)
     try:
         path = await validator.async_validate_usage(  # type: ignore[no-untyped-call]
-            {"non_repudiation"})
+            set(key_usage), set(extended_key_usage) if extended_key_usage else None)
     except RevokedError as exc:
         raise CertificateRejected("the certificate is revoked", code="revoked") from exc
     except ExpiredError as exc:
@@ -490,11 +522,11 @@ class _RevocationReuse:
         self._lock = threading.Lock()
 
     async def get(self, certificate: x509.Certificate, chain: list[x509.Certificate],
-                  validation: Validation, session: aiohttp.ClientSession | None
-                  ) -> Revocation:
-        key = hashlib.sha256(b"".join(
-            hashlib.sha256(c.dump()).digest()
-            for c in (certificate, *chain, *validation.roots))).digest()
+                  validation: Validation, session: aiohttp.ClientSession | None, *,
+                  tsa: bool = False) -> Revocation:
+        names = b"".join(hashlib.sha256(c.dump()).digest()
+                         for c in (certificate, *chain, *validation.roots))
+        key = hashlib.sha256((b"tsa:" if tsa else b"signer:") + names).digest()
         with self._lock:
             found = self._done.get(key)
             if found is not None:
@@ -514,8 +546,14 @@ class _RevocationReuse:
         future = self._pending[pending_key]
         try:
             async with _session(session, validation) as http:
-                revocation = await collect_revocation(certificate, chain, validation,
-                                                      session=http)
+                if tsa:
+                    revocation = await collect_revocation(
+                        certificate, chain, validation, session=http,
+                        key_usage=frozenset({"digital_signature"}),
+                        extended_key_usage=frozenset({"time_stamping"}))
+                else:
+                    revocation = await collect_revocation(certificate, chain, validation,
+                                                          session=http)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must
@@ -684,7 +722,8 @@ def _check_byte_range(prepared: Prepared) -> None:
         raise PreparedInvalid("the reserved /Contents is not an empty placeholder")
 
 
-def _embed(prepared: Prepared, container: cms.ContentInfo) -> bytes:
+def _embed(prepared: Prepared, container: cms.ContentInfo,
+           tsa_revocation: Revocation = Revocation()) -> bytes:
     der = container.dump()
     room = (prepared.reserved_end - prepared.reserved_start - 2) // 2
     if len(der) > room:
@@ -696,8 +735,11 @@ def _embed(prepared: Prepared, container: cms.ContentInfo) -> bytes:
     byte_range.fill_with_cms(output, der)
     if prepared.level is Level.B_LT:
         revocation = prepared.revocation
-        certificates = [x509.Certificate.load(c) for c in revocation.certificates]
+        certificates = [x509.Certificate.load(c) for c in revocation.certificates
+                        + tsa_revocation.certificates]
         certificates += _timestamp_certificates(container)
+        ocsps = _unique(revocation.ocsp_responses + tsa_revocation.ocsp_responses)
+        crls = _unique(revocation.crls + tsa_revocation.crls)
         # DocumentSecurityStore.add_dss, with the empty user password for PDFs encrypted
         # with an owner password only (prepare refused any other).
         writer = IncrementalPdfFileWriter(output, strict=False)
@@ -705,8 +747,8 @@ def _embed(prepared: Prepared, container: cms.ContentInfo) -> bytes:
             writer.encrypt("")  # type: ignore[no-untyped-call]
         DocumentSecurityStore.supply_dss_in_writer(
             writer, None, certs=_unique_certs(certificates),
-            ocsps=[ocsp.OCSPResponse.load(o) for o in revocation.ocsp_responses],
-            crls=[asn1_crl.CertificateList.load(c) for c in revocation.crls])
+            ocsps=[ocsp.OCSPResponse.load(o) for o in ocsps],
+            crls=[asn1_crl.CertificateList.load(c) for c in crls])
         writer.write_in_place()  # type: ignore[no-untyped-call]
     return output.getvalue()
 

@@ -346,6 +346,22 @@ def test_b_lt_refuses_an_untrusted_issuer(pki: PortalPki, alice: SoftwareSigner,
         other.stop()
 
 
+@pytest.mark.parametrize("level", [Level.B_T, Level.B_LT])
+def test_timestamps_from_an_untrusted_tsa_are_refused(pki: PortalPki, alice: SoftwareSigner,
+                                                      level: Level, tmp_path: Path) -> None:
+    other = start_pki(tmp_path / "other-ca")
+    try:
+        validation = pki.validation(timestamp_url=f"{other.base}/tsa")
+        prepared = run(pades.prepare(blank_pdf(), alice.certificate, alice.chain, level=level,
+                                     field_name="S", signer_name="A", validation=validation))
+        with pytest.raises(pades.TrustServiceError) as error:
+            run(pades.complete(prepared, alice.sign(prepared.signed_attributes),
+                               validation=validation))
+        assert error.value.code == "timestamp-untrusted"
+    finally:
+        other.stop()
+
+
 def test_b_lt_without_revocation_services(tmp_path: Path) -> None:
     pki = start_pki(tmp_path / "ca")
     signer = pki.issue()
@@ -383,7 +399,8 @@ def test_prepared_bytes_are_checked(prepared: Prepared, pki: PortalPki,
     # parts that do not agree, in a Prepared built by hand
     import dataclasses
 
-    for changes in ({"digest": bytes(32)},
+    other = pki.issue("p256", "Other")
+    for changes in ({"digest": bytes(32)}, {"certificate": other.certificate},
                     {"document_digest": bytes(32)},
                     {"reserved_start": 0},
                     {"pdf": prepared.pdf.replace(b"/Type /Page", b"/Type /Pag_", 1)}):
