@@ -24,12 +24,12 @@ def test_a_non_durable_commit_survives_kill_9(tmp_path: Path) -> None:
     child = (
         "import os, signal, sys\n"
         "from agent.sqlite_db import SqliteDatabase\n"
-        f"db = SqliteDatabase({str(path)!r}, {SCHEMA!r})\n"
+        "db = SqliteDatabase(sys.argv[1], ['CREATE TABLE IF NOT EXISTS t (x INTEGER)'])\n"
         "with db.transaction(durable=False) as cur:\n"
         "    cur.execute('INSERT INTO t VALUES (7)')\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n")  # noqa: S608 - a script, not SQL
-    result = subprocess.run([sys.executable, "-c", child], cwd=Path(__file__).parents[2],
-                            capture_output=True, timeout=60)
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    result = subprocess.run([sys.executable, "-c", child, str(path)],
+                            cwd=Path(__file__).parents[2], capture_output=True, timeout=60)
     assert result.returncode == -9, result.stderr
     db = SqliteDatabase(path, SCHEMA)
     try:
