@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN_DIR := run
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench lint deb clean
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +23,9 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check qsign firmware_sim agent ca portal tests bench
 	$(VENV)/bin/mypy
+
+deb: setup
+	bash packaging/build-deb.sh
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis
