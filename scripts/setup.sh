@@ -22,7 +22,6 @@ SYSTEM_PACKAGES=(
   fonts-ocr-b       # OCR-B (public domain, Matthew Skala/Norbert Schwarz) for specimen MRZs
   systemd           # systemd-analyze (unit checks), systemd-socket-activate (tests)
   iproute2          # ip netns: fleet discovery tests in network namespaces
-  dpkg-dev          # the Debian package build (packaging/build-deb.sh)
 )
 
 missing=()
