@@ -520,11 +520,11 @@ async def signer_complete(request: web.Request) -> web.Response:
     body = await _body(request)
     session_id = _str(body, "sessionId", max_len=64)
     signatures = _b64_list(body, "signatures", max_items=20, max_bytes=1024)
-    tx, next_signer = await portal.desk.complete(signer_id, generation, session_id,
-                                                 signatures)
-    if next_signer is not None:
-        await portal.invite(tx, next_signer)
-    if tx.status is TxStatus.COMPLETED:
+    done = await portal.desk.complete(signer_id, generation, session_id, signatures)
+    tx = done.transaction
+    if done.next_signer is not None:
+        await portal.invite(tx, done.next_signer)
+    if done.stored and tx.status is TxStatus.COMPLETED:
         for signer in tx.signers:
             await portal.mail(signer.email, "completed", signer.lang,
                               name=signer.name or signer.email, title=tx.title,

@@ -17,6 +17,8 @@ import base64
 import datetime as dt
 import hashlib
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,13 @@ def pades_error(exc: pades.PadesError) -> PortalError:
                 return PortalError(code)
             return PortalError(code, str(exc))
     return PortalError(Code.INTERNAL)
+
+
+@dataclass(frozen=True)
+class Completion:
+    transaction: Transaction
+    next_signer: Signer | None  # to invite now (sequential transactions)
+    stored: bool  # False: a retry of a completion already stored (notify nobody again)
 
 
 class SigningDesk:
@@ -196,10 +205,15 @@ class SigningDesk:
                                        session.generation)
 
     async def complete(self, signer_id: str, generation: int, session_id: str,
-                       signatures: list[bytes]) -> tuple[Transaction, Signer | None]:
+                       signatures: list[bytes]) -> Completion:
         session = await asyncio.to_thread(self.store.signing_session, session_id)
         if session.signer_id != signer_id or session.generation != generation:
             raise PortalError(Code.SESSION_UNKNOWN)
+        if session.state == "completed":
+            # A retry after an answer was lost (a crash, a dropped connection): the
+            # documents were stored once; say so again, sign nothing twice.
+            tx, _ = await asyncio.to_thread(self.store.check_signer, signer_id, generation)
+            return Completion(tx, None, stored=False)
         if session.state != "prepared":
             raise PortalError(Code.SESSION_UNKNOWN, f"this signing session is {session.state}")
         if not await asyncio.to_thread(self.store.code_verified, session_id):
@@ -220,12 +234,21 @@ class SigningDesk:
             sha = await asyncio.to_thread(self.blobs.put, data)
             signed.append((doc_id, sha, len(data)))
         # Every blob is on disk; one transaction now makes them the documents' versions.
-        result = await asyncio.to_thread(
+        tear_point("complete:blobs-stored")
+        tx, next_signer = await asyncio.to_thread(
             self.store.complete_signing, session_id, signer_id, generation, signed=signed,
             certificate_sha256=hashlib.sha256(session.certificate).hexdigest())
+        tear_point("complete:committed")
         log.info("signer %s signed %d document(s) (session %s)", signer_id, len(signed),
                  session_id)
-        return result
+        return Completion(tx, next_signer, stored=True)
+
+
+def tear_point(name: str) -> None:
+    """Fault injection for the crash tests: QSIGN_PORTAL_TEAR=<name> ends the process
+    here at once, as kill -9 would (no cleanup, no answer)."""
+    if os.environ.get("QSIGN_PORTAL_TEAR") == name:
+        os._exit(137)
 
 
 def _common_name(certificate: bytes) -> str | None:
