@@ -45,6 +45,13 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
                "documents signés et vos certificats sont dans votre Espace personnel :\n"
                "{url}\n"),
     },
+    "expired": {
+        "en": ("Transaction expired: {title}",
+               "\"{title}\" expired before everyone signed. Signed so far: {signed}.\n"),
+        "fr": ("Transaction expirée : {title}",
+               "« {title} » a expiré avant que tous les signataires aient signé. "
+               "Ont signé : {signed}.\n"),
+    },
     "message": {
         "en": ("New message about: {title}",
                "{name} wrote about \"{title}\":\n\n{text}\n"),

@@ -806,12 +806,21 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
     return app
 
 
-async def _sweeper(portal: Portal) -> None:
-    """Expired transactions are closed and their requesters told."""
+async def sweep_expired(portal: Portal) -> list[Transaction]:
+    """Close the open transactions whose expiry passed and tell their requesters."""
+    expired = await asyncio.to_thread(portal.store.expire_due)
+    for tx in expired:
+        log.info("transaction %s expired", tx.id)
+        signed = [s.name or s.email for s in tx.signers if s.status is SignerStatus.SIGNED]
+        await portal.mail(tx.requester_email, "expired", "en", title=tx.title,
+                          signed=", ".join(signed) or "nobody")
+    return expired
+
+
+async def _sweeper(portal: Portal, every: float = 60) -> None:
     while True:
         try:
-            for tx in await asyncio.to_thread(portal.store.expire_due):
-                log.info("transaction %s expired", tx.id)
+            await sweep_expired(portal)
         except Exception:
             log.exception("expiry sweep failed")
-        await asyncio.sleep(60)
+        await asyncio.sleep(every)
