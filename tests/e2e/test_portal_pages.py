@@ -163,7 +163,10 @@ def test_requester_creates_first_signer_signs_second_refuses(
         await signer.fill("#otp", code)
         await stack.shot(signer, "04-signer1-otp")
         await signer.click("#sign-submit")
-        await signer.wait_for_selector("body[data-step='done']")
+        await _until(signer, "document.body.dataset.step === 'done' || "
+                             "!document.getElementById('sign-error').hidden")
+        assert await signer.get_attribute("body", "data-step") == "done", \
+            await signer.text_content("#sign-error")
         assert await signer.input_value("#pin") == "", "the PIN field is emptied"
         await stack.shot(signer, "05-signer1-done")
         await signer_context.close()
