@@ -430,6 +430,14 @@ async def _timestamp_revocation(container: cms.ContentInfo, chain: list[x509.Cer
                                 code="timestamp-untrusted") from exc
 
 
+def check_signature(prepared: Prepared, signature: bytes) -> None:
+    """SignatureInvalid unless `signature` is the certificate's signature over the
+    prepared digest: for checking every document of a request before completing any
+    (all or nothing, API.md sign/complete). `complete` checks again."""
+    verify_signature(_load_certificate(prepared.certificate), prepared.signed_attributes,
+                     signature)
+
+
 def verify_signature(certificate: x509.Certificate, signed_attributes: bytes,
                      signature: bytes) -> bytes:
     """Check `signature` over `signed_attributes` (SHA-256) with the certificate's key;

@@ -186,6 +186,9 @@ def test_wrong_key_or_tampered_value_is_refused(pki: PortalPki, alice: SoftwareS
         with pytest.raises(pades.SignatureInvalid):
             run(pades.complete(prepared, value, validation=pki.validation()))
     assert run(pades.complete(prepared, good, validation=pki.validation()))
+    pades.check_signature(prepared, good)
+    with pytest.raises(pades.SignatureInvalid):
+        pades.check_signature(prepared, bytes(tampered))
 
 
 def test_ecdsa_raw_r_s_is_accepted(pki: PortalPki, alice: SoftwareSigner,
