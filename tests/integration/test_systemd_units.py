@@ -4,15 +4,23 @@ protocol (systemd-socket-activate), with READY=1 / STOPPING=1 on $NOTIFY_SOCKET.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from tests.conftest import SoftHsm
+from tests.integration.test_agent_signing import PIN, _enrol_totp, _provisioned
+from tests.integration.test_agent_ws import PORTAL, rpc
 from tests.support.agent_daemon import (
     QSIGN,
     free_port,
@@ -22,6 +30,7 @@ from tests.support.agent_daemon import (
     wait_health,
     write_toml,
 )
+from tests.support.pcsc import RunningCard
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 SYSTEM_UNITS = ("qsign-agent.service", "qsign-agent.socket")
@@ -198,3 +207,60 @@ def test_socket_activation_refuses_a_non_loopback_socket(tmp_path: Path) -> None
     finally:
         output = stop(process)
     assert "bound to 0.0.0.0, not loopback" in output, output
+
+
+_MDWE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+# PR_SET_MDWE (65), PR_MDWE_REFUSE_EXEC_GAIN (1): Linux 6.3+, kept across execve
+if libc.prctl(65, 1, 0, 0, 0) != 0:
+    sys.exit("PR_SET_MDWE: " + os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_the_agent_signs_under_memory_deny_write_execute(
+        simulated_card: RunningCard, softhsm: SoftHsm, tmp_path: Path) -> None:
+    """Both units set MemoryDenyWriteExecute=yes. The kernel's own W^X switch
+    (PR_SET_MDWE, what the unit asks of seccomp) on a real agent process: pyscard,
+    python-pkcs11 with SoftHSM2, cryptography and the card signature all still work."""
+    probe = subprocess.run(
+        [sys.executable, "-c", _MDWE, sys.executable, "-c",
+         "import mmap; mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | "
+         "mmap.PROT_EXEC)"], capture_output=True, text=True, check=False)
+    assert probe.returncode != 0 and "PermissionError" in probe.stderr, "W^X is not on"
+    _provisioned(simulated_card)
+    port = free_port()
+    config = write_toml(tmp_path / "agent.toml", {
+        "port": port, "state_dir": str(tmp_path / "state"),
+        "pkcs11_modules": [str(softhsm.module)], "allowed_origins": [PORTAL]})
+    process = subprocess.Popen(
+        [sys.executable, "-c", _MDWE, sys.executable, "-m", "qsign.cli", "agent", "run",
+         "--config", str(config)], env=isolated_env(tmp_path), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_health(port, process)["status"] == "ok"
+
+        async def scenario() -> None:
+            headers = {"Host": f"127.0.0.1:{port}", "Origin": PORTAL}
+            async with aiohttp.ClientSession() as session, session.ws_connect(
+                    f"http://127.0.0.1:{port}/v1/ws", headers=headers) as ws:
+                tokens = (await rpc(ws, "tokens/list"))["result"]["tokens"]
+                kinds = sorted(kind for t in tokens for kind in t["routes"])
+                assert kinds == ["piv-pcsc", "pkcs11"], tokens  # the card, SoftHSM2
+                card = next(t for t in tokens if "piv-pcsc" in t["routes"])
+                credential = f"{card['id']}/9C"
+                totp = await _enrol_totp(ws, credential)
+                digest = base64.b64encode(hashlib.sha256(b"w^x").digest()).decode()
+                reply = await rpc(ws, "credentials/authorize", {
+                    "credentialID": credential, "hashes": [digest], "PIN": PIN,
+                    "OTP": totp.now()}, 7)
+                sad = reply["result"]["SAD"]
+                signed = await rpc(ws, "signatures/signHash", {
+                    "credentialID": credential, "SAD": sad, "hashes": [digest]}, 8)
+                assert len(signed["result"]["signatures"]) == 1
+
+        asyncio.run(scenario())
+    finally:
+        output = stop(process)
+    assert "Traceback" not in output, output
