@@ -18,6 +18,7 @@ vendor's provider does that; this one is the reference for tests and testers.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import shutil
 import subprocess
@@ -248,33 +249,74 @@ def read_mrz(data: bytes | Image.Image, fmt: DocumentFormat) -> MrzReading:
     raw = [line for line in text.splitlines() if line.strip()]
     if len(raw) != len(lines):
         raise MrzInvalid(MrzReason.UNREADABLE, "the MRZ lines could not be told apart")
-    assembled = []
+    choices: list[list[str]] = []  # per line, the readings worth trying
     for line, read_line, runs in zip(lines, raw, runs_per_line, strict=True):
         words = _words_for_runs(read_line, runs)
+        per_run: list[list[str]] = []
         for index, (a, b) in enumerate(runs):
-            if words[index] is None:
+            fits = _fit(words[index], b - a)
+            if not fits:
                 # Misread run (a glyph doubled or dropped): read it alone as one word.
                 box = (line.cells[a][0] - pad, line.top - pad, line.cells[b - 1][1] + pad,
                        line.bottom + pad)
                 alone, more = _tesseract(masked.crop(box), "--psm", "8", "-c", whitelist)
                 seconds += more
-                reread = "".join(alone.split())
-                words[index] = reread if len(reread) == b - a else None
-        chars = [mrz.FILLER] * len(line.cells)
-        for found, (a, b) in zip(words, runs, strict=True):
-            if found is None:
+                fits = _fit("".join(alone.split()), b - a)
+            if not fits:
                 raise MrzInvalid(MrzReason.UNREADABLE, "part of the MRZ could not be read")
-            chars[a:b] = list(found)
-        assembled.append("".join(chars))
-    return MrzReading(mrz.read(assembled), tuple(raw), seconds)
+            per_run.append(fits)
+        options = []
+        for combination in itertools.islice(itertools.product(*per_run), _MAX_TRIES):
+            chars = [mrz.FILLER] * len(line.cells)
+            for found, (a, b) in zip(combination, runs, strict=True):
+                chars[a:b] = list(found)
+            options.append("".join(chars))
+        choices.append(options)
+    error: MrzInvalid | None = None
+    for assembled in itertools.islice(itertools.product(*choices), _MAX_TRIES):
+        try:
+            return MrzReading(mrz.read(assembled), tuple(raw), seconds)
+        except MrzInvalid as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
+_MAX_TRIES = 16
+# Glyphs tesseract's stock model reads twice over one OCR-B character ("0" -> "O0").
+_TWINS = ("O0DQ", "I1L", "S5", "B8", "Z2", "G6")
+
+
+def _fit(word: str | None, length: int) -> list[str]:
+    """Readings of `word` with `length` characters: itself, or, when it has one
+    character too many, each way of dropping one of an adjacent letter-digit pair of
+    look-alikes. Layout repair and the check digits decide between them."""
+    if word is None:
+        return []
+    if len(word) == length:
+        return [word]
+    if len(word) != length + 1:
+        return []
+    out: list[str] = []
+    for i in range(len(word) - 1):
+        pair = word[i:i + 2]
+        # A letter and a digit of one shape: one glyph read both ways. Two letters
+        # ("LL") may be real (WILLIAM), so those are never merged.
+        if sum(c.isdigit() for c in pair) == 1 and any(
+                pair[0] in group and pair[1] in group for group in _TWINS):
+            for drop in (i, i + 1):
+                candidate = word[:drop] + word[drop + 1:]
+                if candidate not in out:
+                    out.append(candidate)
+    return out
 
 
 def _words_for_runs(text: str, runs: list[tuple[int, int]]) -> list[str | None]:
     """Tesseract's words matched to the runs of non-filler places, by count or, when it
-    joined words over a masked filler, by the runs' lengths; None where it does not fit."""
+    joined words over a masked filler, by the runs' lengths; None where that fails."""
     words = text.split()
     if len(words) == len(runs):
-        return [w if len(w) == b - a else None for w, (a, b) in zip(words, runs, strict=True)]
+        return list(words)
     joined = "".join(words)
     if len(joined) != sum(b - a for a, b in runs):
         return [None] * len(runs)
