@@ -74,8 +74,9 @@ def main() -> None:
                     ok += 1
             except IdentityError as exc:
                 failures.append(f"{exc.code} {exc} ({surname} / {given} {doc.mrz_lines})")
-        print(f"{fmt.value}: {ok}/{args.n} read and verified; per document "
-              f"median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+        timing = (f"median {statistics.median(times):.2f} s, max {max(times):.2f} s"
+                  if times else "no document went through")
+        print(f"{fmt.value}: {ok}/{args.n} read and verified; per document {timing}")
         for failure in failures:
             print(f"  {failure}")
 
