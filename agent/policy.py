@@ -13,9 +13,10 @@ asked (SECURITY #7, #8). It is:
   used up, whatever part was signed. A presentation that fails a binding check
   (another origin, credential or hash) also ends it: the SAD has left the request it
   was issued for, and the signer authorises again;
-- marked used in the same transaction that checks it, committed with
-  synchronous=FULL before the grant is returned, so a replay after a crash or a
-  restart is refused (SECURITY #30).
+- marked used in the same transaction that checks it, committed before the grant is
+  returned, so a replay after a crash or a restart is refused (SECURITY #30):
+  `consume` commits with synchronous=FULL; `spend` commits in its caller's
+  transaction (agent.signing says why signHash needs no fsync of its own there).
 
 Clocks. The expiry is stored as a wall-clock time, so it survives a restart. While
 the process that issued a SAD runs, a monotonic deadline is kept as well and either

@@ -21,8 +21,17 @@ one SQLite file, agent.journal): an accepted TOTP step is committed without its 
 fsync (it survives kill -9 at once), then the SAD and its signatures are written in
 one synchronous transaction, whose fsync of the WAL makes the TOTP step durable too,
 before the SAD is answered; if anything fails in between, the TOTP state is synced
-before the error is answered. signHash spends the SAD and marks its signatures
-delivered in one synchronous transaction.
+before the error is answered. So the signatures are on disk, power-loss durable,
+before anyone can ask for them.
+
+signHash spends the SAD and marks its signatures delivered in one transaction that
+survives kill -9 at once (SECURITY #30) and is made power-loss durable by the next
+synchronous commit, without an fsync of its own: it creates nothing that is not
+already durable. Were a power cut to undo it, the SAD could, until its expiry, be
+presented again by the same origin for the same hashes, and would get the very same
+signature bytes back, already journaled: never a second signature. (A one-word
+change, `durable=True` in `sign_hash`, buys back a strict single delivery across
+power loss for one fsync per call.)
 """
 
 from __future__ import annotations
@@ -201,8 +210,8 @@ class SigningService:
         sad_hash = _sad_hash(sad)
         wanted = None if padding is None else str(SignatureAlgorithm(padding, hash_algorithm))
         refusal: Exception | None = None
-        # One transaction, one fsync: spend the SAD and deliver its signatures.
-        with self.journal.db.transaction() as cur:
+        # One transaction: spend the SAD and deliver its (durable) signatures.
+        with self.journal.db.transaction(durable=False) as cur:
             try:
                 if idempotency_key is not None:
                     again = self.journal.replay(idempotency_key=idempotency_key,
