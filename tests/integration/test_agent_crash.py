@@ -125,6 +125,8 @@ def test_kill_between_authorisation_and_signature(simulated_card: RunningCard,
         first = call(agent, "signatures/signHash", {"credentialID": credential, "SAD": sad,
                                                     "hashes": hashes})
         assert len(first["result"]["signatures"]) == 3
+        agent.kill()  # right after a delivery: the spent SAD is on disk (kill -9 safe)
+        agent.start()
         second = call(agent, "signatures/signHash", {"credentialID": credential, "SAD": sad,
                                                      "hashes": hashes})
         assert second["error"]["data"]["error"] == "SAD_INVALID"
