@@ -55,9 +55,15 @@ def test_sign_pdfs_b_b_and_refusals(simulated_card: RunningCard, tmp_path: Path)
     context = ValidationContext(trust_roots=[asn1_x509.Certificate.load(issuer.root_certificate())])
     for name in ("minimal", "minimal-two-pages"):
         with (tmp_path / f"{name}-signed.pdf").open("rb") as handle:
-            status = validate_pdf_signature(PdfFileReader(handle).embedded_signatures[0],
-                                            context)
+            signature = PdfFileReader(handle).embedded_signatures[0]
+            status = validate_pdf_signature(signature, context)
         assert status.intact and status.valid, status.pretty_print_details()
+        # PAdES baseline (ETSI EN 319 142-1): CAdES detached, signing-certificate-v2, and
+        # no signing-time attribute (the time is the signature dictionary's /M).
+        assert signature.sig_object["/SubFilter"] == "/ETSI.CAdES.detached"
+        attributes = {a["type"].native for a in signature.signer_info["signed_attrs"]}
+        assert attributes == {"content_type", "message_digest", "signing_certificate_v2",
+                              "cms_algorithm_protection"}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the CA's registry
