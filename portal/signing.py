@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asn1crypto import pem, x509
+import aiohttp
+from asn1crypto import cms, pem, x509
 
 from portal import pades
 from portal.blobs import BlobStore
@@ -35,6 +36,7 @@ from portal.store import Signer, SignerStatus, Store, Transaction
 log = logging.getLogger(__name__)
 
 SESSION_TTL = dt.timedelta(minutes=10)
+MAX_CHAIN_FETCH = 4
 _PADES_ERRORS: dict[type[pades.PadesError], Code] = {
     pades.PdfInvalid: Code.PDF_INVALID, pades.CertificateRejected: Code.NOT_QUALIFIED,
     pades.SignatureInvalid: Code.SIGNATURE_INVALID,
@@ -103,6 +105,50 @@ class SigningDesk:
         except CertificateMalformed as exc:
             raise PortalError(Code.BAD_REQUEST, str(exc)) from exc
 
+    async def complete_chain(self, certificate: bytes, chain: list[bytes]) -> list[bytes]:
+        """`chain` plus the issuers it lacks up to a trust root, fetched from each
+        certificate's AIA caIssuers (RFC 5280 §4.2.2.1; DER or a certs-only PKCS#7). A
+        token usually holds only its own certificate; the path also serves the
+        signature-time-stamp, whose TSA shares the issuing CA."""
+        roots = {x509.Certificate.load(r).subject.dump() for r in self.roots}
+        known = list(chain)
+        current = _load(certificate)
+        for _ in range(MAX_CHAIN_FETCH):
+            if (current is None or current.issuer.dump() in roots
+                    or current.self_signed != "no"):  # asn1crypto: "no", "maybe", "yes"
+                break
+            found = next((c for c in map(_load, known)
+                          if c is not None and c.subject == current.issuer), None)
+            if found is None:
+                found = await self._fetch_issuer(current)
+                if found is None:
+                    break
+                known.append(found.dump())
+            current = found
+        return known
+
+    async def _fetch_issuer(self, cert: x509.Certificate) -> x509.Certificate | None:
+        urls = [d["access_location"].native for d in (cert.authority_information_access_value
+                                                      or [])
+                if d["access_method"].native == "ca_issuers"]
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                continue
+            try:
+                async with aiohttp.ClientSession() as session, session.get(
+                        url, timeout=aiohttp.ClientTimeout(total=10)) as response:
+                    if response.status != 200:
+                        continue
+                    data = await response.content.read(64 * 1024)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("caIssuers %s: %s", url, exc)
+                continue
+            for der in _certificates_in(data):
+                issuer = _load(der)
+                if issuer is not None and issuer.subject == cert.issuer:
+                    return issuer
+        return None
+
     async def check(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]:
         result = await self._check(certificate, chain)
         return {"qualified": result.qualified, "subject": result.subject,
@@ -129,6 +175,7 @@ class SigningDesk:
                               if code is Code.WRONG_STEP else None)
         if not signer.phone:
             raise PortalError(Code.NO_PHONE, "no phone number on file for the SMS code")
+        chain = await self.complete_chain(certificate, chain)
         if tx.qualified:
             checked = await self.check(certificate, chain)
             if not checked["qualified"]:
@@ -222,11 +269,16 @@ class SigningDesk:
         if len(signatures) != len(session.documents):
             raise PortalError(Code.BAD_REQUEST, f"signatures: one per document "
                               f"({len(session.documents)})")
+        preparations = [pades.Prepared.from_bytes(
+            await asyncio.to_thread(self.blobs.get, blob)) for _, _, blob in session.documents]
+        try:  # every signature first: a bad one costs no timestamp, stores nothing
+            for prepared, signature in zip(preparations, signatures, strict=True):
+                pades.check_signature(prepared, signature)
+        except pades.PadesError as exc:
+            raise pades_error(exc) from exc
         signed: list[tuple[str, str, int]] = []
-        for (doc_id, _base, prepared_blob), signature in zip(session.documents, signatures,
-                                                             strict=True):
-            prepared = pades.Prepared.from_bytes(
-                await asyncio.to_thread(self.blobs.get, prepared_blob))
+        for (doc_id, _base, _blob), prepared, signature in zip(
+                session.documents, preparations, signatures, strict=True):
             try:
                 data = await pades.complete(prepared, signature, validation=self.validation)
             except pades.PadesError as exc:
@@ -249,6 +301,28 @@ def tear_point(name: str) -> None:
     here at once, as kill -9 would (no cleanup, no answer)."""
     if os.environ.get("QSIGN_PORTAL_TEAR") == name:
         os._exit(137)
+
+
+def _load(der: bytes) -> x509.Certificate | None:
+    try:
+        cert = x509.Certificate.load(der)
+        cert.native  # noqa: B018 - parse it all now: a broken certificate is None here
+    except ValueError:
+        return None
+    return cert
+
+
+def _certificates_in(data: bytes) -> list[bytes]:
+    """A DER certificate, PEM certificates, or a certs-only PKCS#7 (RFC 5280 §4.2.2.1)."""
+    if pem.detect(data):
+        return [der for _, _, der in pem.unarmor(data, multiple=True)]
+    try:
+        info = cms.ContentInfo.load(data)
+        if info["content_type"].native == "signed_data":
+            return [c.chosen.dump() for c in info["content"]["certificates"]]
+    except ValueError:
+        pass
+    return [data]
 
 
 def _common_name(certificate: bytes) -> str | None:
