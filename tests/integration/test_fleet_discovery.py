@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import SoftHsm
 from tests.support.agent_daemon import QSIGN, isolated_env, stop, write_toml
+from tests.support.pcsc import RunningCard
 
 
 def _ip(*args: str) -> None:
@@ -112,10 +113,12 @@ def _check_private(agent: dict[str, Any], fleet_agent: FleetAgent) -> None:
 
 
 def test_two_agents_on_loopback_multicast_find_each_other(
-        make_namespace: Any, tmp_path: Path, softhsm: SoftHsm) -> None:
+        make_namespace: Any, tmp_path: Path, softhsm: SoftHsm,
+        simulated_card: RunningCard) -> None:
     ns = make_namespace()
     _ip("-n", ns.name, "link", "set", "lo", "multicast", "on")
-    a = _start_agent(ns, tmp_path / "a", 35801, ["127.0.0.1"])
+    # a sees the simulated card through the test's pcscd (a Unix socket: any netns)
+    a = _start_agent(ns, tmp_path / "a", 35801, ["127.0.0.1"], pcsc=True)
     # b has a token (SoftHSM2 via PKCS#11): its TXT record says so
     b = _start_agent(ns, tmp_path / "b", 35802, ["lo"], pkcs11_modules=[str(softhsm.module)])
     quiet = _start_agent(ns, tmp_path / "quiet", 35803, None)  # no policy: not advertised
@@ -125,7 +128,7 @@ def test_two_agents_on_loopback_multicast_find_each_other(
         assert set(by_id) == {a.id, b.id}, found
         assert quiet.id not in by_id
         assert by_id[a.id]["port"] == 35801 and by_id[b.id]["port"] == 35802
-        assert by_id[a.id]["tokens"] == 0 and by_id[b.id]["tokens"] == 1
+        assert by_id[a.id]["tokens"] == 1 and by_id[b.id]["tokens"] == 1
         for fleet_agent in (a, b):
             agent = by_id[fleet_agent.id]
             assert agent["health"] == "ok" and agent["addresses"] == ["127.0.0.1"]
@@ -133,6 +136,13 @@ def test_two_agents_on_loopback_multicast_find_each_other(
         text = ns.run([*QSIGN, "fleet", "discover", "--interface", "lo", "--timeout", "3"],
                       isolated_env(tmp_path))
         assert a.id in text.stdout and "port 35801" in text.stdout, text.stdout + text.stderr
+        # The TXT record follows the tokens: the card leaves, a's count drops.
+        simulated_card.remove()
+        for _ in range(5):
+            counts = {x["id"]: x["tokens"] for x in _discover(ns, tmp_path, "127.0.0.1", 2)}
+            if counts.get(a.id) == 0:
+                break
+        assert counts == {a.id: 0, b.id: 1}
         # A stopped agent says goodbye (TTL 0) and drops out of the list.
         stop(b.process)
         later = _discover(ns, tmp_path, "127.0.0.1", 1)
