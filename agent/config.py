@@ -110,6 +110,8 @@ class AgentConfig:
         for name in ("max_connections", "max_message_bytes", "requests_per_minute"):
             if getattr(config, name) < 1:
                 raise ConfigError(f"{source}: agent.{name} must be positive")
+        if config.otp_mode == "sms" and not config.portal_url:
+            raise ConfigError(f"{source}: agent.otp_mode = \"sms\" needs agent.portal_url")
         return config
 
 
