@@ -19,6 +19,7 @@ bench: setup
 	$(PY) bench/tokens.py
 	$(PY) bench/ca.py
 	$(PY) bench/agent.py
+	$(PY) bench/portal_pades.py
 
 lint: setup
 	$(VENV)/bin/ruff check qsign firmware_sim agent ca portal tests bench

@@ -47,7 +47,6 @@ from portal.store import (
     Store,
     Transaction,
     TxStatus,
-    utcnow,
 )
 from qsign.files import write_atomically
 
@@ -79,7 +78,7 @@ class Portal:
         return f"{self.config.base_url}/s/{token}"
 
     def space_url(self, email: str) -> str:
-        expires = utcnow() + dt.timedelta(days=SPACE_LINK_DAYS)
+        expires = self.store.clock() + dt.timedelta(days=SPACE_LINK_DAYS)
         token = self.links.make(Purpose.SPACE, email.lower(),
                                 expires_at=int(expires.timestamp()))
         return f"{self.config.base_url}/me/{token}"
@@ -172,7 +171,8 @@ def _requester(request: web.Request) -> Portal:
 def _invite(request: web.Request) -> tuple[Portal, str, int]:
     portal = request.app[PORTAL]
     try:
-        link = portal.links.open(Purpose.INVITE, request.match_info["invite"])
+        link = portal.links.open(Purpose.INVITE, request.match_info["invite"],
+                                 now=portal.store.clock().timestamp())
     except LinkInvalid:
         raise PortalError(Code.LINK_INVALID) from None
     except LinkExpired:
@@ -567,7 +567,8 @@ async def sms_otp_verify(request: web.Request) -> web.Response:
 def _space(request: web.Request) -> tuple[Portal, str]:
     portal = request.app[PORTAL]
     try:
-        link = portal.links.open(Purpose.SPACE, request.match_info["space"])
+        link = portal.links.open(Purpose.SPACE, request.match_info["space"],
+                                 now=portal.store.clock().timestamp())
     except LinkInvalid:
         raise PortalError(Code.LINK_INVALID) from None
     except LinkExpired:

@@ -351,7 +351,7 @@ function reasonText(reason) {
 function renderCertificates() {
   const previous = selectedCredential();
   const choices = agent.qualified.map((entry, index) => {
-    const subject = entry.check.subject || entry.label || entry.credentialID;
+    const subject = entry.check.commonName || entry.check.subject || entry.label || entry.credentialID;
     const input = el("input", { type: "radio", name: "credential", value: entry.credentialID,
                                 id: `credential-${index}`,
                                 "aria-describedby": `credential-${index}-details` });
@@ -369,7 +369,7 @@ function renderCertificates() {
   });
   $("certificate-choices").replaceChildren(...choices);
   const others = agent.others.map((entry) => el("li", {
-    text: `${(entry.check && entry.check.subject) || entry.label || entry.credentialID}: ${entry.reasons.map(reasonText).join(", ") || t("sign.notQualified")}`,
+    text: `${(entry.check && (entry.check.commonName || entry.check.subject)) || entry.label || entry.credentialID}: ${entry.reasons.map(reasonText).join(", ") || t("sign.notQualified")}`,
   }));
   $("not-qualified-list").replaceChildren(...others);
   $("not-qualified").hidden = others.length === 0;
