@@ -4,7 +4,8 @@
 - The handshake needs an Origin equal, as an exact string, to a configured or paired
   origin; else 403 before the upgrade. No Origin: refused (programs use CSC REST).
 - Unknown origins pair first: POST /v1/pair answers a short code that the person
-  approves outside the page (`qsign agent approve CODE`).
+  approves outside the page (`qsign agent approve CODE`, or the agent's own page:
+  agent/protocol/approve.py).
 - A connection cap, a message size cap, and a per-origin request rate limit.
 """
 
