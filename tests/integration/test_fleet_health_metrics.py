@@ -11,6 +11,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.tokens.registry import TokenRegistry
 from qsign import __version__
 from tests.integration.test_agent_signing import PIN, _credential, _enrol_totp, _provisioned
@@ -166,3 +168,24 @@ def test_metrics_answer_only_on_our_loopback_host(tmp_path: Path) -> None:
         async with agent.session.get(agent.url + "/metrics", headers={
                 "Host": f"localhost:{agent.config.port}"}) as response:
             assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_exposition_escapes_labels_and_keeps_histograms_cumulative() -> None:
+    from agent.metrics import AgentMetrics, Counter, Histogram
+
+    counter = Counter("c_total", "help", ("what",))
+    counter.inc('a "quoted"\\ value\nnext', amount=2)
+    assert list(counter.render())[2] == 'c_total{what="a \\"quoted\\"\\\\ value\\nnext"} 2'
+    histogram = Histogram("h_seconds", "help", ("op",), buckets=(0.1, 1.0))
+    for seconds in (0.05, 0.5, 0.5, 7.0):
+        histogram.observe(seconds, "x")
+    lines = list(histogram.render())[2:]
+    assert lines == ['h_seconds_bucket{op="x",le="0.1"} 1', 'h_seconds_bucket{op="x",le="1"} 3',
+                     'h_seconds_bucket{op="x",le="+Inf"} 4', 'h_seconds_sum{op="x"} 8.05',
+                     'h_seconds_count{op="x"} 4']
+    metrics = AgentMetrics("9.9")
+    metrics.failures.inc("op", "INVALID_PIN")
+    parsed = parse_exposition(metrics.render())
+    assert parsed['qsign_agent_failures_total{operation="op",code="INVALID_PIN"}'] == 1
+    with pytest.raises(ValueError, match="labels"):
+        counter.inc("a", "b")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import re
 import shutil
 import socket
@@ -264,3 +265,31 @@ def test_the_agent_signs_under_memory_deny_write_execute(
     finally:
         output = stop(process)
     assert "Traceback" not in output, output
+
+
+def test_sd_listen_fds_takes_only_sockets_meant_for_this_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent import systemd
+
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid() + 1))
+    monkeypatch.setenv("LISTEN_FDS", "2")
+    assert systemd.listen_sockets() == []
+    assert "LISTEN_FDS" not in os.environ and "LISTEN_PID" not in os.environ  # unset
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid()))
+    monkeypatch.setenv("LISTEN_FDS", "two")
+    with pytest.raises(systemd.ActivationError, match="LISTEN_FDS='two'"):
+        systemd.listen_sockets()
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert systemd.notify("READY=1") is False
+
+
+def test_sd_notify_reaches_an_abstract_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent import systemd
+
+    name = f"qsign-notify-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind("\0" + name)
+        receiver.settimeout(10)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert systemd.notify("STATUS=testing") is True
+        assert receiver.recv(64) == b"STATUS=testing"
