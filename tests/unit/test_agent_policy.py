@@ -4,6 +4,7 @@ with the provenance of each value, and `qsign agent config --effective`."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,37 @@ def test_the_shipped_default_policy_is_valid_and_changes_nothing() -> None:
     assert policy is not None and policy.locked == frozenset()
     effective = load_effective(None, shipped)
     assert effective.config == AgentConfig()
+
+
+@pytest.mark.parametrize(("locked", "verbose", "expected"), [
+    (False, [], logging.INFO),  # the file's level when the command line says nothing
+    # the command line wins over an unlocked level: agent run leaves the level alone
+    # (under pytest basicConfig is a no-op, so it stays at the WARNING set below)
+    (False, ["-vv"], logging.WARNING),
+    (True, ["-vv"], logging.INFO),  # a locked level wins over the command line
+])
+def test_agent_run_applies_the_effective_log_level(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, locked: bool, verbose: list[str],
+        expected: int) -> None:
+    import agent.app
+
+    policy = write(tmp_path / "policy.toml",
+                   ('[policy]\nlocked = ["log_level"]\n' if locked else "")
+                   + '[agent]\nlog_level = "info"\n')
+    monkeypatch.setenv("QSIGN_AGENT_POLICY", str(policy))
+    monkeypatch.delenv("QSIGN_LOG_LEVEL", raising=False)
+    served: list[AgentConfig] = []
+
+    async def fake_serve(config: AgentConfig) -> None:
+        served.append(config)
+
+    monkeypatch.setattr(agent.app, "serve", fake_serve)
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        assert main([*verbose, "agent", "run"]) == 0
+        assert root.level == expected
+    finally:
+        root.setLevel(before)
+    assert served and served[0].log_level == "info"
