@@ -160,10 +160,10 @@ class SigningDesk:
     async def describe(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]:
         """A certificate as Personal Space lists it, with its status today."""
         result = await self._check(certificate, chain)
-        return {"subject": result.subject, "issuer": result.issuer,
-                "serial": result.serial, "notBefore": _iso(result.not_before),
-                "notAfter": _iso(result.not_after), "qualified": result.qualified,
-                "status": result.status}
+        return {"subject": result.subject, "commonName": result.common_name,
+                "issuer": result.issuer, "serial": result.serial,
+                "notBefore": _iso(result.not_before), "notAfter": _iso(result.not_after),
+                "qualified": result.qualified, "status": result.status}
 
     async def prepare(self, signer_id: str, generation: int, certificate: bytes,
                       chain: list[bytes]) -> dict[str, Any]:

@@ -97,7 +97,7 @@ function render() {
   $("certs-empty").hidden = profile.certificates.length > 0;
   $("certificates").replaceChildren(...profile.certificates.map((c) => el("li", {},
     el("div", { class: "row" },
-      el("strong", { text: c.subject }),
+      el("strong", { text: c.commonName || c.subject }),
       el("span", { class: "badge", "data-status": c.status, text: t(`status.certificate.${c.status}`) })),
     el("dl", { class: "facts small" },
       el("dt", { text: t("me.issuer") }), el("dd", { text: c.issuer }),

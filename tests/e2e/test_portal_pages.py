@@ -5,6 +5,7 @@ each step go to $QSIGN_ARTEFACTS or the test's tmp dir."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -407,3 +408,57 @@ def _block_pin(card: RunningCard) -> None:
         raise AssertionError("the PIN never blocked")
     finally:
         connection.disconnect()
+
+
+def test_personal_space_after_everyone_signed(simulated_card: RunningCard,
+                                              manufacturer: Manufacturer,
+                                              tmp_path: Path) -> None:
+    """One signer signs in the page; the completion e-mail's link opens Personal Space
+    with an SMS code: the signed documents and the 5-year qualified certificate."""
+    async def scenario(stack: Stack) -> None:
+        await stack.requester("POST", "/api/v1/transactions", {
+            "title": "Single", "requester": {"name": "R", "email": "r@example.test"},
+            "documents": [{"name": "one.pdf",
+                           "content": base64.b64encode(blank_pdf(1)).decode()}],
+            "signers": [{"name": "Marie Curie", "email": "marie@example.test",
+                         "phone": PHONE, "lang": "en"}], "level": "B-LT"})
+        context, page = await stack.page()
+        await _consent_and_accept(stack, page, await _invite(stack, "marie@example.test"))
+        await _accept(page)
+        await _credential_ready(page)
+        code = await _ask_code(stack, page, PIN)
+        await page.fill("#otp", code)
+        await page.click("#sign-submit")
+        await page.wait_for_selector("body[data-step='done']")
+        space = await _invite_kind(stack, "marie@example.test", "/me/")
+        before = await stack.sms_count(PHONE)
+        await page.goto(space)
+        await _ready(page)
+        await stack.shot(page, "10-personal-space-login")
+        await page.click("#send-code")
+        await page.wait_for_selector("#code-form:not([hidden])")
+        await page.fill("#code", await stack.sms_code(PHONE, before))
+        await page.click("#code-submit")
+        await page.wait_for_selector("#space:not([hidden])")
+        await _until(page, "document.querySelectorAll('#documents li, #documents tr, "
+                           "#documents article').length > 0")
+        await check_page(page)
+        await stack.shot(page, "11-personal-space")
+        text = await page.text_content("#space") or ""
+        assert "one.pdf" in text and "Single" in text
+        certificates = await page.text_content("#certificates") or ""
+        assert "Marie" in certificates or "Curie" in certificates, certificates
+        years = sorted(int(y) for y in re.findall(r"(?<!\d)(20\d\d)(?!\d)", certificates))
+        assert years and years[-1] - years[0] == 5, certificates  # 5-year validity
+        await context.close()
+
+    _run(tmp_path, manufacturer, simulated_card, scenario)
+
+
+async def _invite_kind(stack: Stack, email: str, kind: str) -> str:
+    for _ in range(300):
+        links = stack.smtp.links(email, kind)
+        if links:
+            return links[-1]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {kind} link mailed to {email}")
