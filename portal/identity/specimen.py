@@ -14,6 +14,7 @@ import enum
 import io
 import random
 import string
+import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -122,10 +123,17 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def _viz_font(size: int) -> ImageFont.FreeTypeFont:
-    if not DEJAVU_SANS.exists():
-        raise SpecimenError(f"the DejaVu Sans font is missing ({DEJAVU_SANS}): install "
-                            "fonts-dejavu-core")
-    return ImageFont.truetype(str(DEJAVU_SANS), size)
+    """DejaVu Sans for printed data; OCR-B (then without accents) when it is missing."""
+    if DEJAVU_SANS.exists():
+        return ImageFont.truetype(str(DEJAVU_SANS), size)
+    return _font(size)
+
+
+def _viz_text(text: str) -> str:
+    if DEJAVU_SANS.exists():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFD", text)
+                   if not unicodedata.combining(c))
 
 
 def _mrz_font() -> ImageFont.FreeTypeFont:
@@ -164,8 +172,8 @@ def _stamp(draw: ImageDraw.ImageDraw, x: int, y: int) -> None:
 
 
 def _field(draw: ImageDraw.ImageDraw, x: int, y: int, label: str, value: str) -> None:
-    draw.text((x, y), label, font=_viz_font(18), fill=(70, 70, 110))
-    draw.text((x, y + 22), value, font=_viz_font(32), fill="black")
+    draw.text((x, y), _viz_text(label), font=_viz_font(18), fill=(70, 70, 110))
+    draw.text((x, y + 22), _viz_text(value), font=_viz_font(32), fill="black")
 
 
 def _photo(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int]) -> None:
