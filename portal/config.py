@@ -40,6 +40,8 @@ class PortalConfig:
     smtp_username: str | None = None
     smtp_password_file: Path | None = None
     mail_from: str = "qsign portal <no-reply@localhost>"
+    # The reference identity service accepts SPECIMEN documents: demos and tests only.
+    identity_accept_specimens: bool = False
     default_lang: str = "en"
     max_document_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024

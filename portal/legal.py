@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-KINDS = ("privacy", "terms")
-CURRENT = {"privacy": "2026.1", "terms": "2026.1"}
+KINDS = ("privacy", "terms")  # before the documents (the signature service)
+ENROLMENT_KINDS = ("issuance", "space")  # before a first certificate (issue 7)
+CURRENT = {"privacy": "2026.1", "terms": "2026.1", "issuance": "2026.1", "space": "2026.1"}
 LANGS = ("en", "fr")
 TITLES = {
     ("privacy", "en"): "Personal Data Protection Policy",
@@ -19,6 +20,12 @@ TITLES = {
     ("terms", "en"): "Terms and Conditions of Use of the signature and validation services",
     ("terms", "fr"): "Conditions générales d'utilisation des services de signature et de "
                      "validation",
+    ("issuance", "en"): "Personal Data Protection Policy for certificate issuance",
+    ("issuance", "fr"): "Politique de protection des données personnelles pour la "
+                        "délivrance du certificat",
+    ("space", "en"): "Terms and Conditions of Use for Personal Space creation",
+    ("space", "fr"): "Conditions générales d'utilisation pour la création de l'Espace "
+                     "personnel",
 }
 
 
@@ -37,7 +44,7 @@ class Text:
 
 @cache
 def text(kind: str, version: str, lang: str) -> Text | None:
-    if kind not in KINDS or lang not in LANGS or not version.replace(".", "").isalnum():
+    if kind not in CURRENT or lang not in LANGS or not version.replace(".", "").isalnum():
         return None
     resource = resources.files("portal") / "legal" / f"{kind}-{version}.{lang}.html"
     try:
@@ -47,8 +54,8 @@ def text(kind: str, version: str, lang: str) -> Text | None:
     return Text(kind, version, lang, TITLES[(kind, lang)], html)
 
 
-def current(lang: str) -> list[Text]:
-    found = [text(kind, CURRENT[kind], lang) for kind in KINDS]
+def current(lang: str, kinds: tuple[str, ...] = KINDS) -> list[Text]:
+    found = [text(kind, CURRENT[kind], lang) for kind in kinds]
     return [t for t in found if t is not None]
 
 

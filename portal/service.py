@@ -33,12 +33,18 @@ from aiohttp import web
 from portal import legal, render
 from portal.blobs import BlobCorrupt, BlobMissing, BlobStore
 from portal.config import PortalConfig
+from portal.enrolment import EnrolmentDesk, b64_spki, enrolment_view
 from portal.errors import Code, PortalError
+from portal.identity.evidence import EvidenceSigner
+from portal.identity.http import create_identity_app
+from portal.identity.service import IdentityPolicy, IdentityProvider, ReferenceIdentityService
 from portal.links import LinkExpired, LinkInvalid, LinkSigner, Purpose
 from portal.mail import Mailer, compose
 from portal.otp import OutboxGateway, SmsGateway, SmsOtp, mask_phone
 from portal.signing import SigningDesk
 from portal.store import (
+    Enrolment,
+    EnrolmentStep,
     Message,
     NewDocument,
     NewSigner,
@@ -70,6 +76,7 @@ class Portal:
     otp: SmsOtp
     mailer: Mailer
     desk: SigningDesk
+    enrolment: EnrolmentDesk
     requester_token: str
 
     def invite_url(self, tx: Transaction, signer: Signer) -> str:
@@ -213,13 +220,16 @@ def message_json(message: Message) -> dict[str, Any]:
             "name": message.name, "text": message.text, "at": _iso(message.at)}
 
 
-def _step(tx: Transaction, signer: Signer) -> str:
+def _step(tx: Transaction, signer: Signer, enrolment: Enrolment | None = None) -> str:
     if signer.status is SignerStatus.SIGNED:
         return "done"
     if signer.status is SignerStatus.REFUSED:
         return "refused"
     if tx.status is not TxStatus.OPEN:
         return "closed"
+    if (signer.status is SignerStatus.CONSENTED and enrolment is not None
+            and enrolment.step is not EnrolmentStep.DONE):
+        return "enrolment"
     return {SignerStatus.WAITING: "waiting", SignerStatus.INVITED: "consent",
             SignerStatus.CONSENTED: "documents", SignerStatus.ACCEPTED: "sign"}[signer.status]
 
@@ -228,6 +238,7 @@ async def signer_view(portal: Portal, signer_id: str, generation: int,
                       lang: str | None = None) -> dict[str, Any]:
     tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
     consents = await asyncio.to_thread(portal.store.consents, signer_id, generation)
+    enrolment = await asyncio.to_thread(portal.store.enrolment, signer_id, generation)
     given = {(c.kind, c.version) for c in consents}
     shown_lang = lang if lang in legal.LANGS else signer.lang
     return {
@@ -240,7 +251,9 @@ async def signer_view(portal: Portal, signer_id: str, generation: int,
                    "phone": signer.phone, "phoneMasked": mask_phone(signer.phone),
                    "lang": signer.lang, "status": signer.status.value,
                    "refusalReason": signer.refusal_reason},
-        "step": _step(tx, signer),
+        "step": _step(tx, signer, enrolment),
+        "enrolment": None if enrolment is None else enrolment_view(
+            enrolment, signer, shown_lang, portal.desk.issuer_name, given),
         "consents": [{"kind": t.kind, "version": t.version, "sha256": t.sha256,
                       "lang": t.lang, "title": t.title,
                       "url": f"/legal/{t.kind}/{t.version}",
@@ -383,16 +396,7 @@ async def signer_consents(request: web.Request) -> web.Response:
     accepted = (await _body(request)).get("accepted")
     if not isinstance(accepted, list) or len(accepted) > len(legal.KINDS):
         raise PortalError(Code.BAD_REQUEST, "accepted: [{kind, version, sha256}]")
-    records = []
-    for item in accepted:
-        if not isinstance(item, dict):
-            raise PortalError(Code.BAD_REQUEST, "accepted: [{kind, version, sha256}]")
-        kind, version = _str(item, "kind"), _str(item, "version")
-        lang = legal.matches(kind, version, _str(item, "sha256"))
-        if lang is None:
-            raise PortalError(Code.CONSENT_OUTDATED, f"{kind} {version} is not the current "
-                              "text: reload the page")
-        records.append((kind, version, lang, _str(item, "sha256")))
+    records = _consent_records(accepted)
     if sorted(r[0] for r in records) != sorted(legal.KINDS):
         raise PortalError(Code.BAD_REQUEST, "both the policy and the terms must be accepted")
     await asyncio.to_thread(portal.store.record_consents, signer_id, generation, records)
@@ -532,6 +536,95 @@ async def signer_complete(request: web.Request) -> web.Response:
         await portal.mail(tx.requester_email, "completed", "en", name=tx.requester_name,
                           title=tx.title, url=f"{portal.config.base_url}/requester")
     return web.json_response(await signer_view(portal, signer_id, generation))
+
+
+# First-time signer: enrolment ------------------------------------------------------
+
+async def signer_enrolment(request: web.Request) -> web.Response:
+    portal, signer_id, generation = _invite(request)
+    step = request.match_info["step"]
+    desk = portal.enrolment
+    body = await _body(request)
+    extra: dict[str, Any] = {}
+    if step == "start":
+        await desk.start(signer_id, generation)
+    elif step == "personal-data":
+        correct = body.get("correct")
+        if not isinstance(correct, bool):
+            raise PortalError(Code.BAD_REQUEST, "correct: true or false")
+        name = phone = ""
+        if not correct:
+            name = _str(body, "name")
+            phone = _str(body, "phone", max_len=16).replace(" ", "")
+            if not _PHONE.match(phone):
+                raise PortalError(Code.BAD_REQUEST, "phone: E.164, e.g. +33612345678")
+        new_generation = await desk.personal_data(signer_id, generation, correct=correct,
+                                                  name=name, phone=phone)
+        if new_generation != generation:
+            generation = new_generation
+            tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id,
+                                                 generation)
+            extra["inviteUrl"] = portal.invite_url(tx, signer)
+            await portal.invite(tx, signer)
+            if not tx.messaging:
+                await portal.mail(tx.requester_email, "message", "en",
+                                  name=signer.name, title=tx.title,
+                                  text=f"Personal data corrected: {signer.name}, "
+                                       f"{signer.phone}")
+    elif step == "consents":
+        accepted = body.get("accepted")
+        if not isinstance(accepted, list) or len(accepted) > len(legal.ENROLMENT_KINDS):
+            raise PortalError(Code.BAD_REQUEST, "accepted: [{kind, version, sha256}]")
+        await desk.consents(signer_id, generation, _consent_records(accepted))
+    elif step == "identity":
+        extra["identitySession"] = await desk.open_identity(
+            signer_id, generation, _str(body, "document", max_len=20))
+    elif step == "identity-done":
+        _, signer = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
+        await desk.identity_done(signer_id, generation, signer)
+    elif step == "identity-confirm":
+        correct = body.get("correct")
+        if not isinstance(correct, bool):
+            raise PortalError(Code.BAD_REQUEST, "correct: true or false")
+        await desk.confirm_identity(signer_id, generation, correct)
+    elif step == "auth-data":
+        phone = _str(body, "phone", max_len=16).replace(" ", "")
+        if not _PHONE.match(phone):
+            raise PortalError(Code.BAD_REQUEST, "phone: E.164, e.g. +33612345678")
+        await desk.auth_data(signer_id, generation, given_names=_str(body, "givenNames"),
+                             surname=_str(body, "surname"), phone=phone)
+    elif step == "pin-set":
+        await desk.pin_set(signer_id, generation)
+    elif step == "evidence":
+        if body.get("accept") is not True:
+            raise PortalError(Code.BAD_REQUEST, "accept: read and accept the certificate "
+                              "request first")
+        evidence = await desk.evidence(signer_id, generation, b64_spki(body))
+        return web.json_response({"evidence": evidence})
+    elif step == "certificate":
+        certificate = _b64(body.get("certificate"), "certificate", 16384)
+        chain = _b64_list(body, "chain", max_items=8, max_bytes=16384) if "chain" in body \
+            else []
+        await desk.certificate(signer_id, generation, certificate,
+                               await portal.desk.complete_chain(certificate, chain))
+    else:
+        raise PortalError(Code.NOT_FOUND, f"no enrolment step {step!r}")
+    view = await signer_view(portal, signer_id, generation)
+    return web.json_response({**view, **extra})
+
+
+def _consent_records(accepted: list[Any]) -> list[tuple[str, str, str, str]]:
+    records = []
+    for item in accepted:
+        if not isinstance(item, dict):
+            raise PortalError(Code.BAD_REQUEST, "accepted: [{kind, version, sha256}]")
+        kind, version = _str(item, "kind"), _str(item, "version")
+        lang = legal.matches(kind, version, _str(item, "sha256"))
+        if lang is None:
+            raise PortalError(Code.CONSENT_OUTDATED, f"{kind} {version} is not the current "
+                              "text: reload the page")
+        records.append((kind, version, lang, _str(item, "sha256")))
+    return records
 
 
 # SMS OTP (the agent's provider calls these) -----------------------------------------
@@ -745,15 +838,20 @@ async def _errors(request: web.Request,
 
 
 def create_app(config: PortalConfig, *, store: Store | None = None,
-               gateway: SmsGateway | None = None) -> web.Application:
+               gateway: SmsGateway | None = None,
+               identity: IdentityProvider | None = None) -> web.Application:
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = store or Store.open(config.database_url, config.state_dir)
     blobs = BlobStore(config.state_dir / "documents")
     otp = SmsOtp.from_state(store, gateway or OutboxGateway(store), config.state_dir)
     mailer = Mailer(store, config)
+    desk = SigningDesk(config, store, blobs, otp)
+    identity = identity or ReferenceIdentityService(
+        EvidenceSigner.open(config.state_dir / "identity"),
+        IdentityPolicy(accept_specimens=config.identity_accept_specimens), clock=store.clock)
     portal = Portal(config=config, store=store, blobs=blobs,
                     links=LinkSigner.from_state(config.state_dir), otp=otp, mailer=mailer,
-                    desk=SigningDesk(config, store, blobs, otp),
+                    desk=desk, enrolment=EnrolmentDesk(store, identity, desk.check),
                     requester_token=requester_token(config.state_dir))
     app = web.Application(middlewares=[_errors], client_max_size=config.max_request_bytes)
     app[PORTAL] = portal
@@ -779,6 +877,7 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
     r.add_post("/api/s/{invite}/certificates/check", signer_check_certificate)
     r.add_post("/api/s/{invite}/sign/prepare", signer_prepare)
     r.add_post("/api/s/{invite}/sign/complete", signer_complete)
+    r.add_post("/api/s/{invite}/enrolment/{step}", signer_enrolment)
     r.add_post("/api/me/{space}/otp", space_otp)
     r.add_post("/api/me/{space}/session", space_session)
     r.add_get("/api/me", space_get)
@@ -790,6 +889,7 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
     r.add_get("/outbox", _page("outbox.html"))
     r.add_get("/s/{invite}", _page("signer.html"))
     r.add_get("/me/{space}", _page("me.html"))
+    r.add_get("/id/{session}", _page("identity.html"))  # "continue on my smartphone"
     r.add_get("/static/{path:.+}", static)
 
     async def background(app: web.Application) -> Any:
@@ -804,6 +904,8 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
         await asyncio.to_thread(store.close)
 
     app.cleanup_ctx.append(background)
+    app.add_subapp("/api/identity/", create_identity_app(
+        identity, continue_url=f"{config.base_url}/id/{{session}}"))
     return app
 
 

@@ -82,6 +82,9 @@ class SigningDesk:
         self.blobs = blobs
         self.otp = otp
         self.roots = load_roots(config.trust_roots)
+        self.issuer_name = ", ".join(
+            x509.Certificate.load(r).subject.native.get("common_name", "") for r in self.roots
+        ) or "the qualified certification authority"
         self._validation: pades.Validation | None = None
 
     @property

@@ -75,6 +75,10 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS signer_certificates (
         email TEXT NOT NULL, sha256 TEXT NOT NULL, der BYTEA NOT NULL, chain TEXT NOT NULL,
         first_used TEXT NOT NULL, PRIMARY KEY (email, sha256))""",
+    """CREATE TABLE IF NOT EXISTS enrolments (
+        signer_id TEXT PRIMARY KEY REFERENCES signers(id), step TEXT NOT NULL,
+        identity_session TEXT, identity TEXT, comparison TEXT, auth TEXT,
+        spki_sha256 TEXT, certificate BYTEA, updated_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS space_sessions (
         digest TEXT PRIMARY KEY, email TEXT NOT NULL, expires_at TEXT NOT NULL)""",
 )
@@ -87,6 +91,17 @@ class SignerStatus(StrEnum):
     ACCEPTED = "accepted"
     SIGNED = "signed"
     REFUSED = "refused"
+
+
+class EnrolmentStep(StrEnum):
+    PERSONAL_DATA = "personal-data"
+    ISSUANCE_CONSENTS = "issuance-consents"
+    IDENTITY = "identity"
+    IDENTITY_CONFIRM = "identity-confirm"
+    AUTH_DATA = "auth-data"
+    PIN = "pin"
+    CERTIFICATE = "certificate"
+    DONE = "done"
 
 
 class TxStatus(StrEnum):
@@ -114,6 +129,10 @@ def _ders(values: list[bytes] | tuple[bytes, ...]) -> str:
 
 def _unders(text: str) -> tuple[bytes, ...]:
     return tuple(base64.b64decode(v) for v in json.loads(text))
+
+
+def _json(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else dict(json.loads(text))
 
 
 def new_id() -> str:
@@ -195,6 +214,17 @@ class Transaction:
             if d.id == document_id:
                 return d
         raise PortalError(Code.NOT_FOUND, "no such document")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    step: EnrolmentStep
+    identity_session: str | None
+    identity: dict[str, Any] | None
+    comparison: dict[str, Any] | None
+    auth: dict[str, Any] | None
+    spki_sha256: str | None
+    certificate: bytes | None
 
 
 @dataclass(frozen=True)
@@ -570,6 +600,127 @@ class Store:
                     next_signer = waiting[0]
                     self._set_status(cur, next_signer.id, SignerStatus.INVITED)
             return self._load(cur, tx.id), next_signer
+
+    # First-time enrolment ---------------------------------------------------------
+
+    def _enrolment(self, cur: Cursor, signer_id: str) -> Enrolment | None:
+        cur.execute("SELECT step, identity_session, identity, comparison, auth, spki_sha256, "
+                    "certificate FROM enrolments WHERE signer_id = ?", (signer_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return Enrolment(EnrolmentStep(row[0]), row[1], _json(row[2]), _json(row[3]),
+                         _json(row[4]), row[5], None if row[6] is None else bytes(row[6]))
+
+    def enrolment(self, signer_id: str, generation: int) -> Enrolment | None:
+        with self.db.transaction() as cur:
+            self._signer_for_update(cur, signer_id, generation)
+            return self._enrolment(cur, signer_id)
+
+    def start_enrolment(self, signer_id: str, generation: int) -> None:
+        """After the signature service's consents, before the documents; once."""
+        with self.db.transaction() as cur:
+            tx, signer = self._signer_for_update(cur, signer_id, generation)
+            self._require_open(tx, signer)
+            if self._enrolment(cur, signer_id) is not None:
+                return  # already started: the page resumes where it stands
+            if signer.status is not SignerStatus.CONSENTED:
+                raise PortalError(Code.WRONG_STEP, "enrolment comes after the consents and "
+                                  "before the documents are accepted")
+            cur.execute("INSERT INTO enrolments (signer_id, step, updated_at) "
+                        "VALUES (?, ?, ?)", (signer_id, EnrolmentStep.PERSONAL_DATA.value,
+                                             _iso(self.clock())))
+
+    def update_enrolment(self, signer_id: str, generation: int, expected: EnrolmentStep,
+                         *, step: EnrolmentStep | None = None, phone: str | None = None,
+                         **values: Any) -> None:
+        """Set columns (identity_session, identity, comparison, auth, spki_sha256) and
+        maybe move to `step`, if the enrolment is at `expected`."""
+        allowed = {"identity_session", "identity", "comparison", "auth", "spki_sha256"}
+        assert set(values) <= allowed
+        with self.db.transaction() as cur:
+            tx, signer = self._signer_for_update(cur, signer_id, generation)
+            self._require_open(tx, signer)
+            current = self._enrolment(cur, signer_id)
+            if current is None or current.step is not expected:
+                raise PortalError(Code.WRONG_STEP, f"this is not the {expected} step")
+            columns = sorted(values)
+            params = [json.dumps(values[c]) if isinstance(values[c], dict) else values[c]
+                      for c in columns]
+            assignments = "".join(f", {c} = ?" for c in columns)
+            cur.execute(f"UPDATE enrolments SET step = ?, updated_at = ?{assignments} "  # noqa: S608
+                        "WHERE signer_id = ?",
+                        ((step or expected).value, _iso(self.clock()), *params, signer_id))
+            if phone is not None:
+                cur.execute("UPDATE signers SET phone = ? WHERE id = ?", (phone, signer_id))
+
+    def advance_enrolment(self, signer_id: str, generation: int, expected: EnrolmentStep,
+                          step: EnrolmentStep) -> None:
+        self.update_enrolment(signer_id, generation, expected, step=step)
+
+    def correct_personal_data(self, signer_id: str, generation: int, *, name: str,
+                              phone: str) -> int:
+        """The signer's own corrections: stored, the requester told, the link renewed
+        (consents carried over). Returns the new generation."""
+        with self.db.transaction() as cur:
+            tx, signer = self._signer_for_update(cur, signer_id, generation)
+            self._require_open(tx, signer)
+            current = self._enrolment(cur, signer_id)
+            if current is None or current.step is not EnrolmentStep.PERSONAL_DATA:
+                raise PortalError(Code.WRONG_STEP, "this is not the personal-data step")
+            cur.execute("UPDATE signers SET name = ?, phone = ?, generation = ? WHERE id = ?",
+                        (name, phone, generation + 1, signer_id))
+            cur.execute("INSERT INTO consents (signer_id, generation, kind, version, lang, "
+                        "sha256, accepted_at) SELECT signer_id, ?, kind, version, lang, "
+                        "sha256, accepted_at FROM consents WHERE signer_id = ? "
+                        "AND generation = ?", (generation + 1, signer_id, generation))
+            cur.execute("UPDATE enrolments SET step = ?, updated_at = ? WHERE signer_id = ?",
+                        (EnrolmentStep.ISSUANCE_CONSENTS.value, _iso(self.clock()),
+                         signer_id))
+            text = (f"[personal data corrected] {signer.name or '-'} / {signer.phone or '-'}"
+                    f" -> {name} / {phone}")
+            if tx.messaging:
+                self._add_message(cur, tx.id, "signer", signer_id, name, text)
+            return generation + 1
+
+    def record_enrolment_consents(self, signer_id: str, generation: int,
+                                  accepted: list[tuple[str, str, str, str]]) -> None:
+        now = self.clock()
+        with self.db.transaction() as cur:
+            tx, signer = self._signer_for_update(cur, signer_id, generation)
+            self._require_open(tx, signer)
+            current = self._enrolment(cur, signer_id)
+            if current is None or current.step is not EnrolmentStep.ISSUANCE_CONSENTS:
+                raise PortalError(Code.WRONG_STEP, "this is not the consents step")
+            for kind, version, lang, sha in accepted:
+                cur.execute("DELETE FROM consents WHERE signer_id = ? AND generation = ? "
+                            "AND kind = ?", (signer_id, generation, kind))
+                cur.execute("INSERT INTO consents (signer_id, generation, kind, version, lang,"
+                            " sha256, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (signer_id, generation, kind, version, lang, sha, _iso(now)))
+            cur.execute("UPDATE enrolments SET step = ?, updated_at = ? WHERE signer_id = ?",
+                        (EnrolmentStep.IDENTITY.value, _iso(now), signer_id))
+
+    def finish_enrolment(self, signer_id: str, generation: int, certificate: bytes,
+                         chain: list[bytes]) -> None:
+        """The issued certificate: kept for Personal Space; the documents come next."""
+        import hashlib
+
+        now = self.clock()
+        with self.db.transaction() as cur:
+            tx, signer = self._signer_for_update(cur, signer_id, generation)
+            self._require_open(tx, signer)
+            current = self._enrolment(cur, signer_id)
+            if current is None or current.step is not EnrolmentStep.CERTIFICATE:
+                raise PortalError(Code.WRONG_STEP, "this is not the certificate step")
+            cur.execute("UPDATE enrolments SET step = ?, certificate = ?, updated_at = ? "
+                        "WHERE signer_id = ?",
+                        (EnrolmentStep.DONE.value, certificate, _iso(now), signer_id))
+            cur.execute("INSERT INTO signer_certificates (email, sha256, der, chain, "
+                        "first_used) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (email, sha256) DO NOTHING",
+                        (signer.email.lower(), hashlib.sha256(certificate).hexdigest(),
+                         certificate, _ders(chain), _iso(now)))
 
     # Messages -----------------------------------------------------------------------
 

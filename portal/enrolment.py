@@ -1,0 +1,267 @@
+"""A first-time signer's enrolment, the portal's side (portal/API.md "First-time signer").
+
+Between the signature service's consents and the documents:
+  personal-data -> issuance-consents -> identity -> identity-confirm -> auth-data
+  -> pin -> certificate -> done
+The identity is read from the document by the identity provider (portal/identity), never
+from a form; the PIN is set on the token by the page through the agent and never comes
+here; the key is made on the token and the CA issues the certificate to the agent. The
+portal gives the identity evidence for the token's key and keeps the certificate for
+Personal Space. Each step is one database transaction that checks the step it expects,
+so a retried or out-of-order call gets the state it needs or a typed error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+from typing import Any, Protocol
+
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509
+
+from portal import legal
+from portal.errors import Code, PortalError
+from portal.identity import names
+from portal.identity.service import DocumentKind, IdentityError, IdentityProvider, Step
+from portal.store import Enrolment, EnrolmentStep, Signer, Store
+
+log = logging.getLogger(__name__)
+
+_IDENTITY_CODES = {"IDENTITY_SESSION_UNKNOWN": Code.SESSION_UNKNOWN,
+                   "IDENTITY_SESSION_EXPIRED": Code.LINK_EXPIRED,
+                   "EVIDENCE_KEY_MISMATCH": Code.KEY_MISMATCH,
+                   "NAME_INVALID": Code.NAME_NOT_ON_DOCUMENT,
+                   "WRONG_STEP": Code.IDENTITY_NOT_VERIFIED}
+
+
+class CertificateCheck(Protocol):
+    async def __call__(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]: ...
+
+
+def identity_error(exc: IdentityError) -> PortalError:
+    return PortalError(_IDENTITY_CODES.get(exc.code, Code.BAD_REQUEST), str(exc),
+                       reason=exc.code)
+
+
+class EnrolmentDesk:
+    def __init__(self, store: Store, identity: IdentityProvider,
+                 check_certificate: CertificateCheck) -> None:
+        self.store = store
+        self.identity = identity
+        self.check_certificate = check_certificate
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except IdentityError as exc:
+            raise identity_error(exc) from exc
+
+    async def start(self, signer_id: str, generation: int) -> None:
+        await asyncio.to_thread(self.store.start_enrolment, signer_id, generation)
+
+    async def personal_data(self, signer_id: str, generation: int, *, correct: bool,
+                            name: str = "", phone: str = "") -> int:
+        """The generation after the step (a correction renews the link)."""
+        if correct:
+            await asyncio.to_thread(self.store.advance_enrolment, signer_id, generation,
+                                    EnrolmentStep.PERSONAL_DATA,
+                                    EnrolmentStep.ISSUANCE_CONSENTS)
+            return generation
+        return int(await asyncio.to_thread(self.store.correct_personal_data, signer_id,
+                                           generation, name=name, phone=phone))
+
+    async def consents(self, signer_id: str, generation: int,
+                       records: list[tuple[str, str, str, str]]) -> None:
+        if sorted(r[0] for r in records) != sorted(legal.ENROLMENT_KINDS):
+            raise PortalError(Code.BAD_REQUEST, "both the issuance policy and the Personal "
+                              "Space terms must be accepted")
+        await asyncio.to_thread(self.store.record_enrolment_consents, signer_id, generation,
+                                records)
+
+    async def open_identity(self, signer_id: str, generation: int, document: str) -> str:
+        try:
+            kind = DocumentKind(document)
+        except ValueError:
+            raise PortalError(Code.BAD_REQUEST, "document: 'id-card' or 'passport'") from None
+        await self._enrolment(signer_id, generation, EnrolmentStep.IDENTITY)
+        view = await self._run(self.identity.open_session, signer_id, kind)
+        await asyncio.to_thread(self.store.update_enrolment, signer_id, generation,
+                                EnrolmentStep.IDENTITY, identity_session=view.id)
+        return str(view.id)
+
+    async def identity_done(self, signer_id: str, generation: int, signer: Signer) -> None:
+        enrolment = await self._enrolment(signer_id, generation, EnrolmentStep.IDENTITY)
+        if not enrolment.identity_session:
+            raise PortalError(Code.WRONG_STEP, "choose a document first")
+        view = await self._run(self.identity.session, enrolment.identity_session)
+        if view.step is not Step.VERIFIED or view.identity is None:
+            raise PortalError(Code.IDENTITY_NOT_VERIFIED, f"the identity service says "
+                              f"{view.step}")
+        found = view.identity
+        given, _, surname = signer.name.strip().rpartition(" ")
+        comparison = names.compare(given, surname or signer.name, found.given_names,
+                                   " ".join(found.surname))
+        differences = [what for what, ok in (("surname", comparison.surname_matches),
+                                             ("givenNames", comparison.given_names_match))
+                       if not ok]
+        identity = {
+            "givenNames": names.display(found.given_names),
+            "surname": names.display(found.surname),
+            "givenNameWords": list(found.given_names), "surnameWords": list(found.surname),
+            "birthDate": found.birth_date.isoformat(), "nationality": found.nationality,
+            "documentNumber": found.document_number, "documentType": found.document.value,
+            "issuingState": found.issuing_state, "expiry": found.expiry_date.isoformat()}
+        await asyncio.to_thread(
+            self.store.update_enrolment, signer_id, generation, EnrolmentStep.IDENTITY,
+            step=EnrolmentStep.IDENTITY_CONFIRM, identity=identity,
+            comparison={"matches": not differences, "differences": differences})
+
+    async def confirm_identity(self, signer_id: str, generation: int, correct: bool) -> None:
+        enrolment = await self._enrolment(signer_id, generation,
+                                          EnrolmentStep.IDENTITY_CONFIRM)
+        if not correct:
+            await asyncio.to_thread(
+                self.store.update_enrolment, signer_id, generation,
+                EnrolmentStep.IDENTITY_CONFIRM, step=EnrolmentStep.IDENTITY,
+                identity_session=None, identity=None, comparison=None)
+            return
+        if not (enrolment.comparison or {}).get("matches"):
+            raise PortalError(Code.IDENTITY_MISMATCH, "the document names someone else than "
+                              "the person this transaction is for: verify again with your "
+                              "own document, or ask the requester to correct your name",
+                              differences=(enrolment.comparison or {}).get("differences"))
+        await asyncio.to_thread(self.store.update_enrolment, signer_id, generation,
+                                EnrolmentStep.IDENTITY_CONFIRM, step=EnrolmentStep.AUTH_DATA)
+
+    async def auth_data(self, signer_id: str, generation: int, *, given_names: str,
+                        surname: str, phone: str) -> None:
+        enrolment = await self._enrolment(signer_id, generation, EnrolmentStep.AUTH_DATA)
+        identity = enrolment.identity or {}
+        for chosen, words, what in ((given_names, identity.get("givenNameWords", []),
+                                     "givenNames"),
+                                    (surname, identity.get("surnameWords", []), "surname")):
+            try:
+                mine = names.words(chosen, icao=True)
+            except names.NameInvalid as exc:
+                raise PortalError(Code.BAD_REQUEST, f"{what}: {exc}") from exc
+            if not mine or not set(mine) <= set(words):
+                raise PortalError(Code.NAME_NOT_ON_DOCUMENT, f"{what}: choose among the "
+                                  "names on your document")
+        await asyncio.to_thread(
+            self.store.update_enrolment, signer_id, generation, EnrolmentStep.AUTH_DATA,
+            step=EnrolmentStep.PIN,
+            auth={"givenNames": given_names.strip(), "surname": surname.strip(),
+                  "phone": phone}, phone=phone)
+
+    async def pin_set(self, signer_id: str, generation: int) -> None:
+        await asyncio.to_thread(self.store.advance_enrolment, signer_id, generation,
+                                EnrolmentStep.PIN, EnrolmentStep.CERTIFICATE)
+
+    async def evidence(self, signer_id: str, generation: int, spki: bytes) -> str:
+        enrolment = await self._enrolment(signer_id, generation, EnrolmentStep.CERTIFICATE)
+        try:
+            asn1_keys.PublicKeyInfo.load(spki).native  # noqa: B018 - parse it all
+        except ValueError:
+            raise PortalError(Code.BAD_REQUEST, "publicKey: a DER SubjectPublicKeyInfo"
+                              ) from None
+        auth = enrolment.auth or {}
+        assert enrolment.identity_session is not None
+        issued = await self._run(self.identity.evidence, enrolment.identity_session, spki,
+                                 given_names=auth.get("givenNames"),
+                                 surname=auth.get("surname"))
+        await asyncio.to_thread(self.store.update_enrolment, signer_id, generation,
+                                EnrolmentStep.CERTIFICATE,
+                                spki_sha256=hashlib.sha256(spki).hexdigest())
+        return str(issued.token)
+
+    async def certificate(self, signer_id: str, generation: int, certificate: bytes,
+                          chain: list[bytes]) -> None:
+        enrolment = await self._enrolment(signer_id, generation, EnrolmentStep.CERTIFICATE)
+        try:
+            cert = x509.Certificate.load(certificate)
+            spki = cert.public_key.dump()
+        except ValueError:
+            raise PortalError(Code.BAD_REQUEST, "certificate: DER X.509") from None
+        if enrolment.spki_sha256 != hashlib.sha256(spki).hexdigest():
+            raise PortalError(Code.KEY_MISMATCH, "this certificate is not for the key the "
+                              "identity evidence was given for")
+        checked = await self.check_certificate(certificate, chain)
+        if not checked["qualified"]:
+            raise PortalError(Code.NOT_QUALIFIED, "the certificate is not qualified",
+                              reasons=checked["reasons"])
+        await asyncio.to_thread(self.store.finish_enrolment, signer_id, generation,
+                                certificate, chain)
+        log.info("signer %s enrolled: certificate %x", signer_id, cert.serial_number)
+
+    async def _enrolment(self, signer_id: str, generation: int, step: EnrolmentStep
+                         ) -> Enrolment:
+        enrolment = await asyncio.to_thread(self.store.enrolment, signer_id, generation)
+        if enrolment is None or enrolment.step is not step:
+            raise PortalError(Code.WRONG_STEP, f"this is not the {step} step")
+        return enrolment
+
+
+def request_view(enrolment: Enrolment, issuer: str) -> dict[str, Any] | None:
+    """The certificate request the signer reads before authorising it."""
+    if enrolment.auth is None or enrolment.identity is None:
+        return None
+    auth, identity = enrolment.auth, enrolment.identity
+    return {"subject": {"givenName": auth["givenNames"], "surname": auth["surname"],
+                        "commonName": f"{auth['givenNames']} {auth['surname']}",
+                        "country": identity.get("issuingState"),
+                        "serialNumber": f"{identity.get('documentType')} "
+                                        f"{identity.get('documentNumber')}"},
+            "policy": "QCP-n-qscd (0.4.0.194112.1.2)", "validityYears": 5,
+            "keyUsage": "nonRepudiation", "issuer": issuer}
+
+
+def enrolment_view(enrolment: Enrolment, signer: Signer, lang: str, issuer: str,
+                   accepted: set[tuple[str, str]]) -> dict[str, Any]:
+    from portal.otp import mask_phone
+
+    certificate = None
+    if enrolment.certificate is not None:
+        cert = x509.Certificate.load(enrolment.certificate)
+        certificate = {"serial": f"{cert.serial_number:x}",
+                       "notBefore": cert.not_valid_before.isoformat(),
+                       "notAfter": cert.not_valid_after.isoformat(),
+                       "subject": cert.subject.human_friendly}
+    identity = None
+    if enrolment.identity is not None:
+        identity = {k: v for k, v in enrolment.identity.items()
+                    if k not in ("givenNameWords", "surnameWords")}
+        identity["givenNameChoices"] = [names.display([w]) for w in
+                                        enrolment.identity.get("givenNameWords", [])]
+        identity["surnameChoices"] = [names.display([w]) for w in
+                                      enrolment.identity.get("surnameWords", [])]
+    return {
+        "step": enrolment.step.value,
+        "data": {"name": signer.name, "phone": signer.phone,
+                 "phoneMasked": mask_phone(signer.phone)},
+        "consents": [{"kind": t.kind, "version": t.version, "sha256": t.sha256,
+                      "lang": t.lang, "title": t.title,
+                      "url": f"/legal/{t.kind}/{t.version}",
+                      "accepted": (t.kind, t.version) in accepted}
+                     for t in legal.current(lang, legal.ENROLMENT_KINDS)],
+        "identitySession": enrolment.identity_session,
+        "identity": identity,
+        "comparison": enrolment.comparison,
+        "auth": enrolment.auth,
+        "request": request_view(enrolment, issuer) if enrolment.step in (
+            EnrolmentStep.CERTIFICATE, EnrolmentStep.DONE) else None,
+        "certificate": certificate,
+    }
+
+
+def b64_spki(body: dict[str, Any]) -> bytes:
+    value = body.get("publicKey")
+    if not isinstance(value, str) or len(value) > 4096:
+        raise PortalError(Code.BAD_REQUEST, "publicKey: base64 SubjectPublicKeyInfo")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise PortalError(Code.BAD_REQUEST, "publicKey: not base64") from None
+
