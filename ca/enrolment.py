@@ -38,9 +38,14 @@ MAX_CHAIN = 4
 class EnrolmentRefused(Exception):
     """A typed refusal: `code` for programs, the message for people."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str,
+                 existing: CertificateRecord | None = None) -> None:
         super().__init__(message)
         self.code = code
+        # evidence_reused for the very key that already got its certificate: a client
+        # that lost the first answer (a crash, a dropped connection) learns it here,
+        # having just proved it holds the key; it never gets a second certificate.
+        self.existing = existing
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,10 @@ class Enrolment:
             return self.registry.issue(build, new_serial=random_serial, evidence_id=found.id,
                                        spki_sha256=key_hash)
         except EvidenceReused as exc:
-            raise EnrolmentRefused("evidence_reused", str(exc)) from exc
+            earlier = self.registry.by_evidence(found.id)
+            same_key = earlier is not None and earlier.spki_sha256 == key_hash
+            raise EnrolmentRefused("evidence_reused", str(exc),
+                                   existing=earlier if same_key else None) from exc
 
     @staticmethod
     def _proof_of_possession(der: bytes) -> asn1_keys.PublicKeyInfo:

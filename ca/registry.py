@@ -135,6 +135,13 @@ class Registry:
     def _integrity_errors(self) -> tuple[type[Exception], ...]:
         return self._db.integrity_errors()
 
+    def by_evidence(self, evidence_id: str) -> CertificateRecord | None:
+        """The certificate a piece of identity evidence gave, if any."""
+        with self._transaction() as cur:
+            cur.execute(_select("WHERE evidence_id = ?"), (evidence_id,))
+            row = cur.fetchone()
+        return None if row is None else _record(row)
+
     def _evidence_used(self, evidence_id: str) -> bool:
         with self._transaction() as cur:
             cur.execute("SELECT 1 FROM certificates WHERE evidence_id = ?", (evidence_id,))

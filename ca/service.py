@@ -27,7 +27,13 @@ from ca.authority import Authority
 from ca.crl import CrlPublisher
 from ca.enrolment import Enrolment, EnrolmentRefused, EnrolmentRequest
 from ca.ocsp import OcspResponder, request_from_get_path
-from ca.registry import REVOCATION_REASONS, Registry, RegistryError, UnknownSerial
+from ca.registry import (
+    REVOCATION_REASONS,
+    CertificateRecord,
+    Registry,
+    RegistryError,
+    UnknownSerial,
+)
 from ca.tsa import TimestampAuthority
 
 log = logging.getLogger(__name__)
@@ -88,14 +94,21 @@ async def enrol(request: web.Request) -> web.Response:
     except EnrolmentRefused as exc:
         status = 400 if exc.code in _BAD_REQUEST else 409 if exc.code in _CONFLICT else 422
         log.info("enrolment refused: %s", exc.code)
-        return _error(status, exc.code, str(exc))
+        if exc.existing is None:
+            return _error(status, exc.code, str(exc))
+        return web.json_response({"error": exc.code, "message": str(exc),
+                                  **_issued(service, exc.existing)}, status=status)
+    return web.json_response(_issued(service, record), status=201)
+
+
+def _issued(service: CaService, record: CertificateRecord) -> dict[str, Any]:
     chain = [service.authority.issuing.dump(), service.authority.root.dump()]
-    return web.json_response({
+    return {
         "serial": f"{record.serial:x}",
         "certificate": base64.b64encode(record.der).decode(),
         "chain": [base64.b64encode(c).decode() for c in chain],
         "not_after": record.not_after.isoformat(),
-    }, status=201)
+    }
 
 
 def _serial(request: web.Request) -> int:
