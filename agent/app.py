@@ -15,6 +15,7 @@ from aiohttp import web
 from agent import systemd
 from agent.config import AgentConfig
 from agent.discovery import agent_id
+from agent.identity.enrolment import EnrolmentService
 from agent.identity.otp import OtpStore, TotpVerifier
 from agent.identity.sms import HttpSmsOtpProvider
 from agent.journal import SignatureJournal
@@ -106,7 +107,9 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     if metrics is not None:
         signing = MeteredSigning(signing, metrics)
         app[METRICS] = metrics
-    app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing)
+    enrolment = EnrolmentService(tokens, journal.db, config.ca_url)
+    app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing,
+                     enrolment)
     app[SOCKETS] = set()
     if metrics is not None:
         gate = app[GATE]

@@ -14,7 +14,11 @@ already has the CA's certificate is not enrolled twice (`needs_certificate`).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
+import json
+import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +27,26 @@ from asn1crypto import csr as asn1_csr
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509
 
+from agent.sqlite_db import SqliteDatabase
 from agent.tokens.model import KeyType, SignatureAlgorithm, Token
+from agent.tokens.registry import TokenRegistry
+
+log = logging.getLogger(__name__)
 
 
 class EnrolmentFailed(Exception):
     """The CA refused (`code` is its reason, e.g. 'evidence_reused') or was unreachable
-    ('ca_unreachable')."""
+    ('ca_unreachable'). `issued`: the certificate the CA had already issued for this
+    very key and evidence (a retry after a lost answer)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, issued: Enrolled | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.issued = issued
+
+
+class EnrolmentUnknown(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,14 @@ async def submit(session: aiohttp.ClientSession, ca_url: str, material: KeyMater
     if status != 201 or not isinstance(answer, dict):
         code = answer.get("error", "refused") if isinstance(answer, dict) else "refused"
         message = answer.get("message", "") if isinstance(answer, dict) else ""
-        raise EnrolmentFailed(str(code), str(message) or f"HTTP {status}")
+        issued = None
+        if code == "evidence_reused" and isinstance(answer, dict) and "certificate" in answer:
+            issued = _enrolled(answer)
+        raise EnrolmentFailed(str(code), str(message) or f"HTTP {status}", issued)
+    return _enrolled(answer)
+
+
+def _enrolled(answer: dict[str, Any]) -> Enrolled:
     try:
         return Enrolled(str(answer["serial"]), base64.b64decode(answer["certificate"]),
                         [base64.b64decode(c) for c in answer["chain"]])
@@ -117,3 +138,108 @@ def needs_certificate(token: Token, key_id: str, issuer: bytes) -> bool:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+_SCHEMA = ("""CREATE TABLE IF NOT EXISTS enrolments (
+    id TEXT PRIMARY KEY, token_id TEXT NOT NULL, key_id TEXT NOT NULL,
+    key_type TEXT NOT NULL, spki BLOB NOT NULL, csr BLOB NOT NULL, attestation TEXT NOT NULL,
+    state TEXT NOT NULL, serial TEXT, certificate BLOB, chain TEXT, created_at TEXT NOT NULL)
+""",)
+
+
+_COLUMNS = "id, token_id, key_id, spki, csr, attestation, state, serial, certificate, chain"
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: str
+    token_id: str
+    key_id: str
+    material: KeyMaterial
+    state: str  # "generated", "issued" (the CA answered), "written" (on the token)
+    issued: Enrolled | None
+    resumed: bool = False
+
+
+class EnrolmentService:
+    """`enroll/generate` and `enroll/complete`, durable between the two: a pending
+    enrolment for a token's key is resumed (no second key), the CA's answer is kept
+    before the certificate is written (no second certificate), and a completed one is
+    answered again."""
+
+    def __init__(self, registry: TokenRegistry, db: SqliteDatabase, ca_url: str | None
+                 ) -> None:
+        self.registry = registry
+        self.db = db
+        self.ca_url = ca_url
+        with db.transaction() as cur:
+            for statement in _SCHEMA:
+                cur.execute(statement)
+
+    def _load(self, where: str, params: tuple[Any, ...]) -> Pending | None:
+        """`where` is one of this class's constants; values go in `params`."""
+        query = f"SELECT {_COLUMNS} FROM enrolments WHERE {where} ORDER BY created_at DESC"  # noqa: S608
+        with self.db.transaction() as cur:
+            cur.execute(query + " LIMIT 1", params)
+            row = cur.fetchone()
+        if row is None:
+            return None
+        issued = None if row[8] is None else Enrolled(
+            row[7], bytes(row[8]), [base64.b64decode(c) for c in json.loads(row[9])])
+        material = KeyMaterial(bytes(row[3]), bytes(row[4]),
+                               [base64.b64decode(c) for c in json.loads(row[5])])
+        return Pending(row[0], row[1], row[2], material, row[6], issued)
+
+    async def generate(self, token_id: str, key_id: str, key_type: KeyType, pin: str
+                       ) -> Pending:
+        pending = self._load("token_id = ? AND key_id = ? AND state != 'written'",
+                             (token_id, key_id))
+        if pending is not None:
+            log.info("enrolment %s resumed: the key in %s/%s is kept", pending.id, token_id,
+                     key_id)
+            return Pending(pending.id, token_id, key_id, pending.material, pending.state,
+                           pending.issued, resumed=True)
+        material = await self.registry.call(
+            token_id, lambda token: key_material(token, key_id, key_type, pin))
+        enrolment_id = secrets.token_urlsafe(16)
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO enrolments (id, token_id, key_id, key_type, spki, csr, "
+                        "attestation, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (enrolment_id, token_id, key_id, key_type.value, material.spki,
+                         material.csr, json.dumps([_b64(c) for c in material.attestation]),
+                         "generated", dt.datetime.now(dt.UTC).isoformat()))
+        log.info("enrolment %s: key generated in %s/%s", enrolment_id, token_id, key_id)
+        return Pending(enrolment_id, token_id, key_id, material, "generated", None)
+
+    async def complete(self, enrolment_id: str, evidence: str) -> Pending:
+        pending = self._load("id = ?", (enrolment_id,))
+        if pending is None:
+            raise EnrolmentUnknown(enrolment_id)
+        issued = pending.issued
+        if issued is None:
+            if not self.ca_url:
+                raise EnrolmentFailed("ca_not_configured", "the agent has no ca_url")
+            async with aiohttp.ClientSession() as session:
+                try:
+                    issued = await submit(session, self.ca_url, pending.material, evidence)
+                except EnrolmentFailed as exc:
+                    if exc.issued is None:
+                        raise
+                    issued = exc.issued  # our own earlier request: the same certificate
+            with self.db.transaction() as cur:  # kept before the token is touched
+                cur.execute("UPDATE enrolments SET state = 'issued', serial = ?, "
+                            "certificate = ?, chain = ? WHERE id = ?",
+                            (issued.serial, issued.certificate,
+                             json.dumps([_b64(c) for c in issued.chain]), enrolment_id))
+        if pending.state != "written":
+            certificate = issued.certificate
+            await self.registry.call(
+                pending.token_id,
+                lambda token: token.put_certificate(pending.key_id, certificate))
+            with self.db.transaction() as cur:
+                cur.execute("UPDATE enrolments SET state = 'written' WHERE id = ?",
+                            (enrolment_id,))
+            log.info("enrolment %s: certificate %s written to %s/%s", enrolment_id,
+                     issued.serial, pending.token_id, pending.key_id)
+        return Pending(pending.id, pending.token_id, pending.key_id, pending.material,
+                       "written", issued)

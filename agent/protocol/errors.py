@@ -45,6 +45,9 @@ class ErrorCode(Enum):
     OTP_UNAVAILABLE = (-31033, "the SMS one-time password service is unavailable")
     OTP_METHOD_NOT_ALLOWED = (-31034, "this kind of one-time password is not accepted here")
     SAD_INVALID = (-31040, "signature activation data invalid")
+    ENROLMENT_REFUSED = (-31050, "the certification authority refused the request")
+    CA_UNAVAILABLE = (-31051, "the certification authority cannot be reached")
+    ENROLMENT_UNKNOWN = (-31052, "no such enrolment")
 
     @property
     def rpc_code(self) -> int:

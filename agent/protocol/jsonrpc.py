@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from asn1crypto import x509 as asn1_x509
 from jsonschema import Draft202012Validator
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
 from agent.signing import split_credential
-from agent.tokens.model import Credential, Padding, PinStatus, TokenInfo
+from agent.tokens.model import Credential, KeyType, Padding, PinStatus, TokenInfo
 from agent.tokens.registry import TokenRegistry
 from qsign import __version__
 
@@ -33,6 +34,7 @@ class Call:
     notify: Callable[[str, dict[str, Any]], Awaitable[None]]
     subscriptions: list[Any] = field(default_factory=list)
     signing: Any = None  # agent.signing.SigningService (the daemon layer sits above)
+    enrolment: Any = None  # agent.identity.enrolment.EnrolmentService
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -204,6 +206,61 @@ async def _sign_pdf(call: Call) -> Any:
     return {"documents": [base64.b64encode(d).decode() for d in signed]}
 
 
+async def _pin_change(call: Call) -> Any:
+    p = call.params
+    await call.registry.call(p["tokenID"], lambda t: t.change_pin(p["PIN"], p["newPIN"]))
+    return {}
+
+
+async def _pin_unblock(call: Call) -> Any:
+    p = call.params
+    await call.registry.call(p["tokenID"], lambda t: t.unblock_pin(p["PUK"], p["newPIN"]))
+    return {}
+
+
+async def _enroll_generate(call: Call) -> Any:
+    """A key made on the token for a qualified certificate (issue 7): its public key,
+    the token's attestation, and a CSR signed on the token kept by the agent."""
+    from agent.identity.enrolment import EnrolmentFailed
+
+    p = call.params
+    try:
+        pending = await call.enrolment.generate(p["tokenID"], p.get("keyID", "9C"),
+                                                KeyType(p.get("keyType", "EC_P256")),
+                                                p["PIN"])
+    except EnrolmentFailed as exc:
+        raise RpcError(ErrorCode.ENROLMENT_REFUSED, str(exc),
+                       data={"reason": exc.code}) from exc
+    return {"enrolmentID": pending.id, "resumed": pending.resumed,
+            "publicKey": base64.b64encode(pending.material.spki).decode(),
+            "attestation": [base64.b64encode(c).decode()
+                            for c in pending.material.attestation]}
+
+
+async def _enroll_complete(call: Call) -> Any:
+    """CSR + attestation + the identity evidence to the CA named in the agent's own
+    configuration (never one a page names); the certificate written to the token."""
+    from agent.identity.enrolment import EnrolmentFailed, EnrolmentUnknown
+
+    p = call.params
+    try:
+        done = await call.enrolment.complete(p["enrolmentID"], p["evidence"])
+    except EnrolmentUnknown:
+        raise RpcError(ErrorCode.ENROLMENT_UNKNOWN) from None
+    except EnrolmentFailed as exc:
+        code = (ErrorCode.CA_UNAVAILABLE if exc.code in ("ca_unreachable",
+                                                          "ca_not_configured")
+                else ErrorCode.ENROLMENT_REFUSED)
+        raise RpcError(code, str(exc), data={"reason": exc.code}) from exc
+    issued = done.issued
+    not_after = asn1_x509.Certificate.load(issued.certificate).not_valid_after
+    return {"credentialID": f"{done.token_id}/{done.key_id}", "serial": issued.serial,
+            "certificate": base64.b64encode(issued.certificate).decode(),
+            "chain": [base64.b64encode(c).decode() for c in issued.chain],
+            "notAfter": not_after.isoformat()}
+
+
+_NEW_PIN = {"type": "string", "pattern": "^[0-9]{4,8}$"}  # the service's rule: 4-8 digits
 _CREDENTIAL = {"type": "string", "minLength": 3, "maxLength": 200}
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("documents/signPdf", _object({
@@ -228,6 +285,19 @@ METHODS: dict[str, Method] = {m.name: m for m in (
         "hashes": _HASHES, "padding": _PADDING,
         "idempotencyKey": {"type": "string", "minLength": 8, "maxLength": 100}},
         ["credentialID", "SAD", "hashes"]), _sign_hash),
+    Method("pin/change", _object({"tokenID": _TOKEN_ID, "PIN": _PIN, "newPIN": _NEW_PIN},
+                                 ["tokenID", "PIN", "newPIN"]), _pin_change),
+    Method("pin/unblock", _object({"tokenID": _TOKEN_ID, "PUK": _PIN, "newPIN": _NEW_PIN},
+                                  ["tokenID", "PUK", "newPIN"]), _pin_unblock),
+    Method("enroll/generate", _object({
+        "tokenID": _TOKEN_ID, "keyID": {"enum": ["9A", "9C", "9D", "9E"]},
+        "keyType": {"enum": [k.value for k in KeyType]}, "PIN": _PIN},
+        ["tokenID", "PIN"]), _enroll_generate),
+    Method("enroll/complete", _object({
+        "enrolmentID": {"type": "string", "minLength": 8, "maxLength": 64},
+        "evidence": {"type": "string", "minLength": 20, "maxLength": 16384,
+                     "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$"}},
+        ["enrolmentID", "evidence"]), _enroll_complete),
     Method("info", _object({}), _info),
     Method("tokens/list", _object({}), _tokens_list),
     Method("tokens/subscribe", _object({}), _tokens_subscribe),

@@ -61,6 +61,7 @@ class Gate:
     registry: TokenRegistry
     limiter: RateLimiter
     signing: Any = None  # agent.signing.SigningService
+    enrolment: Any = None  # agent.identity.enrolment.EnrolmentService
     connections: int = 0
     # Pairing codes are for people: a few per origin and minute is plenty.
     pairing_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(6, burst=3))
@@ -121,7 +122,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     subscriptions: list[Any] = []
 
     def make_call(params: dict[str, Any]) -> Call:
-        return Call(gate.registry, origin, params, notify, subscriptions, gate.signing)
+        return Call(gate.registry, origin, params, notify, subscriptions, gate.signing,
+                    gate.enrolment)
 
     try:
         async for message in ws:

@@ -174,6 +174,34 @@ class Client {
     return result.signatures;
   }
 
+  /** Change the token's PIN (the service's rule: 4 to 8 digits); the token checks `pin`. */
+  changePin({ tokenID, pin, newPin }) {
+    return this.call("pin/change", { tokenID, PIN: pin, newPIN: newPin });
+  }
+
+  /** Unblock the PIN with the PUK and set a new one. */
+  unblockPin({ tokenID, puk, newPin }) {
+    return this.call("pin/unblock", { tokenID, PUK: puk, newPIN: newPin });
+  }
+
+  /**
+   * A key made on the token for a qualified certificate; resolves to
+   * {enrolmentID, publicKey (base64 SPKI), attestation, resumed}. A pending enrolment for
+   * the same token and key is resumed: no second key.
+   */
+  enrollGenerate({ tokenID, pin, keyID = "9C", keyType = "EC_P256" }) {
+    return this.call("enroll/generate", { tokenID, keyID, keyType, PIN: pin });
+  }
+
+  /**
+   * Send the request with the identity evidence (a compact JWS from the signature
+   * service) to the agent's CA and write the certificate to the token; resolves to
+   * {credentialID, certificate, chain, serial, notAfter}. Safe to retry.
+   */
+  enrollComplete({ enrolmentID, evidence }) {
+    return this.call("enroll/complete", { enrolmentID, evidence });
+  }
+
   /** Token insert/remove events: onEvent({kind, tokenID, token}). Returns an unsubscribe. */
   async subscribe(onEvent) {
     this._listeners.add(onEvent);

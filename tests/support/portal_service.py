@@ -66,16 +66,20 @@ class RunningPortal:
                 assert response.status == expect, (response.status, data)
             return data
 
-    async def create(self, *, signers: int = 2, documents: int = 2, **extra: Any) -> Any:
+    async def create(self, *, signers: int | list[dict[str, Any]] = 2, documents: int = 2,
+                     **extra: Any) -> Any:
+        """A transaction of blank PDFs; `signers`: how many made-up ones, or the list."""
+        people = signers if isinstance(signers, list) else [
+            {"name": f"Signer {i + 1}", "email": f"s{i + 1}@example.test",
+             "phone": f"+3361234567{i}", "lang": "en" if i == 0 else "fr"}
+            for i in range(signers)]
         body = {
             "title": "Lease agreement",
             "requester": {"name": "Agence Dupont", "email": "agence@example.test"},
             "documents": [{"name": f"doc{i + 1}.pdf",
                            "content": base64.b64encode(blank_pdf(i + 1)).decode()}
                           for i in range(documents)],
-            "signers": [{"name": f"Signer {i + 1}", "email": f"s{i + 1}@example.test",
-                         "phone": f"+3361234567{i}", "lang": "en" if i == 0 else "fr"}
-                        for i in range(signers)],
+            "signers": people,
             "level": "B-B",  # no TSA in these tests; signing tests choose their level
             **extra,
         }

@@ -1,0 +1,230 @@
+"""A first-time signer end to end without the browser: a factory-fresh simulated card,
+the portal with its reference identity service (specimen ID card read by tesseract,
+timed liveness challenges), the agent (PIN change, key generation and attestation on the
+card, the CA's enrolment) and the CA on loopback; then the documents are signed with the
+new certificate and validate as PAdES B-LT under it. The test plays the page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+from asn1crypto import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from agent.app import create_app as create_agent
+from agent.config import AgentConfig
+from agent.tokens.registry import TokenRegistry
+from firmware_sim.attestation import Manufacturer
+from portal.identity.evidence import EvidenceSigner
+from portal.identity.mrz import DocumentFormat
+from tests.integration.test_agent_ws import PORTAL as ORIGIN
+from tests.integration.test_agent_ws import _free_port, rpc
+from tests.support.identity_fixtures import frames, make_specimen
+from tests.support.pcsc import RunningCard
+from tests.support.portal_pki import start_pki, validate_pdf
+from tests.support.portal_service import RunningPortal, running_portal
+
+FACTORY_PIN = "123456"
+NEW_PIN = "2468"
+PHONE = "+33612345670"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class Page:
+    """What the signer's page does, step by step."""
+
+    def __init__(self, portal: RunningPortal, ws: aiohttp.ClientWebSocketResponse,
+                 invite: str) -> None:
+        self.portal = portal
+        self.ws = ws
+        self.invite = invite
+        self.ids = 1000
+
+    async def agent(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.ids += 1
+        return await rpc(self.ws, method, params, self.ids)
+
+    async def step(self, name: str, body: dict[str, Any] | None = None,
+                   expect: int = 200) -> Any:
+        return await self.portal.call("POST", f"/api/s/{self.invite}/enrolment/{name}",
+                                      body or {}, expect=expect)
+
+    async def identity(self, path: str, method: str = "POST", body: Any = None,
+                       data: bytes | None = None) -> Any:
+        url = f"{self.portal.url}/api/identity/sessions/{path}"
+        kwargs: dict[str, Any] = {"json": body} if data is None else {
+            "data": data, "headers": {"Content-Type": "image/png"}}
+        async with self.portal.session.request(method, url, **kwargs) as response:
+            answer = await response.json()
+            assert response.status == 200, answer
+            return answer
+
+
+async def _first_time_journey(page: Page, token_id: str) -> bytes:
+    portal = page.portal
+    view = await page.step("start")
+    assert view["step"] == "enrolment" and view["enrolment"]["step"] == "personal-data"
+    view = await page.step("personal-data", {"correct": True})
+    consents = [{k: c[k] for k in ("kind", "version", "sha256")}
+                for c in view["enrolment"]["consents"]]
+    assert {c["kind"] for c in consents} == {"issuance", "space"}
+    view = await page.step("consents", {"accepted": consents})
+    assert view["enrolment"]["step"] == "identity"
+    view = await page.step("identity", {"document": "id-card"})
+    session = view["identitySession"]
+    card = make_specimen(DocumentFormat.TD1, surname="Curie", given_names="Marie")
+    for side, image in card.images.items():
+        await page.identity(f"{session}/sides/{side.value}", "PUT", data=image)
+    while True:
+        state = await page.identity(session, "GET")
+        if state["step"] != "liveness":
+            break
+        challenge = await page.identity(f"{session}/challenges/next")
+        portal.clock.advance(seconds=2)  # a person takes a moment to act
+        await page.identity(f"{session}/challenges/{challenge['id']}",
+                            body={"nonce": challenge["nonce"], "frames": [
+                                _b64(f) for f in frames(3)]})
+    assert state["step"] == "verified", state
+    view = await page.step("identity-done")
+    enrolment = view["enrolment"]
+    assert enrolment["step"] == "identity-confirm"
+    assert enrolment["comparison"] == {"matches": True, "differences": []}
+    assert enrolment["identity"]["surname"] == "Curie"
+    view = await page.step("identity-confirm", {"correct": True})
+    err = await page.step("auth-data", {"givenNames": "Pierre", "surname": "Curie",
+                                        "phone": PHONE}, expect=422)
+    assert err["error"] == "NAME_NOT_ON_DOCUMENT"
+    view = await page.step("auth-data", {"givenNames": "Marie", "surname": "Curie",
+                                         "phone": PHONE})
+    assert view["enrolment"]["step"] == "pin"
+    # The PIN goes to the card through the agent; the portal only hears it was set.
+    reply = await page.agent("pin/change", {"tokenID": token_id, "PIN": FACTORY_PIN,
+                                            "newPIN": "12"})
+    assert reply["error"]["data"]["error"] == "INVALID_PARAMS", reply
+    reply = await page.agent("pin/change", {"tokenID": token_id, "PIN": FACTORY_PIN,
+                                            "newPIN": NEW_PIN})
+    assert "result" in reply, reply
+    view = await page.step("pin-set")
+    request = view["enrolment"]["request"]
+    assert request["subject"]["commonName"] == "Marie Curie"
+    assert request["validityYears"] == 5 and "QCP-n-qscd" in request["policy"]
+    generated = await page.agent("enroll/generate", {"tokenID": token_id, "PIN": NEW_PIN})
+    assert "result" in generated, generated
+    again = await page.agent("enroll/generate", {"tokenID": token_id, "PIN": NEW_PIN})
+    assert again["result"]["resumed"] is True  # no second key
+    assert again["result"]["publicKey"] == generated["result"]["publicKey"]
+    evidence = await page.step("evidence", {"publicKey": generated["result"]["publicKey"],
+                                            "accept": True})
+    enrolled = await page.agent("enroll/complete", {
+        "enrolmentID": generated["result"]["enrolmentID"], "evidence": evidence["evidence"]})
+    assert "result" in enrolled, enrolled
+    repeated = await page.agent("enroll/complete", {
+        "enrolmentID": generated["result"]["enrolmentID"], "evidence": evidence["evidence"]})
+    assert repeated["result"]["serial"] == enrolled["result"]["serial"]  # one certificate
+    certificate = base64.b64decode(enrolled["result"]["certificate"])
+    view = await page.step("certificate", {"certificate": enrolled["result"]["certificate"],
+                                           "chain": enrolled["result"]["chain"]})
+    assert view["step"] == "documents" and view["enrolment"]["step"] == "done"
+    return certificate
+
+
+async def _sign(page: Page, credential: str) -> None:
+    portal = page.portal
+    invite = page.invite
+    view = await portal.call("POST", f"/api/s/{invite}/accept", {})
+    assert view["step"] == "sign"
+    info = await page.agent("credentials/info", {"credentialID": credential})
+    certificate = info["result"]["cert"]["certificates"][0]
+    prepared = await portal.call("POST", f"/api/s/{invite}/sign/prepare", {
+        "certificate": certificate, "chain": [], "phoneConfirmed": True})
+    sent = await page.agent("credentials/sendOTP", {
+        "credentialID": credential, "hashes": prepared["hashes"],
+        "otpSession": prepared["otpSession"]})
+    assert "result" in sent, sent
+    code = re.search(r"\b(\d{6})\b", portal.sms(PHONE)[-1])
+    assert code is not None
+    authorized = await page.agent("credentials/authorize", {
+        "credentialID": credential, "hashes": prepared["hashes"], "PIN": NEW_PIN,
+        "OTP": code.group(1), "otpSession": prepared["otpSession"]})
+    assert "result" in authorized, authorized
+    signed = await page.agent("signatures/signHash", {
+        "credentialID": credential, "SAD": authorized["result"]["SAD"],
+        "hashes": prepared["hashes"]})
+    view = await portal.call("POST", f"/api/s/{invite}/sign/complete", {
+        "sessionId": prepared["sessionId"], "signatures": signed["result"]["signatures"]})
+    assert view["step"] == "done"
+
+
+def test_first_time_signer_enrols_then_signs(simulated_card: RunningCard,
+                                             manufacturer: Manufacturer,
+                                             tmp_path: Path) -> None:
+    pki = start_pki(tmp_path / "ca")
+    try:
+        pki.authority.trust_manufacturer(
+            manufacturer.root_certificate.public_bytes(Encoding.PEM))
+        identity_key = EvidenceSigner.open(tmp_path / "portal" / "identity")
+        pki.authority.trust_identity_service(identity_key.certificate_pem)
+        root = tmp_path / "root.der"
+        root.write_bytes(pki.root)
+
+        async def main() -> None:
+            async with running_portal(tmp_path, trust_roots=[str(root)],
+                                      timestamp_url=f"{pki.base}/tsa",
+                                      identity_accept_specimens=True) as portal:
+                config = AgentConfig(port=_free_port(), state_dir=tmp_path / "agent",
+                                     allowed_origins=(ORIGIN,), pkcs11_modules=(),
+                                     portal_url=portal.url, otp_mode="sms",
+                                     ca_url=pki.base)
+                server = TestServer(create_agent(config, TokenRegistry()),
+                                    host="127.0.0.1", port=config.port)
+                await server.start_server()
+                try:
+                    async with portal.session.ws_connect(
+                            f"http://127.0.0.1:{config.port}/v1/ws",
+                            headers={"Origin": ORIGIN}) as ws:
+                        await _scenario(portal, ws)
+                finally:
+                    await server.close()
+
+        asyncio.run(main())
+    finally:
+        pki.stop()
+
+
+async def _scenario(portal: RunningPortal, ws: aiohttp.ClientWebSocketResponse) -> None:
+    # The requester wrote the name as on the document (accents and case aside).
+    tx = await portal.create(documents=2, level="B-LT", signers=[
+        {"name": "marie CURIE", "email": "marie@example.test", "phone": PHONE}])
+    invite = portal.invite_path(tx, 0)
+    page = Page(portal, ws, invite)
+    for _ in range(100):
+        tokens = (await page.agent("tokens/list", {}))["result"]["tokens"]
+        if tokens:
+            break
+        await asyncio.sleep(0.1)
+    token_id = tokens[0]["id"]
+    # Factory-fresh: no qualified certificate anywhere, so the page enrols.
+    credentials = (await page.agent("credentials/list", {"tokenID": token_id}))["result"]
+    assert not [c for c in credentials["credentials"] if c["hasCertificate"]]
+    await portal.consent(invite)
+    certificate = await _first_time_journey(page, token_id)
+    subject = x509.Certificate.load(certificate).subject.native
+    assert (subject["given_name"], subject["surname"]) == ("Marie", "Curie")
+    await _sign(page, f"{token_id}/9C")
+    for document in tx["documents"]:
+        pdf = await portal.call(
+            "GET", f"/api/v1/transactions/{tx['id']}/documents/{document['id']}", auth=True)
+        result = await validate_pdf(pdf, [portal.state.desk.roots[0]], offline=True)
+        assert result.has_dss
+        [status] = result.statuses
+        assert status.bottom_line, status.pretty_print_details()
+        assert status.signing_cert.dump() == certificate
