@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--agent-port", type=int, default=35741)
     p.add_argument("--portal-port", type=int, default=8780)
     p.add_argument("--smtp-port", type=int, default=8025)
+    p.add_argument("--fresh-card", action="store_true",
+                   help="leave the card factory-fresh: the signer enrols in the page "
+                        "(identity verification, PIN, certificate) before signing")
     p.add_argument("--no-wait", action="store_true",
                    help="set everything up, print the links, stop (for scripts)")
     p.set_defaults(func=main)
@@ -79,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
         children.append(_spawn(root / "ca.log", "ca", "serve", "--dir", str(ca_dir),
                                "--port", str(ports.ca)))
         _wait_http(f"http://127.0.0.1:{ports.ca}/health", "the CA")
-        certificate = asyncio.run(_enrol_card(ca_dir, ports, identity))
+        certificate = ("none yet: the signer enrols in the page" if args.fresh_card
+                       else asyncio.run(_enrol_card(ca_dir, ports, identity)))
         smtp = _smtp_sink(root / "mail", ports.smtp)
         stack.callback(smtp.stop)
         portal_config = _portal_config(root, ports)
@@ -97,6 +101,8 @@ qsign demo is running (state in {root}):
               requester token: {root / 'portal' / 'requester.token'})
   sign now    {invite}
   card        Virtual PCD reader, PIN {DEMO_PIN}; certificate: {certificate}
+  ID document qsign portal specimen --type td1 --country FRA --surname Martin --given Alice
+                --out front.png back.png   (a SPECIMEN the demo's identity service accepts)
   SMS codes   http://127.0.0.1:{ports.portal}/outbox
               or: qsign portal outbox --config {portal_config}
   e-mails     SMTP 127.0.0.1:{ports.smtp} -> Maildir {root / 'mail'}
@@ -169,11 +175,16 @@ def _ca(ca_dir: Path, ports: Ports) -> Any:
     from firmware_sim.attestation import Manufacturer
     from portal.identity.evidence import EvidenceSigner
 
-    identity = EvidenceSigner.open(ca_dir.parent / "identity")
+    # The portal's reference identity service signs the evidence (its key lives in the
+    # portal's state); the demo's own first enrolment uses the same key.
+    identity = EvidenceSigner.open(ca_dir.parent / "portal" / "identity")
     if not (ca_dir / "ca.toml").exists():
         authority = Authority.init(ca_dir, CaConfig(base_url=f"http://127.0.0.1:{ports.ca}"))
         authority.trust_manufacturer(
             Manufacturer.open().root_certificate.public_bytes(Encoding.PEM))
+    authority = Authority.load(ca_dir)
+    if identity.certificate.public_bytes(Encoding.DER) not in {
+            c.dump() for c in authority.identity_certificates}:
         authority.trust_identity_service(identity.certificate_pem)
     return identity
 
@@ -250,7 +261,8 @@ def _portal_config(root: Path, ports: Ports) -> Path:
         f"agent_port = {ports.agent}\n"
         f"trust_roots = [{json.dumps(str(roots))}]\n"
         f'timestamp_url = "http://127.0.0.1:{ports.ca}/tsa"\n'
-        f'smtp_host = "127.0.0.1"\nsmtp_port = {ports.smtp}\n')
+        f'smtp_host = "127.0.0.1"\nsmtp_port = {ports.smtp}\n'
+        "identity_accept_specimens = true\n")
     return path
 
 
@@ -263,7 +275,8 @@ def _agent_config(root: Path, ports: Ports) -> Path:
         f'allowed_origins = ["http://127.0.0.1:{ports.portal}", '
         f'"http://localhost:{ports.portal}"]\n'
         f'timestamp_url = "http://127.0.0.1:{ports.ca}/tsa"\n'
-        f'portal_url = "http://127.0.0.1:{ports.portal}"\n')
+        f'portal_url = "http://127.0.0.1:{ports.portal}"\n'
+        f'ca_url = "http://127.0.0.1:{ports.ca}"\n')
     return path
 
 
