@@ -65,8 +65,8 @@ def test_pairing_approved_in_the_agents_own_page(tmp_path: Path) -> None:
         await button.wait_for()
         assert origin in (await own.text_content("#pending") or "")
         await button.click()
-        await own.wait_for_function(
-            "document.getElementById('status').textContent.startsWith('paired')")
+        # Polled with locators: the page's CSP forbids eval, which wait_for_function uses.
+        await own.locator("#status", has_text="paired:").wait_for()
         assert await own.text_content("#status") == f"paired: {origin}"
         assert await _in_page(page, agent, connect) == "connected"
 
