@@ -456,12 +456,7 @@ class Store:
         with self.db.transaction() as cur:
             tx, signer = self._signer_for_update(cur, signer_id, generation)
             self._require_open(tx, signer)
-            for kind, version, lang, sha in accepted:
-                cur.execute("DELETE FROM consents WHERE signer_id = ? AND generation = ? "
-                            "AND kind = ?", (signer_id, generation, kind))
-                cur.execute("INSERT INTO consents (signer_id, generation, kind, version, lang,"
-                            " sha256, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (signer_id, generation, kind, version, lang, sha, _iso(now)))
+            self._insert_consents(cur, signer_id, generation, accepted, now)
             if signer.status is SignerStatus.INVITED:
                 self._set_status(cur, signer_id, SignerStatus.CONSENTED)
 
@@ -502,6 +497,16 @@ class Store:
                 self._add_message(cur, tx.id, "signer", signer_id, signer.name or signer.email,
                                   f"[refused] {reason}")
             return self._load(cur, tx.id)
+
+    @staticmethod
+    def _insert_consents(cur: Cursor, signer_id: str, generation: int,
+                         accepted: list[tuple[str, str, str, str]], now: dt.datetime) -> None:
+        for kind, version, lang, sha in accepted:
+            cur.execute("DELETE FROM consents WHERE signer_id = ? AND generation = ? "
+                        "AND kind = ?", (signer_id, generation, kind))
+            cur.execute("INSERT INTO consents (signer_id, generation, kind, version, lang,"
+                        " sha256, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (signer_id, generation, kind, version, lang, sha, _iso(now)))
 
     def _set_status(self, cur: Cursor, signer_id: str, status: SignerStatus) -> None:
         cur.execute("UPDATE signers SET status = ? WHERE id = ?", (status.value, signer_id))
@@ -612,6 +617,17 @@ class Store:
         return Enrolment(EnrolmentStep(row[0]), row[1], _json(row[2]), _json(row[3]),
                          _json(row[4]), row[5], None if row[6] is None else bytes(row[6]))
 
+    def _enrolment_at(self, cur: Cursor, signer_id: str, generation: int,
+                      expected: EnrolmentStep) -> tuple[Transaction, Signer, Enrolment]:
+        """The open transaction, the signer and their enrolment, which must be at
+        `expected` (WRONG_STEP otherwise)."""
+        tx, signer = self._signer_for_update(cur, signer_id, generation)
+        self._require_open(tx, signer)
+        current = self._enrolment(cur, signer_id)
+        if current is None or current.step is not expected:
+            raise PortalError(Code.WRONG_STEP, f"this is not the {expected} step")
+        return tx, signer, current
+
     def enrolment(self, signer_id: str, generation: int) -> Enrolment | None:
         with self.db.transaction() as cur:
             self._signer_for_update(cur, signer_id, generation)
@@ -639,11 +655,8 @@ class Store:
         allowed = {"identity_session", "identity", "comparison", "auth", "spki_sha256"}
         assert set(values) <= allowed
         with self.db.transaction() as cur:
-            tx, signer = self._signer_for_update(cur, signer_id, generation)
-            self._require_open(tx, signer)
-            current = self._enrolment(cur, signer_id)
-            if current is None or current.step is not expected:
-                raise PortalError(Code.WRONG_STEP, f"this is not the {expected} step")
+            _tx, _signer, _current = self._enrolment_at(cur, signer_id, generation,
+                                                     expected)
             columns = sorted(values)
             params = [json.dumps(values[c]) if isinstance(values[c], dict) else values[c]
                       for c in columns]
@@ -663,11 +676,8 @@ class Store:
         """The signer's own corrections: stored, the requester told, the link renewed
         (consents carried over). Returns the new generation."""
         with self.db.transaction() as cur:
-            tx, signer = self._signer_for_update(cur, signer_id, generation)
-            self._require_open(tx, signer)
-            current = self._enrolment(cur, signer_id)
-            if current is None or current.step is not EnrolmentStep.PERSONAL_DATA:
-                raise PortalError(Code.WRONG_STEP, "this is not the personal-data step")
+            tx, signer, _current = self._enrolment_at(cur, signer_id, generation,
+                                                     EnrolmentStep.PERSONAL_DATA)
             cur.execute("UPDATE signers SET name = ?, phone = ?, generation = ? WHERE id = ?",
                         (name, phone, generation + 1, signer_id))
             cur.execute("INSERT INTO consents (signer_id, generation, kind, version, lang, "
@@ -687,17 +697,9 @@ class Store:
                                   accepted: list[tuple[str, str, str, str]]) -> None:
         now = self.clock()
         with self.db.transaction() as cur:
-            tx, signer = self._signer_for_update(cur, signer_id, generation)
-            self._require_open(tx, signer)
-            current = self._enrolment(cur, signer_id)
-            if current is None or current.step is not EnrolmentStep.ISSUANCE_CONSENTS:
-                raise PortalError(Code.WRONG_STEP, "this is not the consents step")
-            for kind, version, lang, sha in accepted:
-                cur.execute("DELETE FROM consents WHERE signer_id = ? AND generation = ? "
-                            "AND kind = ?", (signer_id, generation, kind))
-                cur.execute("INSERT INTO consents (signer_id, generation, kind, version, lang,"
-                            " sha256, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (signer_id, generation, kind, version, lang, sha, _iso(now)))
+            _tx, _signer, _current = self._enrolment_at(cur, signer_id, generation,
+                                                     EnrolmentStep.ISSUANCE_CONSENTS)
+            self._insert_consents(cur, signer_id, generation, accepted, now)
             cur.execute("UPDATE enrolments SET step = ?, updated_at = ? WHERE signer_id = ?",
                         (EnrolmentStep.IDENTITY.value, _iso(now), signer_id))
 
@@ -708,11 +710,8 @@ class Store:
 
         now = self.clock()
         with self.db.transaction() as cur:
-            tx, signer = self._signer_for_update(cur, signer_id, generation)
-            self._require_open(tx, signer)
-            current = self._enrolment(cur, signer_id)
-            if current is None or current.step is not EnrolmentStep.CERTIFICATE:
-                raise PortalError(Code.WRONG_STEP, "this is not the certificate step")
+            _tx, signer, _current = self._enrolment_at(cur, signer_id, generation,
+                                                     EnrolmentStep.CERTIFICATE)
             cur.execute("UPDATE enrolments SET step = ?, certificate = ?, updated_at = ? "
                         "WHERE signer_id = ?",
                         (EnrolmentStep.DONE.value, certificate, _iso(now), signer_id))

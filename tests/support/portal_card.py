@@ -5,19 +5,9 @@ card, as the enrolment will do through the agent."""
 
 from __future__ import annotations
 
-import secrets
-
 from asn1crypto import keys as asn1_keys
-from asn1crypto import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ca.profiles import (
-    Validity,
-    natural_person_name,
-    qualified_certificate,
-    random_serial,
-    spki_sha256,
-)
 from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
 from tests.support.portal_pki import PortalPki
@@ -38,22 +28,7 @@ def provision_qualified(card: RunningCard, pki: PortalPki, *, given_name: str = 
         public_key = asn1_keys.PublicKeyInfo.load(
             piv.public_key_from_template(template, piv.ALG_P256).public_bytes(
                 Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
-        subject = natural_person_name(given_name=given_name, surname=surname,
-                                      serial_number=f"IDCFR-{secrets.token_hex(4)}",
-                                      country="FR")
-        authority = pki.authority
-
-        def build(serial: int) -> x509.Certificate:
-            return qualified_certificate(
-                serial=serial, subject=subject, public_key=public_key,
-                issuer=authority.issuing, issuer_key=authority.keys["issuing"],
-                validity=Validity.starting_now(authority.config.validity_days,
-                                               cap=authority.issuing.not_valid_after),
-                points=authority.config.points)
-
-        record = pki.registry.issue(build, new_serial=random_serial,
-                                    evidence_id=secrets.token_hex(16),
-                                    spki_sha256=spki_sha256(public_key))
+        record = pki.certify(public_key, given_name=given_name, surname=surname)
         piv.expect_ok(link, piv.put_certificate(SLOT, record.der).chained())
         return record.der
     finally:

@@ -132,8 +132,13 @@ class PortalPki:
         """A qualified certificate (QCP-n-qscd, the CA's own profile) for a new key,
         through the registry, so OCSP and the CRL know it."""
         key = new_key(kind)
-        public_key = spki_of(key)
-        subject = natural_person_name(given_name="Alice", surname=surname,
+        record = self.certify(spki_of(key), surname=surname)
+        return SoftwareSigner(key, record.der, self.chain, record.serial)
+
+    def certify(self, public_key: asn1_keys.PublicKeyInfo, *, given_name: str = "Alice",
+                surname: str = "Martin") -> CertificateRecord:
+        """The CA's qualified profile for `public_key` (e.g. one made on a card)."""
+        subject = natural_person_name(given_name=given_name, surname=surname,
                                       serial_number=f"IDCFR-{secrets.token_hex(4)}",
                                       country="FR")
         authority = self.authority
@@ -146,10 +151,9 @@ class PortalPki:
                                                cap=authority.issuing.not_valid_after),
                 points=authority.config.points)
 
-        record = self.registry.issue(build, new_serial=random_serial,
-                                     evidence_id=secrets.token_hex(16),
-                                     spki_sha256=spki_sha256(public_key))
-        return SoftwareSigner(key, record.der, self.chain, record.serial)
+        return self.registry.issue(build, new_serial=random_serial,
+                                   evidence_id=secrets.token_hex(16),
+                                   spki_sha256=spki_sha256(public_key))
 
     def issue_variant(self, kind: str = "p256", *, drop: tuple[str, ...] = (),
                       replace: dict[str, Any] | None = None,
