@@ -32,6 +32,13 @@ class PortalConfig:
     agent_port: int = 35741  # where signers' pages find the agent on loopback
     # Trust anchors (PEM or DER files) for the qualified-certificate check and B-LT.
     trust_roots: tuple[Path, ...] = ()
+    # Issuing CA certificates (e.g. from the trusted list) that complete a signer's chain:
+    # a token usually holds only its own certificate.
+    intermediates: tuple[Path, ...] = ()
+    # URL prefixes from which a certificate's AIA caIssuers may be fetched when a chain is
+    # still incomplete; empty: never (the page supplies certificates: no blind requests
+    # to addresses it chose).
+    ca_issuers_prefixes: tuple[str, ...] = ()
     timestamp_url: str | None = None  # RFC 3161 (the CA's /tsa): needed for B-T and B-LT
     check_revocation: bool = True  # OCSP from the certificate's AIA before signing
     smtp_host: str | None = None  # None: e-mails stay in the outbox only
@@ -97,6 +104,11 @@ def _convert(kind: str, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: true or false")
         return value
+    if kind == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(
+                isinstance(v, str) and v.startswith(("http://", "https://")) for v in value):
+            raise ConfigError(f"{where}: a list of http(s) URL prefixes")
+        return tuple(value)
     if kind == "tuple[Path, ...]":
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"{where}: a list of paths")

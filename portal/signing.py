@@ -82,6 +82,7 @@ class SigningDesk:
         self.blobs = blobs
         self.otp = otp
         self.roots = load_roots(config.trust_roots)
+        self.intermediates = load_roots(config.intermediates)
         self.issuer_name = ", ".join(
             x509.Certificate.load(r).subject.native.get("common_name", "") for r in self.roots
         ) or "the qualified certification authority"
@@ -112,20 +113,23 @@ class SigningDesk:
         """`chain` plus the issuers it lacks up to a trust root, fetched from each
         certificate's AIA caIssuers (RFC 5280 §4.2.2.1; DER or a certs-only PKCS#7). A
         token usually holds only its own certificate; the path also serves the
-        signature-time-stamp, whose TSA shares the issuing CA."""
+        signature-time-stamp, whose TSA shares the issuing CA. Configured intermediates
+        first; AIA only from the configured prefixes, without redirects."""
         roots = {x509.Certificate.load(r).subject.dump() for r in self.roots}
         known = list(chain)
+        pool = known + self.intermediates
         current = _load(certificate)
         for _ in range(MAX_CHAIN_FETCH):
             if (current is None or current.issuer.dump() in roots
                     or current.self_signed != "no"):  # asn1crypto: "no", "maybe", "yes"
                 break
-            found = next((c for c in map(_load, known)
+            found = next((c for c in map(_load, pool)
                           if c is not None and c.subject == current.issuer), None)
             if found is None:
                 found = await self._fetch_issuer(current)
                 if found is None:
                     break
+            if found.dump() not in known:
                 known.append(found.dump())
             current = found
         return known
@@ -134,12 +138,14 @@ class SigningDesk:
         urls = [d["access_location"].native for d in (cert.authority_information_access_value
                                                       or [])
                 if d["access_method"].native == "ca_issuers"]
+        allowed = self.config.ca_issuers_prefixes
         for url in urls:
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            if not isinstance(url, str) or not allowed or not url.startswith(allowed):
                 continue
             try:
                 async with aiohttp.ClientSession() as session, session.get(
-                        url, timeout=aiohttp.ClientTimeout(total=10)) as response:
+                        url, timeout=aiohttp.ClientTimeout(total=10),
+                        allow_redirects=False) as response:
                     if response.status != 200:
                         continue
                     data = await response.content.read(64 * 1024)

@@ -260,6 +260,7 @@ def _portal_config(root: Path, ports: Ports) -> Path:
         f"port = {ports.portal}\n"
         f"agent_port = {ports.agent}\n"
         f"trust_roots = [{json.dumps(str(roots))}]\n"
+        f"intermediates = [{json.dumps(str(root / 'ca' / 'certs' / 'issuing.pem'))}]\n"
         f'timestamp_url = "http://127.0.0.1:{ports.ca}/tsa"\n'
         f'smtp_host = "127.0.0.1"\nsmtp_port = {ports.smtp}\n'
         "identity_accept_specimens = true\n")

@@ -67,6 +67,7 @@ class Enrolled:
     chain: list[bytes]
 
 
+MAX_ANSWER = 64 * 1024  # a certificate and its chain
 _CSR_ALGORITHMS = {
     KeyType.EC_P256: ("ECDSA_SHA256", "sha256_ecdsa"),
     KeyType.EC_P384: ("ECDSA_SHA384", "sha384_ecdsa"),
@@ -103,11 +104,15 @@ async def submit(session: aiohttp.ClientSession, ca_url: str, material: KeyMater
     body = {"csr": _b64(material.csr), "attestation": [_b64(c) for c in material.attestation],
             "evidence": evidence}
     try:
+        # The configured CA only: no redirects followed, a bounded answer (SECURITY #32).
         async with session.post(f"{ca_url.rstrip('/')}/v1/enrol", json=body,
-                                timeout=aiohttp.ClientTimeout(total=30)) as response:
-            answer: Any = await response.json(content_type=None)
+                                timeout=aiohttp.ClientTimeout(total=30),
+                                allow_redirects=False) as response:
             status = response.status
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            if 300 <= status < 400:
+                raise EnrolmentFailed("ca_redirect", f"the CA answered a redirect ({status})")
+            answer: Any = json.loads(await response.content.read(MAX_ANSWER))
+    except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
         raise EnrolmentFailed("ca_unreachable", f"the CA did not answer: {exc}") from exc
     if status != 201 or not isinstance(answer, dict):
         code = answer.get("error", "refused") if isinstance(answer, dict) else "refused"

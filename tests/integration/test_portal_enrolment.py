@@ -175,9 +175,12 @@ def test_first_time_signer_enrols_then_signs(simulated_card: RunningCard,
         pki.authority.trust_identity_service(identity_key.certificate_pem)
         root = tmp_path / "root.der"
         root.write_bytes(pki.root)
+        issuing = tmp_path / "issuing.der"
+        issuing.write_bytes(pki.issuing)
 
         async def main() -> None:
             async with running_portal(tmp_path, trust_roots=[str(root)],
+                                      intermediates=[str(issuing)],
                                       timestamp_url=f"{pki.base}/tsa",
                                       identity_accept_specimens=True) as portal:
                 config = AgentConfig(port=_free_port(), state_dir=tmp_path / "agent",

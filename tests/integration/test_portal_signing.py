@@ -109,8 +109,11 @@ def with_stack(tmp_path: Path, card: RunningCard
             root.write_bytes(pki.root)
 
             async def main() -> None:
+                # The chain comes from the CA's AIA caIssuers (allowed for its prefix only).
                 async with running_portal(tmp_path, trust_roots=[str(root)],
-                                          timestamp_url=f"{pki.base}/tsa") as portal:
+                                          timestamp_url=f"{pki.base}/tsa",
+                                          ca_issuers_prefixes=[f"{pki.base}/certs/"]
+                                          ) as portal:
                     config = AgentConfig(port=_free_port(), state_dir=tmp_path / "agent",
                                          allowed_origins=(ORIGIN,), pkcs11_modules=(),
                                          portal_url=portal.url, otp_mode="sms")
@@ -276,3 +279,28 @@ def test_bad_signatures_and_removed_card_store_nothing(simulated_card: RunningCa
         err = await portal.call("POST", f"/api/s/{invite}/sign/complete", {
             "sessionId": prepared["sessionId"], "signatures": signatures}, expect=404)
         assert err["error"] == "SESSION_UNKNOWN"  # replaced by the newer session
+
+
+def test_chains_are_completed_from_configuration_or_allowed_aia_only(tmp_path: Path) -> None:
+    """The page sends certificates: their AIA addresses are fetched only under the
+    configured prefixes (no blind requests where a crafted certificate points)."""
+    pki = start_pki(tmp_path / "ca")
+    try:
+        signer = pki.issue("p256")
+        (tmp_path / "root.der").write_bytes(pki.root)
+        (tmp_path / "issuing.der").write_bytes(pki.issuing)
+
+        async def chain(**settings: Any) -> list[bytes]:
+            async with running_portal(tmp_path / str(len(settings)),
+                                      trust_roots=[str(tmp_path / "root.der")],
+                                      **settings) as portal:
+                return await portal.state.desk.complete_chain(signer.certificate, [])
+
+        assert asyncio.run(chain()) == []
+        assert asyncio.run(chain(ca_issuers_prefixes=["http://127.0.0.1:9/"])) == []
+        assert asyncio.run(chain(ca_issuers_prefixes=[f"{pki.base}/certs/"])) == [
+            pki.issuing]
+        assert asyncio.run(chain(intermediates=[str(tmp_path / "issuing.der")])) == [
+            pki.issuing]
+    finally:
+        pki.stop()

@@ -278,6 +278,7 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
     config = PortalConfig(
         host="127.0.0.1", port=portal_port, public_url=origin, state_dir=state,
         agent_port=agent_port, trust_roots=(ca.directory / "certs" / "root.pem",),
+        intermediates=(ca.directory / "certs" / "issuing.pem",),
         timestamp_url=ca.base + "/tsa", smtp_host="127.0.0.1", smtp_port=smtp_port)
     clock = ShiftedClock()
     store = Store.open(None, state, clock=clock)
