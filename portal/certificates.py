@@ -175,6 +175,13 @@ def profile_reasons(cert: x509.Certificate) -> list[str]:
 async def _path_reasons(cert: x509.Certificate, chain: list[x509.Certificate],
                         roots: list[x509.Certificate], moment: dt.datetime, *, ocsp: bool,
                         timeout: float) -> list[str]:
+    if ocsp:
+        # The path first, offline: only a certificate our CA signed gets its AIA
+        # addresses asked (a crafted certificate must not make us fetch where it says).
+        offline = await _path_reasons(cert, chain, roots, moment, ocsp=False,
+                                      timeout=timeout)
+        if offline:
+            return offline
     backend = AIOHttpFetcherBackend(per_request_timeout=timeout) if ocsp else None
     context = ValidationContext(
         trust_roots=roots, other_certs=chain, moment=moment, allow_fetching=ocsp,
