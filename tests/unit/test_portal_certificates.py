@@ -166,3 +166,55 @@ def test_malformed_input(pki: PortalPki) -> None:
 def test_reason_codes_are_a_closed_list() -> None:
     assert len(set(certificates.REASONS)) == len(certificates.REASONS)
     assert all(code == code.lower() and " " not in code for code in certificates.REASONS)
+
+
+def test_a_certificate_from_elsewhere_makes_no_request(pki: PortalPki) -> None:
+    """Its AIA names a server here; an untrusted path is refused before any fetch."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+
+    hits: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "Mallory")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (cx509.CertificateBuilder().subject_name(name)
+                .issuer_name(cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "Evil CA")]))
+                .public_key(key.public_key()).serial_number(7)
+                .not_valid_before(now - dt.timedelta(days=1))
+                .not_valid_after(now + dt.timedelta(days=30))
+                .add_extension(cx509.AuthorityInformationAccess([
+                    cx509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                            cx509.UniformResourceIdentifier(url + "/ocsp")),
+                    cx509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                            cx509.UniformResourceIdentifier(url + "/ca"))]),
+                    critical=False)
+                .sign(key, hashes.SHA256()))
+        result = asyncio.run(check_qualified(
+            cert.public_bytes(Encoding.DER), [], trust_roots=[pki.root],
+            at=dt.datetime.now(dt.UTC), ocsp=True))
+        assert "untrusted-issuer" in result.reasons
+        assert hits == []
+    finally:
+        server.shutdown()
