@@ -1,12 +1,15 @@
 // signer.js: the signer's page at /s/<invite> (portal/API.md "Signer API").
 //
-// Steps: consent -> documents -> sign -> done (or refused / waiting); the page resumes at
-// SignerView.step. Signing talks to the local qsign agent through its own client,
+// Steps: consent -> [enrolment] -> documents -> sign -> done (or refused / waiting); the
+// page resumes at SignerView.step. At the documents step the page asks the agent whether
+// a token holds a qualified certificate; if none does, the first-time signer's
+// enrolment starts (enrolment.js). Signing talks to the local qsign agent through its own client,
 // imported from http://127.0.0.1:<agent.port>/v1/qsign.js: the PIN and the SMS code go
 // to the agent only, never to the portal, and the PIN field is emptied before the
 // agent is even called (JS strings cannot be wiped; no reference to it is kept).
 
 import { api, el, explain, saveBlob, say } from "/static/api.js";
+import { createEnrolment } from "/static/enrolment.js";
 import {
   bindSwitcher, chooseLanguage, formatDate, language, onLanguageChange, setLanguage, t,
 } from "/static/i18n.js";
@@ -14,7 +17,7 @@ import {
 const $ = (id) => document.getElementById(id);
 const invite = location.pathname.replace(/^\/s\//, "").split("/")[0];
 const base = `/api/s/${invite}`;
-const STEPS = ["consent", "documents", "sign", "done", "refused", "waiting", "closed"];
+const STEPS = ["consent", "enrolment", "documents", "sign", "done", "refused", "waiting", "closed"];
 const SESSION_ERRORS = ["SESSION_UNKNOWN", "HASHES_MISMATCH", "OTP_LOCKED", "OTP_EXPIRED",
                         "OTP_REPLAYED", "WRONG_STEP", "DOCUMENT_CHANGED"];
 
@@ -27,6 +30,18 @@ const agent = { module: null, client: null, started: false, qualified: [], other
                 blocked: new Set(), unsubscribe: null };
 let session = null;  // {sessionId, otpSession, hashes, documents, credentialID}
 let busy = false;
+
+const enrolment = createEnrolment({
+  base,
+  view: () => view,
+  update: (next) => update(next),
+  guarded: (button, action, onError) => guarded(button, action, onError),
+  handle: (error, region) => handle(error, region),
+  notice: (text, kind) => notice(text, kind),
+  openAgent: () => openAgent(),
+  checkCertificates: (client) => findCertificates(client),
+  cleanFragment: (html) => cleanFragment(html),
+});
 
 // ---------------------------------------------------------------------------- loading
 
@@ -43,6 +58,7 @@ async function load() {
   bindSwitcher();
   onLanguageChange(() => render());
   wire();
+  enrolment.wire();
   render();
 }
 
@@ -95,7 +111,12 @@ function render() {
   }
   for (const name of STEPS) $(`step-${name}`).hidden = name !== step;
   if (step === "consent") renderConsent();
-  if (step === "documents") renderDocuments();
+  if (step === "enrolment") enrolment.render();
+  else enrolment.stop();
+  if (step === "documents") {
+    renderDocuments();
+    enrolment.checkFirstTime();
+  }
   if (step === "sign") renderSign();
   if (step === "refused") $("refused-reason").textContent = signer.refusalReason || "";
   const messaging = transaction.messaging && !["done", "refused", "closed"].includes(step);
@@ -237,6 +258,10 @@ async function connectAgent() {
     return;
   }
   const q = agent.module;
+  if (agent.client && !agent.client.closed) {
+    await loadCertificates();  // already connected (the first-time check)
+    return;
+  }
   try {
     agent.client = await q.connect({ port });
   } catch (error) {
@@ -266,6 +291,52 @@ async function connectAgent() {
   await loadCertificates();
 }
 
+/** The agent's client without any UI: null when it cannot be reached or is not paired. */
+async function openAgent() {
+  if (agent.client && !agent.client.closed) return agent.client;
+  const port = view.agent && view.agent.port;
+  try {
+    if (!agent.module) agent.module = await import(`http://127.0.0.1:${Number(port)}/v1/qsign.js`);
+    agent.client = await agent.module.connect({ port });
+  } catch (_) {
+    agent.client = null;
+    return null;
+  }
+  try {
+    agent.unsubscribe = await agent.client.subscribe(onTokenEvent);
+  } catch (_) {
+    agent.unsubscribe = null;
+  }
+  return agent.client;
+}
+
+/** Tokens, and the certificates on them sorted by the portal's check (qualified or not). */
+async function findCertificates(client) {
+  const { tokens } = await client.listTokens();
+  const qualified = [];
+  const others = [];
+  const { credentials } = await client.listCredentials();
+  for (const credential of credentials) {
+    if (!credential.hasCertificate) continue;
+    const info = await client.credentialInfo(credential.credentialID);
+    const certificates = (info.cert && info.cert.certificates) || [];
+    if (certificates.length === 0) continue;
+    const entry = { credentialID: credential.credentialID, tokenID: credential.tokenID,
+                    label: credential.label, certificate: certificates[0],
+                    chain: certificates.slice(1), check: null, reasons: [] };
+    try {
+      entry.check = await api("POST", `${base}/certificates/check`,
+                              { body: { certificate: entry.certificate, chain: entry.chain } });
+      (entry.check.qualified ? qualified : others).push(entry);
+      entry.reasons = entry.check.reasons || [];
+    } catch (error) {
+      entry.reasons = [explain(error)];
+      others.push(entry);
+    }
+  }
+  return { tokens, qualified, others };
+}
+
 function showPairing(code) {
   agentStatus("");
   $("pair-code").textContent = code;
@@ -276,6 +347,8 @@ function showPairing(code) {
 
 function onTokenEvent(event) {
   if (!event) return;
+  enrolment.tokenEvent(event);
+  if (!view || view.step !== "sign") return;
   const selected = selectedCredential();
   if (event.kind === "removed") {
     const affected = !selected || selected.tokenID === event.tokenID;
@@ -299,28 +372,10 @@ async function loadCertificates() {
     return;
   }
   agentStatus(t("sign.lookingForCertificates"));
-  const qualified = [];
-  const others = [];
+  let qualified;
+  let others;
   try {
-    const { credentials } = await client.listCredentials();
-    for (const credential of credentials) {
-      if (!credential.hasCertificate) continue;
-      const info = await client.credentialInfo(credential.credentialID);
-      const certificates = (info.cert && info.cert.certificates) || [];
-      if (certificates.length === 0) continue;
-      const entry = { credentialID: credential.credentialID, tokenID: credential.tokenID,
-                      label: credential.label, certificate: certificates[0],
-                      chain: certificates.slice(1), check: null, reasons: [] };
-      try {
-        entry.check = await api("POST", `${base}/certificates/check`,
-                                { body: { certificate: entry.certificate, chain: entry.chain } });
-        (entry.check.qualified ? qualified : others).push(entry);
-        entry.reasons = entry.check.reasons || [];
-      } catch (error) {
-        entry.reasons = [explain(error)];
-        others.push(entry);
-      }
-    }
+    ({ qualified, others } = await findCertificates(client));
   } catch (error) {
     agentStatus(explain(error), "error");
     $("agent-actions").hidden = false;

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent.protocol.errors import ErrorCode
+from portal.identity.http import STATUS as IDENTITY_STATUS
+from portal.identity.service import CHALLENGE_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "portal" / "web"
@@ -22,11 +24,13 @@ SCRIPTS = sorted(WEB.glob("*.js"))
 LANGUAGES = ("en", "fr")
 
 # Keys a script builds at run time from a value: prefix -> where the values come from.
-DYNAMIC_PREFIXES = ("error.", "agentError.", "status.", "reason.", "consent.accept_")
+DYNAMIC_PREFIXES = ("error.", "agentError.", "status.", "reason.", "consent.accept_",
+                    "caReason.", "challenge.", "capture.noCamera.", "capture.mismatchField.")
 # The same word in both languages (brand, acronyms, format names).
 SAME_IN_BOTH = {"common.brand", "outbox.smsHeading", "documents.listLabel", "signer.stepSign",
                 "messages.threadLabel", "detail.documents", "create.options",
-                "consent.textHeading", "me.serial", "detail.pages", "signer.stepDocuments"}
+                "consent.textHeading", "me.serial", "detail.pages", "signer.stepDocuments",
+                "enrol.subConsents", "caReason.unknown"}
 
 
 def _texts(lang: str) -> dict[str, str]:
@@ -233,3 +237,86 @@ def test_nothing_is_loaded_from_outside_and_every_local_asset_exists() -> None:
             assert (WEB / asset).is_file(), f"{path.name}: /static/{asset} is missing"
         for module in re.findall(r'from "/static/([^"]+)"', text):
             assert (WEB / module).is_file(), f"{path.name}: /static/{module} is missing"
+
+
+# First-time signer (issue 7) ------------------------------------------------------------
+
+ENROLMENT = (WEB / "enrolment.js").read_text()
+CAPTURE = (WEB / "capture.js").read_text()
+
+
+def _api_enrolment_section() -> str:
+    return API.split("## First-time signer: enrolment", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_enrolment_step_has_a_section_and_a_handler() -> None:
+    section = _api_enrolment_section()
+    match = re.search(r'"step":\s*((?:"[a-z-]+"\s*\|?\s*)+)', section)
+    assert match, "API.md: no EnrolmentView step enum"
+    steps = [s for s in re.findall(r'"([a-z-]+)"', match.group(1)) if s != "done"]
+    assert "personal-data" in steps and "certificate" in steps and len(steps) == 7
+    html = (WEB / "signer.html").read_text()
+    for step in steps:
+        assert f'id="enrol-{step}"' in html, f"signer.html has no sub-step {step}"
+        assert f'data-sub="{step}"' in html, f"the sub-step list lacks {step}"
+        assert f'"{step}"' in ENROLMENT, f"enrolment.js does not know {step}"
+    assert 'id="step-enrolment"' in html and 'data-step="enrolment"' in html
+    # Every portal call of the contract is made by the page.
+    for call in re.findall(r"^- `([a-z-]+)` ", section, flags=re.M):
+        assert f'post("{call}"' in ENROLMENT, f"enrolment.js never calls enrolment/{call}"
+
+
+def test_every_enrolment_error_has_a_sentence() -> None:
+    en = _texts("en")
+    codes = set(re.findall(r"`([A-Z][A-Z_]+)` \d{3}", _api_enrolment_section()))
+    assert {"IDENTITY_NOT_VERIFIED", "NAME_NOT_ON_DOCUMENT", "KEY_MISMATCH"} <= codes
+    codes |= {"IDENTITY_MISMATCH"}  # portal/enrolment.py answers it at identity-confirm
+    codes |= set(IDENTITY_STATUS)   # the identity service, mounted at /api/identity
+    missing = sorted(c for c in codes if f"error.{c}" not in en)
+    assert missing == [], f"identity / enrolment codes without a text: {missing}"
+
+
+def test_every_ca_refusal_and_challenge_has_a_sentence() -> None:
+    en = _texts("en")
+    service = (ROOT / "ca" / "service.py").read_text()
+    block = service.split("_REFUSALS = sorted({", 1)[1].split("})", 1)[0]
+    refusals = set(re.findall(r'"([a-z_]+)"', block))
+    assert {"attestation_untrusted", "evidence_untrusted", "evidence_reused"} <= refusals
+    missing = sorted(r for r in refusals if f"caReason.{r}" not in en)
+    assert missing == [], f"CA refusals without a text: {missing}"
+    missing = sorted(a for a in CHALLENGE_ACTIONS if f"challenge.{a}" not in en)
+    assert missing == [], f"liveness challenges without a text: {missing}"
+    assert "{count}" in en["challenge.show-fingers"]
+    fields = set(re.findall(r'field="([a-z_]+)"',
+                            (ROOT / "portal" / "identity" / "service.py").read_text()))
+    assert {"document_number", "surname"} <= fields
+    assert sorted(f for f in fields if f"capture.mismatchField.{f}" not in en) == []
+    for why in re.findall(r'"(denied|unavailable|unsupported)"', CAPTURE):
+        assert f"capture.noCamera.{why}" in en
+
+
+def test_the_enrolment_pin_fields_and_the_pins_never_reach_the_portal() -> None:
+    parsed = _Controls()
+    parsed.feed((WEB / "signer.html").read_text())
+    for name in ("old-pin", "new-pin", "new-pin-2", "enrol-pin-input"):
+        field = next(a for a, _ in parsed.controls if a.get("id") == name)
+        assert field.get("type") == "password", name
+        assert field.get("inputmode") == "numeric", name
+        assert field.get("autocomplete") == "off", name
+        assert field.get("pattern") == "[0-9]{4,8}", name
+        assert (field.get("minlength"), field.get("maxlength")) == ("4", "8"), name
+    code = _code(ENROLMENT)
+    # The fields are emptied before the agent is called, in the same synchronous run.
+    assert re.search(r"let pin = oldField\.value;\s*let newPin = newField\.value;\s*"
+                     r"for \(const field of fields\) field\.value = \"\";", code)
+    assert re.search(r'let pin = needsPin \? pinField\.value : null;\s*pinField\.value = "";',
+                     code)
+    for call in re.findall(r"post\([^;]*?\)", code, flags=re.S) + \
+            re.findall(r"api\([^;]*?\)", code, flags=re.S):
+        assert "pin" not in call.lower().replace("pin-set", ""), f"a portal call has a PIN: {call}"
+    for script in (ENROLMENT, CAPTURE):
+        assert "console." not in script and "localStorage" not in script
+        assert "sessionStorage" not in script
+    # The 4-8 digit rule the page checks is the agent's own.
+    assert 'PIN_RULE = /^[0-9]{4,8}$/' in code
+    assert '"pattern": "^[0-9]{4,8}$"' in (ROOT / "agent" / "protocol" / "jsonrpc.py").read_text()
