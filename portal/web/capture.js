@@ -13,7 +13,7 @@ import { t } from "/static/i18n.js";
 const SIDE_KEYS = { front: "capture.sideFront", back: "capture.sideBack", "data-page": "capture.sideDataPage" };
 const FRAME_EVERY_MS = 250;
 const FRAMES_KEPT = 6;
-const FRAMES_SENT = 4;
+const FRAMES_SENT = 3;
 const MIN_ACT_MS = 1500;  // the service refuses answers quicker than a person can act
 const POLL_MS = 2500;
 
@@ -78,7 +78,8 @@ export class IdentityCapture {
     this.cameraFor = null;  // side being photographed, or "liveness"
     this.poll = null;
     this.challenge = null;
-    this.frames = [];
+    this.frames = [];       // [{blob, hash}] of the open challenge, newest last
+    this.sentHashes = new Set();  // the service refuses a picture sent twice in a session
     this.frameTimer = null;
     this.tick = null;
     this.busy = false;
@@ -404,10 +405,19 @@ export class IdentityCapture {
   }
 
   async keepFrame() {
-    if (!this.stream || this.video.videoWidth === 0) return;
-    const blob = await this.grab(320, "image/jpeg", 0.85);
+    const v = this.video;
+    if (!this.stream || v.videoWidth === 0) return;
+    const canvas = document.createElement("canvas");
+    canvas.width = 320;
+    canvas.height = Math.max(240, Math.round((v.videoHeight * 320) / v.videoWidth));
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    context.drawImage(v, 0, 0, canvas.width, canvas.height);
+    // A still camera repeats pictures: keep only new ones.
+    const hash = pixelHash(context.getImageData(0, 0, canvas.width, canvas.height).data);
+    if (this.sentHashes.has(hash) || this.frames.some((f) => f.hash === hash)) return;
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
     if (!blob || !this.challenge) return;
-    this.frames.push(blob);
+    this.frames.push({ blob, hash });
     if (this.frames.length > FRAMES_KEPT) this.frames.shift();
   }
 
@@ -444,7 +454,9 @@ export class IdentityCapture {
     this.doneButton.disabled = true;
     this.challengeTime.textContent = t("capture.sending");
     try {
-      const frames = await Promise.all(this.frames.slice(-FRAMES_SENT).map(blobToBase64));
+      const chosen = this.frames.slice(-FRAMES_SENT);
+      for (const frame of chosen) this.sentHashes.add(frame.hash);
+      const frames = await Promise.all(chosen.map((frame) => blobToBase64(frame.blob)));
       this.frames = [];
       const view = await identityCall("POST", `${encodeURIComponent(this.sid)}/challenges/${encodeURIComponent(c.id)}`,
                                       { json: { nonce: c.nonce, frames } });
@@ -473,6 +485,16 @@ export class IdentityCapture {
       this.fail(error, this.livenessError);
     }
   }
+}
+
+/** FNV-1a over the pixels: tells two camera pictures apart (not a security check). */
+function pixelHash(data) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < data.length; i += 3) {
+    h ^= data[i];
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
 }
 
 function blobToBase64(blob) {

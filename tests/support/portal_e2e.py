@@ -1,8 +1,10 @@
 """The whole stack for the portal's pages in a real browser: the CA (`qsign ca serve`)
-on loopback, the simulated card enrolled by it (a QCP-n-qscd certificate in slot 9C),
-an SMTP sink (aiosmtpd), the portal (`portal.service.create_app`) and the agent
-(`agent.app.create_app`, SMS OTP relayed to the portal) in process, and Debian's
-Chromium through Playwright (tests/e2e/test_browser.py says why each flag).
+on loopback, the simulated card enrolled by it (a QCP-n-qscd certificate in slot 9C) or
+left factory-fresh for the first-time signer (`enrol=False`), an SMTP sink (aiosmtpd),
+the portal (`portal.service.create_app`, its identity service's evidence key trusted by
+the CA, specimens accepted) and the agent (`agent.app.create_app`, SMS OTP relayed to
+the portal, enrolment to the CA) in process, and Debian's Chromium through Playwright
+(tests/e2e/test_browser.py says why each flag).
 
 The page's origin is http://portal.example.test:PORT (mapped to 127.0.0.1), the one
 origin the agent allows.
@@ -23,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -45,6 +47,7 @@ from agent.tokens.piv import PivToken
 from agent.tokens.registry import TokenRegistry
 from firmware_sim.attestation import Manufacturer
 from portal.config import PortalConfig
+from portal.identity.evidence import EvidenceSigner
 from portal.service import create_app as create_portal
 from portal.store import Store, utcnow
 from tests.support.ca_fixtures import IdentityService, b64, card_csr
@@ -83,6 +86,8 @@ class RunningCa:
     base: str
     identity: IdentityService
     process: subprocess.Popen[bytes]
+    port: int = 0
+    db: Path | None = None
 
     def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         request = urllib.request.Request(  # noqa: S310 (loopback)
@@ -99,8 +104,52 @@ class RunningCa:
         self.process.terminate()
         self.process.wait(10)
 
+    def restart(self) -> None:
+        """Stop and start `qsign ca serve` again (same port, keys and registry): the CA
+        reads its trust lists at start-up."""
+        self.stop()
+        assert self.db is not None
+        self.process = _serve_ca(self.directory, self.port, self.db)
 
-def start_ca(tmp_path: Path, manufacturer: Manufacturer) -> RunningCa:
+    def issued(self) -> int:
+        """How many certificates the CA's registry holds."""
+        import sqlite3
+
+        assert self.db is not None
+        with sqlite3.connect(self.db) as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM certificates").fetchone()
+        return int(count)
+
+
+def _serve_ca(directory: Path, port: int, db: Path) -> subprocess.Popen[bytes]:
+    base = f"http://127.0.0.1:{port}"
+    log_path = directory.parent / "ca.log"
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qsign", "ca", "serve", "--dir", str(directory), "--port",
+         str(port), "--db", f"sqlite:///{db}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
+                return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the CA did not start:\n{log_path.read_text()}", pytrace=False)
+            time.sleep(0.1)
+
+
+def trust_identity(ca_dir: Path, pem_path: Path) -> None:
+    done = _qsign("ca", "trust-identity", str(pem_path), "--dir", str(ca_dir))
+    if done.returncode != 0:
+        pytest.fail(f"qsign ca trust-identity: {done.stderr}", pytrace=False)
+
+
+def start_ca(tmp_path: Path, manufacturer: Manufacturer,
+             identities: Sequence[Path] = ()) -> RunningCa:
+    """`identities`: more identity services' certificates (PEM files) the CA trusts."""
     port = free_port()
     directory = tmp_path / "ca"
     base = f"http://127.0.0.1:{port}"
@@ -116,23 +165,11 @@ def start_ca(tmp_path: Path, manufacturer: Manufacturer) -> RunningCa:
         done = _qsign("ca", kind, str(path), "--dir", str(directory))
         if done.returncode != 0:
             pytest.fail(f"qsign ca {kind}: {done.stderr}", pytrace=False)
-    log = (tmp_path / "ca.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qsign", "ca", "serve", "--dir", str(directory), "--port",
-         str(port), "--db", f"sqlite:///{tmp_path / 'ca.sqlite'}"],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the CA did not start:\n{(tmp_path / 'ca.log').read_text()}",
-                            pytrace=False)
-            time.sleep(0.1)
-    return RunningCa(directory, base, identity, process)
+    for pem_path in identities:
+        trust_identity(directory, pem_path)
+    db = tmp_path / "ca.sqlite"
+    process = _serve_ca(directory, port, db)
+    return RunningCa(directory, base, identity, process, port, db)
 
 
 def enrol_card(card: RunningCard, ca: RunningCa, slot: str = "9C") -> bytes:
@@ -210,6 +247,7 @@ class Stack:
     state_dir: Path
     clock: ShiftedClock
     console: list[str] = field(default_factory=list)
+    identity_pem: Path | None = None  # the portal's identity service, trusted by the CA
 
     def api(self, path: str) -> str:
         return f"http://127.0.0.1:{self.portal_port}{path}"
@@ -251,17 +289,32 @@ class Stack:
         return path
 
 
+def portal_identity_key(state: Path) -> Path:
+    """The portal's identity service key, made where the portal opens it
+    (portal/service.py: EvidenceSigner.open(<state>/identity)); its certificate's path."""
+    signer = EvidenceSigner.open(state / "identity")
+    pem_path = state.parent / "portal-identity.pem"
+    pem_path.write_bytes(signer.certificate_pem)
+    return pem_path
+
+
 @asynccontextmanager
 async def portal_stack(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
+                       *, enrol: bool = True, browser_args: Sequence[str] = (),
                        ) -> AsyncIterator[Stack]:
-    ca = await asyncio.to_thread(start_ca, tmp_path, manufacturer)
+    """`enrol=False` leaves the card factory-fresh (no key, factory PIN) for the
+    first-time signer; `browser_args` are added to Chromium's command line."""
+    identity_pem = portal_identity_key(tmp_path / "portal")
+    ca = await asyncio.to_thread(start_ca, tmp_path, manufacturer, [identity_pem])
     try:
-        await asyncio.to_thread(enrol_card, card, ca)
+        if enrol:
+            await asyncio.to_thread(enrol_card, card, ca)
         sink = SmtpSink()
         smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
         smtp.start()
         try:
-            async with _servers(tmp_path, ca, sink, smtp.port) as stack:
+            async with _servers(tmp_path, ca, sink, smtp.port, browser_args) as stack:
+                stack.identity_pem = identity_pem
                 yield stack
         finally:
             smtp.stop()
@@ -270,8 +323,8 @@ async def portal_stack(tmp_path: Path, manufacturer: Manufacturer, card: Running
 
 
 @asynccontextmanager
-async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
-                   ) -> AsyncIterator[Stack]:
+async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int,
+                   browser_args: Sequence[str] = ()) -> AsyncIterator[Stack]:
     portal_port, agent_port = free_port(), free_port()
     origin = f"http://portal.example.test:{portal_port}"
     state = tmp_path / "portal"
@@ -279,7 +332,9 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
         host="127.0.0.1", port=portal_port, public_url=origin, state_dir=state,
         agent_port=agent_port, trust_roots=(ca.directory / "certs" / "root.pem",),
         intermediates=(ca.directory / "certs" / "issuing.pem",),
-        timestamp_url=ca.base + "/tsa", smtp_host="127.0.0.1", smtp_port=smtp_port)
+        ca_issuers_prefixes=(ca.base + "/",),
+        timestamp_url=ca.base + "/tsa", smtp_host="127.0.0.1", smtp_port=smtp_port,
+        identity_accept_specimens=True)
     clock = ShiftedClock()
     store = Store.open(None, state, clock=clock)
     portal = TestServer(create_portal(config, store=store), host="127.0.0.1",
@@ -287,7 +342,8 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
     await portal.start_server()
     agent_config = AgentConfig(port=agent_port, state_dir=tmp_path / "agent", pcsc=False,
                                pkcs11_modules=(), allowed_origins=(origin,),
-                               portal_url=f"http://127.0.0.1:{portal_port}", otp_mode="sms")
+                               portal_url=f"http://127.0.0.1:{portal_port}", otp_mode="sms",
+                               ca_url=ca.base)
     agent = TestServer(create_agent(agent_config, TokenRegistry()), host="127.0.0.1",
                        port=agent_port)
     await agent.start_server()
@@ -300,7 +356,8 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
                 args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                       "--disable-background-networking", "--disable-component-update",
                       "--disable-sync", "--host-resolver-rules=MAP *.example.test 127.0.0.1",
-                      f"--unsafely-treat-insecure-origin-as-secure={origin}"])
+                      f"--unsafely-treat-insecure-origin-as-secure={origin}",
+                      *browser_args])
             try:
                 token = (state / "requester.token").read_text().strip()
                 yield Stack(origin, portal_port, agent_port, token, ca, sink, session,
