@@ -227,8 +227,8 @@ def _step(tx: Transaction, signer: Signer, enrolment: Enrolment | None = None) -
         return "refused"
     if tx.status is not TxStatus.OPEN:
         return "closed"
-    if (signer.status is SignerStatus.CONSENTED and enrolment is not None
-            and enrolment.step is not EnrolmentStep.DONE):
+    if (signer.status in (SignerStatus.CONSENTED, SignerStatus.ACCEPTED)
+            and enrolment is not None and enrolment.step is not EnrolmentStep.DONE):
         return "enrolment"
     return {SignerStatus.WAITING: "waiting", SignerStatus.INVITED: "consent",
             SignerStatus.CONSENTED: "documents", SignerStatus.ACCEPTED: "sign"}[signer.status]

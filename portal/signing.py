@@ -102,6 +102,8 @@ class SigningDesk:
         if not self.roots:
             raise PortalError(Code.UNAVAILABLE, "no trust roots are configured "
                               "(portal.trust_roots)")
+        # The card holds only its own certificate: complete the path first.
+        chain = await self.complete_chain(certificate, chain)
         try:
             return await check_qualified(certificate, chain, trust_roots=self.roots,
                                          at=self.store.clock(),

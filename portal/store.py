@@ -640,9 +640,8 @@ class Store:
             self._require_open(tx, signer)
             if self._enrolment(cur, signer_id) is not None:
                 return  # already started: the page resumes where it stands
-            if signer.status is not SignerStatus.CONSENTED:
-                raise PortalError(Code.WRONG_STEP, "enrolment comes after the consents and "
-                                  "before the documents are accepted")
+            if signer.status not in (SignerStatus.CONSENTED, SignerStatus.ACCEPTED):
+                raise PortalError(Code.WRONG_STEP, "enrolment comes after the consents")
             cur.execute("INSERT INTO enrolments (signer_id, step, updated_at) "
                         "VALUES (?, ?, ?)", (signer_id, EnrolmentStep.PERSONAL_DATA.value,
                                              _iso(self.clock())))
