@@ -243,10 +243,11 @@ export class IdentityCapture {
       return false;
     }
     try {
+      // Width only: the camera keeps its own aspect ratio (nothing of the document is
+      // cropped); a document needs a sharp, large picture for its MRZ to be read.
       this.stream = await navigator.mediaDevices.getUserMedia({
         audio: false,
-        video: { facingMode: { ideal: facing }, width: { ideal: side === "liveness" ? 640 : 1920 },
-                 height: { ideal: side === "liveness" ? 480 : 1080 } },
+        video: { facingMode: { ideal: facing }, width: { ideal: side === "liveness" ? 640 : 1920 } },
       });
     } catch (error) {
       this.cameraFallback(side, error && error.name === "NotAllowedError" ? "denied" : "unavailable");
@@ -433,6 +434,7 @@ export class IdentityCapture {
     else delete this.liveness.dataset.ready;
     // Out of time: send what we have; the service judges (and says it was late).
     if (now >= c.localDeadline && this.frames.length >= 2) this.answer();
+    else if (now >= c.localDeadline) this.cameraFrozen();
   }
 
   stopChallenge() {
@@ -469,6 +471,19 @@ export class IdentityCapture {
       this.busy = false;
       this.livenessFailed(error);
     }
+  }
+
+  /** The deadline passed without two different pictures: the camera shows a still image. */
+  cameraFrozen() {
+    this.challenge = null;
+    this.stopChallenge();
+    this.doneButton.hidden = true;
+    this.challengeText.textContent = "";
+    this.challengeTime.textContent = "";
+    say(this.livenessError, `${t("capture.cameraFrozen")} ${t("capture.livenessAgain")}`, "error");
+    this.liveness.dataset.failed = "CAMERA_FROZEN";
+    this.startButton.hidden = false;
+    this.startButton.textContent = t("capture.livenessRetry");
   }
 
   livenessFailed(error) {

@@ -408,5 +408,6 @@ async def check_page(page: Page) -> None:
     assert await page.evaluate(HORIZONTAL_OVERFLOW) == []
     text = await page.evaluate("() => document.body.innerText")
     keys = re.findall(r"\b(?:common|sign|signer|documents|consent|error|agentError|create|"
-                      r"detail|me|outbox|status|token|list)\.[A-Za-z_]+\b", text)
+                      r"detail|me|outbox|status|token|list|enrol|capture|challenge|"
+                      r"caReason|phone)\.[A-Za-z_]+\b", text)
     assert keys == [], f"untranslated keys shown: {keys}"

@@ -1,0 +1,542 @@
+"""Issue 7 in a real browser: a first-time signer on a factory-fresh simulated card (no
+key, factory PIN) walks every enrolment step of the signer page (portal/web/enrolment.js,
+capture.js) in headless Chromium, then the document steps, to PDFs that validate with
+pyHanko as PAdES B-LT under the certificate the CA has just issued to the card.
+
+Chromium's fake camera plays a video made from a specimen ID card's back (its frames
+differ by a corner patch, as a real camera's do), so the back is photographed with the
+camera and the video check's frames are real camera frames; the other sides are
+uploaded as files, one of them from the phone page the QR code leads to.
+
+The failure paths of issue 7 are walked in the same journey, on the same stack: data
+declared wrong then corrected (a new link), a bad MRZ check digit, an expired document,
+front and back of different cards, a document of another person (identity mismatch),
+a late liveness answer (the portal's clock moves on), PINs that differ or are not 4-8
+digits, a wrong factory PIN, the card removed during key generation and the CA
+refusing (it does not trust the identity service); each retry resumes, and at the end
+the card's slot holds one key and the CA issued one certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import pem
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from PIL import Image
+from playwright.async_api import FilePayload, Page
+
+from agent.tokens.piv import PivToken
+from firmware_sim.attestation import Manufacturer
+from portal.certificates import check_qualified
+from portal.identity import specimen
+from portal.identity.mrz import DocumentFormat
+from tests.support.identity_fixtures import make_specimen
+from tests.support.pcsc import RunningCard, connect
+from tests.support.pdfs import blank_pdf
+from tests.support.portal_e2e import PHONE, Stack, check_page, portal_stack
+from tests.support.portal_pki import validate_pdf
+from tests.support.provision import PyscardConnection
+
+FACTORY_PIN = "123456"  # the simulated card's default, as in the token's letter
+NEW_PIN = "2468"
+PHONE_FIXED = "+33611223344"
+SEED = 7  # the card whose back the fake camera shows
+
+
+# ---------------------------------------------------------------------- test data
+
+def _png(data: bytes, name: str) -> FilePayload:
+    return {"name": name, "mimeType": "image/png", "buffer": data}
+
+
+def camera_video(image_png: bytes, path: Path, frames: int = 40) -> Path:
+    """A YUV4MPEG2 (4:2:0) video of `image_png` for Chromium's fake camera
+    (--use-file-for-fake-video-capture): each frame carries a differently shaded corner
+    patch, so consecutive camera pictures differ as a real camera's do."""
+    picture = Image.open(io.BytesIO(image_png)).convert("RGB")
+    width, height = picture.width + picture.width % 2, picture.height + picture.height % 2
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    canvas.paste(picture, (0, 0))
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for index in range(frames):
+            # Sensor noise over the whole picture, as a real camera's frames have.
+            noise = Image.effect_noise((width, height), 60).convert("RGB")
+            frame = Image.blend(canvas, noise, 0.08)
+            shade = 40 + (index * 5) % 200
+            frame.paste((shade, 255 - shade, (shade * 3) % 256), (0, 0, 48, 48))
+            y, cb, cr = frame.convert("YCbCr").split()
+            out.write(b"FRAME\n")
+            out.write(y.tobytes())
+            out.write(cb.resize((width // 2, height // 2)).tobytes())
+            out.write(cr.resize((width // 2, height // 2)).tobytes())
+    return path
+
+
+# ---------------------------------------------------------------------- page helpers
+
+async def _until(page: Page, expression: str, tries: int = 1200) -> None:
+    """Poll a JS expression (the pages' CSP forbids eval, which wait_for_function uses)."""
+    for _ in range(tries):
+        if await page.evaluate(f"() => Boolean({expression})"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never true in the page: {expression}")
+
+
+async def _ready(page: Page) -> None:
+    await page.wait_for_selector("body[data-ready='true']")
+
+
+async def _idle(page: Page) -> None:
+    await _until(page, "!document.body.dataset.busy && ![...document.querySelectorAll("
+                       "'#capture, #phone-capture')].some(c => c.dataset.busy)")
+
+
+async def _sub(page: Page, step: str) -> None:
+    await page.wait_for_selector(f"body[data-enrolment='{step}']", timeout=60000)
+
+
+async def _error(page: Page, selector: str = "#enrol-error") -> str:
+    await page.wait_for_selector(f"{selector}:not([hidden])", timeout=60000)
+    await _idle(page)
+    return await page.text_content(selector) or ""
+
+
+async def _look(stack: Stack, page: Page, name: str, french: bool = False) -> None:
+    """Labels, no horizontal scroll and no raw key, at 1280 and 375 px (and in French);
+    a screenshot of each."""
+    await check_page(page)
+    await stack.shot(page, name)
+    await page.set_viewport_size({"width": 375, "height": 800})
+    await check_page(page)
+    await stack.shot(page, f"{name}-375")
+    if french:
+        await page.select_option("#lang-switch", "fr")
+        await _until(page, "document.documentElement.lang === 'fr'")
+        await asyncio.sleep(0.3)  # legal texts and dynamic parts re-render
+        await check_page(page)
+        await stack.shot(page, f"{name}-375-fr")
+        await page.select_option("#lang-switch", "en")
+        await _until(page, "document.documentElement.lang === 'en'")
+        await asyncio.sleep(0.3)
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+
+async def _side(page: Page, side: str, image: bytes, name: str) -> str:
+    """Upload one side; the side's result as shown."""
+    await _idle(page)
+    await page.set_input_files(f"#file-{side}", files=[_png(image, name)])
+    await _until(page, f"['ok', 'error'].includes(document.getElementById('result-{side}')"
+                       "?.dataset.kind)", tries=2400)
+    await _idle(page)
+    return await page.text_content(f"#result-{side}") or ""
+
+
+async def _answer_challenges(page: Page, stack: Stack, late: bool = False) -> None:
+    """The video check: start it, then do each instruction and press Done. `late`: the
+    portal's clock passes the first instruction's deadline before the answer."""
+    await page.click("#liveness-start")
+    while True:
+        await _until(page, "document.getElementById('liveness').dataset.challenge || "
+                           "document.getElementById('capture').dataset.identityStep "
+                           "=== 'verified' || !document.getElementById('liveness-error')"
+                           ".hidden", tries=2400)
+        if await page.evaluate("() => !document.getElementById('liveness-error').hidden"):
+            return
+        if await page.evaluate("() => document.getElementById('capture').dataset"
+                               ".identityStep === 'verified'"):
+            return
+        index = await page.evaluate(
+            "() => document.getElementById('liveness').dataset.challengeIndex")
+        text = await page.text_content("#challenge-text") or ""
+        assert re.search(r"Instruction \d of \d", text), text
+        await _until(page, "document.getElementById('liveness').dataset.ready === 'true'")
+        assert "s left" in (await page.text_content("#challenge-time") or "")
+        if late:
+            stack.clock.advance(seconds=60)  # past the deadline on the service's clock
+        await page.click("#challenge-done")
+        await _until(page, f"document.getElementById('liveness').dataset.challengeIndex "
+                           f"!== '{index}' || !document.getElementById('liveness-error')"
+                           ".hidden || document.getElementById('capture').dataset"
+                           ".identityStep === 'verified'", tries=2400)
+
+
+async def _open_identity(page: Page, document: str) -> None:
+    await page.check(f"#doc-{document}")
+    await page.click("#document-start")
+    await page.wait_for_selector("#capture[data-identity-step='document']")
+
+
+# ---------------------------------------------------------------------- the card and CA
+
+def _card_keys(card: RunningCard) -> dict[str, bytes | None]:
+    """Slot -> the SPKI of the key the card attests there (None: no key)."""
+    connection = connect(card.reader)
+    try:
+        token = PivToken(PyscardConnection(connection))
+        keys: dict[str, bytes | None] = {}
+        for slot in ("9A", "9C", "9D", "9E"):
+            try:
+                attestation = token.attest(slot)[0]
+            except Exception:  # no key in the slot: the card refuses to attest
+                keys[slot] = None
+                continue
+            keys[slot] = asn1_x509.Certificate.load(attestation).public_key.dump()
+        certificate = next((c.certificate for c in token.credentials()
+                            if c.id == "9C" and c.certificate), None)
+        keys["cert9C"] = certificate
+        return keys
+    finally:
+        connection.disconnect()
+
+
+def _portal_identity_trust(stack: Stack) -> Path:
+    """The CA's trust file for the portal's identity service."""
+    assert stack.identity_pem is not None
+    wanted = x509.load_pem_x509_certificate(stack.identity_pem.read_bytes())
+    for path in (stack.ca.directory / "trust" / "identity").glob("*.pem"):
+        if x509.load_pem_x509_certificate(path.read_bytes()) == wanted:
+            return path
+    raise AssertionError("the CA does not trust the portal's identity service")
+
+
+async def _agent_sees_token(page: Page, port: int) -> None:
+    for _ in range(200):
+        count = await page.evaluate("""async (port) => {
+            const q = await import(`http://127.0.0.1:${port}/v1/qsign.js`);
+            const c = await q.connect({port});
+            try { return (await c.listTokens()).tokens.length; } finally { c.close && c.close(); }
+        }""", port)
+        if count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the agent never saw the card again")
+
+
+# ---------------------------------------------------------------------- the journey
+
+def test_first_time_signer_enrols_in_the_browser_then_signs(
+        simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
+    marie = make_specimen(DocumentFormat.TD1, surname="Curie", given_names="Marie",
+                          seed=SEED)
+    video = camera_video(marie.images[specimen.Side.BACK], tmp_path / "camera.y4m")
+    flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+             f"--use-file-for-fake-video-capture={video}"]
+
+    async def main() -> None:
+        async with portal_stack(tmp_path, manufacturer, simulated_card, enrol=False,
+                                browser_args=flags) as stack:
+            pages: list[Page] = []
+            try:
+                await _journey(stack, simulated_card, marie, pages)
+            except BaseException:
+                print("browser console:\n" + "\n".join(stack.console))
+                for index, open_page in enumerate(pages):
+                    if not open_page.is_closed():
+                        await stack.shot(open_page, f"zz-failure-{index}")
+                        print(f"page {index}: {open_page.url}\n"
+                              + await open_page.evaluate("() => JSON.stringify("
+                                                         "document.body.dataset)"))
+                raise
+            console = "\n".join(stack.console)
+            for secret in (FACTORY_PIN, NEW_PIN):
+                assert secret not in console, "a PIN reached the console"
+            assert not [c for c in stack.console if c.startswith("pageerror")], console
+
+    asyncio.run(main())
+
+
+async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
+                   pages: list[Page]) -> None:
+    assert stack.ca.issued() == 0 and _card_keys(card)["9C"] is None  # factory-fresh
+    transaction = await stack.requester("POST", "/api/v1/transactions", {
+        "title": "Employment contract", "requester": {"name": "Agence Dupont",
+                                                      "email": "agence@example.test"},
+        "documents": [{"name": "contract.pdf",
+                       "content": base64.b64encode(blank_pdf(2)).decode()}],
+        # A typo in the surname: the signer corrects it.
+        "signers": [{"name": "Marie Curi", "email": "marie@example.test", "phone": PHONE,
+                     "lang": "en"}], "level": "B-LT", "messaging": True})
+    invite = transaction["signers"][0]["inviteUrl"]
+    link = invite if invite.startswith("http") else stack.origin + invite
+    context, page = await stack.page()
+    pages.append(page)
+
+    # Consent, then the page asks the agent: no qualified certificate -> enrolment.
+    await page.goto(link)
+    await _ready(page)
+    await _until(page, "document.getElementById('legal-terms').textContent.length > 40")
+    await page.check("#consent-privacy")
+    await page.check("#consent-terms")
+    await page.click("#consent-submit")
+    await page.wait_for_selector("body[data-step='enrolment']", timeout=60000)
+    assert await page.get_attribute("body", "data-first-time") == "yes"
+    await _sub(page, "personal-data")
+    assert "Marie Curi" in (await page.text_content("#enrol-personal-data") or "")
+    await _look(stack, page, "01-personal-data", french=True)
+
+    # 1. The data are wrong: corrected, the requester told, a new link.
+    await page.click("#pd-no")
+    await page.fill("#pd-name-input", "Marie Curie")
+    await page.fill("#pd-phone-input", "+33 6 11 22 33 44")
+    await stack.shot(page, "02-personal-data-correcting")
+    await page.click("#pd-save")
+    await page.wait_for_url(re.compile(r".*corrected=1.*"))
+    await _ready(page)
+    await _sub(page, "issuance-consents")  # corrected data need no second confirmation
+    assert page.url.split("?")[0] != link.split("?")[0]
+    assert "Marie Curie" in (await page.text_content("#tx-meta") or "")
+    assert "corrected" in (await page.text_content("#notice") or "")
+    async with stack.session.get(stack.api(
+            f"/api/s/{link.rsplit('/s/', 1)[1]}")) as old:
+        assert old.status == 410 and (await old.json())["error"] == "LINK_REVOKED"
+    messages = await stack.requester("GET",
+                                     f"/api/v1/transactions/{transaction['id']}/messages")
+    assert any("Marie Curie" in m["text"] for m in messages["messages"]) or any(
+        "marie" in "".join(mail.to) for mail in stack.smtp.mails), "requester not told"
+    await stack.shot(page, "03-personal-data-corrected")
+
+    # 2. Issuance and Personal Space consents, texts shown.
+    await _until(page, "document.getElementById('legal-space').textContent.length > 40 && "
+                       "document.getElementById('legal-issuance').textContent.length > 40")
+    await page.click("#enrol-consents-submit")
+    assert "tick both" in await _error(page)
+    await page.check("#consent-issuance")
+    await page.check("#consent-space")
+    await _look(stack, page, "04-issuance-consents", french=True)
+    await page.click("#enrol-consents-submit")
+
+    # 3. Identity: an ID card, whose sides fail in three ways first.
+    await _sub(page, "identity")
+    await _look(stack, page, "05-identity-choose")
+    await _open_identity(page, "id-card")
+    await _look(stack, page, "06-identity-sides")
+    bad = make_specimen(DocumentFormat.TD1, surname="Curie", given_names="Marie",
+                        defect=specimen.Defect.BAD_CHECK_DIGIT, seed=11)
+    shown = await _side(page, "back", bad.images[specimen.Side.BACK], "back.png")
+    assert "check digits" in shown, shown
+    await stack.shot(page, "07-bad-check-digit")
+    expired = make_specimen(DocumentFormat.TD1, surname="Curie", given_names="Marie",
+                            defect=specimen.Defect.EXPIRED, seed=12)
+    shown = await _side(page, "back", expired.images[specimen.Side.BACK], "back.png")
+    assert "expired" in shown, shown
+    await stack.shot(page, "08-expired")
+    mixed = make_specimen(DocumentFormat.TD1, surname="Curie", given_names="Marie",
+                          defect=specimen.Defect.MISMATCHED_SIDES, seed=13)
+    shown = await _side(page, "front", mixed.images[specimen.Side.FRONT], "front.png")
+    assert "Verified" in shown, shown
+    shown = await _side(page, "back", mixed.images[specimen.Side.BACK], "back.png")
+    assert "same document" in shown, shown
+    assert await page.get_attribute("#result-front", "data-kind") != "ok"  # both again
+    await stack.shot(page, "09-sides-mismatch")
+
+    # Another person's passport: verified, but it is not Marie (identity mismatch), and
+    # the first video instruction is answered late.
+    await page.click("#identity-restart")
+    await _open_identity(page, "passport")
+    pierre = make_specimen(DocumentFormat.TD3, surname="Durand", given_names="Pierre",
+                           sex="M", seed=14)
+    shown = await _side(page, "data-page", pierre.images[specimen.Side.DATA_PAGE],
+                        "passport.png")
+    assert "Verified" in shown, shown
+    await page.wait_for_selector("#liveness:not([hidden])")
+    await _look(stack, page, "10-liveness-intro")
+    await _answer_challenges(page, stack, late=True)
+    late = await page.text_content("#liveness-error") or ""
+    assert "Too late" in late, late
+    await stack.shot(page, "11-liveness-late")
+    await _answer_challenges(page, stack)
+    await _sub(page, "identity-confirm")
+    assert await page.locator("#compare tr.diff").count() >= 1
+    assert "Durand" in (await page.text_content("#compare") or "")
+    await _look(stack, page, "12-identity-mismatch", french=True)
+    await page.click("#confirm-yes")
+    assert "someone other" in await _error(page)
+    await stack.shot(page, "13-identity-mismatch-refused")
+    await page.click("#confirm-no")
+    await _sub(page, "identity")
+
+    # Marie's own card: the front from the phone (QR code), the back with the camera.
+    await page.wait_for_selector("#document-form:not([hidden])")
+    await _open_identity(page, "id-card")
+    await page.click("#handoff-open")
+    await page.wait_for_selector("#handoff-qr")
+    assert await page.evaluate("() => document.getElementById('handoff-qr').naturalWidth"
+                               " > 0")
+    phone_url = await page.get_attribute("#handoff-url", "href") or ""
+    assert "/id/" in phone_url
+    await stack.shot(page, "14-handoff-qr")
+    phone_context, phone = await stack.page(width=375, height=800)
+    pages.append(phone)
+    await phone.goto(phone_url)
+    await _ready(phone)
+    await check_page(phone)
+    shown = await _side(phone, "front", marie.images[specimen.Side.FRONT], "front.png")
+    assert "Verified" in shown, shown
+    await stack.shot(phone, "15-phone-front")
+    await phone_context.close()
+    await _until(page, "document.getElementById('result-front')?.dataset.kind === 'ok'",
+                 tries=2400)  # the computer's page followed the phone
+    await page.click("#camera-back")
+    await page.wait_for_selector("#camera-panel:not([hidden])")
+    await _until(page, "document.getElementById('camera-video').videoWidth > 0")
+    await _look(stack, page, "16-camera-back")
+    await page.click("#camera-shoot")
+    await _until(page, "['ok', 'error'].includes(document.getElementById('result-back')"
+                       "?.dataset.kind) || document.getElementById('capture').dataset"
+                       ".identityStep === 'liveness'", tries=2400)
+    await _idle(page)
+    assert await page.evaluate(
+        "() => document.getElementById('capture').dataset.identityStep") == "liveness", \
+        await page.text_content("#capture")
+    await _answer_challenges(page, stack)
+    await _sub(page, "identity-confirm")
+    assert await page.locator("#compare tr.diff").count() == 0
+    assert "Curie" in (await page.text_content("#compare") or "")
+    await _look(stack, page, "17-identity-confirm")
+    await page.click("#confirm-yes")
+
+    # 4. Names and phone for the certificate.
+    await _sub(page, "auth-data")
+    for box in await page.locator("#given-choices input").all():
+        await box.uncheck()
+    await page.click("#auth-submit")
+    assert "at least one given name" in await _error(page)
+    await page.check("#given-choices input >> nth=0")
+    await page.fill("#auth-phone", PHONE_FIXED)
+    await _look(stack, page, "18-auth-data", french=True)
+    await page.click("#auth-submit")
+
+    # 5. The PIN: differing, too short, not digits, the letter's PIN wrong, then right.
+    await _sub(page, "pin")
+    await _until(page, "document.getElementById('pin-token').textContent.includes('PIV')")
+    await _look(stack, page, "19-pin")
+    for old, new, again, expected in (
+            (FACTORY_PIN, "1234", "1235", "not the same"),
+            (FACTORY_PIN, "12", "12", "4 to 8 digits"),
+            (FACTORY_PIN, "12ab", "12ab", "4 to 8 digits"),
+            ("000000", NEW_PIN, NEW_PIN, "Wrong PIN")):
+        await page.fill("#old-pin", old)
+        await page.fill("#new-pin", new)
+        await page.fill("#new-pin-2", again)
+        await page.click("#pin-submit")
+        message = await _error(page)
+        assert expected in message, message
+        assert await page.input_value("#new-pin") == ""
+    await stack.shot(page, "20-pin-wrong")
+    await page.fill("#old-pin", FACTORY_PIN)
+    await page.fill("#new-pin", NEW_PIN)
+    await page.fill("#new-pin-2", NEW_PIN)
+    await page.click("#pin-submit")
+    await _sub(page, "certificate")
+    for field in ("#old-pin", "#new-pin", "#new-pin-2"):
+        assert await page.input_value(field) == "", "a PIN stayed in the page"
+
+    # 6. The certificate request, then the key, evidence, CA and registration.
+    request = await page.text_content("#request-facts") or ""
+    for expected in ("Marie Curie", "QCP-n-qscd", "5 years", "nonRepudiation"):
+        assert expected in request, request
+    await _look(stack, page, "21-certificate-request", french=True)
+    await page.check("#request-accept")
+
+    # The card pulled out while the key is being made.
+    card.control("latency 400")
+    await page.fill("#enrol-pin-input", NEW_PIN)
+    await page.click("#request-submit")
+    await page.wait_for_selector("body[data-enrol-phase='generate']")
+    await asyncio.sleep(1.5)
+    await asyncio.to_thread(card.remove)
+    removed = await _error(page)
+    # The agent says TOKEN_REMOVED, or TOKEN_ERROR when the link broke mid-command.
+    assert re.search(r"removed|not found|token failed", removed), removed
+    assert await page.get_attribute("body", "data-enrol-failed") == "generate"
+    await page.wait_for_selector("#enrol-retry:not([hidden])")
+    await stack.shot(page, "22-card-removed")
+    card.control("latency 0")
+    await asyncio.to_thread(card.insert)
+    await _agent_sees_token(page, stack.agent_port)
+
+    # The CA refuses: it no longer trusts the portal's identity service.
+    trust = _portal_identity_trust(stack)
+    parked = stack.state_dir.parent / "parked-identity.pem"
+    shutil.move(trust, parked)
+    await asyncio.to_thread(stack.ca.restart)
+    await page.fill("#enrol-pin-input", NEW_PIN)
+    await page.click("#enrol-retry")
+    refused = await _error(page)
+    assert "does not trust the service that verified your identity" in refused, refused
+    assert await page.get_attribute("body", "data-enrol-failed") == "complete"
+    await stack.shot(page, "23-ca-refused")
+    shutil.move(parked, trust)
+    await asyncio.to_thread(stack.ca.restart)
+
+    # The retry resumes at the CA (no PIN asked): the same key, one certificate.
+    await page.click("#enrol-retry")
+    await page.wait_for_selector("body[data-step='documents']", timeout=60000)
+    await _until(page, "document.getElementById('notice').textContent.includes('valid until')")
+    await stack.shot(page, "24-certificate-issued")
+    keys = await asyncio.to_thread(_card_keys, card)
+    assert keys["9C"] is not None and keys["cert9C"] is not None
+    issued = asn1_x509.Certificate.load(keys["cert9C"])
+    assert issued.public_key.dump() == keys["9C"], "the certificate is not for the slot's key"
+    assert [s for s in ("9A", "9D", "9E") if keys[s] is not None] == []
+    assert stack.ca.issued() == 1, "the CA issued more than one certificate"
+    subject = issued.subject.native
+    assert (subject["given_name"], subject["surname"]) == ("Marie", "Curie")
+
+    # The documents, signed with the new PIN and an SMS code to the chosen phone.
+    await _until(page, "[...document.querySelectorAll('#pages img')]"
+                       ".some(i => i.complete && i.naturalWidth > 0)")
+    await page.click("#accept")
+    await page.wait_for_selector("body[data-step='sign']")
+    await page.wait_for_selector("input[name='credential']", state="attached", timeout=60000)
+    await page.check("input[name='credential']")
+    await page.check("#phone-confirm")
+    before = await stack.sms_count(PHONE_FIXED)
+    await page.fill("#pin", NEW_PIN)
+    await page.click("#send-otp")
+    await page.wait_for_selector("#otp-step:not([hidden])")
+    await page.fill("#otp", await stack.sms_code(PHONE_FIXED, before))
+    await stack.shot(page, "25-sign")
+    await page.click("#sign-submit")
+    await _until(page, "document.body.dataset.step === 'done' || "
+                       "!document.getElementById('sign-error').hidden")
+    assert await page.get_attribute("body", "data-step") == "done", \
+        await page.text_content("#sign-error")
+    await stack.shot(page, "26-signed")
+    await context.close()
+    await _signed_under(stack, transaction, keys["cert9C"])
+
+
+async def _signed_under(stack: Stack, transaction: dict[str, Any], certificate: bytes
+                        ) -> None:
+    """pyHanko, offline, trusting the CA's root only: B-LT (DSS, signature-time-stamp),
+    signed under exactly the certificate the enrolment put on the card, qualified."""
+    root = pem.unarmor((stack.ca.directory / "certs" / "root.pem").read_bytes())[2]
+    issuing = pem.unarmor((stack.ca.directory / "certs" / "issuing.pem").read_bytes())[2]
+    for document in transaction["documents"]:
+        async with stack.session.get(
+                stack.api(f"/api/v1/transactions/{transaction['id']}/documents/"
+                          f"{document['id']}"),
+                headers={"Authorization": f"Bearer {stack.token}"}) as response:
+            assert response.status == 200
+            pdf = await response.read()
+        result = await validate_pdf(pdf, [root], offline=True)
+        assert result.has_dss and len(result.statuses) == 1
+        [status] = result.statuses
+        assert status.bottom_line, status.pretty_print_details()
+        assert status.timestamp_validity is not None
+        assert hashlib.sha256(status.signing_cert.dump()).digest() == \
+            hashlib.sha256(certificate).digest()
+        checked = await check_qualified(certificate, [issuing], trust_roots=[root],
+                                        at=stack.clock(), ocsp=False)
+        assert checked.qualified, checked.reasons
