@@ -297,8 +297,9 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     assert "Marie Curie" in (await page.text_content("#tx-meta") or "")
     assert "corrected" in (await page.text_content("#notice") or "")
     async with stack.session.get(stack.api(
-            f"/api/s/{link.rsplit('/s/', 1)[1]}")) as old:
-        assert old.status == 410 and (await old.json())["error"] == "LINK_REVOKED"
+            f"/api/s/{link.rsplit('/s/', 1)[1]}")) as revoked:
+        assert revoked.status == 410
+        assert (await revoked.json())["error"] == "LINK_REVOKED"
     messages = await stack.requester("GET",
                                      f"/api/v1/transactions/{transaction['id']}/messages")
     assert any("Marie Curie" in m["text"] for m in messages["messages"]) or any(
