@@ -33,6 +33,7 @@ export function createEnrolment(ctx) {
   let pinChanged = false;       // pin/change done, pin-set still to tell the portal
   let detection = null;         // the running first-time check (a Promise)
   let checkedFirstTime = false;
+  let shownSub = null;          // the sub-step drawn last
   const run = { phase: null, tokenID: null, enrolmentID: null, publicKey: null,
                 evidence: null, issued: null, failed: null };
 
@@ -88,14 +89,15 @@ export function createEnrolment(ctx) {
     if (ctx.view().step === "documents" && !checkedFirstTime) checkFirstTime();
   }
 
-  async function start() {
-    await ctx.guarded($("enrol-start"), async () => {
+  /** enrolment/start, from the documents step or (button, region) of the sign step. */
+  async function start(button = $("enrol-start"), region = $("token-check")) {
+    await ctx.guarded(button, async () => {
       ctx.update(await post("start"));
-      say($("token-check"), "");
+      say(region, "");
       $("token-check-actions").hidden = true;
     }, (error) => {
-      say($("token-check"), explain(error), "error");
-      $("token-check-actions").hidden = false;
+      say(region, explain(error), "error");
+      if (region === $("token-check")) $("token-check-actions").hidden = false;
       return true;
     });
   }
@@ -114,6 +116,11 @@ export function createEnrolment(ctx) {
       item.dataset.state = index < current ? "done" : index === current ? "current" : "todo";
     }
     for (const name of SUBSTEPS) $(`enrol-${name}`).hidden = name !== sub;
+    if (shownSub !== null && shownSub !== sub) {
+      ctx.notice("");  // a message about the previous sub-step
+      enrolError("");
+    }
+    shownSub = sub;
     document.body.dataset.enrolment = e.step;
     if (sub === "personal-data") renderPersonalData(e);
     if (sub === "issuance-consents") renderConsents(e);
@@ -279,8 +286,8 @@ export function createEnrolment(ctx) {
       const differs = comparison.differences.includes(key);
       return el("tr", { "data-field": key, class: differs ? "diff" : null },
         el("th", { scope: "row", text: label }),
-        el("td", { text: doc || "—" }),
-        el("td", {}, req === null ? el("span", { class: "muted", text: t("enrol.notAsked") }) : (req || "—"),
+        el("td", { text: doc || "—", "data-label": t("enrol.compareDocument") }),
+        el("td", { "data-label": t("enrol.compareRequester") }, req === null ? el("span", { class: "muted", text: t("enrol.notAsked") }) : (req || "—"),
            differs ? el("strong", { class: "diff-mark", text: ` ${t("enrol.differs")}` }) : null));
     }));
     const box = $("confirm-mismatch");
@@ -488,6 +495,10 @@ export function createEnrolment(ctx) {
       item.setAttribute("aria-current", state === "active" ? "step" : "false");
     }
     $("enrol-retry-actions").hidden = run.failed === null;
+    // The PIN is asked only while the key is still to be made.
+    const pinNeeded = run.publicKey === null;
+    $("enrol-pin-box").hidden = !pinNeeded;
+    $("request-submit").hidden = run.failed !== null;
     if (run.phase && run.phase !== "finished") document.body.dataset.enrolPhase = run.phase;
     else delete document.body.dataset.enrolPhase;
     if (run.failed) document.body.dataset.enrolFailed = run.failed;
@@ -615,5 +626,5 @@ export function createEnrolment(ctx) {
     }
   }
 
-  return { wire, render, checkFirstTime, tokenEvent, stop: stopCapture };
+  return { wire, render, checkFirstTime, tokenEvent, start, stop: stopCapture };
 }

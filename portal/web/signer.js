@@ -374,8 +374,9 @@ async function loadCertificates() {
   agentStatus(t("sign.lookingForCertificates"));
   let qualified;
   let others;
+  let tokens;
   try {
-    ({ qualified, others } = await findCertificates(client));
+    ({ qualified, others, tokens } = await findCertificates(client));
   } catch (error) {
     agentStatus(explain(error), "error");
     $("agent-actions").hidden = false;
@@ -384,8 +385,14 @@ async function loadCertificates() {
   }
   agent.qualified = qualified;
   agent.others = others;
+  // A token but no qualified certificate: the first-time signer gets one here too.
+  $("sign-enrol-actions").hidden = qualified.length > 0 || tokens.length === 0;
   if (qualified.length === 0) {
-    agentStatus(t(credentialsFound(others) ? "sign.noQualified" : "sign.noCertificate"), "warn");
+    let text = t(credentialsFound(others) ? "sign.noQualified" : "sign.noCertificate");
+    if (tokens.length > 0) {
+      text = credentialsFound(others) ? `${text} ${t("enrol.firstTime")}` : t("enrol.firstTime");
+    }
+    agentStatus(text, "warn");
   } else {
     agentStatus(t("sign.certificatesFound", { count: qualified.length }), "ok");
   }
@@ -690,6 +697,7 @@ function wire() {
     guarded($("refuse-submit"), async () => update(await api("POST", `${base}/refuse`, { body: { reason } })));
   });
   $("agent-retry").addEventListener("click", () => connectAgent());
+  $("sign-enrol-start").addEventListener("click", () => enrolment.start($("sign-enrol-start"), $("agent-status")));
   $("pair-retry").addEventListener("click", () => connectAgent());
   $("refresh-certificates").addEventListener("click", () => loadCertificates());
   $("send-otp").addEventListener("click", () => sendOtp($("send-otp")));

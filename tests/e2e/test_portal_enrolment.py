@@ -255,9 +255,41 @@ def test_first_time_signer_enrols_in_the_browser_then_signs(
     asyncio.run(main())
 
 
+async def _enrol_from_the_sign_step(stack: Stack, pages: list[Page]) -> None:
+    """A signer who accepted the documents before inserting a token with no qualified
+    certificate: the sign step offers the enrolment, which starts at personal data."""
+    transaction = await stack.requester("POST", "/api/v1/transactions", {
+        "title": "Late discovery", "requester": {"name": "R", "email": "r@example.test"},
+        "documents": [{"name": "one.pdf", "content": base64.b64encode(blank_pdf(1)).decode()}],
+        "signers": [{"name": "Paul Martin", "email": "paul@example.test", "phone": PHONE,
+                     "lang": "en"}]})
+    invite = transaction["signers"][0]["inviteUrl"].rsplit("/s/", 1)[1]
+    async with stack.session.get(stack.api(f"/api/s/{invite}")) as response:
+        view = await response.json()
+    accepted = [{k: c[k] for k in ("kind", "version", "sha256")} for c in view["consents"]]
+    for path, body in ((f"/api/s/{invite}/consents", {"accepted": accepted}),
+                       (f"/api/s/{invite}/accept", {})):
+        async with stack.session.post(stack.api(path), json=body) as response:
+            assert response.status == 200, await response.text()
+    context, page = await stack.page()
+    pages.append(page)
+    await page.goto(f"{stack.origin}/s/{invite}")
+    await _ready(page)
+    assert await page.get_attribute("body", "data-step") == "sign"
+    await page.wait_for_selector("#sign-enrol-actions:not([hidden])", timeout=60000)
+    assert "no qualified certificate" in (await page.text_content("#agent-status") or "")
+    await check_page(page)
+    await stack.shot(page, "00-sign-step-offers-enrolment")
+    await page.click("#sign-enrol-start")
+    await page.wait_for_selector("body[data-step='enrolment']")
+    await _sub(page, "personal-data")
+    await context.close()
+
+
 async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
                    pages: list[Page]) -> None:
     assert stack.ca.issued() == 0 and _card_keys(card)["9C"] is None  # factory-fresh
+    await _enrol_from_the_sign_step(stack, pages)
     transaction = await stack.requester("POST", "/api/v1/transactions", {
         "title": "Employment contract", "requester": {"name": "Agence Dupont",
                                                       "email": "agence@example.test"},
