@@ -550,10 +550,12 @@ export function createEnrolment(ctx) {
         const token = await enrolToken(client);
         if (!token) throw Object.assign(new Error("token"), { name: "QsignError", code: "TOKEN_NOT_FOUND", data: {} });
         let generated;
+        document.body.dataset.enrolCall = "enroll/generate";  // the token is at work
         try {
           generated = await client.enrollGenerate({ tokenID: token.id, pin });
         } finally {
           pin = null;
+          delete document.body.dataset.enrolCall;
         }
         run.enrolmentID = generated.enrolmentID;
         run.publicKey = generated.publicKey;

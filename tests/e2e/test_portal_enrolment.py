@@ -485,8 +485,12 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     card.control("latency 400")
     await page.fill("#enrol-pin-input", NEW_PIN)
     await page.click("#request-submit")
-    await page.wait_for_selector("body[data-enrol-phase='generate']")
-    await asyncio.sleep(1.5)
+    await page.wait_for_selector("body[data-enrol-call='enroll/generate']")
+    start = int(card.control("status")["apdus"])  # type: ignore[call-overload]
+    # Pulled once the card has begun the key's commands (PIN, key generation): a key may
+    # already be in the slot, and the agent has not recorded it.
+    while int(card.control("status")["apdus"]) < start + 2:  # type: ignore[call-overload]
+        await asyncio.sleep(0.05)
     await asyncio.to_thread(card.remove)
     removed = await _error(page)
     # The agent says TOKEN_REMOVED, or TOKEN_ERROR when the link broke mid-command.
@@ -566,7 +570,7 @@ async def _signed_under(stack: Stack, transaction: dict[str, Any], certificate: 
         result = await validate_pdf(pdf, [root], offline=True)
         assert result.has_dss and len(result.statuses) == 1
         [status] = result.statuses
-        assert status.bottom_line, status.pretty_print_details()
+        assert status.bottom_line, status.pretty_print_details()  # type: ignore[no-untyped-call]
         assert status.timestamp_validity is not None
         assert hashlib.sha256(status.signing_cert.dump()).digest() == \
             hashlib.sha256(certificate).digest()
