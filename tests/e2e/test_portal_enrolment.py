@@ -552,6 +552,39 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     await stack.shot(page, "26-signed")
     await context.close()
     await _signed_under(stack, transaction, keys["cert9C"])
+    await _personal_space_lists(stack, pages, issued)
+
+
+async def _personal_space_lists(stack: Stack, pages: list[Page],
+                                issued: asn1_x509.Certificate) -> None:
+    """The completion e-mail's Personal Space link, opened with an SMS code to the
+    phone chosen at enrolment, lists the new certificate (5 years)."""
+    space = ""
+    for _ in range(300):
+        found = stack.smtp.links("marie@example.test", "/me/")
+        if found:
+            space = found[-1]
+            break
+        await asyncio.sleep(0.1)
+    assert space, "no Personal Space link was mailed"
+    context, page = await stack.page()
+    pages.append(page)
+    before = await stack.sms_count(PHONE_FIXED)
+    await page.goto(space)
+    await _ready(page)
+    await page.click("#send-code")
+    await page.wait_for_selector("#code-form:not([hidden])")
+    await page.fill("#code", await stack.sms_code(PHONE_FIXED, before))
+    await page.click("#code-submit")
+    await page.wait_for_selector("#space:not([hidden])")
+    await _until(page, "document.getElementById('certificates').textContent"
+                       ".includes('Curie')")
+    text = await page.text_content("#certificates") or ""
+    assert f"{issued.serial_number:x}".upper() in text.upper() or "Marie" in text, text
+    years = sorted(int(y) for y in re.findall(r"(?<!\d)(20\d\d)(?!\d)", text))
+    assert years and years[-1] - years[0] == 5, text
+    await stack.shot(page, "27-personal-space")
+    await context.close()
 
 
 async def _signed_under(stack: Stack, transaction: dict[str, Any], certificate: bytes
