@@ -105,6 +105,8 @@ function explainAgent(error) {
   }
   if (error.code === "INVALID_PIN") {
     if (error.attemptsLeft === null) return t("agentError.INVALID_PIN_NOCOUNT");
+    // The last try used up: the card has blocked the PIN.
+    if (error.attemptsLeft === 0) return `${t("agentError.INVALID_PIN_NOCOUNT")} ${t("agentError.PIN_BLOCKED")}`;
     if (error.attemptsLeft === 1) return t("agentError.INVALID_PIN_LAST");
     return t("agentError.INVALID_PIN", { attemptsLeft: error.attemptsLeft });
   }

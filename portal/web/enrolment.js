@@ -20,6 +20,7 @@ const SUBSTEPS = ["personal-data", "issuance-consents", "identity", "identity-co
                   "auth-data", "pin", "certificate"];
 const PHASES = ["generate", "evidence", "complete", "register"];
 const PIN_RULE = /^[0-9]{4,8}$/;
+const PUK_RULE = /^[0-9]{6,8}$/;
 const PHONE_RULE = /^\+[1-9][0-9]{6,14}$/;
 
 /**
@@ -31,6 +32,7 @@ export function createEnrolment(ctx) {
   let capture = null;           // IdentityCapture of the current identity session
   let chooseDocument = false;   // the person asked for another document
   let pinChanged = false;       // pin/change done, pin-set still to tell the portal
+  let pukMode = false;          // the PIN is blocked: the PUK sets the new one
   let detection = null;         // the running first-time check (a Promise)
   let checkedFirstTime = false;
   let shownSub = null;          // the sub-step drawn last
@@ -386,10 +388,18 @@ export function createEnrolment(ctx) {
     try {
       const token = await enrolToken(client);
       line.textContent = token ? t("enrol.pinToken", { token: token.label || token.id }) : t("enrol.insertToken");
+      if (token && token.pinBlocked) setPukMode(true);
     } catch (error) {
       line.textContent = explain(error);
     }
     if (pinChanged) line.textContent += ` ${t("enrol.pinAlreadySet")}`;
+  }
+
+  function setPukMode(on) {
+    pukMode = on;
+    $("puk-box").hidden = !on;
+    $("old-pin-box").hidden = on;
+    document.body.dataset.pinMode = on ? "puk" : "pin";
   }
 
   async function submitPin(event) {
@@ -402,10 +412,10 @@ export function createEnrolment(ctx) {
       }, (error) => { enrolError(explain(error)); return true; });
       return;
     }
-    const fields = ["old-pin", "new-pin", "new-pin-2"].map($);
+    const fields = [pukMode ? "puk" : "old-pin", "new-pin", "new-pin-2"].map($);
     const [oldField, newField, againField] = fields;
-    if (!PIN_RULE.test(oldField.value)) {
-      enrolError(t("enrol.oldPinFormat"));
+    if (!(pukMode ? PUK_RULE : PIN_RULE).test(oldField.value)) {
+      enrolError(t(pukMode ? "enrol.pukFormat" : "enrol.oldPinFormat"));
       oldField.focus();
       return;
     }
@@ -423,7 +433,7 @@ export function createEnrolment(ctx) {
       newField.focus();
       return;
     }
-    if (oldField.value === newField.value) {
+    if (!pukMode && oldField.value === newField.value) {
       enrolError(t("enrol.pinSame"));
       newField.value = "";
       againField.value = "";
@@ -441,7 +451,8 @@ export function createEnrolment(ctx) {
       const token = await enrolToken(client);
       if (!token) throw Object.assign(new Error("token"), { name: "QsignError", code: "TOKEN_NOT_FOUND", data: {} });
       try {
-        await client.changePin({ tokenID: token.id, pin, newPin });
+        if (pukMode) await client.unblockPin({ tokenID: token.id, puk: pin, newPin });
+        else await client.changePin({ tokenID: token.id, pin, newPin });
       } finally {
         pin = null;
         newPin = null;
@@ -452,8 +463,19 @@ export function createEnrolment(ctx) {
     }, (error) => {
       pin = null;
       newPin = null;
-      enrolError(explain(error) + (pinChanged ? ` ${t("enrol.pinAlreadySet")}` : ""));
-      oldField.focus();
+      let text = explain(error);
+      if (pukMode && error.code === "INVALID_PIN") {
+        // RESET RETRY COUNTER checks the PUK: its tries, not the PIN's.
+        text = error.attemptsLeft === null ? t("enrol.wrongPukNoCount")
+          : t("enrol.wrongPuk", { attemptsLeft: error.attemptsLeft });
+      } else if (!pukMode && (error.code === "PIN_BLOCKED"
+                              || (error.code === "INVALID_PIN" && error.attemptsLeft === 0))) {
+        setPukMode(true);
+        text += ` ${t("enrol.pukNow")}`;
+      }
+      if (pinChanged) text += ` ${t("enrol.pinAlreadySet")}`;
+      enrolError(text);
+      (pukMode ? $("puk") : oldField).focus();
       return true;
     });
   }

@@ -565,7 +565,7 @@ async function sign(event) {
   }, (error) => {
     progress("");
     pin = null;
-    if (error.code === "PIN_BLOCKED") {
+    if (error.code === "PIN_BLOCKED" || (error.code === "INVALID_PIN" && error.attemptsLeft === 0)) {
       agent.blocked.add(credential.tokenID);
       dropSession();
       renderCertificates();
@@ -582,7 +582,7 @@ async function sign(event) {
     // that code is used up, a new one is needed. A wrong code leaves the session as is.
     let hint = "";
     if (error.code === "INVALID_OTP" && session) hint = t("sign.retypeBoth");
-    else if (error.code !== "PIN_BLOCKED") hint = t("sign.retryFromCode");
+    else if (!agent.blocked.has(credential.tokenID)) hint = t("sign.retryFromCode");
     signError(hint ? `${explain(error)} ${hint}` : explain(error));
     $("pin").focus();
     return true;

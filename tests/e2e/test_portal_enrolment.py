@@ -38,7 +38,7 @@ from firmware_sim.attestation import Manufacturer
 from portal.certificates import check_qualified
 from portal.identity import specimen
 from portal.identity.mrz import DocumentFormat
-from tests.support.identity_fixtures import make_specimen
+from tests.support.identity_fixtures import frames, make_specimen
 from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_e2e import PHONE, Stack, check_page, portal_stack
@@ -610,3 +610,105 @@ async def _signed_under(stack: Stack, transaction: dict[str, Any], certificate: 
         checked = await check_qualified(certificate, [issuing], trust_roots=[root],
                                         at=stack.clock(), ocsp=False)
         assert checked.qualified, checked.reasons
+
+
+# ---------------------------------------------------------------------- a blocked PIN
+
+async def _to_the_pin_step(stack: Stack, invite: str) -> None:
+    """Consents, personal data, identity (a specimen card, timed liveness), names: what
+    the journey above does in the page, here through the HTTP API."""
+    async def call(method: str, path: str, body: Any = None, data: bytes | None = None
+                   ) -> Any:
+        kwargs: dict[str, Any] = {"json": body} if data is None else {
+            "data": data, "headers": {"Content-Type": "image/png"}}
+        async with stack.session.request(method, stack.api(path), **kwargs) as response:
+            answer = await response.json()
+            assert response.status in (200, 201), answer
+            return answer
+
+    base = f"/api/s/{invite}"
+    view = await call("GET", base)
+    await call("POST", f"{base}/consents", {"accepted": [
+        {k: c[k] for k in ("kind", "version", "sha256")} for c in view["consents"]]})
+    await call("POST", f"{base}/enrolment/start", {})
+    view = await call("POST", f"{base}/enrolment/personal-data", {"correct": True})
+    await call("POST", f"{base}/enrolment/consents", {"accepted": [
+        {k: c[k] for k in ("kind", "version", "sha256")}
+        for c in view["enrolment"]["consents"]]})
+    view = await call("POST", f"{base}/enrolment/identity", {"document": "id-card"})
+    session = f"/api/identity/sessions/{view['enrolment']['identitySession']}"
+    card = make_specimen(DocumentFormat.TD1, surname="Martin", given_names="Paul", seed=21,
+                         sex="M")
+    for side, image in card.images.items():
+        await call("PUT", f"{session}/sides/{side.value}", data=image)
+    while (await call("GET", session))["step"] == "liveness":
+        challenge = await call("POST", f"{session}/challenges/next", {})
+        stack.clock.advance(seconds=2)  # a person takes a moment to act
+        await call("POST", f"{session}/challenges/{challenge['id']}", {
+            "nonce": challenge["nonce"],
+            "frames": [base64.b64encode(f).decode() for f in frames(3)]})
+    await call("POST", f"{base}/enrolment/identity-done", {})
+    await call("POST", f"{base}/enrolment/identity-confirm", {"correct": True})
+    view = await call("POST", f"{base}/enrolment/auth-data", {
+        "givenNames": "Paul", "surname": "Martin", "phone": PHONE})
+    assert view["enrolment"]["step"] == "pin"
+
+
+def test_a_blocked_letter_pin_is_unblocked_with_the_puk(
+        simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
+    """The letter's PIN mistyped until the card blocks it: the page switches to the PUK,
+    a wrong PUK shows its own tries left, the right one sets the new PIN (pin/unblock)."""
+    async def main() -> None:
+        async with portal_stack(tmp_path, manufacturer, simulated_card,
+                                enrol=False) as stack:
+            transaction = await stack.requester("POST", "/api/v1/transactions", {
+                "title": "Blocked PIN", "requester": {"name": "R", "email": "r@example.test"},
+                "documents": [{"name": "one.pdf",
+                               "content": base64.b64encode(blank_pdf(1)).decode()}],
+                "signers": [{"name": "Paul Martin", "email": "paul@example.test",
+                             "phone": PHONE, "lang": "en"}]})
+            invite = transaction["signers"][0]["inviteUrl"].rsplit("/s/", 1)[1]
+            await _to_the_pin_step(stack, invite)
+            context, page = await stack.page()
+            await page.goto(f"{stack.origin}/s/{invite}")
+            await _ready(page)
+            await _sub(page, "pin")
+            await _until(page, "document.getElementById('pin-token').textContent"
+                               ".includes('PIV')")
+            messages = []
+            for _ in range(3):
+                await page.fill("#old-pin", "000000")
+                await page.fill("#new-pin", NEW_PIN)
+                await page.fill("#new-pin-2", NEW_PIN)
+                await page.click("#pin-submit")
+                messages.append(await _error(page))
+            assert "2 tries left" in messages[0] and "1 try left" in messages[1], messages
+            assert "blocked" in messages[2] and "PUK" in messages[2], messages
+            await page.wait_for_selector("#puk-box:not([hidden])")
+            assert await page.is_hidden("#old-pin-box")
+            await _look(stack, page, "30-pin-blocked-puk", french=True)
+            await page.fill("#puk", "87654321")
+            await page.fill("#new-pin", NEW_PIN)
+            await page.fill("#new-pin-2", NEW_PIN)
+            await page.click("#pin-submit")
+            wrong = await _error(page)
+            assert "Wrong PUK, 2 tries left" in wrong, wrong
+            await page.fill("#puk", "12345678")  # the simulated card's factory PUK
+            await page.fill("#new-pin", NEW_PIN)
+            await page.fill("#new-pin-2", NEW_PIN)
+            await page.click("#pin-submit")
+            await _sub(page, "certificate")
+            assert await page.input_value("#puk") == ""
+            await stack.shot(page, "31-pin-set-with-puk")
+            await context.close()
+            # The new PIN is the card's now.
+            connection = connect(simulated_card.reader)
+            try:
+                PivToken(PyscardConnection(connection)).verify_pin(NEW_PIN)
+            finally:
+                connection.disconnect()
+            console = "\n".join(stack.console)
+            for secret in ("12345678", "87654321", NEW_PIN):
+                assert secret not in console
+
+    asyncio.run(main())

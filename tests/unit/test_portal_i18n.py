@@ -305,6 +305,9 @@ def test_the_enrolment_pin_fields_and_the_pins_never_reach_the_portal() -> None:
         assert field.get("autocomplete") == "off", name
         assert field.get("pattern") == "[0-9]{4,8}", name
         assert (field.get("minlength"), field.get("maxlength")) == ("4", "8"), name
+    puk = next(a for a, _ in parsed.controls if a.get("id") == "puk")
+    assert (puk.get("type"), puk.get("inputmode"), puk.get("autocomplete"),
+            puk.get("pattern")) == ("password", "numeric", "off", "[0-9]{6,8}")
     code = _code(ENROLMENT)
     # The fields are emptied before the agent is called, in the same synchronous run.
     assert re.search(r"let pin = oldField\.value;\s*let newPin = newField\.value;\s*"
