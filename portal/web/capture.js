@@ -120,6 +120,8 @@ export class IdentityCapture {
 
   async start() {
     await this.refresh();
+    // The phone follows what the computer does too (a side photographed there).
+    if (!this.handoff && !this.done) this.startPolling();
   }
 
   stop() {

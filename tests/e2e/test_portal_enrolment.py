@@ -141,19 +141,19 @@ async def _side(page: Page, side: str, image: bytes, name: str) -> str:
     return await page.text_content(f"#result-{side}") or ""
 
 
-async def _answer_challenges(page: Page, stack: Stack, late: bool = False) -> None:
+async def _answer_challenges(page: Page, stack: Stack, late: bool = False,
+                             capture: str = "capture") -> None:
     """The video check: start it, then do each instruction and press Done. `late`: the
     portal's clock passes the first instruction's deadline before the answer."""
     await page.click("#liveness-start")
+    verified = f"document.getElementById('{capture}').dataset.identityStep === 'verified'"
     while True:
         await _until(page, "document.getElementById('liveness').dataset.challenge || "
-                           "document.getElementById('capture').dataset.identityStep "
-                           "=== 'verified' || !document.getElementById('liveness-error')"
+                           f"{verified} || !document.getElementById('liveness-error')"
                            ".hidden", tries=2400)
         if await page.evaluate("() => !document.getElementById('liveness-error').hidden"):
             return
-        if await page.evaluate("() => document.getElementById('capture').dataset"
-                               ".identityStep === 'verified'"):
+        if await page.evaluate(f"() => {verified}"):
             return
         index = await page.evaluate(
             "() => document.getElementById('liveness').dataset.challengeIndex")
@@ -166,8 +166,7 @@ async def _answer_challenges(page: Page, stack: Stack, late: bool = False) -> No
         await page.click("#challenge-done")
         await _until(page, f"document.getElementById('liveness').dataset.challengeIndex "
                            f"!== '{index}' || !document.getElementById('liveness-error')"
-                           ".hidden || document.getElementById('capture').dataset"
-                           ".identityStep === 'verified'", tries=2400)
+                           f".hidden || {verified}", tries=2400)
 
 
 async def _open_identity(page: Page, document: str) -> None:
@@ -398,7 +397,8 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     await page.click("#confirm-no")
     await _sub(page, "identity")
 
-    # Marie's own card: the front from the phone (QR code), the back with the camera.
+    # Marie's own card: the front from the phone (QR code), the back with the computer's
+    # camera, the video check on the phone; each page follows the other.
     await page.wait_for_selector("#document-form:not([hidden])")
     await _open_identity(page, "id-card")
     await page.click("#handoff-open")
@@ -416,7 +416,6 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     shown = await _side(phone, "front", marie.images[specimen.Side.FRONT], "front.png")
     assert "Verified" in shown, shown
     await stack.shot(phone, "15-phone-front")
-    await phone_context.close()
     await _until(page, "document.getElementById('result-front')?.dataset.kind === 'ok'",
                  tries=2400)  # the computer's page followed the phone
     await page.click("#camera-back")
@@ -431,7 +430,12 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     assert await page.evaluate(
         "() => document.getElementById('capture').dataset.identityStep") == "liveness", \
         await page.text_content("#capture")
-    await _answer_challenges(page, stack)
+    await phone.wait_for_selector("#liveness:not([hidden])", timeout=30000)
+    await check_page(phone)
+    await _answer_challenges(phone, stack, capture="phone-capture")
+    await phone.wait_for_selector("#phone-done:not([hidden])")
+    await stack.shot(phone, "16b-phone-verified")
+    await phone_context.close()
     await _sub(page, "identity-confirm")
     assert await page.locator("#compare tr.diff").count() == 0
     assert "Curie" in (await page.text_content("#compare") or "")
