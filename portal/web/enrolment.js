@@ -260,11 +260,16 @@ export function createEnrolment(ctx) {
     }, (error) => { enrolError(explain(error)); return true; });
   }
 
+  /** The identity service verified the session (here or on the phone): tell the portal.
+   * Not behind the page's busy guard: this must happen whatever else is running. */
   async function identityDone() {
     enrolError("");
-    await ctx.guarded(null, async () => {
+    try {
       ctx.update(await post("identity-done"));
-    }, (error) => { enrolError(explain(error)); return true; });
+    } catch (error) {
+      enrolError(explain(error));
+      $("identity-restart-actions").hidden = false;
+    }
   }
 
   // ---------------------------------------------------------------- extracted data
