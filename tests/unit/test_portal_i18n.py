@@ -323,3 +323,13 @@ def test_the_enrolment_pin_fields_and_the_pins_never_reach_the_portal() -> None:
     # The 4-8 digit rule the page checks is the agent's own.
     assert 'PIN_RULE = /^[0-9]{4,8}$/' in code
     assert '"pattern": "^[0-9]{4,8}$"' in (ROOT / "agent" / "protocol" / "jsonrpc.py").read_text()
+
+
+def test_the_pages_ask_identity_evidence_only_from_the_portal() -> None:
+    """Evidence for a key comes from the portal's enrolment/evidence (which checks the
+    step and the signer); the pages never call the identity service's own route."""
+    for script in (CAPTURE, ENROLMENT, (WEB / "identity.js").read_text()):
+        code = _code(script)
+        assert "/evidence" not in code and "sessions/${" not in code.replace(
+            "/api/identity/sessions/${path}", "")
+    assert 'post("evidence", { publicKey: run.publicKey, accept: true })' in ENROLMENT
