@@ -905,7 +905,7 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
 
     app.cleanup_ctx.append(background)
     app.add_subapp("/api/identity/", create_identity_app(
-        identity, continue_url=f"{config.base_url}/id/{{session}}"))
+        identity, continue_url=f"{config.base_url}/id/{{session}}", evidence_routes=False))
     return app
 
 

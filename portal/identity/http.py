@@ -299,11 +299,15 @@ async def _no_signer(request: web.Request) -> str:
 
 
 def create_identity_app(provider: IdentityProvider, *, continue_url: str,
-                        signer_of: SignerOf | None = None, workers: int = 2) -> web.Application:
+                        signer_of: SignerOf | None = None, workers: int = 2,
+                        evidence_routes: bool = True) -> web.Application:
     """The sub-application. `continue_url` is the smartphone link with `{session}` in it
     (e.g. "https://portal.example.test/id/{session}"); `signer_of` tells who opens a
     session from the request (the portal checks its invitation link there); without it
-    sessions are opened by calling the provider directly."""
+    sessions are opened by calling the provider directly. `evidence_routes=False` leaves
+    out the identity read and the evidence routes: where the session id travels in a
+    QR code, whoever saw it could otherwise ask evidence for their own key first; the
+    portal asks the provider itself, for the key of the signer it knows."""
     if "{session}" not in continue_url:
         raise ValueError("continue_url must contain {session}")
     app = web.Application(middlewares=[_errors])
@@ -323,8 +327,9 @@ def create_identity_app(provider: IdentityProvider, *, continue_url: str,
     app.router.add_put("/sessions/{sid}/sides/{side}", put_side)
     app.router.add_post("/sessions/{sid}/challenges/next", next_challenge)
     app.router.add_post("/sessions/{sid}/challenges/{cid}", answer_challenge)
-    app.router.add_get("/sessions/{sid}/identity", get_identity)
-    app.router.add_post("/sessions/{sid}/evidence", post_evidence)
+    if evidence_routes:
+        app.router.add_get("/sessions/{sid}/identity", get_identity)
+        app.router.add_post("/sessions/{sid}/evidence", post_evidence)
     app.router.add_get("/sessions/{sid}/handoff", handoff)
     app.router.add_get("/sessions/{sid}/handoff.png", handoff_png)
     return app

@@ -94,6 +94,13 @@ async def _first_time_journey(page: Page, token_id: str) -> bytes:
                             body={"nonce": challenge["nonce"], "frames": [
                                 _b64(f) for f in frames(3)]})
     assert state["step"] == "verified", state
+    # The session id travels in the hand-off QR code: the mounted identity service does
+    # not give the identity or evidence to whoever holds it (the portal asks itself).
+    for method, path in (("GET", "identity"), ("POST", "evidence")):
+        async with portal.session.request(
+                method, f"{portal.url}/api/identity/sessions/{session}/{path}",
+                json={"publicKey": _b64(b"k" * 91)}) as response:
+            assert response.status in (404, 405), path
     view = await page.step("identity-done")
     enrolment = view["enrolment"]
     assert enrolment["step"] == "identity-confirm"
