@@ -83,8 +83,10 @@ class SigningDesk:
         self.otp = otp
         self.roots = load_roots(config.trust_roots)
         self.intermediates = load_roots(config.intermediates)
+        # Who issues signers' certificates: the issuing CA when configured, else the root.
         self.issuer_name = ", ".join(
-            x509.Certificate.load(r).subject.native.get("common_name", "") for r in self.roots
+            x509.Certificate.load(r).subject.native.get("common_name", "")
+            for r in (self.intermediates or self.roots)
         ) or "the qualified certification authority"
         self._validation: pades.Validation | None = None
 
