@@ -24,7 +24,7 @@ from asn1crypto import x509
 
 from portal import legal
 from portal.errors import Code, PortalError
-from portal.identity import names
+from portal.identity import countries, names
 from portal.identity.service import DocumentKind, IdentityError, IdentityProvider, Step
 from portal.store import Enrolment, EnrolmentStep, Signer, Store
 
@@ -209,11 +209,18 @@ def request_view(enrolment: Enrolment, issuer: str) -> dict[str, Any] | None:
     if enrolment.auth is None or enrolment.identity is None:
         return None
     auth, identity = enrolment.auth, enrolment.identity
+    # As the certificate will say (ETSI EN 319 412-1 §5.1.3 semantics identifier).
+    state = countries.lookup(str(identity.get("issuingState")))
+    country = state.alpha2 if state is not None and state.alpha2 else identity.get(
+        "issuingState")
+    try:
+        kind = DocumentKind(str(identity.get("documentType"))).semantics
+    except ValueError:
+        kind = "IDC"
     return {"subject": {"givenName": auth["givenNames"], "surname": auth["surname"],
                         "commonName": f"{auth['givenNames']} {auth['surname']}",
-                        "country": identity.get("issuingState"),
-                        "serialNumber": f"{identity.get('documentType')} "
-                                        f"{identity.get('documentNumber')}"},
+                        "country": country,
+                        "serialNumber": f"{kind}{country}-{identity.get('documentNumber')}"},
             "policy": "QCP-n-qscd (0.4.0.194112.1.2)", "validityYears": 5,
             "keyUsage": "nonRepudiation", "issuer": issuer}
 

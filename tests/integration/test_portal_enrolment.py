@@ -124,6 +124,7 @@ async def _first_time_journey(page: Page, token_id: str) -> bytes:
     request = view["enrolment"]["request"]
     assert request["subject"]["commonName"] == "Marie Curie"
     assert request["validityYears"] == 5 and "QCP-n-qscd" in request["policy"]
+    assert request["subject"]["country"] == "FR"
     generated = await page.agent("enroll/generate", {"tokenID": token_id, "PIN": NEW_PIN})
     assert "result" in generated, generated
     again = await page.agent("enroll/generate", {"tokenID": token_id, "PIN": NEW_PIN})
@@ -140,6 +141,9 @@ async def _first_time_journey(page: Page, token_id: str) -> bytes:
     certificate = base64.b64decode(enrolled["result"]["certificate"])
     view = await page.step("certificate", {"certificate": enrolled["result"]["certificate"],
                                            "chain": enrolled["result"]["chain"]})
+    issued = x509.Certificate.load(certificate).subject.native
+    assert issued["serial_number"] == request["subject"]["serialNumber"]  # what was read
+    assert issued["country_name"] == "FR"
     assert view["step"] == "documents" and view["enrolment"]["step"] == "done"
     return certificate
 
