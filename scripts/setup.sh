@@ -20,6 +20,7 @@ SYSTEM_PACKAGES=(
   tesseract-ocr     # identity service: reads the MRZ of ID documents
   tesseract-ocr-eng # tesseract's stock English model
   fonts-ocr-b       # OCR-B (public domain, Matthew Skala/Norbert Schwarz) for specimen MRZs
+  fonts-dejavu-core # DejaVu Sans: the specimens' printed side, accents included
   systemd           # systemd-analyze (unit checks), systemd-socket-activate (tests)
   iproute2          # ip netns: fleet discovery tests in network namespaces
 )
