@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -49,22 +50,10 @@ def register(subparsers: Any) -> None:
 def _config(args: argparse.Namespace) -> PortalConfig:
     config = PortalConfig.load(args.config)
     if getattr(args, "port", None):
-        config = PortalConfig.from_mapping({"portal": {**_raw(config), "port": args.port}})
+        if not 1 <= args.port <= 65535:
+            raise ConfigError("--port: 1 to 65535")
+        config = dataclasses.replace(config, port=args.port)
     return config
-
-
-def _raw(config: PortalConfig) -> dict[str, Any]:
-    """A config back into TOML-like values (for one overridden key)."""
-    out: dict[str, Any] = {}
-    for key, value in vars(config).items():
-        if value is None:
-            continue
-        if isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = [str(v) for v in value]
-        out[key] = value
-    return out
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from portal.identity.service import IdentityPolicy
+
 DEFAULT_PORT = 8780
 
 
@@ -49,6 +51,9 @@ class PortalConfig:
     mail_from: str = "qsign portal <no-reply@localhost>"
     # The reference identity service accepts SPECIMEN documents: demos and tests only.
     identity_accept_specimens: bool = False
+    # The reference identity service's policy: the TOML table [identity] (accepted
+    # document kinds per issuing state, liveness challenges and time frames, ...).
+    identity_policy: IdentityPolicy | None = None
     default_lang: str = "en"
     max_document_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
@@ -72,20 +77,36 @@ class PortalConfig:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any], source: str = "config") -> PortalConfig:
-        unknown = set(raw) - {"portal"}
+        unknown = set(raw) - {"portal", "identity"}
         if unknown:
             raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r}")
+        policy = None
+        if "identity" in raw:
+            table = raw["identity"]
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: [identity] must be a table")
+            for key, value in table.items():
+                default = getattr(IdentityPolicy(), key, None)
+                if isinstance(default, bool | int | float) and not (
+                        type(value) is type(default)
+                        or (type(default) is float and type(value) is int)):
+                    raise ConfigError(f"{source}: [identity] {key}: a "
+                                      f"{type(default).__name__}")
+            try:
+                policy = IdentityPolicy.from_mapping(table)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{source}: [identity]: {exc}") from exc
         section = raw.get("portal", {})
         if not isinstance(section, dict):
             raise ConfigError(f"{source}: [portal] must be a table")
-        kinds = {f.name: f.type for f in fields(cls)}
+        kinds = {f.name: f.type for f in fields(cls) if f.name != "identity_policy"}
         values: dict[str, Any] = {}
         for key, value in section.items():
             where = f"{source}: portal.{key}"
             if key not in kinds:
                 raise ConfigError(f"{where}: unknown key")
             values[key] = _convert(str(kinds[key]), value, where)
-        config = cls(**values)
+        config = cls(**values, identity_policy=policy)
         for name in ("port", "smtp_port", "agent_port"):
             if not 1 <= getattr(config, name) <= 65535:
                 raise ConfigError(f"{source}: portal.{name} out of range")

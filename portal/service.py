@@ -848,7 +848,8 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
     desk = SigningDesk(config, store, blobs, otp)
     identity = identity or ReferenceIdentityService(
         EvidenceSigner.open(config.state_dir / "identity"),
-        IdentityPolicy(accept_specimens=config.identity_accept_specimens), clock=store.clock)
+        config.identity_policy
+        or IdentityPolicy(accept_specimens=config.identity_accept_specimens), clock=store.clock)
     portal = Portal(config=config, store=store, blobs=blobs,
                     links=LinkSigner.from_state(config.state_dir), otp=otp, mailer=mailer,
                     desk=desk, enrolment=EnrolmentDesk(store, identity, desk.check),
