@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import io
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from PIL import Image
@@ -35,14 +33,18 @@ from playwright.async_api import FilePayload, Page
 
 from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
-from portal.certificates import check_qualified
 from portal.identity import specimen
 from portal.identity.mrz import DocumentFormat
 from tests.support.identity_fixtures import frames, make_specimen
 from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import blank_pdf
-from tests.support.portal_e2e import PHONE, Stack, check_page, portal_stack
-from tests.support.portal_pki import validate_pdf
+from tests.support.portal_e2e import (
+    PHONE,
+    Stack,
+    assert_signed_b_lt,
+    check_page,
+    portal_stack,
+)
 from tests.support.provision import PyscardConnection
 
 FACTORY_PIN = "123456"  # the simulated card's default, as in the token's letter
@@ -555,7 +557,7 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
         await page.text_content("#sign-error")
     await stack.shot(page, "26-signed")
     await context.close()
-    await _signed_under(stack, transaction, keys["cert9C"])
+    await assert_signed_b_lt(stack, transaction, keys["cert9C"])
     await _personal_space_lists(stack, pages, issued)
 
 
@@ -589,31 +591,6 @@ async def _personal_space_lists(stack: Stack, pages: list[Page],
     assert years and years[-1] - years[0] == 5, text
     await stack.shot(page, "27-personal-space")
     await context.close()
-
-
-async def _signed_under(stack: Stack, transaction: dict[str, Any], certificate: bytes
-                        ) -> None:
-    """pyHanko, offline, trusting the CA's root only: B-LT (DSS, signature-time-stamp),
-    signed under exactly the certificate the enrolment put on the card, qualified."""
-    root = pem.unarmor((stack.ca.directory / "certs" / "root.pem").read_bytes())[2]
-    issuing = pem.unarmor((stack.ca.directory / "certs" / "issuing.pem").read_bytes())[2]
-    for document in transaction["documents"]:
-        async with stack.session.get(
-                stack.api(f"/api/v1/transactions/{transaction['id']}/documents/"
-                          f"{document['id']}"),
-                headers={"Authorization": f"Bearer {stack.token}"}) as response:
-            assert response.status == 200
-            pdf = await response.read()
-        result = await validate_pdf(pdf, [root], offline=True)
-        assert result.has_dss and len(result.statuses) == 1
-        [status] = result.statuses
-        assert status.bottom_line, status.pretty_print_details()  # type: ignore[no-untyped-call]
-        assert status.timestamp_validity is not None
-        assert hashlib.sha256(status.signing_cert.dump()).digest() == \
-            hashlib.sha256(certificate).digest()
-        checked = await check_qualified(certificate, [issuing], trust_roots=[root],
-                                        at=stack.clock(), ocsp=False)
-        assert checked.qualified, checked.reasons
 
 
 # ---------------------------------------------------------------------- a blocked PIN

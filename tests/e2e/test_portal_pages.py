@@ -12,13 +12,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from asn1crypto import pem
 from playwright.async_api import FilePayload, Page
 
 from agent.tokens.errors import InvalidPin, PinBlocked
 from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
-from portal.certificates import check_qualified
 from portal.links import LinkSigner, Purpose
 from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import blank_pdf
@@ -27,10 +25,10 @@ from tests.support.portal_e2e import (
     PHONE_2,
     PIN,
     Stack,
+    assert_signed_b_lt,
     check_page,
     portal_stack,
 )
-from tests.support.portal_pki import validate_pdf
 from tests.support.provision import PyscardConnection
 
 Scenario = Callable[[Stack], Awaitable[None]]
@@ -148,29 +146,6 @@ async def _sign_error(page: Page) -> str:
     return await page.text_content("#sign-error") or ""
 
 
-async def _signed_pdfs_are_qualified_b_lt(stack: Stack, transaction: dict[str, Any]) -> None:
-    """pyHanko, offline, trusting the CA's root only: intact, valid, a DSS (B-LT), a
-    signature-time-stamp, under a qualified certificate (QC statements, QCP-n-qscd)."""
-    root = pem.unarmor((stack.ca.directory / "certs" / "root.pem").read_bytes())[2]
-    issuing = pem.unarmor((stack.ca.directory / "certs" / "issuing.pem").read_bytes())[2]
-    for document in transaction["documents"]:
-        async with stack.session.get(
-                stack.api(f"/api/v1/transactions/{transaction['id']}/documents/"
-                          f"{document['id']}"),
-                headers={"Authorization": f"Bearer {stack.token}"}) as response:
-            assert response.status == 200
-            pdf = await response.read()
-        result = await validate_pdf(pdf, [root], offline=True)
-        assert result.has_dss and len(result.statuses) == 1
-        [status] = result.statuses
-        assert status.bottom_line, status.pretty_print_details()
-        assert status.timestamp_validity is not None
-        checked = await check_qualified(status.signing_cert.dump(), [issuing],
-                                        trust_roots=[root],
-                                        at=stack.clock(), ocsp=False)
-        assert checked.qualified, checked.reasons
-
-
 def test_requester_creates_first_signer_signs_second_refuses(
         simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
     async def scenario(stack: Stack) -> None:
@@ -197,7 +172,7 @@ def test_requester_creates_first_signer_signs_second_refuses(
         assert await signer.input_value("#pin") == "", "the PIN field is emptied"
         await stack.shot(signer, "05-signer1-done")
         await signer_context.close()
-        await _signed_pdfs_are_qualified_b_lt(stack, transaction)
+        await assert_signed_b_lt(stack, transaction)
 
         second_context, second = await stack.page()
         link = await _invite(stack, "pierre@example.test")

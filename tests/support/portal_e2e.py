@@ -411,3 +411,35 @@ async def check_page(page: Page) -> None:
                       r"detail|me|outbox|status|token|list|enrol|capture|challenge|"
                       r"caReason|phone)\.[A-Za-z_]+\b", text)
     assert keys == [], f"untranslated keys shown: {keys}"
+
+
+async def assert_signed_b_lt(stack: Stack, transaction: dict[str, Any],
+                             certificate: bytes | None = None) -> None:
+    """pyHanko, offline, trusting the CA's root only: every document of `transaction`
+    intact and valid, B-LT (a DSS, a signature-time-stamp), under a qualified certificate
+    (QC statements, QCP-n-qscd), and under exactly `certificate` when given."""
+    from asn1crypto import pem
+
+    from portal.certificates import check_qualified
+    from tests.support.portal_pki import validate_pdf
+
+    root = pem.unarmor((stack.ca.directory / "certs" / "root.pem").read_bytes())[2]
+    issuing = pem.unarmor((stack.ca.directory / "certs" / "issuing.pem").read_bytes())[2]
+    for document in transaction["documents"]:
+        async with stack.session.get(
+                stack.api(f"/api/v1/transactions/{transaction['id']}/documents/"
+                          f"{document['id']}"),
+                headers={"Authorization": f"Bearer {stack.token}"}) as response:
+            assert response.status == 200
+            pdf = await response.read()
+        result = await validate_pdf(pdf, [root], offline=True)
+        assert result.has_dss and len(result.statuses) == 1
+        [status] = result.statuses
+        assert status.bottom_line, status.pretty_print_details()  # type: ignore[no-untyped-call]
+        assert status.timestamp_validity is not None
+        signer = status.signing_cert.dump()
+        if certificate is not None:
+            assert signer == certificate
+        checked = await check_qualified(signer, [issuing], trust_roots=[root],
+                                        at=stack.clock(), ocsp=False)
+        assert checked.qualified, checked.reasons
