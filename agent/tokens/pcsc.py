@@ -150,6 +150,11 @@ class PcscConnection:
         hresult, response = S.SCardTransmit(self._handle(), self._protocol, list(apdu))
         self._check(hresult, "transmit")
         if len(response) < 2:
+            # vpcd (and some readers) answer an APDU cut short by a removal with an empty
+            # response and a success code: a removal, if the card is gone.
+            if self._card_left():
+                self._card = None
+                raise TokenRemoved(f"{self.reader}: the card was removed")
             raise CommunicationError(f"{self.reader}: response without a status word")
         return bytes(response[:-2]), (response[-2] << 8) | response[-1]
 

@@ -499,8 +499,8 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
         await asyncio.sleep(0.05)
     await asyncio.to_thread(card.remove)
     removed = await _error(page)
-    # The agent says TOKEN_REMOVED, or TOKEN_ERROR when the link broke mid-command.
-    assert re.search(r"removed|not found|token failed", removed), removed
+    # TOKEN_REMOVED (or TOKEN_NOT_FOUND when the agent already saw the reader empty).
+    assert re.search(r"removed|not found", removed), removed
     assert await page.get_attribute("body", "data-enrol-failed") == "generate"
     await page.wait_for_selector("#enrol-retry:not([hidden])")
     await stack.shot(page, "22-card-removed")

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from smartcard.scard import SCARD_RESET_CARD
 
+from agent.identity.enrolment import key_material
 from agent.tokens.errors import PinStateLost, TokenNotFound, TokenRemoved
 from agent.tokens.model import EventKind, KeyType, Route, SignatureAlgorithm, Token, TokenEvent
 from agent.tokens.pkcs11 import Pkcs11Module
@@ -231,6 +232,32 @@ def test_removal_during_a_signature_gives_token_removed(traced_card: RunningCard
             await signing
         trace = _card_apdus(traced_card)[before:]
         assert trace.count("200080") == 1, "the PIN was sent again"
+
+    run(scenario)
+
+
+def test_removal_during_key_generation_gives_token_removed(traced_card: RunningCard
+                                                          ) -> None:
+    """The link answers the cut APDU with nothing: the card is gone, so TokenRemoved
+    (not a communication error), and a retry after re-insertion makes the key."""
+    async def scenario(registry: TokenRegistry) -> None:
+        token_id = _only_token(registry)
+        traced_card.control("latency 400")
+        making = asyncio.create_task(registry.call(
+            token_id, lambda t: key_material(t, "9C", KeyType.EC_P256, PIN)))
+        await asyncio.sleep(0.7)  # inside the VERIFY, GENERATE or attestation
+        traced_card.control("remove")
+        with pytest.raises(TokenRemoved):
+            await making
+        traced_card.control("latency 0")
+        traced_card.control("insert")
+        for _ in range(100):
+            if registry.tokens():
+                break
+            await asyncio.sleep(0.1)
+        material = await registry.call(_only_token(registry), lambda t: key_material(
+            t, "9C", KeyType.EC_P256, PIN))
+        assert material.csr and material.attestation
 
     run(scenario)
 
