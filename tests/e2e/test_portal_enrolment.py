@@ -45,6 +45,12 @@ from tests.support.portal_e2e import (
     check_page,
     portal_stack,
 )
+from tests.support.portal_e2e import (
+    ready as _ready,
+)
+from tests.support.portal_e2e import (
+    until as _until,
+)
 from tests.support.provision import PyscardConnection
 
 FACTORY_PIN = "123456"  # the simulated card's default, as in the token's letter
@@ -84,19 +90,6 @@ def camera_video(image_png: bytes, path: Path, frames: int = 40) -> Path:
 
 
 # ---------------------------------------------------------------------- page helpers
-
-async def _until(page: Page, expression: str, tries: int = 1200) -> None:
-    """Poll a JS expression (the pages' CSP forbids eval, which wait_for_function uses)."""
-    for _ in range(tries):
-        if await page.evaluate(f"() => Boolean({expression})"):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never true in the page: {expression}")
-
-
-async def _ready(page: Page) -> None:
-    await page.wait_for_selector("body[data-ready='true']")
-
 
 async def _idle(page: Page) -> None:
     await _until(page, "!document.body.dataset.busy && ![...document.querySelectorAll("

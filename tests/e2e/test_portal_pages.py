@@ -29,6 +29,12 @@ from tests.support.portal_e2e import (
     check_page,
     portal_stack,
 )
+from tests.support.portal_e2e import (
+    ready as _ready,
+)
+from tests.support.portal_e2e import (
+    until as _until,
+)
 from tests.support.provision import PyscardConnection
 
 Scenario = Callable[[Stack], Awaitable[None]]
@@ -47,19 +53,6 @@ def _run(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
             assert not [c for c in stack.console if c.startswith("pageerror")], stack.console
 
     asyncio.run(main())
-
-
-async def _until(page: Page, expression: str) -> None:
-    """Poll a JS expression (the pages' CSP forbids eval, which wait_for_function uses)."""
-    for _ in range(600):
-        if await page.evaluate(f"() => Boolean({expression})"):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never true in the page: {expression}")
-
-
-async def _ready(page: Page) -> None:
-    await page.wait_for_selector("body[data-ready='true']")
 
 
 async def _create_with_the_page(stack: Stack, page: Page, title: str) -> dict[str, Any]:

@@ -443,3 +443,16 @@ async def assert_signed_b_lt(stack: Stack, transaction: dict[str, Any],
         checked = await check_qualified(signer, [issuing], trust_roots=[root],
                                         at=stack.clock(), ocsp=False)
         assert checked.qualified, checked.reasons
+
+
+async def until(page: Page, expression: str, tries: int = 1200) -> None:
+    """Poll a JS expression (the pages' CSP forbids eval, which wait_for_function uses)."""
+    for _ in range(tries):
+        if await page.evaluate(f"() => Boolean({expression})"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never true in the page: {expression}")
+
+
+async def ready(page: Page) -> None:
+    await page.wait_for_selector("body[data-ready='true']")
