@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent.confirmations import decide, pending_confirmations
 from agent.config import ConfigError, EffectiveConfig, Source, load_effective
 from agent.discovery import DiscoveryError
 from agent.state import AgentState, PairingError
@@ -299,10 +300,10 @@ def _agent_approve(args: argparse.Namespace) -> int:
         return 0
     state = AgentState(_effective(args).config.state_dir)
     try:
-        origin = state.approve(args.code)
+        kind, what = decide(state, args.code, approve=True)
     finally:
         state.close()
-    print(f"paired: {origin}")
+    print(f"paired: {what}" if kind == "pairing" else f"confirmed: {what}")
     return 0
 
 
@@ -321,6 +322,9 @@ def _agent_origins(args: argparse.Namespace) -> int:
             print(f"{paired.origin}  (paired {paired.paired_at:%Y-%m-%d %H:%M})")
         for code, origin in state.pending():
             print(f"{origin}  (waiting: qsign agent approve {code})")
+        for waiting in pending_confirmations(state):
+            print(f"{waiting.origin} asks to {waiting.description}  "
+                  f"(waiting: qsign agent approve {waiting.code})")
     finally:
         state.close()
     return 0

@@ -47,6 +47,7 @@ class AgentState:
         os.chmod(directory, 0o700)
         self.directory = directory
         self._db = SqliteDatabase(directory / DATABASE, _SCHEMA)
+        self.database = self._db  # shared with agent.confirmations (same file)
         self._transaction = self._db.transaction
 
     def close(self) -> None:

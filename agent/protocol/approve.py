@@ -32,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.confirmations import decide, pending_confirmations
 from agent.state import PairingError
 from qsign.files import write_atomically
 
@@ -139,7 +140,10 @@ async def pending(request: web.Request) -> web.Response:
         return _refused()
     state = request.app[GATE].state
     waiting = await asyncio.to_thread(state.pending)
-    return web.json_response({"pending": [{"code": c, "origin": o} for c, o in waiting]},
+    asked = await asyncio.to_thread(pending_confirmations, state)
+    return web.json_response({"pending": [{"code": c, "origin": o} for c, o in waiting]
+                              + [{"code": a.code, "origin": a.origin, "asks": a.description}
+                                 for a in asked]},
                              headers=_HEADERS)
 
 
@@ -164,16 +168,15 @@ async def decide(request: web.Request) -> web.Response:
         return _bad("code: the code the page shows; action: approve or deny")
     state = request.app[GATE].state
     try:
-        if action == "approve":
-            origin = await asyncio.to_thread(state.approve, code)
-        else:
-            origin = await asyncio.to_thread(state.deny, code)
+        kind, origin = await asyncio.to_thread(decide, state, code,
+                                               approve=action == "approve")
     except PairingError as exc:
         return web.json_response({"error": "PAIRING_CODE", "message": str(exc)}, status=404,
                                  headers=_HEADERS)
     log.info("pairing %s in the agent's page: %s", "approved" if action == "approve"
              else "denied", origin)
-    return web.json_response({"origin": origin, "paired": action == "approve"},
+    return web.json_response({"origin": origin, "paired": action == "approve"
+                              and kind == "pairing", "kind": kind},
                              headers=_HEADERS)
 
 
