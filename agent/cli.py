@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.confirmations import decide, pending_confirmations
 from agent.config import ConfigError, EffectiveConfig, Source, load_effective
+from agent.confirmations import decide, pending_confirmations
 from agent.discovery import DiscoveryError
 from agent.state import AgentState, PairingError
 from agent.systemd import ActivationError

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.confirmations import decide, pending_confirmations
+from agent import confirmations
 from agent.state import PairingError
 from qsign.files import write_atomically
 
@@ -140,7 +140,7 @@ async def pending(request: web.Request) -> web.Response:
         return _refused()
     state = request.app[GATE].state
     waiting = await asyncio.to_thread(state.pending)
-    asked = await asyncio.to_thread(pending_confirmations, state)
+    asked = await asyncio.to_thread(confirmations.pending_confirmations, state)
     return web.json_response({"pending": [{"code": c, "origin": o} for c, o in waiting]
                               + [{"code": a.code, "origin": a.origin, "asks": a.description}
                                  for a in asked]},
@@ -168,7 +168,7 @@ async def decide(request: web.Request) -> web.Response:
         return _bad("code: the code the page shows; action: approve or deny")
     state = request.app[GATE].state
     try:
-        kind, origin = await asyncio.to_thread(decide, state, code,
+        kind, origin = await asyncio.to_thread(confirmations.decide, state, code,
                                                approve=action == "approve")
     except PairingError as exc:
         return web.json_response({"error": "PAIRING_CODE", "message": str(exc)}, status=404,
