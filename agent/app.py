@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from agent import systemd
+from agent.audit import SecurityJournal
 from agent.config import AgentConfig
+from agent.confirmations import Confirmations
 from agent.discovery import agent_id
 from agent.identity.enrolment import EnrolmentService
 from agent.identity.otp import OtpStore, TotpVerifier
@@ -39,6 +41,7 @@ from agent.protocol.ws import (
     pair,
     websocket,
 )
+from agent.secondfactor import SecondFactor
 from agent.signing import SigningService
 from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
@@ -100,16 +103,18 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     otp_store = OtpStore(journal.db, legacy=config.state_dir / "otp.sqlite")
     sads = SadIssuer(journal.db)
     sms = HttpSmsOtpProvider(config.portal_url) if config.portal_url else None
-    signing: SigningService | MeteredSigning = SigningService(
-        tokens, TotpVerifier(otp_store), sads, journal, config.timestamp_url, sms=sms,
-        otp_mode=config.otp_mode)
+    core = SigningService(tokens, TotpVerifier(otp_store), sads, journal,
+                          config.timestamp_url, sms=sms, otp_mode=config.otp_mode)
+    signing: SigningService | MeteredSigning = core
     metrics = AgentMetrics(__version__) if config.metrics else None
     if metrics is not None:
         signing = MeteredSigning(signing, metrics)
         app[METRICS] = metrics
     enrolment = EnrolmentService(tokens, journal.db, config.ca_url)
+    second_factor = SecondFactor(core, otp_store, Confirmations(state),
+                                 SecurityJournal(journal.db))
     app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing,
-                     enrolment)
+                     enrolment, second_factor=second_factor)
     app[SOCKETS] = set()
     if metrics is not None:
         gate = app[GATE]

@@ -177,10 +177,11 @@ class AgentMetrics:
 
 def failure_code(exc: BaseException) -> str:
     """The wire error code a failure becomes (agent.protocol.errors is the one mapping)."""
+    from agent.identity.otp import OtpError
     from agent.protocol.errors import RpcError, error_for
     from agent.tokens.errors import TokenError
 
-    if isinstance(exc, RpcError | TokenError):
+    if isinstance(exc, RpcError | TokenError | OtpError):
         return error_for(exc).code.name
     if isinstance(exc, TimeoutError | ConnectionError):
         return "UNAVAILABLE"

@@ -42,8 +42,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.identity import otp
-from agent.identity.otp import OtpError, SmsChallenge, SmsOtpProvider, TotpVerifier
+from agent.identity.otp import SmsChallenge, SmsOtpProvider, TotpVerifier
 from agent.journal import JournalError, SignatureJournal
 from agent.policy import MAX_TTL_SECONDS, SadInvalid, SadIssuer
 from agent.protocol.errors import ErrorCode, RpcError
@@ -60,32 +59,6 @@ OTP_MODES = ("totp", "sms", "any")
 class Authorization:
     sad: str
     expires_in: int
-
-
-def otp_error(exc: OtpError) -> RpcError:
-    """OTP failures on the wire (mapped here, once)."""
-    retry = getattr(exc, "retry_after_seconds", None)
-    data = {"retryAfter": retry} if retry else {}
-    if isinstance(exc, otp.OtpInvalid):
-        left = {} if exc.attempts_left is None else {"attemptsLeft": exc.attempts_left}
-        return RpcError(ErrorCode.INVALID_OTP, data={**data, **left})
-    if isinstance(exc, otp.OtpReplayed):
-        return RpcError(ErrorCode.INVALID_OTP, "this code was already used",
-                        {"reason": "replayed"})
-    if isinstance(exc, otp.OtpNotEnrolled):
-        return RpcError(ErrorCode.INVALID_OTP, "no one-time password is enrolled",
-                        {"reason": "not-enrolled"})
-    if isinstance(exc, otp.OtpExpired):
-        return RpcError(ErrorCode.OTP_EXPIRED)
-    if isinstance(exc, otp.OtpSessionUnknown):
-        return RpcError(ErrorCode.INVALID_OTP, "the signature service does not know this "
-                        "OTP session", {"reason": "session"})
-    if isinstance(exc, otp.OtpHashesMismatch):
-        return RpcError(ErrorCode.INVALID_OTP, "this code was sent for other documents",
-                        {"reason": "hashes"})
-    if isinstance(exc, otp.OtpServiceUnavailable):
-        return RpcError(ErrorCode.OTP_UNAVAILABLE)  # the detail is in the log only
-    return RpcError(ErrorCode.OTP_THROTTLED, data=data)
 
 
 class SigningService:
@@ -123,29 +96,25 @@ class SigningService:
         split_credential(credential_id)
         _hash_algorithm(hashes)
         provider = self._sms_provider()
-        try:
-            challenge = await provider.send(otp_session, hashes)
-        except OtpError as exc:
-            raise otp_error(exc) from exc
+        challenge = await provider.send(otp_session, hashes)
         log.info("SMS OTP sent for %d hash(es), %s, from %s", len(hashes), credential_id,
                  origin)
         return challenge
 
-    async def _check_otp(self, credential_id: str, code: str, otp_session: str | None,
-                         hashes: Sequence[bytes]) -> bool:
-        """The OTP, before anything touches the card. True when an accepted TOTP step is
-        not yet fsynced (the caller owes a durable commit or `totp_sync`)."""
-        try:
-            if otp_session is not None:
-                await self._sms_provider().verify(otp_session, code, hashes)
-                return False
-            if self.otp_mode == "sms":
-                raise RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, "this agent accepts SMS "
-                               "codes only (otpSession; otp_mode = \"sms\")")
-            self.totp.verify(credential_id, code, durable=False)
-            return True
-        except OtpError as exc:
-            raise otp_error(exc) from exc
+    async def check_otp(self, account: str, code: str, otp_session: str | None,
+                        hashes: Sequence[bytes], *, sync: bool = False) -> bool:
+        """The OTP, before anything touches the card: a TOTP code of `account` (a
+        credential id), or with `otp_session` an SMS code the signature service checks
+        for exactly `hashes`. Raises OtpError. True when an accepted TOTP step is not yet
+        fsynced (the caller owes a durable commit or `_totp_sync`); sync=True fsyncs it."""
+        if otp_session is not None:
+            await self._sms_provider().verify(otp_session, code, hashes)
+            return False
+        if self.otp_mode == "sms":
+            raise RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, "this agent accepts SMS "
+                           "codes only (otpSession; otp_mode = \"sms\")")
+        self.totp.verify(account, code, durable=sync)
+        return not sync
 
     def _totp_sync(self) -> None:
         self.journal.db.sync()
@@ -162,7 +131,7 @@ class SigningService:
         if len(set(hashes)) != len(hashes):
             raise RpcError(ErrorCode.BAD_REQUEST, "each hash once per authorisation")
         # First: a wrong OTP never burns a PIN try.
-        owed_sync = await self._check_otp(credential_id, otp, otp_session, hashes)
+        owed_sync = await self.check_otp(credential_id, otp, otp_session, hashes)
 
         def sign_all(token: Token) -> tuple[SignatureAlgorithm, list[bytes]]:
             # One worker job: no other operation's APDUs come between these.
@@ -243,7 +212,7 @@ class SigningService:
         from agent.pades import Level, PdfRefused, sign_pdfs, token_signer
 
         split_credential(credential_id)
-        owed_sync = await self._check_otp(credential_id, otp, otp_session,
+        owed_sync = await self.check_otp(credential_id, otp, otp_session,
                                           document_hashes(documents))
         if owed_sync:
             # No journal commit follows (PDF signatures are returned, not journaled):

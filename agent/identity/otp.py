@@ -228,6 +228,14 @@ class OtpStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def accounts(self, prefix: str) -> list[str]:
+        """Accounts with a TOTP secret whose name starts with `prefix` (a token's
+        credentials: "TOKEN_ID/")."""
+        with self._db.transaction() as cur:
+            cur.execute("SELECT account FROM otp_totp WHERE substr(account, 1, ?) = ? "
+                        "ORDER BY account", (len(prefix), prefix))
+            return [a for (a,) in cur.fetchall()]
+
     @contextmanager
     def transaction(self, account: str, *, durable: bool = True) -> Iterator[OtpTransaction]:
         """Committed when the body returns, rolled back when it raises. durable=False:
@@ -354,9 +362,9 @@ class TotpVerifier:
         self.throttle = throttle or ThrottlePolicy()
 
     def enrol(self, account: str, *, now: float | None = None) -> Enrolment:
-        """A new 160-bit secret (RFC 4226 §4 R6) for `account`, replacing any previous one
-        and clearing its failures. Enrolment must itself be authorised by the caller: it
-        resets the lockout."""
+        """A new 160-bit secret (RFC 4226 §4 R6) for `account`, replacing any previous one.
+        Failures, delays and lockouts stay as they are (SECURITY #33): a new secret is not
+        a way around them. The caller authorises the enrolment (agent.secondfactor)."""
         _check_account(account)
         now = time.time() if now is None else now
         secret = pyotp.random_base32()  # 32 base32 characters: 160 bits
@@ -364,7 +372,6 @@ class TotpVerifier:
             name=account, issuer_name=self.issuer)
         with self._store.transaction(account) as txn:
             txn.save_enrolment(TotpEnrolment(account, secret, self.digits, self.step, None, now))
-            txn.save_failures(FailureState())
         return Enrolment(secret, uri, _qr_png(uri))
 
     def verify(self, account: str, code: str, *, now: float | None = None,

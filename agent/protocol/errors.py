@@ -10,6 +10,8 @@ import logging
 from enum import Enum
 from typing import Any
 
+from agent import confirmations, errors
+from agent.identity import otp
 from agent.tokens import errors as token_errors
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class ErrorCode(Enum):
     ENROLMENT_REFUSED = (-31050, "the certification authority refused the request")
     CA_UNAVAILABLE = (-31051, "the certification authority cannot be reached")
     ENROLMENT_UNKNOWN = (-31052, "no such enrolment")
+    SECOND_FACTOR_REQUIRED = (-31060, "prove the second factor for this token first")
+    CONFIRMATION_REQUIRED = (-31061, "confirm this request outside the page")
 
     @property
     def rpc_code(self) -> int:
@@ -89,10 +93,48 @@ _TOKEN_ERRORS: list[tuple[type[Exception], ErrorCode]] = [
 ]
 
 
+def _otp_error(exc: otp.OtpError) -> RpcError:
+    """OTP failures on the wire."""
+    retry = getattr(exc, "retry_after_seconds", None)
+    data = {"retryAfter": retry} if retry else {}
+    if isinstance(exc, otp.OtpInvalid):
+        left = {} if exc.attempts_left is None else {"attemptsLeft": exc.attempts_left}
+        return RpcError(ErrorCode.INVALID_OTP, data={**data, **left})
+    if isinstance(exc, otp.OtpReplayed):
+        return RpcError(ErrorCode.INVALID_OTP, "this code was already used",
+                        {"reason": "replayed"})
+    if isinstance(exc, otp.OtpNotEnrolled):
+        return RpcError(ErrorCode.INVALID_OTP, "no one-time password is enrolled",
+                        {"reason": "not-enrolled"})
+    if isinstance(exc, otp.OtpExpired):
+        return RpcError(ErrorCode.OTP_EXPIRED)
+    if isinstance(exc, otp.OtpSessionUnknown):
+        return RpcError(ErrorCode.INVALID_OTP, "the signature service does not know this "
+                        "OTP session", {"reason": "session"})
+    if isinstance(exc, otp.OtpHashesMismatch):
+        return RpcError(ErrorCode.INVALID_OTP, "this code was sent for other documents",
+                        {"reason": "hashes"})
+    if isinstance(exc, otp.OtpServiceUnavailable):
+        return RpcError(ErrorCode.OTP_UNAVAILABLE)  # the detail is in the log only
+    return RpcError(ErrorCode.OTP_THROTTLED, data=data)
+
+
 def error_for(exc: BaseException) -> RpcError:
     """The one place domain errors become wire errors."""
     if isinstance(exc, RpcError):
         return exc
+    if isinstance(exc, otp.OtpError):
+        return _otp_error(exc)
+    if isinstance(exc, errors.SecondFactorRequired):
+        return RpcError(ErrorCode.SECOND_FACTOR_REQUIRED, data={"tokenID": exc.token_id})
+    if isinstance(exc, errors.TokenCallsThrottled):
+        return RpcError(ErrorCode.RATE_LIMITED, data={"retryAfter": exc.retry_after_seconds})
+    if isinstance(exc, confirmations.ConfirmationRequired):
+        return RpcError(ErrorCode.CONFIRMATION_REQUIRED, data={
+            "code": exc.code, "action": exc.action, "subject": exc.subject,
+            "approve": f"qsign agent approve {exc.code}"})
+    if isinstance(exc, confirmations.ConfirmationsBusy):
+        return RpcError(ErrorCode.RATE_LIMITED, str(exc))
     for kind, code in _TOKEN_ERRORS:
         if isinstance(exc, kind):
             data: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from asn1crypto import x509 as asn1_x509
 from jsonschema import Draft202012Validator
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
+from agent.secondfactor import GRANT_SECONDS, Grants, SecondFactor
 from agent.signing import split_credential
 from agent.tokens.model import Credential, KeyType, Padding, PinStatus, TokenInfo
 from agent.tokens.registry import TokenRegistry
@@ -35,6 +36,19 @@ class Call:
     subscriptions: list[Any] = field(default_factory=list)
     signing: Any = None  # agent.signing.SigningService (the daemon layer sits above)
     enrolment: Any = None  # agent.identity.enrolment.EnrolmentService
+    second_factor: SecondFactor | None = None
+    grants: Grants = field(default_factory=Grants)  # the connection's, not the message's
+
+    def factor(self) -> SecondFactor:
+        if self.second_factor is None:
+            raise RpcError(ErrorCode.METHOD_NOT_FOUND)  # only where a gate is wired
+        return self.second_factor
+
+    def require_second_factor(self, token_id: str) -> SecondFactor:
+        """Before the PIN or PUK goes to `token_id` (agent.secondfactor)."""
+        factor = self.factor()
+        factor.require(origin=self.origin, token_id=token_id, grants=self.grants)
+        return factor
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -155,13 +169,35 @@ def _padding(value: str | None) -> Padding | None:
     return None if value is None else Padding(value)
 
 
+async def _second_factor_verify(call: Call) -> Any:
+    """Prove a second factor for a token on this connection (agent.secondfactor): a TOTP
+    code, an SMS code the signature service sent for this token's management, or (no
+    OTP) a confirmation a person gives outside the page."""
+    p = call.params
+    kind = await call.factor().prove(
+        origin=call.origin, token_id=p["tokenID"], grants=call.grants, otp=p.get("OTP"),
+        otp_session=p.get("otpSession"), credential_id=p.get("credentialID"),
+        confirmation=p.get("confirmation"))
+    return {"tokenID": p["tokenID"], "method": kind, "expiresIn": GRANT_SECONDS}
+
+
 async def _otp_enrol(call: Call) -> Any:
-    """TOTP enrolment for a credential; the card's PIN authorises it (an attacker page
-    cannot replace the secret without the PIN)."""
+    """TOTP enrolment (or replacement) for a credential: the second factor first (an
+    existing TOTP code, an SMS code, or a confirmation outside the page), then the
+    card's PIN; failure counters and lockouts carry over (SECURITY #33)."""
     credential_id = call.params["credentialID"]
     token_id, _ = split_credential(credential_id)
-    await call.registry.call(token_id, lambda t: t.verify_pin(call.params["PIN"]))
-    enrolment = await asyncio.to_thread(call.signing.totp.enrol, credential_id)
+    factor = call.require_second_factor(token_id)
+    replacing = credential_id in factor.otp_store.accounts(credential_id)
+    try:
+        await call.registry.call(token_id, lambda t: t.verify_pin(call.params["PIN"]))
+        enrolment = await asyncio.to_thread(call.signing.totp.enrol, credential_id)
+    except Exception as exc:
+        factor.journal.record("totp-enrol", origin=call.origin, subject=credential_id,
+                              outcome=f"refused: {type(exc).__name__}")
+        raise
+    factor.journal.record("totp-enrol", origin=call.origin, subject=credential_id,
+                          outcome="replaced" if replacing else "enrolled")
     return {"uri": enrolment.uri, "qr": base64.b64encode(enrolment.qr_png).decode()}
 
 
@@ -208,14 +244,31 @@ async def _sign_pdf(call: Call) -> Any:
 
 async def _pin_change(call: Call) -> Any:
     p = call.params
-    await call.registry.call(p["tokenID"], lambda t: t.change_pin(p["PIN"], p["newPIN"]))
+    factor = call.require_second_factor(p["tokenID"])
+    await _journaled(factor, call, "pin-change", call.registry.call(
+        p["tokenID"], lambda t: t.change_pin(p["PIN"], p["newPIN"])))
     return {}
 
 
 async def _pin_unblock(call: Call) -> Any:
     p = call.params
-    await call.registry.call(p["tokenID"], lambda t: t.unblock_pin(p["PUK"], p["newPIN"]))
+    factor = call.require_second_factor(p["tokenID"])
+    await _journaled(factor, call, "pin-unblock", call.registry.call(
+        p["tokenID"], lambda t: t.unblock_pin(p["PUK"], p["newPIN"])))
     return {}
+
+
+async def _journaled(factor: SecondFactor, call: Call, event: str,
+                     work: Awaitable[Any]) -> Any:
+    try:
+        result = await work
+    except Exception as exc:
+        factor.journal.record(event, origin=call.origin, subject=call.params["tokenID"],
+                              outcome=f"refused: {type(exc).__name__}")
+        raise
+    factor.journal.record(event, origin=call.origin, subject=call.params["tokenID"],
+                          outcome="done")
+    return result
 
 
 async def _enroll_generate(call: Call) -> Any:
@@ -224,6 +277,7 @@ async def _enroll_generate(call: Call) -> Any:
     from agent.identity.enrolment import EnrolmentFailed
 
     p = call.params
+    call.require_second_factor(p["tokenID"])
     try:
         pending = await call.enrolment.generate(p["tokenID"], p.get("keyID", "9C"),
                                                 KeyType(p.get("keyType", "EC_P256")),
@@ -260,6 +314,7 @@ async def _enroll_complete(call: Call) -> Any:
             "notAfter": not_after.isoformat()}
 
 
+_CONFIRMATION = {"type": "string", "minLength": 8, "maxLength": 16}  # "ABCD-EFGH"
 _NEW_PIN = {"type": "string", "pattern": "^[0-9]{4,8}$"}  # the service's rule: 4-8 digits
 _CREDENTIAL = {"type": "string", "minLength": 3, "maxLength": 200}
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -274,6 +329,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
         ["credentialID", "hashes", "otpSession"]), _send_otp),
     Method("otp/enrol", _object({"credentialID": _CREDENTIAL, "PIN": _PIN},
                                 ["credentialID", "PIN"]), _otp_enrol),
+    Method("secondFactor/verify", _object({
+        "tokenID": _TOKEN_ID, "OTP": _OTP, "otpSession": _OTP_SESSION,
+        "credentialID": _CREDENTIAL, "confirmation": _CONFIRMATION}, ["tokenID"]),
+        _second_factor_verify),
     Method("credentials/authorize", _object({
         "credentialID": _CREDENTIAL, "hashes": _HASHES, "PIN": _PIN, "OTP": _OTP,
         "numSignatures": {"type": "integer", "minimum": 1, "maximum": 100},

@@ -25,6 +25,7 @@ from aiohttp import WSMsgType, web
 from agent.config import AgentConfig
 from agent.protocol.errors import ErrorCode, RpcError
 from agent.protocol.jsonrpc import Call, handle_text
+from agent.secondfactor import Grants, SecondFactor
 from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
 
@@ -62,6 +63,7 @@ class Gate:
     limiter: RateLimiter
     signing: Any = None  # agent.signing.SigningService
     enrolment: Any = None  # agent.identity.enrolment.EnrolmentService
+    second_factor: SecondFactor | None = None
     connections: int = 0
     # Pairing codes are for people: a few per origin and minute is plenty.
     pairing_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(6, burst=3))
@@ -121,9 +123,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     subscriptions: list[Any] = []
 
+    grants = Grants()  # this connection's second-factor proofs (agent.secondfactor)
+
     def make_call(params: dict[str, Any]) -> Call:
         return Call(gate.registry, origin, params, notify, subscriptions, gate.signing,
-                    gate.enrolment)
+                    gate.enrolment, second_factor=gate.second_factor, grants=grants)
 
     try:
         async for message in ws:

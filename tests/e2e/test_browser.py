@@ -138,7 +138,7 @@ async def _enrol_from_python(agent: Agent, origin: str) -> tuple[str, pyotp.TOTP
     ws = await agent.connect(origin=origin)
     try:
         credential = await _credential(agent, ws)
-        return credential, await _enrol_totp(ws, credential)
+        return credential, await _enrol_totp(ws, credential, agent.config.state_dir)
     finally:
         await ws.close()
 

@@ -26,6 +26,7 @@ from tests.integration.test_agent_ws import PORTAL, _free_port
 from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
+from tests.support.second_factor import enrol_totp
 
 PIN = "482913"  # distinctive, to look for in the logs
 
@@ -91,10 +92,15 @@ def _setup(card: RunningCard, tmp_path: Path) -> tuple[AgentProcess, str, pyotp.
     agent.start()
     tokens = call(agent, "tokens/list")["result"]["tokens"]
     credential = f"{tokens[0]['id']}/9C"
-    uri = call(agent, "otp/enrol", {"credentialID": credential, "PIN": PIN})["result"]["uri"]
-    totp = pyotp.parse_uri(uri)
-    assert isinstance(totp, pyotp.TOTP)
+    totp = asyncio.run(_enrol(agent, credential))
     return agent, credential, totp
+
+
+async def _enrol(agent: AgentProcess, credential: str) -> pyotp.TOTP:
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+            f"http://127.0.0.1:{agent.port}/v1/ws",
+            headers={"Origin": PORTAL, "Host": f"127.0.0.1:{agent.port}"}) as ws:
+        return await enrol_totp(ws, credential, PIN, agent.state_dir)
 
 
 def _hashes(n: int, tag: str) -> list[str]:

@@ -39,6 +39,7 @@ from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import blank_pdf
 from tests.support.provision import CertIssuer, PyscardConnection, provision
+from tests.support.second_factor import enrol_totp
 
 PIN = "123456"
 
@@ -56,11 +57,11 @@ async def _credential(agent: Agent, ws: aiohttp.ClientWebSocketResponse) -> str:
     return f"{tokens[0]['id']}/9C"
 
 
-async def _enrol_totp(ws: aiohttp.ClientWebSocketResponse, credential: str) -> pyotp.TOTP:
-    reply = await rpc(ws, "otp/enrol", {"credentialID": credential, "PIN": PIN}, 50)
-    assert reply["result"]["uri"].startswith("otpauth://totp/")
-    assert base64.b64decode(reply["result"]["qr"]).startswith(b"\x89PNG")
-    return pyotp.parse_uri(reply["result"]["uri"])  # type: ignore[return-value]
+async def _enrol_totp(ws: aiohttp.ClientWebSocketResponse, credential: str,
+                      state_dir: Path) -> pyotp.TOTP:
+    totp = await enrol_totp(ws, credential, PIN, state_dir)
+    assert totp.secret
+    return totp
 
 
 def _b64(data: bytes) -> str:
@@ -93,7 +94,7 @@ def test_pyhanko_csc_signer_signs_a_pdf_with_the_card(simulated_card: RunningCar
     async def scenario(agent: Agent) -> None:
         ws = await agent.connect()
         credential = await _credential(agent, ws)
-        totp = await _enrol_totp(ws, credential)
+        totp = await _enrol_totp(ws, credential, agent.config.state_dir)
         await ws.close()
         token = (agent.config.state_dir / "csc.token").read_text().strip()
         assert (agent.config.state_dir / "csc.token").stat().st_mode & 0o777 == 0o600
@@ -132,7 +133,7 @@ def test_two_factors_and_sad_rules_over_the_socket(simulated_card: RunningCard,
     async def scenario(agent: Agent) -> None:
         ws = await agent.connect()
         credential = await _credential(agent, ws)
-        totp = await _enrol_totp(ws, credential)
+        totp = await _enrol_totp(ws, credential, agent.config.state_dir)
         hashes64 = [_b64(d) for d in documents]
 
         async def authorize(otp: str, rid: int) -> dict[str, Any]:
@@ -179,7 +180,7 @@ def test_wrong_pin_after_a_good_otp(simulated_card: RunningCard, tmp_path: Path)
     async def scenario(agent: Agent) -> None:
         ws = await agent.connect()
         credential = await _credential(agent, ws)
-        totp = await _enrol_totp(ws, credential)
+        totp = await _enrol_totp(ws, credential, agent.config.state_dir)
         reply = await rpc(ws, "credentials/authorize", {
             "credentialID": credential, "hashes": [_b64(hashlib.sha256(b"d").digest())],
             "PIN": "999999", "OTP": totp.now()})
@@ -203,7 +204,7 @@ def test_sad_bound_to_origin(simulated_card: RunningCard, tmp_path: Path) -> Non
     async def scenario(agent: Agent) -> None:
         ws = await agent.connect()
         credential = await _credential(agent, ws)
-        totp = await _enrol_totp(ws, credential)
+        totp = await _enrol_totp(ws, credential, agent.config.state_dir)
         digest = _b64(hashlib.sha256(b"x").digest())
         sad = (await rpc(ws, "credentials/authorize", {
             "credentialID": credential, "hashes": [digest], "PIN": PIN,
@@ -225,7 +226,7 @@ def test_sign_pdfs_over_the_socket_with_one_authorisation(simulated_card: Runnin
     async def scenario(agent: Agent) -> None:
         ws = await agent.connect()
         credential = await _credential(agent, ws)
-        totp = await _enrol_totp(ws, credential)
+        totp = await _enrol_totp(ws, credential, agent.config.state_dir)
         before = _pin_retries(simulated_card)
         refused = await rpc(ws, "documents/signPdf", {
             "credentialID": credential, "PIN": PIN, "OTP": "000000" if totp.now() != "000000"

@@ -159,7 +159,7 @@ def test_sms_for_pdfs_and_csc_and_otp_modes(simulated_card: RunningCard,
             assert status.intact and status.valid
 
         # otp_mode = "sms": a TOTP code is not accepted, even a right one.
-        totp = await _enrol_totp(ws, credential)
+        totp = await _enrol_totp(ws, credential, agent.config.state_dir)
         digest = [_b64(hashlib.sha256(b"t").digest())]
         totp_refused = _error(await rpc(ws, "credentials/authorize", {
             "credentialID": credential, "hashes": digest, "PIN": PIN,

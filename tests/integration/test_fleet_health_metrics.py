@@ -102,7 +102,7 @@ def test_metrics_count_real_signatures_failures_and_token_events(
 
         ws = await agent.connect()
         credential = await _credential(agent, ws)
-        totp = await _enrol_totp(ws, credential)
+        totp = await _enrol_totp(ws, credential, agent.config.state_dir)
         digests = [_b64(hashlib.sha256(f"doc {i}".encode()).digest()) for i in range(2)]
         wrong = await rpc(ws, "credentials/authorize", {
             "credentialID": credential, "hashes": digests, "PIN": PIN,

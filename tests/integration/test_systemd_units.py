@@ -251,7 +251,7 @@ def test_the_agent_signs_under_memory_deny_write_execute(
                 assert kinds == ["piv-pcsc", "pkcs11"], tokens  # the card, SoftHSM2
                 card = next(t for t in tokens if "piv-pcsc" in t["routes"])
                 credential = f"{card['id']}/9C"
-                totp = await _enrol_totp(ws, credential)
+                totp = await _enrol_totp(ws, credential, tmp_path / "state")
                 digest = base64.b64encode(hashlib.sha256(b"w^x").digest()).decode()
                 reply = await rpc(ws, "credentials/authorize", {
                     "credentialID": credential, "hashes": [digest], "PIN": PIN,

@@ -122,13 +122,18 @@ def test_account_id_checked(store: OtpStore) -> None:
         TotpVerifier(store).enrol("", now=T)
 
 
-def test_reenrolment_replaces_the_secret_and_clears_the_lock(
+def test_reenrolment_replaces_the_secret_and_keeps_the_lock(
         store: OtpStore, verifier: TotpVerifier) -> None:
+    """SECURITY #33: a new secret is no way around a lockout (only an administrator's
+    unlock lifts it)."""
     fail_until_locked(verifier, T)
     assert verifier.status(ACCOUNT, now=T + 10_000).locked
     fresh = verifier.enrol(ACCOUNT, now=T + 10_000)
     assert fresh.secret != SECRET
-    assert not verifier.status(ACCOUNT, now=T + 10_000).locked
+    assert verifier.status(ACCOUNT, now=T + 10_000).locked
+    with pytest.raises(OtpLocked):
+        verifier.verify(ACCOUNT, code(STEP, fresh.secret), now=T)
+    verifier.unlock(ACCOUNT)
     verifier.verify(ACCOUNT, code(STEP, fresh.secret), now=T)
 
 
