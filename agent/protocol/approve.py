@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from agent import confirmations
+from agent.protocol.jsonbody import JsonRefused, read_json
 from agent.state import PairingError
 from qsign.files import write_atomically
 
@@ -142,7 +143,8 @@ async def pending(request: web.Request) -> web.Response:
     waiting = await asyncio.to_thread(state.pending)
     asked = await asyncio.to_thread(confirmations.pending_confirmations, state)
     return web.json_response({"pending": [{"code": c, "origin": o} for c, o in waiting]
-                              + [{"code": a.code, "origin": a.origin, "asks": a.description}
+                              + [{"code": a.code.replace("-", ""), "origin": a.origin,
+                                  "asks": a.description}
                                  for a in asked]},
                              headers=_HEADERS)
 
@@ -157,8 +159,8 @@ async def decide(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         return _bad("a JSON body")
     try:
-        body: Any = await request.json()
-    except (ValueError, UnicodeDecodeError):
+        body: Any = await read_json(request)
+    except JsonRefused:
         body = None
     if not isinstance(body, dict) or set(body) != {"code", "action"}:
         return _bad('{"code", "action"}')

@@ -32,7 +32,7 @@ async function call(path, body = undefined) {
 
 function render(pending) {
   list.replaceChildren();
-  for (const { code, origin } of pending) {
+  for (const { code, origin, asks } of pending) {
     const item = document.createElement("li");
     const who = document.createElement("div");
     who.className = "origin";
@@ -41,6 +41,12 @@ function render(pending) {
     shown.className = "code";
     shown.textContent = `${code.slice(0, 4)}-${code.slice(4)}`;
     item.append(who, shown);
+    if (asks) {  // a confirmation, not a pairing: say what approving allows
+      const what = document.createElement("div");
+      what.className = "asks";
+      what.textContent = `asks to ${asks}`;
+      item.append(what);
+    }
     for (const action of ["approve", "deny"]) {
       const button = document.createElement("button");
       button.type = "button";
@@ -52,7 +58,7 @@ function render(pending) {
     }
     list.append(item);
   }
-  say(pending.length ? `${pending.length} request(s) waiting` : "no pairing request waiting");
+  say(pending.length ? `${pending.length} request(s) waiting` : "no request waiting");
 }
 
 async function refresh() {
@@ -65,9 +71,10 @@ async function refresh() {
 
 async function decide(code, action) {
   try {
-    const { origin, paired } = await call("/v1/approve/decide", { code, action });
+    const { origin, paired, kind } = await call("/v1/approve/decide", { code, action });
     await refresh();
-    say(paired ? `paired: ${origin}` : `denied: ${origin}`);
+    const done = kind === "confirmation" ? `confirmed: ${origin}` : `paired: ${origin}`;
+    say(action === "approve" ? done : `denied: ${origin}`);
   } catch (error) {
     say(error.message, true);
   }

@@ -80,3 +80,50 @@ def test_pairing_approved_in_the_agents_own_page(tmp_path: Path) -> None:
         await page.wait_for_timeout(1500)
         frames = [f.url for f in page.frames if f is not page.main_frame]
         assert frames and not any("/v1/approve" in u for u in frames), frames
+
+
+def test_a_confirmation_is_given_in_the_agents_own_page(tmp_path: Path) -> None:
+    """SECURITY #33: a second factor by a person's confirmation outside the page. The
+    page cannot approve what it asked; the agent's own page shows what approving allows,
+    and only then does the asking connection get its grant."""
+
+    @with_browser(tmp_path, "portal")
+    async def scenario(agent: Agent, page: Page, origin: str) -> None:
+        ask = """
+            const client = await q.connect({port: args.port});
+            window.qsignClient = client;
+            try {
+                await client.call("secondFactor/verify", {tokenID: "piv-e2e"});
+                return null;
+            } catch (e) {
+                return {error: e.code, code: e.data.code};
+            }
+        """
+        asked = await _in_page(page, agent, ask)
+        assert asked["error"] == "CONFIRMATION_REQUIRED", asked
+        code = asked["code"]
+        use = """
+            try {
+                return await window.qsignClient.call("secondFactor/verify",
+                    {tokenID: "piv-e2e", confirmation: args.code});
+            } catch (e) {
+                return {error: e.code};
+            }
+        """
+        before = await page.evaluate("async (args) => {" + use + "}", {"code": code})
+        assert before == {"error": "CONFIRMATION_REQUIRED"}, "not approved yet"
+
+        secret = read_secret(agent.config.state_dir)
+        assert secret is not None
+        browser = page.context.browser
+        assert browser is not None
+        own = await browser.new_page()
+        await own.goto(approval_url(agent.config.port, secret))
+        button = own.locator(f"button[data-action='approve'][data-code='{code.replace('-', '')}']")
+        await button.wait_for()
+        listed = await own.text_content("#pending") or ""
+        assert origin in listed and "PIN or PUK of token piv-e2e" in listed
+        await button.click()
+        await own.locator("#status", has_text="confirmed:").wait_for()
+        after = await page.evaluate("async (args) => {" + use + "}", {"code": code})
+        assert after["method"] == "confirmation" and after["tokenID"] == "piv-e2e", after
