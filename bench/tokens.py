@@ -71,10 +71,10 @@ def throughput(call: Callable[[], Awaitable[object]], callers: int, total: int) 
 def softhsm_setup() -> tuple[Token, Callable[[], object]]:
     _, token = softhsm_token(BASE, PIN)
     token.generate_key("01", KeyType.EC_P256, pin=PIN)
-    token.verify_pin(PIN)
     # Baseline: python-pkcs11 alone, its own logged-in session, key looked up once.
-    # Login state is per application in PKCS#11: this session is logged in already.
-    session = pkcs11.lib(SOFTHSM_MODULE).get_token(token_label="bench").open()
+    # Login state is per application in PKCS#11: its login serves the token's session too
+    # (the token itself logs out after every PIN it is given).
+    session = pkcs11.lib(SOFTHSM_MODULE).get_token(token_label="bench").open(user_pin=PIN)
     key = session.get_key(ObjectClass.PRIVATE_KEY, P11KeyType.EC, id=b"\x01")
 
     def direct() -> bytes:  # the same output as the layer's: a DER Ecdsa-Sig-Value
@@ -89,8 +89,9 @@ def card_setup() -> tuple[Token, Callable[[], object], RunningCard, PrivatePcscd
     card, pcscd = start_card(BASE)
     token = PivToken(PcscConnection(PcscContext(), card.reader), reader=card.reader)
     token.generate_key("9A", KeyType.EC_P256)
-    token.verify_pin(piv.DEFAULT_PIN)
     raw = PyscardConnection(connect(card.reader))
+    # The bench's own client unlocks the card (the token locks it after every PIN).
+    piv.expect_ok(raw, piv.verify(piv.DEFAULT_PIN))
     command = piv.sign(0x9A, piv.ALG_P256, DIGEST).encode()
     return token, lambda: piv.expect_ok(raw, command), card, pcscd
 

@@ -148,6 +148,11 @@ class PivApplet:
         aid = cmd.data
         if len(aid) < _AID_MIN_PREFIX or not PIV_AID.startswith(aid):
             raise CardError(SW.FILE_NOT_FOUND, "unknown AID")
+        # Selected again, the application starts a new session, as field PIV tokens do:
+        # another application's VERIFY no longer counts.
+        self._forget_pin()
+        self.management_authenticated = False
+        self._pending = None
         self.selected = True
         algorithms = b"".join(
             tlv(0x80, bytes([alg])) for alg in (Algorithm.TDES, Algorithm.AES_128,

@@ -162,7 +162,9 @@ class Token(abc.ABC):
 
     @abc.abstractmethod
     def verify_pin(self, pin: str) -> None:
-        """Raise InvalidPin(attempts_left) / PinBlocked; never retried here."""
+        """Have the token check the PIN, then reset its security status: nothing stays
+        unlocked for another application. Raise InvalidPin(attempts_left) / PinBlocked;
+        never retried here."""
 
     @abc.abstractmethod
     def sign_digest(self, credential_id: str, digest: bytes, algorithm: SignatureAlgorithm,
@@ -175,7 +177,13 @@ class Token(abc.ABC):
     def generate_key(self, credential_id: str, key_type: KeyType, pin: str | None = None
                      ) -> bytes:
         """Generate a key pair on the token; answer its SubjectPublicKeyInfo (DER).
-        PKCS#11 tokens log in with `pin`; PIV cards use their management key."""
+        With `pin` the token checks it before anything changes (PKCS#11 logs in with it;
+        PIV verifies it, then uses its management key) and is locked again after."""
+
+    def public_key(self, credential_id: str) -> bytes | None:
+        """The key's SubjectPublicKeyInfo (DER) as the token tells it without the PIN;
+        None when this route cannot tell."""
+        return None
 
     @abc.abstractmethod
     def attest(self, credential_id: str) -> list[bytes]:

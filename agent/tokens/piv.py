@@ -5,20 +5,16 @@ No pyscard here: the transport is somebody else's business.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
 from enum import IntEnum
 from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from agent.tokens.apdu import (
@@ -39,20 +35,28 @@ from agent.tokens.errors import (
     PinBlocked,
     PinFormatInvalid,
     PinStateLost,
+    TokenError,
+    TokenRemoved,
     TokenResponseError,
     UnsupportedMechanism,
 )
 from agent.tokens.model import (
     Credential,
-    HashAlgorithm,
     KeyType,
-    Padding,
     PinStatus,
     Route,
     RouteInfo,
     SignatureAlgorithm,
     Token,
     TokenInfo,
+)
+from agent.tokens.piv_data import (
+    ALGORITHMS,
+    certificate_from_object,
+    chuid_guid,
+    key_type_of,
+    public_key_to_spki,
+    signing_challenge,
 )
 from qsign.iso7816 import TlvError, parse_single, parse_tlv_dict, tlv
 from qsign.piv import (
@@ -87,15 +91,7 @@ SLOT_LABELS = {
     Slot.KEY_MANAGEMENT: "Key Management",
     Slot.CARD_AUTHENTICATION: "Card Authentication",
 }
-KEY_TYPES = {
-    Algorithm.ECC_P256: KeyType.EC_P256,
-    Algorithm.ECC_P384: KeyType.EC_P384,
-    Algorithm.RSA_2048: KeyType.RSA_2048,
-}
-ALGORITHMS = {key_type: alg for alg, key_type in KEY_TYPES.items()}
-KEY_TYPES_BY_ID: dict[int, KeyType] = {int(alg): key_type for alg, key_type in KEY_TYPES.items()}
 _BLOCK = {Algorithm.TDES: 8, Algorithm.AES_128: 16, Algorithm.AES_192: 16, Algorithm.AES_256: 16}
-
 
 
 def encode_pin(pin: str, *, minimum: int = 4) -> bytearray:
@@ -118,52 +114,13 @@ def _wipe(*buffers: bytearray) -> None:
         buffer[:] = b"\x00" * len(buffer)
 
 
-def _mgf1(hash_name: str, seed: bytes, length: int) -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < length:
-        out += hashlib.new(hash_name, seed + counter.to_bytes(4, "big")).digest()
-        counter += 1
-    return bytes(out[:length])
-
-
-def emsa_pss_encode(digest: bytes, hash_algorithm: HashAlgorithm, mod_bits: int) -> bytes:
-    """EMSA-PSS-ENCODE (RFC 8017 §9.1.1), MGF1 with the same hash, salt length = hLen."""
-    name = hash_algorithm.value.lower()
-    h_len = hash_algorithm.digest_size
-    em_bits = mod_bits - 1
-    em_len = (em_bits + 7) // 8
-    if em_len < 2 * h_len + 2:
-        raise UnsupportedMechanism("modulus too small for PSS with this hash")
-    salt = os.urandom(h_len)
-    h = hashlib.new(name, b"\x00" * 8 + digest + salt).digest()
-    db = b"\x00" * (em_len - 2 * h_len - 2) + b"\x01" + salt
-    masked = bytearray(a ^ b for a, b in zip(db, _mgf1(name, h, len(db)), strict=True))
-    masked[0] &= 0xFF >> (8 * em_len - em_bits)
-    encoded = bytes(masked) + h + b"\xbc"
-    return encoded.rjust(mod_bits // 8, b"\x00")
-
-
-def emsa_pkcs1_v15_encode(digest: bytes, hash_algorithm: HashAlgorithm, k: int) -> bytes:
-    """EMSA-PKCS1-v1_5 (RFC 8017 §9.2)."""
-    t = hash_algorithm.digest_info_prefix + digest
-    return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
-
-
-@dataclass(frozen=True, slots=True)
-class KeyMetadata:
-    algorithm: int
-    pin_policy: int
-    origin: int
-    public_key: bytes  # content of 7F49
-
-
 class PivSession:
     """SP 800-73-4 Part 2 commands over a `Connection` (yubikit's `PivSession` shape)."""
 
     def __init__(self, connection: Connection) -> None:
         self.channel = ApduChannel(connection)
         self.pin_blocked = False  # the card said so; sending a PIN then is pointless
+        self.pin_presented = False  # a PIN or PUK went to the card since the last reset
 
     # Application ----------------------------------------------------------------
 
@@ -214,6 +171,7 @@ class PivSession:
         goes to it again until it is unblocked or reports tries (SECURITY #15)."""
         if self.pin_blocked:
             raise PinBlocked()
+        self.pin_presented = True
         try:
             self.channel.send(command, Reference.PIN, what)
         except PinBlocked:
@@ -232,8 +190,31 @@ class PivSession:
             _wipe(field)
 
     def reset_security_status(self) -> None:
-        """VERIFY P1=FF: the PIN is no longer verified (§3.2.1)."""
-        self.channel.send(Command(INS.VERIFY, 0xFF, PIN_REF, le=None), what="VERIFY reset")
+        """VERIFY P1=FF: the PIN is no longer verified (§3.2.1). A card that refuses it
+        is made to forget by selecting the application again, as field tokens do."""
+        _, sw = self.channel.exchange(Command(INS.VERIFY, 0xFF, PIN_REF, le=None))
+        if sw != 0x9000:
+            log.warning("the card refused VERIFY P1=FF (%04X); selecting PIV again", sw)
+            self.select()
+        self.pin_presented = False
+
+    @contextmanager
+    def relocking(self) -> Iterator[None]:
+        """Run a block that may present the PIN or PUK; once it ends, however it ends, the
+        PIN's security status is reset (VERIFY P1=FF, SP 800-73-4 Part 2 §3.2.1), so no
+        other application finds the card unlocked (SECURITY #28, #36)."""
+        try:
+            yield
+        except BaseException:
+            if self.pin_presented:
+                with suppress(TokenError, CardReset):  # the block's own error is the news
+                    self.reset_security_status()
+            raise
+        if self.pin_presented:
+            try:
+                self.reset_security_status()
+            except (CardReset, TokenRemoved):
+                self.pin_presented = False  # reset or gone: the card forgot the PIN itself
 
     def change_reference(self, reference: int, old: bytearray, new: bytearray) -> None:
         command = Command(INS.CHANGE_REFERENCE_DATA, 0x00, reference, bytes(old + new),
@@ -248,6 +229,7 @@ class PivSession:
 
     def unblock_pin(self, puk: str, new_pin: str) -> None:
         puk_field, pin_field = encode_puk(puk), encode_pin(new_pin)
+        self.pin_presented = True
         try:
             self.channel.send(Command(INS.RESET_RETRY_COUNTER, 0x00, PIN_REF,
                                       bytes(puk_field + pin_field), le=None, secret=True),
@@ -349,36 +331,6 @@ def _template_item(reply: bytes, tag: int, size: int | None = None) -> bytes:
     return value
 
 
-def certificate_from_object(content: bytes) -> bytes:
-    try:
-        items = parse_tlv_dict(content)
-    except TlvError as exc:
-        raise TokenResponseError("malformed certificate object") from exc
-    if items.get(0x71, b"\x00")[:1] not in (b"\x00", b""):
-        raise UnsupportedMechanism("compressed certificates are not supported")
-    if 0x70 not in items:
-        raise TokenResponseError("certificate object without a certificate")
-    return items[0x70]
-
-
-def public_key_to_spki(content: bytes, key_type: KeyType) -> bytes:
-    """The 7F49 content as a SubjectPublicKeyInfo (DER)."""
-    try:
-        items = parse_tlv_dict(content)
-        public: ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-        if key_type.is_ec:
-            curve: ec.EllipticCurve = (ec.SECP256R1() if key_type is KeyType.EC_P256
-                                       else ec.SECP384R1())
-            public = ec.EllipticCurvePublicKey.from_encoded_point(curve, items[0x86])
-        else:
-            public = rsa.RSAPublicNumbers(int.from_bytes(items[0x82], "big"),
-                                          int.from_bytes(items[0x81], "big")).public_key()
-    except (TlvError, KeyError, ValueError) as exc:
-        raise TokenResponseError("malformed public key") from exc
-    return public.public_bytes(serialization.Encoding.DER,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
 T = TypeVar("T")
 
 
@@ -394,13 +346,12 @@ class PivToken(Token):
         self._management_key = management_key
         self._management_algorithm = management_algorithm
         self._credentials: list[Credential] | None = None
-        self._pin_verified = False  # what we believe; the card has the last word
         with transaction(connection):
             self.session.select()
             serial = self.session.get_serial()
             version = self.session.get_version()
             chuid = self.session.get_data(CHUID_OBJECT)
-        guid = _chuid_guid(chuid)
+        guid = chuid_guid(chuid)
         serial_text = str(serial) if serial is not None else (guid or "unknown")
         self._info = TokenInfo(
             id=f"piv-{serial_text}",
@@ -423,13 +374,13 @@ class PivToken(Token):
 
     @contextmanager
     def _operation(self, *, needs_pin_state: bool = False) -> Iterator[None]:
-        """One PC/SC transaction. A card reset surfaces as PinStateLost when the
-        operation relied on a verified PIN; otherwise the caller may simply retry."""
+        """One PC/SC transaction, the one place a PIN reaches the card: one it presented
+        is reset before the transaction ends. A card reset surfaces as PinStateLost when
+        the operation relied on a verified PIN; otherwise the caller may simply retry."""
         try:
-            with transaction(self.connection):
+            with transaction(self.connection), self.session.relocking():
                 yield
         except CardReset as exc:
-            # `_pin_verified` stays: the next signature's 6982 then reads as PinStateLost.
             self._credentials = None
             if needs_pin_state:
                 raise PinStateLost() from exc
@@ -462,7 +413,7 @@ class PivToken(Token):
             certificate = self.session.get_certificate(slot)
             if metadata is None and certificate is None:
                 continue
-            key_type = _key_type(metadata, certificate)
+            key_type = key_type_of(metadata, certificate)
             if key_type is None:
                 continue
             policy = metadata.get(0x02, b"\x00")[:1] if metadata else b"\x00"
@@ -502,9 +453,9 @@ class PivToken(Token):
         return self._run(read)
 
     def verify_pin(self, pin: str) -> None:
-        self._pin_verified = False
+        """The card checks the PIN (§3.2.1) and is locked again at once: a verified PIN
+        authorises nothing after this call."""
         self._run(lambda: self.session.verify_pin(pin))
-        self._pin_verified = True
 
     def sign_digest(self, credential_id: str, digest: bytes, algorithm: SignatureAlgorithm,
                     pin: str | None = None) -> bytes:
@@ -515,42 +466,41 @@ class PivToken(Token):
             raise InvalidInput(f"a {algorithm.hash} digest is {algorithm.hash.digest_size} bytes")
         if credential.pin_always and pin is None:
             raise NotAuthenticated("this key needs the PIN for each signature")
-        challenge = _challenge(credential.key_type, digest, algorithm)
+        challenge = signing_challenge(credential.key_type, digest, algorithm)
         slot = int(credential.id, 16)
         alg = ALGORITHMS[credential.key_type]
 
-        def sign() -> bytes:
-            if pin is not None:
-                self.session.verify_pin(pin)
-            try:
-                return self.session.authenticate_with_key(slot, alg, challenge)
-            except NotAuthenticated as exc:
-                if pin is None and self._pin_verified:
-                    # We verified, the card forgot: it was reset or power-cycled, and
-                    # pcscd did not tell (a reset by another handle is not always flagged).
-                    self._pin_verified = False
-                    raise PinStateLost() from exc
-                raise
-            finally:
-                if pin is not None:  # never leave the card unlocked (SECURITY #28)
-                    self._pin_verified = False
-                    self.session.reset_security_status()
-
         # A reset mid-way must never re-send the PIN on its own (SECURITY #25).
         with self._operation(needs_pin_state=True):
-            return sign()
+            if pin is not None:
+                self.session.verify_pin(pin)
+            return self.session.authenticate_with_key(slot, alg, challenge)
 
     def generate_key(self, credential_id: str, key_type: KeyType, pin: str | None = None
                      ) -> bytes:
+        """GENERATE ASYMMETRIC KEY PAIR (§3.3.2) under the management key. With `pin`,
+        the card checks it first: a wrong PIN leaves the slot's key as it was."""
         slot = _slot(credential_id)
 
         def generate() -> bytes:
+            if pin is not None:
+                self.session.verify_pin(pin)
             self.session.authenticate(self._management_key, self._management_algorithm)
             return self.session.generate(slot, ALGORITHMS[key_type])
 
-        content = self._run(generate)
+        content = self._run(generate, needs_pin_state=pin is not None)
         self._credentials = None
         return public_key_to_spki(content, key_type)
+
+    def public_key(self, credential_id: str) -> bytes | None:
+        """The slot's public key from GET METADATA (a vendor extension field tokens
+        carry); None when the card does not tell."""
+        slot = _slot(credential_id)
+        metadata = self._run(lambda: self.session.get_metadata(slot))
+        key_type = key_type_of(metadata, None)
+        if metadata is None or key_type is None or 0x04 not in metadata:
+            return None
+        return public_key_to_spki(metadata[0x04], key_type)
 
     def attest(self, credential_id: str) -> list[bytes]:
         slot = _slot(credential_id)
@@ -580,10 +530,12 @@ class PivToken(Token):
             raise InvalidInput("not a DER X.509 certificate") from exc
 
         def put() -> None:
+            if pin is not None:  # checked by the card before anything is written
+                self.session.verify_pin(pin)
             self.session.authenticate(self._management_key, self._management_algorithm)
             self.session.put_certificate(slot, certificate)
 
-        self._run(put)
+        self._run(put, needs_pin_state=pin is not None)
         self._credentials = None
 
     def change_pin(self, old_pin: str, new_pin: str) -> None:
@@ -609,40 +561,3 @@ def _slot(credential_id: str) -> int:
     except ValueError:
         raise KeyNotFound(credential_id) from None
     return int(slot)
-
-
-def _key_type(metadata: dict[int, bytes] | None, certificate: bytes | None) -> KeyType | None:
-    if metadata is not None and metadata.get(0x01):
-        return KEY_TYPES_BY_ID.get(metadata[0x01][0])
-    if certificate is None:
-        return None
-    try:
-        public = x509.load_der_x509_certificate(certificate).public_key()
-    except ValueError:
-        log.warning("unreadable certificate on the card")
-        return None
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return {256: KeyType.EC_P256, 384: KeyType.EC_P384}.get(public.curve.key_size)
-    if isinstance(public, rsa.RSAPublicKey) and public.key_size == 2048:
-        return KeyType.RSA_2048
-    return None
-
-
-def _challenge(key_type: KeyType, digest: bytes, algorithm: SignatureAlgorithm) -> bytes:
-    if key_type.is_ec:
-        # ECDSA uses the leftmost field-size bits of the hash (FIPS 186-5 §6.4.1).
-        return digest[: key_type.size // 8]
-    if algorithm.padding is Padding.PKCS1V15:
-        return emsa_pkcs1_v15_encode(digest, algorithm.hash, key_type.size // 8)
-    return emsa_pss_encode(digest, algorithm.hash, key_type.size)
-
-
-def _chuid_guid(chuid: bytes | None) -> str | None:
-    if not chuid:
-        return None
-    try:
-        guid = parse_tlv_dict(chuid).get(0x34)
-    except TlvError:
-        return None
-    return guid.hex() if guid and any(guid) else None
-

@@ -1044,11 +1044,17 @@ class Pkcs11Token(Token):
 
     def verify_pin(self, pin: str) -> None:
         """C_Login(CKU_USER) on the token's session, after a C_Logout so that the PIN is
-        really checked. On a protected authentication path pass "": the PIN pad asks."""
+        really checked, then C_Logout: nothing stays unlocked (SECURITY #36). On a
+        protected authentication path pass "": the PIN pad asks."""
         secret = self._pin_argument(pin)
         assert secret is not None
+
+        def check(session: Session) -> None:
+            with self._logged_in(session, secret):
+                pass
+
         with _wiped(secret):
-            self._run("verify PIN", lambda session: self._login(session, secret))
+            self._run("verify PIN", check)
 
     def sign_digest(self, credential_id: str, digest: bytes, algorithm: SignatureAlgorithm,
                     pin: str | None = None) -> bytes:

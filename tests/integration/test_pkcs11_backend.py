@@ -253,7 +253,8 @@ def test_pin_given_to_sign_logs_in_and_out(token: Pkcs11Token, softhsm: SoftHsm)
     with pytest.raises(NotAuthenticated):
         token.sign_digest("01", digest, ECDSA_SHA256)  # not logged in
     token.verify_pin(softhsm.pin)
-    verify(spki, token.sign_digest("01", digest, ECDSA_SHA256), digest, ECDSA_SHA256)
+    with pytest.raises(NotAuthenticated):  # verify_pin logged out again (SECURITY #36)
+        token.sign_digest("01", digest, ECDSA_SHA256)
     verify(spki, token.sign_digest("01", digest, ECDSA_SHA256, pin=softhsm.pin), digest,
            ECDSA_SHA256)
     with pytest.raises(NotAuthenticated):  # the PIN'd signature left the token locked
@@ -346,7 +347,8 @@ def test_change_pin(token: Pkcs11Token, softhsm: SoftHsm) -> None:
     with pytest.raises(InvalidPin):
         token.verify_pin(softhsm.pin)
     token.verify_pin("24681357")
-    token.generate_key("01", KeyType.EC_P256)  # in the session verify_pin opened
+    with pytest.raises(NotAuthenticated):  # verify_pin logged out again (SECURITY #36)
+        token.generate_key("01", KeyType.EC_P256)
 
 
 def test_key_with_always_authenticate_needs_the_pin_per_signature(
@@ -365,9 +367,10 @@ def test_key_with_always_authenticate_needs_the_pin_per_signature(
 
     token.verify_pin(softhsm.pin)
     (credential,) = token.credentials()
-    assert credential.id == "0B" and credential.pin_always
+    # The private key, which carries CKA_ALWAYS_AUTHENTICATE, hides while logged out.
+    assert credential.id == "0B"
     digest = digest_of(ECDSA_SHA256)
-    with pytest.raises(NotAuthenticated):  # logged in, but this key wants the PIN again
+    with pytest.raises(NotAuthenticated):  # this key wants the PIN with each signature
         token.sign_digest("0B", digest, ECDSA_SHA256)
     for _ in range(2):  # a context-specific login for each signature, nothing kept
         verify(spki, token.sign_digest("0B", digest, ECDSA_SHA256, pin=softhsm.pin), digest,

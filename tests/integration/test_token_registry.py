@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smartcard.scard import SCARD_RESET_CARD
 
 from agent.identity.enrolment import key_material
-from agent.tokens.errors import PinStateLost, TokenNotFound, TokenRemoved
+from agent.tokens.errors import NotAuthenticated, TokenNotFound, TokenRemoved
 from agent.tokens.model import EventKind, KeyType, Route, SignatureAlgorithm, Token, TokenEvent
 from agent.tokens.pkcs11 import Pkcs11Module
 from agent.tokens.registry import AtrProfile, AtrProfiles, TokenRegistry
@@ -265,7 +265,7 @@ def test_removal_during_key_generation_gives_token_removed(traced_card: RunningC
 def test_card_reset_by_another_application_loses_the_pin(simulated_card: RunningCard) -> None:
     async def scenario(registry: TokenRegistry) -> None:
         token_id = _only_token(registry)
-        await registry.call(token_id, lambda t: t.generate_key("9A", KeyType.EC_P256))
+        spki = await registry.call(token_id, lambda t: t.generate_key("9A", KeyType.EC_P256))
         await registry.call(token_id, lambda t: t.verify_pin(PIN))
 
         def other_application_resets() -> None:
@@ -276,9 +276,12 @@ def test_card_reset_by_another_application_loses_the_pin(simulated_card: Running
             connection.disconnect()
 
         await asyncio.to_thread(other_application_resets)
-        with pytest.raises(PinStateLost):
+        # No verified PIN survives an operation (SECURITY #36), a reset changes nothing.
+        with pytest.raises(NotAuthenticated):
             await registry.call(token_id, lambda t: t.sign_digest("9A", DIGEST, ECDSA_SHA256))
         # Asked again, the person's PIN works: nothing was blocked or burnt.
+        _verify(spki, await registry.call(
+            token_id, lambda t: t.sign_digest("9A", DIGEST, ECDSA_SHA256, pin=PIN)))
         status = await registry.call(token_id, lambda t: t.pin_status())
         assert status.retries_left == 3
 
