@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support.waiting import DEADLINE
+
 QSIGN = [sys.executable, "-m", "qsign.cli"]
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,22 +81,23 @@ def http_get(port: int, path: str, address: str = "127.0.0.1", timeout: float = 
 
 
 def wait_health(port: int, process: subprocess.Popen[str] | None = None,
-                address: str = "127.0.0.1", attempts: int = 300) -> dict[str, Any]:
+                address: str = "127.0.0.1", timeout: float = DEADLINE) -> dict[str, Any]:
     """Poll /v1/health until it answers (no timing is asserted: only that it comes)."""
     last: Exception | None = None
-    for _ in range(attempts):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the agent exited ({process.returncode}):\n"
                                f"{process.stdout.read() if process.stdout else ''}")
         try:
-            status, _, body = http_get(port, "/v1/health", address, timeout=2)
+            status, _, body = http_get(port, "/v1/health", address, timeout=5)
             if status == 200:
                 health: dict[str, Any] = json.loads(body)
                 return health
         except OSError as exc:
             last = exc
         time.sleep(0.1)
-    raise RuntimeError(f"no health answer on {address}:{port}: {last}")
+    raise RuntimeError(f"no health answer on {address}:{port} in {timeout:g} s: {last}")
 
 
 def listening(port: int) -> list[str]:

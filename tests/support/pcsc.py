@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.waiting import DEADLINE
+
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 READER_NAMES = ("Virtual PCD 00 00", "Virtual PCD 00 01")
 
@@ -81,7 +83,7 @@ class PrivatePcscd:
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise PcscUnavailable(
@@ -90,7 +92,7 @@ class PrivatePcscd:
                 return
             time.sleep(0.05)
         self.stop()
-        raise PcscUnavailable(f"pcscd did not start within 15 s:\n{self.log_tail()}")
+        raise PcscUnavailable(f"pcscd did not start within {DEADLINE:g} s:\n{self.log_tail()}")
 
     def _listening(self) -> bool:
         with socket.socket() as s:
@@ -149,7 +151,7 @@ def reader_state(reader: str) -> str:
         SCardReleaseContext(ctx)
 
 
-def wait_reader(reader: str, want: str, timeout: float = 10.0) -> None:
+def wait_reader(reader: str, want: str, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     state = reader_state(reader)
     while state != want:
@@ -177,7 +179,7 @@ class RunningCard:
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         try:
-            wait_reader(self.reader, "present", 15)
+            wait_reader(self.reader, "present")
         except TimeoutError as exc:
             self.stop()
             raise PcscUnavailable(f"card did not appear in {self.reader}: {exc}") from exc

@@ -51,6 +51,7 @@ from ca.profiles import (
 from ca.registry import CertificateRecord, Registry
 from ca.service import create_app
 from portal.pades import Level, Validation
+from tests.support.waiting import DEADLINE
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 KEY_KINDS = ("p256", "p384", "rsa2048")
@@ -241,7 +242,7 @@ def start_pki(directory: Path, *, process: bool = False) -> PortalPki:
         child = subprocess.Popen(
             [sys.executable, "-m", "qsign", "ca", "serve", "--dir", str(directory),
              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DEADLINE
         while True:
             try:
                 with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
