@@ -9,6 +9,11 @@ here; the key is made on the token and the CA issues the certificate to the agen
 portal gives the identity evidence for the token's key and keeps the certificate for
 Personal Space. Each step is one database transaction that checks the step it expects,
 so a retried or out-of-order call gets the state it needs or a typed error.
+
+Presenting the PIN or PUK to the card (pin/change, pin/unblock, enroll/generate) needs a
+second factor first (SECURITY #35); a first-time signer has none yet, so the portal texts
+a code to the phone chosen at auth-data, bound to the token (qsign/binding.py), and the
+agent spends it once for a 5-minute grant on that token (`secondFactor/verify`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from portal import legal
 from portal.errors import Code, PortalError
 from portal.identity import countries, names
 from portal.identity.service import DocumentKind, IdentityError, IdentityProvider, Step
+from portal.otp import LOCKOUT, RESEND_AFTER, Sent, SmsOtp
 from portal.store import Enrolment, EnrolmentStep, Signer, Store
+from qsign.binding import token_management_hash
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,23 @@ _IDENTITY_CODES = {"IDENTITY_SESSION_UNKNOWN": Code.SESSION_UNKNOWN,
                    "EVIDENCE_KEY_MISMATCH": Code.KEY_MISMATCH,
                    "NAME_INVALID": Code.NAME_NOT_ON_DOCUMENT,
                    "WRONG_STEP": Code.IDENTITY_NOT_VERIFIED}
+
+
+# OtpSession.purpose of a code that opens one token's PIN/PUK and key management.
+CODE_PURPOSE = "enrol-token"
+# The steps whose page presents the PIN or PUK: pin/change, pin/unblock, enroll/generate.
+CODE_STEPS = (EnrolmentStep.PIN, EnrolmentStep.CERTIFICATE)
+_CODE_TEXT = {
+    "en": "qsign: {code} is your code to set up your token (PIN and key) for your "
+          "qualified certificate. Valid 5 minutes. Never share it.",
+    "fr": "qsign : {code} est votre code pour préparer votre jeton (PIN et clé) pour "
+          "votre certificat qualifié. Valable 5 minutes. Ne le communiquez jamais.",
+}
+
+
+def token_hashes(token_id: str) -> list[str]:
+    """The one 'hash' a token-management code is bound to, as the agent sends it."""
+    return [base64.b64encode(token_management_hash(token_id)).decode()]
 
 
 class CertificateCheck(Protocol):
@@ -48,10 +72,11 @@ def identity_error(exc: IdentityError) -> PortalError:
 
 class EnrolmentDesk:
     def __init__(self, store: Store, identity: IdentityProvider,
-                 check_certificate: CertificateCheck) -> None:
+                 check_certificate: CertificateCheck, otp: SmsOtp) -> None:
         self.store = store
         self.identity = identity
         self.check_certificate = check_certificate
+        self.otp = otp
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -160,6 +185,71 @@ class EnrolmentDesk:
         await asyncio.to_thread(self.store.advance_enrolment, signer_id, generation,
                                 EnrolmentStep.PIN, EnrolmentStep.CERTIFICATE)
 
+    async def send_token_code(self, signer_id: str, generation: int, token_id: str
+                              ) -> tuple[str, Sent]:
+        """A code for the token's PIN/PUK and key (SECURITY #35), texted to the phone
+        chosen at auth-data: (otpSession, where it went). Throttled as every SMS code
+        (portal/otp.py), and a second request within the resend delay waits."""
+        enrolment = await self._enrolment_in(signer_id, generation, CODE_STEPS)
+        _tx, signer = await asyncio.to_thread(self.store.check_signer, signer_id,
+                                              generation)
+        phone = str((enrolment.auth or {}).get("phone") or signer.phone)
+        if not phone:
+            raise PortalError(Code.NO_PHONE, "no phone number was chosen for SMS codes")
+        await asyncio.to_thread(self._cool_down, phone)
+        hashes = token_hashes(token_id)
+        otp_id = await asyncio.to_thread(
+            self.store.new_otp_session, purpose=CODE_PURPOSE,
+            subject=f"{signer_id}/{generation}", phone=phone, hashes=hashes)
+        sent = await asyncio.to_thread(self.otp.send, otp_id, hashes,
+                                       _CODE_TEXT.get(signer.lang, _CODE_TEXT["en"]),
+                                       locked_until=signer.otp_locked_until)
+        log.info("token code sent to signer %s", signer_id)
+        return otp_id, sent
+
+    def _cool_down(self, phone: str) -> None:
+        # Each request opens a new session: the per-session resend delay is kept per phone.
+        now = self.store.clock()
+        with self.store.db.transaction() as cur:
+            if self.store.sms_sent_since(cur, phone, now - RESEND_AFTER):
+                raise PortalError(Code.OTP_THROTTLED,
+                                  retryAfter=int(RESEND_AFTER.total_seconds()))
+
+    async def owns_code(self, otp_id: str) -> bool:
+        """Is `otp_id` a token-management code of an enrolment (else a signing one)?"""
+        def purpose() -> str:
+            with self.store.db.transaction() as cur:
+                return self.store.otp_session(cur, otp_id).purpose
+        return await asyncio.to_thread(purpose) == CODE_PURPOSE
+
+    async def verify_code(self, otp_id: str, code: str, hashes: list[str]) -> None:
+        """The agent spends a token code (`/api/v1/sms-otp/verify`): once, for exactly
+        the token it was sent for, while the enrolment still needs the PIN or PUK."""
+        def session_subject() -> tuple[str, str]:
+            with self.store.db.transaction() as cur:
+                session = self.store.otp_session(cur, otp_id)
+            return session.purpose, session.subject
+        purpose, subject = await asyncio.to_thread(session_subject)
+        signer_id, _, generation = subject.rpartition("/")
+        if purpose != CODE_PURPOSE or not generation.isdigit():
+            raise PortalError(Code.SESSION_UNKNOWN)
+        try:
+            await self._enrolment_in(signer_id, int(generation), CODE_STEPS)
+            _tx, signer = await asyncio.to_thread(self.store.check_signer, signer_id,
+                                                  int(generation))
+        except PortalError:
+            # A renewed link, a closed transaction or a finished enrolment: the code is void.
+            raise PortalError(Code.SESSION_UNKNOWN) from None
+        now = self.store.clock()
+        if signer.otp_locked_until is not None and signer.otp_locked_until > now:
+            raise PortalError(Code.OTP_LOCKED)
+        try:
+            await asyncio.to_thread(self.otp.verify, otp_id, code, hashes)
+        except PortalError as exc:
+            if exc.code is Code.OTP_LOCKED:
+                await asyncio.to_thread(self.store.set_otp_lock, signer.id, now + LOCKOUT)
+            raise
+
     async def evidence(self, signer_id: str, generation: int, spki: bytes) -> str:
         enrolment = await self._enrolment(signer_id, generation, EnrolmentStep.CERTIFICATE)
         try:
@@ -198,9 +288,13 @@ class EnrolmentDesk:
 
     async def _enrolment(self, signer_id: str, generation: int, step: EnrolmentStep
                          ) -> Enrolment:
+        return await self._enrolment_in(signer_id, generation, (step,))
+
+    async def _enrolment_in(self, signer_id: str, generation: int,
+                            steps: tuple[EnrolmentStep, ...]) -> Enrolment:
         enrolment = await asyncio.to_thread(self.store.enrolment, signer_id, generation)
-        if enrolment is None or enrolment.step is not step:
-            raise PortalError(Code.WRONG_STEP, f"this is not the {step} step")
+        if enrolment is None or enrolment.step not in steps:
+            raise PortalError(Code.WRONG_STEP, f"this is not the {steps[0]} step")
         return enrolment
 
 

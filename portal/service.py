@@ -593,6 +593,11 @@ async def signer_enrolment(request: web.Request) -> web.Response:
             raise PortalError(Code.BAD_REQUEST, "phone: E.164, e.g. +33612345678")
         await desk.auth_data(signer_id, generation, given_names=_str(body, "givenNames"),
                              surname=_str(body, "surname"), phone=phone)
+    elif step == "otp":
+        otp_id, sent = await desk.send_token_code(signer_id, generation,
+                                                  _str(body, "tokenID", max_len=128))
+        return web.json_response({"otpSession": otp_id, "phoneMasked": sent.phone_masked,
+                                  "expiresIn": sent.expires_in})
     elif step == "pin-set":
         await desk.pin_set(signer_id, generation)
     elif step == "evidence":
@@ -651,7 +656,9 @@ async def sms_otp_verify(request: web.Request) -> web.Response:
     otp_id = _str(body, "session", max_len=64)
     code = _str(body, "code", max_len=12)
     hashes = _hash_strings(body)
-    await portal.desk.verify_code(otp_id, code, hashes)
+    # A token-management code of an enrolment, or a signing session's code.
+    desk = portal.enrolment if await portal.enrolment.owns_code(otp_id) else portal.desk
+    await desk.verify_code(otp_id, code, hashes)
     return web.json_response({"verified": True})
 
 
@@ -852,7 +859,7 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
         or IdentityPolicy(accept_specimens=config.identity_accept_specimens), clock=store.clock)
     portal = Portal(config=config, store=store, blobs=blobs,
                     links=LinkSigner.from_state(config.state_dir), otp=otp, mailer=mailer,
-                    desk=desk, enrolment=EnrolmentDesk(store, identity, desk.check),
+                    desk=desk, enrolment=EnrolmentDesk(store, identity, desk.check, otp),
                     requester_token=requester_token(config.state_dir))
     app = web.Application(middlewares=[_errors], client_max_size=config.max_request_bytes)
     app[PORTAL] = portal

@@ -174,6 +174,19 @@ class Client {
     return result.signatures;
   }
 
+  /**
+   * Prove the second factor for a token before any call that presents its PIN or PUK
+   * (changePin, unblockPin, enrollGenerate; else they fail with SECOND_FACTOR_REQUIRED).
+   * `otp`: a TOTP code of a credential on the token, or with `otpSession` the SMS code
+   * the signature service sent for this token. Resolves to {tokenID, method, expiresIn}:
+   * this connection may then use the token's PIN and PUK for `expiresIn` seconds.
+   */
+  secondFactorVerify({ tokenID, otp, otpSession = undefined }) {
+    const params = { tokenID, OTP: otp };
+    if (otpSession !== undefined) params.otpSession = otpSession;
+    return this.call("secondFactor/verify", params);
+  }
+
   /** Change the token's PIN (the service's rule: 4 to 8 digits); the token checks `pin`. */
   changePin({ tokenID, pin, newPin }) {
     return this.call("pin/change", { tokenID, PIN: pin, newPIN: newPin });

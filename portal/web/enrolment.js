@@ -3,10 +3,11 @@
 // Between the consents and the documents, for a signer whose tokens hold no qualified
 // certificate: personal data -> issuance and Personal Space consents -> identity
 // (capture.js) -> the extracted data confirmed -> names and phone for the certificate
-// -> the token's PIN (agent pin/change) -> the certificate request authorised, then the
-// agent makes the key on the token (enroll/generate), the portal gives the identity
-// evidence for that key, the agent has the CA issue the certificate and writes it to
-// the token (enroll/complete), and the portal registers it.
+// -> an SMS code for the token (tokencode.js), then its PIN (agent pin/change) -> the
+// certificate request authorised, then the agent makes the key on the token
+// (enroll/generate, within the code's grant), the portal gives the identity evidence for
+// that key, the agent has the CA issue the certificate and writes it to the token
+// (enroll/complete), and the portal registers it.
 //
 // PINs go to the agent only. Each PIN field is emptied before the agent is called and
 // the page keeps no reference to a PIN after the call (JS strings cannot be wiped).
@@ -14,6 +15,7 @@
 import { ApiError, api, el, explain, say } from "/static/api.js";
 import { IdentityCapture, explainIdentity } from "/static/capture.js";
 import { formatDate, has, language, t } from "/static/i18n.js";
+import { createTokenCode } from "/static/tokencode.js";
 
 const $ = (id) => document.getElementById(id);
 const SUBSTEPS = ["personal-data", "issuance-consents", "identity", "identity-confirm",
@@ -41,6 +43,9 @@ export function createEnrolment(ctx) {
 
   const enrolError = (text) => say($("enrol-error"), text, text ? "error" : "info");
   const post = (step, body = {}) => api("POST", `${ctx.base}/enrolment/${step}`, { body });
+  // The SMS code before the token takes a PIN or PUK (tokencode.js).
+  const codes = createTokenCode({ requestCode: (tokenID) => post("otp", { tokenID }),
+                                  showError: enrolError });
 
   // ---------------------------------------------------------------- first-time check
 
@@ -384,6 +389,7 @@ export function createEnrolment(ctx) {
   }
 
   async function renderPin() {
+    codes.render();
     const line = $("pin-token");
     const client = await ctx.openAgent();
     if (!client) {
@@ -445,17 +451,20 @@ export function createEnrolment(ctx) {
       newField.focus();
       return;
     }
+    if (!codes.ready("pin")) return;
     enrolError("");
     // The PINs leave the fields before any await.
     let pin = oldField.value;
     let newPin = newField.value;
     for (const field of fields) field.value = "";
+    const otp = codes.take("pin");
     await ctx.guarded($("pin-submit"), async () => {
       const client = await ctx.openAgent();
       if (!client) throw Object.assign(new Error("agent"), { name: "QsignError", code: "AGENT_UNREACHABLE", data: {} });
       const token = await enrolToken(client);
       if (!token) throw Object.assign(new Error("token"), { name: "QsignError", code: "TOKEN_NOT_FOUND", data: {} });
       try {
+        await codes.prove(client, token.id, otp);
         if (pukMode) await client.unblockPin({ tokenID: token.id, puk: pin, newPin });
         else await client.changePin({ tokenID: token.id, pin, newPin });
       } finally {
@@ -479,10 +488,24 @@ export function createEnrolment(ctx) {
         text += ` ${t("enrol.pukNow")}`;
       }
       if (pinChanged) text += ` ${t("enrol.pinAlreadySet")}`;
+      const next = codes.failed(error);
+      if (next) text += ` ${t(next)}`;
       enrolError(text);
-      (pukMode ? $("puk") : oldField).focus();
+      if (!codes.focus("pin", next)) (pukMode ? $("puk") : oldField).focus();
       return true;
     });
+  }
+
+  /** The signer asks for the SMS code (the pin or cert box). */
+  async function sendCode(prefix) {
+    enrolError("");
+    await ctx.guarded($(`${prefix}-send-code`), async () => {
+      const client = await ctx.openAgent();
+      if (!client) throw Object.assign(new Error("agent"), { name: "QsignError", code: "AGENT_UNREACHABLE", data: {} });
+      const token = await enrolToken(client);
+      if (!token) throw Object.assign(new Error("token"), { name: "QsignError", code: "TOKEN_NOT_FOUND", data: {} });
+      await codes.send(prefix, token.id);
+    }, (error) => { enrolError(explain(error)); return true; });
   }
 
   // ---------------------------------------------------------------- the certificate
@@ -526,6 +549,7 @@ export function createEnrolment(ctx) {
     const pinNeeded = run.publicKey === null;
     $("enrol-pin-box").hidden = !pinNeeded;
     $("request-submit").hidden = run.failed !== null;
+    codes.render();
     if (run.phase && run.phase !== "finished") document.body.dataset.enrolPhase = run.phase;
     else delete document.body.dataset.enrolPhase;
     if (run.failed) document.body.dataset.enrolFailed = run.failed;
@@ -563,9 +587,11 @@ export function createEnrolment(ctx) {
       pinField.focus();
       return;
     }
+    if (needsPin && !codes.ready("cert")) return;
     enrolError("");
     let pin = needsPin ? pinField.value : null;
     pinField.value = "";
+    const otp = needsPin ? codes.take("cert") : "";
     run.failed = null;
     $("enrol-retry-actions").hidden = true;
     await ctx.guarded($("request-submit"), async () => {
@@ -577,6 +603,7 @@ export function createEnrolment(ctx) {
         const token = await enrolToken(client);
         if (!token) throw Object.assign(new Error("token"), { name: "QsignError", code: "TOKEN_NOT_FOUND", data: {} });
         let generated;
+        await codes.prove(client, token.id, otp);
         document.body.dataset.enrolCall = "enroll/generate";  // the token is at work
         try {
           generated = await client.enrollGenerate({ tokenID: token.id, pin });
@@ -618,9 +645,11 @@ export function createEnrolment(ctx) {
       }
       renderProgress();
       let text = explainEnrolment(error);
-      if (run.failed === "generate") text += ` ${t("enrol.retryPin")}`;
+      const next = codes.failed(error);
+      if (next) text += ` ${t(next)}`;
+      else if (run.failed === "generate") text += ` ${t("enrol.retryPin")}`;
       enrolError(text);
-      $("enrol-retry").focus();
+      if (!codes.focus("cert", next)) $("enrol-retry").focus();
       return true;
     });
   }
@@ -648,6 +677,8 @@ export function createEnrolment(ctx) {
     $("confirm-no").addEventListener("click", () => confirmIdentity(false, $("confirm-no")));
     $("enrol-auth-data").addEventListener("submit", submitAuthData);
     $("enrol-pin").addEventListener("submit", submitPin);
+    $("pin-send-code").addEventListener("click", () => sendCode("pin"));
+    $("cert-send-code").addEventListener("click", () => sendCode("cert"));
     $("enrol-certificate").addEventListener("submit", authorise);
     $("enrol-retry").addEventListener("click", () => certify());
     if (new URLSearchParams(location.search).get("corrected") === "1") {
