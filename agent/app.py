@@ -110,8 +110,9 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     if metrics is not None:
         signing = MeteredSigning(signing, metrics)
         app[METRICS] = metrics
-    enrolment = EnrolmentService(tokens, journal.db, config.ca_url)
-    second_factor = SecondFactor(core, otp_store, Confirmations(state),
+    confirmations = Confirmations(state)
+    enrolment = EnrolmentService(tokens, journal.db, config.ca_url, confirmations)
+    second_factor = SecondFactor(core, otp_store, confirmations,
                                  SecurityJournal(journal.db))
     app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing,
                      enrolment, second_factor=second_factor)

@@ -9,6 +9,10 @@
 
 Steps 1-3 and 5 run on the token's worker (they block); step 4 is HTTP. A key that
 already has the CA's certificate is not enrolled twice (`needs_certificate`).
+
+Nothing changes on the token before the card has checked the PIN, and a key whose slot
+holds a valid certificate for it is replaced only with the signer's confirmation given
+outside the page (SECURITY #34).
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ import aiohttp
 from asn1crypto import csr as asn1_csr
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import serialization
 
+from agent.confirmations import Confirmations
 from agent.sqlite_db import SqliteDatabase
 from agent.tokens.model import KeyType, SignatureAlgorithm, Token
 from agent.tokens.registry import TokenRegistry
@@ -76,7 +83,8 @@ _CSR_ALGORITHMS = {
 
 
 def key_material(token: Token, key_id: str, key_type: KeyType, pin: str) -> KeyMaterial:
-    """Steps 1-3, in one worker job. The subject in the CSR is a placeholder: the CA
+    """Steps 1-3, in one worker job; the token checks the PIN before it generates, and
+    is locked again after each step. The subject in the CSR is a placeholder: the CA
     takes the person's name from the identity evidence, never from the request."""
     spki = token.generate_key(key_id, key_type, pin=pin)
     attestation = token.attest(key_id)
@@ -132,6 +140,35 @@ def _enrolled(answer: dict[str, Any]) -> Enrolled:
         raise EnrolmentFailed("ca_answer_malformed", "the CA's answer is malformed") from exc
 
 
+def certified_key(token: Token, key_id: str, pin: str) -> cx509.Certificate | None:
+    """The PIN checked by the token first (a wrong one changes nothing, asks nothing);
+    then the certificate in `key_id`'s slot when it is valid now and certifies the slot's
+    key: a key whose loss the signer must agree to. A route that cannot tell the slot's
+    key counts as certified."""
+    token.verify_pin(pin)
+    credential = next((c for c in token.credentials() if c.id == key_id.upper()), None)
+    if credential is None or credential.certificate is None:
+        return None
+    try:
+        certificate = cx509.load_der_x509_certificate(credential.certificate)
+        certified = _spki(certificate.public_key())
+    except ValueError:
+        return None  # unreadable: it certifies nothing
+    now = dt.datetime.now(dt.UTC)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        return None
+    held = token.public_key(key_id)
+    if held is not None and _spki(serialization.load_der_public_key(held)) != certified:
+        return None
+    return certificate
+
+
+def _spki(public: Any) -> bytes:
+    der: bytes = public.public_bytes(serialization.Encoding.DER,
+                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
+
+
 def needs_certificate(token: Token, key_id: str, issuer: bytes) -> bool:
     """True unless the key already holds a certificate from `issuer` (DER CA cert)."""
     credential = next((c for c in token.credentials() if c.id == key_id), None)
@@ -172,11 +209,12 @@ class EnrolmentService:
     before the certificate is written (no second certificate), and a completed one is
     answered again."""
 
-    def __init__(self, registry: TokenRegistry, db: SqliteDatabase, ca_url: str | None
-                 ) -> None:
+    def __init__(self, registry: TokenRegistry, db: SqliteDatabase, ca_url: str | None,
+                 confirmations: Confirmations) -> None:
         self.registry = registry
         self.db = db
         self.ca_url = ca_url
+        self.confirmations = confirmations
         with db.transaction() as cur:
             for statement in _SCHEMA:
                 cur.execute(statement)
@@ -195,15 +233,30 @@ class EnrolmentService:
                                [base64.b64decode(c) for c in json.loads(row[5])])
         return Pending(row[0], row[1], row[2], material, row[6], issued)
 
-    async def generate(self, token_id: str, key_id: str, key_type: KeyType, pin: str
-                       ) -> Pending:
+    async def generate(self, token_id: str, key_id: str, key_type: KeyType, pin: str, *,
+                       origin: str, confirmation: str | None = None) -> Pending:
+        """A key for `key_id`, or the pending enrolment's. The card checks the PIN before
+        anything; replacing a key its valid certificate certifies needs `confirmation`, a
+        code the signer approved outside the page (else ConfirmationRequired)."""
         pending = self._load("token_id = ? AND key_id = ? AND state != 'written'",
                              (token_id, key_id))
         if pending is not None:
+            await self.registry.call(token_id, lambda token: token.verify_pin(pin))
             log.info("enrolment %s resumed: the key in %s/%s is kept", pending.id, token_id,
                      key_id)
             return Pending(pending.id, token_id, key_id, pending.material, pending.state,
                            pending.issued, resumed=True)
+        certificate = await self.registry.call(
+            token_id, lambda token: certified_key(token, key_id, pin))
+        if certificate is not None:
+            self.confirmations.require(
+                origin=origin, action="replace-key", subject=f"{token_id}/{key_id}",
+                description=(f"replace the key in {token_id} slot {key_id}, certified to "
+                             f"{certificate.subject.rfc4514_string()} until "
+                             f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"),
+                presented=confirmation)
+            log.info("enrolment: the certified key in %s/%s is replaced, as confirmed "
+                     "outside the page", token_id, key_id)
         material = await self.registry.call(
             token_id, lambda token: key_material(token, key_id, key_type, pin))
         enrolment_id = secrets.token_urlsafe(16)

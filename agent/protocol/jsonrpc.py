@@ -281,7 +281,8 @@ async def _enroll_generate(call: Call) -> Any:
     try:
         pending = await call.enrolment.generate(p["tokenID"], p.get("keyID", "9C"),
                                                 KeyType(p.get("keyType", "EC_P256")),
-                                                p["PIN"])
+                                                p["PIN"], origin=call.origin,
+                                                confirmation=p.get("confirmation"))
     except EnrolmentFailed as exc:
         raise RpcError(ErrorCode.ENROLMENT_REFUSED, str(exc),
                        data={"reason": exc.code}) from exc
@@ -350,8 +351,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                                   ["tokenID", "PUK", "newPIN"]), _pin_unblock),
     Method("enroll/generate", _object({
         "tokenID": _TOKEN_ID, "keyID": {"enum": ["9A", "9C", "9D", "9E"]},
-        "keyType": {"enum": [k.value for k in KeyType]}, "PIN": _PIN},
-        ["tokenID", "PIN"]), _enroll_generate),
+        "keyType": {"enum": [k.value for k in KeyType]}, "PIN": _PIN,
+        "confirmation": _CONFIRMATION}, ["tokenID", "PIN"]), _enroll_generate),
     Method("enroll/complete", _object({
         "enrolmentID": {"type": "string", "minLength": 8, "maxLength": 64},
         "evidence": {"type": "string", "minLength": 20, "maxLength": 16384,
