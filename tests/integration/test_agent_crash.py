@@ -27,8 +27,10 @@ from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 from tests.support.second_factor import enrol_totp
+from tests.support.waiting import DEADLINE, wait_until
 
 PIN = "482913"  # distinctive, to look for in the logs
+GENERAL_AUTHENTICATE_9C = "87119c"  # INS P1 P2 as the card logs them
 
 
 class AgentProcess:
@@ -49,7 +51,7 @@ class AgentProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "qsign", "agent", "run", "--config", str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DEADLINE
         while b"qsign agent on" not in self.log.read_bytes()[offset:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"agent did not start:\n{self.log.read_text()}")
@@ -73,7 +75,7 @@ async def _session_call(agent: AgentProcess, method: str, params: dict[str, Any]
             headers={"Origin": PORTAL, "Host": f"127.0.0.1:{agent.port}"}) as ws:
         await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
                                       "params": params}))
-        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.receive_str(), 30))
+        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.receive_str(), DEADLINE))
         return reply
 
 
@@ -147,15 +149,21 @@ def test_kill_between_authorisation_and_signature(simulated_card: RunningCard,
 
 
 def test_kill_during_a_signature(simulated_card: RunningCard, tmp_path: Path) -> None:
+    simulated_card.restart_traced()
     agent, credential, totp = _setup(simulated_card, tmp_path)
     try:
+        # Slow APDUs keep the batch going while the test sees it begin.
         simulated_card.control("latency 150")
+        before = len(simulated_card.commands())
 
         async def authorize_and_kill() -> None:
             task = asyncio.create_task(_session_call(agent, "credentials/authorize", {
                 "credentialID": credential, "hashes": _hashes(5, "during"), "PIN": PIN,
                 "OTP": totp.now()}))
-            await asyncio.sleep(1.2)  # VERIFY, GENERAL AUTHENTICATE... mid-batch
+            # Mid-batch: the card has the first hash's GENERAL AUTHENTICATE, four to come.
+            await asyncio.to_thread(
+                wait_until, lambda: GENERAL_AUTHENTICATE_9C in simulated_card.commands()[before:],
+                "the batch's first signature on the card")
             agent.kill()
             try:
                 await task

@@ -8,6 +8,7 @@ theirs. Clients find it through PCSCLITE_CSOCK_NAME.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -172,7 +173,7 @@ class RunningCard:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str] | None = None) -> None:
-        log = (self.state_path.parent / "card-run.log").open("ab")
+        log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "qsign", "-v", "card", "run", "--state", str(self.state_path),
              "--port", str(self.port), "--control", str(self.control_path)],
@@ -188,6 +189,22 @@ class RunningCard:
         from firmware_sim.control import send_command
 
         return send_command(self.control_path, command)
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_path.parent / "card-run.log"
+
+    def restart_traced(self) -> None:
+        """Restart the card with APDU traces (PIN bytes masked) in its log."""
+        self.stop()
+        wait_reader(self.reader, "empty")
+        self.start(env={**os.environ, "QSIGN_LOG_LEVEL": "5"})
+
+    def commands(self) -> list[str]:
+        """INS P1 P2 (hex) of each command APDU a traced card logged, in order. The card
+        logs a command before it answers it, so an answered command is always there."""
+        text = self.log_path.read_text(errors="replace")
+        return [m.group(1)[2:8] for m in re.finditer(r"C-APDU ([0-9a-f]+)", text)]
 
     def remove(self) -> None:
         self.control("remove")
