@@ -8,7 +8,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from agent.app import create_app
 from agent.config import AgentConfig
 from agent.tokens.registry import TokenRegistry
 from tests.support.pcsc import RunningCard
+from tests.support.waiting import DEADLINE, wait_until
 
 PORTAL = "https://portal.example.test"
 
@@ -69,7 +69,7 @@ async def rpc(ws: aiohttp.ClientWebSocketResponse, method: str,
 
 async def _next_reply(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     while True:
-        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.receive_str(), 10))
+        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.receive_str(), DEADLINE))
         if "id" in reply:
             return reply
 
@@ -164,7 +164,7 @@ def test_malformed_messages_get_errors_and_the_connection_survives(tmp_path: Pat
         ]
         for text, code in cases:
             await ws.send_str(text)
-            reply = json.loads(await asyncio.wait_for(ws.receive_str(), 10))
+            reply = json.loads(await asyncio.wait_for(ws.receive_str(), DEADLINE))
             assert reply["error"]["code"] == code, (text[:40], reply)
             assert "Traceback" not in json.dumps(reply)
         await ws.send_bytes(b"\x00\x01")
@@ -172,7 +172,7 @@ def test_malformed_messages_get_errors_and_the_connection_survives(tmp_path: Pat
         assert (await rpc(ws, "info"))["result"]["name"] == "qsign agent"
         # A frame over the cap closes this socket (1009) and nothing else.
         await ws.send_str(" " * 10_000)
-        closing = await asyncio.wait_for(ws.receive(), 10)
+        closing = await asyncio.wait_for(ws.receive(), DEADLINE)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         fresh = await agent.connect()
         assert (await rpc(fresh, "info"))["result"]["name"] == "qsign agent"
@@ -243,10 +243,10 @@ def test_tokens_and_events_from_the_simulated_card(simulated_card: RunningCard,
             "credentialIDs": [], "credentials": []}
         assert (await rpc(ws, "tokens/subscribe", request_id=3))["result"]["subscribed"]
         await asyncio.to_thread(simulated_card.remove)
-        event = json.loads(await asyncio.wait_for(ws.receive_str(), 10))
+        event = json.loads(await asyncio.wait_for(ws.receive_str(), DEADLINE))
         assert event["method"] == "tokens/event" and event["params"]["kind"] == "removed"
         await asyncio.to_thread(simulated_card.insert)
-        event = json.loads(await asyncio.wait_for(ws.receive_str(), 10))
+        event = json.loads(await asyncio.wait_for(ws.receive_str(), DEADLINE))
         assert event["params"]["kind"] == "inserted"
         assert event["params"]["tokenID"] == token_id
         await ws.close()
@@ -271,14 +271,9 @@ def test_agent_listens_on_loopback_only(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        leftover = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
-                                  text=True).stdout
-        if not leftover.strip():
-            break
-        time.sleep(0.1)
-    assert not leftover.strip(), "still listening after the agent stopped"
+    wait_until(lambda: not subprocess.run(["ss", "-Hltn", f"sport = :{port}"],
+                                          capture_output=True, text=True).stdout.strip(),
+               "no listener left after the agent stopped")
 
 
 def test_unknown_config_keys_are_named(tmp_path: Path) -> None:

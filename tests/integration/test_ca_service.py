@@ -29,6 +29,7 @@ from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
 from firmware_sim.card import InProcessConnection
 from tests.support.ca_fixtures import IdentityService, b64, card_csr
+from tests.support.waiting import DEADLINE
 
 
 def _free_port() -> int:
@@ -91,7 +92,7 @@ def running_ca(tmp_path: Path, manufacturer: Manufacturer, database_url: str
     process = subprocess.Popen([sys.executable, "-m", "qsign", "ca", "serve", "--dir",
                                 str(directory), "--port", str(port), "--db", database_url],
                                stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + DEADLINE
     while True:
         try:
             with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310

@@ -4,7 +4,6 @@ card behind pcscd."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import re
@@ -18,6 +17,7 @@ from qsign import __version__
 from tests.integration.test_agent_signing import PIN, _credential, _enrol_totp, _provisioned
 from tests.integration.test_agent_ws import Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard
+from tests.support.waiting import wait_until_async
 
 _SAMPLE = re.compile(
     r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'
@@ -124,11 +124,12 @@ def test_metrics_count_real_signatures_failures_and_token_events(
         assert (await _get(agent, "/v1/health", host="evil.example"))[0] == 421
 
         simulated_card.remove()
-        for _ in range(200):
-            samples = parse_exposition((await _get(agent, "/metrics"))[2])
-            if samples.get('qsign_agent_token_events_total{event="removed"}'):
-                break
-            await asyncio.sleep(0.05)
+
+        async def removal_counted() -> dict[str, float]:
+            found = parse_exposition((await _get(agent, "/metrics"))[2])
+            return found if found.get('qsign_agent_token_events_total{event="removed"}') else {}
+
+        samples = await wait_until_async(removal_counted, "the removal in /metrics")
         assert samples['qsign_agent_token_events_total{event="removed"}'] == 1
         assert samples["qsign_agent_tokens"] == 0
         op = 'operation="credentials/authorize"'

@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +31,7 @@ from tests.support.agent_daemon import (
     write_toml,
 )
 from tests.support.pcsc import RunningCard
+from tests.support.waiting import wait_until
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 SYSTEM_UNITS = ("qsign-agent.service", "qsign-agent.socket")
@@ -193,10 +193,7 @@ def test_socket_activation_refuses_a_non_loopback_socket(tmp_path: Path) -> None
     # An all-interfaces socket passed in must be refused (SECURITY #5).
     process = _activate(port, ["0.0.0.0"], config, isolated_env(tmp_path))  # noqa: S104
     try:
-        for _ in range(300):  # until systemd-socket-activate listens
-            if listening(port):
-                break
-            time.sleep(0.1)
+        wait_until(lambda: listening(port), "systemd-socket-activate listening")
         with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
             client.settimeout(60)
             try:
