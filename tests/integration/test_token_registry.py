@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,14 +24,16 @@ from agent.tokens.pkcs11 import Pkcs11Module
 from agent.tokens.registry import AtrProfile, AtrProfiles, TokenRegistry
 from firmware_sim.card import manufacture
 from tests.support import piv_apdus as piv
-from tests.support.pcsc import PrivatePcscd, RunningCard, connect, wait_reader
+from tests.support.pcsc import PrivatePcscd, RunningCard, connect
 from tests.support.provision import PyscardConnection
+from tests.support.waiting import DEADLINE, StateNotReached, wait_until, wait_until_async
 
 T = TypeVar("T")
 OPENSC = "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so"
 ECDSA_SHA256 = SignatureAlgorithm.parse("ECDSA_SHA256")
 DIGEST = hashlib.sha256(b"qsign registry test").digest()
 PIN = "123456"
+VERIFY_PIN = "200080"  # INS P1 P2 as the card logs them
 
 
 def run(coro_fn: Callable[[TokenRegistry], object], **kwargs: object) -> object:
@@ -44,7 +44,7 @@ def run(coro_fn: Callable[[TokenRegistry], object], **kwargs: object) -> object:
     return asyncio.run(main())
 
 
-async def _next(events: asyncio.Queue[TokenEvent], timeout: float = 10) -> TokenEvent:
+async def _next(events: asyncio.Queue[TokenEvent], timeout: float = DEADLINE) -> TokenEvent:
     return await asyncio.wait_for(events.get(), timeout)
 
 
@@ -134,7 +134,7 @@ def test_registry_recovers_after_pcscd_restart(pcscd: PrivatePcscd,
         events = registry.subscribe()
         token_id = _only_token(registry)
         await asyncio.to_thread(pcscd.restart)
-        kinds = [(await _next(events, 30)).kind for _ in range(2)]
+        kinds = [(await _next(events)).kind for _ in range(2)]
         assert kinds == [EventKind.REMOVED, EventKind.INSERTED]
         status = await registry.call(token_id, lambda t: t.pin_status())
         assert status.retries_left == 3
@@ -159,12 +159,12 @@ def test_both_routes_come_back_after_pcscd_restart(
                             tmp_path / "other.sock")
         await asyncio.to_thread(other.start)
         try:
-            for _ in range(150):
-                await asyncio.sleep(0.1)
+            async def swapped() -> bool:
                 await registry.settle()
                 tokens = registry.tokens()
-                if len(tokens) == 1 and tokens[0].id != old_id and len(tokens[0].routes) == 2:
-                    break
+                return len(tokens) == 1 and tokens[0].id != old_id and len(tokens[0].routes) == 2
+
+            await wait_until_async(swapped, "the other card on both routes", interval=0.1)
             (token,) = registry.tokens()
             assert token.id != old_id
             assert sorted(r.kind for r in token.routes) == [Route.PIV_PCSC, Route.PKCS11]
@@ -180,19 +180,16 @@ def test_both_routes_come_back_after_pcscd_restart(
     run(scenario, pkcs11_modules=[opensc], pkcs11_poll_interval=5.0)
 
 
-def _card_apdus(card: RunningCard) -> list[str]:
-    """Command APDU headers (INS P1 P2 as hex) the card logged, in order."""
-    log = (card.state_path.parent / "card-run.log").read_text()
-    return [m.group(1)[2:8] for m in re.finditer(r"C-APDU ([0-9a-f]+)", log)]
-
-
 @pytest.fixture
 def traced_card(simulated_card: RunningCard) -> RunningCard:
     """The card restarted with APDU traces (PIN bytes masked) in its log."""
-    simulated_card.stop()
-    wait_reader(simulated_card.reader, "empty")
-    simulated_card.start(env={**os.environ, "QSIGN_LOG_LEVEL": "5"})
+    simulated_card.restart_traced()
     return simulated_card
+
+
+def _wait_for_command(card: RunningCard, before: int, header: str, what: str) -> None:
+    """Until the card has taken the command `header` (INS P1 P2) after its `before` first."""
+    wait_until(lambda: header in card.commands()[before:], what)
 
 
 def test_fifty_concurrent_signatures_never_interleave(traced_card: RunningCard) -> None:
@@ -200,8 +197,8 @@ def test_fifty_concurrent_signatures_never_interleave(traced_card: RunningCard) 
         token_id = _only_token(registry)
         spki = await registry.call(token_id, lambda t: t.generate_key("9C", KeyType.EC_P256))
         await registry.call(token_id, lambda t: t.credentials())  # read once, then cached
-        await asyncio.sleep(0.2)
-        before = len(_card_apdus(traced_card))
+        # The card logs each command before answering it: the trace is complete here.
+        before = len(traced_card.commands())
 
         def sign(token: Token) -> bytes:
             return token.sign_digest("9C", DIGEST, ECDSA_SHA256, pin=PIN)
@@ -209,8 +206,7 @@ def test_fifty_concurrent_signatures_never_interleave(traced_card: RunningCard) 
         signatures = await asyncio.gather(*(registry.call(token_id, sign) for _ in range(50)))
         for signature in signatures:
             _verify(spki, signature)
-        await asyncio.sleep(0.2)  # let the card process flush its log
-        trace = _card_apdus(traced_card)[before:]
+        trace = traced_card.commands()[before:]
         # Each signature is VERIFY, GENERAL AUTHENTICATE 9C, VERIFY P1=FF; nothing between.
         assert trace == ["200080", "87119c", "20ff80"] * 50
 
@@ -222,15 +218,17 @@ def test_removal_during_a_signature_gives_token_removed(traced_card: RunningCard
         token_id = _only_token(registry)
         await registry.call(token_id, lambda t: t.generate_key("9C", KeyType.EC_P256))
         await registry.call(token_id, lambda t: t.credentials())
-        traced_card.control("latency 400")
-        before = len(_card_apdus(traced_card))
+        traced_card.control("latency 1000")  # the signature's command stays in flight
+        before = len(traced_card.commands())
         signing = asyncio.create_task(registry.call(
             token_id, lambda t: t.sign_digest("9C", DIGEST, ECDSA_SHA256, pin=PIN)))
-        await asyncio.sleep(0.6)  # inside the VERIFY or the signature
+        # Pulled once the PIN is on the card, before the signature is answered.
+        await asyncio.to_thread(_wait_for_command, traced_card, before, VERIFY_PIN,
+                                "the signature's VERIFY on the card")
         traced_card.control("remove")
         with pytest.raises(TokenRemoved):
             await signing
-        trace = _card_apdus(traced_card)[before:]
+        trace = traced_card.commands()[before:]
         assert trace.count("200080") == 1, "the PIN was sent again"
 
     run(scenario)
@@ -242,19 +240,19 @@ def test_removal_during_key_generation_gives_token_removed(traced_card: RunningC
     (not a communication error), and a retry after re-insertion makes the key."""
     async def scenario(registry: TokenRegistry) -> None:
         token_id = _only_token(registry)
-        traced_card.control("latency 400")
+        traced_card.control("latency 1000")  # the key's next command stays in flight
+        before = len(traced_card.commands())
         making = asyncio.create_task(registry.call(
             token_id, lambda t: key_material(t, "9C", KeyType.EC_P256, PIN)))
-        await asyncio.sleep(0.7)  # inside the VERIFY, GENERATE or attestation
+        # Pulled once the PIN is on the card, before the key generation is answered.
+        await asyncio.to_thread(_wait_for_command, traced_card, before, VERIFY_PIN,
+                                "the key generation's VERIFY on the card")
         traced_card.control("remove")
         with pytest.raises(TokenRemoved):
             await making
         traced_card.control("latency 0")
         traced_card.control("insert")
-        for _ in range(100):
-            if registry.tokens():
-                break
-            await asyncio.sleep(0.1)
+        await wait_until_async(registry.tokens, "the card back in the registry")
         material = await registry.call(_only_token(registry), lambda t: key_material(
             t, "9C", KeyType.EC_P256, PIN))
         assert material.csr and material.attestation
@@ -321,14 +319,12 @@ def test_tokens_watch_prints_events(simulated_card: RunningCard, tmp_path: Path)
     assert events == ["present", "removed", "inserted"]
 
 
-def _wait_for_lines(path: Path, n: int, timeout: float = 20) -> list[str]:
-    import time
+def _wait_for_lines(path: Path, n: int) -> list[str]:
+    def lines() -> list[str]:
+        found = [ln for ln in path.read_text().splitlines() if ln.startswith("{")]
+        return found if len(found) >= n else []
 
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = [ln for ln in path.read_text().splitlines() if ln.startswith("{")]
-        if len(lines) >= n:
-            return lines
-        if time.monotonic() > deadline:
-            raise AssertionError(f"only {lines} after {timeout} s:\n{path.read_text()}")
-        time.sleep(0.1)
+    try:
+        return wait_until(lines, f"{n} events printed by qsign tokens watch")
+    except StateNotReached as exc:
+        raise AssertionError(f"{exc}\n{path.read_text()}") from exc
