@@ -13,6 +13,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.waiting import wait_until_async
 
 
 class _Collect:
@@ -31,14 +32,6 @@ def _free_port() -> int:
         return port
 
 
-async def _until(predicate: Any, what: str, seconds: float = 20) -> None:
-    for _ in range(int(seconds * 10)):
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_invitations_go_out_over_smtp_and_wait_while_it_is_down(tmp_path: Path) -> None:
     port = _free_port()
     sink = _Collect()
@@ -51,14 +44,14 @@ def test_invitations_go_out_over_smtp_and_wait_while_it_is_down(tmp_path: Path) 
     async def _down_then_up(portal: RunningPortal) -> None:
         tx = await portal.create(signers=1, documents=1)
         # Nothing listens yet: the mail stays pending with the error recorded.
-        await _until(lambda: portal.store.mails()[0].attempts >= 1, "a first attempt")
+        await wait_until_async(lambda: portal.store.mails()[0].attempts >= 1, "a first attempt")
         [pending] = portal.store.mails(pending=True)
         assert pending.last_error and "Connection refused" in pending.last_error
         controller = Controller(sink, hostname="127.0.0.1", port=port)
         controller.start()
         try:
             portal.state.mailer.wake()
-            await _until(lambda: not portal.store.mails(pending=True), "delivery", 60)
+            await wait_until_async(lambda: not portal.store.mails(pending=True), "delivery")
         finally:
             controller.stop()
         [message] = sink.messages
