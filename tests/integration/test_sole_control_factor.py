@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from agent.audit import SecurityJournal
 from agent.journal import SignatureJournal
-from tests.integration.test_agent_crash import PIN, PORTAL, AgentProcess
+from tests.integration.test_agent_crash import PIN, AgentProcess
+from tests.integration.test_agent_ws import PORTAL
 from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
