@@ -71,15 +71,15 @@ def test_pairing_approved_in_the_agents_own_page(tmp_path: Path) -> None:
         assert await _in_page(page, agent, connect) == "connected"
 
         # Framing the page is refused (clickjacking): Chromium shows its error page in
-        # the frame instead of the approval page.
-        await page.evaluate("""(url) => {
+        # the frame instead of the approval page. The frame's load event says it is done.
+        await page.evaluate("""(url) => new Promise((resolve) => {
             const frame = document.createElement("iframe");
+            frame.addEventListener("load", () => resolve(null), {once: true});
             frame.src = url;
             document.body.append(frame);
-        }""", approval_url(agent.config.port, secret))
-        await page.wait_for_timeout(1500)
+        })""", approval_url(agent.config.port, secret))
         frames = [f.url for f in page.frames if f is not page.main_frame]
-        assert frames and not any("/v1/approve" in u for u in frames), frames
+        assert frames == ["chrome-error://chromewebdata/"], frames
 
 
 def test_a_confirmation_is_given_in_the_agents_own_page(tmp_path: Path) -> None:
