@@ -102,7 +102,8 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     journal = SignatureJournal(config.state_dir)
     otp_store = OtpStore(journal.db, legacy=config.state_dir / "otp.sqlite")
     sads = SadIssuer(journal.db)
-    sms = HttpSmsOtpProvider(config.portal_url) if config.portal_url else None
+    sms = HttpSmsOtpProvider(config.portal_url, token_file=config.portal_token_file) \
+        if config.portal_url else None
     core = SigningService(tokens, TotpVerifier(otp_store), sads, journal,
                           config.timestamp_url, sms=sms, otp_mode=config.otp_mode)
     signing: SigningService | MeteredSigning = core

@@ -74,6 +74,8 @@ class AgentConfig:
     # The signature service whose /api/v1/sms-otp/{send,verify} the SMS OTP provider calls
     # (portal/API.md). From the config only: a page must not choose who checks its OTP.
     portal_url: str | None = None
+    # The agent's credential at that service (a 0600 file holding one bearer token).
+    portal_token_file: Path | None = None
     # Which second factors authorise a signature: "totp", "sms" (needs portal_url), "any".
     otp_mode: str = "any"
     # The certification authority (enrolment, OCSP, CRL): ca/ service base URL.
@@ -279,7 +281,7 @@ def _convert(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise ConfigError(f"{where}: an http(s) URL")
         return value
-    if key == "state_dir":
+    if key in ("state_dir", "portal_token_file"):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where}: a path")
         return Path(value).expanduser()

@@ -4,6 +4,7 @@ is an error naming its path (the agent's and pyHanko's habit)."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 from portal.identity.service import IdentityPolicy
 
 DEFAULT_PORT = 8780
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class ConfigError(ValueError):
@@ -41,6 +43,9 @@ class PortalConfig:
     # still incomplete; empty: never (the page supplies certificates: no blind requests
     # to addresses it chose).
     ca_issuers_prefixes: tuple[str, ...] = ()
+    # The agents allowed at /api/v1/sms-otp/{send,verify}: the SHA-256 (hex) of each
+    # bearer token they present (portal/agent_auth.py); empty: those routes refuse all.
+    agent_token_sha256: tuple[str, ...] = ()
     timestamp_url: str | None = None  # RFC 3161 (the CA's /tsa): needed for B-T and B-LT
     check_revocation: bool = True  # OCSP from the certificate's AIA before signing
     smtp_host: str | None = None  # None: e-mails stay in the outbox only
@@ -125,6 +130,11 @@ def _convert(kind: str, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: true or false")
         return value
+    if where.endswith(".agent_token_sha256"):
+        if not isinstance(value, list) or not all(
+                isinstance(v, str) and _SHA256_HEX.fullmatch(v) for v in value):
+            raise ConfigError(f"{where}: a list of SHA-256 digests (64 hex digits)")
+        return tuple(v.lower() for v in value)
     if kind == "tuple[str, ...]":
         if not isinstance(value, list) or not all(
                 isinstance(v, str) and v.startswith(("http://", "https://")) for v in value):

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from portal import legal, render
+from portal.agent_auth import require_agent
 from portal.blobs import BlobCorrupt, BlobMissing, BlobStore
 from portal.config import PortalConfig
 from portal.enrolment import EnrolmentDesk, b64_spki, enrolment_view
@@ -643,6 +644,7 @@ def _hash_strings(body: dict[str, Any]) -> list[str]:
 
 async def sms_otp_send(request: web.Request) -> web.Response:
     portal = request.app[PORTAL]
+    require_agent(request.headers, portal.config.agent_token_sha256)
     body = await _body(request)
     otp_id = _str(body, "session", max_len=64)
     hashes = _hash_strings(body)
@@ -652,6 +654,7 @@ async def sms_otp_send(request: web.Request) -> web.Response:
 
 async def sms_otp_verify(request: web.Request) -> web.Response:
     portal = request.app[PORTAL]
+    require_agent(request.headers, portal.config.agent_token_sha256)
     body = await _body(request)
     otp_id = _str(body, "session", max_len=64)
     code = _str(body, "code", max_len=12)

@@ -251,9 +251,23 @@ def _smtp_sink(directory: Path, port: int) -> _MaildirSink:
     return _MaildirSink(directory, port)
 
 
+def _agent_credential(root: Path) -> tuple[Path, str]:
+    """The agent's credential at the portal's SMS OTP routes: its file (kept across
+    runs) and the digest the portal lists."""
+    from portal.agent_auth import new_agent_token, token_digest
+    from qsign.files import write_atomically
+
+    path = root / "agent-portal.token"
+    if not path.exists():
+        token, _ = new_agent_token()
+        write_atomically(path, token.encode() + b"\n")
+    return path, token_digest(path.read_text())
+
+
 def _portal_config(root: Path, ports: Ports) -> Path:
     path = root / "portal.toml"
     roots = root / "ca" / "certs" / "root.pem"
+    _, digest = _agent_credential(root)
     path.write_text(
         "[portal]\n"
         f"state_dir = {json.dumps(str(root / 'portal'))}\n"
@@ -263,12 +277,14 @@ def _portal_config(root: Path, ports: Ports) -> Path:
         f"intermediates = [{json.dumps(str(root / 'ca' / 'certs' / 'issuing.pem'))}]\n"
         f'timestamp_url = "http://127.0.0.1:{ports.ca}/tsa"\n'
         f'smtp_host = "127.0.0.1"\nsmtp_port = {ports.smtp}\n'
-        "identity_accept_specimens = true\n")
+        "identity_accept_specimens = true\n"
+        f'agent_token_sha256 = ["{digest}"]\n')
     return path
 
 
 def _agent_config(root: Path, ports: Ports) -> Path:
     path = root / "agent.toml"
+    token_file, _ = _agent_credential(root)
     path.write_text(
         "[agent]\n"
         f"state_dir = {json.dumps(str(root / 'agent-state'))}\n"
@@ -277,6 +293,7 @@ def _agent_config(root: Path, ports: Ports) -> Path:
         f'"http://localhost:{ports.portal}"]\n'
         f'timestamp_url = "http://127.0.0.1:{ports.ca}/tsa"\n'
         f'portal_url = "http://127.0.0.1:{ports.portal}"\n'
+        f"portal_token_file = {json.dumps(str(token_file))}\n"
         f'ca_url = "http://127.0.0.1:{ports.ca}"\n')
     return path
 

@@ -13,7 +13,9 @@ SESSION_UNKNOWN, each mapped here, once, to the agent's OtpError classes. Anythi
 `OtpServiceUnavailable`: nothing was verified, and the caller never goes on to the PIN.
 
 The URL comes from the agent's configuration only (a page must not choose who checks
-its OTP); redirects are not followed and TLS is verified (SECURITY #32).
+its OTP); redirects are not followed and TLS is verified (SECURITY #32). Every request
+carries the agent's credential, `Authorization: Bearer <token>` (RFC 6750 §2.1) read from
+`portal_token_file`: the portal answers these routes to its agents only (SECURITY #43).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import base64
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -78,11 +81,12 @@ def error_from_answer(body: dict[str, Any]) -> OtpError:
 class HttpSmsOtpProvider:
     """`SmsOtpProvider` for the portal at `portal_url` (e.g. https://sign.example.org)."""
 
-    def __init__(self, portal_url: str, *,
+    def __init__(self, portal_url: str, *, token_file: Path | None = None,
                  timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         if not portal_url.startswith(("http://", "https://")):
             raise ValueError("portal_url: an http(s) URL")
         self.portal_url = portal_url.rstrip("/")
+        self.token_file = token_file
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
 
@@ -114,8 +118,10 @@ class HttpSmsOtpProvider:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         url = self.portal_url + path
+        headers = self._credential()
         try:
-            async with self._session.post(url, json=payload, allow_redirects=False) as answer:
+            async with self._session.post(url, json=payload, headers=headers,
+                                          allow_redirects=False) as answer:
                 raw = await answer.content.read(MAX_ANSWER_BYTES + 1)
                 status = answer.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -132,11 +138,29 @@ class HttpSmsOtpProvider:
             raise OtpServiceUnavailable(f"{path}: HTTP {status}, not JSON")
         if status == 200:
             return body
+        if status == 401 and body.get("error") == "UNAUTHORIZED":
+            log.error("SMS OTP service %s refused the agent's credential "
+                      "(agent.portal_token_file)", url)
+            raise OtpServiceUnavailable(f"{path}: the agent's credential was refused")
         error = error_from_answer(body) if 400 <= status < 500 else \
             OtpServiceUnavailable(f"{path}: HTTP {status}")
         if isinstance(error, OtpServiceUnavailable):
             log.warning("SMS OTP service %s: HTTP %d %s", url, status, body.get("error"))
         raise error
+
+    def _credential(self) -> dict[str, str]:
+        """The bearer header; read at each call, so a replaced file takes effect."""
+        if self.token_file is None:
+            return {}
+        try:
+            token = self.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            log.error("agent.portal_token_file %s: %s", self.token_file, type(exc).__name__)
+            raise OtpServiceUnavailable("the agent's credential cannot be read") from exc
+        if not token or not token.isascii() or not token.isprintable() or " " in token:
+            log.error("agent.portal_token_file %s holds no token", self.token_file)
+            raise OtpServiceUnavailable("the agent's credential cannot be read")
+        return {"Authorization": f"Bearer {token}"}
 
 
 def _session(session: str) -> str:

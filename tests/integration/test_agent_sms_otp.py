@@ -53,8 +53,10 @@ def with_sms_portal(tmp_path: Path, portal: FakePortal,
         finally:
             await portal.stop()
 
+    token_file = tmp_path / "agent-portal.token"  # the agent reads it at each request
+    token_file.write_text(portal.agent_token)
     with_agent(tmp_path, registry=TokenRegistry(), portal_url=portal.url,
-               **settings)(run)
+               portal_token_file=token_file, **settings)(run)
 
 
 def _error(reply: dict[str, Any]) -> dict[str, Any]:

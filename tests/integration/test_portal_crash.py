@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from portal.agent_auth import new_agent_token
 from portal.blobs import BlobStore
 from portal.store import Store
 from tests.support.pdfs import blank_pdf
@@ -41,10 +42,12 @@ class Portal:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         (directory / "root.der").write_bytes(pki.root)
+        self.agent_token, digest = new_agent_token()  # the SMS OTP routes' caller
         self.config = directory / "portal.toml"
         self.config.write_text(
             f'[portal]\nstate_dir = "{directory / "state"}"\nport = {self.port}\n'
-            f'trust_roots = ["{directory / "root.der"}"]\ncheck_revocation = false\n')
+            f'trust_roots = ["{directory / "root.der"}"]\ncheck_revocation = false\n'
+            f'agent_token_sha256 = ["{digest}"]\n')
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, tear: str | None = None) -> None:
@@ -73,6 +76,8 @@ class Portal:
         if token:
             key = (self.directory / "state" / "requester.token").read_text().strip()
             headers["Authorization"] = f"Bearer {key}"
+        elif path.startswith("/api/v1/sms-otp/"):
+            headers["Authorization"] = f"Bearer {self.agent_token}"
         request = urllib.request.Request(  # noqa: S310
             self.base + path, method=method, headers=headers,
             data=None if body is None else json.dumps(body).encode())

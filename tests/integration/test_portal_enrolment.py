@@ -197,6 +197,7 @@ def test_first_time_signer_enrols_then_signs(simulated_card: RunningCard,
                 config = AgentConfig(port=_free_port(), state_dir=tmp_path / "agent",
                                      allowed_origins=(ORIGIN,), pkcs11_modules=(),
                                      portal_url=portal.url, otp_mode="sms",
+                                     portal_token_file=portal.agent_token_file,
                                      ca_url=pki.base)
                 server = TestServer(create_agent(config, TokenRegistry()),
                                     host="127.0.0.1", port=config.port)

@@ -206,7 +206,7 @@ async def test_sms_otp_endpoints_bind_codes_to_hashes(portal: RunningPortal) -> 
                                    phone="+33612345670", hashes=hashes)
     # A session that names no signing session is refused (nothing is texted).
     err = await portal.call("POST", "/api/v1/sms-otp/send",
-                            {"session": otp_id, "hashes": hashes}, expect=404)
+                            {"session": otp_id, "hashes": hashes}, agent=True, expect=404)
     assert err["error"] == "SESSION_UNKNOWN"
     # Directly on the OTP engine (the signing-session binding is tested with signing).
     otp = portal.state.otp

@@ -116,7 +116,8 @@ def with_stack(tmp_path: Path, card: RunningCard
                                           ) as portal:
                     config = AgentConfig(port=_free_port(), state_dir=tmp_path / "agent",
                                          allowed_origins=(ORIGIN,), pkcs11_modules=(),
-                                         portal_url=portal.url, otp_mode="sms")
+                                         portal_url=portal.url, otp_mode="sms",
+                                         portal_token_file=portal.agent_token_file)
                     server = TestServer(create_agent(config, TokenRegistry()),
                                         host="127.0.0.1", port=config.port)
                     await server.start_server()

@@ -46,6 +46,7 @@ from agent.tokens.model import KeyType
 from agent.tokens.piv import PivToken
 from agent.tokens.registry import TokenRegistry
 from firmware_sim.attestation import Manufacturer
+from portal.agent_auth import new_agent_token
 from portal.config import PortalConfig
 from portal.identity.evidence import EvidenceSigner
 from portal.service import create_app as create_portal
@@ -328,13 +329,16 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
     portal_port, agent_port = free_port(), free_port()
     origin = f"http://portal.example.test:{portal_port}"
     state = tmp_path / "portal"
+    agent_token, digest = new_agent_token()  # the agent's credential at the SMS OTP routes
+    agent_token_file = tmp_path / "agent-portal.token"
+    agent_token_file.write_text(agent_token + "\n")
     config = PortalConfig(
         host="127.0.0.1", port=portal_port, public_url=origin, state_dir=state,
         agent_port=agent_port, trust_roots=(ca.directory / "certs" / "root.pem",),
         intermediates=(ca.directory / "certs" / "issuing.pem",),
         ca_issuers_prefixes=(ca.base + "/",),
         timestamp_url=ca.base + "/tsa", smtp_host="127.0.0.1", smtp_port=smtp_port,
-        identity_accept_specimens=True)
+        identity_accept_specimens=True, agent_token_sha256=(digest,))
     clock = ShiftedClock()
     store = Store.open(None, state, clock=clock)
     portal = TestServer(create_portal(config, store=store), host="127.0.0.1",
@@ -343,7 +347,7 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
     agent_config = AgentConfig(port=agent_port, state_dir=tmp_path / "agent", pcsc=False,
                                pkcs11_modules=(), allowed_origins=(origin,),
                                portal_url=f"http://127.0.0.1:{portal_port}", otp_mode="sms",
-                               ca_url=ca.base)
+                               portal_token_file=agent_token_file, ca_url=ca.base)
     agent = TestServer(create_agent(agent_config, TokenRegistry()), host="127.0.0.1",
                        port=agent_port)
     await agent.start_server()

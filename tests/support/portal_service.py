@@ -1,5 +1,7 @@
 """A portal service on loopback for tests: a real aiohttp server with its own state
-directory, a settable clock, and helpers to create transactions and read the outbox."""
+directory, a settable clock, and helpers to create transactions and read the outbox.
+It accepts one agent credential (`agent_token`, also in `agent_token_file` for an
+agent's `portal_token_file`) at its SMS OTP routes."""
 
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from portal.agent_auth import new_agent_token
 from portal.config import PortalConfig
 from portal.service import PORTAL, Portal, create_app
 from portal.store import Store
 from tests.support.pdfs import blank_pdf
+
+SIGNER_NAMES = ("Alice Martin", "Bob Durand", "Chloé Petit")
 
 
 class Clock:
@@ -40,6 +45,8 @@ class RunningPortal:
     config: PortalConfig
     clock: Clock
     token: str
+    agent_token: str
+    agent_token_file: Path
 
     @property
     def url(self) -> str:
@@ -57,9 +64,12 @@ class RunningPortal:
         return {"Authorization": f"Bearer {self.token}"}
 
     async def call(self, method: str, path: str, body: Any = None, *,
-                   auth: bool = False, expect: int | None = 200) -> Any:
+                   auth: bool = False, agent: bool = False, expect: int | None = 200) -> Any:
+        """`auth`: as the requester; `agent`: as an agent (the SMS OTP routes)."""
+        headers = self.auth() if auth else \
+            {"Authorization": f"Bearer {self.agent_token}"} if agent else None
         async with self.session.request(method, self.url + path, json=body,
-                                        headers=self.auth() if auth else None) as response:
+                                        headers=headers) as response:
             data = await (response.json() if response.content_type == "application/json"
                           else response.read())
             if expect is not None:
@@ -68,9 +78,12 @@ class RunningPortal:
 
     async def create(self, *, signers: int | list[dict[str, Any]] = 2, documents: int = 2,
                      **extra: Any) -> Any:
-        """A transaction of blank PDFs; `signers`: how many made-up ones, or the list."""
+        """A transaction of blank PDFs; `signers`: how many made-up ones, or the list.
+        The first made-up signer is Alice Martin, as tests/support/portal_card.py's
+        certificate names her (a signer signs only with their own certificate)."""
         people = signers if isinstance(signers, list) else [
-            {"name": f"Signer {i + 1}", "email": f"s{i + 1}@example.test",
+            {"name": SIGNER_NAMES[i] if i < len(SIGNER_NAMES) else f"Signer {i + 1}",
+             "email": f"s{i + 1}@example.test",
              "phone": f"+3361234567{i}", "lang": "en" if i == 0 else "fr"}
             for i in range(signers)]
         body = {
@@ -103,7 +116,13 @@ class RunningPortal:
 async def running_portal(tmp_path: Path, **settings: Any) -> AsyncIterator[RunningPortal]:
     clock = Clock()
     state = tmp_path / "portal"
-    config = PortalConfig.from_mapping({"portal": {"state_dir": str(state), **settings}})
+    agent_token, digest = new_agent_token()
+    agent_token_file = tmp_path / "agent-portal.token"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    agent_token_file.write_text(agent_token + "\n")
+    agent_token_file.chmod(0o600)
+    config = PortalConfig.from_mapping({"portal": {
+        "state_dir": str(state), "agent_token_sha256": [digest], **settings}})
     store = Store.open(config.database_url, config.state_dir, clock)
     app = create_app(config, store=store)
     server = TestServer(app, host="127.0.0.1")
@@ -111,7 +130,8 @@ async def running_portal(tmp_path: Path, **settings: Any) -> AsyncIterator[Runni
     try:
         async with aiohttp.ClientSession() as session:
             token = (state / "requester.token").read_text().strip()
-            yield RunningPortal(server, session, config, clock, token)
+            yield RunningPortal(server, session, config, clock, token, agent_token,
+                                agent_token_file)
     finally:
         await server.close()
 

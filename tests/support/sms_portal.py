@@ -2,6 +2,8 @@
 (portal/API.md "SMS OTP"), for the agent's tests: sessions bound to hashes, 6-digit
 codes valid 5 minutes, single use, attempts counted then locked, sends throttled. Codes
 go to an outbox instead of a phone. `now` is settable, so expiry needs no sleeping.
+Like the portal, it answers only the agent that presents its credential
+(`Authorization: Bearer`, the token in `token_file` once started).
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import base64
 import hmac
 import json
 import secrets
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +46,8 @@ class FakePortal:
     calls: list[str] = field(default_factory=list)
     port: int | None = None  # None: any free port
     server: TestServer | None = None
+    agent_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    token_file: Path | None = None  # the agent's portal_token_file, written by start()
 
     def now(self) -> float:
         return time.time() + self.offset
@@ -62,6 +69,9 @@ class FakePortal:
         return f"http://127.0.0.1:{port}"
 
     async def start(self) -> None:
+        directory = Path(tempfile.mkdtemp(prefix="sms-portal-"))
+        self.token_file = directory / "agent-portal.token"
+        self.token_file.write_text(self.agent_token + "\n")
         app = web.Application()
         app.router.add_post("/api/v1/sms-otp/send", self._send)
         app.router.add_post("/api/v1/sms-otp/verify", self._verify)
@@ -71,10 +81,16 @@ class FakePortal:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.close()
+        if self.token_file is not None:
+            shutil.rmtree(self.token_file.parent, ignore_errors=True)
 
     # The contract ---------------------------------------------------------------------
 
     async def _session(self, request: web.Request) -> tuple[dict[str, Any], OtpSession]:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), self.agent_token.encode()):
+            raise _error(401, "UNAUTHORIZED")
         body = await request.json()
         if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
             raise _error(400, "BAD_REQUEST")

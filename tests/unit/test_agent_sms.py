@@ -33,7 +33,8 @@ def run(scenario: Callable[[FakePortal, HttpSmsOtpProvider], Awaitable[None]]) -
     async def main() -> None:
         portal = FakePortal()
         await portal.start()
-        provider = HttpSmsOtpProvider(portal.url + "/")  # a trailing slash is fine
+        provider = HttpSmsOtpProvider(portal.url + "/",  # a trailing slash is fine
+                                      token_file=portal.token_file)
         try:
             await scenario(portal, provider)
         finally:
