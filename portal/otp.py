@@ -6,8 +6,16 @@ session), sent to the phone on file, valid 5 minutes (NIST SP 800-63B §5.1.3.1)
 exactly the hashes its session was opened for (SECURITY: a code sent for one
 transaction is refused for another). It is accepted once. Wrong codes add a growing
 delay (1, 2, 4, 8 s) and the fifth locks the signer's SMS codes for 15 minutes; sends
-are limited per session (one per 30 s, five in all) and per phone (ten an hour). All
-counters live in the database: a restart forgets nothing.
+are limited per session (one per 30 s, five in all) and per phone and purpose (ten
+signing texts an hour).
+
+Personal Space codes are counted apart (SECURITY #42), so that whoever holds a space's
+link never stops its owner's signing codes: each request for a code, per phone and per
+space, makes the next one wait 30 s, then 1, 2, 4 and at most 5 minutes; wrong codes, per
+phone and per space across all sessions, do the same after the first (a typo), and a
+right code starts afresh. That bounds guesses at a phone to about fifteen an hour (it
+was about 45) with no long lock-out. All counters live in the database
+(portal/throttle.py): a restart forgets nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Protocol
 
 from portal.errors import Code, PortalError
 from portal.store import OtpSession, Store
+from portal.throttle import CoolDown, Throttles
 from qsign.files import write_atomically
 
 log = logging.getLogger(__name__)
@@ -32,7 +41,15 @@ RESEND_AFTER = dt.timedelta(seconds=30)
 MAX_SENDS = 5
 MAX_FAILURES = 5
 LOCKOUT = dt.timedelta(minutes=15)
-PHONE_HOURLY = 10
+PHONE_HOURLY = 10  # texts per phone and purpose (Personal Space has its cool-down)
+SPACE = "space"  # OtpSession.purpose of a Personal Space log-in
+SPACE_SENDS = CoolDown(first=dt.timedelta(seconds=30), cap=dt.timedelta(minutes=5))
+SPACE_FAILURES = CoolDown(first=dt.timedelta(seconds=30), cap=dt.timedelta(minutes=5),
+                          free=1)
+
+
+def _space_buckets(kind: str, phone: str, space: str) -> tuple[str, ...]:
+    return (f"space-{kind}:phone:{phone}", f"space-{kind}:space:{space.lower()}")
 
 
 class SmsGateway(Protocol):
@@ -73,6 +90,7 @@ class SmsOtp:
         self.store = store
         self.gateway = gateway
         self._key = key
+        self.throttles = Throttles(store.db)
 
     @classmethod
     def from_state(cls, store: Store, gateway: SmsGateway, state_dir: Path) -> SmsOtp:
@@ -86,6 +104,13 @@ class SmsOtp:
 
     def _digest(self, otp_id: str, code: str) -> str:
         return hmac.new(self._key, f"{otp_id}|{code}".encode(), hashlib.sha256).hexdigest()
+
+    def space_wait(self, space: str, phone: str) -> None:
+        """OTP_THROTTLED while a Personal Space code for this space or phone must wait
+        (asked before a session is opened, so that refused requests leave no rows)."""
+        with self.store.db.transaction() as cur:
+            _raise_if_waiting(self.throttles.wait(cur, _space_buckets("send", phone, space),
+                                                  self.store.clock()))
 
     def send(self, otp_id: str, hashes: list[str], text: str, *,
              locked_until: dt.datetime | None = None) -> Sent:
@@ -103,10 +128,17 @@ class SmsOtp:
             if session.sent_at is not None and now - session.sent_at < RESEND_AFTER:
                 raise PortalError(Code.OTP_THROTTLED,
                                   retryAfter=_seconds(session.sent_at + RESEND_AFTER - now))
-            if self.store.sms_sent_since(cur, session.phone,
-                                         now - dt.timedelta(hours=1)) >= PHONE_HOURLY:
-                raise PortalError(Code.OTP_THROTTLED, "too many texts to this phone",
-                                  retryAfter=3600)
+            if session.purpose == SPACE:
+                spaces = _space_buckets("send", session.phone, session.subject)
+                _raise_if_waiting(self.throttles.wait(cur, spaces, now))
+                self.throttles.strike(cur, spaces, now, SPACE_SENDS)
+            else:
+                texts = f"{session.purpose}-texts:phone:{session.phone}"
+                sent, left = self.throttles.counted(cur, texts, now, dt.timedelta(hours=1))
+                if sent >= PHONE_HOURLY:
+                    raise PortalError(Code.OTP_THROTTLED, "too many texts to this phone",
+                                      retryAfter=_seconds(left))
+                self.throttles.count(cur, texts, now, dt.timedelta(hours=1))
             code = f"{secrets.randbelow(10**6):06d}"
             self.store.update_otp_session(
                 cur, otp_id, code_digest=self._digest(otp_id, code), sent_at=now,
@@ -133,6 +165,9 @@ class SmsOtp:
             if session.next_try_at is not None and now < session.next_try_at:
                 raise PortalError(Code.OTP_THROTTLED,
                                   retryAfter=_seconds(session.next_try_at - now))
+            spaces = _space_buckets("fail", session.phone, session.subject) \
+                if session.purpose == SPACE else ()
+            _raise_if_waiting(self.throttles.wait(cur, spaces, now))
             right = hmac.compare_digest(self._digest(otp_id, code), session.code_digest)
             if right and session.used_at is not None:
                 raise PortalError(Code.OTP_REPLAYED)
@@ -143,17 +178,27 @@ class SmsOtp:
                 self.store.update_otp_session(
                     cur, otp_id, failures=failures,
                     next_try_at=now + dt.timedelta(seconds=2 ** (failures - 1)))
+                self.throttles.strike(cur, spaces, now, SPACE_FAILURES)
+                wait = max(dt.timedelta(seconds=2 ** (failures - 1)),
+                           self.throttles.wait(cur, spaces, now) or dt.timedelta(0))
                 left = MAX_FAILURES - failures
                 if left == 0:
                     error = PortalError(Code.OTP_LOCKED)
                 else:
                     error = PortalError(Code.OTP_INVALID, attemptsLeft=left,
-                                        retryAfter=2 ** (failures - 1))
+                                        retryAfter=_seconds(wait))
             else:
                 self.store.update_otp_session(cur, otp_id, used_at=now)
+                self.throttles.clear(cur, spaces)
                 return session
         # Outside the `with`: the failure count is committed before the error leaves.
         raise error
+
+
+def _raise_if_waiting(wait: dt.timedelta | None) -> None:
+    if wait is not None:
+        raise PortalError(Code.OTP_THROTTLED, "too many codes asked or tried: wait",
+                          retryAfter=_seconds(wait))
 
 
 def _check_hashes(session: OtpSession, hashes: list[str]) -> None:

@@ -685,6 +685,7 @@ async def space_otp(request: web.Request) -> web.Response:
     phones = [s.phone for _, s in records if s.phone]
     if not phones:
         raise PortalError(Code.NO_PHONE, "no phone number on file for this address")
+    await asyncio.to_thread(portal.otp.space_wait, email, phones[-1])
     otp_id = await asyncio.to_thread(portal.store.new_otp_session, purpose="space",
                                      subject=email, phone=phones[-1], hashes=[])
     sent = await asyncio.to_thread(
