@@ -36,6 +36,7 @@ from tests.support.portal_e2e import (
     until as _until,
 )
 from tests.support.provision import PyscardConnection
+from tests.support.waiting import wait_until_async
 
 Scenario = Callable[[Stack], Awaitable[None]]
 
@@ -89,12 +90,9 @@ async def _create_with_the_page(stack: Stack, page: Page, title: str) -> dict[st
 
 
 async def _invite(stack: Stack, email: str) -> str:
-    for _ in range(200):
-        links = stack.smtp.links(email)
-        if links:
-            return links[-1]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no invitation e-mail to {email}: {stack.smtp.mails}")
+    links = await wait_until_async(lambda: stack.smtp.links(email),
+                                   f"an invitation e-mail to {email}")
+    return links[-1]
 
 
 async def _consent_and_accept(stack: Stack, page: Page, link: str, shots: str = "") -> None:
@@ -199,7 +197,7 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         transaction = await stack.requester("POST", "/api/v1/transactions", {
             "title": "Failure paths", "requester": {"name": "Alice", "email": "a@example.test"},
             "documents": [{"name": "one.pdf", "content": _b64(blank_pdf(1))}],
-            "signers": [{"name": "Marie", "email": "marie@example.test", "phone": PHONE,
+            "signers": [{"name": "Marie Curie", "email": "marie@example.test", "phone": PHONE,
                          "lang": "en"}]})
         invite = transaction["signers"][0]["inviteUrl"]
         link = invite if invite.startswith("http") else stack.origin + invite
@@ -294,7 +292,8 @@ def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
             "requester": {"name": "Alice", "email": "a@example.test"},
             "documents": [{"name": "a-document-with-a-very-long-file-name-indeed.pdf",
                            "content": _b64(blank_pdf(1))}],
-            "signers": [{"name": "Marie", "email": "marie@example.test", "phone": PHONE}]})
+            "signers": [{"name": "Marie Curie", "email": "marie@example.test",
+                         "phone": PHONE}]})
         invite = transaction["signers"][0]["inviteUrl"]
         link = invite if invite.startswith("http") else stack.origin + invite
         for width in (375, 1280):
@@ -328,7 +327,7 @@ def test_expired_invitation_and_blocked_pin(simulated_card: RunningCard,
         transaction = await stack.requester("POST", "/api/v1/transactions", {
             "title": "Blocked", "requester": {"name": "Alice", "email": "a@example.test"},
             "documents": [{"name": "one.pdf", "content": _b64(blank_pdf(1))}],
-            "signers": [{"name": "Marie", "email": "marie@example.test", "phone": PHONE,
+            "signers": [{"name": "Marie Curie", "email": "marie@example.test", "phone": PHONE,
                          "lang": "en"}]})
         signer_id = transaction["signers"][0]["id"]
         context, page = await stack.page()
@@ -426,9 +425,6 @@ def test_personal_space_after_everyone_signed(simulated_card: RunningCard,
 
 
 async def _invite_kind(stack: Stack, email: str, kind: str) -> str:
-    for _ in range(300):
-        links = stack.smtp.links(email, kind)
-        if links:
-            return links[-1]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {kind} link mailed to {email}")
+    links = await wait_until_async(lambda: stack.smtp.links(email, kind),
+                                   f"a {kind} link mailed to {email}")
+    return links[-1]
