@@ -54,6 +54,7 @@ from portal.store import Store, utcnow
 from tests.support.ca_fixtures import IdentityService, b64, card_csr
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import PyscardConnection
+from tests.support.waiting import DEADLINE, wait_until_async
 
 CHROMIUM = Path("/usr/bin/chromium")
 PIN = "123456"
@@ -130,7 +131,7 @@ def _serve_ca(directory: Path, port: int, db: Path) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "qsign", "ca", "serve", "--dir", str(directory), "--port",
          str(port), "--db", f"sqlite:///{db}"],
         stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + DEADLINE
     while True:
         try:
             with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
@@ -261,17 +262,14 @@ class Stack:
 
     async def sms_code(self, phone: str, before: int = 0) -> str:
         """The newest 6-digit code texted to `phone` after the first `before` messages."""
-        for _ in range(100):
+        async def texted() -> list[dict[str, Any]]:
             sms = (await self.requester("GET", f"/api/v1/outbox?to={quote(phone)}"))["sms"]
-            fresh = sms[before:]
-            codes = [m for m in fresh if re.search(r"\b\d{6}\b", m["text"])]
-            if codes:
-                newest = max(codes, key=lambda m: m["at"])
-                match = re.search(r"\b(\d{6})\b", newest["text"])
-                assert match
-                return match.group(1)
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no SMS code for {phone}")
+            return [m for m in sms[before:] if re.search(r"\b\d{6}\b", m["text"])]
+
+        codes = await wait_until_async(texted, f"an SMS code for {phone}", interval=0.1)
+        match = re.search(r"\b(\d{6})\b", max(codes, key=lambda m: m["at"])["text"])
+        assert match
+        return match.group(1)
 
     async def sms_count(self, phone: str) -> int:
         return len((await self.requester("GET", f"/api/v1/outbox?to={quote(phone)}"))["sms"])
