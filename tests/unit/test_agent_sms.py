@@ -161,7 +161,7 @@ async def _huge(request: web.Request) -> web.StreamResponse:
 
 
 async def _slow(request: web.Request) -> web.StreamResponse:
-    await asyncio.sleep(5)
+    await asyncio.sleep(5)  # a server slower than the client's 1 s timeout, not a wait on it
     return web.json_response({"verified": True})
 
 
