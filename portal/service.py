@@ -506,7 +506,8 @@ async def signer_check_certificate(request: web.Request) -> web.Response:
     body = await _body(request)
     certificate = _b64(body.get("certificate"), "certificate", 16384)
     chain = _b64_list(body, "chain", max_items=8, max_bytes=16384) if "chain" in body else []
-    return web.json_response(await portal.desk.check(certificate, chain))
+    return web.json_response(await portal.desk.check_for_signer(signer_id, generation,
+                                                                certificate, chain))
 
 
 async def signer_prepare(request: web.Request) -> web.Response:

@@ -30,6 +30,7 @@ from portal.blobs import BlobStore
 from portal.certificates import CertificateMalformed, QualifiedCheck, check_qualified
 from portal.config import PortalConfig
 from portal.errors import Code, PortalError
+from portal.holders import Ownership, ownership
 from portal.otp import Sent, SmsOtp
 from portal.store import Signer, SignerStatus, Store, Transaction
 
@@ -170,6 +171,20 @@ class SigningDesk:
                 # Codes for pages to translate: "no-qc-statements" -> "NO_QC_STATEMENTS".
                 "reasons": [r.upper().replace("-", "_") for r in result.reasons]}
 
+    async def check_for_signer(self, signer_id: str, generation: int, certificate: bytes,
+                               chain: list[bytes]) -> dict[str, Any]:
+        """`check`, and whether the certificate is this signer's (portal/holders.py):
+        `ownCertificate`, `holder` (whom its subject names) and, when it is someone
+        else's, the reason CERTIFICATE_NOT_SIGNERS with `ownership` saying why."""
+        _, signer = await asyncio.to_thread(self.store.check_signer, signer_id, generation)
+        checked = await self.check(certificate, chain)
+        owner = await asyncio.to_thread(ownership, self.store, signer, certificate)
+        checked.update(ownCertificate=owner.own, holder=owner.holder.name)
+        if owner.refusal is not None:
+            checked["reasons"].append(Code.CERTIFICATE_NOT_SIGNERS.value)
+            checked["ownership"] = owner.refusal.value
+        return checked
+
     async def describe(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]:
         """A certificate as Personal Space lists it, with its status today."""
         result = await self._check(certificate, chain)
@@ -188,6 +203,8 @@ class SigningDesk:
                               if code is Code.WRONG_STEP else None)
         if not signer.phone:
             raise PortalError(Code.NO_PHONE, "no phone number on file for the SMS code")
+        _refuse_unless_own(await asyncio.to_thread(ownership, self.store, signer,
+                                                   certificate))
         chain = await self.complete_chain(certificate, chain)
         if tx.qualified:
             checked = await self.check(certificate, chain)
@@ -307,6 +324,16 @@ class SigningDesk:
         log.info("signer %s signed %d document(s) (session %s)", signer_id, len(signed),
                  session_id)
         return Completion(tx, next_signer, stored=True)
+
+
+def _refuse_unless_own(owner: Ownership) -> None:
+    """SECURITY #39: someone else's certificate is refused before anything is prepared."""
+    if owner.refusal is None:
+        return
+    name = owner.holder.name or "someone else"
+    raise PortalError(Code.CERTIFICATE_NOT_SIGNERS, f"this certificate was issued to "
+                      f"{name}, not to the signer invited here: sign with your own",
+                      holder=owner.holder.name, ownership=owner.refusal.value)
 
 
 def tear_point(name: str) -> None:

@@ -310,7 +310,8 @@ async function openAgent() {
   return agent.client;
 }
 
-/** Tokens, and the certificates on them sorted by the portal's check (qualified or not). */
+/** Tokens, and the certificates on them sorted by the portal's check: qualified and
+ * issued to this signer, or not (someone else's is not usable: portal/API.md). */
 async function findCertificates(client) {
   const { tokens } = await client.listTokens();
   const qualified = [];
@@ -327,7 +328,8 @@ async function findCertificates(client) {
     try {
       entry.check = await api("POST", `${base}/certificates/check`,
                               { body: { certificate: entry.certificate, chain: entry.chain } });
-      (entry.check.qualified ? qualified : others).push(entry);
+      const own = entry.check.ownCertificate !== false;
+      (entry.check.qualified && own ? qualified : others).push(entry);
       entry.reasons = entry.check.reasons || [];
     } catch (error) {
       entry.reasons = [explain(error)];
@@ -389,6 +391,9 @@ async function loadCertificates() {
   $("sign-enrol-actions").hidden = qualified.length > 0 || tokens.length === 0;
   if (qualified.length === 0) {
     let text = t(credentialsFound(others) ? "sign.noQualified" : "sign.noCertificate");
+    // Someone else's qualified certificate: say whose, then offer the signer's own.
+    const foreign = others.find((e) => e.check && e.check.qualified && e.check.ownCertificate === false);
+    if (foreign) text = t("sign.notYourCertificate", { holder: holderName(foreign.check) });
     if (tokens.length > 0) {
       text = credentialsFound(others) ? `${text} ${t("enrol.firstTime")}` : t("enrol.firstTime");
     }
@@ -404,7 +409,12 @@ function credentialsFound(list) {
   return list.length > 0;
 }
 
-function reasonText(reason) {
+function holderName(check) {
+  return (check && (check.holder || check.commonName || check.subject)) || "?";
+}
+
+function reasonText(reason, check = null) {
+  if (reason === "CERTIFICATE_NOT_SIGNERS") return t("reason.CERTIFICATE_NOT_SIGNERS", { holder: holderName(check) });
   const key = `reason.${reason}`;
   const text = t(key);
   return text === key ? reason : text;
@@ -431,7 +441,7 @@ function renderCertificates() {
   });
   $("certificate-choices").replaceChildren(...choices);
   const others = agent.others.map((entry) => el("li", {
-    text: `${(entry.check && (entry.check.commonName || entry.check.subject)) || entry.label || entry.credentialID}: ${entry.reasons.map(reasonText).join(", ") || t("sign.notQualified")}`,
+    text: `${(entry.check && (entry.check.commonName || entry.check.subject)) || entry.label || entry.credentialID}: ${entry.reasons.map((r) => reasonText(r, entry.check)).join(", ") || t("sign.notQualified")}`,
   }));
   $("not-qualified-list").replaceChildren(...others);
   $("not-qualified").hidden = others.length === 0;
@@ -507,6 +517,13 @@ async function sendOtp(button) {
   }, (error) => {
     progress("");
     if (SESSION_ERRORS.includes(error.code) || isSpentOtp(error)) dropSession();
+    if (error.code === "CERTIFICATE_NOT_SIGNERS") {
+      // Someone else's certificate (sign/prepare refused it): say whose, offer enrolment.
+      dropSession();
+      signError(t("error.CERTIFICATE_NOT_SIGNERS", { holder: (error.body && error.body.holder) || "?" }));
+      $("sign-enrol-actions").hidden = false;
+      return true;
+    }
     signError(explain(error));
     return true;
   });

@@ -106,7 +106,8 @@ def test_crash_while_storing_signed_documents(tmp_path: Path, pki: PortalPki,
             "title": "Crash", "requester": {"name": "R", "email": "r@example.test"},
             "documents": [{"name": f"d{i}.pdf", "content": _b64(blank_pdf(i + 1))}
                           for i in range(2)],
-            "signers": [{"name": "S", "email": "s@example.test", "phone": "+33611111111"}],
+            "signers": [{"name": "Alice Martin", "email": "s@example.test",
+                         "phone": "+33611111111"}],  # as the certificate names her
             "level": "B-B"}, token=True)
         assert status == 201, tx
         invite = tx["signers"][0]["inviteUrl"].split("/s/")[1]

@@ -89,6 +89,12 @@ class Stack:
             "sessionId": prepared["sessionId"],
             "signatures": signed["result"]["signatures"]})
 
+    async def reprovision(self, given_name: str, surname: str) -> None:
+        """The card now holds another person's key and qualified certificate (one reader:
+        the next signer's own card)."""
+        self.certificate = await asyncio.to_thread(
+            provision_qualified, self.card, self.pki, given_name=given_name, surname=surname)
+
     async def pin_retries(self) -> int:
         """As the card reports it (VERIFY without data), through the agent."""
         tokens = (await self.rpc("tokens/list", {}))["result"]["tokens"]
@@ -167,6 +173,7 @@ def test_two_signers_sign_and_the_pdfs_validate_as_b_lt(simulated_card: RunningC
         assert view["step"] == "done"
         after = await portal.call("GET", f"/api/v1/transactions/{tx['id']}", auth=True)
         assert [s["status"] for s in after["signers"]] == ["signed", "invited"]
+        await stack.reprovision("Bob", "Durand")  # the second signer signs with their own
         view = await stack.sign(await stack.ready_to_sign(after, 1))
         assert view["step"] == "done"
         after = await portal.call("GET", f"/api/v1/transactions/{tx['id']}", auth=True)
