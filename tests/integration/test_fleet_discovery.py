@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from tests.conftest import SoftHsm
 from tests.support.agent_daemon import QSIGN, isolated_env, stop, write_toml
 from tests.support.pcsc import RunningCard
+from tests.support.waiting import DEADLINE
 
 
 def _ip(*args: str) -> None:
@@ -92,18 +94,19 @@ def _start_agent(ns: Namespace, home: Path, port: int, interfaces: list[str] | N
 
 
 def _discover(ns: Namespace, home: Path, interface: str, expected: int,
-              attempts: int = 5) -> list[dict[str, Any]]:
-    """`qsign fleet discover --json` in `ns`, retried until `expected` agents answer
+              until: Callable[[list[dict[str, Any]]], bool] = lambda found: True
+              ) -> list[dict[str, Any]]:
+    """`qsign fleet discover --json` in `ns`, retried until `expected` agents answer and
+    `until` holds, or the deadline passes: the caller's assertion then shows what answered
     (mDNS probing and announcing take their own time; no timing is asserted)."""
-    found: list[dict[str, Any]] = []
-    for _ in range(attempts):
+    deadline = time.monotonic() + DEADLINE
+    while True:
         result = ns.run([*QSIGN, "fleet", "discover", "--interface", interface,
                          "--timeout", "3", "--json"], isolated_env(home))
         assert result.returncode == 0, result.stderr
-        found = json.loads(result.stdout)
-        if len(found) >= expected:
-            break
-    return found
+        found: list[dict[str, Any]] = json.loads(result.stdout)
+        if (len(found) >= expected and until(found)) or time.monotonic() > deadline:
+            return found
 
 
 def _check_private(agent: dict[str, Any], fleet_agent: FleetAgent) -> None:
@@ -138,11 +141,9 @@ def test_two_agents_on_loopback_multicast_find_each_other(
         assert a.id in text.stdout and "port 35801" in text.stdout, text.stdout + text.stderr
         # The TXT record follows the tokens: the card leaves, a's count drops.
         simulated_card.remove()
-        for _ in range(5):
-            counts = {x["id"]: x["tokens"] for x in _discover(ns, tmp_path, "127.0.0.1", 2)}
-            if counts.get(a.id) == 0:
-                break
-        assert counts == {a.id: 0, b.id: 1}
+        after = _discover(ns, tmp_path, "127.0.0.1", 2,
+                          until=lambda found: {x["id"]: x["tokens"] for x in found}.get(a.id) == 0)
+        assert {x["id"]: x["tokens"] for x in after} == {a.id: 0, b.id: 1}
         # A stopped agent says goodbye (TTL 0) and drops out of the list.
         stop(b.process)
         later = _discover(ns, tmp_path, "127.0.0.1", 1)
