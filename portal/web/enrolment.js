@@ -83,6 +83,14 @@ export function createEnrolment(ctx) {
         document.body.dataset.firstTime = "no";
         return;
       }
+      // Someone else's qualified certificate: say whose and offer enrolment, no more.
+      const foreign = found.others.find((e) => e.check && e.check.qualified && e.check.ownCertificate === false);
+      if (foreign) {
+        document.body.dataset.firstTime = "not-theirs";
+        say(box, t("sign.notYourCertificate", { holder: foreign.check.holder || "?" }), "warn");
+        $("token-check-actions").hidden = false;
+        return;
+      }
       document.body.dataset.firstTime = "yes";
       say(box, t("enrol.firstTime"), "warn");
       $("token-check-actions").hidden = false;

@@ -391,12 +391,12 @@ async function loadCertificates() {
   $("sign-enrol-actions").hidden = qualified.length > 0 || tokens.length === 0;
   if (qualified.length === 0) {
     let text = t(credentialsFound(others) ? "sign.noQualified" : "sign.noCertificate");
-    // Someone else's qualified certificate: say whose, then offer the signer's own.
-    const foreign = others.find((e) => e.check && e.check.qualified && e.check.ownCertificate === false);
-    if (foreign) text = t("sign.notYourCertificate", { holder: holderName(foreign.check) });
     if (tokens.length > 0) {
       text = credentialsFound(others) ? `${text} ${t("enrol.firstTime")}` : t("enrol.firstTime");
     }
+    // Someone else's qualified certificate: say whose, then offer the signer's own.
+    const foreign = others.find((e) => e.check && e.check.qualified && e.check.ownCertificate === false);
+    if (foreign) text = t("sign.notYourCertificate", { holder: holderName(foreign.check) });
     agentStatus(text, "warn");
   } else {
     agentStatus(t("sign.certificatesFound", { count: qualified.length }), "ok");
