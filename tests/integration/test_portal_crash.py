@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from portal.blobs import BlobStore
 from portal.store import Store
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_pki import PortalPki, free_port, start_pki
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -57,13 +57,17 @@ class Portal:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "qsign", "portal", "serve", "--config", str(self.config)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(300):
+        process = self.process
+
+        def healthy() -> bool:
+            assert process.poll() is None, f"the portal exited ({process.returncode})"
             try:
-                with urllib.request.urlopen(self.base + "/health", timeout=1):  # noqa: S310
-                    return
+                with urllib.request.urlopen(self.base + "/health", timeout=5):  # noqa: S310
+                    return True
             except OSError:
-                time.sleep(0.1)
-        raise AssertionError("the portal did not start")
+                return False
+
+        wait_until(healthy, "the portal's /health", interval=0.1)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -29,6 +29,7 @@ from tests.support.pcsc import RunningCard
 from tests.support.portal_card import provision_qualified
 from tests.support.portal_pki import PortalPki, start_pki, validate_pdf
 from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.waiting import wait_until_async
 
 PIN = "123456"
 PHONE = "+33612345670"
@@ -151,12 +152,10 @@ def with_stack(tmp_path: Path, card: RunningCard
 
 
 async def _tokens(stack: Stack) -> list[dict[str, Any]]:
-    for _ in range(100):  # the registry sees the card shortly after start
-        tokens = (await stack.rpc("tokens/list", {}))["result"]["tokens"]
-        if tokens:
-            return list(tokens)
-        await asyncio.sleep(0.1)
-    raise AssertionError("the agent sees no token")
+    async def listed() -> list[dict[str, Any]]:
+        return list((await stack.rpc("tokens/list", {}))["result"]["tokens"])
+
+    return await wait_until_async(listed, "a token listed by the agent", interval=0.1)
 
 
 def test_two_signers_sign_and_the_pdfs_validate_as_b_lt(simulated_card: RunningCard,
