@@ -51,7 +51,7 @@ CODE_STEPS = (EnrolmentStep.PIN, EnrolmentStep.CERTIFICATE)
 _CODE_TEXT = {
     "en": "qsign: {code} is your code to set up your token (PIN and key) for your "
           "qualified certificate. Valid 5 minutes. Never share it.",
-    "fr": "qsign : {code} est votre code pour préparer votre jeton (PIN et clé) pour "
+    "fr": "qsign : {code} est votre code pour préparer votre support (code PIN et clé) pour "
           "votre certificat qualifié. Valable 5 minutes. Ne le communiquez jamais.",
 }
 

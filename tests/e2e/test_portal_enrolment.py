@@ -11,8 +11,10 @@ uploaded as files, one of them from the phone page the QR code leads to.
 The failure paths of issue 7 are walked in the same journey, on the same stack: data
 declared wrong then corrected (a new link), a bad MRZ check digit, an expired document,
 front and back of different cards, a document of another person (identity mismatch),
-a late liveness answer (the portal's clock moves on), PINs that differ or are not 4-8
-digits, a wrong factory PIN, the card removed during key generation and the CA
+a late liveness answer (the portal's clock moves on), a PIN typed before the token's
+SMS code (issue 13: no PIN reaches the token before a second factor) and a wrong code,
+PINs that differ or are not 4-8 digits, a wrong factory PIN, a reload at the
+certificate request (a new agent connection: a new code), the card removed during key generation and the CA
 refusing (it does not trust the identity service); each retry resumes, and at the end
 the card's slot holds one key and the CA issued one certificate."""
 
@@ -168,6 +170,28 @@ async def _open_identity(page: Page, document: str) -> None:
     await page.check(f"#doc-{document}")
     await page.click("#document-start")
     await page.wait_for_selector("#capture[data-identity-step='document']")
+
+
+async def _fill_pins(page: Page, old: str, new: str) -> None:
+    await page.fill("#puk" if await page.is_visible("#puk") else "#old-pin", old)
+    await page.fill("#new-pin", new)
+    await page.fill("#new-pin-2", new)
+
+
+async def _send_code(stack: Stack, page: Page, box: str, phone: str = PHONE_FIXED) -> str:
+    """Ask for the token's SMS code in the `box` ("pin" or "cert") of the page; the code,
+    as the phone (the portal's outbox) received it."""
+    before = await stack.sms_count(phone)
+    await page.click(f"#{box}-send-code")
+    await page.wait_for_selector(f"#{box}-code-entry:not([hidden])")
+    sent = await page.text_content(f"#{box}-code-sent") or ""
+    assert "sent to" in sent and phone[-2:] in sent and phone not in sent, sent
+    assert await page.text_content(f"#{box}-send-code") == "Send a new code"
+    return await stack.sms_code(phone, before)
+
+
+def _another(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
 
 
 # ---------------------------------------------------------------------- the card and CA
@@ -448,10 +472,24 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     await _look(stack, page, "18-auth-data", french=True)
     await page.click("#auth-submit")
 
-    # 5. The PIN: differing, too short, not digits, the letter's PIN wrong, then right.
+    # 5. The PIN: first the SMS code for the token (no PIN reaches it before), then
+    # differing, too short, not digits, the letter's PIN wrong, then right.
     await _sub(page, "pin")
     await _until(page, "document.getElementById('pin-token').textContent.includes('PIV')")
     await _look(stack, page, "19-pin")
+    await _fill_pins(page, FACTORY_PIN, NEW_PIN)
+    await page.click("#pin-submit")
+    assert "First ask for the SMS code" in await _error(page)
+    code = await _send_code(stack, page, "pin")
+    await _look(stack, page, "19b-pin-code", french=True)
+    await page.fill("#pin-otp", _another(code))
+    await _fill_pins(page, FACTORY_PIN, NEW_PIN)
+    await page.click("#pin-submit")
+    wrong = await _error(page)
+    assert "Wrong code" in wrong and "code and your PIN again" in wrong, wrong
+    assert await page.input_value("#old-pin") == ""
+    stack.clock.advance(seconds=2)  # the portal's delay after a wrong code
+    await page.fill("#pin-otp", code)
     for old, new, again, expected in (
             (FACTORY_PIN, "1234", "1235", "not the same"),
             (FACTORY_PIN, "12", "12", "4 to 8 digits"),
@@ -465,9 +503,8 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
         assert expected in message, message
         assert await page.input_value("#new-pin") == ""
     await stack.shot(page, "20-pin-wrong")
-    await page.fill("#old-pin", FACTORY_PIN)
-    await page.fill("#new-pin", NEW_PIN)
-    await page.fill("#new-pin-2", NEW_PIN)
+    assert await page.is_hidden("#pin-code"), "the code was spent: the token is open"
+    await _fill_pins(page, FACTORY_PIN, NEW_PIN)
     await page.click("#pin-submit")
     await _sub(page, "certificate")
     for field in ("#old-pin", "#new-pin", "#new-pin-2"):
@@ -477,8 +514,20 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     request = await page.text_content("#request-facts") or ""
     for expected in ("Marie Curie", "QCP-n-qscd", "5 years", "nonRepudiation"):
         assert expected in request, request
+    assert await page.is_hidden("#cert-code"), "the PIN step's code still holds"
     await _look(stack, page, "21-certificate-request", french=True)
+    # A reload is a new connection to the agent: its grant is gone, a new code is asked.
+    await page.reload()
+    await _ready(page)
+    await _sub(page, "certificate")
     await page.check("#request-accept")
+    await page.wait_for_selector("#cert-code:not([hidden])")
+    await page.fill("#enrol-pin-input", NEW_PIN)
+    await page.click("#request-submit")
+    assert "First ask for the SMS code" in await _error(page)
+    stack.clock.advance(seconds=31)  # one code per 30 s to a phone
+    await page.fill("#cert-otp", await _send_code(stack, page, "cert"))
+    await _look(stack, page, "21b-certificate-code")
 
     # The card pulled out while the key is being made.
     card.control("latency 400")
@@ -631,7 +680,8 @@ async def _to_the_pin_step(stack: Stack, invite: str) -> None:
 def test_a_blocked_letter_pin_is_unblocked_with_the_puk(
         simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
     """The letter's PIN mistyped until the card blocks it: the page switches to the PUK,
-    a wrong PUK shows its own tries left, the right one sets the new PIN (pin/unblock)."""
+    a wrong PUK shows its own tries left, the right one sets the new PIN (pin/unblock);
+    one SMS code for the token opens it for all of these."""
     async def main() -> None:
         async with portal_stack(tmp_path, manufacturer, simulated_card,
                                 enrol=False) as stack:
@@ -649,6 +699,7 @@ def test_a_blocked_letter_pin_is_unblocked_with_the_puk(
             await _sub(page, "pin")
             await _until(page, "document.getElementById('pin-token').textContent"
                                ".includes('PIV')")
+            await page.fill("#pin-otp", await _send_code(stack, page, "pin", PHONE))
             messages = []
             for _ in range(3):
                 await page.fill("#old-pin", "000000")

@@ -113,6 +113,18 @@ async def _first_time_journey(page: Page, token_id: str) -> bytes:
     view = await page.step("auth-data", {"givenNames": "Marie", "surname": "Curie",
                                          "phone": PHONE})
     assert view["enrolment"]["step"] == "pin"
+    # No PIN reaches the token before a second factor; a first-time signer has none yet,
+    # so the portal texts a code bound to this token and the agent spends it.
+    refused = await page.agent("pin/change", {"tokenID": token_id, "PIN": FACTORY_PIN,
+                                              "newPIN": NEW_PIN})
+    assert refused["error"]["data"]["error"] == "SECOND_FACTOR_REQUIRED", refused
+    sent = await page.step("otp", {"tokenID": token_id})
+    assert sent["expiresIn"] == 300 and "otpSession" in sent
+    code = re.search(r"\b(\d{6})\b", portal.sms(PHONE)[-1])
+    assert code is not None
+    proof = await page.agent("secondFactor/verify", {
+        "tokenID": token_id, "OTP": code.group(1), "otpSession": sent["otpSession"]})
+    assert proof["result"] == {"tokenID": token_id, "method": "sms", "expiresIn": 300}
     # The PIN goes to the card through the agent; the portal only hears it was set.
     reply = await page.agent("pin/change", {"tokenID": token_id, "PIN": FACTORY_PIN,
                                             "newPIN": "12"})
