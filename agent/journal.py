@@ -3,7 +3,10 @@
 
 A signature made under a SAD stays in the journal until a signHash call presents
 that SAD; a retry with the same idempotency key gets the same signatures back,
-so a lost answer never leads to a second signature (SECURITY #30).
+so a lost answer never leads to a second signature (SECURITY #30). Like the SAD, a
+retry is bound to the origin and the credential that made the signatures: a key is
+looked up only among their own deliveries (SECURITY #38), and forgotten when the
+origin loses the agent's trust (`forget_replays`, SECURITY #37).
 
 The journal's file (DIR/journal.sqlite) is also the home of the SADs
 (`agent.policy.SadIssuer`) and of the OTP state (`agent.identity.otp.OtpStore`):
@@ -103,12 +106,17 @@ class SignatureJournal:
             return found
 
     def replay(self, *, idempotency_key: str, sad_hash: str, hashes: Sequence[bytes],
-               cur: sqlite3.Cursor | None = None) -> list[bytes] | None:
-        """A retried signHash: the signatures already delivered under this key, if the
-        request is the same; None if the key is new."""
+               origin: str, credential: str, cur: sqlite3.Cursor | None = None
+               ) -> list[bytes] | None:
+        """A retried signHash: the signatures already delivered under this key to this
+        origin for this credential, if the request is the same; None if the key is new
+        to them.
+        Another origin's (or credential's) key is new here: its presentation goes on to
+        the SAD's own checks, which refuse it."""
         with self._cursor(cur) as c:
             c.execute("SELECT sad_hash, hash, signature FROM signatures "
-                      "WHERE idempotency_key = ?", (idempotency_key,))
+                      "WHERE idempotency_key = ? AND origin = ? AND credential = ?",
+                      (idempotency_key, origin, credential))
             rows = c.fetchall()
         if not rows:
             return None
@@ -116,6 +124,14 @@ class SignatureJournal:
         if len(delivered) != len(rows) or set(delivered) != set(hashes):
             raise JournalError("this idempotency key was used for another request")
         return [delivered[h] for h in hashes]
+
+    def forget_replays(self, origin: str, cur: sqlite3.Cursor | None = None) -> int:
+        """No more retries for `origin` (its pairing was revoked, or the policy dropped
+        it): what it was given stays journaled, but is never answered again."""
+        with self._cursor(cur) as c:
+            c.execute("UPDATE signatures SET idempotency_key = NULL "
+                      "WHERE origin = ? AND idempotency_key IS NOT NULL", (origin,))
+            return c.rowcount
 
     def entries(self) -> list[Entry]:
         with self.db.transaction() as cur:

@@ -184,7 +184,9 @@ class SigningService:
             try:
                 if idempotency_key is not None:
                     again = self.journal.replay(idempotency_key=idempotency_key,
-                                                sad_hash=sad_hash, hashes=hashes, cur=cur)
+                                                sad_hash=sad_hash, hashes=hashes,
+                                                origin=origin, credential=credential_id,
+                                                cur=cur)
                     if again is not None:
                         return again
                 grant = self.sads.spend(cur, sad, credential_id=credential_id, hashes=hashes,
