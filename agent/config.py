@@ -50,12 +50,30 @@ def policy_path() -> Path:
     return Path(os.environ.get(POLICY_ENV) or DEFAULT_POLICY_PATH)
 
 
+MAX_ORIGIN_LENGTH = 255  # a DNS name's limit (RFC 1035 §2.3.4) bounds a sane origin
+
+
+def is_web_origin(origin: str) -> bool:
+    """An http(s) origin as browsers serialise it: scheme://host[:port], nothing else
+    (RFC 6454 §6.2), at most MAX_ORIGIN_LENGTH characters. `null`, file://, extension
+    schemes and junk are not."""
+    if (not 0 < len(origin) <= MAX_ORIGIN_LENGTH or not origin.isascii()
+            or not origin.isprintable() or any(c.isspace() for c in origin)
+            or origin.endswith("/")):
+        return False
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return (parts.scheme in ("https", "http") and bool(parts.hostname)
+            and not (parts.path or parts.query or parts.fragment or parts.username
+                     or parts.password or "?" in origin or "#" in origin))
+
+
 def check_origin(origin: str, where: str) -> str:
     """An origin as browsers send it: scheme://host[:port], nothing else (RFC 6454)."""
-    parts = urlsplit(origin)
-    if (parts.scheme not in ("https", "http") or not parts.hostname or parts.path
-            or parts.query or parts.fragment or parts.username or parts.password
-            or origin != origin.strip() or origin.endswith("/")):
+    if not is_web_origin(origin):
         raise ConfigError(f"{where}: {origin!r} is not an origin (scheme://host[:port])")
     return origin
 
@@ -65,7 +83,17 @@ class AgentConfig:
     port: int = DEFAULT_PORT
     state_dir: Path = field(default_factory=default_state_dir)
     allowed_origins: tuple[str, ...] = ()
-    max_connections: int = 32
+    max_connections: int = 32  # open WebSockets, all origins together
+    # ... and from any one origin, so that one page cannot take every slot (SECURITY #40).
+    max_connections_per_origin: int = 8
+    # Open TCP connections on every route; idle or slow ones give way to new ones.
+    max_tcp_connections: int = 256
+    # Seconds to receive a request's head, its body, and between keep-alive requests.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    idle_timeout_seconds: float = 30.0
+    # Pairing requests waiting for a person, from all origins together (SECURITY #41).
+    max_pending_pairings: int = 20
     max_message_bytes: int = 256 * 1024
     requests_per_minute: int = 600  # per origin
     pcsc: bool = True
@@ -109,15 +137,24 @@ class AgentConfig:
         config = cls(**values)
         if not 1 <= config.port <= 65535:
             raise ConfigError(f"{source}: agent.port out of range")
-        for name in ("max_connections", "max_message_bytes", "requests_per_minute"):
+        for name in _COUNTS:
             if getattr(config, name) < 1:
                 raise ConfigError(f"{source}: agent.{name} must be positive")
+        for name in _SECONDS:
+            if not 0 < getattr(config, name) <= 3600:
+                raise ConfigError(f"{source}: agent.{name}: more than 0, at most 3600")
+        if config.max_tcp_connections <= config.max_connections:
+            raise ConfigError(f"{source}: agent.max_tcp_connections must exceed "
+                              "agent.max_connections (WebSockets are TCP connections too)")
         if config.otp_mode == "sms" and not config.portal_url:
             raise ConfigError(f"{source}: agent.otp_mode = \"sms\" needs agent.portal_url")
         return config
 
 
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(AgentConfig))
+_COUNTS = ("port", "max_connections", "max_connections_per_origin", "max_tcp_connections",
+           "max_pending_pairings", "max_message_bytes", "requests_per_minute")
+_SECONDS = ("header_timeout_seconds", "body_timeout_seconds", "idle_timeout_seconds")
 
 
 class Source(enum.Enum):
@@ -261,10 +298,14 @@ _INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")  # IFNAMSIZ - 1
 
 
 def _convert(key: str, value: Any, where: str) -> Any:
-    if key in ("port", "max_connections", "max_message_bytes", "requests_per_minute"):
+    if key in _COUNTS:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{where}: an integer")
         return value
+    if key in _SECONDS:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{where}: a number of seconds")
+        return float(value)
     if key == "otp_mode":
         if value not in ("totp", "sms", "any"):
             raise ConfigError(f"{where}: one of 'totp', 'sms', 'any'")

@@ -20,6 +20,7 @@ PAIRING_TTL = dt.timedelta(minutes=5)
 # Codes a person reads from a page and types: no 0/O, 1/I/L.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
+MAX_PENDING = 20  # waiting pairing requests, all origins together
 
 
 _SCHEMA = (
@@ -33,6 +34,10 @@ _SCHEMA = (
 
 class PairingError(Exception):
     """A pairing code is unknown, expired or already used."""
+
+
+class PairingBusy(Exception):
+    """Too many pairing requests wait for a person already (SECURITY #41)."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,20 @@ class AgentState:
 
     # Pairing ----------------------------------------------------------------------------
 
-    def request_pairing(self, origin: str, now: dt.datetime | None = None) -> str:
-        """A short code for `origin`, to be approved outside the page."""
+    def request_pairing(self, origin: str, now: dt.datetime | None = None, *,
+                        max_pending: int = MAX_PENDING) -> str:
+        """A short code for `origin`, to be approved outside the page. An origin holds
+        one waiting code (a new request replaces it); at most `max_pending` wait in all,
+        else PairingBusy: a flood of origins cannot bury a person's list."""
         now = now or _now()
         code = "".join(secrets.choice(_ALPHABET) for _ in range(CODE_LENGTH))
         with self._transaction() as cur:
             cur.execute("DELETE FROM pairing_requests WHERE expires_at < ?", (now.isoformat(),))
+            cur.execute("DELETE FROM pairing_requests WHERE origin = ? AND approved = 0",
+                        (origin,))
+            cur.execute("SELECT COUNT(*) FROM pairing_requests WHERE approved = 0")
+            if cur.fetchone()[0] >= max_pending:
+                raise PairingBusy("too many pairing requests are waiting")
             cur.execute("INSERT INTO pairing_requests (code, origin, expires_at) VALUES "
                         "(?, ?, ?)", (code, origin, (now + PAIRING_TTL).isoformat()))
         return code
