@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.resources
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from agent import systemd
 from agent.audit import SecurityJournal
-from agent.config import AgentConfig
+from agent.config import KEYS, AgentConfig
 from agent.confirmations import Confirmations
 from agent.discovery import agent_id
 from agent.identity.enrolment import EnrolmentService
@@ -30,7 +31,17 @@ from agent.metrics import (
 )
 from agent.policy import SadIssuer
 from agent.protocol.approve import add_approval_routes
+from agent.protocol.connections import (
+    BODY_TIMEOUT,
+    GUARD,
+    ConnectionGuard,
+    ConnectionLimits,
+    bounded_requests,
+    listen,
+    nofile_cap,
+)
 from agent.protocol.csc import add_csc_routes, bearer_token
+from agent.protocol.origins import ORIGIN_SOCKETS, OriginSockets, revocation_sweep, sweep_once
 from agent.protocol.ws import (
     GATE,
     SOCKETS,
@@ -92,8 +103,11 @@ async def client_script(request: web.Request) -> web.Response:
 
 def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> web.Application:
     # Metrics outermost, so that requests the Host check refuses are counted too.
-    middlewares = [metrics_middleware, host_check] if config.metrics else [host_check]
+    middlewares = [bounded_requests, host_check]
+    if config.metrics:
+        middlewares.insert(0, metrics_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=config.max_message_bytes)
+    app[BODY_TIMEOUT] = config.body_timeout_seconds
     app[AGENT_ID] = agent_id(config.state_dir)
     app[STARTED] = time.monotonic()
     state = AgentState(config.state_dir)
@@ -118,6 +132,7 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing,
                      enrolment, second_factor=second_factor)
     app[SOCKETS] = set()
+    app[ORIGIN_SOCKETS] = OriginSockets(journal, sads)
     if metrics is not None:
         gate = app[GATE]
         metrics.gauge("qsign_agent_tokens", "Tokens present now.",
@@ -150,6 +165,7 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
             closable.close()
 
     app.cleanup_ctx.append(registry_lifecycle)
+    app.cleanup_ctx.append(revocation_sweep)  # stopped before the databases close
     app.on_shutdown.append(close_sockets)
     app.router.add_get("/v1/ws", websocket)
     app.router.add_post("/v1/pair", pair)
@@ -162,24 +178,32 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     return app
 
 
-async def serve(config: AgentConfig) -> None:
+async def serve(config: AgentConfig,
+                reload: Callable[[], AgentConfig] | None = None) -> None:
     """Listen on 127.0.0.1 and ::1 at the configured port (or on the loopback sockets
     systemd passes, sd_listen_fds(3)) until SIGTERM / SIGINT; advertise over mDNS when
-    the policy enables discovery."""
+    the policy enables discovery. Every connection is bounded (agent.protocol.
+    connections). SIGHUP calls `reload` and applies its allowed origins: an origin it
+    drops loses its sockets and SADs at once; other keys need a restart."""
     passed = systemd.listen_sockets()
     hosts = [systemd.check_loopback(sock, config.port) for sock in passed]
     app = create_app(config)
+    guard = ConnectionGuard(ConnectionLimits(
+        nofile_cap(config.max_tcp_connections), config.header_timeout_seconds,
+        config.body_timeout_seconds, config.idle_timeout_seconds))
+    app[GUARD] = guard
     runner = web.AppRunner(app)
     await runner.setup()
+    assert runner.server is not None
+    listeners: list[asyncio.Server] = []
     bound = []
     if passed:
         for sock, host in zip(passed, hosts, strict=True):
-            await web.SockSite(runner, sock).start()
+            listeners.append(await listen(guard, runner.server, sock=sock))
             bound.append(f"{host} (socket activation)")
     for host in () if passed else LOOPBACK:
         try:
-            site = web.TCPSite(runner, host, config.port)
-            await site.start()
+            listeners.append(await listen(guard, runner.server, host=host, port=config.port))
             bound.append(host)
         except OSError as exc:
             log.warning("cannot listen on %s:%d: %s", host, config.port, exc)
@@ -195,13 +219,45 @@ async def serve(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloading: set[asyncio.Task[None]] = set()
+    if reload is not None:
+        def on_hangup() -> None:
+            task = asyncio.create_task(_reload(app, reload), name="reload")
+            reloading.add(task)
+            task.add_done_callback(reloading.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
     systemd.notify("STOPPING=1")
     if advertising is not None:
         advertising.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await advertising
+    for listener in listeners:
+        listener.close()
     await runner.cleanup()
+
+
+async def _reload(app: web.Application, reload: Callable[[], AgentConfig]) -> None:
+    """SIGHUP: the configuration read again; its allowed origins replace the running
+    ones (systemd's ExecReload). A broken file changes nothing."""
+    systemd.notify("RELOADING=1")
+    try:
+        fresh = await asyncio.to_thread(reload)
+    except Exception as exc:  # ConfigError, OSError: keep the running configuration
+        log.error("reload refused, the running configuration stays: %s", exc)
+        systemd.notify("READY=1")
+        return
+    gate = app[GATE]
+    dropped = set(gate.config.allowed_origins) - set(fresh.allowed_origins)
+    gate.config = dataclasses.replace(gate.config, allowed_origins=fresh.allowed_origins)
+    ignored = [k for k in KEYS if k != "allowed_origins"
+               and getattr(fresh, k) != getattr(gate.config, k)]
+    log.warning("configuration reloaded: %d allowed origin(s), %d dropped%s",
+                len(fresh.allowed_origins), len(dropped),
+                f"; changes to {', '.join(ignored)} need a restart" if ignored else "")
+    await sweep_once(app)
+    systemd.notify("READY=1")
 
 
 async def _advertise(config: AgentConfig, app: web.Application) -> None:

@@ -225,7 +225,7 @@ def _agent_run(args: argparse.Namespace) -> int:
             or not from_command_line):
         level = TRAFFIC if config.log_level == "traffic" else config.log_level.upper()
         logging.getLogger().setLevel(level)
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, reload=lambda: _effective(args).config))  # SIGHUP
     return 0
 
 
@@ -314,7 +314,13 @@ def _agent_origins(args: argparse.Namespace) -> int:
         if args.revoke:
             if not state.revoke(args.revoke):
                 raise PairingError(f"{args.revoke} is not paired")
-            print(f"revoked: {args.revoke}")
+            from agent.revocation import void_origin_in
+
+            # At once, not when the agent notices: its SADs and replays die here; the
+            # running agent closes its sockets within a second (agent.protocol.origins).
+            voided = void_origin_in(config.state_dir, args.revoke)
+            print(f"revoked: {args.revoke}" + (f" ({voided} unused signature "
+                                                "authorisation(s) voided)" if voided else ""))
             return 0
         for origin in config.allowed_origins:
             print(f"{origin}  (configuration)")

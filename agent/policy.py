@@ -13,6 +13,8 @@ asked (SECURITY #7, #8). It is:
   used up, whatever part was signed. A presentation that fails a binding check
   (another origin, credential or hash) also ends it: the SAD has left the request it
   was issued for, and the signer authorises again;
+- void once its origin loses the agent's trust (a revoked pairing, an origin dropped
+  from the policy: `void_origin`, SECURITY #37), whether or not it was presented;
 - marked used in the same transaction that checks it, committed before the grant is
   returned, so a replay after a crash or a restart is refused (SECURITY #30):
   `consume` commits with synchronous=FULL; `spend` commits in its caller's
@@ -60,6 +62,7 @@ class SadRefusal(StrEnum):
     ORIGIN = "origin"  # presented by another origin than the one it was issued to
     CREDENTIAL = "credential"  # presented for another key
     HASHES = "hashes"  # a hash it does not cover (or none at all)
+    REVOKED = "revoked"  # its origin's pairing was revoked, or the policy dropped it
 
 
 class SadInvalid(Exception):
@@ -190,16 +193,16 @@ class SadIssuer:
             deadline = self._deadlines.get(digest)
         mono_expired = deadline is not None and self._monotonic() >= deadline
         cur.execute("SELECT token_sha256, credential_id, origin, hashes, num_signatures,"
-                    " issued_at, expires_at, used_at FROM sad WHERE token_sha256 = ?",
-                    (digest,))
+                    " issued_at, expires_at, used_at, outcome FROM sad"
+                    " WHERE token_sha256 = ?", (digest,))
         row = cur.fetchone()
         if row is None or not hmac.compare_digest(bytes(row[0]), digest):
             refusal: SadRefusal | None = SadRefusal.UNKNOWN
         else:
             (_, bound_credential, bound_origin, encoded, num_signatures, issued_at,
-             expires_at, used_at) = row
+             expires_at, used_at, outcome) = row
             authorized = _decode(encoded)
-            refusal = _check(
+            refusal = SadRefusal.REVOKED if outcome == SadRefusal.REVOKED else _check(
                 used=used_at is not None,
                 expired=(mono_expired or now >= expires_at
                          or (deadline is None and now < issued_at)),
@@ -225,6 +228,23 @@ class SadIssuer:
                  len(authorized))
         return Grant(_sad_id(digest), bound_credential, bound_origin, tuple(presented),
                      tuple(authorized), num_signatures, issued_at, expires_at)
+
+
+    def void_origin(self, origin: str, *, now: float | None = None,
+                    cur: sqlite3.Cursor | None = None) -> int:
+        """Void every unspent SAD of `origin` (SECURITY #37): a later presentation is
+        refused as REVOKED. Answers how many were voided. With `cur`, in the caller's
+        transaction."""
+        now = time.time() if now is None else now
+        if cur is None:
+            with self._db.transaction() as own:
+                return self.void_origin(origin, now=now, cur=own)
+        cur.execute("UPDATE sad SET used_at = ?, outcome = ? WHERE origin = ?"
+                    " AND used_at IS NULL", (now, SadRefusal.REVOKED.value, origin))
+        if cur.rowcount:
+            log.warning("%d unspent SAD(s) of %s voided: the origin is no longer allowed",
+                        cur.rowcount, origin)
+        return cur.rowcount
 
 
 def _check(*, used: bool, expired: bool, origin_ok: bool, credential_ok: bool,

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
+from agent.protocol.jsonbody import JsonRefused, read_json
 from agent.protocol.jsonrpc import credential_json
 from agent.signing import split_credential
 from agent.tokens.model import KeyType, Padding
@@ -69,9 +70,9 @@ def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
         if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
             return _error(401, RpcError(ErrorCode.NOT_PAIRED, "bearer token required"))
         try:
-            body = await request.json() if request.can_read_body else {}
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, RpcError(ErrorCode.BAD_REQUEST, "the body is not JSON"))
+            body = await read_json(request) if request.body_exists else {}
+        except JsonRefused as exc:  # not JSON, or nested too deeply (SECURITY #46)
+            return _error(400, RpcError(ErrorCode.BAD_REQUEST, f"the body: {exc.reason}"))
         if not isinstance(body, dict):
             return _error(400, RpcError(ErrorCode.BAD_REQUEST, "the body is a JSON object"))
         try:

@@ -6,7 +6,13 @@
 - Unknown origins pair first: POST /v1/pair answers a short code that the person
   approves outside the page (`qsign agent approve CODE`, or the agent's own page:
   agent/protocol/approve.py).
-- A connection cap, a message size cap, and a per-origin request rate limit.
+- Pairing requests only from http(s) origins of sane length; a cap on the codes
+  waiting for a person (SECURITY #41).
+- A connection cap, one per origin (agent/protocol/origins.py), a message size cap,
+  and a per-origin request rate limit.
+- An origin no longer allowed (revoked, or dropped by a policy reload) loses its open
+  sockets and its SADs at once: checked before every message, and swept each second
+  (agent/protocol/origins.py, SECURITY #37).
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, is_web_origin
 from agent.protocol.errors import ErrorCode, RpcError
+from agent.protocol.jsonbody import JsonRefused, read_json
 from agent.protocol.jsonrpc import Call, handle_text
+from agent.protocol.origins import ORIGIN_SOCKETS
 from agent.secondfactor import Grants, SecondFactor
-from agent.state import AgentState
+from agent.state import AgentState, PairingBusy
 from agent.tokens.registry import TokenRegistry
 
 log = logging.getLogger(__name__)
@@ -104,11 +112,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if not gate.origin_allowed(origin):
         log.info("refused a handshake from an unpaired origin")
         return _refuse(403, ErrorCode.NOT_PAIRED)
-    if gate.connections >= gate.config.max_connections:
+    by_origin = request.app[ORIGIN_SOCKETS]
+    if (gate.connections >= gate.config.max_connections
+            or by_origin.count(origin) >= gate.config.max_connections_per_origin):
         return _refuse(503, ErrorCode.RATE_LIMITED)
     ws = web.WebSocketResponse(max_msg_size=gate.config.max_message_bytes, heartbeat=30)
     await ws.prepare(request)
     gate.connections += 1
+    by_origin.add(origin, ws)
     sockets: set[web.WebSocketResponse] = request.app[SOCKETS]
     sockets.add(ws)
     send_lock = asyncio.Lock()
@@ -131,6 +142,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     try:
         async for message in ws:
+            if not await asyncio.to_thread(gate.origin_allowed, origin):
+                await by_origin.revoke(origin)  # revoked since the last sweep
+                break
             if message.type == WSMsgType.TEXT:
                 if not gate.limiter.allow(origin):
                     await send({"jsonrpc": "2.0", "id": None,
@@ -148,6 +162,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         gate.connections -= 1
         sockets.discard(ws)
+        by_origin.discard(origin, ws)
         for item in subscriptions:
             if isinstance(item, asyncio.Task):
                 item.cancel()
@@ -156,30 +171,52 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _rpc_refusal(status: int, error: RpcError, headers: dict[str, str] | None = None
+                 ) -> web.Response:
+    return web.json_response({"jsonrpc": "2.0", "id": None, "error": error.to_json()},
+                             status=status, headers=headers)
+
+
 async def pair(request: web.Request) -> web.Response:
-    """An unpaired origin asks for a code (JSON-RPC `pair/request` over HTTP POST)."""
+    """An unpaired origin asks for a code (JSON-RPC `pair/request` over HTTP POST).
+    Only an http(s) origin as browsers send it may ask (not `null`, file://, an
+    extension or junk: no person could tell what they approve), each holds one waiting
+    code, and at most `max_pending_pairings` wait in all (SECURITY #41)."""
     gate = request.app[GATE]
     origin = request.headers.get("Origin")
     if origin is None:
         return _refuse(403, ErrorCode.ORIGIN_NOT_ALLOWED)
+    if not is_web_origin(origin):
+        log.info("refused a pairing request from a non-web origin")
+        return _rpc_refusal(403, RpcError(ErrorCode.ORIGIN_NOT_ALLOWED,
+                                          "only http(s) origins may pair"))
     cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
     if not gate.pairing_limiter.allow(origin):
         return web.json_response({"error": "RATE_LIMITED"}, status=429, headers=cors)
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
+        body = await read_json(request)
+    except JsonRefused as exc:
+        return _rpc_refusal(400, RpcError(ErrorCode.PARSE_ERROR, exc.reason), cors)
     if not (isinstance(body, dict) and body.get("jsonrpc") == "2.0"
             and body.get("method") == "pair/request"):
         error = RpcError(ErrorCode.INVALID_REQUEST, "expected pair/request").to_json()
         return web.json_response({"jsonrpc": "2.0", "id": None, "error": error}, headers=cors)
-    if gate.origin_allowed(origin):
+    if await asyncio.to_thread(gate.origin_allowed, origin):
         result: dict[str, Any] = {"paired": True}
     else:
-        code = await asyncio.to_thread(gate.state.request_pairing, origin)
+        try:
+            code = await asyncio.to_thread(gate.state.request_pairing, origin,
+                                           max_pending=gate.config.max_pending_pairings)
+        except PairingBusy as exc:
+            return _rpc_refusal(429, RpcError(ErrorCode.RATE_LIMITED, str(exc),
+                                              {"reason": "too-many-pending"}), cors)
         result = {"paired": False, "code": f"{code[:4]}-{code[4:]}",
                   "approve": f"qsign agent approve {code}"}
-    return web.json_response({"jsonrpc": "2.0", "id": body.get("id"), "result": result},
+    request_id = body.get("id")
+    if not (isinstance(request_id, str | int) and not isinstance(request_id, bool)
+            and len(str(request_id)) <= 128):
+        request_id = None
+    return web.json_response({"jsonrpc": "2.0", "id": request_id, "result": result},
                              headers=cors)
 
 

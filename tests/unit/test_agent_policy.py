@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -239,7 +240,8 @@ def test_agent_run_applies_the_effective_log_level(
     monkeypatch.delenv("QSIGN_LOG_LEVEL", raising=False)
     served: list[AgentConfig] = []
 
-    async def fake_serve(config: AgentConfig) -> None:
+    async def fake_serve(config: AgentConfig,
+                         reload: Callable[[], AgentConfig] | None = None) -> None:
         served.append(config)
 
     monkeypatch.setattr(agent.app, "serve", fake_serve)
