@@ -14,8 +14,9 @@ front and back of different cards, a document of another person (identity mismat
 a late liveness answer (the portal's clock moves on), a PIN typed before the token's
 SMS code (issue 13: no PIN reaches the token before a second factor) and a wrong code,
 PINs that differ or are not 4-8 digits, a wrong factory PIN, a reload at the
-certificate request (a new agent connection: a new code), the card removed during key generation and the CA
-refusing (it does not trust the identity service); each retry resumes, and at the end
+certificate request (a new agent connection: a new code), the card removed during key
+generation and the CA refusing (it does not trust the identity service); each retry
+resumes, and at the end
 the card's slot holds one key and the CA issued one certificate."""
 
 from __future__ import annotations
