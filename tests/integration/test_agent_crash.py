@@ -205,8 +205,11 @@ def test_otp_throttling_survives_a_restart(simulated_card: RunningCard, tmp_path
         agent.start()
         reply = call(agent, "credentials/authorize", {
             "credentialID": credential, "hashes": _hashes(1, "t"), "PIN": PIN, "OTP": wrong})
-        # Still delayed after the restart: the counters were on disk.
-        assert reply["error"]["data"]["error"] == "OTP_THROTTLED", reply
-        assert reply["error"]["data"].get("retryAfter", 0) > 0
+        # The counters were on disk: still delayed after the restart, or, when the delay
+        # ran out while the agent restarted (a loaded machine), this failure continues the
+        # count and owes a delay; a fresh count lets its first failures go free. No clock.
+        data = reply["error"]["data"]
+        assert data["error"] in ("OTP_THROTTLED", "INVALID_OTP"), reply
+        assert data.get("retryAfter", 0) > 0, reply
     finally:
         agent.stop()
