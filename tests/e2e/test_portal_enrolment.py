@@ -16,8 +16,8 @@ SMS code (issue 13: no PIN reaches the token before a second factor) and a wrong
 PINs that differ or are not 4-8 digits, a wrong factory PIN, a reload at the
 certificate request (a new agent connection: a new code), the card removed during key
 generation and the CA refusing (it does not trust the identity service); each retry
-resumes, and at the end
-the card's slot holds one key and the CA issued one certificate."""
+resumes, and at the end the card's slot holds one key and the CA issued one
+certificate."""
 
 from __future__ import annotations
 
