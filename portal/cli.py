@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from portal.config import ConfigError, PortalConfig
 from portal.store import Store
+from qsign.http_guard import GuardedSite, GuardLimits, serve
 from qsign.sql import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = _config(args)
     app = create_app(config)
-    print(f"portal: {config.base_url} (requester token: {config.state_dir}/requester.token)",
-          flush=True)
-    web.run_app(app, host=config.host, port=config.port, print=None,
-                handle_signals=True, shutdown_timeout=10)
+    limits = GuardLimits(  # slow clients and connection floods: qsign/http_guard.py
+        header_timeout=config.header_timeout, header_max=2 * config.header_timeout,
+        body_timeout=config.body_timeout, idle_timeout=config.idle_timeout,
+        max_per_address=config.max_connections_per_address,
+        max_connections=max(1024, config.max_connections_per_address))
+
+    def ready(site: GuardedSite) -> None:
+        print(f"portal: {config.base_url} (requester token: "
+              f"{config.state_dir}/requester.token)", flush=True)
+
+    asyncio.run(serve(app, host=config.host, port=config.port, limits=limits,
+                      ready=ready))
     return 0
 
 

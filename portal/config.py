@@ -62,6 +62,13 @@ class PortalConfig:
     default_lang: str = "en"
     max_document_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
+    # Slow clients (qsign/http_guard.py, `qsign portal serve`): seconds for a request's
+    # headers (extended by the bytes sent, at most doubled), for its body (likewise),
+    # idle between requests; open connections per client address.
+    header_timeout: int = 20
+    body_timeout: int = 20
+    idle_timeout: int = 30
+    max_connections_per_address: int = 64
 
     @property
     def base_url(self) -> str:
