@@ -39,6 +39,10 @@ class Code(StrEnum):
     NAME_NOT_ON_DOCUMENT = "NAME_NOT_ON_DOCUMENT"
     KEY_MISMATCH = "KEY_MISMATCH"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    CROSS_SITE = "CROSS_SITE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    DOCUMENT_NAME_INVALID = "DOCUMENT_NAME_INVALID"
+    PDF_ACTIVE_CONTENT = "PDF_ACTIVE_CONTENT"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
@@ -56,6 +60,8 @@ STATUS: dict[Code, int] = {
     Code.NO_PHONE: 409, Code.IDENTITY_NOT_VERIFIED: 409, Code.IDENTITY_MISMATCH: 409,
     Code.NAME_NOT_ON_DOCUMENT: 422, Code.KEY_MISMATCH: 409, Code.PAYLOAD_TOO_LARGE: 413,
     Code.UNAVAILABLE: 503,
+    Code.CROSS_SITE: 403, Code.UNSUPPORTED_MEDIA_TYPE: 415, Code.DOCUMENT_NAME_INVALID: 400,
+    Code.PDF_ACTIVE_CONTENT: 422,
     Code.INTERNAL: 500,
 }
 
@@ -77,6 +83,7 @@ _DEFAULT_MESSAGES: dict[Code, str] = {
     Code.OTP_REPLAYED: "this code was already used",
     Code.OTP_THROTTLED: "too many attempts: wait before trying again",
     Code.OTP_LOCKED: "too many wrong codes: ask for a new one later",
+    Code.CROSS_SITE: "this request comes from another site",
     Code.INTERNAL: "internal error",
 }
 

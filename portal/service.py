@@ -16,12 +16,10 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
-import io
 import json
 import logging
 import re
 import secrets
-import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -34,11 +32,16 @@ from portal import legal, render
 from portal.agent_auth import require_agent
 from portal.blobs import BlobCorrupt, BlobMissing, BlobStore
 from portal.config import PortalConfig
+from portal.cross_site import same_origin_only
+from portal.document_names import document_name, zip_documents
 from portal.enrolment import EnrolmentDesk, b64_spki, enrolment_view
 from portal.errors import Code, PortalError
 from portal.identity.evidence import EvidenceSigner
 from portal.identity.http import create_identity_app
 from portal.identity.service import IdentityPolicy, IdentityProvider, ReferenceIdentityService
+from portal.intake import content_policy, kinds_of, record
+from portal.intake import inspect as inspect_document
+from portal.json_body import read_json
 from portal.links import LinkExpired, LinkInvalid, LinkSigner, Purpose
 from portal.mail import Mailer, compose
 from portal.otp import OutboxGateway, SmsGateway, SmsOtp, mask_phone
@@ -120,15 +123,7 @@ def requester_token(state_dir: Path) -> str:
 # Request parsing ----------------------------------------------------------------------
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except web.HTTPRequestEntityTooLarge:
-        raise PortalError(Code.PAYLOAD_TOO_LARGE) from None
-    except (ValueError, UnicodeDecodeError):
-        raise PortalError(Code.BAD_REQUEST, "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise PortalError(Code.BAD_REQUEST, "the body must be a JSON object")
-    return body
+    return await read_json(request)  # the one JSON reader (portal/json_body.py)
 
 
 def _str(body: dict[str, Any], key: str, *, max_len: int = 200, required: bool = True,
@@ -240,6 +235,8 @@ async def signer_view(portal: Portal, signer_id: str, generation: int,
     tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
     consents = await asyncio.to_thread(portal.store.consents, signer_id, generation)
     enrolment = await asyncio.to_thread(portal.store.enrolment, signer_id, generation)
+    active = await asyncio.to_thread(kinds_of, portal.store.db,
+                                     [d.original.sha256 for d in tx.documents])
     given = {(c.kind, c.version) for c in consents}
     shown_lang = lang if lang in legal.LANGS else signer.lang
     return {
@@ -261,7 +258,9 @@ async def signer_view(portal: Portal, signer_id: str, generation: int,
                       "accepted": (t.kind, t.version) in given}
                      for t in legal.current(shown_lang)],
         "documents": [{"id": d.id, "name": d.name, "pages": d.pages,
-                       "sha256": d.current.sha256} for d in tx.documents],
+                       "sha256": d.current.sha256,
+                       "activeContent": active.get(d.original.sha256, [])}
+                      for d in tx.documents],
         "agent": {"port": portal.config.agent_port},
     }
 
@@ -283,20 +282,17 @@ async def create_transaction(request: web.Request) -> web.Response:
     if not isinstance(docs, list) or not 1 <= len(docs) <= 20:
         raise PortalError(Code.BAD_REQUEST, "documents: 1 to 20 PDFs")
     new_docs = []
+    policy = content_policy(body)
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
             raise PortalError(Code.BAD_REQUEST, f"documents[{i}]: {{name, content}}")
-        name = _str(doc, "name", where=f"documents[{i}].")
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise PortalError(Code.BAD_REQUEST, f"documents[{i}].name: a file name")
+        name = document_name(doc.get("name"), f"documents[{i}].name")
         data = _b64(doc.get("content"), f"documents[{i}].content",
                     portal.config.max_document_bytes)
-        try:
-            pages = await asyncio.to_thread(render.inspect, data)
-        except PortalError as exc:
-            raise PortalError(Code.PDF_INVALID, f"documents[{i}]: {exc}") from None
+        found = await asyncio.to_thread(inspect_document, data, i, policy)
         sha = await asyncio.to_thread(portal.blobs.put, data)
-        new_docs.append(NewDocument(name, sha, len(data), pages))
+        await asyncio.to_thread(record, portal.store.db, sha, found.content)
+        new_docs.append(NewDocument(name, sha, len(data), found.pages))
     signers = body.get("signers")
     if not isinstance(signers, list) or not 1 <= len(signers) <= 20:
         raise PortalError(Code.BAD_REQUEST, "signers: 1 to 20")
@@ -443,14 +439,8 @@ async def signer_zip(request: web.Request) -> web.Response:
     tx = await _unsigned_allowed(portal, signer_id, generation)
 
     def build() -> bytes:
-        out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-            seen: set[str] = set()
-            for doc in tx.documents:
-                name = doc.name if doc.name not in seen else f"{doc.position + 1}-{doc.name}"
-                seen.add(name)
-                archive.writestr(name, portal.blobs.get(doc.current.sha256))
-        return out.getvalue()
+        return zip_documents((doc.name, doc.position, portal.blobs.get(doc.current.sha256))
+                             for doc in tx.documents)
 
     data = await asyncio.to_thread(build)
     return web.Response(body=data, content_type="application/zip", headers={
@@ -866,7 +856,8 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
                     links=LinkSigner.from_state(config.state_dir), otp=otp, mailer=mailer,
                     desk=desk, enrolment=EnrolmentDesk(store, identity, desk.check, otp),
                     requester_token=requester_token(config.state_dir))
-    app = web.Application(middlewares=[_errors], client_max_size=config.max_request_bytes)
+    app = web.Application(middlewares=[_errors, same_origin_only(config.base_url)],
+                          client_max_size=config.max_request_bytes)
     app[PORTAL] = portal
     r = app.router
     r.add_post("/api/v1/transactions", create_transaction)

@@ -26,7 +26,6 @@ import base64
 import binascii
 import functools
 import io
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ from aiohttp import BodyPartReader, web
 from portal.identity.ocr import OcrUnavailable
 from portal.identity.service import Challenge, IdentityError, IdentityProvider, SessionView
 from portal.identity.specimen import Side
+from portal.json_body import JsonBodyError, loads_bounded
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,10 +112,10 @@ async def _read(request: web.Request, limit: int) -> bytes:
 async def _json(request: web.Request, limit: int = MAX_JSON) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise IdentityError("UNSUPPORTED_MEDIA_TYPE", "send application/json")
-    try:
-        body = json.loads(await _read(request, limit))
-    except (ValueError, UnicodeDecodeError):
-        raise IdentityError("BAD_REQUEST", "the body is not JSON") from None
+    try:  # depth-bounded: a 50,000-deep array is a 400, not a RecursionError (500)
+        body = loads_bounded(await _read(request, limit))
+    except JsonBodyError as exc:
+        raise IdentityError("BAD_REQUEST", str(exc)) from None
     if not isinstance(body, dict):
         raise IdentityError("BAD_REQUEST", "the body must be a JSON object")
     return body

@@ -186,6 +186,7 @@ async function submitConsent(event) {
 function renderDocuments() {
   const documents = view.documents;
   if (currentDoc >= documents.length) currentDoc = 0;
+  renderActiveContent(documents);
   const tabs = documents.map((doc, index) => el("button", {
     type: "button", "aria-pressed": String(index === currentDoc), text: doc.name,
     onclick: () => { currentDoc = index; renderDocuments(); },
@@ -208,6 +209,33 @@ function renderDocuments() {
   $("pages").replaceChildren(...images);
   $("pages").setAttribute("aria-label", t("documents.pagesOf", { name: doc.name }));
   $("download-one").textContent = t("documents.downloadNamed", { name: doc.name });
+}
+
+// What the portal found that could act by itself in a PDF reader (API.md activeContent).
+const ACTIVE_CONTENT = {
+  javascript: "documents.activeJavascript", "open-action": "documents.activeOpenAction",
+  launch: "documents.activeLaunch", "additional-actions": "documents.activeAdditionalActions",
+  "embedded-files": "documents.activeEmbeddedFiles", xfa: "documents.activeXfa",
+  unchecked: "documents.activeUnchecked",
+};
+
+/** The warning shown above the documents, before acceptance, when any holds active content. */
+function renderActiveContent(documents) {
+  let box = $("active-content");
+  if (!box) {
+    box = el("div", { id: "active-content", class: "notice", role: "note" });
+    box.dataset.kind = "warn";
+    $("doc-tabs").before(box);
+  }
+  const flagged = documents.filter((doc) => (doc.activeContent || []).length > 0);
+  box.hidden = flagged.length === 0;
+  box.replaceChildren(
+    el("p", { text: t("documents.activeContent") }),
+    el("ul", {}, ...flagged.map((doc) => el("li", { text: t("documents.activeIn", {
+      name: doc.name,
+      what: doc.activeContent.map((kind) => (ACTIVE_CONTENT[kind] ? t(ACTIVE_CONTENT[kind]) : kind)).join(", "),
+    }) }))),
+  );
 }
 
 async function download(button, path) {

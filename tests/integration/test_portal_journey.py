@@ -65,7 +65,8 @@ async def test_requester_api_needs_the_token_and_valid_bodies(portal: RunningPor
         assert err["error"] in ("BAD_REQUEST", "PDF_INVALID"), err
         assert needle in err["message"], err
     async with portal.session.post(portal.url + "/api/v1/transactions", data=b"[1,",
-                                   headers=portal.auth()) as r:
+                                   headers={**portal.auth(),
+                                            "Content-Type": "application/json"}) as r:
         assert r.status == 400 and (await r.json())["error"] == "BAD_REQUEST"
     spec = await portal.call("GET", "/api/v1/openapi.json")
     assert "/api/v1/transactions" in spec["paths"]
