@@ -241,7 +241,9 @@ async def serve(config: AgentConfig,
 async def _reload(app: web.Application, reload: Callable[[], AgentConfig]) -> None:
     """SIGHUP: the configuration read again; its allowed origins replace the running
     ones (systemd's ExecReload). A broken file changes nothing."""
-    systemd.notify("RELOADING=1")
+    # sd_notify(3): RELOADING=1 with the CLOCK_MONOTONIC time, then READY=1 when done.
+    systemd.notify("RELOADING=1\nMONOTONIC_USEC="
+                   f"{time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
     try:
         fresh = await asyncio.to_thread(reload)
     except Exception as exc:  # ConfigError, OSError: keep the running configuration
