@@ -92,9 +92,10 @@ def test_approve_and_deny_with_the_secret_from_the_own_origin(tmp_path: Path) ->
             listed = (await answer.json())["pending"]
         assert {p["origin"] for p in listed} == {ASKING, "https://b.test"}
         status, _, reply = await _decide(agent, own, {"code": second, "action": "deny"})
-        assert (status, reply) == (200, {"origin": "https://b.test", "paired": False})
+        assert (status, reply) == (200, {"origin": "https://b.test", "paired": False,
+                                    "kind": "pairing"})
         status, _, reply = await _decide(agent, own, {"code": first, "action": "approve"})
-        assert (status, reply) == (200, {"origin": ASKING, "paired": True})
+        assert (status, reply) == (200, {"origin": ASKING, "paired": True, "kind": "pairing"})
         assert agent_state_paired(agent) == [ASKING]
         status, _, reply = await _decide(agent, own, {"code": first, "action": "approve"})
         assert status == 404 and reply["error"] == "PAIRING_CODE"
