@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import ConfigError, EffectiveConfig, Source, load_effective
-from agent.confirmations import decide, pending_confirmations
+from agent.confirmations import decide, forget_origin, pending_confirmations
 from agent.discovery import DiscoveryError
 from agent.state import AgentState, PairingError
 from agent.systemd import ActivationError
@@ -314,6 +314,7 @@ def _agent_origins(args: argparse.Namespace) -> int:
         if args.revoke:
             if not state.revoke(args.revoke):
                 raise PairingError(f"{args.revoke} is not paired")
+            forget_origin(state, args.revoke)
             from agent.revocation import void_origin_in
 
             # At once, not when the agent notices: its SADs and replays die here; the

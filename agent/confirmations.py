@@ -114,6 +114,13 @@ def _spend(cur: sqlite3.Cursor, typed: str, origin: str, action: str, subject: s
 # The person's side (CLI and the approval page) -------------------------------------------
 
 
+def forget_origin(state: AgentState, origin: str) -> int:
+    """A revoked origin's confirmations, asked or approved, are void (SECURITY #37)."""
+    with state.database.transaction() as cur:
+        cur.execute("DELETE FROM confirmations WHERE origin = ?", (origin,))
+        return cur.rowcount
+
+
 def pending_confirmations(state: AgentState, now: dt.datetime | None = None
                           ) -> list[PendingConfirmation]:
     now = now or _now()
