@@ -428,7 +428,7 @@ def test_protected_authentication_path_is_never_sent_a_pin(
         token: Pkcs11Token, softhsm: SoftHsm, caplog: pytest.LogCaptureFixture) -> None:
     """SoftHSM has no PIN pad: the flag is set on the token object as a module with one
     reports it (CKF_PROTECTED_AUTHENTICATION_PATH). Nothing reaches the module."""
-    token._flags |= TokenFlag.PROTECTED_AUTHENTICATION_PATH
+    token._session.flags |= TokenFlag.PROTECTED_AUTHENTICATION_PATH
     caplog.set_level(1)
     calls: list[Callable[[], object]] = [
         lambda: token.verify_pin(softhsm.pin),

@@ -24,14 +24,13 @@ from agent.tokens.errors import (
 )
 from agent.tokens.model import KeyType, SignatureAlgorithm
 from agent.tokens.pkcs11 import (
-    _RV_EXCEPTIONS,
     PKCS11_CODE_RULES,
     PKCS11_ERROR_RULES,
-    _exception_for_rv,
     attempts_left_from_flags,
     error_for_pkcs11,
     signing_input,
 )
+from agent.tokens.pkcs11.ckr import RV_EXCEPTIONS, exception_for_rv
 
 EXPECTED: dict[type[p11e.PKCS11Error], type[TokenError]] = {
     p11e.PinIncorrect: InvalidPin,
@@ -147,16 +146,16 @@ def test_codes_python_pkcs11_has_no_class_for() -> None:
 
 def test_ctypes_codes_become_the_same_exceptions() -> None:
     """Calls made through ctypes raise what python-pkcs11 would, so one mapping serves both."""
-    assert type(_exception_for_rv(0xA0, "C_Login")) is p11e.PinIncorrect
-    assert type(_exception_for_rv(0xA4, "C_Login")) is p11e.PinLocked
-    assert type(_exception_for_rv(0xB3, "C_Sign")) is p11e.SessionHandleInvalid
-    assert type(_exception_for_rv(0xE0, "C_Sign")) is p11e.TokenNotPresent
-    assert type(_exception_for_rv(0x32, "C_Sign")) is p11e.DeviceRemoved
-    assert type(_exception_for_rv(0x30, "C_Sign")) is p11e.DeviceError
-    assert type(_exception_for_rv(0x101, "C_Sign")) is p11e.UserNotLoggedIn
-    for rv, cls in _RV_EXCEPTIONS.items():
-        assert type(_exception_for_rv(rv, "C_X")) is cls
-    unmapped = _exception_for_rv(0x68, "C_SignInit")
+    assert type(exception_for_rv(0xA0, "C_Login")) is p11e.PinIncorrect
+    assert type(exception_for_rv(0xA4, "C_Login")) is p11e.PinLocked
+    assert type(exception_for_rv(0xB3, "C_Sign")) is p11e.SessionHandleInvalid
+    assert type(exception_for_rv(0xE0, "C_Sign")) is p11e.TokenNotPresent
+    assert type(exception_for_rv(0x32, "C_Sign")) is p11e.DeviceRemoved
+    assert type(exception_for_rv(0x30, "C_Sign")) is p11e.DeviceError
+    assert type(exception_for_rv(0x101, "C_Sign")) is p11e.UserNotLoggedIn
+    for rv, cls in RV_EXCEPTIONS.items():
+        assert type(exception_for_rv(rv, "C_X")) is cls
+    unmapped = exception_for_rv(0x68, "C_SignInit")
     assert type(unmapped) is p11e.PKCS11Error
     assert type(error_for_pkcs11(unmapped)) is UnsupportedMechanism
 
