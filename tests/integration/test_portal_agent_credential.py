@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from portal.agent_auth import new_agent_token
+from portal.config import ConfigError, PortalConfig
 from tests.integration.test_portal_signing import PHONE, Stack, with_stack
 from tests.support.pcsc import RunningCard
 from tests.support.portal_service import running_portal
@@ -83,3 +85,12 @@ def test_sms_otp_routes_refuse_everyone_without_a_configured_agent(tmp_path: Pat
                 assert answer["reason"] == "agent-not-configured"
 
     asyncio.run(main())
+
+
+def test_agent_credentials_are_configured_as_sha256_digests() -> None:
+    token, digest = new_agent_token()
+    config = PortalConfig.from_mapping({"portal": {"agent_token_sha256": [digest.upper()]}})
+    assert config.agent_token_sha256 == (digest,)
+    for wrong in ([token], [digest[:-1]], digest, [1]):  # a token itself is not accepted
+        with pytest.raises(ConfigError, match="agent_token_sha256"):
+            PortalConfig.from_mapping({"portal": {"agent_token_sha256": wrong}})
