@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +15,13 @@ from asn1crypto import x509 as asn1_x509
 from jsonschema import Draft202012Validator
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
+from agent.protocol.jsonbody import MAX_DEPTH
 from agent.secondfactor import GRANT_SECONDS, Grants, SecondFactor
 from agent.signing import split_credential
 from agent.tokens.model import Credential, KeyType, Padding, PinStatus, TokenInfo
 from agent.tokens.registry import TokenRegistry
 from qsign import __version__
-
-MAX_DEPTH = 16
+from qsign.json_bounded import JsonRefused, Why, parse_bounded
 
 
 @dataclass
@@ -369,35 +368,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 _VALIDATORS = {name: method.validator() for name, method in METHODS.items()}
 
 
-def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
-    """Nesting depth, stopping early past `limit` (deep nesting is refused, not walked)."""
-    stack = [(value, 1)]
-    deepest = 0
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
-
-
-def _parse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN / Infinity
-
-
 async def handle_text(text: str, make_call: Callable[[dict[str, Any]], Call]
                       ) -> dict[str, Any] | None:
     """One message in, one response out (None for a notification)."""
-    try:
-        message = json.loads(text, parse_constant=_parse_constant)
-    except (ValueError, RecursionError):
+    try:  # bounded before json.loads recurses (SECURITY #46)
+        message = parse_bounded(text, max_depth=MAX_DEPTH)
+    except JsonRefused as exc:
+        if exc.why is Why.TOO_DEEP:
+            return _response(None, error=RpcError(ErrorCode.INVALID_REQUEST, exc.reason))
         return _response(None, error=RpcError(ErrorCode.PARSE_ERROR))
-    if _depth(message) > MAX_DEPTH:
-        return _response(None, error=RpcError(ErrorCode.INVALID_REQUEST, "nested too deeply"))
     if not isinstance(message, dict):
         return _response(None, error=RpcError(ErrorCode.INVALID_REQUEST,
                                               "batches are not supported"))
