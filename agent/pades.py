@@ -1,38 +1,46 @@
-"""PAdES signing with a key on a token: a pyHanko `Signer` whose raw operation runs on
-the token's worker; the PDF work (fields, byte ranges, incremental updates, B-T
-timestamps) is pyHanko's.
+"""PAdES signing with a key on a token: a pyHanko `Signer` that implements only
+pyHanko's public extension point, `async_sign_raw`, which has the token sign on its
+worker with the PIN presented for that signature. The PDF and CMS work (fields, byte
+ranges, incremental updates, the CMS SignedData, B-T timestamps) is pyHanko's.
 
 Levels B-B and B-T (a timestamp from the configured TSA), SubFilter
 ETSI.CAdES.detached (ETSI EN 319 142-1): signed attributes content-type,
 message-digest, ESS signing-certificate-v2 and CMS algorithm protection (RFC 6211),
-no signing-time (the time is the signature dictionary's /M).
+no signing-time (the time is the signature dictionary's /M), given to pyHanko through
+its public `SignedAttributeProviderSpec`.
 
-Speed, for batches (issue 4, Benchmark): most of pyHanko's time per PDF goes into
-building CMS structures with asn1crypto, twice (a dry run sizes the placeholder).
-Here everything in the CMS that depends only on the signer (certificates, signer
-identifier, algorithms, the signing-certificate-v2 attribute) is DER-encoded once per
-signer (`CmsTemplate`); per document only the message digest, the signature and the
-timestamp change, and the placeholder size is estimated once per signer and level.
-`sign_pdfs` also signs a whole batch's hashes in one job on the token's worker.
+One authorisation covers a batch (`sign_pdfs`): every document is prepared first, then
+all are signed together; each document's `async_sign_raw` waits until every document
+of the batch has asked, and the token makes all the signatures in one job on its
+worker (no other operation's commands between them), each with its own PIN check.
 
-One authorisation covers a whole batch: the PIN is held for the batch only, and each
-signature on a PIN-per-signature key is still preceded by its own VERIFY.
+pyHanko is pinned to one minor version in pyproject.toml: its CMS and PDF behaviour is
+what the signatures here are made of, so an upgrade is a deliberate, tested change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
 from typing import Any
 
-from asn1crypto import algos, cms, core, tsp, x509
+from asn1crypto import x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers, timestamps
+from pyhanko.sign.attributes import (
+    CMSAlgorithmProtectionProvider,
+    CMSAttributeProvider,
+    SignedAttributeProviderSpec,
+    SigningCertificateV2Provider,
+)
 from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -44,7 +52,6 @@ _HASHES = {"sha256": HashAlgorithm.SHA256, "sha384": HashAlgorithm.SHA384,
            "sha512": HashAlgorithm.SHA512}
 MAX_PDF_BYTES = 50 * 1024 * 1024
 MD_ALGORITHM = "sha256"
-_TSA_ATTRIBUTE = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken (RFC 3161)
 
 
 class Level(StrEnum):
@@ -62,115 +69,85 @@ class SignedPdf:
     data: bytes
 
 
-# DER, for the parts that change per document --------------------------------------------
+class _EncodedOnce(CMSAttributeProvider):
+    """One of pyHanko's attribute providers whose value is the same for every signature
+    of a signer (dry run or not), encoded once and read back from its DER each time:
+    asn1crypto encodes a structure built in Python again on every read, which was most
+    of a PDF signature's time."""
+
+    def __init__(self, provider: CMSAttributeProvider) -> None:
+        self.attribute_type = provider.attribute_type
+        self._provider = provider
+        self._value: Any = None
+
+    async def build_attr_value(self, dry_run: bool = False) -> Any:
+        if self._value is None:
+            value = await self._provider.build_attr_value(  # type: ignore[no-untyped-call]
+                dry_run=dry_run)
+            self._value = type(value), value.dump()
+        spec, der = self._value
+        return spec.load(der)
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    """One DER TLV (X.690 §8.1.3: definite length, short or long form)."""
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + content
+class PadesSignedAttributes(SignedAttributeProviderSpec):
+    """The signed attributes besides content-type and message-digest (which pyHanko
+    always adds): ESS signing-certificate-v2 (ETSI EN 319 122-1 §5.2.2) and CMS
+    algorithm protection (RFC 6211); no signing-time (ETSI EN 319 142-1 §6.3)."""
+
+    def __init__(self, signer: signers.Signer) -> None:
+        assert signer.signing_cert is not None
+        self._signer = signer
+        self._certificate = _EncodedOnce(SigningCertificateV2Provider(signer.signing_cert))
+        self._protection: dict[str, _EncodedOnce] = {}
+
+    def signed_attr_providers(self, data_digest: bytes, digest_algorithm: str
+                              ) -> Iterable[CMSAttributeProvider]:
+        if digest_algorithm not in self._protection:
+            self._protection[digest_algorithm] = _EncodedOnce(CMSAlgorithmProtectionProvider(
+                digest_algo=digest_algorithm,
+                signature_algo=self._signer.get_signature_mechanism_for_digest(
+                    digest_algorithm)))
+        return self._certificate, self._protection[digest_algorithm]
 
 
-def _sequence(*parts: bytes) -> bytes:
-    return _der(0x30, b"".join(parts))
-
-
-def _set_of(parts: Sequence[bytes]) -> bytes:
-    """DER SET OF: the encodings in ascending order (X.690 §11.6)."""
-    return _der(0x31, b"".join(sorted(parts)))
-
-
-_MESSAGE_DIGEST_OID = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
-
-
-class CmsTemplate:
-    """A CAdES detached SignedData (RFC 5652 §5, ETSI EN 319 122-1 baseline B) for one
-    signer, with everything that does not depend on the document encoded once."""
-
-    def __init__(self, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
-                 key_type: KeyType) -> None:
-        self.key_type = key_type
-        digest = algos.DigestAlgorithm({"algorithm": MD_ALGORITHM})
-        signature = algos.SignedDigestAlgorithm(
-            {"algorithm": "sha256_ecdsa" if key_type.is_ec else "sha256_rsa"})
-        cert_der = certificate.dump()
-        ess = tsp.SigningCertificateV2({"certs": [{
-            "cert_hash": hashlib.sha256(cert_der).digest(),  # SHA-256: hashAlgorithm omitted
-            "issuer_serial": {"issuer": [x509.GeneralName({"directory_name":
-                                                           certificate.issuer})],
-                              "serial_number": certificate.serial_number}}]})
-        protection = cms.CMSAlgorithmProtection({
-            "digest_algorithm": algos.DigestAlgorithm({"algorithm": MD_ALGORITHM,
-                                                       "parameters": core.Null()}),
-            "signature_algorithm": signature})
-        self._fixed_attrs = [
-            cms.CMSAttribute({"type": "content_type", "values": ["data"]}).dump(),
-            cms.CMSAttribute({"type": "signing_certificate_v2", "values": [ess]}).dump(),
-            cms.CMSAttribute({"type": "cms_algorithm_protection",
-                              "values": [protection]}).dump(),
-        ]
-        sid = cms.SignerIdentifier({"issuer_and_serial_number": {
-            "issuer": certificate.issuer, "serial_number": certificate.serial_number}})
-        self._version = core.Integer(1).dump()
-        self._si_head = self._version + sid.dump() + digest.dump()  # SignerInfo up to attrs
-        self._si_signature_algorithm = signature.dump()
-        certificates = _der(0xA0, b"".join(sorted(
-            [cert_der] + [c.dump() for c in chain if c.dump() != cert_der])))
-        # SignedData fields before and after signerInfos; detached id-data content.
-        self._sd_head = (self._version + _set_of([digest.dump()])
-                         + _sequence(core.ObjectIdentifier("1.2.840.113549.1.7.1").dump())
-                         + certificates)
-        self._content_type = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
-        self.max_signature = 2 * ((key_type.size + 7) // 8) + 9 if key_type.is_ec \
-            else (key_type.size + 7) // 8
-
-    def signed_attributes(self, document_digest: bytes) -> bytes:
-        """The DER SET of signed attributes: what the key signs (RFC 5652 §5.4)."""
-        digest = _sequence(_MESSAGE_DIGEST_OID, _set_of([_der(0x04, document_digest)]))
-        return _set_of([*self._fixed_attrs, digest])
-
-    def content_info(self, signed_attributes: bytes, signature: bytes,
-                     timestamp_token: bytes | None = None) -> bytes:
-        """The ContentInfo holding the SignedData, DER-encoded."""
-        unsigned = b""
-        if timestamp_token is not None:
-            attribute = _sequence(core.ObjectIdentifier(_TSA_ATTRIBUTE).dump(),
-                                  _set_of([timestamp_token]))
-            unsigned = _der(0xA1, attribute)  # [1] IMPLICIT SET OF Attribute
-        signer_info = _sequence(
-            self._si_head, b"\xa0" + signed_attributes[1:],  # [0] IMPLICIT SET OF
-            self._si_signature_algorithm, _der(0x04, signature), unsigned)
-        signed_data = _sequence(self._sd_head, _set_of([signer_info]))
-        return _sequence(self._content_type, _der(0xA0, signed_data))
-
-
-# The signer ------------------------------------------------------------------------------
+# The batch a document being signed belongs to, in that document's task only.
+_BATCH: ContextVar[_SignatureBatch | None] = ContextVar("qsign_pades_batch", default=None)
 
 
 class TokenSigner(signers.Signer):
-    """pyHanko's Signer backed by the token layer: CAdES containers from `CmsTemplate`
-    (pyHanko's own CMS code for anything else it may ask), raw signatures on the token's
-    worker, several at once for a batch."""
+    """pyHanko's Signer backed by the token layer: `async_sign_raw` signs on the token's
+    worker (`TokenRegistry.call`), never on the event loop, with the PIN given for
+    each signature; a dry run (pyHanko's size estimate) answers a dummy of the largest
+    signature's length without touching the token."""
 
     def __init__(self, registry: TokenRegistry, token_id: str, key_id: str,
                  certificate: bytes, chain: list[bytes], key_type: KeyType, pin: str) -> None:
+        cert = x509.Certificate.load(certificate)
+        others = [x509.Certificate.load(c) for c in chain]
+        store = SimpleCertificateStore.from_certs(others)  # type: ignore[no-untyped-call]
+        super().__init__(signing_cert=cert, cert_registry=store)
+        self.signed_attr_prov_spec = PadesSignedAttributes(self)
         self._registry = registry
         self._token_id = token_id
         self._key_id = key_id
         self._pin = pin
         self._padding = Padding.ECDSA if key_type.is_ec else Padding.PKCS1V15
-        self._key_type = key_type
-        cert = x509.Certificate.load(certificate)
-        others = [x509.Certificate.load(c) for c in chain]
-        store = SimpleCertificateStore.from_certs(others)  # type: ignore[no-untyped-call]
-        super().__init__(signing_cert=cert, cert_registry=store)
-        self.template = CmsTemplate(cert, others, key_type)
-        self._presigned: dict[bytes, bytes] = {}  # SHA-256 of signed attributes -> sig
-        self._reserved: dict[str | None, int] = {}  # timestamp URL -> placeholder size
+        # DER Ecdsa-Sig-Value at its longest (two integers with a sign byte), or the modulus.
+        self._max_signature = (2 * (key_type.size // 8) + 9 if key_type.is_ec
+                               else (key_type.size + 7) // 8)
         self._timestampers: dict[str, timestamps.HTTPTimeStamper] = {}
+        self._bytes_reserved: dict[str | None, int] = {}  # timestamp URL -> /Contents size
+
+    def bytes_reserved(self, timestamp_url: str | None) -> int | None:
+        """The /Contents placeholder pyHanko sized for this signer's first document at
+        this level; None until then. Its estimate depends on the signer, the digest and
+        the TSA's dummy token only, so it holds for every later document."""
+        return self._bytes_reserved.get(timestamp_url)
+
+    def reserved(self, timestamp_url: str | None, digest: PreparedByteRangeDigest) -> None:
+        """Keep the placeholder size pyHanko chose (the reserved region without '<>')."""
+        size = digest.reserved_region_end - digest.reserved_region_start - 2
+        self._bytes_reserved.setdefault(timestamp_url, size)
 
     def timestamper(self, url: str) -> timestamps.HTTPTimeStamper:
         """One per URL and signer: it keeps its dummy response for size estimates."""
@@ -180,73 +157,87 @@ class TokenSigner(signers.Signer):
 
     async def async_sign_raw(self, data: bytes, digest_algorithm: str,
                              dry_run: bool = False) -> bytes:
-        if dry_run:  # size estimate only: no token operation for it
-            return bytes(self.template.max_signature)
+        """The raw signature of `data` hashed with `digest_algorithm` (pyHanko's
+        `Signer.async_sign_raw`): ECDSA (DER) or RSASSA-PKCS1-v1_5 per the key."""
+        if dry_run:
+            return bytes(self._max_signature)
         hash_algorithm = _HASHES.get(digest_algorithm)
         if hash_algorithm is None:
             raise SigningError(f"{digest_algorithm} is not supported")
         digest = hashlib.new(digest_algorithm, data).digest()
-        presigned = self._presigned.pop(digest, None) \
-            if hash_algorithm is HashAlgorithm.SHA256 else None
-        if presigned is not None:
-            return presigned
-        return (await self.sign_digests([digest], hash_algorithm))[0]
+        batch = _BATCH.get()
+        if batch is not None and batch.signer is self:
+            return await batch.sign(digest, hash_algorithm)
+        return (await self.sign_digests([(digest, hash_algorithm)]))[0]
 
-    async def sign_digests(self, digests: Sequence[bytes],
-                           hash_algorithm: HashAlgorithm = HashAlgorithm.SHA256
+    async def sign_digests(self, digests: Sequence[tuple[bytes, HashAlgorithm]]
                            ) -> list[bytes]:
         """Several digests in one job on the token's worker (no other operation's
-        APDUs between them)."""
-        algorithm = SignatureAlgorithm(self._padding, hash_algorithm)
-        key_id, pin, wanted = self._key_id, self._pin, list(digests)
+        commands between them), each signature with its own PIN check."""
+        key_id, pin, padding = self._key_id, self._pin, self._padding
+        wanted = list(digests)
 
         def sign(token: Token) -> list[bytes]:
-            return [token.sign_digest(key_id, d, algorithm, pin=pin) for d in wanted]
+            return [token.sign_digest(key_id, digest, SignatureAlgorithm(padding, hash_algorithm),
+                                      pin=pin)
+                    for digest, hash_algorithm in wanted]
 
         signatures: list[bytes] = await self._registry.call(self._token_id, sign)
         return signatures
 
-    def presign(self, digests: Sequence[bytes], signatures: Sequence[bytes]) -> None:
-        self._presigned.update(zip(digests, signatures, strict=True))
 
-    async def async_sign(self, data_digest: bytes, digest_algorithm: str,
-                         dry_run: bool = False, use_pades: bool = False,
-                         timestamper: Any = None,
-                         signed_attr_settings: PdfCMSSignedAttributes | None = None,
-                         is_pdf_sig: bool = True, encap_content_info: Any = None
-                         ) -> cms.ContentInfo:
-        """PAdES containers from the template; anything else by pyHanko's own code."""
-        if (not use_pades or digest_algorithm != MD_ALGORITHM or not is_pdf_sig
-                or encap_content_info is not None
-                or (signed_attr_settings is not None
-                    and (signed_attr_settings.cades_signed_attrs is not None
-                         or signed_attr_settings.adobe_revinfo_attr is not None))):
-            return await super().async_sign(
-                data_digest, digest_algorithm, dry_run=dry_run, use_pades=use_pades,
-                timestamper=timestamper, signed_attr_settings=signed_attr_settings,
-                is_pdf_sig=is_pdf_sig, encap_content_info=encap_content_info)
-        attributes = self.template.signed_attributes(data_digest)
-        signature = await self.async_sign_raw(attributes, MD_ALGORITHM, dry_run=dry_run)
-        token: bytes | None = None
-        if timestamper is not None:
-            if dry_run:
-                response = await timestamper.async_dummy_response(MD_ALGORITHM)
-            else:  # RFC 3161 / CAdES: the imprint is a hash of the signature value
-                response = await timestamper.async_timestamp(
-                    hashlib.sha256(signature).digest(), MD_ALGORITHM)
-            token = response.dump()
-        return cms.ContentInfo.load(self.template.content_info(attributes, signature, token))
+class _BatchAbandoned(PdfRefused):
+    """Another document of the batch failed before its signature: none is signed."""
 
-    async def reserved_bytes(self, timestamper: Any) -> int:
-        """The placeholder for /Contents, estimated once per level: pyHanko's rule
-        (a dry-run container, hex-encoded, plus half again for TSA variation)."""
-        key = getattr(timestamper, "url", None) if timestamper is not None else None
-        if key not in self._reserved:
-            dry = await self.async_sign(bytes(32), MD_ALGORITHM, dry_run=True,
-                                        use_pades=True, timestamper=timestamper)
-            length = len(dry.dump()) * 2
-            self._reserved[key] = length + 2 * (length // 4)
-        return self._reserved[key]
+
+class _SignatureBatch:
+    """The signatures of one `sign_pdfs` call: each document's `async_sign_raw` waits
+    until every document has asked, then the token makes them all in one job. A
+    document that fails before asking abandons the batch: nothing is signed."""
+
+    def __init__(self, signer: TokenSigner, documents: int) -> None:
+        self.signer = signer
+        self._documents = documents
+        self._asked: list[tuple[bytes, HashAlgorithm, asyncio.Future[bytes]]] = []
+        self._abandoned = False
+        self._job: asyncio.Task[None] | None = None
+
+    async def sign(self, digest: bytes, hash_algorithm: HashAlgorithm) -> bytes:
+        if self._abandoned:
+            raise _BatchAbandoned("another document of the batch cannot be signed")
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._asked.append((digest, hash_algorithm, answer))
+        if len(self._asked) == self._documents:
+            # A task of its own: a cancelled waiter cannot leave the others waiting.
+            self._job = asyncio.create_task(self._sign_all())
+        return await answer
+
+    def leave(self) -> None:
+        """A document of the batch failed; if it had not asked yet, abandon the batch."""
+        if self._job is not None:
+            return
+        self._abandoned = True
+        for _, _, answer in self._asked:
+            if not answer.done():
+                answer.set_exception(_BatchAbandoned(
+                    "another document of the batch cannot be signed"))
+
+    async def _sign_all(self) -> None:
+        asked = self._asked
+        try:
+            signatures = await self.signer.sign_digests([(d, h) for d, h, _ in asked])
+        except asyncio.CancelledError:
+            for _, _, answer in asked:
+                answer.cancel()
+            raise
+        except Exception as exc:  # every document gets the token's error
+            for _, _, answer in asked:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (_, _, answer), signature in zip(asked, signatures, strict=True):
+            if not answer.done():
+                answer.set_result(signature)
 
 
 async def token_signer(registry: TokenRegistry, credential_id: str, pin: str) -> TokenSigner:
@@ -271,7 +262,7 @@ def _refusal(exc: Exception) -> PdfRefused:
 
 @dataclass
 class _Prepared:
-    digest: Any  # pyhanko PreparedByteRangeDigest
+    digest: PreparedByteRangeDigest
     document: PdfTBSDocument
     output: Any
 
@@ -287,15 +278,15 @@ async def _prepare(signer: TokenSigner, data: bytes, level: Level,
         writer = IncrementalPdfFileWriter(BytesIO(data), strict=False)
         if writer.prev.encrypted:
             raise PdfRefused("the PDF is encrypted; qsign does not sign encrypted PDFs")
-        timestamper = (signer.timestamper(timestamp_url)
-                       if level is Level.B_T and timestamp_url else None)
+        tsa = timestamp_url if level is Level.B_T else None
         pdf_signer = signers.PdfSigner(
             signers.PdfSignatureMetadata(field_name=field_name, md_algorithm=MD_ALGORITHM,
                                          subfilter=fields.SigSeedSubFilter.PADES),
-            signer=signer, timestamper=timestamper)
-        reserved = await signer.reserved_bytes(timestamper)
+            signer=signer, timestamper=None if tsa is None else signer.timestamper(tsa))
+        # pyHanko sizes the placeholder with a dry run for the first document only.
         digest, document, output = await pdf_signer.async_digest_doc_for_signing(
-            writer, bytes_reserved=reserved)
+            writer, bytes_reserved=signer.bytes_reserved(tsa))
+        signer.reserved(tsa, digest)
     except PdfRefused:
         raise
     except _PDF_ERRORS as exc:
@@ -304,6 +295,7 @@ async def _prepare(signer: TokenSigner, data: bytes, level: Level,
 
 
 async def _finish(prepared: _Prepared) -> bytes:
+    """pyHanko signs (through `TokenSigner.async_sign_raw`) and writes the CMS."""
     try:
         done = await prepared.document.perform_signature(
             prepared.digest.document_digest, PdfCMSSignedAttributes())
@@ -326,17 +318,28 @@ async def sign_pdfs(signer: TokenSigner, documents: Sequence[bytes], *,
                     field_name: str = "Signature1") -> list[bytes]:
     """A batch under one authorisation, all or nothing (PdfRefused names the first
     document that cannot be signed, and nothing is signed then): every document is
-    prepared first, then the token signs all their signed attributes in one job."""
+    prepared first, then all are signed, their signatures in one token job."""
     prepared = []
     for index, data in enumerate(documents, 1):
         try:
             prepared.append(await _prepare(signer, data, level, timestamp_url, field_name))
         except PdfRefused as exc:
             raise PdfRefused(f"document {index}: {exc}") from exc
-    attributes = [hashlib.sha256(signer.template.signed_attributes(
-        p.digest.document_digest)).digest() for p in prepared]
-    signer.presign(attributes, await signer.sign_digests(attributes))
-    return [await _finish(p) for p in prepared]
+    batch = _SignatureBatch(signer, len(prepared))
+
+    async def member(document: _Prepared) -> bytes:
+        _BATCH.set(batch)  # this task's context: its async_sign_raw joins the batch
+        try:
+            return await _finish(document)
+        except BaseException:
+            batch.leave()
+            raise
+
+    results = await asyncio.gather(*map(member, prepared), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise next((f for f in failures if not isinstance(f, _BatchAbandoned)), failures[0])
+    return [r for r in results if isinstance(r, bytes)]
 
 
 Progress = Callable[[int, int, str], None]

@@ -1,7 +1,9 @@
 """agent.pades with a key held in software behind the registry's `call` surface (the
-card and SoftHSM2 paths are in tests/integration): CAdES containers from the template
-validate in pyHanko for P-256, P-384 and RSA keys; a batch signs in one token job;
-a bad document refuses the whole batch, naming it, before anything is signed."""
+card and SoftHSM2 paths are in tests/integration): the CAdES containers pyHanko builds
+around the token's signatures validate in pyHanko for P-256, P-384 and RSA keys; a batch
+signs in one token job; a bad document refuses the whole batch, naming it, before
+anything is signed; a refused PIN fails the whole batch; a batch and a single PDF signed
+at once stay apart."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from agent.pades import PdfRefused, TokenSigner, sign_pdf, sign_pdfs
+from agent.tokens.errors import InvalidPin
 from agent.tokens.model import KeyType, Padding, SignatureAlgorithm
 from tests.support.pdfs import blank_pdf
 from tests.support.provision import CertIssuer
@@ -35,7 +38,9 @@ class SoftwareToken:
 
     def sign_digest(self, key_id: str, digest: bytes, algorithm: SignatureAlgorithm,
                     pin: str | None = None) -> bytes:
-        assert pin == "123456" and len(digest) == 32
+        if pin != "123456":
+            raise InvalidPin(2)  # as the token layer does: the PIN checked per signature
+        assert len(digest) == 32
         self.signatures += 1
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
             assert algorithm.padding is Padding.ECDSA
@@ -104,5 +109,33 @@ def test_a_bad_document_refuses_the_batch_before_signing() -> None:
         with pytest.raises(PdfRefused, match=r"document 1: .*encrypted"):
             await sign_pdfs(signer, [blank_pdf(1, encrypt_with="secret")])
         assert registry.token.signatures == 0
+
+    asyncio.run(main())
+
+
+def test_a_refused_pin_fails_the_whole_batch_in_one_job() -> None:
+    """The token's error reaches every document of the batch; none waits forever."""
+    async def main() -> None:
+        key = KEYS[KeyType.EC_P256]()
+        cert = CertIssuer().certify(key.public_key(), "pades unit")  # type: ignore[arg-type]
+        registry = Registry(SoftwareToken(key))
+        signer = TokenSigner(registry, "soft", "01",  # type: ignore[arg-type]
+                             cert.public_bytes(Encoding.DER), [], KeyType.EC_P256, "999999")
+        with pytest.raises(InvalidPin):
+            await asyncio.wait_for(sign_pdfs(signer, [blank_pdf(1), blank_pdf(2)]), 60)
+        assert registry.jobs == 1 and registry.token.signatures == 0
+
+    asyncio.run(main())
+
+
+def test_a_batch_and_a_single_pdf_at_once_stay_apart() -> None:
+    """A document signed beside a batch, with the same signer, is not taken into it."""
+    async def main() -> None:
+        signer, registry, issuer = _signer(KeyType.EC_P256)
+        batch, single = await asyncio.gather(
+            sign_pdfs(signer, [blank_pdf(1), blank_pdf(2)]), sign_pdf(signer, blank_pdf(3)))
+        assert registry.jobs == 2 and registry.token.signatures == 3
+        for data in [*batch, single]:
+            await _valid(data, issuer)
 
     asyncio.run(main())
