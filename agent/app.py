@@ -31,15 +31,6 @@ from agent.metrics import (
 )
 from agent.policy import SadIssuer
 from agent.protocol.approve import add_approval_routes
-from agent.protocol.connections import (
-    BODY_TIMEOUT,
-    GUARD,
-    ConnectionGuard,
-    ConnectionLimits,
-    bounded_requests,
-    listen,
-    nofile_cap,
-)
 from agent.protocol.csc import add_csc_routes, bearer_token
 from agent.protocol.origins import ORIGIN_SOCKETS, OriginSockets, revocation_sweep, sweep_once
 from agent.protocol.ws import (
@@ -57,6 +48,7 @@ from agent.signing import SigningService
 from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
 from qsign import __version__
+from qsign.http_guard import GuardedSite, GuardLimits, HttpGuard
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1")
@@ -103,11 +95,10 @@ async def client_script(request: web.Request) -> web.Response:
 
 def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> web.Application:
     # Metrics outermost, so that requests the Host check refuses are counted too.
-    middlewares = [bounded_requests, host_check]
+    middlewares = [host_check]
     if config.metrics:
         middlewares.insert(0, metrics_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=config.max_message_bytes)
-    app[BODY_TIMEOUT] = config.body_timeout_seconds
     app[AGENT_ID] = agent_id(config.state_dir)
     app[STARTED] = time.monotonic()
     state = AgentState(config.state_dir)
@@ -178,34 +169,44 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     return app
 
 
+def guard_limits(config: AgentConfig) -> GuardLimits:
+    """The agent's connection keys as the HTTP guard's limits (qsign/http_guard.py): a
+    request's head and its body each within their seconds, not extended by the bytes
+    sent; the agent listens on loopback only, so every client shares one address and
+    the cap in all is also the cap per address."""
+    return GuardLimits(
+        header_timeout=config.header_timeout_seconds,
+        header_max=config.header_timeout_seconds,
+        body_timeout=config.body_timeout_seconds, body_max=config.body_timeout_seconds,
+        idle_timeout=config.idle_timeout_seconds,
+        max_per_address=config.max_tcp_connections,
+        max_connections=config.max_tcp_connections)
+
+
 async def serve(config: AgentConfig,
                 reload: Callable[[], AgentConfig] | None = None) -> None:
     """Listen on 127.0.0.1 and ::1 at the configured port (or on the loopback sockets
     systemd passes, sd_listen_fds(3)) until SIGTERM / SIGINT; advertise over mDNS when
-    the policy enables discovery. Every connection is bounded (agent.protocol.
-    connections). SIGHUP calls `reload` and applies its allowed origins: an origin it
+    the policy enables discovery. Every connection is bounded (qsign/http_guard.py,
+    `guard_limits`). SIGHUP calls `reload` and applies its allowed origins: an origin it
     drops loses its sockets and SADs at once; other keys need a restart."""
     passed = systemd.listen_sockets()
     hosts = [systemd.check_loopback(sock, config.port) for sock in passed]
     app = create_app(config)
-    guard = ConnectionGuard(ConnectionLimits(
-        nofile_cap(config.max_tcp_connections), config.header_timeout_seconds,
-        config.body_timeout_seconds, config.idle_timeout_seconds))
-    app[GUARD] = guard
-    runner = web.AppRunner(app)
+    guard = HttpGuard(guard_limits(config))  # one guard, one cap for every site
+    runner = web.AppRunner(app, keepalive_timeout=config.idle_timeout_seconds)
     await runner.setup()
-    assert runner.server is not None
-    listeners: list[asyncio.Server] = []
     bound = []
-    if passed:
-        for sock, host in zip(passed, hosts, strict=True):
-            listeners.append(await listen(guard, runner.server, sock=sock))
-            bound.append(f"{host} (socket activation)")
+    for sock, host in zip(passed, hosts, strict=True):
+        await GuardedSite(runner, guard, sock=sock).start()
+        bound.append(f"{host} (socket activation)")
     for host in () if passed else LOOPBACK:
+        site = GuardedSite(runner, guard, host, config.port)
         try:
-            listeners.append(await listen(guard, runner.server, host=host, port=config.port))
+            await site.start()
             bound.append(host)
         except OSError as exc:
+            await site.stop()
             log.warning("cannot listen on %s:%d: %s", host, config.port, exc)
     if not bound:
         await runner.cleanup()
@@ -233,8 +234,6 @@ async def serve(config: AgentConfig,
         advertising.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await advertising
-    for listener in listeners:
-        listener.close()
     await runner.cleanup()
 
 

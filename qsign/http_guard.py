@@ -1,6 +1,6 @@
-"""Slow and greedy HTTP clients against our aiohttp servers (the portal; the agent may use
-it too): every phase of a connection has a deadline, and connections are capped per
-client address and in all (SECURITY.md #40).
+"""Slow and greedy HTTP clients against our aiohttp servers (the portal and the agent):
+every phase of a connection has a deadline, and connections are capped per client
+address and in all, under the process's descriptor limit (SECURITY.md #40).
 
 aiohttp alone waits without limit for the body a handler reads, and for a request's
 headers until its keep-alive timeout: a few thousand connections that send a partial
@@ -15,7 +15,8 @@ A connection is, in turn:
   the request handler runs: `header_timeout` s, extended by the bytes received, never past
   `header_max` s. Nothing sent at all counts here too.
 - **body**: from the handler's start until the body has arrived whole: `body_timeout` s,
-  extended by the bytes received (a large upload at a sane rate always fits).
+  extended by the bytes received (a large upload at a sane rate always fits), never past
+  `body_max` s when one is set (mod_reqtimeout's `body=20-40`).
 - **handling**: the application's own time (a WebSocket lives here): no limit here.
 - **idle**: after the handler returned, until the next request's first byte:
   `idle_timeout` s; while our answer is still leaving (the write buffer shrinks between
@@ -24,7 +25,12 @@ A connection is, in turn:
 Past its deadline a connection is closed (a partial request gets `408` first). Over a
 cap (per client address, in all), the longest-waiting connection of that scope that is
 not being handled makes way for the new one, so a flood of slow sockets never keeps a
-real request out; when every one is being handled, the new one gets `503`.
+real request out; when every one is being handled, the new one gets `503`. A server
+that only loopback clients reach (the agent) sees one address for all: it sets
+`max_per_address` to `max_connections`. Both caps are lowered to fit under the soft
+RLIMIT_NOFILE, with room for the descriptors a server needs besides its connections:
+past it `accept` fails (EMFILE), the loop stops accepting for a while, and no
+connection would make way.
 
 Use: `serve(app, host=..., port=..., limits=...)`, or `HttpGuard(limits)` and
 `GuardedSite(runner, guard, host, port)` / `GuardedSite(runner, guard, sock=sock)` in place
@@ -37,11 +43,12 @@ import asyncio
 import contextlib
 import enum
 import logging
+import resource
 import signal
 import socket
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
@@ -53,6 +60,7 @@ _TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
          b"Content-Length: 0\r\n\r\n")
 _CLOSE_GRACE = 5.0  # a close() that cannot flush within this becomes an abort()
+_RESERVED_DESCRIPTORS = 64  # listening sockets, database files, PC/SC, PKCS#11, logs
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class GuardLimits:
     header_timeout: float = 20.0
     header_max: float = 40.0
     body_timeout: float = 20.0
+    body_max: float | None = None  # None: a body at `min_rate` may take as long as it needs
     min_rate: float = 500.0
     idle_timeout: float = 30.0
     max_per_address: int = 64
@@ -74,8 +83,25 @@ class GuardLimits:
                 raise ValueError(f"{name}: a positive number")
         if self.header_max < self.header_timeout:
             raise ValueError("header_max: at least header_timeout")
+        if self.body_max is not None and self.body_max < self.body_timeout:
+            raise ValueError("body_max: at least body_timeout")
         if self.max_per_address < 1 or self.max_connections < self.max_per_address:
             raise ValueError("max_per_address: 1 to max_connections")
+
+
+def within_descriptors(limits: GuardLimits) -> GuardLimits:
+    """`limits` with both caps lowered, if need be, under the soft RLIMIT_NOFILE less
+    the descriptors a server holds besides its connections (getrlimit(2))."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return limits
+    room = max(8, soft - _RESERVED_DESCRIPTORS)
+    if limits.max_connections <= room:
+        return limits
+    log.warning("HTTP: at most %d connections (not %d): the descriptor limit is %d",
+                room, limits.max_connections, soft)
+    return replace(limits, max_connections=room,
+                   max_per_address=min(limits.max_per_address, room))
 
 
 class Phase(enum.Enum):
@@ -89,7 +115,7 @@ class HttpGuard:
     """The per-connection deadlines and the connection caps of one server."""
 
     def __init__(self, limits: GuardLimits | None = None) -> None:
-        self.limits = limits or GuardLimits()
+        self.limits = within_descriptors(limits or GuardLimits())
         self._open: dict[asyncio.BaseTransport, _GuardedConnection] = {}
         self._per_address: Counter[str] = Counter()
         self._wrapped: set[int] = set()
@@ -259,7 +285,8 @@ class _GuardedConnection(asyncio.Protocol):
         if self._phase is Phase.HEADERS:
             return since + min(limits.header_timeout + earned, limits.header_max)
         if self._phase is Phase.BODY:
-            return since + limits.body_timeout + earned
+            body = limits.body_timeout + earned
+            return since + (body if limits.body_max is None else min(body, limits.body_max))
         if self._phase is Phase.IDLE:
             return since + limits.idle_timeout
         return None
