@@ -35,6 +35,7 @@ from ca.registry import (
     UnknownSerial,
 )
 from ca.tsa import TimestampAuthority
+from qsign.json_bounded import JsonRefused, parse_bounded
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ def admin_token(directory: Path) -> str:
     return path.read_text().strip()
 
 
+MAX_JSON_DEPTH = 16  # an enrolment's body is a flat object of strings (SECURITY #46)
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
@@ -85,9 +89,9 @@ async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
 async def enrol(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "bad_request", "the body is not JSON")
+        body = parse_bounded(await request.read(), max_depth=MAX_JSON_DEPTH)
+    except JsonRefused as exc:
+        return _error(400, "bad_request", f"the body: {exc.reason}")
     try:
         enrolment = EnrolmentRequest.from_json(body)
         record = await _blocking(service.enrolment.enrol, enrolment)
@@ -141,9 +145,9 @@ async def revoke(request: web.Request) -> web.Response:
     if not hmac.compare_digest(auth.encode(), f"Bearer {service.admin_token}".encode()):
         return _error(401, "unauthorized", "revocation needs the CA's bearer token")
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "bad_request", "the body is not JSON")
+        body = parse_bounded(await request.read(), max_depth=MAX_JSON_DEPTH)
+    except JsonRefused as exc:
+        return _error(400, "bad_request", f"the body: {exc.reason}")
     reason = body.get("reason") if isinstance(body, dict) else None
     if reason not in REVOCATION_REASONS:
         return _error(400, "bad_reason", f"reason: one of {', '.join(REVOCATION_REASONS)}")

@@ -194,6 +194,9 @@ def test_timestamps_verify_with_openssl(running_ca: RunningCa, tmp_path: Path) -
     b'{"csr": "AAAA", "attestation": ["AAAA", "AAAA"], "evidence": "a.b.c"}',
     b'{"csr": "AAAA", "attestation": ["AAAA", "AAAA"], "evidence": "a.b.c", "x": 1}',
     json.dumps({"csr": "A" * 200_000}).encode(),
+    # SECURITY #46: deep nesting under the 64 KiB body cap was a RecursionError, a 500
+    b"[" * 30_000 + b"]" * 30_000,
+    b'{"csr": ' * 6_000 + b"1" + b"}" * 6_000,
 ])
 def test_malformed_enrolment_bodies_get_typed_4xx(running_ca: RunningCa, body: bytes) -> None:
     status, reply = running_ca.post("/v1/enrol", body, "application/json")
