@@ -32,17 +32,9 @@ from agent.metrics import (
 from agent.policy import SadIssuer
 from agent.protocol.approve import add_approval_routes
 from agent.protocol.csc import add_csc_routes, bearer_token
+from agent.protocol.gate import GATE, SOCKETS, Gate, RateLimiter, host_check
 from agent.protocol.origins import ORIGIN_SOCKETS, OriginSockets, revocation_sweep, sweep_once
-from agent.protocol.ws import (
-    GATE,
-    SOCKETS,
-    Gate,
-    RateLimiter,
-    close_sockets,
-    host_check,
-    pair,
-    websocket,
-)
+from agent.protocol.ws import close_sockets, pair, websocket
 from agent.secondfactor import SecondFactor
 from agent.signing import SigningService
 from agent.state import AgentState
@@ -109,19 +101,19 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     sads = SadIssuer(journal.db)
     sms = HttpSmsOtpProvider(config.portal_url, token_file=config.portal_token_file) \
         if config.portal_url else None
-    core = SigningService(tokens, TotpVerifier(otp_store), sads, journal,
-                          config.timestamp_url, sms=sms, otp_mode=config.otp_mode)
-    signing: SigningService | MeteredSigning = core
     metrics = AgentMetrics(__version__) if config.metrics else None
+    signing_args = (tokens, TotpVerifier(otp_store), sads, journal, config.timestamp_url)
+    signing = (SigningService(*signing_args, sms=sms, otp_mode=config.otp_mode)
+               if metrics is None else
+               MeteredSigning(metrics, *signing_args, sms=sms, otp_mode=config.otp_mode))
     if metrics is not None:
-        signing = MeteredSigning(signing, metrics)
         app[METRICS] = metrics
     confirmations = Confirmations(state)
     enrolment = EnrolmentService(tokens, journal.db, config.ca_url, confirmations)
-    second_factor = SecondFactor(core, otp_store, confirmations,
+    second_factor = SecondFactor(signing, otp_store, confirmations,
                                  SecurityJournal(journal.db))
     app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing,
-                     enrolment, second_factor=second_factor)
+                     enrolment, second_factor)
     app[SOCKETS] = set()
     app[ORIGIN_SOCKETS] = OriginSockets(journal, sads)
     if metrics is not None:

@@ -18,3 +18,16 @@ class TokenCallsThrottled(Exception):
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__("too many PIN or PUK requests from this origin")
         self.retry_after_seconds = retry_after_seconds
+
+
+class SigningRequestInvalid(Exception):
+    """Hashes or documents that cannot be authorised as asked (count, length, repeats)."""
+
+
+class SadRefused(Exception):
+    """A SAD that does not (or no longer) authorise these signatures; `reason` when the
+    SAD itself was refused (unknown, expired, spent, other origin or hashes)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -16,6 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.protocol.errors import error_for
+from agent.signing import Authorization, SigningService
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Card signatures take 50 ms to a few seconds; PIN prompts are not inside these spans.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -177,41 +180,34 @@ class AgentMetrics:
 
 def failure_code(exc: BaseException) -> str:
     """The wire error code a failure becomes (agent.protocol.errors is the one mapping)."""
-    from agent.identity.otp import OtpError
-    from agent.protocol.errors import RpcError, error_for
-    from agent.tokens.errors import TokenError
-
-    if isinstance(exc, RpcError | TokenError | OtpError):
-        return error_for(exc).code.name
     if isinstance(exc, TimeoutError | ConnectionError):
         return "UNAVAILABLE"
-    return "INTERNAL"
+    return error_for(exc, log_unexpected=False).code.name
 
 
-class MeteredSigning:
-    """The signing service with every operation counted and timed; anything else
-    (`totp`, `registry`, `timestamp_url`, ...) passes through unchanged."""
+class MeteredSigning(SigningService):
+    """The signing service with every operation counted and timed."""
 
-    def __init__(self, signing: Any, metrics: AgentMetrics) -> None:
-        self._signing = signing
+    def __init__(self, metrics: AgentMetrics, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._metrics = metrics
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._signing, name)
-
-    async def authorize(self, **kwargs: Any) -> Any:
+    async def authorize(self, **kwargs: Any) -> Authorization:
         hashes = len(kwargs.get("hashes") or ())
-        return await self._metrics.time_operation(
-            "credentials/authorize", lambda _: hashes, self._signing.authorize(**kwargs))
+        result: Authorization = await self._metrics.time_operation(
+            "credentials/authorize", lambda _: hashes, super().authorize(**kwargs))
+        return result
 
-    async def sign_hash(self, **kwargs: Any) -> Any:
+    async def sign_hash(self, **kwargs: Any) -> list[bytes]:
         # Delivers signatures the token made during authorize: none made here.
-        return await self._metrics.time_operation(
-            "signatures/signHash", lambda _: 0, self._signing.sign_hash(**kwargs))
+        result: list[bytes] = await self._metrics.time_operation(
+            "signatures/signHash", lambda _: 0, super().sign_hash(**kwargs))
+        return result
 
-    async def sign_pdfs(self, **kwargs: Any) -> Any:
-        return await self._metrics.time_operation(
-            "documents/signPdf", len, self._signing.sign_pdfs(**kwargs))
+    async def sign_pdfs(self, **kwargs: Any) -> list[bytes]:
+        result: list[bytes] = await self._metrics.time_operation(
+            "documents/signPdf", len, super().sign_pdfs(**kwargs))
+        return result
 
 
 METRICS = web.AppKey("metrics", AgentMetrics)

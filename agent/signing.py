@@ -42,11 +42,20 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.identity.otp import SmsChallenge, SmsOtpProvider, TotpVerifier
+from agent.errors import SadRefused, SigningRequestInvalid
+from agent.identity.otp import OtpMethodNotAllowed, SmsChallenge, SmsOtpProvider, TotpVerifier
 from agent.journal import JournalError, SignatureJournal
+from agent.pades import Level, sign_pdfs, token_signer
 from agent.policy import MAX_TTL_SECONDS, SadInvalid, SadIssuer
-from agent.protocol.errors import ErrorCode, RpcError
-from agent.tokens.model import HashAlgorithm, KeyType, Padding, SignatureAlgorithm, Token
+from agent.tokens.errors import KeyNotFound
+from agent.tokens.model import (
+    HashAlgorithm,
+    KeyType,
+    Padding,
+    SignatureAlgorithm,
+    Token,
+    split_credential,
+)
 from agent.tokens.registry import TokenRegistry
 
 log = logging.getLogger(__name__)
@@ -83,11 +92,10 @@ class SigningService:
 
     def _sms_provider(self) -> SmsOtpProvider:
         if self.otp_mode == "totp":
-            raise RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, "this agent accepts TOTP codes "
-                           "only (otp_mode = \"totp\")")
+            raise OtpMethodNotAllowed("this agent accepts TOTP codes only "
+                                      "(otp_mode = \"totp\")")
         if self.sms is None:
-            raise RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, "SMS one-time passwords need "
-                           "the agent's portal_url")
+            raise OtpMethodNotAllowed("SMS one-time passwords need the agent's portal_url")
         return self.sms
 
     async def send_otp(self, *, origin: str, credential_id: str, hashes: list[bytes],
@@ -111,8 +119,8 @@ class SigningService:
             await self._sms_provider().verify(otp_session, code, hashes)
             return False
         if self.otp_mode == "sms":
-            raise RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, "this agent accepts SMS "
-                           "codes only (otpSession; otp_mode = \"sms\")")
+            raise OtpMethodNotAllowed("this agent accepts SMS codes only "
+                                      "(otpSession; otp_mode = \"sms\")")
         self.totp.verify(account, code, durable=sync)
         return not sync
 
@@ -127,9 +135,9 @@ class SigningService:
         token_id, key_id = split_credential(credential_id)
         hash_algorithm = _hash_algorithm(hashes)
         if len(hashes) > 100:
-            raise RpcError(ErrorCode.BAD_REQUEST, "at most 100 hashes per authorisation")
+            raise SigningRequestInvalid("at most 100 hashes per authorisation")
         if len(set(hashes)) != len(hashes):
-            raise RpcError(ErrorCode.BAD_REQUEST, "each hash once per authorisation")
+            raise SigningRequestInvalid("each hash once per authorisation")
         # First: a wrong OTP never burns a PIN try.
         owed_sync = await self.check_otp(credential_id, otp, otp_session, hashes)
 
@@ -140,7 +148,7 @@ class SigningService:
             if key_type is None:
                 key = next((c for c in token.credentials() if c.id == key_id), None)
                 if key is None:
-                    raise RpcError(ErrorCode.KEY_NOT_FOUND)
+                    raise KeyNotFound(key_id)
                 key_type = key.key_type
             chosen = padding or (Padding.ECDSA if key_type.is_ec else Padding.PKCS1V15)
             algorithm = SignatureAlgorithm(chosen, hash_algorithm)
@@ -200,9 +208,9 @@ class SigningService:
             except JournalError as exc:
                 refusal = exc  # the SAD stays spent: commit, then refuse
         if isinstance(refusal, SadInvalid):
-            raise RpcError(ErrorCode.SAD_INVALID,
-                           data={"reason": str(refusal.reason)}) from refusal
-        raise RpcError(ErrorCode.SAD_INVALID, str(refusal)) from refusal
+            raise SadRefused("signature activation data invalid",
+                             str(refusal.reason)) from refusal
+        raise SadRefused(str(refusal)) from refusal
 
     # PDFs -------------------------------------------------------------------------------
 
@@ -211,8 +219,6 @@ class SigningService:
                         otp_session: str | None = None) -> list[bytes]:
         """One authorisation (OTP, then the PIN on the card) for a batch of PDFs. An SMS
         code (otpSession) is bound to `document_hashes(documents)`."""
-        from agent.pades import Level, PdfRefused, sign_pdfs, token_signer
-
         split_credential(credential_id)
         owed_sync = await self.check_otp(credential_id, otp, otp_session,
                                           document_hashes(documents))
@@ -220,12 +226,9 @@ class SigningService:
             # No journal commit follows (PDF signatures are returned, not journaled):
             # the accepted step is made power-loss durable before the card is used.
             self._totp_sync()
-        try:
-            signer = await token_signer(self.registry, credential_id, pin)
-            signed = await sign_pdfs(signer, documents, level=Level(level),
-                                     timestamp_url=timestamp_url)
-        except PdfRefused as exc:
-            raise RpcError(ErrorCode.BAD_REQUEST, str(exc)) from exc
+        signer = await token_signer(self.registry, credential_id, pin)
+        signed = await sign_pdfs(signer, documents, level=Level(level),
+                                 timestamp_url=timestamp_url)
         log.info("signed %d PDF(s) with %s for %s", len(signed), credential_id, origin)
         return signed
 
@@ -236,18 +239,10 @@ def document_hashes(documents: Sequence[bytes]) -> list[bytes]:
     return [hashlib.sha256(d).digest() for d in documents]
 
 
-def split_credential(credential_id: str) -> tuple[str, str]:
-    """'TOKEN_ID/KEY_ID' -> (token id, key id)."""
-    token_id, sep, key_id = credential_id.rpartition("/")
-    if not sep or not token_id or not key_id:
-        raise RpcError(ErrorCode.INVALID_PARAMS, "credentialID is tokenID/keyID")
-    return token_id, key_id
-
-
 def _hash_algorithm(hashes: list[bytes]) -> HashAlgorithm:
     """The hash algorithm from the digest length (CSC v1 authorize does not name it)."""
     if not hashes or len({len(h) for h in hashes}) != 1 or len(hashes[0]) not in _BY_LENGTH:
-        raise RpcError(ErrorCode.BAD_REQUEST, "hashes: SHA-256/384/512 digests, one length")
+        raise SigningRequestInvalid("hashes: SHA-256/384/512 digests, one length")
     return _BY_LENGTH[len(hashes[0])]
 
 

@@ -55,7 +55,7 @@ from pyhanko.sign.pkcs11 import PKCS11Signer  # noqa: E402
 from agent.app import create_app  # noqa: E402
 from agent.config import AgentConfig  # noqa: E402
 from agent.pades import sign_pdf, sign_pdfs, token_signer  # noqa: E402
-from agent.protocol.ws import GATE  # noqa: E402
+from agent.protocol.gate import GATE  # noqa: E402
 from agent.tokens.model import KeyType, SignatureAlgorithm, Token  # noqa: E402
 from agent.tokens.pkcs11 import Pkcs11Module  # noqa: E402
 from agent.tokens.registry import TokenRegistry  # noqa: E402

@@ -473,6 +473,10 @@ def _check_account(account: str) -> None:
 # SMS OTP --------------------------------------------------------------------------------
 
 
+class OtpMethodNotAllowed(OtpError):
+    """This agent's otp_mode does not take this kind of code (or no SMS service is set)."""
+
+
 class OtpExpired(OtpError):
     """The code was right once, but its 5 minutes are over: ask for a new one."""
 

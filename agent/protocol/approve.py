@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from agent import confirmations
+from agent.protocol.gate import GATE
 from agent.protocol.jsonbody import JsonRefused, read_json
 from agent.state import PairingError
 from qsign.files import write_atomically
@@ -135,7 +136,6 @@ async def stylesheet(request: web.Request) -> web.Response:
 
 
 async def pending(request: web.Request) -> web.Response:
-    from agent.protocol.ws import GATE
 
     if not request.app[APPROVAL].admits(request, write=False):
         return _refused()
@@ -151,7 +151,6 @@ async def pending(request: web.Request) -> web.Response:
 
 async def decide(request: web.Request) -> web.Response:
     """POST {"code": "ABCD-EFGH", "action": "approve" | "deny"}."""
-    from agent.protocol.ws import GATE
 
     if not request.app[APPROVAL].admits(request, write=True):
         log.warning("refused a pairing decision from outside the agent's own page")

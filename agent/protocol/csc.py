@@ -18,10 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
+from agent.protocol.gate import GATE
 from agent.protocol.jsonbody import JsonRefused, read_json
 from agent.protocol.jsonrpc import credential_json
-from agent.signing import split_credential
-from agent.tokens.model import KeyType, Padding
+from agent.tokens.model import KeyType, Padding, split_credential
 
 TOKEN_FILE = "csc.token"  # noqa: S105 - a file name, not a secret
 CSC_ORIGIN = "csc:local"
@@ -186,7 +186,6 @@ async def _sign_hash(request: web.Request, body: dict[str, Any]) -> dict[str, An
 
 
 def _signing(request: web.Request) -> Any:
-    from agent.protocol.ws import GATE
 
     return request.app[GATE].signing
 

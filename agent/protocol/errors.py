@@ -12,6 +12,8 @@ from typing import Any
 
 from agent import confirmations, errors
 from agent.identity import otp
+from agent.identity.enrolment import EnrolmentFailed, EnrolmentUnknown
+from agent.pades import PdfRefused
 from agent.tokens import errors as token_errors
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ _TOKEN_ERRORS: list[tuple[type[Exception], ErrorCode]] = [
     (token_errors.NotAuthenticated, ErrorCode.NOT_AUTHENTICATED),
     (token_errors.ProtectedAuthenticationPath, ErrorCode.PIN_PAD),
     (token_errors.KeyNotFound, ErrorCode.KEY_NOT_FOUND),
+    (token_errors.CredentialIdInvalid, ErrorCode.INVALID_PARAMS),  # before InvalidInput
     (token_errors.UnsupportedMechanism, ErrorCode.UNSUPPORTED),
     (token_errors.InvalidInput, ErrorCode.BAD_REQUEST),
     (token_errors.TokenError, ErrorCode.TOKEN_ERROR),
@@ -106,6 +109,8 @@ def _otp_error(exc: otp.OtpError) -> RpcError:
     if isinstance(exc, otp.OtpNotEnrolled):
         return RpcError(ErrorCode.INVALID_OTP, "no one-time password is enrolled",
                         {"reason": "not-enrolled"})
+    if isinstance(exc, otp.OtpMethodNotAllowed):
+        return RpcError(ErrorCode.OTP_METHOD_NOT_ALLOWED, str(exc))
     if isinstance(exc, otp.OtpExpired):
         return RpcError(ErrorCode.OTP_EXPIRED)
     if isinstance(exc, otp.OtpSessionUnknown):
@@ -119,12 +124,24 @@ def _otp_error(exc: otp.OtpError) -> RpcError:
     return RpcError(ErrorCode.OTP_THROTTLED, data=data)
 
 
-def error_for(exc: BaseException) -> RpcError:
+def error_for(exc: BaseException, *, log_unexpected: bool = True) -> RpcError:
     """The one place domain errors become wire errors."""
     if isinstance(exc, RpcError):
         return exc
     if isinstance(exc, otp.OtpError):
         return _otp_error(exc)
+    if isinstance(exc, errors.SigningRequestInvalid | PdfRefused):
+        return RpcError(ErrorCode.BAD_REQUEST, str(exc))
+    if isinstance(exc, errors.SadRefused):
+        if exc.reason is not None:
+            return RpcError(ErrorCode.SAD_INVALID, data={"reason": exc.reason})
+        return RpcError(ErrorCode.SAD_INVALID, str(exc))
+    if isinstance(exc, EnrolmentUnknown):
+        return RpcError(ErrorCode.ENROLMENT_UNKNOWN)
+    if isinstance(exc, EnrolmentFailed):
+        code = (ErrorCode.CA_UNAVAILABLE if exc.code in ("ca_unreachable", "ca_not_configured")
+                else ErrorCode.ENROLMENT_REFUSED)
+        return RpcError(code, str(exc), data={"reason": exc.code})
     if isinstance(exc, errors.SecondFactorRequired):
         return RpcError(ErrorCode.SECOND_FACTOR_REQUIRED, data={"tokenID": exc.token_id})
     if isinstance(exc, errors.TokenCallsThrottled):
@@ -144,5 +161,6 @@ def error_for(exc: BaseException) -> RpcError:
             if isinstance(exc, token_errors.InvalidPuk):
                 data["reference"] = "PUK"
             return RpcError(code, code.default_message, data)
-    log.error("unexpected error", exc_info=exc)
+    if log_unexpected:
+        log.error("unexpected error", exc_info=exc)
     return RpcError(ErrorCode.INTERNAL)

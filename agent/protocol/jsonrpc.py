@@ -14,11 +14,19 @@ from typing import Any
 from asn1crypto import x509 as asn1_x509
 from jsonschema import Draft202012Validator
 
+from agent.identity.enrolment import EnrolmentService
 from agent.protocol.errors import ErrorCode, RpcError, error_for
 from agent.protocol.jsonbody import MAX_DEPTH
 from agent.secondfactor import GRANT_SECONDS, Grants, SecondFactor
-from agent.signing import split_credential
-from agent.tokens.model import Credential, KeyType, Padding, PinStatus, TokenInfo
+from agent.signing import SigningService
+from agent.tokens.model import (
+    Credential,
+    KeyType,
+    Padding,
+    PinStatus,
+    TokenInfo,
+    split_credential,
+)
 from agent.tokens.registry import TokenRegistry
 from qsign import __version__
 from qsign.json_bounded import JsonRefused, Why, parse_bounded
@@ -32,11 +40,11 @@ class Call:
     origin: str
     params: dict[str, Any]
     notify: Callable[[str, dict[str, Any]], Awaitable[None]]
+    signing: SigningService
+    enrolment: EnrolmentService
+    second_factor: SecondFactor
+    grants: Grants  # the connection's, not the message's
     subscriptions: list[Any] = field(default_factory=list)
-    signing: Any = None  # agent.signing.SigningService (the daemon layer sits above)
-    enrolment: Any = None  # agent.identity.enrolment.EnrolmentService
-    second_factor: SecondFactor | None = None
-    grants: Grants = field(default_factory=Grants)  # the connection's, not the message's
 
     def factor(self) -> SecondFactor:
         if self.second_factor is None:
@@ -273,18 +281,12 @@ async def _journaled(factor: SecondFactor, call: Call, event: str,
 async def _enroll_generate(call: Call) -> Any:
     """A key made on the token for a qualified certificate (issue 7): its public key,
     the token's attestation, and a CSR signed on the token kept by the agent."""
-    from agent.identity.enrolment import EnrolmentFailed
-
     p = call.params
     call.require_second_factor(p["tokenID"])
-    try:
-        pending = await call.enrolment.generate(p["tokenID"], p.get("keyID", "9C"),
-                                                KeyType(p.get("keyType", "EC_P256")),
-                                                p["PIN"], origin=call.origin,
-                                                confirmation=p.get("confirmation"))
-    except EnrolmentFailed as exc:
-        raise RpcError(ErrorCode.ENROLMENT_REFUSED, str(exc),
-                       data={"reason": exc.code}) from exc
+    pending = await call.enrolment.generate(p["tokenID"], p.get("keyID", "9C"),
+                                            KeyType(p.get("keyType", "EC_P256")),
+                                            p["PIN"], origin=call.origin,
+                                            confirmation=p.get("confirmation"))
     return {"enrolmentID": pending.id, "resumed": pending.resumed,
             "publicKey": base64.b64encode(pending.material.spki).decode(),
             "attestation": [base64.b64encode(c).decode()
@@ -294,19 +296,10 @@ async def _enroll_generate(call: Call) -> Any:
 async def _enroll_complete(call: Call) -> Any:
     """CSR + attestation + the identity evidence to the CA named in the agent's own
     configuration (never one a page names); the certificate written to the token."""
-    from agent.identity.enrolment import EnrolmentFailed, EnrolmentUnknown
-
     p = call.params
-    try:
-        done = await call.enrolment.complete(p["enrolmentID"], p["evidence"])
-    except EnrolmentUnknown:
-        raise RpcError(ErrorCode.ENROLMENT_UNKNOWN) from None
-    except EnrolmentFailed as exc:
-        code = (ErrorCode.CA_UNAVAILABLE if exc.code in ("ca_unreachable",
-                                                          "ca_not_configured")
-                else ErrorCode.ENROLMENT_REFUSED)
-        raise RpcError(code, str(exc), data={"reason": exc.code}) from exc
+    done = await call.enrolment.complete(p["enrolmentID"], p["evidence"])
     issued = done.issued
+    assert issued is not None  # complete() answers only an enrolment the CA issued
     not_after = asn1_x509.Certificate.load(issued.certificate).not_valid_after
     return {"credentialID": f"{done.token_id}/{done.key_id}", "serial": issued.serial,
             "certificate": base64.b64encode(issued.certificate).decode(),

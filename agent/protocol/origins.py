@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, web
 
 from agent.journal import SignatureJournal
 from agent.policy import SadIssuer
+from agent.protocol.gate import GATE
 from agent.revocation import void_origin
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ ORIGIN_SOCKETS = web.AppKey("origin_sockets", OriginSockets)
 
 async def sweep_once(app: web.Application) -> None:
     """Revoke each origin with open sockets that is no longer allowed."""
-    from agent.protocol.ws import GATE
 
     gate, sockets = app[GATE], app[ORIGIN_SOCKETS]
     for origin in list(sockets.by_origin):

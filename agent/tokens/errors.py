@@ -92,6 +92,13 @@ class InvalidInput(TokenError):
     """The caller's data does not fit (digest length, certificate size, ...)."""
 
 
+class CredentialIdInvalid(InvalidInput):
+    """A credential id is not TOKEN_ID/KEY_ID."""
+
+    def __init__(self) -> None:
+        super().__init__("credentialID is tokenID/keyID")
+
+
 class TokenResponseError(TokenError):
     """The token answered something malformed or unexpected (treated as hostile)."""
 

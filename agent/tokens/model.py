@@ -6,6 +6,8 @@ import abc
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
+from agent.tokens.errors import CredentialIdInvalid
+
 
 class KeyType(StrEnum):
     EC_P256 = "EC_P256"
@@ -202,3 +204,11 @@ class Token(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook; most routes hold nothing
         """Release the route's resources (handles, sessions)."""
+
+
+def split_credential(credential_id: str) -> tuple[str, str]:
+    """'TOKEN_ID/KEY_ID' -> (token id, key id): how the agent names a credential."""
+    token_id, sep, key_id = credential_id.rpartition("/")
+    if not sep or not token_id or not key_id:
+        raise CredentialIdInvalid()
+    return token_id, key_id

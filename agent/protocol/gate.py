@@ -1,0 +1,76 @@
+"""Who may talk to the agent: the gate every route consults (configuration, pairings,
+limits, the services behind the wire), and the Host check (DNS rebinding)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from agent.config import AgentConfig
+from agent.identity.enrolment import EnrolmentService
+from agent.secondfactor import SecondFactor
+from agent.signing import SigningService
+from agent.state import AgentState
+from agent.tokens.registry import TokenRegistry
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per origin: `per_minute` requests, bursts up to `burst`
+    (default: a tenth of the minute's allowance, at least 10)."""
+
+    per_minute: int
+    burst: float | None = None
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def allow(self, origin: str) -> bool:
+        now = time.monotonic()
+        capacity = self.burst if self.burst is not None else max(10.0, self.per_minute / 10)
+        tokens, last = self.buckets.get(origin, (capacity, now))
+        tokens = min(capacity, tokens + (now - last) * self.per_minute / 60)
+        if tokens < 1:
+            self.buckets[origin] = (tokens, now)
+            return False
+        self.buckets[origin] = (tokens - 1, now)
+        return True
+
+
+@dataclass
+class Gate:
+    """Everything the wire needs to decide who may talk: config, pairings, limits."""
+
+    config: AgentConfig
+    state: AgentState
+    registry: TokenRegistry
+    limiter: RateLimiter
+    signing: SigningService
+    enrolment: EnrolmentService
+    second_factor: SecondFactor
+    connections: int = 0
+    # Pairing codes are for people: a few per origin and minute is plenty.
+    pairing_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(6, burst=3))
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        port = self.config.port
+        return frozenset({f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"})
+
+    def origin_allowed(self, origin: str) -> bool:
+        return origin in self.config.allowed_origins or self.state.is_paired(origin)
+
+
+GATE = web.AppKey("gate", Gate)
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+
+
+@web.middleware
+async def host_check(request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+    """DNS rebinding: only the loopback names of our own port (SECURITY #4)."""
+    if request.headers.get("Host", "") not in request.app[GATE].hosts:
+        return web.json_response({"error": "HOST_NOT_ALLOWED"}, status=421)
+    return await handler(request)
