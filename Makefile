@@ -22,7 +22,7 @@ bench: setup
 	$(PY) bench/portal_pades.py
 
 lint: setup
-	$(VENV)/bin/ruff check qsign firmware_sim agent ca portal tests bench
+	$(VENV)/bin/ruff check ground qsign firmware_sim agent ca portal tests bench
 	$(VENV)/bin/mypy
 
 deb: setup

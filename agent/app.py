@@ -39,8 +39,8 @@ from agent.secondfactor import SecondFactor
 from agent.signing import SigningService
 from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
-from qsign import __version__
-from qsign.http_guard import GuardedSite, GuardLimits, HttpGuard
+from ground import __version__
+from ground.http_guard import GuardedSite, GuardLimits, HttpGuard
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1")

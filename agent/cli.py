@@ -174,7 +174,7 @@ def _sign(args: argparse.Namespace) -> int:
     import getpass
 
     from agent.pades import Level, PdfRefused, sign_pdf, token_signer
-    from qsign.files import write_atomically
+    from ground.files import write_atomically
 
     pin = sys.stdin.readline().rstrip("\n") if args.pin_stdin else getpass.getpass("PIN: ")
     failures = 0
@@ -214,7 +214,7 @@ def _agent_run(args: argparse.Namespace) -> int:
     import logging
 
     from agent.app import serve
-    from qsign.traffic import TRAFFIC
+    from ground.traffic import TRAFFIC
 
     effective = _effective(args)
     config = effective.config

@@ -28,7 +28,7 @@ from typing import Any
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from qsign.files import write_atomically
+from ground.files import write_atomically
 
 log = logging.getLogger(__name__)
 

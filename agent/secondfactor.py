@@ -7,7 +7,7 @@ that proved, for that token, one of:
 
 - a current TOTP code of a credential on the token (the factor that exists);
 - an SMS code the signature service sent to the signer's phone for exactly this
-  purpose (bound to `qsign.binding.token_management_hash(token_id)`), which serves a
+  purpose (bound to `ground.binding.token_management_hash(token_id)`), which serves a
   first-time signer, who has no other factor yet;
 - a confirmation a person gave outside the page (`qsign agent approve CODE`).
 
@@ -28,7 +28,7 @@ from agent.confirmations import Confirmations
 from agent.errors import SecondFactorRequired, TokenCallsThrottled
 from agent.identity.otp import OtpNotEnrolled, OtpStore
 from agent.signing import SigningService
-from qsign.binding import token_management_hash
+from ground.binding import token_management_hash
 
 GRANT_SECONDS = 300
 # PIN/PUK-presenting calls per origin: a person retypes a PIN a few times a minute.

@@ -26,7 +26,7 @@ from ca.profiles import (
     ca_certificate,
     service_certificate,
 )
-from qsign.files import write_atomically
+from ground.files import write_atomically
 
 ROLES = ("root", "issuing", "ocsp", "tsa")
 # The project's own OID arc (ITU-T X.667 UUID arc); deployments may set their own.

@@ -19,7 +19,7 @@ from typing import Any
 
 from asn1crypto import x509
 
-from qsign.sql import Cursor, Database, DatabaseError
+from ground.sql import Cursor, Database, DatabaseError
 
 REVOCATION_REASONS = (
     "unspecified", "key_compromise", "ca_compromise", "affiliation_changed", "superseded",

@@ -35,7 +35,7 @@ from ca.registry import (
     UnknownSerial,
 )
 from ca.tsa import TimestampAuthority
-from qsign.json_bounded import JsonRefused, parse_bounded
+from ground.json_bounded import JsonRefused, parse_bounded
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
-from qsign.iso7816 import SW
+from ground.iso7816 import SW
 
 log = logging.getLogger(__name__)
 

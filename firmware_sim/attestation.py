@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from firmware_sim.keys import PrivateKey
-from qsign.files import write_atomically
+from ground.files import write_atomically
 
 # A private OID arc under 2.25 (ITU-T X.667 UUID arc), owned by this project.
 QSIGN_SIM_ARC = "2.25.35530359360331577736610611644625683634"

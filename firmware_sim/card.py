@@ -14,8 +14,8 @@ from firmware_sim.faults import TearPlan
 from firmware_sim.piv import PivApplet, certificate_object, personalise_application
 from firmware_sim.profiles import CardProfile, get_profile
 from firmware_sim.state import CardState, CardStore, KeyRecord, ManagementKey, ReferenceData
-from qsign.piv import ATTESTATION_OBJECT, Algorithm, KeyOrigin, PinPolicy, TouchPolicy
-from qsign.traffic import TRAFFIC
+from ground.piv import ATTESTATION_OBJECT, Algorithm, KeyOrigin, PinPolicy, TouchPolicy
+from ground.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)
 

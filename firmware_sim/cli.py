@@ -18,7 +18,7 @@ from firmware_sim.control import ControlServer, send_command
 from firmware_sim.profiles import PROFILES
 from firmware_sim.state import CardStore, StateError
 from firmware_sim.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdLink
-from qsign.piv import SLOT_OBJECTS, Algorithm, PinPolicy
+from ground.piv import SLOT_OBJECTS, Algorithm, PinPolicy
 
 log = logging.getLogger(__name__)
 

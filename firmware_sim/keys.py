@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from qsign.iso7816 import tlv
-from qsign.piv import Algorithm
+from ground.iso7816 import tlv
+from ground.piv import Algorithm
 
 ASYMMETRIC = frozenset({Algorithm.RSA_2048, Algorithm.ECC_P256, Algorithm.ECC_P384})
 SYMMETRIC_KEY_LENGTH: dict[int, int] = {

@@ -26,8 +26,8 @@ from firmware_sim.apdu import CardError, CommandApdu
 from firmware_sim.keys import KeyOperationError, PrivateKey
 from firmware_sim.profiles import CardProfile
 from firmware_sim.state import CardState, CardStore, KeyRecord, ReferenceData
-from qsign.iso7816 import SW, TlvError, parse_single, parse_tlv, parse_tlv_dict, retries_sw, tlv
-from qsign.piv import (
+from ground.iso7816 import SW, TlvError, parse_single, parse_tlv, parse_tlv_dict, retries_sw, tlv
+from ground.piv import (
     ATTESTATION_OBJECT,
     CCC_OBJECT,
     CHUID_OBJECT,

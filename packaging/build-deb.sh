@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' qsign/__init__.py)
+VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' ground/__init__.py)
 OUT=$REPO/dist
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -10,7 +10,7 @@ import hmac
 import re
 from pathlib import Path
 
-from qsign.files import write_atomically
+from ground.files import write_atomically
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 

@@ -10,10 +10,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ground.http_guard import GuardedSite, GuardLimits, serve
+from ground.sql import DatabaseError
 from portal.config import ConfigError, PortalConfig
 from portal.store import Store
-from qsign.http_guard import GuardedSite, GuardLimits, serve
-from qsign.sql import DatabaseError
 
 log = logging.getLogger(__name__)
 ERRORS: tuple[type[Exception], ...] = (ConfigError, DatabaseError, OSError)

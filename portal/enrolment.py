@@ -27,13 +27,13 @@ from typing import Any, Protocol
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509
 
+from ground.binding import token_management_hash
 from portal import legal
 from portal.errors import Code, PortalError
 from portal.identity import countries, names
 from portal.identity.service import DocumentKind, IdentityError, IdentityProvider, Step
 from portal.otp import LOCKOUT, RESEND_AFTER, Sent, SmsOtp
 from portal.store import Enrolment, EnrolmentStep, Signer, Store
-from qsign.binding import token_management_hash
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ground.sql import Database
 from portal import render
 from portal.errors import Code, PortalError
 from portal.pdf_content import ActiveContent, ActiveKind, PdfUnreadable, scan
-from qsign.sql import Database
 
 _TABLE = """CREATE TABLE IF NOT EXISTS document_active_content (
     sha256 TEXT PRIMARY KEY, kinds TEXT NOT NULL, findings TEXT NOT NULL)"""

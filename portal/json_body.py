@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ground.json_bounded import JsonRefused, nesting, parse_bounded
 from portal.errors import Code, PortalError
-from qsign.json_bounded import JsonRefused, nesting, parse_bounded
 
 __all__ = ["MAX_DEPTH", "JsonBodyError", "loads_bounded", "nesting", "read_json"]
 

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from qsign.files import write_atomically
+from ground.files import write_atomically
 
 
 class LinkInvalid(Exception):

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ground.files import write_atomically
 from portal.errors import Code, PortalError
 from portal.store import OtpSession, Store
 from portal.throttle import CoolDown, Throttles
-from qsign.files import write_atomically
 
 log = logging.getLogger(__name__)
 

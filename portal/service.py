@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ground.files import write_atomically
 from portal import legal, render
 from portal.agent_auth import require_agent
 from portal.blobs import BlobCorrupt, BlobMissing, BlobStore
@@ -58,7 +59,6 @@ from portal.store import (
     Transaction,
     TxStatus,
 )
-from qsign.files import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The portal's records: transactions, their documents (every signed version), signers,
 consents, messages, signing sessions, SMS OTP sessions, the outbox and Personal Space
-sessions. SQLite by default, PostgreSQL through the same code (qsign.sql).
+sessions. SQLite by default, PostgreSQL through the same code (ground.sql).
 
 Each public method is one database transaction and enforces the signer's journey
 (consent -> documents -> sign), so a request that arrives out of order, twice, or after
@@ -21,8 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ground.sql import Cursor, Database
 from portal.errors import Code, PortalError
-from qsign.sql import Cursor, Database
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS transactions (

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from qsign.sql import Cursor, Database
+from ground.sql import Cursor, Database
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS otp_throttles (
     bucket TEXT PRIMARY KEY, strikes INTEGER NOT NULL, first_at TEXT NOT NULL,

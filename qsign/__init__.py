@@ -1,3 +1,6 @@
-"""qsign: qualified electronic signatures with hardware tokens."""
+"""qsign: qualified electronic signatures with hardware tokens. This package is the
+top: the `qsign` command and `qsign demo` compose the parts; nothing imports it."""
 
-__version__ = "0.1.0"
+from ground import __version__
+
+__all__ = ["__version__"]

@@ -6,8 +6,8 @@ import argparse
 import logging
 import sys
 
-from qsign import __version__
-from qsign.traffic import level_from_env
+from ground import __version__
+from ground.traffic import level_from_env
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]]:

@@ -254,8 +254,8 @@ def _smtp_sink(directory: Path, port: int) -> _MaildirSink:
 def _agent_credential(root: Path) -> tuple[Path, str]:
     """The agent's credential at the portal's SMS OTP routes: its file (kept across
     runs) and the digest the portal lists."""
+    from ground.files import write_atomically
     from portal.agent_auth import new_agent_token, token_digest
-    from qsign.files import write_atomically
 
     path = root / "agent-portal.token"
     if not path.exists():

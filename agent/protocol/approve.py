@@ -36,7 +36,7 @@ from agent import confirmations
 from agent.protocol.gate import GATE
 from agent.protocol.jsonbody import JsonRefused, read_json
 from agent.state import PairingError
-from qsign.files import write_atomically
+from ground.files import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from qsign.json_bounded import JsonRefused, Why, parse_bounded
+from ground.json_bounded import JsonRefused, Why, parse_bounded
 
 __all__ = ["MAX_DEPTH", "JsonRefused", "Why", "read_json"]
 

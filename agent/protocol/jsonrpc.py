@@ -28,8 +28,8 @@ from agent.tokens.model import (
     split_credential,
 )
 from agent.tokens.registry import TokenRegistry
-from qsign import __version__
-from qsign.json_bounded import JsonRefused, Why, parse_bounded
+from ground import __version__
+from ground.json_bounded import JsonRefused, Why, parse_bounded
 
 
 @dataclass

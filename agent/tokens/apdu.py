@@ -28,7 +28,7 @@ from agent.tokens.errors import (
     TokenResponseError,
     UnsupportedMechanism,
 )
-from qsign.traffic import TRAFFIC
+from ground.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)
 

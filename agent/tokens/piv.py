@@ -58,8 +58,8 @@ from agent.tokens.piv_data import (
     public_key_to_spki,
     signing_challenge,
 )
-from qsign.iso7816 import TlvError, parse_single, parse_tlv_dict, tlv
-from qsign.piv import (
+from ground.iso7816 import TlvError, parse_single, parse_tlv_dict, tlv
+from ground.piv import (
     ATTESTATION_OBJECT,
     CHUID_OBJECT,
     DEFAULT_MANAGEMENT_KEY,

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from agent.tokens.emsa import emsa_pkcs1_v15_encode, emsa_pss_encode
 from agent.tokens.errors import TokenResponseError, UnsupportedMechanism
 from agent.tokens.model import KeyType, Padding, SignatureAlgorithm
-from qsign.iso7816 import TlvError, parse_tlv_dict
-from qsign.piv import Algorithm
+from ground.iso7816 import TlvError, parse_tlv_dict
+from ground.piv import Algorithm
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from agent.tokens.model import (
 )
 from agent.tokens.piv import PivToken
 from agent.tokens.worker import TokenWorker
-from qsign.piv import DEFAULT_MANAGEMENT_KEY
+from ground.piv import DEFAULT_MANAGEMENT_KEY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from qsign.files import write_atomically
+from ground.files import write_atomically
 
 KEY_FILE = "identity-service.key.pem"
 CERT_FILE = "identity-service.cert.pem"

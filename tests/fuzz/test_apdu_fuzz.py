@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from firmware_sim.card import InProcessConnection, SimulatedCard
 from firmware_sim.piv import pad_pin
 from firmware_sim.state import CardStore
-from qsign.iso7816 import tlv
+from ground.iso7816 import tlv
 from tests.support.tear_driver import (
     authenticate_management,
     generate,

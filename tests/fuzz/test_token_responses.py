@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from agent.tokens.errors import TokenError
 from agent.tokens.model import KeyType, SignatureAlgorithm
 from agent.tokens.piv import PivSession, PivToken
-from qsign.iso7816 import tlv
+from ground.iso7816 import tlv
 
 SW = st.one_of(
     st.sampled_from([0x9000, 0x6100, 0x61FF, 0x6110, 0x63C0, 0x63C2, 0x6983, 0x6982, 0x6A80,

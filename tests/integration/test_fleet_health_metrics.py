@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.tokens.registry import TokenRegistry
-from qsign import __version__
+from ground import __version__
 from tests.integration.test_agent_signing import PIN, _credential, _enrol_totp, _provisioned
 from tests.integration.test_agent_ws import Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard

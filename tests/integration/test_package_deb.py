@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qsign import __version__
+from ground import __version__
 from tests.support.agent_daemon import (
     REPO,
     free_port,

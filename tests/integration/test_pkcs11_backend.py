@@ -48,7 +48,7 @@ from agent.tokens.pkcs11 import (
     default_module_paths,
     signing_input,
 )
-from qsign.traffic import TRAFFIC
+from ground.traffic import TRAFFIC
 from tests.conftest import SoftHsm
 
 pytestmark = pytest.mark.softhsm

@@ -13,9 +13,9 @@ import hashlib
 import re
 from typing import Any
 
+from ground.binding import token_management_hash
 from portal.links import Purpose
 from portal.store import EnrolmentStep
-from qsign.binding import token_management_hash
 from tests.support.portal_service import RunningPortal, with_portal
 
 PHONE = "+33612345670"      # the requester's

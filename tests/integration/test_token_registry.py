@@ -250,6 +250,8 @@ def test_removal_during_key_generation_gives_token_removed(traced_card: RunningC
         traced_card.control("remove")
         with pytest.raises(TokenRemoved):
             await making
+        # The old entry is listed until the registry sees the reader empty: wait for that.
+        await wait_until_async(lambda: not registry.tokens(), "the registry to drop the card")
         traced_card.control("latency 0")
         traced_card.control("insert")
         await wait_until_async(registry.tokens, "the card back in the registry")

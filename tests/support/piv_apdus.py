@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
 
-from qsign.iso7816 import parse_single, parse_tlv_dict, tlv
+from ground.iso7816 import parse_single, parse_tlv_dict, tlv
 
 PIV_AID = bytes.fromhex("A000000308000010000100")
 DEFAULT_PIN = "123456"

@@ -30,8 +30,8 @@ from firmware_sim import keys
 from firmware_sim.card import InProcessConnection, SimulatedCard
 from firmware_sim.piv import pad_pin
 from firmware_sim.state import CardState, CardStore, ReferenceData
-from qsign.iso7816 import parse_single, parse_tlv_dict, tlv
-from qsign.piv import DEFAULT_MANAGEMENT_KEY, PIV_AID
+from ground.iso7816 import parse_single, parse_tlv_dict, tlv
+from ground.piv import DEFAULT_MANAGEMENT_KEY, PIV_AID
 
 DEFAULT_PIN = "123456"
 DEFAULT_PUK = "12345678"

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from firmware_sim.apdu import MAX_CHAINED_DATA, ApduEngine, CardError, CommandApdu
 from firmware_sim.card import InProcessConnection, SimulatedCard
-from qsign.iso7816 import (
+from ground.iso7816 import (
     Tlv,
     TlvError,
     parse_single,
@@ -409,7 +409,7 @@ def test_command_object_encodings_match_the_parser() -> None:
             assert parsed.ne == (command.le or (65536 if extended else 256))
 
 
-# BER-TLV (qsign.iso7816), which the engine and the applet share ---------------------------
+# BER-TLV (ground.iso7816), which the engine and the applet share ---------------------------
 
 
 @pytest.mark.parametrize("length", [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF])

@@ -25,8 +25,8 @@ from firmware_sim.card import InProcessConnection, SimulatedCard
 from firmware_sim.faults import TEAR_ENV
 from firmware_sim.piv import pad_pin
 from firmware_sim.state import CardStore
-from qsign.iso7816 import parse_tlv_dict
-from qsign.piv import ATTESTATION_OBJECT, DEFAULT_MANAGEMENT_KEY
+from ground.iso7816 import parse_tlv_dict
+from ground.piv import ATTESTATION_OBJECT, DEFAULT_MANAGEMENT_KEY
 from tests.support.tear_driver import (
     CERT_OBJECT,
     authenticate_management,

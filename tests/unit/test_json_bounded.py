@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from qsign.json_bounded import JsonRefused, Why, parse_bounded
+from ground.json_bounded import JsonRefused, Why, parse_bounded
 
 
 @pytest.mark.parametrize(("data", "why"), [

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from firmware_sim import keys
 from firmware_sim.keys import KeyOperationError
-from qsign.iso7816 import parse_single, parse_tlv_dict
-from qsign.piv import Algorithm
+from ground.iso7816 import parse_single, parse_tlv_dict
+from ground.piv import Algorithm
 from tests.support import piv_apdus as piv
 
 MESSAGE = b"keys unit test"

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from firmware_sim.attestation import AttestationOid, Manufacturer
 from firmware_sim.card import InProcessConnection, SimulatedCard, manufacture
-from qsign.iso7816 import parse_single, parse_tlv, parse_tlv_dict, tlv
+from ground.iso7816 import parse_single, parse_tlv, parse_tlv_dict, tlv
 from tests.support import piv_apdus as piv
 from tests.support.piv_apdus import (
     ALG_P256,

@@ -16,7 +16,7 @@ from agent.tokens.errors import InvalidPin
 from agent.tokens.model import KeyType, SignatureAlgorithm
 from agent.tokens.piv import PivToken
 from firmware_sim.card import InProcessConnection
-from qsign.iso7816 import parse_tlv_dict
+from ground.iso7816 import parse_tlv_dict
 from tests.support import piv_apdus as piv
 from tests.support.piv_apdus import DEFAULT_PIN, DEFAULT_PUK, expect_ok, send
 from tests.support.provision import CertIssuer

@@ -24,7 +24,7 @@ from firmware_sim.card import InProcessConnection, SimulatedCard
 from firmware_sim.faults import TEAR_ENV, TEAR_EXIT_CODE, TearPoint
 from firmware_sim.piv import pad_pin
 from firmware_sim.state import CardState, CardStore
-from qsign.piv import DEFAULT_MANAGEMENT_KEY
+from ground.piv import DEFAULT_MANAGEMENT_KEY
 from tests.support import tear_driver
 from tests.support.tear_driver import CERT_OBJECT, NEW_MANAGEMENT_KEY, SCENARIOS, Scenario
 

@@ -32,7 +32,7 @@ from agent.tokens.pkcs11.ckr import (
     CKR_OK,
     exception_for_rv,
 )
-from qsign.traffic import TRAFFIC
+from ground.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from agent.tokens.pkcs11.ckr import error_for_pkcs11
 from agent.tokens.pkcs11.cryptoki import Cryptoki
 from agent.tokens.pkcs11.slot import Pkcs11Slot, serial_text
 from agent.tokens.pkcs11.token import Pkcs11Token
-from qsign.traffic import TRAFFIC
+from ground.traffic import TRAFFIC
 
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as _python_pkcs11_lib

@@ -31,7 +31,7 @@ from agent.tokens.errors import (
 )
 from agent.tokens.model import Credential, KeyType
 from agent.tokens.pkcs11.mechanisms import CURVES
-from qsign.traffic import TRAFFIC
+from ground.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)
 

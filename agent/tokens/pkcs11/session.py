@@ -28,7 +28,7 @@ from agent.tokens.errors import (
 from agent.tokens.pkcs11.ckr import PIN_FAILURES, SESSION_LOST, error_for_pkcs11, mapped_call
 from agent.tokens.pkcs11.cryptoki import CKU_USER, Cryptoki, Secret
 from agent.tokens.pkcs11.slot import serial_text
-from qsign.traffic import TRAFFIC
+from ground.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)
 

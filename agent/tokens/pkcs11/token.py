@@ -57,7 +57,7 @@ from agent.tokens.pkcs11.objects import (
 )
 from agent.tokens.pkcs11.session import LoadedModule, SlotSession, handle
 from agent.tokens.pkcs11.slot import reader_name, serial_text
-from qsign.traffic import TRAFFIC
+from ground.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)
 
