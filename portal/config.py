@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from portal.identity.service import IdentityPolicy
+from portal.identity.model import IdentityPolicy
 
 DEFAULT_PORT = 8780
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")

@@ -31,7 +31,7 @@ from ground.binding import token_management_hash
 from portal import legal
 from portal.errors import Code, PortalError
 from portal.identity import countries, names
-from portal.identity.service import DocumentKind, IdentityError, IdentityProvider, Step
+from portal.identity.model import DocumentKind, IdentityError, IdentityProvider, Step
 from portal.otp import LOCKOUT, RESEND_AFTER, Sent, SmsOtp
 from portal.store import Enrolment, EnrolmentStep, Signer, Store
 

@@ -35,8 +35,8 @@ import qrcode
 import qrcode.constants
 from aiohttp import BodyPartReader, web
 
+from portal.identity.model import Challenge, IdentityError, IdentityProvider, SessionView
 from portal.identity.ocr import OcrUnavailable
-from portal.identity.service import Challenge, IdentityError, IdentityProvider, SessionView
 from portal.identity.specimen import Side
 from portal.json_body import JsonBodyError, loads_bounded
 

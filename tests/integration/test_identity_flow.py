@@ -26,13 +26,9 @@ from PIL import Image
 
 from ca import evidence as ca_evidence
 from portal.identity.http import create_identity_app
+from portal.identity.model import DocumentKind, IdentityError, Step
 from portal.identity.mrz import DocumentFormat
-from portal.identity.service import (
-    DocumentKind,
-    IdentityError,
-    ReferenceIdentityService,
-    Step,
-)
+from portal.identity.service import ReferenceIdentityService
 from portal.identity.specimen import Defect, Side
 from tests.support.identity_fixtures import (
     SettableClock,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from portal.config import ConfigError, PortalConfig
+from portal.identity.model import DocumentKind
 from portal.identity.mrz import DocumentFormat
-from portal.identity.service import DocumentKind
 from portal.service import PORTAL, create_app
 from portal.store import Store
 from tests.support.identity_fixtures import make_specimen

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from portal.identity.service import DocumentKind
+from portal.identity.model import DocumentKind
 from portal.store import NewDocument, NewSigner
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_service import RunningPortal, running_portal, with_portal

@@ -12,8 +12,9 @@ from PIL import Image
 
 from portal.identity import specimen
 from portal.identity.evidence import EvidenceSigner
+from portal.identity.model import IdentityPolicy
 from portal.identity.mrz import DocumentFormat
-from portal.identity.service import IdentityPolicy, ReferenceIdentityService
+from portal.identity.service import ReferenceIdentityService
 
 
 class SettableClock:

@@ -16,8 +16,8 @@ import time
 
 from PIL import Image
 
+from portal.identity.model import DocumentKind, IdentityError
 from portal.identity.mrz import DocumentFormat
-from portal.identity.service import DocumentKind, IdentityError
 from portal.identity.specimen import Side
 from tests.support.identity_fixtures import frames, make_service, make_specimen
 

@@ -7,13 +7,8 @@ import datetime as dt
 
 import pytest
 
-from portal.identity.service import (
-    DocumentKind,
-    IdentityError,
-    IdentityPolicy,
-    ReferenceIdentityService,
-    Step,
-)
+from portal.identity.model import DocumentKind, IdentityError, IdentityPolicy, Step
+from portal.identity.service import ReferenceIdentityService
 from portal.identity.specimen import Side
 from tests.support.identity_fixtures import frames, make_service
 

@@ -14,7 +14,7 @@ import pytest
 
 from agent.protocol.errors import ErrorCode
 from portal.identity.http import STATUS as IDENTITY_STATUS
-from portal.identity.service import CHALLENGE_ACTIONS
+from portal.identity.model import CHALLENGE_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "portal" / "web"
