@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Protocol
 
-from ground.iso7816 import SW
+from ground.iso7816 import INS_GET_RESPONSE, SW
 
 log = logging.getLogger(__name__)
 
 # The card refuses a chained command longer than this (it is a card's RAM buffer).
 MAX_CHAINED_DATA = 8192
-
-
-class INS(IntEnum):
-    """Instruction bytes the engine itself handles (ISO 7816-4 §11.4)."""
-
-    GET_RESPONSE = 0xC0
 
 
 class CardError(Exception):
@@ -140,7 +133,7 @@ class ApduEngine:
         if cmd.cla & 0x03:
             raise CardError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
 
-        if cmd.ins == INS.GET_RESPONSE and self._chain is None:
+        if cmd.ins == INS_GET_RESPONSE and self._chain is None:
             return self._get_response(cmd)
         # Any other command abandons unread response bytes (ISO 7816-4 §5.3.4).
         self._pending = b""

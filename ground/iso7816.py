@@ -16,6 +16,7 @@ class SW(IntEnum):
 
     OK = 0x9000
     MORE_DATA = 0x6100  # low byte: bytes still available
+    VERIFICATION_FAILED = 0x63C0  # low nibble: tries left
     MEMORY_FAILURE = 0x6581
     WRONG_LENGTH = 0x6700
     LOGICAL_CHANNEL_NOT_SUPPORTED = 0x6881
@@ -39,9 +40,23 @@ class SW(IntEnum):
     NO_PRECISE_DIAGNOSIS = 0x6F00
 
 
+# GET RESPONSE fetches what a 61XX status word announced (ISO 7816-4 §11.4).
+INS_GET_RESPONSE = 0xC0
+
+
 def retries_sw(left: int) -> int:
     """Verification failed, `left` tries remain (ISO 7816-4: 63CX)."""
-    return 0x63C0 | min(left, 0x0F)
+    return SW.VERIFICATION_FAILED | min(left, 0x0F)
+
+
+def retries_left(sw: int) -> int | None:
+    """The tries a 63CX status word says remain (ISO 7816-4 §5.6); None for any other."""
+    return sw & 0x0F if sw & 0xFFF0 == SW.VERIFICATION_FAILED else None
+
+
+def more_data(sw: int) -> bool:
+    """61XX: response bytes wait for GET RESPONSE (ISO 7816-4 §5.6)."""
+    return sw & 0xFF00 == SW.MORE_DATA
 
 
 class TlvError(ValueError):

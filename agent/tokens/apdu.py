@@ -28,6 +28,7 @@ from agent.tokens.errors import (
     TokenResponseError,
     UnsupportedMechanism,
 )
+from ground.iso7816 import INS_GET_RESPONSE, SW, more_data, retries_left
 from ground.traffic import TRAFFIC
 
 log = logging.getLogger(__name__)
@@ -91,21 +92,22 @@ class Reference(Enum):
 
 
 def error_for_sw(sw: int, reference: Reference | None = None, what: str = "") -> TokenError:
-    """The one mapping from ISO 7816-4 / SP 800-73-4 status words to domain errors."""
-    if sw & 0xFFF0 == 0x63C0:
-        left = sw & 0x0F
+    """The one mapping from status words (ISO 7816-4 §5.6, SP 800-73-4 Part 2 Table 6)
+    to domain errors."""
+    left = retries_left(sw)
+    if left is not None:
         return InvalidPuk(left) if reference is Reference.PUK else InvalidPin(left)
-    if sw == 0x6983:
+    if sw == SW.AUTH_METHOD_BLOCKED:
         return PukBlocked() if reference is Reference.PUK else PinBlocked()
-    if sw == 0x6982:
+    if sw == SW.SECURITY_STATUS_NOT_SATISFIED:
         return NotAuthenticated(f"{what}: security status not satisfied")
-    if sw == 0x6A80 and reference in (Reference.PIN, Reference.PUK):
+    if sw == SW.INCORRECT_DATA and reference in (Reference.PIN, Reference.PUK):
         return PinFormatInvalid(f"{what}: the token refused the PIN format")
-    if sw in (0x6A80, 0x6700):
+    if sw in (SW.INCORRECT_DATA, SW.WRONG_LENGTH):
         return InvalidInput(f"{what}: the token refused the data ({sw:04X})")
-    if sw in (0x6A82, 0x6A88) and reference is Reference.KEY:
+    if sw in (SW.FILE_NOT_FOUND, SW.REFERENCE_DATA_NOT_FOUND) and reference is Reference.KEY:
         return KeyNotFound(what)
-    if sw in (0x6D00, 0x6E00, 0x6A81):
+    if sw in (SW.INS_NOT_SUPPORTED, SW.CLA_NOT_SUPPORTED, SW.FUNCTION_NOT_SUPPORTED):
         return UnsupportedMechanism(f"{what}: not supported by the token ({sw:04X})")
     return OperationFailed(f"{what}: the token answered {sw:04X}", sw)
 
@@ -127,21 +129,22 @@ class ApduChannel:
         frames = command.frames()
         for frame in frames[:-1]:
             data, sw = self._transmit(frame, command.secret)
-            if sw != 0x9000:
+            if sw != SW.OK:
                 return data, sw
         data, sw = self._transmit(frames[-1], command.secret)
         response = bytearray(data)
-        while sw >> 8 == 0x61:
+        while more_data(sw):
             if len(response) > MAX_RESPONSE:
                 raise TokenResponseError("response chaining does not end")
-            data, sw = self._transmit(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]), False)
+            data, sw = self._transmit(bytes([0x00, INS_GET_RESPONSE, 0x00, 0x00, sw & 0xFF]),
+                                      False)
             response += data
         return bytes(response), sw
 
     def send(self, command: Command, reference: Reference | None = None, what: str = "") -> bytes:
         """Send and answer the data; any SW but 9000 raises the mapped domain error."""
         data, sw = self.exchange(command)
-        if sw != 0x9000:
+        if sw != SW.OK:
             raise error_for_sw(sw, reference, what or f"INS {command.ins:02X}")
         return data
 

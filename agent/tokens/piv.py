@@ -58,7 +58,7 @@ from agent.tokens.piv_data import (
     public_key_to_spki,
     signing_challenge,
 )
-from ground.iso7816 import TlvError, parse_single, parse_tlv_dict, tlv
+from ground.iso7816 import SW, TlvError, parse_single, parse_tlv_dict, retries_left, tlv
 from ground.piv import (
     ATTESTATION_OBJECT,
     CHUID_OBJECT,
@@ -137,9 +137,9 @@ class PivSession:
         """GET DATA (§3.1.2): the object's content, None when the card has none."""
         tag_bytes = tag.to_bytes((tag.bit_length() + 7) // 8, "big")
         data, sw = self.channel.exchange(Command(INS.GET_DATA, 0x3F, 0xFF, tlv(0x5C, tag_bytes)))
-        if sw in (0x6A82, 0x6A88):
+        if sw in (SW.FILE_NOT_FOUND, SW.REFERENCE_DATA_NOT_FOUND):
             return None
-        if sw != 0x9000:
+        if sw != SW.OK:
             raise error_for_sw(sw, Reference.OBJECT, f"GET DATA {tag:X}")
         try:
             return parse_single(data, 0x53)
@@ -157,11 +157,11 @@ class PivSession:
     def pin_retries(self) -> int:
         """VERIFY with no data: retries left, 0 when blocked (§3.2.1)."""
         _, sw = self.channel.exchange(Command(INS.VERIFY, 0x00, PIN_REF, le=None))
-        if sw == 0x9000:
+        if sw == SW.OK:
             self.pin_blocked = False
             return -1  # verified now; the count is not told
-        if sw & 0xFFF0 == 0x63C0 or sw == 0x6983:
-            left = 0 if sw == 0x6983 else sw & 0x0F
+        left = 0 if sw == SW.AUTH_METHOD_BLOCKED else retries_left(sw)
+        if left is not None:
             self.pin_blocked = left == 0
             return left
         raise error_for_sw(sw, Reference.PIN, "PIN status")
@@ -193,7 +193,7 @@ class PivSession:
         """VERIFY P1=FF: the PIN is no longer verified (§3.2.1). A card that refuses it
         is made to forget by selecting the application again, as field tokens do."""
         _, sw = self.channel.exchange(Command(INS.VERIFY, 0xFF, PIN_REF, le=None))
-        if sw != 0x9000:
+        if sw != SW.OK:
             log.warning("the card refused VERIFY P1=FF (%04X); selecting PIV again", sw)
             self.select()
         self.pin_presented = False
@@ -293,15 +293,15 @@ class PivSession:
 
     def get_serial(self) -> int | None:
         data, sw = self.channel.exchange(Command(INS.GET_SERIAL))
-        return int.from_bytes(data, "big") if sw == 0x9000 and len(data) == 4 else None
+        return int.from_bytes(data, "big") if sw == SW.OK and len(data) == 4 else None
 
     def get_version(self) -> tuple[int, int, int] | None:
         data, sw = self.channel.exchange(Command(INS.GET_VERSION))
-        return (data[0], data[1], data[2]) if sw == 0x9000 and len(data) == 3 else None
+        return (data[0], data[1], data[2]) if sw == SW.OK and len(data) == 3 else None
 
     def get_metadata(self, reference: int) -> dict[int, bytes] | None:
         data, sw = self.channel.exchange(Command(INS.GET_METADATA, 0x00, reference))
-        if sw != 0x9000:
+        if sw != SW.OK:
             return None
         try:
             return parse_tlv_dict(data)
