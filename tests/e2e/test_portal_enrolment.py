@@ -55,6 +55,7 @@ from tests.support.portal_e2e import (
     until as _until,
 )
 from tests.support.provision import PyscardConnection
+from tests.support.waiting import wait_until_async
 
 FACTORY_PIN = "123456"  # the simulated card's default, as in the token's letter
 NEW_PIN = "2468"
@@ -120,12 +121,12 @@ async def _look(stack: Stack, page: Page, name: str, french: bool = False) -> No
     if french:
         await page.select_option("#lang-switch", "fr")
         await _until(page, "document.documentElement.lang === 'fr'")
-        await asyncio.sleep(0.3)  # legal texts and dynamic parts re-render
+        await page.wait_for_load_state("networkidle")  # legal texts fetched and shown
         await check_page(page)
         await stack.shot(page, f"{name}-375-fr")
         await page.select_option("#lang-switch", "en")
         await _until(page, "document.documentElement.lang === 'en'")
-        await asyncio.sleep(0.3)
+        await page.wait_for_load_state("networkidle")
     await page.set_viewport_size({"width": 1280, "height": 900})
 
 
@@ -229,16 +230,15 @@ def _portal_identity_trust(stack: Stack) -> Path:
 
 
 async def _agent_sees_token(page: Page, port: int) -> None:
-    for _ in range(200):
-        count = await page.evaluate("""async (port) => {
+    async def count() -> int:
+        found: int = await page.evaluate("""async (port) => {
             const q = await import(`http://127.0.0.1:${port}/v1/qsign.js`);
             const c = await q.connect({port});
             try { return (await c.listTokens()).tokens.length; } finally { c.close && c.close(); }
         }""", port)
-        if count:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the agent never saw the card again")
+        return found
+
+    await wait_until_async(count, "the agent to see the card again", interval=0.1)
 
 
 # ---------------------------------------------------------------------- the journey
@@ -538,8 +538,9 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     start = int(card.control("status")["apdus"])  # type: ignore[call-overload]
     # Pulled once the card has begun the key's commands (PIN, key generation): a key may
     # already be in the slot, and the agent has not recorded it.
-    while int(card.control("status")["apdus"]) < start + 2:  # type: ignore[call-overload]
-        await asyncio.sleep(0.05)
+    await wait_until_async(
+        lambda: int(card.control("status")["apdus"]) >= start + 2,  # type: ignore[call-overload]
+        "the card to begin the key's commands", interval=0.02)
     await asyncio.to_thread(card.remove)
     removed = await _error(page)
     # TOKEN_REMOVED (or TOKEN_NOT_FOUND when the agent already saw the reader empty).
@@ -608,14 +609,9 @@ async def _personal_space_lists(stack: Stack, pages: list[Page],
                                 issued: asn1_x509.Certificate) -> None:
     """The completion e-mail's Personal Space link, opened with an SMS code to the
     phone chosen at enrolment, lists the new certificate (5 years)."""
-    space = ""
-    for _ in range(300):
-        found = stack.smtp.links("marie@example.test", "/me/")
-        if found:
-            space = found[-1]
-            break
-        await asyncio.sleep(0.1)
-    assert space, "no Personal Space link was mailed"
+    found = await wait_until_async(lambda: stack.smtp.links("marie@example.test", "/me/"),
+                                   "the Personal Space link in the mail", interval=0.1)
+    space = found[-1]
     context, page = await stack.page()
     pages.append(page)
     before = await stack.sms_count(PHONE_FIXED)

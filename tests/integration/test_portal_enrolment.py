@@ -29,6 +29,7 @@ from tests.support.identity_fixtures import frames, make_specimen
 from tests.support.pcsc import RunningCard
 from tests.support.portal_pki import start_pki, validate_pdf
 from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.waiting import wait_until_async
 
 FACTORY_PIN = "123456"
 NEW_PIN = "2468"
@@ -233,11 +234,11 @@ async def _scenario(portal: RunningPortal, ws: aiohttp.ClientWebSocketResponse) 
         {"name": "marie CURIE", "email": "marie@example.test", "phone": PHONE}])
     invite = portal.invite_path(tx, 0)
     page = Page(portal, ws, invite)
-    for _ in range(100):
-        tokens = (await page.agent("tokens/list", {}))["result"]["tokens"]
-        if tokens:
-            break
-        await asyncio.sleep(0.1)
+    async def listed() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await page.agent("tokens/list", {}))["result"]["tokens"]
+        return found
+
+    tokens = await wait_until_async(listed, "the agent to list the card", interval=0.1)
     token_id = tokens[0]["id"]
     # Factory-fresh: no qualified certificate anywhere, so the page enrols.
     credentials = (await page.agent("credentials/list", {"tokenID": token_id}))["result"]
