@@ -43,6 +43,7 @@ from ground.piv import (
     KeyRef,
     PinPolicy,
     TouchPolicy,
+    default_pin_policy,
 )
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,6 @@ _PIN_PROTECTED_OBJECTS = frozenset({0x5FC103, 0x5FC108, 0x5FC109, 0x5FC121, 0x5F
 _WRITABLE_OBJECTS = frozenset(range(0x5FC101, 0x5FC124)) | {0x5FFF00}
 _READABLE_OBJECTS = _WRITABLE_OBJECTS | {ATTESTATION_OBJECT}
 MAX_OBJECT_SIZE = 3072
-# SP 800-73-4 Part 1 §3.1: 9C is "PIN always"; 9E may be used without PIN.
-_SLOT_DEFAULT_PIN_POLICY: dict[int, PinPolicy] = {
-    KeyRef.SIGNATURE: PinPolicy.ALWAYS,
-    KeyRef.CARD_AUTHENTICATION: PinPolicy.NEVER,
-}
-
-
-def slot_default_pin_policy(slot: int) -> PinPolicy:
-    return _SLOT_DEFAULT_PIN_POLICY.get(slot, PinPolicy.ONCE)
 
 
 def pad_pin(value: str | bytes) -> bytes:
@@ -378,7 +370,7 @@ class PivApplet:
         pin_policy = _policy(control.get(0xAA), PinPolicy)
         touch_policy = _policy(control.get(0xAB), TouchPolicy)
         if pin_policy == PinPolicy.DEFAULT:
-            pin_policy = slot_default_pin_policy(cmd.p2)
+            pin_policy = default_pin_policy(cmd.p2)
         key = keys.generate(algorithm[0])
         record = KeyRecord(algorithm[0], keys.to_pkcs8(key), pin_policy, touch_policy,
                            KeyOrigin.GENERATED)

@@ -57,8 +57,13 @@ class KeyRef(IntEnum):
     ATTESTATION = 0xF9
 
 
-STANDARD_SLOTS = (KeyRef.AUTHENTICATION, KeyRef.SIGNATURE, KeyRef.KEY_MANAGEMENT,
-                  KeyRef.CARD_AUTHENTICATION)
+class Slot(IntEnum):
+    """The four PIV key slots a signer's keys live in (SP 800-73-4 Part 1 §3.1, Table 4)."""
+
+    AUTHENTICATION = KeyRef.AUTHENTICATION
+    SIGNATURE = KeyRef.SIGNATURE
+    KEY_MANAGEMENT = KeyRef.KEY_MANAGEMENT
+    CARD_AUTHENTICATION = KeyRef.CARD_AUTHENTICATION
 
 
 class PinPolicy(IntEnum):
@@ -66,6 +71,18 @@ class PinPolicy(IntEnum):
     NEVER = 1
     ONCE = 2
     ALWAYS = 3
+
+
+# SP 800-73-4 Part 1 §3.1: 9C is "PIN always"; 9E may be used without PIN.
+_DEFAULT_PIN_POLICY: dict[int, PinPolicy] = {
+    Slot.SIGNATURE: PinPolicy.ALWAYS,
+    Slot.CARD_AUTHENTICATION: PinPolicy.NEVER,
+}
+
+
+def default_pin_policy(slot: int) -> PinPolicy:
+    """What a key's PinPolicy.DEFAULT means in `slot` (SP 800-73-4 Part 1 §3.1)."""
+    return _DEFAULT_PIN_POLICY.get(slot, PinPolicy.ONCE)
 
 
 class TouchPolicy(IntEnum):

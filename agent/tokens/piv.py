@@ -10,7 +10,6 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from enum import IntEnum
 from typing import TypeVar
 
 from cryptography import x509
@@ -69,20 +68,13 @@ from ground.piv import (
     Algorithm,
     KeyRef,
     PinPolicy,
+    Slot,
+    default_pin_policy,
 )
 
 log = logging.getLogger(__name__)
 
 PIN_REF, PUK_REF, MANAGEMENT_REF = KeyRef.PIN, KeyRef.PUK, KeyRef.MANAGEMENT
-
-
-class Slot(IntEnum):
-    """The four PIV key slots a signer's credentials live in."""
-
-    AUTHENTICATION = KeyRef.AUTHENTICATION
-    SIGNATURE = KeyRef.SIGNATURE
-    KEY_MANAGEMENT = KeyRef.KEY_MANAGEMENT
-    CARD_AUTHENTICATION = KeyRef.CARD_AUTHENTICATION
 
 
 SLOT_LABELS = {
@@ -418,8 +410,9 @@ class PivToken(Token):
                 continue
             policy = metadata.get(0x02, b"\x00")[:1] if metadata else b"\x00"
             pin_policy = policy[0] if policy else PinPolicy.DEFAULT
-            pin_always = (pin_policy == PinPolicy.ALWAYS
-                          or (pin_policy == PinPolicy.DEFAULT and slot == Slot.SIGNATURE))
+            if pin_policy == PinPolicy.DEFAULT:
+                pin_policy = default_pin_policy(slot)
+            pin_always = pin_policy == PinPolicy.ALWAYS
             origin = metadata.get(0x03, b"\x00")[:1] if metadata else b"\x00"
             found.append(Credential(
                 id=f"{slot:02X}",
