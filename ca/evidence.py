@@ -16,7 +16,6 @@ or TIN (tax number), then the ISO 3166 country code, a hyphen, the identifier.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -25,17 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from asn1crypto import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from joserfc import jws
+from joserfc.errors import InvalidKeyCurveError, InvalidKeyTypeError, JoseError
+from joserfc.jwk import ECKey
+from joserfc.util import urlsafe_b64decode, urlsafe_b64encode
 
 MAX_EVIDENCE_BYTES = 16_384
-_ALGORITHMS: dict[str, tuple[hashes.HashAlgorithm, int]] = {
-    "ES256": (hashes.SHA256(), 32), "ES384": (hashes.SHA384(), 48)}
+# The only algorithms the CA accepts (RFC 8725 §3.1: the verifier pins them, never the token).
+ALGORITHMS = ("ES256", "ES384")
+_REGISTRY = jws.JWSRegistry(algorithms=ALGORITHMS)
+_HEADER_FIELDS = {"alg", "typ", "x5t#S256"}
 SEMANTICS_IDENTIFIER = re.compile(r"^(IDC|PAS|PNO|TIN)([A-Z]{2})-[A-Za-z0-9./+-]{1,64}$")
 _NAME = re.compile(r"^[^\x00-\x1f<>\"\\]{1,64}$")
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -67,51 +65,39 @@ class Evidence:
     issuer: str  # the identity service certificate's subject
 
 
-def _b64url_decode(part: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", part):
-        raise EvidenceError("malformed_evidence", "not base64url")
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def thumbprint(cert: x509.Certificate) -> str:
-    return _b64url(hashlib.sha256(cert.dump()).digest())
+    """The certificate's `x5t#S256` (RFC 7515 §4.1.8): base64url SHA-256 of its DER."""
+    return urlsafe_b64encode(hashlib.sha256(cert.dump()).digest()).decode()
 
 
 def verify(token: str, trusted: list[x509.Certificate], *, now: dt.datetime) -> Evidence:
     """Check signature, trust and dates; answer what the evidence says (RFC 7515 §5.2)."""
     if not isinstance(token, str) or len(token) > MAX_EVIDENCE_BYTES:
         raise EvidenceError("malformed_evidence", "evidence must be a compact JWS string")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise EvidenceError("malformed_evidence", "a compact JWS has three parts")
     try:
-        header = json.loads(_b64url_decode(parts[0]))
-        payload = json.loads(_b64url_decode(parts[1]))
-        signature = _b64url_decode(parts[2])
-    except (ValueError, UnicodeDecodeError) as exc:
+        signed = jws.extract_compact(token.encode(), registry=_REGISTRY)
+        payload = json.loads(signed.payload)
+        urlsafe_b64decode(signed.segments["signature"])
+    except (JoseError, ValueError, UnicodeError) as exc:
         raise EvidenceError("malformed_evidence", f"undecodable evidence: {exc}") from exc
+    header = signed.headers()
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise EvidenceError("malformed_evidence", "header and payload must be JSON objects")
-    algorithm = header.get("alg")
-    if algorithm not in _ALGORITHMS or set(header) - {"alg", "typ", "x5t#S256"}:
+    if header.get("alg") not in ALGORITHMS or set(header) - _HEADER_FIELDS:
         raise EvidenceError("malformed_evidence", "only ES256/ES384 and known header fields")
     signer = next((c for c in trusted if thumbprint(c) == header.get("x5t#S256")), None)
     if signer is None:
         raise EvidenceError("evidence_untrusted", "the evidence is not from a trusted "
                             "identity service")
-    public = serialization.load_der_public_key(signer.public_key.dump())
-    hash_algorithm, size = _ALGORITHMS[algorithm]
-    if not isinstance(public, ec.EllipticCurvePublicKey) or len(signature) != 2 * size:
-        raise EvidenceError("evidence_signature_invalid", "signature does not fit the key")
-    der = encode_dss_signature(int.from_bytes(signature[:size], "big"),
-                               int.from_bytes(signature[size:], "big"))
     try:
-        public.verify(der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hash_algorithm))
-    except InvalidSignature:
+        key = ECKey.import_key(signer.public_key.dump())
+        valid = jws.validate_compact(signed, key, registry=_REGISTRY)
+    except (InvalidKeyTypeError, InvalidKeyCurveError) as exc:  # an RSA key, another curve
+        raise EvidenceError("evidence_signature_invalid", "signature does not fit "
+                            "the key") from exc
+    except JoseError as exc:
+        raise EvidenceError("malformed_evidence", f"evidence refused: {exc}") from exc
+    if not valid:
         raise EvidenceError("evidence_signature_invalid", "the evidence signature is "
                             "invalid") from None
     evidence = _parse_payload(payload, signer)
@@ -149,14 +135,3 @@ def _parse_payload(payload: dict[str, Any], signer: x509.Certificate) -> Evidenc
         person=Person(text(subject, "given_name"), text(subject, "surname"), country, serial),
         issuer=signer.subject.human_friendly)
 
-
-def sign(payload: dict[str, Any], key: ec.EllipticCurvePrivateKey,
-         cert: x509.Certificate) -> str:
-    """Make evidence (the identity service's side; tests and the portal use it)."""
-    algorithm = "ES384" if key.curve.key_size == 384 else "ES256"
-    hash_algorithm, size = _ALGORITHMS[algorithm]
-    header = {"alg": algorithm, "typ": "JWT", "x5t#S256": thumbprint(cert)}
-    signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
-                     + _b64url(json.dumps(payload, separators=(",", ":")).encode()))
-    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hash_algorithm)))
-    return signing_input + "." + _b64url(r.to_bytes(size, "big") + s.to_bytes(size, "big"))

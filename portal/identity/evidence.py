@@ -15,7 +15,6 @@ uses each `jti` once; the service binds each token to one key and keeps it short
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -28,17 +27,19 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from joserfc import jws
+from joserfc.jwk import ECKey
+from joserfc.util import urlsafe_b64encode
 
 from ground.files import write_atomically
 
 KEY_FILE = "identity-service.key.pem"
 CERT_FILE = "identity-service.cert.pem"
 MAX_SPKI = 2048
-_CURVES: dict[str, tuple[ec.EllipticCurve, str, hashes.SHA256 | hashes.SHA384, int]] = {
-    "P-256": (ec.SECP256R1(), "ES256", hashes.SHA256(), 32),
-    "P-384": (ec.SECP384R1(), "ES384", hashes.SHA384(), 48),
+_CURVES: dict[str, tuple[ec.EllipticCurve, str, hashes.SHA256 | hashes.SHA384]] = {
+    "P-256": (ec.SECP256R1(), "ES256", hashes.SHA256()),
+    "P-384": (ec.SECP384R1(), "ES384", hashes.SHA384()),
 }
 _NAME = re.compile(r"^[^\x00-\x1f<>\"\\]{1,64}$")  # what the CA accepts in a name
 _IDENTIFIER = re.compile(r"^(IDC|PAS|PNO|TIN)([A-Z]{2})-[A-Za-z0-9./+-]{1,64}$")
@@ -50,10 +51,6 @@ class EvidenceRefused(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def spki_sha256(spki_der: bytes) -> str:
@@ -112,9 +109,10 @@ class EvidenceSigner:
             raise ValueError("the identity service key must be P-256 or P-384")
         self.key = key
         self.certificate = certificate
-        _, self.algorithm, self._hash, self._size = _CURVES[curve]
-        self.thumbprint = b64url(hashlib.sha256(
-            certificate.public_bytes(serialization.Encoding.DER)).digest())
+        self.algorithm = _CURVES[curve][1]
+        self._jwk = ECKey.import_key(key)
+        self.thumbprint = urlsafe_b64encode(hashlib.sha256(
+            certificate.public_bytes(serialization.Encoding.DER)).digest()).decode()
 
     @classmethod
     def generate(cls, name: str = "qsign reference identity service", *, curve: str = "P-256",
@@ -159,15 +157,10 @@ class EvidenceSigner:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def sign(self, payload: dict[str, Any]) -> str:
-        """A compact JWS over the JSON payload (RFC 7515 §5.1; ECDSA R || S, RFC 7518 §3.4)."""
+        """A compact JWS over the JSON payload (RFC 7515 §7.1; ECDSA R || S, RFC 7518 §3.4)."""
         header = {"alg": self.algorithm, "typ": "JWT", "x5t#S256": self.thumbprint}
-        signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
-                         + b64url(json.dumps(payload, separators=(",", ":"),
-                                             ensure_ascii=False).encode()))
-        r, s = decode_dss_signature(self.key.sign(signing_input.encode(),
-                                                  ec.ECDSA(self._hash)))
-        return (signing_input + "."
-                + b64url(r.to_bytes(self._size, "big") + s.to_bytes(self._size, "big")))
+        claims = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return jws.serialize_compact(header, claims, self._jwk, algorithms=[self.algorithm])
 
     def issue(self, subject: Subject, spki_der: bytes, *, now: dt.datetime,
               lifetime: dt.timedelta) -> IssuedEvidence:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import json
 import stat
 from pathlib import Path
@@ -83,6 +84,34 @@ def test_the_ca_refuses_it_tampered_expired_or_from_elsewhere() -> None:
     with pytest.raises(ca_evidence.EvidenceError) as caught:
         ca_evidence.verify(token, _trusted(EvidenceSigner.generate()), now=NOW)
     assert caught.value.code == "evidence_untrusted"
+
+
+def test_the_ca_accepts_only_the_algorithms_it_pins() -> None:
+    """RFC 8725 §3.1: the token's `alg` never chooses the verification; 'none', an HMAC
+    keyed with the service's public certificate, ES512 or extra header fields are refused."""
+    signer = EvidenceSigner.generate()
+    spki = _spki(ec.generate_private_key(ec.SECP256R1()))
+    head, payload, signature = signer.issue(SUBJECT, spki, now=NOW,
+                                            lifetime=dt.timedelta(minutes=10)).token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(head + "=="))
+
+    def encode(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def with_header(**fields: object) -> str:
+        return encode(json.dumps({**header, **fields}).encode())
+
+    certificate = signer.certificate.public_bytes(serialization.Encoding.DER)
+    hs_head = with_header(alg="HS256")
+    hs_signature = encode(hmac.new(certificate, f"{hs_head}.{payload}".encode(),
+                                   hashlib.sha256).digest())
+    for token in (f"{with_header(alg='none')}.{payload}.", f"{hs_head}.{payload}.{hs_signature}",
+                  f"{with_header(alg='ES512')}.{payload}.{signature}",
+                  f"{with_header(jwk={'kty': 'EC'})}.{payload}.{signature}",
+                  f"{with_header(b64=False, crit=['b64'])}.{payload}.{signature}"):
+        with pytest.raises(ca_evidence.EvidenceError) as caught:
+            ca_evidence.verify(token, _trusted(signer), now=NOW)
+        assert caught.value.code == "malformed_evidence"
 
 
 def test_keys_are_checked() -> None:
