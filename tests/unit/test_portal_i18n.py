@@ -1,7 +1,8 @@
-"""The portal's pages (portal/web/) read statically: both languages have the same keys,
-every text the HTML and JS use exists, every error code of portal/API.md and of the
-agent has a sentence, every static form control has a label, and nothing loads from
-outside (the pages must work on a machine with no internet)."""
+"""The portal's pages (portal/templates/ rendered as the portal serves them, portal/web/)
+read statically: both languages have the same keys, every text the HTML and JS use
+exists, every error code of portal/API.md and of the agent has a sentence, every static
+form control has a label, the pages share one layout, and nothing loads from outside
+(the pages must work on a machine with no internet)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,36 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from agent.protocol.errors import ErrorCode
 from portal.identity.http import STATUS as IDENTITY_STATUS
 from portal.identity.model import CHALLENGE_ACTIONS
+from portal.routes.pages import PAGES as ROUTES
+from portal.routes.pages import environment, render_page
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "portal" / "web"
 API = (ROOT / "portal" / "API.md").read_text()
-PAGES = sorted(WEB.glob("*.html"))
 SCRIPTS = sorted(WEB.glob("*.js"))
 LANGUAGES = ("en", "fr")
+
+
+class Page(NamedTuple):
+    """A page as the portal serves it: its template rendered within the one layout."""
+
+    name: str
+    html: str
+
+    def read_text(self) -> str:
+        return self.html
+
+
+_TEMPLATES = environment()
+PAGES = [Page(name, render_page(_TEMPLATES, name)) for name in sorted(ROUTES.values())]
+SIGNER_HTML = render_page(_TEMPLATES, "signer.html")
 
 # Keys a script builds at run time from a value: prefix -> where the values come from.
 DYNAMIC_PREFIXES = ("error.", "agentError.", "status.", "reason.", "consent.accept_",
@@ -148,7 +166,7 @@ def test_every_status_has_a_text(family: str, field: str, first: str) -> None:
 
 def test_the_signer_page_has_a_section_for_every_step() -> None:
     steps = _api_enum("step", "consent")
-    html = (WEB / "signer.html").read_text()
+    html = SIGNER_HTML
     script = (WEB / "signer.js").read_text()
     for step in steps:
         assert f'id="step-{step}"' in html, f"signer.html has no section for step {step}"
@@ -191,7 +209,7 @@ class _Controls(HTMLParser):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_every_form_control_has_a_label_and_buttons_are_buttons(page: Path) -> None:
+def test_every_form_control_has_a_label_and_buttons_are_buttons(page: Page) -> None:
     parsed = _Controls()
     parsed.feed(page.read_text())
     assert parsed.controls or page.name == "index.html"
@@ -211,9 +229,30 @@ def test_every_form_control_has_a_label_and_buttons_are_buttons(page: Path) -> N
     assert 'name="viewport" content="width=device-width, initial-scale=1"' in page.read_text()
 
 
+def test_every_page_extends_the_one_layout_without_inline_script_or_style() -> None:
+    """The head and site header exist once (base.html); the CSP allows no inline script
+    or style (portal/routes/middleware.py), so no page may carry one."""
+    templates = ROOT / "portal" / "templates"
+    assert sorted(p.name for p in templates.glob("*.html")) == sorted(
+        ["base.html", *(page.name for page in PAGES)])
+    for page in PAGES:
+        text = (templates / page.name).read_text()
+        assert text.startswith('{% extends "base.html" %}'), page.name
+        assert "<head" not in text and "<header" not in text, page.name
+        assert page.html.count("<head>") == 1 and page.html.count('<header class="site">') == 1
+        assert re.findall(r"<script(?![^>]*\bsrc=)", page.html) == [], page.name
+        assert "<style" not in page.html and " style=" not in page.html, page.name
+
+
+def test_the_layout_escapes_what_it_is_given() -> None:
+    html = _TEMPLATES.get_template("base.html").render(
+        lang="en", title_key="k", title='<script>alert("x")</script>', script="x.js")
+    assert "<script>alert" not in html and "&lt;script&gt;alert" in html
+
+
 def test_the_pin_field_is_what_a_pin_field_should_be() -> None:
     parsed = _Controls()
-    parsed.feed((WEB / "signer.html").read_text())
+    parsed.feed(SIGNER_HTML)
     pin = next(a for a, _ in parsed.controls if a.get("id") == "pin")
     assert pin.get("type") == "password"
     assert pin.get("inputmode") == "numeric"
@@ -255,7 +294,7 @@ def test_every_enrolment_step_has_a_section_and_a_handler() -> None:
     assert match, "API.md: no EnrolmentView step enum"
     steps = [s for s in re.findall(r'"([a-z-]+)"', match.group(1)) if s != "done"]
     assert "personal-data" in steps and "certificate" in steps and len(steps) == 7
-    html = (WEB / "signer.html").read_text()
+    html = SIGNER_HTML
     for step in steps:
         assert f'id="enrol-{step}"' in html, f"signer.html has no sub-step {step}"
         assert f'data-sub="{step}"' in html, f"the sub-step list lacks {step}"
@@ -297,7 +336,7 @@ def test_every_ca_refusal_and_challenge_has_a_sentence() -> None:
 
 def test_the_enrolment_pin_fields_and_the_pins_never_reach_the_portal() -> None:
     parsed = _Controls()
-    parsed.feed((WEB / "signer.html").read_text())
+    parsed.feed(SIGNER_HTML)
     for name in ("old-pin", "new-pin", "new-pin-2", "enrol-pin-input"):
         field = next(a for a, _ in parsed.controls if a.get("id") == name)
         assert field.get("type") == "password", name

@@ -1,0 +1,36 @@
+"""The identity service (portal/identity/) as the portal runs it: the reference service
+unless a vendor's provider is given, mounted at `/api/identity/` without its identity and
+evidence routes (the portal asks evidence itself, for the key of the signer it knows:
+portal/routes/enrolment.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from aiohttp import web
+
+from portal.config import PortalConfig
+from portal.identity.evidence import EvidenceSigner
+from portal.identity.http import create_identity_app
+from portal.identity.model import IdentityPolicy, IdentityProvider
+from portal.identity.service import ReferenceIdentityService
+
+PREFIX = "/api/identity/"
+
+
+def reference_identity(config: PortalConfig, clock: Callable[[], dt.datetime]
+                       ) -> IdentityProvider:
+    """The reference identity service, its evidence key in `<state>/identity`."""
+    return ReferenceIdentityService(
+        EvidenceSigner.open(config.state_dir / "identity"),
+        config.identity_policy
+        or IdentityPolicy(accept_specimens=config.identity_accept_specimens), clock=clock)
+
+
+def mount_identity(app: web.Application, identity: IdentityProvider,
+                   config: PortalConfig) -> None:
+    """The session id travels in the hand-off QR code: whoever saw it could otherwise ask
+    evidence for their own key first, hence `evidence_routes=False`."""
+    app.add_subapp(PREFIX, create_identity_app(
+        identity, continue_url=f"{config.base_url}/id/{{session}}", evidence_routes=False))

@@ -1,0 +1,173 @@
+"""The signer's steps (portal/API.md "Signer API", `/api/s/{invite}/...`): consent to the
+texts, read and download the documents, accept or refuse them, message the requester,
+then the two calls around the agent's signature (prepare, complete). The invitation link
+is the credential; state-changing calls pass the cross-site check (portal/cross_site.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from portal import legal, render
+from portal.document_names import zip_documents
+from portal.errors import Code, PortalError
+from portal.routes.access import invite
+from portal.routes.parse import (
+    b64_list,
+    certificate_and_chain,
+    consent_records,
+    read_body,
+    string,
+)
+from portal.routes.state import Portal
+from portal.routes.views import message_json, pdf_response, signer_view
+from portal.store import SignerStatus, Transaction, TxStatus
+
+log = logging.getLogger(__name__)
+
+
+async def signer_get(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    return web.json_response(await signer_view(portal, signer_id, generation,
+                                               request.query.get("lang")))
+
+
+async def signer_consents(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    accepted = (await read_body(request)).get("accepted")
+    if not isinstance(accepted, list) or len(accepted) > len(legal.KINDS):
+        raise PortalError(Code.BAD_REQUEST, "accepted: [{kind, version, sha256}]")
+    records = consent_records(accepted)
+    if sorted(r[0] for r in records) != sorted(legal.KINDS):
+        raise PortalError(Code.BAD_REQUEST, "both the policy and the terms must be accepted")
+    await asyncio.to_thread(portal.store.record_consents, signer_id, generation, records)
+    return web.json_response(await signer_view(portal, signer_id, generation))
+
+
+async def _unsigned_allowed(portal: Portal, signer_id: str, generation: int
+                            ) -> Transaction:
+    tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
+    if signer.status is SignerStatus.INVITED:
+        raise PortalError(Code.WRONG_STEP, "accept the policy and terms first")
+    if signer.status in (SignerStatus.ACCEPTED, SignerStatus.SIGNED):
+        raise PortalError(Code.ALREADY_ACCEPTED)
+    return tx
+
+
+async def signer_page_image(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
+    if signer.status is SignerStatus.INVITED:
+        raise PortalError(Code.WRONG_STEP, "accept the policy and terms first")
+    doc = tx.document(request.match_info["doc"])
+    try:
+        number = int(request.match_info["n"])
+        width = int(request.query.get("width", "800"))
+    except ValueError:
+        raise PortalError(Code.BAD_REQUEST, "page and width are numbers") from None
+    data = await asyncio.to_thread(portal.blobs.get, doc.current.sha256)
+    png = await asyncio.to_thread(render.page_png, data, number, width)
+    return web.Response(body=png, content_type="image/png",
+                        headers={"Cache-Control": "private, max-age=600"})
+
+
+async def signer_download(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    tx = await _unsigned_allowed(portal, signer_id, generation)
+    doc = tx.document(request.match_info["doc"])
+    return await pdf_response(portal, doc.current.sha256, doc.name)
+
+
+async def signer_zip(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    tx = await _unsigned_allowed(portal, signer_id, generation)
+
+    def build() -> bytes:
+        return zip_documents((doc.name, doc.position, portal.blobs.get(doc.current.sha256))
+                             for doc in tx.documents)
+
+    data = await asyncio.to_thread(build)
+    return web.Response(body=data, content_type="application/zip", headers={
+        "Content-Disposition": 'attachment; filename="documents.zip"'})
+
+
+async def signer_accept(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    await asyncio.to_thread(portal.store.accept, signer_id, generation)
+    return web.json_response(await signer_view(portal, signer_id, generation))
+
+
+async def signer_restart(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    new_generation = await asyncio.to_thread(portal.store.restart, signer_id, generation)
+    tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id,
+                                         new_generation)
+    await portal.invite(tx, signer)  # the new link also reaches the mailbox
+    return web.json_response({"inviteUrl": portal.invite_url(tx, signer)})
+
+
+async def signer_refuse(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    reason = string(await read_body(request), "reason", max_len=1000)
+    tx = await asyncio.to_thread(portal.store.refuse, signer_id, generation, reason)
+    signer = tx.signer(signer_id)
+    await portal.mail(tx.requester_email, "refused", "en",
+                      name=signer.name or signer.email, title=tx.title, reason=reason)
+    log.info("signer %s refused transaction %s", signer_id, tx.id)
+    return web.json_response(await signer_view(portal, signer_id, generation))
+
+
+async def signer_messages(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
+    if not tx.messaging:
+        raise PortalError(Code.MESSAGING_DISABLED)
+    if request.method == "GET":
+        messages = await asyncio.to_thread(portal.store.messages, tx.id)
+        return web.json_response({"messages": [message_json(m) for m in messages]})
+    text = string(await read_body(request), "text", max_len=2000)
+    message = await asyncio.to_thread(
+        portal.store.add_message, tx.id, author="signer", signer_id=signer_id,
+        generation=generation, name=signer.name or signer.email, text=text)
+    await portal.mail(tx.requester_email, "message", "en", name=message.name,
+                      title=tx.title, text=text)
+    return web.json_response(message_json(message), status=201)
+
+
+async def signer_check_certificate(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
+    certificate, chain = certificate_and_chain(await read_body(request))
+    return web.json_response(await portal.desk.check_for_signer(signer_id, generation,
+                                                                certificate, chain))
+
+
+async def signer_prepare(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    body = await read_body(request)
+    if body.get("phoneConfirmed") is not True:
+        raise PortalError(Code.BAD_REQUEST, "phoneConfirmed: confirm the phone number first")
+    certificate, chain = certificate_and_chain(body)
+    return web.json_response(await portal.desk.prepare(signer_id, generation, certificate,
+                                                       chain))
+
+
+async def signer_complete(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    body = await read_body(request)
+    session_id = string(body, "sessionId", max_len=64)
+    signatures = b64_list(body, "signatures", max_items=20, max_bytes=1024)
+    done = await portal.desk.complete(signer_id, generation, session_id, signatures)
+    tx = done.transaction
+    if done.next_signer is not None:
+        await portal.invite(tx, done.next_signer)
+    if done.stored and tx.status is TxStatus.COMPLETED:
+        for signer in tx.signers:
+            await portal.mail(signer.email, "completed", signer.lang,
+                              name=signer.name or signer.email, title=tx.title,
+                              url=portal.space_url(signer.email))
+        await portal.mail(tx.requester_email, "completed", "en", name=tx.requester_name,
+                          title=tx.title, url=f"{portal.config.base_url}/requester")
+    return web.json_response(await signer_view(portal, signer_id, generation))

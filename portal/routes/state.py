@@ -1,0 +1,77 @@
+"""What every route handler reaches through `request.app[PORTAL]`: the portal's parts,
+built once per app (aiohttp's typed `web.AppKey`), with the links and mails that several
+audiences send."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from ground.files import write_atomically
+from portal.blobs import BlobStore
+from portal.config import PortalConfig
+from portal.enrolment import EnrolmentDesk
+from portal.links import LinkSigner, Purpose
+from portal.mail import Mailer, compose
+from portal.otp import SmsOtp
+from portal.signing import SigningDesk
+from portal.store import Signer, Store, Transaction
+
+SPACE_LINK_DAYS = 30
+
+
+@dataclass
+class Portal:
+    """Everything a handler needs, built once per app."""
+
+    config: PortalConfig
+    store: Store
+    blobs: BlobStore
+    links: LinkSigner
+    otp: SmsOtp
+    mailer: Mailer
+    desk: SigningDesk
+    enrolment: EnrolmentDesk
+    requester_token: str
+
+    def invite_url(self, tx: Transaction, signer: Signer) -> str:
+        token = self.links.make(Purpose.INVITE, signer.id, generation=signer.generation,
+                                expires_at=int(tx.expires_at.timestamp()))
+        return f"{self.config.base_url}/s/{token}"
+
+    def space_url(self, email: str) -> str:
+        expires = self.store.clock() + dt.timedelta(days=SPACE_LINK_DAYS)
+        token = self.links.make(Purpose.SPACE, email.lower(),
+                                expires_at=int(expires.timestamp()))
+        return f"{self.config.base_url}/me/{token}"
+
+    async def mail(self, to: str, kind: str, lang: str, **values: str) -> None:
+        subject, body = compose(kind, lang, **values)
+        await asyncio.to_thread(self.store.queue_mail, to, subject, body)
+        self.mailer.wake()
+
+    async def invite(self, tx: Transaction, signer: Signer) -> None:
+        await self.mail(signer.email, "invite", signer.lang, name=signer.name or signer.email,
+                        requester=tx.requester_name, title=tx.title,
+                        expires=tx.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                        url=self.invite_url(tx, signer))
+
+
+PORTAL = web.AppKey("portal", Portal)
+
+
+def requester_token(state_dir: Path) -> str:
+    """The requester API's bearer token, made on first use (`qsign portal token`)."""
+    path = state_dir / "requester.token"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(32)
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomically(path, token.encode() + b"\n")
+        return token
