@@ -34,6 +34,7 @@ from portal.identity import countries, names
 from portal.identity.model import DocumentKind, IdentityError, IdentityProvider, Step
 from portal.otp import LOCKOUT, RESEND_AFTER, Sent, SmsOtp
 from portal.store import Enrolment, EnrolmentStep, Signer, Store
+from portal.translations import N_, translate
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,8 @@ _IDENTITY_CODES = {"IDENTITY_SESSION_UNKNOWN": Code.SESSION_UNKNOWN,
 CODE_PURPOSE = "enrol-token"
 # The steps whose page presents the PIN or PUK: pin/change, pin/unblock, enroll/generate.
 CODE_STEPS = (EnrolmentStep.PIN, EnrolmentStep.CERTIFICATE)
-_CODE_TEXT = {
-    "en": "qsign: {code} is your code to set up your token (PIN and key) for your "
-          "qualified certificate. Valid 5 minutes. Never share it.",
-    "fr": "qsign : {code} est votre code pour préparer votre support (code PIN et clé) pour "
-          "votre certificat qualifié. Valable 5 minutes. Ne le communiquez jamais.",
-}
+_CODE_TEXT = N_("qsign: {code} is your code to set up your token (PIN and key) for your "
+                "qualified certificate. Valid 5 minutes. Never share it.")
 
 
 def token_hashes(token_id: str) -> list[str]:
@@ -202,7 +199,7 @@ class EnrolmentDesk:
             self.store.new_otp_session, purpose=CODE_PURPOSE,
             subject=f"{signer_id}/{generation}", phone=phone, hashes=hashes)
         sent = await asyncio.to_thread(self.otp.send, otp_id, hashes,
-                                       _CODE_TEXT.get(signer.lang, _CODE_TEXT["en"]),
+                                       translate(signer.lang, _CODE_TEXT),
                                        locked_until=signer.otp_locked_until)
         log.info("token code sent to signer %s", signer_id)
         return otp_id, sent

@@ -10,22 +10,17 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from portal.translations import N_, translate
+
 KINDS = ("privacy", "terms")  # before the documents (the signature service)
 ENROLMENT_KINDS = ("issuance", "space")  # before a first certificate (issue 7)
 CURRENT = {"privacy": "2026.1", "terms": "2026.1", "issuance": "2026.1", "space": "2026.1"}
 LANGS = ("en", "fr")
-TITLES = {
-    ("privacy", "en"): "Personal Data Protection Policy",
-    ("privacy", "fr"): "Politique de protection des données personnelles",
-    ("terms", "en"): "Terms and Conditions of Use of the signature and validation services",
-    ("terms", "fr"): "Conditions générales d'utilisation des services de signature et de "
-                     "validation",
-    ("issuance", "en"): "Personal Data Protection Policy for certificate issuance",
-    ("issuance", "fr"): "Politique de protection des données personnelles pour la "
-                        "délivrance du certificat",
-    ("space", "en"): "Terms and Conditions of Use for Personal Space creation",
-    ("space", "fr"): "Conditions générales d'utilisation pour la création de l'Espace "
-                     "personnel",
+TITLES = {  # English msgids, shown in the signer's language (portal/translations.py)
+    "privacy": N_("Personal Data Protection Policy"),
+    "terms": N_("Terms and Conditions of Use of the signature and validation services"),
+    "issuance": N_("Personal Data Protection Policy for certificate issuance"),
+    "space": N_("Terms and Conditions of Use for Personal Space creation"),
 }
 
 
@@ -51,7 +46,7 @@ def text(kind: str, version: str, lang: str) -> Text | None:
         html = resource.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return Text(kind, version, lang, TITLES[(kind, lang)], html)
+    return Text(kind, version, lang, translate(lang, TITLES[kind]), html)
 
 
 def current(lang: str, kinds: tuple[str, ...] = KINDS) -> list[Text]:

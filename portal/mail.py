@@ -15,55 +15,38 @@ from email.utils import make_msgid
 
 from portal.config import PortalConfig
 from portal.store import Mail, Store
+from portal.translations import N_, translate
 
 log = logging.getLogger(__name__)
 
-# Subjects and bodies per language; {placeholders} filled by `compose`.
-TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
-    "invite": {
-        "en": ("Documents to sign: {title}",
-               "Hello {name},\n\n{requester} asks you to sign: {title}.\n\n"
-               "Open this link to read and sign the documents (it is personal, do not "
-               "forward it; it expires on {expires}):\n{url}\n"),
-        "fr": ("Documents à signer : {title}",
-               "Bonjour {name},\n\n{requester} vous demande de signer : {title}.\n\n"
-               "Ouvrez ce lien pour lire et signer les documents (il vous est personnel, "
-               "ne le transférez pas ; il expire le {expires}) :\n{url}\n"),
-    },
-    "refused": {
-        "en": ("Signature refused: {title}",
-               "{name} refused to sign \"{title}\".\nReason: {reason}\n"),
-        "fr": ("Signature refusée : {title}",
-               "{name} a refusé de signer « {title} ».\nMotif : {reason}\n"),
-    },
-    "completed": {
-        "en": ("Signed documents: {title}",
-               "Hello {name},\n\nEveryone has signed \"{title}\". Your signed documents "
-               "and your certificates are in your Personal Space:\n{url}\n"),
-        "fr": ("Documents signés : {title}",
-               "Bonjour {name},\n\nTous les signataires ont signé « {title} ». Vos "
-               "documents signés et vos certificats sont dans votre Espace personnel :\n"
-               "{url}\n"),
-    },
-    "expired": {
-        "en": ("Transaction expired: {title}",
-               "\"{title}\" expired before everyone signed. Signed so far: {signed}.\n"),
-        "fr": ("Transaction expirée : {title}",
-               "« {title} » a expiré avant que tous les signataires aient signé. "
-               "Ont signé : {signed}.\n"),
-    },
-    "message": {
-        "en": ("New message about: {title}",
-               "{name} wrote about \"{title}\":\n\n{text}\n"),
-        "fr": ("Nouveau message : {title}",
-               "{name} a écrit au sujet de « {title} » :\n\n{text}\n"),
-    },
+# Subject and body of each mail in English (the msgids); {placeholders} filled by `compose`.
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "invite": (
+        N_("Documents to sign: {title}"),
+        N_("Hello {name},\n\n{requester} asks you to sign: {title}.\n\n"
+           "Open this link to read and sign the documents (it is personal, do not "
+           "forward it; it expires on {expires}):\n{url}\n")),
+    "refused": (
+        N_("Signature refused: {title}"),
+        N_("{name} refused to sign \"{title}\".\nReason: {reason}\n")),
+    "completed": (
+        N_("Signed documents: {title}"),
+        N_("Hello {name},\n\nEveryone has signed \"{title}\". Your signed documents "
+           "and your certificates are in your Personal Space:\n{url}\n")),
+    "expired": (
+        N_("Transaction expired: {title}"),
+        N_("\"{title}\" expired before everyone signed. Signed so far: {signed}.\n")),
+    "message": (
+        N_("New message about: {title}"),
+        N_("{name} wrote about \"{title}\":\n\n{text}\n")),
 }
 
 
 def compose(kind: str, lang: str, **values: str) -> tuple[str, str]:
-    subject, body = TEMPLATES[kind].get(lang, TEMPLATES[kind]["en"])
-    return subject.format(**values), body.format(**values)
+    """The mail's subject and body in `lang` (English when it has no catalog)."""
+    subject, body = TEMPLATES[kind]
+    return (translate(lang, subject).format(**values),
+            translate(lang, body).format(**values))
 
 
 class Mailer:

@@ -33,6 +33,7 @@ from portal.errors import Code, PortalError
 from portal.holders import Ownership, ownership
 from portal.otp import Sent, SmsOtp
 from portal.store import Signer, SignerStatus, Store, Transaction
+from portal.translations import translate
 
 log = logging.getLogger(__name__)
 
@@ -248,11 +249,9 @@ class SigningDesk:
             raise PortalError(Code.SESSION_UNKNOWN)
         tx, signer = await self._session_signer(session.subject)
         count = len(tx.documents)
-        text = (f"qsign: {{code}} is your code to sign {count} document(s) "
-                f"\"{tx.title[:40]}\". Valid 5 minutes. Never share it.")
-        if signer.lang == "fr":
-            text = (f"qsign : {{code}} est votre code pour signer {count} document(s) "
-                    f"« {tx.title[:40]} ». Valable 5 minutes. Ne le communiquez jamais.")
+        text = translate(signer.lang, 'qsign: {code} is your code to sign {count} document(s) '
+                         '"{title}". Valid 5 minutes. Never share it.').format(
+            code="{code}", count=count, title=tx.title[:40])  # {code}: filled when sent
         return await asyncio.to_thread(self.otp.send, otp_id, hashes, text,
                                        locked_until=signer.otp_locked_until)
 
