@@ -17,6 +17,7 @@ and delivering them, is one transaction and one fsync.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -120,7 +121,8 @@ class SignatureJournal:
             rows = c.fetchall()
         if not rows:
             return None
-        delivered = {bytes(h): bytes(s) for sad, h, s in rows if sad == sad_hash}
+        delivered = {bytes(h): bytes(s) for sad, h, s in rows
+                     if hmac.compare_digest(str(sad).encode(), sad_hash.encode())}
         if len(delivered) != len(rows) or set(delivered) != set(hashes):
             raise JournalError("this idempotency key was used for another request")
         return [delivered[h] for h in hashes]

@@ -76,7 +76,9 @@ class Approval:
     def remove(self) -> None:
         """Remove the file if it is still ours (another agent may have started since)."""
         try:
-            if self.path.read_text().strip() == self.secret:
+            # Constant time, as every secret here is compared (SECURITY #23).
+            if hmac.compare_digest(self.path.read_text().strip().encode(),
+                                   self.secret.encode()):
                 self.path.unlink()
         except FileNotFoundError:
             pass
