@@ -173,30 +173,36 @@ def _watch(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     import getpass
 
-    from agent.pades import Level, PdfRefused, sign_pdf, token_signer
+    from agent.pades import Level, PdfRefused, TokenSigner, sign_pdf, token_signer
     from ground.files import write_atomically
 
     pin = sys.stdin.readline().rstrip("\n") if args.pin_stdin else getpass.getpass("PIN: ")
     failures = 0
 
     async def run() -> None:
-        nonlocal failures
         async with _registry(args) as registry:
             signer = await token_signer(registry, args.credential, pin)
-            total = len(args.files)
-            for index, path in enumerate(args.files, 1):
-                out_dir = args.out_dir or path.parent
-                target = out_dir / f"{path.stem}-signed.pdf"
-                try:
-                    signed = await sign_pdf(signer, path.read_bytes(), level=Level(args.level),
-                                            timestamp_url=args.timestamp_url)
-                except (PdfRefused, OSError) as exc:
-                    failures += 1
-                    print(f"[{index}/{total}] {path.name}: refused: {exc}", file=sys.stderr)
-                    continue
-                write_atomically(target, signed, 0o644)
-                bar = "#" * (20 * index // total)
-                print(f"[{bar:<20}] {index}/{total} {path.name} -> {target}", file=sys.stderr)
+            try:
+                await sign_each(signer)
+            finally:
+                signer.forget_pin()
+
+    async def sign_each(signer: TokenSigner) -> None:
+        nonlocal failures
+        total = len(args.files)
+        for index, path in enumerate(args.files, 1):
+            out_dir = args.out_dir or path.parent
+            target = out_dir / f"{path.stem}-signed.pdf"
+            try:
+                signed = await sign_pdf(signer, path.read_bytes(), level=Level(args.level),
+                                        timestamp_url=args.timestamp_url)
+            except (PdfRefused, OSError) as exc:
+                failures += 1
+                print(f"[{index}/{total}] {path.name}: refused: {exc}", file=sys.stderr)
+                continue
+            write_atomically(target, signed, 0o644)
+            bar = "#" * (20 * index // total)
+            print(f"[{bar:<20}] {index}/{total} {path.name} -> {target}", file=sys.stderr)
 
     try:
         asyncio.run(run())

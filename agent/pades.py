@@ -13,6 +13,7 @@ One authorisation covers a batch (`sign_pdfs`): every document is prepared first
 all are signed together; each document's `async_sign_raw` waits until every document
 of the batch has asked, and the token makes all the signatures in one job on its
 worker (no other operation's commands between them), each with its own PIN check.
+The signer holds the PIN in a buffer that the batch wipes right after that job.
 
 pyHanko is pinned to one minor version in pyproject.toml: its CMS and PDF behaviour is
 what the signatures here are made of, so an upgrade is a deliberate, tested change.
@@ -45,8 +46,10 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from agent.tokens.errors import NotAuthenticated
 from agent.tokens.model import HashAlgorithm, KeyType, Padding, SignatureAlgorithm, Token
 from agent.tokens.registry import TokenRegistry
+from agent.tokens.secret import wipe
 
 _HASHES = {"sha256": HashAlgorithm.SHA256, "sha384": HashAlgorithm.SHA384,
            "sha512": HashAlgorithm.SHA512}
@@ -118,7 +121,8 @@ class TokenSigner(signers.Signer):
     """pyHanko's Signer backed by the token layer: `async_sign_raw` signs on the token's
     worker (`TokenRegistry.call`), never on the event loop, with the PIN given for
     each signature; a dry run (pyHanko's size estimate) answers a dummy of the largest
-    signature's length without touching the token."""
+    signature's length without touching the token. The PIN is held in a bytearray until
+    `forget_pin` (or a `sign_pdfs(..., forget_pin=True)` batch) wipes it."""
 
     def __init__(self, registry: TokenRegistry, token_id: str, key_id: str,
                  certificate: bytes, chain: list[bytes], key_type: KeyType, pin: str) -> None:
@@ -130,7 +134,7 @@ class TokenSigner(signers.Signer):
         self._registry = registry
         self._token_id = token_id
         self._key_id = key_id
-        self._pin = pin
+        self._pin: bytearray | None = bytearray(pin, "utf-8")
         self._padding = Padding.ECDSA if key_type.is_ec else Padding.PKCS1V15
         # DER Ecdsa-Sig-Value at its longest (two integers with a sign byte), or the modulus.
         self._max_signature = (2 * (key_type.size // 8) + 9 if key_type.is_ec
@@ -170,17 +174,31 @@ class TokenSigner(signers.Signer):
             return await batch.sign(digest, hash_algorithm)
         return (await self.sign_digests([(digest, hash_algorithm)]))[0]
 
-    async def sign_digests(self, digests: Sequence[tuple[bytes, HashAlgorithm]]
-                           ) -> list[bytes]:
+    def forget_pin(self) -> None:
+        """Wipe the PIN: this signer makes no signature after it."""
+        pin, self._pin = self._pin, None
+        if pin is not None:
+            wipe(pin)
+
+    async def sign_digests(self, digests: Sequence[tuple[bytes, HashAlgorithm]], *,
+                           last: bool = False) -> list[bytes]:
         """Several digests in one job on the token's worker (no other operation's
-        commands between them), each signature with its own PIN check."""
+        commands between them), each signature with its own PIN check. With `last`,
+        the job wipes the PIN right after its last signature, however it ends."""
         key_id, pin, padding = self._key_id, self._pin, self._padding
+        if pin is None:
+            raise NotAuthenticated("the PIN for these signatures was wiped")
         wanted = list(digests)
 
         def sign(token: Token) -> list[bytes]:
-            return [token.sign_digest(key_id, digest, SignatureAlgorithm(padding, hash_algorithm),
-                                      pin=pin)
-                    for digest, hash_algorithm in wanted]
+            try:
+                text = pin.decode()  # the token layer takes a str; it lives for this job
+                return [token.sign_digest(key_id, digest,
+                                          SignatureAlgorithm(padding, hash_algorithm), pin=text)
+                        for digest, hash_algorithm in wanted]
+            finally:
+                if last:
+                    self.forget_pin()
 
         signatures: list[bytes] = await self._registry.call(self._token_id, sign)
         return signatures
@@ -195,9 +213,10 @@ class _SignatureBatch:
     until every document has asked, then the token makes them all in one job. A
     document that fails before asking abandons the batch: nothing is signed."""
 
-    def __init__(self, signer: TokenSigner, documents: int) -> None:
+    def __init__(self, signer: TokenSigner, documents: int, *, last: bool) -> None:
         self.signer = signer
         self._documents = documents
+        self._last = last  # the signer's PIN is wiped right after the batch's signatures
         self._asked: list[tuple[bytes, HashAlgorithm, asyncio.Future[bytes]]] = []
         self._abandoned = False
         self._job: asyncio.Task[None] | None = None
@@ -225,7 +244,8 @@ class _SignatureBatch:
     async def _sign_all(self) -> None:
         asked = self._asked
         try:
-            signatures = await self.signer.sign_digests([(d, h) for d, h, _ in asked])
+            signatures = await self.signer.sign_digests([(d, h) for d, h, _ in asked],
+                                                        last=self._last)
         except asyncio.CancelledError:
             for _, _, answer in asked:
                 answer.cancel()
@@ -315,17 +335,29 @@ async def sign_pdf(signer: TokenSigner, data: bytes, *, level: Level = Level.B_B
 
 async def sign_pdfs(signer: TokenSigner, documents: Sequence[bytes], *,
                     level: Level = Level.B_B, timestamp_url: str | None = None,
-                    field_name: str = "Signature1") -> list[bytes]:
+                    field_name: str = "Signature1", forget_pin: bool = False) -> list[bytes]:
     """A batch under one authorisation, all or nothing (PdfRefused names the first
     document that cannot be signed, and nothing is signed then): every document is
-    prepared first, then all are signed, their signatures in one token job."""
+    prepared first, then all are signed, their signatures in one token job. With
+    `forget_pin`, the batch is the signer's last: its PIN is wiped in that job right
+    after the last signature, or as the batch ends when no signature is made."""
+    try:
+        return await _sign_batch(signer, documents, level, timestamp_url, field_name,
+                                 forget_pin)
+    finally:
+        if forget_pin:
+            signer.forget_pin()
+
+
+async def _sign_batch(signer: TokenSigner, documents: Sequence[bytes], level: Level,
+                      timestamp_url: str | None, field_name: str, last: bool) -> list[bytes]:
     prepared = []
     for index, data in enumerate(documents, 1):
         try:
             prepared.append(await _prepare(signer, data, level, timestamp_url, field_name))
         except PdfRefused as exc:
             raise PdfRefused(f"document {index}: {exc}") from exc
-    batch = _SignatureBatch(signer, len(prepared))
+    batch = _SignatureBatch(signer, len(prepared), last=last)
 
     async def member(document: _Prepared) -> bytes:
         _BATCH.set(batch)  # this task's context: its async_sign_raw joins the batch

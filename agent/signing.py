@@ -228,7 +228,7 @@ class SigningService:
             self._totp_sync()
         signer = await token_signer(self.registry, credential_id, pin)
         signed = await sign_pdfs(signer, documents, level=Level(level),
-                                 timestamp_url=timestamp_url)
+                                 timestamp_url=timestamp_url, forget_pin=True)
         log.info("signed %d PDF(s) with %s for %s", len(signed), credential_id, origin)
         return signed
 

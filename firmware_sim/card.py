@@ -90,8 +90,8 @@ class InProcessConnection:
         if not card.powered:
             card.power_on()
 
-    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
-        response = self.card.transmit(apdu)
+    def transmit(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
+        response = self.card.transmit(bytes(apdu))  # the card's copy, as a wire's would be
         return response[:-2], int.from_bytes(response[-2:], "big")
 
 

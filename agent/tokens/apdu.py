@@ -28,6 +28,7 @@ from agent.tokens.errors import (
     TokenResponseError,
     UnsupportedMechanism,
 )
+from agent.tokens.secret import wipe
 from ground.iso7816 import INS_GET_RESPONSE, SW, more_data, retries_left
 from ground.traffic import TRAFFIC
 
@@ -38,9 +39,10 @@ MAX_RESPONSE = 65536  # refuse a card that keeps answering 61XX forever
 
 
 class Connection(Protocol):
-    """Transport: one APDU in, (response data, SW) out."""
+    """Transport: one APDU in, (response data, SW) out. A bytearray APDU carries a
+    secret and is wiped once sent: the transport keeps no copy of it."""
 
-    def transmit(self, apdu: bytes) -> tuple[bytes, int]: ...
+    def transmit(self, apdu: bytes | bytearray) -> tuple[bytes, int]: ...
 
 
 def transaction(connection: Connection) -> AbstractContextManager[object]:
@@ -55,29 +57,32 @@ def transaction(connection: Connection) -> AbstractContextManager[object]:
 @dataclass(frozen=True, slots=True)
 class Command:
     """A command APDU. `le=0` asks for everything; None leaves Le out.
-    `secret` masks the data field in traces (PINs, PUKs, keys)."""
+    `secret` masks the data field in traces (PINs, PUKs, keys) and wipes its frames
+    once sent; the caller wipes `data` itself."""
 
     ins: int
     p1: int = 0
     p2: int = 0
-    data: bytes = b""
+    data: bytes | bytearray = b""
     le: int | None = 0
     cla: int = 0x00
     secret: bool = False
 
-    def frames(self) -> list[bytes]:
+    def frames(self) -> list[bytearray]:
         """Short APDUs, chained with CLA 0x10 when the data exceeds 255 bytes."""
-        chunks = [self.data[i:i + SHORT_MAX] for i in range(0, len(self.data), SHORT_MAX)]
-        chunks = chunks or [b""]
+        view = memoryview(self.data)  # slices of a view copy nothing that outlives a wipe
+        chunks = [view[i:i + SHORT_MAX] for i in range(0, len(view), SHORT_MAX)]
+        chunks = chunks or [view[:0]]
         out = []
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
             cla = self.cla if last else self.cla | 0x10
-            frame = bytes([cla, self.ins, self.p1, self.p2])
+            frame = bytearray([cla, self.ins, self.p1, self.p2])
             if chunk:
-                frame += bytes([len(chunk)]) + chunk
+                frame.append(len(chunk))
+                frame += chunk
             if last and self.le is not None:
-                frame += bytes([self.le & 0xFF])
+                frame.append(self.le & 0xFF)
             out.append(frame)
         return out
 
@@ -112,7 +117,7 @@ def error_for_sw(sw: int, reference: Reference | None = None, what: str = "") ->
     return OperationFailed(f"{what}: the token answered {sw:04X}", sw)
 
 
-def _mask(frame: bytes, secret: bool) -> str:
+def _mask(frame: bytes | bytearray, secret: bool) -> str:
     if secret and len(frame) > 5:
         return frame[:5].hex() + "**" * (len(frame) - 5)
     return frame.hex()
@@ -127,11 +132,15 @@ class ApduChannel:
     def exchange(self, command: Command) -> tuple[bytes, int]:
         """Send; answer (all response data, final SW). Chained frames stop at a non-9000."""
         frames = command.frames()
-        for frame in frames[:-1]:
-            data, sw = self._transmit(frame, command.secret)
-            if sw != SW.OK:
-                return data, sw
-        data, sw = self._transmit(frames[-1], command.secret)
+        try:
+            for frame in frames[:-1]:
+                data, sw = self._transmit(frame, command.secret)
+                if sw != SW.OK:
+                    return data, sw
+            data, sw = self._transmit(frames[-1], command.secret)
+        finally:
+            if command.secret:
+                wipe(*frames)
         response = bytearray(data)
         while more_data(sw):
             if len(response) > MAX_RESPONSE:
@@ -148,7 +157,7 @@ class ApduChannel:
             raise error_for_sw(sw, reference, what or f"INS {command.ins:02X}")
         return data
 
-    def _transmit(self, frame: bytes, secret: bool) -> tuple[bytes, int]:
+    def _transmit(self, frame: bytes | bytearray, secret: bool) -> tuple[bytes, int]:
         if log.isEnabledFor(TRAFFIC):
             log.log(TRAFFIC, "> %s", _mask(frame, secret))
         data, sw = self.connection.transmit(frame)

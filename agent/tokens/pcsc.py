@@ -146,7 +146,7 @@ class PcscConnection:
                 return False
             time.sleep(0.05)
 
-    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+    def transmit(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
         hresult, response = S.SCardTransmit(self._handle(), self._protocol, list(apdu))
         self._check(hresult, "transmit")
         if len(response) < 2:

@@ -57,6 +57,7 @@ from agent.tokens.piv_data import (
     public_key_to_spki,
     signing_challenge,
 )
+from agent.tokens.secret import wipe
 from ground.iso7816 import SW, TlvError, parse_single, parse_tlv_dict, retries_left, tlv
 from ground.piv import (
     ATTESTATION_OBJECT,
@@ -99,11 +100,6 @@ def encode_puk(puk: str) -> bytearray:
     if not 6 <= len(raw) <= 8 or b"\xff" in raw:
         raise PinFormatInvalid("a PUK is 6 to 8 characters")
     return bytearray(raw.ljust(8, b"\xff"))
-
-
-def _wipe(*buffers: bytearray) -> None:
-    for buffer in buffers:
-        buffer[:] = b"\x00" * len(buffer)
 
 
 class PivSession:
@@ -174,12 +170,13 @@ class PivSession:
             raise
 
     def verify_pin(self, pin: str) -> None:
+        """VERIFY (§3.2.1): the padded PIN goes out in a buffer wiped right after."""
         field = encode_pin(pin)
         try:
-            self._send_pin(Command(INS.VERIFY, 0x00, PIN_REF, bytes(field), le=None,
-                                   secret=True), "VERIFY")
+            self._send_pin(Command(INS.VERIFY, 0x00, PIN_REF, field, le=None, secret=True),
+                           "VERIFY")
         finally:
-            _wipe(field)
+            wipe(field)
 
     def reset_security_status(self) -> None:
         """VERIFY P1=FF: the PIN is no longer verified (§3.2.1). A card that refuses it
@@ -209,26 +206,28 @@ class PivSession:
                 self.pin_presented = False  # reset or gone: the card forgot the PIN itself
 
     def change_reference(self, reference: int, old: bytearray, new: bytearray) -> None:
-        command = Command(INS.CHANGE_REFERENCE_DATA, 0x00, reference, bytes(old + new),
-                          le=None, secret=True)
+        both = old + new
+        command = Command(INS.CHANGE_REFERENCE_DATA, 0x00, reference, both, le=None,
+                          secret=True)
         try:
             if reference == PUK_REF:
                 self.channel.send(command, Reference.PUK, "CHANGE REFERENCE DATA")
             else:
                 self._send_pin(command, "CHANGE REFERENCE DATA")
         finally:
-            _wipe(old, new)
+            wipe(old, new, both)
 
     def unblock_pin(self, puk: str, new_pin: str) -> None:
         puk_field, pin_field = encode_puk(puk), encode_pin(new_pin)
+        both = puk_field + pin_field
         self.pin_presented = True
         try:
-            self.channel.send(Command(INS.RESET_RETRY_COUNTER, 0x00, PIN_REF,
-                                      bytes(puk_field + pin_field), le=None, secret=True),
+            self.channel.send(Command(INS.RESET_RETRY_COUNTER, 0x00, PIN_REF, both,
+                                      le=None, secret=True),
                               Reference.PUK, "RESET RETRY COUNTER")
             self.pin_blocked = False
         finally:
-            _wipe(puk_field, pin_field)
+            wipe(puk_field, pin_field, both)
 
     # Management key ----------------------------------------------------------------
 

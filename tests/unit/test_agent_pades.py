@@ -3,7 +3,7 @@ card and SoftHSM2 paths are in tests/integration): the CAdES containers pyHanko 
 around the token's signatures validate in pyHanko for P-256, P-384 and RSA keys; a batch
 signs in one token job; a bad document refuses the whole batch, naming it, before
 anything is signed; a refused PIN fails the whole batch; a batch and a single PDF signed
-at once stay apart."""
+at once stay apart; a signer's last batch wipes its PIN right after its signatures."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from agent.pades import PdfRefused, TokenSigner, sign_pdf, sign_pdfs
-from agent.tokens.errors import InvalidPin
+from agent.tokens.errors import InvalidPin, NotAuthenticated
 from agent.tokens.model import KeyType, Padding, SignatureAlgorithm
 from tests.support.pdfs import blank_pdf
 from tests.support.provision import CertIssuer
@@ -137,5 +137,39 @@ def test_a_batch_and_a_single_pdf_at_once_stay_apart() -> None:
         assert registry.jobs == 2 and registry.token.signatures == 3
         for data in [*batch, single]:
             await _valid(data, issuer)
+
+    asyncio.run(main())
+
+
+def test_a_last_batch_wipes_the_pin_right_after_its_signatures() -> None:
+    """With forget_pin, the signer's PIN buffer is zero as soon as the batch's token job
+    ends (before pyHanko writes the CMS), and also when the batch is refused before any
+    signature; the signer then signs nothing more."""
+    async def main() -> None:
+        signer, registry, issuer = _signer(KeyType.EC_P256)
+        buffer = signer._pin  # the buffer itself is what must be zero
+        assert buffer == bytearray(b"123456")
+        after_jobs: list[bytes] = []
+        call = registry.call
+
+        async def watching(token_id: str, operation: Callable[[Any], Any]) -> Any:
+            result = await call(token_id, operation)
+            after_jobs.append(bytes(buffer))
+            return result
+
+        registry.call = watching  # type: ignore[method-assign]
+        signed = await sign_pdfs(signer, [blank_pdf(1), blank_pdf(2)], forget_pin=True)
+        assert after_jobs == [bytes(6)], "the PIN outlived the batch's token job"
+        for data in signed:
+            await _valid(data, issuer)
+        with pytest.raises(NotAuthenticated):
+            await sign_pdf(signer, blank_pdf(3))
+        assert registry.token.signatures == 2
+
+        refused, _, _ = _signer(KeyType.EC_P256)
+        kept = refused._pin
+        with pytest.raises(PdfRefused, match="document 2"):
+            await sign_pdfs(refused, [blank_pdf(1), b"%PDF-1.7 not a PDF"], forget_pin=True)
+        assert kept == bytes(6)
 
     asyncio.run(main())

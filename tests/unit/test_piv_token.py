@@ -53,3 +53,30 @@ def test_a_card_unblocked_elsewhere_is_noticed_by_the_status(
     other.unblock_pin("12345678", "123456")
     assert not token.pin_status().blocked
     token.verify_pin("123456")
+
+
+class KeepingConnection:
+    """Keeps every APDU object it is given, as a transport that held on to it would."""
+
+    def __init__(self, inner: InProcessConnection) -> None:
+        self.inner = inner
+        self.sent: list[tuple[int, bytes | bytearray]] = []  # (INS as sent, the object)
+
+    def transmit(self, apdu: bytes | bytearray) -> tuple[bytes, int]:
+        self.sent.append((apdu[1], apdu))
+        return self.inner.transmit(apdu)
+
+
+def test_pin_and_puk_apdus_are_wiped_once_sent(connection: InProcessConnection) -> None:
+    """VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER reach the card intact (it
+    accepts them), and the buffers that carried the PIN or PUK are zero afterwards."""
+    keeping = KeepingConnection(connection)
+    token = PivToken(keeping)
+    token.verify_pin("123456")
+    token.change_pin("123456", "246810")
+    token.unblock_pin("12345678", "135790")
+    token.verify_pin("135790")
+    carried = [apdu for ins, apdu in keeping.sent if ins in (0x20, 0x24, 0x2C) and len(apdu) > 5]
+    assert len(carried) == 4
+    for apdu in carried:
+        assert apdu == bytes(len(apdu)), f"a PIN APDU was left as {bytes(apdu).hex()}"
