@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from jsonschema import Draft202012Validator
 
 from agent.protocol.errors import ErrorCode, RpcError, error_for
 from agent.protocol.gate import GATE
 from agent.protocol.jsonbody import JsonRefused, read_json
 from agent.protocol.jsonrpc import credential_json
+from agent.protocol.params import validator, violation
+from agent.signing import SigningService
 from agent.tokens.model import KeyType, Padding, split_credential
 
 TOKEN_FILE = "csc.token"  # noqa: S105 - a file name, not a secret
@@ -64,7 +67,8 @@ def _error(status: int, error: RpcError) -> web.Response:
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
-def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _endpoint(handler: Handler, checker: Draft202012Validator
+              ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def wrapped(request: web.Request) -> web.Response:
         expected = f"Bearer {request.app[_TOKEN]}".encode()
         if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
@@ -75,6 +79,9 @@ def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
             return _error(400, RpcError(ErrorCode.BAD_REQUEST, f"the body: {exc.reason}"))
         if not isinstance(body, dict):
             return _error(400, RpcError(ErrorCode.BAD_REQUEST, "the body is a JSON object"))
+        refused = violation(checker, body)
+        if refused is not None:
+            return _error(400, refused)
         try:
             answer = await handler(request, body)
             return web.Response(status=204) if answer is None else web.json_response(answer)
@@ -87,25 +94,13 @@ def _endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
     return wrapped
 
 
-def _text(body: dict[str, Any], key: str, limit: int = 200) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
-        raise RpcError(ErrorCode.INVALID_PARAMS, f"{key}: a string")
-    return value
-
-
-def _hashes(body: dict[str, Any], *names: str) -> list[bytes]:
-    for name in names:
-        if name in body:
-            values = body[name]
-            if (not isinstance(values, list) or not 0 < len(values) <= MAX_BATCH
-                    or not all(isinstance(v, str) and len(v) <= 100 for v in values)):
-                raise RpcError(ErrorCode.INVALID_PARAMS, f"{name}: a list of base64 hashes")
-            try:
-                return [base64.b64decode(v, validate=True) for v in values]
-            except ValueError:
-                raise RpcError(ErrorCode.INVALID_PARAMS, f"{name}: base64") from None
-    raise RpcError(ErrorCode.INVALID_PARAMS, f"{names[0]}: required")
+def _hashes(body: dict[str, Any]) -> list[bytes]:
+    """The v1 `hash` list, else the v2 `hashes` (the schema asks one of them)."""
+    values = body["hash"] if "hash" in body else body["hashes"]
+    try:
+        return [base64.b64decode(v, validate=True) for v in values]
+    except ValueError:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "hash: base64") from None
 
 
 async def _info(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -125,8 +120,7 @@ async def _list(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _credential_info(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
-    credential_id = _text(body, "credentialID")
-    token_id, key_id = split_credential(credential_id)
+    token_id, key_id = split_credential(body["credentialID"])
     credentials = await _signing(request).registry.call(token_id, lambda t: t.credentials())
     credential = next((c for c in credentials if c.id == key_id), None)
     if credential is None:
@@ -142,61 +136,92 @@ async def _credential_info(request: web.Request, body: dict[str, Any]) -> dict[s
     }
 
 
-def _otp_session(body: dict[str, Any]) -> str | None:
-    """Our extension: the signature service's OTP session for an SMS code."""
-    if "otpSession" not in body:
-        return None
-    value = _text(body, "otpSession", 512)
-    if not value.isascii() or not value.isprintable() or " " in value:
-        raise RpcError(ErrorCode.INVALID_PARAMS, "otpSession: printable ASCII")
-    return value
-
-
 async def _send_otp(request: web.Request, body: dict[str, Any]) -> None:
     """CSC v1 §11.7 credentials/sendOTP (credentialID; answered with 204 No Content),
     with our extensions `otpSession` and `hash`/`hashes`: the SMS code is bound to
     the hashes the following credentials/authorize presents."""
-    session = _otp_session(body)
-    if session is None:
-        raise RpcError(ErrorCode.INVALID_PARAMS, "otpSession: required for an SMS code")
     await _signing(request).send_otp(
-        origin=CSC_ORIGIN, credential_id=_text(body, "credentialID"),
-        hashes=_hashes(body, "hash", "hashes"), otp_session=session)
+        origin=CSC_ORIGIN, credential_id=body["credentialID"], hashes=_hashes(body),
+        otp_session=body["otpSession"])
 
 
 async def _authorize(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
     authorization = await _signing(request).authorize(
-        origin=CSC_ORIGIN, credential_id=_text(body, "credentialID"),
-        hashes=_hashes(body, "hash", "hashes"), otp=_text(body, "OTP", 16),
-        pin=_text(body, "PIN", 16), otp_session=_otp_session(body))
+        origin=CSC_ORIGIN, credential_id=body["credentialID"], hashes=_hashes(body),
+        otp=body["OTP"], pin=body["PIN"], otp_session=body.get("otpSession"))
     return {"SAD": authorization.sad, "expiresIn": authorization.expires_in}
 
 
 async def _sign_hash(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
-    sign_algo = body.get("signAlgo")
-    padding = _SIGN_ALGOS.get(sign_algo) if isinstance(sign_algo, str) else None
+    padding = _SIGN_ALGOS.get(body["signAlgo"])
     if padding is None:
         raise RpcError(ErrorCode.UNSUPPORTED, "signAlgo: an ECDSA or RSA signature OID")
     key = body.get("idempotencyKey") or request.headers.get("Idempotency-Key")
     signatures = await _signing(request).sign_hash(
-        origin=CSC_ORIGIN, credential_id=_text(body, "credentialID"),
-        sad=_text(body, "SAD", 100), hashes=_hashes(body, "hash", "hashes"),
-        padding=padding, idempotency_key=key if isinstance(key, str) else None)
+        origin=CSC_ORIGIN, credential_id=body["credentialID"], sad=body["SAD"],
+        hashes=_hashes(body), padding=padding, idempotency_key=key)
     return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
 
 
-def _signing(request: web.Request) -> Any:
-
+def _signing(request: web.Request) -> SigningService:
     return request.app[GATE].signing
+
+
+def _body(properties: dict[str, Any], required: tuple[str, ...] = (),
+          *, hashes: bool = False) -> dict[str, Any]:
+    """A route's body: the fields named here are checked, other CSC fields pass (CSC API
+    v1.0.4 §11, v2.0 §11); `hashes`: the v1 `hash` or the v2 `hashes` list is required."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties,
+                              "required": list(required)}
+    if hashes:
+        schema["properties"] = {**properties, "hash": _HASH_LIST, "hashes": _HASH_LIST}
+        schema["if"] = {"not": {"required": ["hashes"]}}
+        schema["then"] = {"required": ["hash"]}
+    return schema
+
+
+def _text(limit: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": limit}
+
+
+_HASH_LIST = {"type": "array", "minItems": 1, "maxItems": MAX_BATCH,
+              "items": {"type": "string", "maxLength": 100}}
+# The signature service's OTP session (our extension): opaque, printable ASCII, no space.
+_OTP_SESSION = {"type": "string", "minLength": 1, "maxLength": 512,
+                "pattern": "^[\\x21-\\x7e]+$"}
+_CERTIFICATES = {"enum": ["none", "single", "chain"]}
+# What pyHanko's CSCSigner and CSC v2 clients send beside the fields the agent reads.
+_PASSED = {"clientData": _text(4096), "lang": _text(35), "description": _text(500),
+           "hashAlgo": _text(64), "hashAlgorithmOID": _text(64), "signAlgoParams": _text(4096),
+           "numSignatures": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH},
+           "certificates": _CERTIFICATES, "certInfo": {"type": "boolean"},
+           "authInfo": {"type": "boolean"}}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "info": _body({"lang": _PASSED["lang"]}),
+    "credentials/list": _body({
+        "userID": _text(200), "maxResults": {"type": "integer", "minimum": 1},
+        "pageToken": _text(200), "credentialInfo": {"type": "boolean"},
+        "onlyValid": {"type": "boolean"}, **_PASSED}),
+    "credentials/info": _body({"credentialID": _text(200), **_PASSED}, ("credentialID",)),
+    "credentials/sendOTP": _body({"credentialID": _text(200), "otpSession": _OTP_SESSION,
+                                  **_PASSED}, ("credentialID", "otpSession"), hashes=True),
+    "credentials/authorize": _body({
+        "credentialID": _text(200), "PIN": _text(16), "OTP": _text(16),
+        "otpSession": _OTP_SESSION, **_PASSED}, ("credentialID", "PIN", "OTP"), hashes=True),
+    "signatures/signHash": _body({
+        "credentialID": _text(200), "SAD": _text(100), "signAlgo": _text(64),
+        "idempotencyKey": _text(100), **_PASSED}, ("credentialID", "SAD", "signAlgo"),
+        hashes=True),
+}
+_CHECKERS = {route: validator(schema) for route, schema in SCHEMAS.items()}
+_HANDLERS: dict[str, Handler] = {
+    "info": _info, "credentials/list": _list, "credentials/info": _credential_info,
+    "credentials/sendOTP": _send_otp, "credentials/authorize": _authorize,
+    "signatures/signHash": _sign_hash}
 
 
 def add_csc_routes(app: web.Application, token: str) -> None:
     app[_TOKEN] = token
     for version in ("v1", "v2"):
-        base = f"/csc/{version}"
-        app.router.add_post(f"{base}/info", _endpoint(_info))
-        app.router.add_post(f"{base}/credentials/list", _endpoint(_list))
-        app.router.add_post(f"{base}/credentials/info", _endpoint(_credential_info))
-        app.router.add_post(f"{base}/credentials/sendOTP", _endpoint(_send_otp))
-        app.router.add_post(f"{base}/credentials/authorize", _endpoint(_authorize))
-        app.router.add_post(f"{base}/signatures/signHash", _endpoint(_sign_hash))
+        for route, handler in _HANDLERS.items():
+            app.router.add_post(f"/csc/{version}/{route}", _endpoint(handler, _CHECKERS[route]))

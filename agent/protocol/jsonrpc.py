@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from agent.identity.enrolment import EnrolmentService
 from agent.protocol.errors import ErrorCode, RpcError, error_for
 from agent.protocol.jsonbody import MAX_DEPTH
+from agent.protocol.params import validator, violation
 from agent.secondfactor import GRANT_SECONDS, Grants, SecondFactor
 from agent.signing import SigningService
 from agent.tokens.model import (
@@ -68,7 +69,7 @@ class Method:
     handler: Handler
 
     def validator(self) -> Draft202012Validator:
-        return Draft202012Validator(self.schema)
+        return validator(self.schema)
 
 
 _TOKEN_ID = {"type": "string", "minLength": 1, "maxLength": 128}
@@ -385,13 +386,9 @@ async def handle_text(text: str, make_call: Callable[[dict[str, Any]], Call]
     if method is None:
         return _response(request_id, error=RpcError(ErrorCode.METHOD_NOT_FOUND))
     params = message.get("params", {})
-    validator = _VALIDATORS[method_name]
-    problems = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
-    if problems:
-        where = "/".join(str(p) for p in problems[0].path) or "params"
-        # Name the rule, never echo the value: it may be a PIN.
-        return _response(request_id, error=RpcError(
-            ErrorCode.INVALID_PARAMS, f"{where}: fails {problems[0].validator!r}"))
+    refused = violation(_VALIDATORS[method_name], params)
+    if refused is not None:
+        return _response(request_id, error=refused)
     try:
         result = await method.handler(make_call(params))
     except Exception as exc:  # mapped once; internals only to the log
