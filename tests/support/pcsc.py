@@ -203,8 +203,12 @@ class RunningCard:
     def commands(self) -> list[str]:
         """INS P1 P2 (hex) of each command APDU a traced card logged, in order. The card
         logs a command before it answers it, so an answered command is always there."""
+        return [apdu[2:8] for apdu in self.command_apdus()]
+
+    def command_apdus(self) -> list[str]:
+        """Each whole command APDU (hex, PIN bytes masked) a traced card logged, in order."""
         text = self.log_path.read_text(errors="replace")
-        return [m.group(1)[2:8] for m in re.finditer(r"C-APDU ([0-9a-f]+)", text)]
+        return [m.group(1) for m in re.finditer(r"C-APDU ([0-9a-f]+)", text)]
 
     def remove(self) -> None:
         self.control("remove")
