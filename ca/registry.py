@@ -1,7 +1,8 @@
 """The CA registry: every certificate issued, its status, the evidence it used.
 
 SQLite (WAL, synchronous=FULL) by default; PostgreSQL through the same code
-when given a `postgresql://` URL. Serial allocation and issuance are one
+when given a `postgresql://` URL. The schema is ca/migrations/, applied when the
+registry opens (ground.migrations). Serial allocation and issuance are one
 transaction: the certificate is signed inside it and stored before commit, so
 an issued certificate is never lost and a serial never reused; a UNIQUE
 evidence id makes one identity evidence yield one certificate at most.
@@ -19,6 +20,7 @@ from typing import Any
 
 from asn1crypto import x509
 
+from ground.migrations import Schema, migrate
 from ground.sql import Cursor, Database, DatabaseError
 
 REVOCATION_REASONS = (
@@ -66,22 +68,7 @@ class CertificateRecord:
         return x509.Certificate.load(self.der)
 
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS certificates (
-        serial TEXT PRIMARY KEY,
-        subject TEXT NOT NULL,
-        spki_sha256 TEXT NOT NULL,
-        evidence_id TEXT NOT NULL UNIQUE,
-        issued_at TEXT NOT NULL,
-        not_after TEXT NOT NULL,
-        der BYTEA NOT NULL,
-        status TEXT NOT NULL,
-        revoked_at TEXT,
-        reason TEXT)""",
-    """CREATE TABLE IF NOT EXISTS counters (
-        name TEXT PRIMARY KEY,
-        value BIGINT NOT NULL)""",
-)
+SCHEMA = Schema("ca", "ca")  # ca/migrations/ca-NNNN-*.sql
 _COLUMNS = ("serial, subject, spki_sha256, evidence_id, issued_at, not_after, der, status, "
             "revoked_at, reason")
 
@@ -105,8 +92,15 @@ class Registry:
     @classmethod
     def open(cls, url: str | None, directory: Path) -> Registry:
         """`postgresql://...`, `sqlite:///path`, or None for DIR/registry.sqlite."""
+        path = directory / "registry.sqlite"
         try:
-            return cls(Database.open(url, directory / "registry.sqlite", _SCHEMA))
+            database = Database.open(url, path)
+            try:
+                migrate(url, path, SCHEMA)
+            except BaseException:
+                database.close()
+                raise
+            return cls(database)
         except DatabaseError as exc:
             raise RegistryError(str(exc)) from exc
 

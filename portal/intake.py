@@ -5,7 +5,8 @@ content (portal/pdf_content.py) under the transaction's `activeContent` policy
 
 `"refuse"` (the default) refuses a document with active content: `PDF_ACTIVE_CONTENT`
 (422) naming the document and what was found. `"warn"` accepts it and keeps what was
-found, by the document's SHA-256, in the table `document_active_content`; the signer's
+found, by the document's SHA-256, in the table `document_active_content`
+(portal/migrations/); the signer's
 view (`SignerView.documents[].activeContent`) then lists it and the page warns before the
 signer accepts.
 """
@@ -13,7 +14,6 @@ signer accepts.
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,10 +23,6 @@ from ground.sql import Database
 from portal import render
 from portal.errors import Code, PortalError
 from portal.pdf_content import ActiveContent, ActiveKind, PdfUnreadable, scan
-
-_TABLE = """CREATE TABLE IF NOT EXISTS document_active_content (
-    sha256 TEXT PRIMARY KEY, kinds TEXT NOT NULL, findings TEXT NOT NULL)"""
-_READY: weakref.WeakSet[Database] = weakref.WeakSet()  # databases holding the table
 
 _WORDS = {ActiveKind.JAVASCRIPT: "JavaScript", ActiveKind.OPEN_ACTION: "an opening action",
           ActiveKind.LAUNCH: "a Launch action",
@@ -76,21 +72,13 @@ def inspect(data: bytes, index: int, policy: ContentPolicy) -> Inspected:
     return Inspected(pages, content)
 
 
-def _ready(db: Database) -> Database:
-    if db not in _READY:
-        with db.transaction() as cur:
-            cur.execute(_TABLE)
-        _READY.add(db)
-    return db
-
-
 def record(db: Database, sha256: str, content: ActiveContent) -> None:
     """Keep what was found in the document `sha256` (nothing when nothing was)."""
     if not content:
         return
     findings = json.dumps([[f.kind.value, f.where] for f in content.findings])
     kinds = json.dumps([k.value for k in content.kinds])
-    with _ready(db).transaction() as cur:  # same bytes, same findings: the first stays
+    with db.transaction() as cur:  # same bytes, same findings: the first stays
         cur.execute("INSERT INTO document_active_content (sha256, kinds, findings) "
                     "VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
                     (sha256, kinds, findings))
@@ -102,7 +90,7 @@ def kinds_of(db: Database, digests: Iterable[str]) -> dict[str, list[str]]:
     if not wanted:
         return {}
     found: dict[str, list[str]] = {}
-    with _ready(db).transaction() as cur:
+    with db.transaction() as cur:
         for sha in wanted:  # a transaction holds at most 20 documents
             cur.execute("SELECT kinds FROM document_active_content WHERE sha256 = ?", (sha,))
             row = cur.fetchone()

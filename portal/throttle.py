@@ -15,9 +15,6 @@ from dataclasses import dataclass
 
 from ground.sql import Cursor, Database
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS otp_throttles (
-    bucket TEXT PRIMARY KEY, strikes INTEGER NOT NULL, first_at TEXT NOT NULL,
-    last_at TEXT NOT NULL, blocked_until TEXT)"""
 _SELECT = ("SELECT strikes, first_at, last_at, blocked_until FROM otp_throttles "
            "WHERE bucket = ?")
 
@@ -48,9 +45,7 @@ class _Row:
 
 class Throttles:
     def __init__(self, db: Database) -> None:
-        self._db = db
-        with db.transaction() as cur:
-            cur.execute(_SCHEMA)
+        self._db = db  # its table otp_throttles: portal/migrations/
 
     def _row(self, cur: Cursor, bucket: str) -> _Row | None:
         # PostgreSQL: the row stays locked to this transaction (SQLite: BEGIN IMMEDIATE).

@@ -1,0 +1,80 @@
+"""The portal's records: transactions, their documents (every signed version), signers,
+consents, messages, signing sessions, enrolments, SMS OTP sessions, the outbox and
+Personal Space sessions. SQLite by default, PostgreSQL through the same code (ground.sql);
+the schema is portal/migrations/, applied when the store opens (ground.migrations).
+
+Each table's queries live in a module named after it (transactions.py for transactions
+and their documents, signers.py for signers and consents, signing_sessions.py,
+enrolments.py, messages.py, otp_sessions.py, outbox.py, certificates.py, space.py);
+`Store` is all of them on one database. Each public method is one database transaction
+and enforces the signer's journey (consent -> documents -> sign), so a request that
+arrives out of order, twice, or after a crash finds the state it expects or a typed
+error. Document bytes live in the blob store and are written before any row names them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from ground.migrations import Migrated, Schema, migrate
+from ground.sql import Database
+from portal.store.enrolments import Enrolments
+from portal.store.otp_sessions import OtpSessions
+from portal.store.outbox import Outbox
+from portal.store.records import (
+    Consent,
+    Document,
+    DocumentVersion,
+    Enrolment,
+    EnrolmentStep,
+    Mail,
+    Message,
+    NewDocument,
+    NewSigner,
+    OtpSession,
+    Signer,
+    SignerStatus,
+    SigningSession,
+    Transaction,
+    TxStatus,
+    new_id,
+    ordered_id,
+    utcnow,
+)
+from portal.store.signing_sessions import SigningSessions
+from portal.store.space import PersonalSpace
+
+__all__ = [
+    "SCHEMA", "Consent", "Document", "DocumentVersion", "Enrolment", "EnrolmentStep", "Mail",
+    "Message", "NewDocument", "NewSigner", "OtpSession", "Signer", "SignerStatus",
+    "SigningSession", "Store", "Transaction", "TxStatus", "migrate_database", "new_id",
+    "ordered_id", "utcnow",
+]
+
+SCHEMA = Schema("portal", "portal")  # portal/migrations/portal-NNNN-*.sql
+
+
+def migrate_database(url: str | None, state_dir: Path) -> Migrated:
+    """Bring the portal's database to the head of its migrations (`qsign portal
+    migrate`; `Store.open` does it too)."""
+    path = state_dir / "portal.sqlite"
+    Database.open(url, path).close()  # the SQLite file made as ground.sql makes it
+    return migrate(url, path, SCHEMA)
+
+
+class Store(SigningSessions, Enrolments, OtpSessions, Outbox, PersonalSpace):
+    """Every table's queries on one database."""
+
+    @classmethod
+    def open(cls, url: str | None, state_dir: Path,
+             clock: Callable[[], dt.datetime] = utcnow) -> Store:
+        path = state_dir / "portal.sqlite"
+        database = Database.open(url, path)
+        try:
+            migrate(url, path, SCHEMA)
+        except BaseException:
+            database.close()
+            raise
+        return cls(database, clock)
