@@ -77,7 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from portal.service import requester_token
+    from portal.routes.state import requester_token
 
     print(requester_token(PortalConfig.load(args.config).state_dir))
     return 0

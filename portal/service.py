@@ -25,7 +25,7 @@ from portal.routes.state import PORTAL, Portal, requester_token
 from portal.signing import SigningDesk
 from portal.store import SignerStatus, Store, Transaction
 
-__all__ = ["PORTAL", "Portal", "create_app", "requester_token", "sweep_expired"]
+__all__ = ["create_app", "setup_routes", "sweep_expired"]
 
 log = logging.getLogger(__name__)
 

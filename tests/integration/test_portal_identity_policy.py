@@ -12,7 +12,8 @@ import pytest
 from portal.config import ConfigError, PortalConfig
 from portal.identity.model import DocumentKind
 from portal.identity.mrz import DocumentFormat
-from portal.service import PORTAL, create_app
+from portal.routes.state import PORTAL
+from portal.service import create_app
 from portal.store import Store
 from tests.support.identity_fixtures import make_specimen
 

@@ -290,7 +290,7 @@ class Stack:
 
 def portal_identity_key(state: Path) -> Path:
     """The portal's identity service key, made where the portal opens it
-    (portal/service.py: EvidenceSigner.open(<state>/identity)); its certificate's path."""
+    (portal/routes/identity.py: EvidenceSigner.open(<state>/identity)); its certificate's path."""
     signer = EvidenceSigner.open(state / "identity")
     pem_path = state.parent / "portal-identity.pem"
     pem_path.write_bytes(signer.certificate_pem)

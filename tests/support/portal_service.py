@@ -20,7 +20,8 @@ from aiohttp.test_utils import TestServer
 
 from portal.agent_auth import new_agent_token
 from portal.config import PortalConfig
-from portal.service import PORTAL, Portal, create_app
+from portal.routes.state import PORTAL, Portal
+from portal.service import create_app
 from portal.store import Store
 from tests.support.pdfs import blank_pdf
 
