@@ -15,8 +15,6 @@ import asyncio
 import base64
 import hmac
 import logging
-import os
-import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from ca.registry import (
     UnknownSerial,
 )
 from ca.tsa import TimestampAuthority
+from ground.files import owner_only_token
 from ground.json_bounded import JsonRefused, parse_bounded
 
 log = logging.getLogger(__name__)
@@ -64,14 +63,7 @@ SERVICE = web.AppKey("service", CaService)
 
 def admin_token(directory: Path) -> str:
     """The revocation API's bearer token, created on first use in a 0600 file."""
-    path = directory / ADMIN_TOKEN_FILE
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_urlsafe(32).encode())
-        finally:
-            os.close(fd)
-    return path.read_text().strip()
+    return owner_only_token(directory / ADMIN_TOKEN_FILE)
 
 
 MAX_JSON_DEPTH = 16  # an enrolment's body is a flat object of strings (SECURITY #46)
