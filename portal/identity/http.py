@@ -25,16 +25,14 @@ import asyncio
 import base64
 import binascii
 import functools
-import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import qrcode
-import qrcode.constants
 from aiohttp import BodyPartReader, web
 
+from ground.qr import qr_png
 from portal.identity.model import Challenge, IdentityError, IdentityProvider, SessionView
 from portal.identity.ocr import OcrUnavailable
 from portal.identity.specimen import Side
@@ -267,16 +265,6 @@ async def post_evidence(request: web.Request) -> web.Response:
                               "expiresAt": issued.expires_at.isoformat()})
 
 
-def _qr_png(url: str) -> bytes:
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=8,
-                       border=4)
-    qr.add_data(url)
-    qr.make(fit=True)
-    out = io.BytesIO()
-    qr.make_image().save(out)
-    return out.getvalue()
-
-
 async def _handoff_url(request: web.Request) -> str:
     sid = request.match_info["sid"]
     await _run(request, request.app[PROVIDER].session, sid)  # known and not expired
@@ -285,12 +273,12 @@ async def _handoff_url(request: web.Request) -> str:
 
 async def handoff(request: web.Request) -> web.Response:
     url = await _handoff_url(request)
-    return web.json_response({"url": url, "qrPng": base64.b64encode(_qr_png(url)).decode()})
+    return web.json_response({"url": url, "qrPng": base64.b64encode(qr_png(url)).decode()})
 
 
 async def handoff_png(request: web.Request) -> web.Response:
     url = await _handoff_url(request)
-    return web.Response(body=_qr_png(url), content_type="image/png",
+    return web.Response(body=qr_png(url), content_type="image/png",
                         headers={"Cache-Control": "no-store"})
 
 
