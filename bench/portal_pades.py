@@ -1,4 +1,4 @@
-"""The portal's deferred PAdES (portal/pades.py): per document, prepare and complete at
+"""The portal's deferred PAdES (portal/pades/): per document, prepare and complete at
 each level, against pyHanko's one-shot `PdfSigner` with a local key at the same level,
 in the same process; then a request's worth of 20 documents (sequential and concurrent).
 The CA (OCSP, CRL, TSA) runs as `qsign ca serve` on loopback, in a process of its own.
@@ -45,7 +45,7 @@ async def ours(pki: PortalPki, signer: SoftwareSigner, pdf: bytes, level: Level,
     document); otherwise it is reused, as for the other documents of one request."""
     validation = pki.validation()
     if cold:
-        pades._REVOCATIONS.clear()
+        pades.REVOCATIONS.clear()
     t0 = time.perf_counter()
     prepared = await pades.prepare(pdf, signer.certificate, signer.chain, level=level,
                                    field_name="Signature1", signer_name="Alice Martin",
@@ -165,7 +165,7 @@ async def main(args: argparse.Namespace) -> None:
             for level in Level:
                 for concurrent in (False, True):
                     await batch(pki, signer, pdfs, level, session, concurrent)  # warm-up
-                    pades._REVOCATIONS.clear()
+                    pades.REVOCATIONS.clear()
                     p, c = await batch(pki, signer, pdfs, level, session, concurrent)
                     mode = "concurrent" if concurrent else "sequential"
                     print(f"{level.value:6} {mode:10} {p:8.0f} {c:9.0f} "

@@ -1,4 +1,4 @@
-"""portal/pades.py: deferred PAdES with our CA on loopback (OCSP, CRL, TSA) and software
+"""portal/pades/: deferred PAdES with our CA on loopback (OCSP, CRL, TSA) and software
 keys it certified; every signed PDF is checked by pyHanko as the relying party."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms, x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -19,7 +20,7 @@ from pyhanko.sign.signers import ExternalSigner
 from pyhanko.sign.validation.status import PdfSignatureStatus
 
 from portal import pades
-from portal.pades import Level, Prepared
+from portal.pades import Level, Prepared, revocation
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_pki import (
     KEY_KINDS,
@@ -415,7 +416,7 @@ def test_prepared_bytes_are_checked(prepared: Prepared, pki: PortalPki,
 
 def test_ecdsa_value_of_the_right_curve_only(pki: PortalPki, prepared: Prepared) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
-    value = key.sign(prepared.signed_attributes, ec.ECDSA(pades.hashes.SHA256()))
+    value = key.sign(prepared.signed_attributes, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(pades.SignatureInvalid):
         run(pades.complete(prepared, value, validation=pki.validation()))
 
@@ -437,7 +438,7 @@ def test_revocation_data_is_reused_then_refetched(tmp_path: Path) -> None:
     first = prepare()
     pki.stop()  # the OCSP responder and the CRL are gone now
     assert prepare().revocation == first.revocation  # the same request's next document
-    pades._REVOCATIONS.clear()  # as after REVOCATION_REUSE_SECONDS
+    pades.REVOCATIONS.clear()  # as after REVOCATION_REUSE_SECONDS
     with pytest.raises(pades.TrustServiceError):
         prepare()
 
@@ -452,7 +453,7 @@ def test_concurrent_documents_share_one_fetch(pki: PortalPki,
         calls.append(args[0])
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(pades, "collect_revocation", counting)
+    monkeypatch.setattr(revocation, "collect_revocation", counting)
 
     async def batch() -> list[Prepared]:
         validation = pki.validation()
