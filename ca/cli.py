@@ -50,6 +50,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--db")
     p.set_defaults(func=_revoke)
 
+    p = sub.add_parser("migrate", help="bring the registry's database to the latest "
+                       "schema (the service does it at start too)")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--db")
+    p.set_defaults(func=_migrate)
+
     for name, text in (("trust-manufacturer", "trust a token maker's attestation root"),
                        ("trust-identity", "trust an identity service's evidence certificate")):
         p = sub.add_parser(name, help=text)
@@ -117,6 +123,12 @@ def _revoke(args: argparse.Namespace) -> int:
         registry.close()
     print(f"{record.serial:x} revoked at {record.revoked_at:%Y-%m-%d %H:%M:%S}Z "
           f"({record.reason})")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    Authority.load(args.dir)
+    print(f"registry: {Registry.migrate(args.db, args.dir)}")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from asn1crypto import x509
 
-from ground.migrations import Schema, migrate
+from ground.migrations import Migrated, Schema, migrate
 from ground.sql import Cursor, Database, DatabaseError
 
 REVOCATION_REASONS = (
@@ -88,6 +88,17 @@ class Registry:
             for counter in ("status_version", "crl_number"):
                 cur.execute("INSERT INTO counters (name, value) VALUES (?, 0) "
                             "ON CONFLICT (name) DO NOTHING", (counter,))
+
+    @staticmethod
+    def migrate(url: str | None, directory: Path) -> Migrated:
+        """Bring the registry's database to the head of its migrations (`qsign ca
+        migrate`; `open` does it too)."""
+        path = directory / "registry.sqlite"
+        try:
+            Database.open(url, path).close()  # the SQLite file made as ground.sql makes it
+            return migrate(url, path, SCHEMA)
+        except DatabaseError as exc:
+            raise RegistryError(str(exc)) from exc
 
     @classmethod
     def open(cls, url: str | None, directory: Path) -> Registry:

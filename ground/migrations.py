@@ -67,6 +67,11 @@ class Migrated:
     adopted: bool
     head: str
 
+    def __str__(self) -> str:
+        done = f"ran {', '.join(self.applied)}" if self.applied else "nothing to run"
+        adopted = "adopted the schema from before migrations; " if self.adopted else ""
+        return f"{adopted}{done}; at {self.head}"
+
 
 def migrate(url: str | None, default_path: Path, schema: Schema) -> Migrated:
     """Bring the database at `url` (as for ground.sql's Database.open; None: the SQLite

@@ -13,7 +13,7 @@ from typing import Any
 from ground.http_guard import GuardedSite, GuardLimits, serve
 from ground.sql import DatabaseError
 from portal.config import ConfigError, PortalConfig
-from portal.store import Store
+from portal.store import Store, migrate_database
 
 log = logging.getLogger(__name__)
 ERRORS: tuple[type[Exception], ...] = (ConfigError, DatabaseError, OSError)
@@ -39,6 +39,11 @@ def register(subparsers: Any) -> None:
         pass
     else:
         identity_cli.register(sub)
+
+    p = sub.add_parser("migrate", help="bring the database to the latest schema (the "
+                       "service does it at start too)")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=_migrate)
 
     p = sub.add_parser("outbox", help="texts and e-mails the portal sent (testers)")
     p.add_argument("--config", type=Path)
@@ -80,6 +85,12 @@ def _token(args: argparse.Namespace) -> int:
     from portal.routes.state import requester_token
 
     print(requester_token(PortalConfig.load(args.config).state_dir))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    config = PortalConfig.load(args.config)
+    print(f"portal database: {migrate_database(config.database_url, config.state_dir)}")
     return 0
 
 

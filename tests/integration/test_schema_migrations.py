@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -271,3 +273,20 @@ def test_a_ca_registry_from_before_migrations_is_adopted_with_its_rows(
         assert registry.status_version() == 6
     finally:
         registry.close()
+
+
+def test_qsign_portal_migrate_adopts_then_has_nothing_to_run(database_url: str,
+                                                             tmp_path: Path) -> None:
+    _old_database(database_url, tmp_path / "state" / "portal.sqlite", "portal.sql").close()
+    config = tmp_path / "portal.toml"
+    config.write_text(f'[portal]\nstate_dir = "{tmp_path / "state"}"\n'
+                      f'database_url = "{database_url}"\n')
+    command = [sys.executable, "-m", "qsign", "portal", "migrate", "--config", str(config)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    head = _head(PORTAL_SCHEMA)[-1]
+    assert "adopted the schema from before migrations" in first.stdout
+    assert f"ran {', '.join(_head(PORTAL_SCHEMA)[1:])}; at {head}" in first.stdout
+    second = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == f"portal database: nothing to run; at {head}"
