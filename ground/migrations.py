@@ -18,7 +18,9 @@ import fcntl
 import hashlib
 import os
 import re
+import socket
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,6 +158,17 @@ class _Named:
 
     def create_lock_table(self) -> None:
         """Not used: `lock` below ends with its process, a lock row would not."""
+
+    def get_log_data(self, migration: Any = None, operation: str = "apply"
+                     ) -> dict[str, Any]:
+        """yoyo's log row without its DNS lookup (socket.getfqdn) and without needing a
+        passwd entry (getpass.getuser): a service's sandbox may have neither."""
+        return {"id": str(uuid.uuid4()), "operation": operation,
+                "migration_id": migration.id if migration else None,
+                "migration_hash": migration.hash if migration else None,
+                "username": os.environ.get("USER") or str(os.getuid()),
+                "hostname": socket.gethostname(),
+                "created_at_utc": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
 
 
 class _SQLite(_Named, SQLiteBackend):  # type: ignore[misc]
