@@ -22,22 +22,19 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
-import socket
 import statistics
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BASE = Path(tempfile.mkdtemp(prefix="qsign-bench-agent-"))
-os.environ["PCSCLITE_CSOCK_NAME"] = str(BASE / "run" / "pcscd.comm")  # before pyscard loads
-os.environ["QSIGN_SIM_MANUFACTURER"] = str(BASE / "manufacturer")
-os.environ["SOFTHSM2_CONF"] = str(BASE / "softhsm2.conf")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.support import scratch, simulated_card, softhsm_token
+
+BASE = scratch("agent")
 
 import aiohttp  # noqa: E402
 import pyotp  # noqa: E402
@@ -59,14 +56,10 @@ from agent.protocol.gate import GATE  # noqa: E402
 from agent.tokens.model import KeyType, SignatureAlgorithm, Token  # noqa: E402
 from agent.tokens.pkcs11 import Pkcs11Module  # noqa: E402
 from agent.tokens.registry import TokenRegistry  # noqa: E402
-from bench._common import softhsm_token, start_card  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
-from tests.support.pcsc import (  # noqa: E402
-    PrivatePcscd,
-    RunningCard,
-    connect,
-)
+from tests.support.pcsc import connect  # noqa: E402
 from tests.support.pdfs import blank_pdf  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.provision import CertIssuer, PyscardConnection, provision  # noqa: E402
 from tests.support.second_factor import grant_second_factor  # noqa: E402
 
@@ -78,13 +71,6 @@ BATCH_RUNS = 10  # authorisations of 100 hashes, per route
 BATCH = 100
 PDFS = 100
 PDF_BATCH = 20  # documents/signPdf takes at most 20 PDFs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def b64(data: bytes) -> str:
@@ -102,13 +88,15 @@ def softhsm_setup() -> Pkcs11Module:
     return module
 
 
-def card_setup() -> tuple[RunningCard, PrivatePcscd]:
+@contextmanager
+def card_setup() -> Iterator[None]:
     """A simulated card behind a private pcscd, its 9C key certified."""
-    card, pcscd = start_card(BASE)
-    connection = connect(card.reader)
-    provision(PyscardConnection(connection), 0x9C, piv.ALG_P256, CertIssuer())
-    connection.disconnect()
-    return card, pcscd
+    with simulated_card(BASE) as card:
+        connection = connect(card.reader)
+        provision(PyscardConnection(connection), 0x9C, piv.ALG_P256, CertIssuer())
+        connection.disconnect()
+        connection.release()  # now, while pcscd still answers
+        yield
 
 
 class Client:
@@ -301,12 +289,8 @@ async def run(module: Pkcs11Module) -> None:
 
 def main() -> int:
     module = softhsm_setup()
-    card, pcscd = card_setup()
-    try:
+    with card_setup():
         asyncio.run(run(module))
-    finally:
-        card.stop()
-        pcscd.stop()
     return 0
 
 

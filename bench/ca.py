@@ -9,17 +9,16 @@ Numbers, not assertions; run with `make bench`.
 from __future__ import annotations
 
 import hashlib
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BASE = Path(tempfile.mkdtemp(prefix="qsign-bench-ca-"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.support import ROOT, median_ms, scratch
+
+BASE = scratch("ca")
 
 from asn1crypto import csr as asn1_csr  # noqa: E402
 from asn1crypto import keys as asn1_keys  # noqa: E402
@@ -28,12 +27,12 @@ from cryptography import x509 as cx509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from bench._common import median_ms  # noqa: E402
 from ca.authority import Authority  # noqa: E402
 from ca.enrolment import Enrolment, EnrolmentRequest  # noqa: E402
 from ca.registry import Registry  # noqa: E402
 from firmware_sim.attestation import Manufacturer, attest_slot  # noqa: E402
 from tests.support.ca_fixtures import IdentityService  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.postgres import PrivatePostgres  # noqa: E402
 
 N_ISSUANCES = 300
@@ -112,9 +111,7 @@ asyncio.run(main())
 
 
 def ocsp_rates(directory: Path, leaf: Path, issuing: Path) -> dict[str, float]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "qsign", "ca", "serve", "--dir",
                                str(directory), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)

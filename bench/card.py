@@ -9,22 +9,18 @@ Run with `make bench`; numbers, not assertions.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BASE = Path(tempfile.mkdtemp(prefix="qsign-bench-"))
-os.environ["PCSCLITE_CSOCK_NAME"] = str(BASE / "run" / "pcscd.comm")  # before pyscard loads
-os.environ["QSIGN_SIM_MANUFACTURER"] = str(BASE / "manufacturer")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.support import median_ms, scratch, simulated_card
+
+BASE = scratch("card")
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils  # noqa: E402
 
-from bench._common import median_ms, start_card  # noqa: E402
 from firmware_sim.card import InProcessConnection, SimulatedCard, manufacture  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
 from tests.support.pcsc import (  # noqa: E402
@@ -64,8 +60,7 @@ def card_ops(card: piv.Connection) -> dict[str, Callable[[], object]]:
 
 
 def main() -> int:
-    card, pcscd = start_card(BASE)
-    try:
+    with simulated_card(BASE) as card:
         connection = connect(card.reader)
         stack = card_ops(PyscardConnection(connection))
         in_process_state = BASE / "card-inproc.json"
@@ -79,7 +74,8 @@ def main() -> int:
             "p256": lambda: ec_key.sign(DIGEST, ec.ECDSA(prehashed)),
             "rsa2048": lambda: rsa_key.sign(DIGEST, padding.PKCS1v15(), prehashed),
         }
-        counts = {"select": 3000, "p256": 1000, "rsa2048": 300, "verify+p256 (9C)": 100}
+        # SELECT last: selecting PIV again forgets the verified PIN (SECURITY #36).
+        counts = {"p256": 1000, "rsa2048": 300, "verify+p256 (9C)": 100, "select": 3000}
 
         print("qsign bench: simulated card (medians, ms)")
         print(f"{'operation':<20}{'full stack':>12}{'in-process':>12}{'direct':>10}"
@@ -101,9 +97,6 @@ def main() -> int:
               f"({'met' if results['select'] <= 0.3 else 'MISSED'})")
         print(f"target P-256 signature <= 3 ms:   {results['p256']:.3f} ms "
               f"({'met' if results['p256'] <= 3 else 'MISSED'})")
-    finally:
-        card.stop()
-        pcscd.stop()
     return 0
 
 

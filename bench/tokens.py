@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BASE = Path(tempfile.mkdtemp(prefix="qsign-bench-tokens-"))
-os.environ["PCSCLITE_CSOCK_NAME"] = str(BASE / "run" / "pcscd.comm")  # before pyscard loads
-os.environ["QSIGN_SIM_MANUFACTURER"] = str(BASE / "manufacturer")
-os.environ["SOFTHSM2_CONF"] = str(BASE / "softhsm2.conf")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.support import (
+    SOFTHSM_MODULE,
+    median_ms,
+    scratch,
+    simulated_card,
+    softhsm_token,
+)
+
+BASE = scratch("tokens")
 
 import pkcs11  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
@@ -35,13 +38,8 @@ from agent.tokens.model import KeyType, SignatureAlgorithm, Token  # noqa: E402
 from agent.tokens.pcsc import PcscConnection, PcscContext  # noqa: E402
 from agent.tokens.piv import PivToken  # noqa: E402
 from agent.tokens.worker import TokenWorker  # noqa: E402
-from bench._common import SOFTHSM_MODULE, median_ms, softhsm_token, start_card  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
-from tests.support.pcsc import (  # noqa: E402
-    PrivatePcscd,
-    RunningCard,
-    connect,
-)
+from tests.support.pcsc import connect  # noqa: E402
 from tests.support.provision import PyscardConnection  # noqa: E402
 
 DIGEST = hashlib.sha256(b"qsign token bench").digest()
@@ -85,15 +83,22 @@ def softhsm_setup() -> tuple[Token, Callable[[], object]]:
     return token, direct
 
 
-def card_setup() -> tuple[Token, Callable[[], object], RunningCard, PrivatePcscd]:
-    card, pcscd = start_card(BASE)
-    token = PivToken(PcscConnection(PcscContext(), card.reader), reader=card.reader)
-    token.generate_key("9A", KeyType.EC_P256)
-    raw = PyscardConnection(connect(card.reader))
-    # The bench's own client unlocks the card (the token locks it after every PIN).
-    piv.expect_ok(raw, piv.verify(piv.DEFAULT_PIN))
-    command = piv.sign(0x9A, piv.ALG_P256, DIGEST).encode()
-    return token, lambda: piv.expect_ok(raw, command), card, pcscd
+@contextmanager
+def card_setup() -> Iterator[tuple[Token, Callable[[], object]]]:
+    with simulated_card(BASE) as card:
+        token = PivToken(PcscConnection(PcscContext(), card.reader), reader=card.reader)
+        token.generate_key("9A", KeyType.EC_P256)
+        connection = connect(card.reader)
+        raw = PyscardConnection(connection)
+        # The bench's own client unlocks the card (the token locks it after every PIN).
+        piv.expect_ok(raw, piv.verify(piv.DEFAULT_PIN))
+        command = piv.sign(0x9A, piv.ALG_P256, DIGEST).encode()
+        try:
+            yield token, lambda: piv.expect_ok(raw, command)
+        finally:  # before pcscd stops, or pyscard complains as it collects the connection
+            connection.disconnect()
+            connection.release()
+            token.close()
 
 
 def main() -> int:
@@ -101,8 +106,7 @@ def main() -> int:
     print(f"{'route':<10}{'direct':>9}{'Token':>9}{'+worker':>9}{'layer/direct':>14}"
           f"{'8 callers':>11}")
     soft_token, soft_direct = softhsm_setup()
-    card_token, card_direct, card, pcscd = card_setup()
-    try:
+    with card_setup() as (card_token, card_direct):
         for name, token, direct, slot, n in (
             ("softhsm", soft_token, soft_direct, "01", 2000),
             ("piv-card", card_token, card_direct, "9A", 1000),
@@ -127,9 +131,6 @@ def main() -> int:
                   f"{layered / base:>13.2f}x{rate:>11.0f}")
         print()
         print("target: layer <= 1.10x direct on SoftHSM2 P-256 ('layer/direct' column)")
-    finally:
-        card.stop()
-        pcscd.stop()
     return 0
 
 
