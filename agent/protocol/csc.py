@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import os
-import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from agent.protocol.jsonrpc import credential_json
 from agent.protocol.params import validator, violation
 from agent.signing import SigningService
 from agent.tokens.model import KeyType, Padding, split_credential
+from ground.files import owner_only_token
 
 TOKEN_FILE = "csc.token"  # noqa: S105 - a file name, not a secret
 CSC_ORIGIN = "csc:local"
@@ -47,15 +46,8 @@ MAX_BATCH = 100
 
 
 def bearer_token(directory: Path) -> str:
-    path = directory / TOKEN_FILE
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_urlsafe(32).encode())
-        finally:
-            os.close(fd)
-    return path.read_text().strip()
+    """The CSC facade's bearer token, created on first use in a 0600 file."""
+    return owner_only_token(directory / TOKEN_FILE)
 
 
 def _error(status: int, error: RpcError) -> web.Response:
