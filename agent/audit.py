@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from agent.sqlite_db import SqliteDatabase
+from ground.sql import Database
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS security_events ("
@@ -26,7 +26,7 @@ class SecurityEvent:
 
 
 class SecurityJournal:
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
         db.add_schema(_SCHEMA)
 

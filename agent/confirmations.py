@@ -15,10 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
 
 from agent.state import AgentState, PairingError
+from ground.sql import Cursor
 
 CONFIRMATION_TTL = dt.timedelta(minutes=5)
 MAX_PENDING = 20  # across origins: a page cannot fill a person's list
@@ -101,7 +101,7 @@ class Confirmations:
         raise ConfirmationRequired(_display(code), action, subject)
 
 
-def _spend(cur: sqlite3.Cursor, typed: str, origin: str, action: str, subject: str) -> bool:
+def _spend(cur: Cursor, typed: str, origin: str, action: str, subject: str) -> bool:
     cur.execute("SELECT code FROM confirmations WHERE origin = ? AND action = ? AND "
                 "subject = ? AND approved = 1", (origin, action, subject))
     for (stored,) in cur.fetchall():

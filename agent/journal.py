@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.sqlite_db import SqliteDatabase
+from ground.sql import Cursor, Database
 
 DATABASE = "journal.sqlite"
 
@@ -58,13 +57,13 @@ class Entry:
 
 class SignatureJournal:
     def __init__(self, directory: Path) -> None:
-        self.db = SqliteDatabase(directory / DATABASE, _SCHEMA)
+        self.db = Database.sqlite(directory / DATABASE, _SCHEMA)
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
-    def _cursor(self, cur: sqlite3.Cursor | None) -> Iterator[sqlite3.Cursor]:
+    def _cursor(self, cur: Cursor | None) -> Iterator[Cursor]:
         """The caller's transaction when it passes one, else a transaction of our own."""
         if cur is not None:
             yield cur
@@ -74,7 +73,7 @@ class SignatureJournal:
 
     def record(self, *, sad_hash: str, origin: str, credential: str, algorithm: str,
                signatures: Sequence[tuple[bytes, bytes]],
-               cur: sqlite3.Cursor | None = None) -> None:
+               cur: Cursor | None = None) -> None:
         """Journal (hash, signature) pairs made under one SAD, in one transaction."""
         now = _now().isoformat()
         with self._cursor(cur) as c:
@@ -84,7 +83,7 @@ class SignatureJournal:
                 [(sad_hash, origin, credential, h, algorithm, s, now) for h, s in signatures])
 
     def deliver(self, *, sad_hash: str, hashes: Sequence[bytes], idempotency_key: str | None,
-                algorithm: str | None = None, cur: sqlite3.Cursor | None = None
+                algorithm: str | None = None, cur: Cursor | None = None
                 ) -> list[bytes]:
         """The signatures for `hashes` under `sad_hash`, marked delivered. With
         `algorithm`, each must have been made with it."""
@@ -107,7 +106,7 @@ class SignatureJournal:
             return found
 
     def replay(self, *, idempotency_key: str, sad_hash: str, hashes: Sequence[bytes],
-               origin: str, credential: str, cur: sqlite3.Cursor | None = None
+               origin: str, credential: str, cur: Cursor | None = None
                ) -> list[bytes] | None:
         """A retried signHash: the signatures already delivered under this key to this
         origin for this credential, if the request is the same; None if the key is new
@@ -127,7 +126,7 @@ class SignatureJournal:
             raise JournalError("this idempotency key was used for another request")
         return [delivered[h] for h in hashes]
 
-    def forget_replays(self, origin: str, cur: sqlite3.Cursor | None = None) -> int:
+    def forget_replays(self, origin: str, cur: Cursor | None = None) -> int:
         """No more retries for `origin` (its pairing was revoked, or the policy dropped
         it): what it was given stays journaled, but is never answered again."""
         with self._cursor(cur) as c:

@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -43,8 +42,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.sqlite_db import SqliteDatabase
 from agent.tokens.model import HashAlgorithm
+from ground.sql import Cursor, Database
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +100,14 @@ class SadIssuer:
     their own, or a database shared with the signature journal, so that a SAD and its
     signatures are written, and later spent and delivered, in one transaction."""
 
-    def __init__(self, store: str | os.PathLike[str] | SqliteDatabase, *,
+    def __init__(self, store: str | os.PathLike[str] | Database, *,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._owns_db = not isinstance(store, SqliteDatabase)
-        if isinstance(store, SqliteDatabase):
+        self._owns_db = not isinstance(store, Database)
+        if isinstance(store, Database):
             self._db = store
             store.add_schema(_SCHEMA)
         else:
-            self._db = SqliteDatabase(store, _SCHEMA)
+            self._db = Database.sqlite(store, _SCHEMA)
         self._monotonic = monotonic
         self._deadlines: dict[bytes, float] = {}  # token SHA-256 -> monotonic deadline
         self._deadlines_lock = threading.Lock()
@@ -125,7 +124,7 @@ class SadIssuer:
 
     def issue(self, *, credential_id: str, hashes: Sequence[bytes], origin: str,
               num_signatures: int, ttl_seconds: float = MAX_TTL_SECONDS,
-              now: float | None = None, cur: sqlite3.Cursor | None = None) -> str:
+              now: float | None = None, cur: Cursor | None = None) -> str:
         """A new SAD for exactly `hashes` (CSC v1 §11.6: numSignatures must equal the
         number of hashes under SCAL2). Raises ValueError for arguments outside the
         rules; the token is returned to the caller only, never stored or logged.
@@ -162,7 +161,7 @@ class SadIssuer:
         return token
 
     @staticmethod
-    def _insert(cur: sqlite3.Cursor, row: tuple[object, ...], now: float) -> None:
+    def _insert(cur: Cursor, row: tuple[object, ...], now: float) -> None:
         cur.execute("DELETE FROM sad WHERE expires_at < ?", (now - _RETAIN_SECONDS,))
         cur.execute(
             "INSERT INTO sad (token_sha256, credential_id, origin, hashes, num_signatures,"
@@ -179,7 +178,7 @@ class SadIssuer:
             raise outcome
         return outcome
 
-    def spend(self, cur: sqlite3.Cursor, token: str, *, credential_id: str,
+    def spend(self, cur: Cursor, token: str, *, credential_id: str,
               hashes: Sequence[bytes], origin: str, now: float | None = None
               ) -> Grant | SadInvalid:
         """`consume` inside the caller's transaction. The refusal is returned, not
@@ -231,7 +230,7 @@ class SadIssuer:
 
 
     def void_origin(self, origin: str, *, now: float | None = None,
-                    cur: sqlite3.Cursor | None = None) -> int:
+                    cur: Cursor | None = None) -> int:
         """Void every unspent SAD of `origin` (SECURITY #37): a later presentation is
         refused as REVOKED. Answers how many were voided. With `cur`, in the caller's
         transaction."""

@@ -9,11 +9,10 @@ import datetime as dt
 import hmac
 import os
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.sqlite_db import SqliteDatabase
+from ground.sql import Cursor, Database
 
 DATABASE = "agent.sqlite"
 PAIRING_TTL = dt.timedelta(minutes=5)
@@ -51,7 +50,7 @@ class AgentState:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(directory, 0o700)
         self.directory = directory
-        self._db = SqliteDatabase(directory / DATABASE, _SCHEMA)
+        self._db = Database.sqlite(directory / DATABASE, _SCHEMA)
         self.database = self._db  # shared with agent.confirmations (same file)
         self._transaction = self._db.transaction
 
@@ -122,7 +121,7 @@ class AgentState:
             return origin
 
 
-def _find(cur: sqlite3.Cursor, code: str, now: dt.datetime) -> tuple[str, str]:
+def _find(cur: Cursor, code: str, now: dt.datetime) -> tuple[str, str]:
     """The waiting request with this code (compared in constant time), or PairingError."""
     typed = code.strip().upper().replace("-", "").replace(" ", "")
     cur.execute("SELECT code, origin, expires_at, approved FROM pairing_requests")

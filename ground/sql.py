@@ -5,6 +5,15 @@ SQLite: WAL, synchronous=FULL, BEGIN IMMEDIATE (the write lock is taken at the s
 a read-check-write cannot lose an update). PostgreSQL: psycopg 3, one transaction per
 `transaction()` block. Statements use '?' placeholders and SQLite/PostgreSQL common SQL;
 `BYTEA` in a schema becomes `BLOB` on SQLite.
+
+The agent keeps its state here too, in one SQLite file its stores share (`add_schema`),
+so their writes can go into one transaction and one fsync makes them all durable. A
+transaction may be committed without its own fsync (`durable=False`, synchronous=NORMAL):
+in WAL mode it still survives kill -9 (the frames are in the WAL file, in the OS page
+cache) and becomes power-loss durable with the next synchronous commit on the same file,
+whose fsync of the WAL covers every frame before it (sqlite.org/pragma.html#pragma_
+synchronous, sqlite.org/wal.html). The caller then owes a durable commit or `sync()`
+before it answers anyone. PostgreSQL commits are always durable.
 """
 
 from __future__ import annotations
@@ -25,6 +34,11 @@ class DatabaseError(Exception):
 class Cursor(Protocol):
     def execute(self, sql: str, params: Any = ...) -> Any: ...
 
+    def executemany(self, sql: str, params: Iterable[Any]) -> Any: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
@@ -34,13 +48,18 @@ class Database:
     """One connection used from any thread, one transaction at a time."""
 
     def __init__(self, connect: Callable[[], Any], dialect: str,
-                 schema: Iterable[str] = ()) -> None:
+                 schema: Iterable[str] = (), *, path: Path | None = None) -> None:
         self.dialect = dialect
+        self.path = path  # the SQLite file; None on PostgreSQL
         self._lock = threading.RLock()
         self._conn = connect()
+        self.add_schema(schema)
+
+    def add_schema(self, schema: Iterable[str]) -> None:
+        """CREATE ... IF NOT EXISTS statements, e.g. of one more store sharing this file."""
         with self.transaction() as cur:
             for statement in schema:
-                cur.execute(statement if dialect == "postgresql"
+                cur.execute(statement if self.dialect == "postgresql"
                             else statement.replace("BYTEA", "BLOB"))
 
     @classmethod
@@ -72,7 +91,12 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
             return conn
 
-        return cls(connect_sqlite, "sqlite", schema)
+        return cls(connect_sqlite, "sqlite", schema, path=path)
+
+    @classmethod
+    def sqlite(cls, path: str | os.PathLike[str], schema: Iterable[str] = ()) -> Database:
+        """The SQLite file at `path`, made owner-only (the agent's state)."""
+        return cls.open(None, Path(path), schema)
 
     def close(self) -> None:
         with self._lock:
@@ -87,24 +111,51 @@ class Database:
         return (sqlite3.IntegrityError,)
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        """BEGIN ... COMMIT; ROLLBACK when the body raises."""
+    def transaction(self, *, durable: bool = True) -> Iterator[Cursor]:
+        """BEGIN ... COMMIT; ROLLBACK when the body raises. durable=False: the SQLite
+        commit is not fsynced (see the module docstring)."""
         with self._lock:
             cur = self._conn.cursor()
-            if self.dialect == "sqlite":
-                cur.execute("BEGIN IMMEDIATE")
+            relaxed = not durable and self.dialect == "sqlite"
+            if relaxed:  # the safety level cannot change inside a transaction
+                cur.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield _Translating(cur, self.dialect == "postgresql")
-            except BaseException:
+                if self.dialect == "sqlite":
+                    cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _Translating(cur, self.dialect == "postgresql")
+                except BaseException:
+                    if self.dialect == "postgresql":
+                        self._conn.rollback()
+                    else:
+                        cur.execute("ROLLBACK")
+                    raise
                 if self.dialect == "postgresql":
-                    self._conn.rollback()
+                    self._conn.commit()
                 else:
-                    cur.execute("ROLLBACK")
-                raise
-            if self.dialect == "postgresql":
-                self._conn.commit()
-            else:
-                cur.execute("COMMIT")
+                    cur.execute("COMMIT")
+            finally:
+                if relaxed:
+                    cur.execute("PRAGMA synchronous=FULL")
+
+    def sync(self) -> None:
+        """Make every commit so far power-loss durable: fsync the WAL file (what a
+        synchronous=FULL commit does), after a `durable=False` transaction whose caller
+        will not follow it with a durable one. Nothing to do on PostgreSQL."""
+        if self.dialect == "postgresql":
+            return
+        if self.path is None:
+            raise DatabaseError("sync() needs the SQLite file's path")
+        with self._lock:
+            wal = self.path.with_name(self.path.name + "-wal")
+            try:
+                fd = os.open(wal, os.O_RDONLY)
+            except FileNotFoundError:  # checkpointed and removed: already in the file
+                return
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 class _Translating:
@@ -117,6 +168,14 @@ class _Translating:
     def execute(self, sql: str, params: Any = ()) -> Any:
         return self._cursor.execute(sql.replace("?", "%s") if self._postgresql else sql,
                                     params)
+
+    def executemany(self, sql: str, params: Iterable[Any]) -> Any:
+        return self._cursor.executemany(
+            sql.replace("?", "%s") if self._postgresql else sql, params)
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()

@@ -34,9 +34,9 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 
 from agent.confirmations import Confirmations
-from agent.sqlite_db import SqliteDatabase
 from agent.tokens.model import KeyType, SignatureAlgorithm, Token
 from agent.tokens.registry import TokenRegistry
+from ground.sql import Database
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class EnrolmentService:
     before the certificate is written (no second certificate), and a completed one is
     answered again."""
 
-    def __init__(self, registry: TokenRegistry, db: SqliteDatabase, ca_url: str | None,
+    def __init__(self, registry: TokenRegistry, db: Database, ca_url: str | None,
                  confirmations: Confirmations) -> None:
         self.registry = registry
         self.db = db

@@ -43,7 +43,7 @@ import pyotp
 import qrcode
 import qrcode.constants
 
-from agent.sqlite_db import SqliteDatabase
+from ground.sql import Cursor, Database
 
 NIST_MAX_FAILURES = 100  # SP 800-63B §5.2.2
 DEFAULT_MAX_FAILURES = 10
@@ -134,7 +134,7 @@ _SCHEMA = (
 class OtpTransaction:
     """One account's OTP rows, read and written under the database's write lock."""
 
-    def __init__(self, cur: sqlite3.Cursor, account: str) -> None:
+    def __init__(self, cur: Cursor, account: str) -> None:
         self._cur = cur
         self.account = account
         cur.execute("SELECT secret, digits, period, last_step, enrolled_at FROM otp_totp "
@@ -183,16 +183,16 @@ class OtpStore:
     requests (threads or processes) can never both accept the same step.
     """
 
-    def __init__(self, store: str | os.PathLike[str] | SqliteDatabase, *,
+    def __init__(self, store: str | os.PathLike[str] | Database, *,
                  legacy: Path | None = None) -> None:
         """`legacy`: a file of an earlier agent that kept OTP state apart; its rows are
         imported once (existing rows win) and the file renamed to *.migrated."""
-        self._owns_db = not isinstance(store, SqliteDatabase)
-        if isinstance(store, SqliteDatabase):
+        self._owns_db = not isinstance(store, Database)
+        if isinstance(store, Database):
             self._db = store  # shared with the journal (agent.journal): one fsync per step
             store.add_schema(_SCHEMA)
         else:
-            self._db = SqliteDatabase(store, _SCHEMA)
+            self._db = Database.sqlite(store, _SCHEMA)
         if legacy is not None and legacy.exists() and legacy != self._db.path:
             self._import(legacy)
 
@@ -239,7 +239,7 @@ class OtpStore:
     @contextmanager
     def transaction(self, account: str, *, durable: bool = True) -> Iterator[OtpTransaction]:
         """Committed when the body returns, rolled back when it raises. durable=False:
-        see `agent.sqlite_db` (survives kill -9; the caller owes a later fsync)."""
+        see `ground.sql` (survives kill -9; the caller owes a later fsync)."""
         with self._db.transaction(durable=durable) as cur:
             yield OtpTransaction(cur, account)
 

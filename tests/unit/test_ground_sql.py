@@ -1,6 +1,7 @@
-"""The shared SQLite file: a commit without its own fsync survives kill -9, `sync()`
-fsyncs the WAL, stores share one file, and an earlier agent's otp.sqlite is imported
-once."""
+"""ground.sql, the one database layer: on the agent's shared SQLite file a commit without
+its own fsync survives kill -9, `sync()` fsyncs the WAL, stores share one file, and an
+earlier agent's otp.sqlite is imported once; its cursor counts rows and takes batches
+with '?' placeholders on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from agent.identity.otp import OtpStore, TotpVerifier
 from agent.journal import SignatureJournal
 from agent.policy import SadIssuer
-from agent.sqlite_db import SqliteDatabase
+from ground.sql import Database
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS t (x INTEGER)",)
 
@@ -23,15 +24,15 @@ def test_a_non_durable_commit_survives_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     child = (
         "import os, signal, sys\n"
-        "from agent.sqlite_db import SqliteDatabase\n"
-        "db = SqliteDatabase(sys.argv[1], ['CREATE TABLE IF NOT EXISTS t (x INTEGER)'])\n"
+        "from ground.sql import Database\n"
+        "db = Database.sqlite(sys.argv[1], ['CREATE TABLE IF NOT EXISTS t (x INTEGER)'])\n"
         "with db.transaction(durable=False) as cur:\n"
         "    cur.execute('INSERT INTO t VALUES (7)')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n")
     result = subprocess.run([sys.executable, "-c", child, str(path)],
                             cwd=Path(__file__).parents[2], capture_output=True, timeout=60)
     assert result.returncode == -9, result.stderr
-    db = SqliteDatabase(path, SCHEMA)
+    db = Database.sqlite(path, SCHEMA)
     try:
         with db.transaction() as cur:
             assert cur.execute("SELECT x FROM t").fetchall() == [(7,)]
@@ -42,7 +43,7 @@ def test_a_non_durable_commit_survives_kill_9(tmp_path: Path) -> None:
 
 
 def test_sync_fsyncs_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = SqliteDatabase(tmp_path / "db.sqlite", SCHEMA)
+    db = Database.sqlite(tmp_path / "db.sqlite", SCHEMA)
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -95,3 +96,24 @@ def test_an_earlier_otp_file_is_imported_once(tmp_path: Path) -> None:
         OtpStore(journal.db, legacy=legacy)  # nothing left to import: no error
     finally:
         journal.close()
+
+
+def test_the_cursor_counts_rows_and_takes_batches(database_url: str, tmp_path: Path) -> None:
+    db = Database.open(database_url, tmp_path / "unused.sqlite", SCHEMA)
+    try:
+        with db.transaction(durable=False) as cur:
+            cur.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
+            cur.execute("UPDATE t SET x = x + 10 WHERE x >= ?", (2,))
+            assert cur.rowcount == 2
+        db.sync()  # after a commit without its fsync (nothing owed on PostgreSQL)
+        db.add_schema(["CREATE TABLE IF NOT EXISTS u (y INTEGER)"])
+        with db.transaction() as cur:
+            cur.execute("DELETE FROM t WHERE x > ?", (10,))
+            assert cur.rowcount == 2
+            cur.execute("SELECT x FROM t")
+            assert cur.fetchall() == [(1,)]
+            cur.execute("SELECT count(*) FROM u")
+            assert cur.fetchone() == (0,)
+        assert (db.path is None) == database_url.startswith("postgresql")
+    finally:
+        db.close()
