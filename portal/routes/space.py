@@ -16,22 +16,25 @@ from portal.routes.access import space_link, space_owner
 from portal.routes.parse import iso, read_body, string
 from portal.routes.views import pdf_response
 from portal.store import SignerStatus, TxStatus
+from portal.translations import N_, translate
 
 SPACE_SESSION = dt.timedelta(hours=1)
+_SPACE_CODE_TEXT = N_("qsign: {code} opens your Personal Space. Valid 5 minutes. "
+                      "Never share it.")
 
 
 async def space_otp(request: web.Request) -> web.Response:
     portal, email = space_link(request)
     records = await asyncio.to_thread(portal.store.signer_records, email)
     phones = [s.phone for _, s in records if s.phone]
+    lang = records[-1][1].lang if records else "en"  # as the signer last chose
     if not phones:
         raise PortalError(Code.NO_PHONE, "no phone number on file for this address")
     await asyncio.to_thread(portal.otp.space_wait, email, phones[-1])
     otp_id = await asyncio.to_thread(portal.store.new_otp_session, purpose="space",
                                      subject=email, phone=phones[-1], hashes=[])
     sent = await asyncio.to_thread(
-        portal.otp.send, otp_id, [], "qsign: {code} opens your Personal Space. "
-        "Valid 5 minutes. Never share it.")
+        portal.otp.send, otp_id, [], translate(lang, _SPACE_CODE_TEXT))
     return web.json_response({"otpSession": otp_id, "phoneMasked": sent.phone_masked,
                               "expiresIn": sent.expires_in})
 
