@@ -44,8 +44,9 @@ from tests.integration.test_agent_signing import (
     _provisioned,
     _spki_of,
 )
-from tests.integration.test_agent_ws import Agent, _free_port, _qsign, with_agent
+from tests.integration.test_agent_ws import Agent, _qsign, with_agent
 from tests.support.pcsc import RunningCard
+from tests.support.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 WEB = Path(__file__).resolve().parents[2] / "agent" / "web"
@@ -90,7 +91,7 @@ def with_browser(tmp_path: Path, page_host: str, *, registry: TokenRegistry | No
                  ) -> Callable[[Callable[[Agent, Page, str], Awaitable[None]]], None]:
     """Run a scenario with an agent, the page server, and a Chromium page at
     http://<page_host>.example.test:PAGEPORT/test.html (console messages are kept)."""
-    page_port = _free_port()
+    page_port = free_port()
 
     def runner(scenario: Callable[[Agent, Page, str], Awaitable[None]]) -> None:
         origins = tuple(_origin(h, page_port) for h in allowed)

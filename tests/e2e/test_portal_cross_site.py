@@ -15,7 +15,6 @@ import asyncio
 import base64
 import html
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,14 +26,9 @@ from playwright.async_api import Browser, async_playwright
 from tests.support.active_pdfs import javascript_in_object_stream
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _attack_page(target: str) -> str:
@@ -85,7 +79,7 @@ def test_another_site_cannot_make_the_browser_refuse(tmp_path: Path) -> None:
             app = web.Application()
             app.router.add_get("/attack.html", attack)
             app.router.add_get("/blank.html", blank)
-            evil = TestServer(app, host="127.0.0.1", port=_free_port())
+            evil = TestServer(app, host="127.0.0.1", port=free_port())
             await evil.start_server()
             try:
                 page = await browser.new_page()

@@ -22,9 +22,10 @@ import pyotp
 
 from agent.journal import SignatureJournal
 from firmware_sim.state import CardStore
-from tests.integration.test_agent_ws import PORTAL, _free_port
+from tests.integration.test_agent_ws import PORTAL
 from tests.support import piv_apdus as piv
 from tests.support.pcsc import RunningCard, connect
+from tests.support.ports import free_port
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 from tests.support.second_factor import enrol_totp
 from tests.support.waiting import DEADLINE, wait_until
@@ -35,7 +36,7 @@ GENERAL_AUTHENTICATE_9C = "87119c"  # INS P1 P2 as the card logs them
 
 class AgentProcess:
     def __init__(self, tmp_path: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.state_dir = tmp_path / "state"
         self.log = tmp_path / "agent.log"
         self.config = tmp_path / "agent.toml"

@@ -34,9 +34,10 @@ from tests.integration.test_agent_signing import (
     _provisioned,
     _spki_of,
 )
-from tests.integration.test_agent_ws import Agent, _free_port, rpc, with_agent
+from tests.integration.test_agent_ws import Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard
 from tests.support.pdfs import blank_pdf
+from tests.support.ports import free_port
 from tests.support.sms_portal import FakePortal
 
 WRONG_PIN = "999999"
@@ -72,7 +73,7 @@ def test_sms_codes_gate_the_card(simulated_card: RunningCard, tmp_path: Path) ->
     assert isinstance(public, ec.EllipticCurvePublicKey)
     documents = [hashlib.sha256(f"contract {i}".encode()).digest() for i in range(2)]
     hashes64 = [_b64(d) for d in documents]
-    portal = FakePortal(port=_free_port())
+    portal = FakePortal(port=free_port())
 
     async def scenario(agent: Agent) -> None:
         ws = await agent.connect()
@@ -136,7 +137,7 @@ def test_sms_for_pdfs_and_csc_and_otp_modes(simulated_card: RunningCard,
                                             tmp_path: Path) -> None:
     issuer, _ = _provisioned(simulated_card)
     pdfs = [blank_pdf(1), blank_pdf(2)]
-    portal = FakePortal(port=_free_port())
+    portal = FakePortal(port=free_port())
 
     async def scenario(agent: Agent) -> None:
         ws = await agent.connect()

@@ -23,8 +23,9 @@ from cryptography.x509.oid import NameOID
 
 from agent.tokens.registry import TokenRegistry
 from tests.integration.test_agent_signing import PIN
-from tests.integration.test_agent_ws import Agent, _free_port, rpc, with_agent
+from tests.integration.test_agent_ws import Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard
+from tests.support.ports import free_port
 from tests.support.second_factor import grant_second_factor
 
 EVIDENCE = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"  # a JWS's shape
@@ -62,7 +63,7 @@ class TlsUpstream:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(self.cert, key)
         self.context.keylog_filename = str(self.keylog)
-        self.port = _free_port()
+        self.port = free_port()
         self.requests: list[str] = []
         self._runner: web.AppRunner | None = None
 
@@ -108,7 +109,7 @@ class NamedListener:
 
     def __init__(self) -> None:
         self.connections = 0
-        self.port = _free_port()
+        self.port = free_port()
         self._server: asyncio.Server | None = None
 
     @property

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,16 +19,10 @@ from agent.app import create_app
 from agent.config import AgentConfig
 from agent.tokens.registry import TokenRegistry
 from tests.support.pcsc import RunningCard
+from tests.support.ports import free_port
 from tests.support.waiting import DEADLINE, wait_until
 
 PORTAL = "https://portal.example.test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Agent:
@@ -81,7 +74,7 @@ def with_agent(tmp_path: Path, *, registry: TokenRegistry | None = None, **setti
     def runner(scenario: Callable[[Agent], Awaitable[None]]) -> None:
         async def main() -> None:
             settings.setdefault("allowed_origins", (PORTAL,))
-            config = AgentConfig(port=_free_port(), state_dir=tmp_path / "state",
+            config = AgentConfig(port=free_port(), state_dir=tmp_path / "state",
                                  pcsc=False, pkcs11_modules=(), **settings)
             app = create_app(config, registry or TokenRegistry(pcsc=False))
             server = TestServer(app, host="127.0.0.1", port=config.port)
@@ -253,7 +246,7 @@ def test_tokens_and_events_from_the_simulated_card(simulated_card: RunningCard,
 
 
 def test_agent_listens_on_loopback_only(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "agent.toml"
     config.write_text(f'[agent]\nport = {port}\nstate_dir = "{tmp_path / "state"}"\n'
                       "pcsc = false\npkcs11_modules = []\n")

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,14 +28,8 @@ from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
 from firmware_sim.card import InProcessConnection
 from tests.support.ca_fixtures import IdentityService, b64, card_csr
+from tests.support.ports import free_port
 from tests.support.waiting import DEADLINE
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def qsign(*args: str) -> subprocess.CompletedProcess[str]:
@@ -76,7 +69,7 @@ class RunningCa:
 @pytest.fixture
 def running_ca(tmp_path: Path, manufacturer: Manufacturer, database_url: str
                ) -> Iterator[RunningCa]:
-    port = _free_port()
+    port = free_port()
     directory = tmp_path / "ca"
     base = f"http://127.0.0.1:{port}"
     assert qsign("ca", "init", "--dir", str(directory), "--base-url", base).returncode == 0

@@ -25,7 +25,8 @@ from portal.agent_auth import new_agent_token
 from portal.blobs import BlobStore
 from portal.store import Store
 from tests.support.pdfs import blank_pdf
-from tests.support.portal_pki import PortalPki, free_port, start_pki
+from tests.support.portal_pki import PortalPki, start_pki
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 

@@ -24,11 +24,12 @@ from firmware_sim.attestation import Manufacturer
 from portal.identity.evidence import EvidenceSigner
 from portal.identity.mrz import DocumentFormat
 from tests.integration.test_agent_ws import PORTAL as ORIGIN
-from tests.integration.test_agent_ws import _free_port, rpc
+from tests.integration.test_agent_ws import rpc
 from tests.support.identity_fixtures import frames, make_specimen
 from tests.support.pcsc import RunningCard
 from tests.support.portal_pki import start_pki, validate_pdf
 from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until_async
 
 FACTORY_PIN = "123456"
@@ -207,7 +208,7 @@ def test_first_time_signer_enrols_then_signs(simulated_card: RunningCard,
                                       intermediates=[str(issuing)],
                                       timestamp_url=f"{pki.base}/tsa",
                                       identity_accept_specimens=True) as portal:
-                config = AgentConfig(port=_free_port(), state_dir=tmp_path / "agent",
+                config = AgentConfig(port=free_port(), state_dir=tmp_path / "agent",
                                      allowed_origins=(ORIGIN,), pkcs11_modules=(),
                                      portal_url=portal.url, otp_mode="sms",
                                      portal_token_file=portal.agent_token_file,

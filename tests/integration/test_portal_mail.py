@@ -4,7 +4,6 @@ while the server is down mails wait in the outbox and go out once it is back."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until_async
 
 
@@ -25,15 +25,8 @@ class _Collect:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_invitations_go_out_over_smtp_and_wait_while_it_is_down(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     sink = _Collect()
 
     async def main() -> None:

@@ -24,11 +24,12 @@ from agent.config import AgentConfig
 from agent.tokens.registry import TokenRegistry
 from portal.certificates import check_qualified
 from tests.integration.test_agent_ws import PORTAL as ORIGIN
-from tests.integration.test_agent_ws import _free_port, rpc
+from tests.integration.test_agent_ws import rpc
 from tests.support.pcsc import RunningCard
 from tests.support.portal_card import provision_qualified
 from tests.support.portal_pki import PortalPki, start_pki, validate_pdf
 from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until_async
 
 PIN = "123456"
@@ -121,7 +122,7 @@ def with_stack(tmp_path: Path, card: RunningCard
                                           timestamp_url=f"{pki.base}/tsa",
                                           ca_issuers_prefixes=[f"{pki.base}/certs/"]
                                           ) as portal:
-                    config = AgentConfig(port=_free_port(), state_dir=tmp_path / "agent",
+                    config = AgentConfig(port=free_port(), state_dir=tmp_path / "agent",
                                          allowed_origins=(ORIGIN,), pkcs11_modules=(),
                                          portal_url=portal.url, otp_mode="sms",
                                          portal_token_file=portal.agent_token_file)

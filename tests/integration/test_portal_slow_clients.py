@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 # Far longer than any deadline below: a connection still open then was never closed.
@@ -41,15 +42,9 @@ class ServedPortal:
             return body
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _serve(tmp_path: Path, **settings: int) -> Iterator[ServedPortal]:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "portal.toml"
     lines = ["[portal]", f'state_dir = "{tmp_path / "state"}"', f"port = {port}"]
     lines += [f"{key} = {value}" for key, value in settings.items()]

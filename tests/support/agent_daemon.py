@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support import ports
 from tests.support.waiting import DEADLINE
 
 QSIGN = [sys.executable, "-m", "qsign.cli"]
@@ -23,17 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def free_port() -> int:
     """A port free on both 127.0.0.1 and ::1 (the agent listens on both)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET6) as s6:
-                s6.bind(("::1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free loopback port")
+    return ports.free_port(ipv6=True)
 
 
 def toml_value(value: Any) -> str:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -53,6 +52,7 @@ from portal.service import create_app as create_portal
 from portal.store import Store, utcnow
 from tests.support.ca_fixtures import IdentityService, b64, card_csr
 from tests.support.pcsc import RunningCard, connect
+from tests.support.ports import free_port
 from tests.support.provision import PyscardConnection
 from tests.support.waiting import DEADLINE, wait_until_async
 
@@ -60,13 +60,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 PIN = "123456"
 PHONE = "+33612345678"
 PHONE_2 = "+33698765432"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def artefacts(tmp_path: Path) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -51,17 +50,11 @@ from ca.profiles import (
 from ca.registry import CertificateRecord, Registry
 from ca.service import create_app
 from portal.pades import Level, Validation
+from tests.support.ports import free_port
 from tests.support.waiting import DEADLINE
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 KEY_KINDS = ("p256", "p384", "rsa2048")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def new_key(kind: str) -> PrivateKey:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -24,6 +23,7 @@ from agent.identity.otp import (
     OtpThrottled,
 )
 from agent.identity.sms import HttpSmsOtpProvider
+from tests.support.ports import free_port
 from tests.support.sms_portal import MAX_ATTEMPTS, SENDS_PER_SESSION, FakePortal
 
 HASHES = [hashlib.sha256(f"doc {i}".encode()).digest() for i in range(2)]
@@ -100,16 +100,9 @@ def test_a_code_that_cannot_be_one_is_not_sent() -> None:
     run(scenario)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_service_down_is_unavailable() -> None:
     async def main() -> None:
-        sms = HttpSmsOtpProvider(f"http://127.0.0.1:{_free_port()}", timeout_seconds=2)
+        sms = HttpSmsOtpProvider(f"http://127.0.0.1:{free_port()}", timeout_seconds=2)
         try:
             with pytest.raises(OtpServiceUnavailable):
                 await sms.verify("session", "123456", HASHES)

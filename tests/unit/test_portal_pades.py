@@ -26,12 +26,12 @@ from tests.support.portal_pki import (
     KEY_KINDS,
     PortalPki,
     SoftwareSigner,
-    free_port,
     owner_encrypted_pdf,
     running_pki,
     start_pki,
     validate_pdf,
 )
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="module")
