@@ -20,7 +20,7 @@ from typing import Any
 
 from asn1crypto import x509
 
-from ground.migrations import Migrated, Schema, migrate
+from ground.migrations import Migrated, Schema, migrate, open_migrated
 from ground.sql import Cursor, Database, DatabaseError
 
 REVOCATION_REASONS = (
@@ -93,25 +93,16 @@ class Registry:
     def migrate(url: str | None, directory: Path) -> Migrated:
         """Bring the registry's database to the head of its migrations (`qsign ca
         migrate`; `open` does it too)."""
-        path = directory / "registry.sqlite"
         try:
-            Database.open(url, path).close()  # the SQLite file made as ground.sql makes it
-            return migrate(url, path, SCHEMA)
+            return migrate(url, directory / "registry.sqlite", SCHEMA)
         except DatabaseError as exc:
             raise RegistryError(str(exc)) from exc
 
     @classmethod
     def open(cls, url: str | None, directory: Path) -> Registry:
         """`postgresql://...`, `sqlite:///path`, or None for DIR/registry.sqlite."""
-        path = directory / "registry.sqlite"
         try:
-            database = Database.open(url, path)
-            try:
-                migrate(url, path, SCHEMA)
-            except BaseException:
-                database.close()
-                raise
-            return cls(database)
+            return cls(open_migrated(url, directory / "registry.sqlite", SCHEMA))
         except DatabaseError as exc:
             raise RegistryError(str(exc)) from exc
 

@@ -35,7 +35,7 @@ from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.backends.core.sqlite3 import SQLiteBackend
 from yoyo.connections import DatabaseURI, parse_uri
 
-from ground.sql import DatabaseError
+from ground.sql import Database, DatabaseError
 
 _BYTEA = re.compile(r"\bBYTEA\b")
 _CREATE_TABLE = re.compile(r"^\s*CREATE TABLE (?:IF NOT EXISTS )?(\w+)",
@@ -75,9 +75,57 @@ class Migrated:
         return f"{adopted}{done}; at {self.head}"
 
 
+def open_migrated(url: str | None, default_path: Path, schema: Schema) -> Database:
+    """ground.sql's `Database.open(url, default_path)`, at the head of `schema`'s
+    migrations: what a service opens at start."""
+    database = _open(url, default_path)
+    try:
+        _apply(url, default_path, schema)
+    except BaseException:
+        database.close()
+        raise
+    return database
+
+
 def migrate(url: str | None, default_path: Path, schema: Schema) -> Migrated:
-    """Bring the database at `url` (as for ground.sql's Database.open; None: the SQLite
-    file `default_path`, which must exist) to the head of `schema`'s migrations."""
+    """Bring the database at `url` (as for `Database.open`; None: the SQLite file
+    `default_path`) to the head of `schema`'s migrations, as `qsign ... migrate` does."""
+    _open(url, default_path).close()
+    return _apply(url, default_path, schema)
+
+
+def _open(url: str | None, default_path: Path) -> Database:
+    """`Database.open`; on SQLite one opening at a time: the first one switches a new
+    file to WAL, which a concurrent opening would find locked."""
+    path = _sqlite_path(url, default_path)
+    if path is None:
+        return Database.open(url, default_path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _directory_lock(path.parent):
+        return Database.open(url, default_path)
+
+
+def _sqlite_path(url: str | None, default_path: Path) -> Path | None:
+    """The SQLite file `url` names (as for `Database.open`); None for another URL."""
+    if not url:
+        return default_path
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+@contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """An flock on the SQLite file's directory, released with this process at the
+    latest. The directory, not the file: closing another descriptor on the database
+    file would drop SQLite's own POSIX locks in this process."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _apply(url: str | None, default_path: Path, schema: Schema) -> Migrated:
     try:
         with _backend(url, default_path, schema) as backend, backend.lock():
             return _migrate(backend, schema)
@@ -134,8 +182,8 @@ def _backend(url: str | None, default_path: Path, schema: Schema) -> Iterator[An
     if url and url.startswith(("postgresql://", "postgres://")):
         backend = _PostgreSQL(parse_uri(url), schema.version_table)
     else:
-        path = Path(url.removeprefix("sqlite:///")) if url else default_path
-        if not path.is_file():  # ground.sql's Database.open made it, owner-only
+        path = _sqlite_path(url, default_path)
+        if path is None or not path.is_file():  # Database.open makes it, owner-only
             raise DatabaseError(f"no database file {path}")
         backend = _SQLite(DatabaseURI("sqlite", None, None, None, None, str(path), {}),
                           schema.version_table)
@@ -187,18 +235,12 @@ class _SQLite(_Named, SQLiteBackend):  # type: ignore[misc]
         if self._is_locked:
             yield
             return
-        # The directory, not the file: closing another descriptor on the database file
-        # would drop SQLite's own POSIX locks in this process.
-        fd = os.open(Path(self.uri.database).parent, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _directory_lock(Path(self.uri.database).parent):
             self._is_locked = True
             try:
                 yield
             finally:
                 self._is_locked = False
-        finally:
-            os.close(fd)
 
 
 class _PostgreSQL(_Named, PostgresqlPsycopgBackend):  # type: ignore[misc]

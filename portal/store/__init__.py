@@ -18,8 +18,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from ground.migrations import Migrated, Schema, migrate
-from ground.sql import Database
+from ground.migrations import Migrated, Schema, migrate, open_migrated
 from portal.store.enrolments import Enrolments
 from portal.store.otp_sessions import OtpSessions
 from portal.store.outbox import Outbox
@@ -59,9 +58,7 @@ SCHEMA = Schema("portal", "portal")  # portal/migrations/portal-NNNN-*.sql
 def migrate_database(url: str | None, state_dir: Path) -> Migrated:
     """Bring the portal's database to the head of its migrations (`qsign portal
     migrate`; `Store.open` does it too)."""
-    path = state_dir / "portal.sqlite"
-    Database.open(url, path).close()  # the SQLite file made as ground.sql makes it
-    return migrate(url, path, SCHEMA)
+    return migrate(url, state_dir / "portal.sqlite", SCHEMA)
 
 
 class Store(SigningSessions, Enrolments, OtpSessions, Outbox, PersonalSpace):
@@ -70,11 +67,4 @@ class Store(SigningSessions, Enrolments, OtpSessions, Outbox, PersonalSpace):
     @classmethod
     def open(cls, url: str | None, state_dir: Path,
              clock: Callable[[], dt.datetime] = utcnow) -> Store:
-        path = state_dir / "portal.sqlite"
-        database = Database.open(url, path)
-        try:
-            migrate(url, path, SCHEMA)
-        except BaseException:
-            database.close()
-            raise
-        return cls(database, clock)
+        return cls(open_migrated(url, state_dir / "portal.sqlite", SCHEMA), clock)
