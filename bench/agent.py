@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import statistics
 import sys
 import time
@@ -57,6 +56,7 @@ from agent.tokens.model import KeyType, SignatureAlgorithm, Token  # noqa: E402
 from agent.tokens.pkcs11 import Pkcs11Module  # noqa: E402
 from agent.tokens.registry import TokenRegistry  # noqa: E402
 from tests.support import piv_apdus as piv  # noqa: E402
+from tests.support.agent_ws import rpc  # noqa: E402
 from tests.support.pcsc import connect  # noqa: E402
 from tests.support.pdfs import blank_pdf  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
@@ -106,14 +106,7 @@ class Client:
 
     async def rpc(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self.next_id += 1
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self.next_id}
-        if params is not None:
-            message["params"] = params
-        await self.ws.send_str(json.dumps(message))
-        while True:
-            reply = json.loads(await asyncio.wait_for(self.ws.receive_str(), 60))
-            if reply.get("id") == self.next_id:
-                break
+        reply = await rpc(self.ws, method, params, self.next_id)
         if "error" in reply:
             raise RuntimeError(f"{method}: {reply['error']}")
         return reply["result"]

@@ -11,7 +11,7 @@ from playwright.async_api import Page
 
 from agent.protocol.approve import approval_url, read_secret
 from tests.e2e.test_browser import _in_page, with_browser
-from tests.integration.test_agent_ws import Agent
+from tests.support.agent_ws import Agent
 
 
 def test_pairing_approved_in_the_agents_own_page(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ from tests.integration.test_agent_signing import (
     _provisioned,
     _spki_of,
 )
-from tests.integration.test_agent_ws import Agent, _qsign, with_agent
+from tests.support.agent_ws import Agent, with_agent
+from tests.support.cli import run_qsign
 from tests.support.pcsc import RunningCard
 from tests.support.ports import free_port
 
@@ -292,7 +293,7 @@ def test_pairing_from_the_page_then_approved_by_the_cli(tmp_path: Path) -> None:
         assert len(code.replace("-", "")) == 8
         config = tmp_path / "agent.toml"
         config.write_text(f'[agent]\nstate_dir = "{agent.config.state_dir}"\n')
-        approved = await asyncio.to_thread(_qsign, "agent", "approve", code,
+        approved = await asyncio.to_thread(run_qsign, "agent", "approve", code,
                                            "--config", str(config))
         assert approved.returncode == 0, approved.stderr
         assert origin in approved.stdout

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.protocol.approve import HEADER, SECRET_FILE, approval_url, read_secret
-from tests.integration.test_agent_ws import PORTAL, Agent, _qsign, with_agent
+from tests.support.agent_ws import PORTAL, Agent, with_agent
+from tests.support.cli import run_qsign
 
 ASKING = "https://newsite.example.test"
 
@@ -52,7 +53,7 @@ def test_the_secret_file_and_the_url(tmp_path: Path) -> None:
         config = tmp_path / "agent.toml"
         config.write_text(f'[agent]\nport = {agent.config.port}\n'
                           f'state_dir = "{agent.config.state_dir}"\n')
-        printed = await asyncio.to_thread(_qsign, "agent", "approve", "--open",
+        printed = await asyncio.to_thread(run_qsign, "agent", "approve", "--open",
                                           "--config", str(config))
         assert printed.returncode == 0, printed.stderr
         assert approval_url(agent.config.port, secret) in printed.stdout
@@ -66,7 +67,7 @@ def test_the_secret_file_and_the_url(tmp_path: Path) -> None:
 
     scenario_dir = tmp_path / "state"
     assert not (scenario_dir / SECRET_FILE).exists(), "the secret outlived the agent"
-    stopped = _qsign("agent", "approve", "--open", "--config", str(tmp_path / "agent.toml"))
+    stopped = run_qsign("agent", "approve", "--open", "--config", str(tmp_path / "agent.toml"))
     assert stopped.returncode != 0 and "not running" in stopped.stderr
 
 

@@ -22,8 +22,8 @@ import pyotp
 
 from agent.journal import SignatureJournal
 from firmware_sim.state import CardStore
-from tests.integration.test_agent_ws import PORTAL
 from tests.support import piv_apdus as piv
+from tests.support.agent_ws import PORTAL
 from tests.support.pcsc import RunningCard, connect
 from tests.support.ports import free_port
 from tests.support.provision import CertIssuer, PyscardConnection, provision

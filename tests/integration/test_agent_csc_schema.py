@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_agent_ws import Agent, with_agent
+from tests.support.agent_ws import Agent, with_agent
 
 HASH = base64.b64encode(hashlib.sha256(b"a document").digest()).decode()
 CREDENTIAL = "no-such-token/9C"

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from agent.tokens.registry import TokenRegistry
 from tests.integration.test_agent_signing import PIN, _credential, _provisioned, _spki_of
-from tests.integration.test_agent_ws import Agent, rpc, with_agent
+from tests.support.agent_ws import Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard
 from tests.support.second_factor import enrol_totp
 from tests.support.waiting import DEADLINE, wait_until

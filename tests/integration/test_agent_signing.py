@@ -34,8 +34,8 @@ from pyhanko_certvalidator import ValidationContext
 
 from agent.tokens.registry import TokenRegistry
 from firmware_sim.state import CardStore
-from tests.integration.test_agent_ws import PORTAL, Agent, rpc, with_agent
 from tests.support import piv_apdus as piv
+from tests.support.agent_ws import PORTAL, Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import blank_pdf
 from tests.support.provision import CertIssuer, PyscardConnection, provision

@@ -34,7 +34,7 @@ from tests.integration.test_agent_signing import (
     _provisioned,
     _spki_of,
 )
-from tests.integration.test_agent_ws import Agent, rpc, with_agent
+from tests.support.agent_ws import Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard
 from tests.support.pdfs import blank_pdf
 from tests.support.ports import free_port

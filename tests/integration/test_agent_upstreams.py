@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from agent.tokens.registry import TokenRegistry
 from tests.integration.test_agent_signing import PIN
-from tests.integration.test_agent_ws import Agent, rpc, with_agent
+from tests.support.agent_ws import Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard
 from tests.support.ports import free_port
 from tests.support.second_factor import grant_second_factor

@@ -7,88 +7,17 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from agent.app import create_app
-from agent.config import AgentConfig
 from agent.tokens.registry import TokenRegistry
+from tests.support.agent_ws import PORTAL, Agent, rpc, with_agent
+from tests.support.cli import run_qsign
 from tests.support.pcsc import RunningCard
 from tests.support.ports import free_port
 from tests.support.waiting import DEADLINE, wait_until
-
-PORTAL = "https://portal.example.test"
-
-
-class Agent:
-    def __init__(self, server: TestServer, config: AgentConfig) -> None:
-        self.server = server
-        self.config = config
-        self.session = aiohttp.ClientSession()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.config.port}"
-
-    async def connect(self, origin: str | None = PORTAL, host: str | None = None
-                      ) -> aiohttp.ClientWebSocketResponse:
-        headers = {"Host": f"127.0.0.1:{self.config.port}" if host is None else host}
-        if origin is not None:
-            headers["Origin"] = origin
-        return await self.session.ws_connect(self.url + "/v1/ws", headers=headers)
-
-    async def status(self, origin: str | None = PORTAL, host: str | None = None) -> int:
-        try:
-            ws = await self.connect(origin, host)
-        except aiohttp.WSServerHandshakeError as error:
-            return error.status
-        await ws.close()
-        return 101
-
-
-async def rpc(ws: aiohttp.ClientWebSocketResponse, method: str,
-              params: dict[str, Any] | None = None, request_id: int = 1) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
-    if params is not None:
-        message["params"] = params
-    await ws.send_str(json.dumps(message))
-    return await _next_reply(ws)
-
-
-async def _next_reply(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
-    while True:
-        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.receive_str(), DEADLINE))
-        if "id" in reply:
-            return reply
-
-
-def with_agent(tmp_path: Path, *, registry: TokenRegistry | None = None, **settings: Any
-               ) -> Callable[[Callable[[Agent], Awaitable[None]]], None]:
-    """Decorate a scenario to run it at once against a fresh agent on loopback."""
-
-    def runner(scenario: Callable[[Agent], Awaitable[None]]) -> None:
-        async def main() -> None:
-            settings.setdefault("allowed_origins", (PORTAL,))
-            config = AgentConfig(port=free_port(), state_dir=tmp_path / "state",
-                                 pcsc=False, pkcs11_modules=(), **settings)
-            app = create_app(config, registry or TokenRegistry(pcsc=False))
-            server = TestServer(app, host="127.0.0.1", port=config.port)
-            await server.start_server()
-            agent = Agent(server, config)
-            try:
-                await scenario(agent)
-            finally:
-                await agent.session.close()
-                await server.close()
-
-        asyncio.run(main())
-
-    return runner
 
 
 def test_allowed_origin_talks_json_rpc(tmp_path: Path) -> None:
@@ -201,27 +130,22 @@ def test_pairing_approved_outside_the_page_then_revoked(tmp_path: Path) -> None:
         assert reply["result"]["paired"] is False and len(code.replace("-", "")) == 8
         config = tmp_path / "agent.toml"
         config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n')
-        wrong = await asyncio.to_thread(_qsign, "agent", "approve", "ZZZZ-ZZZZ", "--config",
+        wrong = await asyncio.to_thread(run_qsign, "agent", "approve", "ZZZZ-ZZZZ", "--config",
                                         str(config))
         assert wrong.returncode == 2 and "no pairing request" in wrong.stderr
-        approved = await asyncio.to_thread(_qsign, "agent", "approve", code, "--config",
+        approved = await asyncio.to_thread(run_qsign, "agent", "approve", code, "--config",
                                            str(config))
         assert approved.returncode == 0 and other in approved.stdout
         assert await agent.status(other) == 101
-        again = await asyncio.to_thread(_qsign, "agent", "approve", code, "--config",
+        again = await asyncio.to_thread(run_qsign, "agent", "approve", code, "--config",
                                         str(config))
         assert again.returncode == 2, "a code pairs once"
-        listed = await asyncio.to_thread(_qsign, "agent", "origins", "--config", str(config))
+        listed = await asyncio.to_thread(run_qsign, "agent", "origins", "--config", str(config))
         assert other in listed.stdout
-        revoked = await asyncio.to_thread(_qsign, "agent", "origins", "--revoke", other,
+        revoked = await asyncio.to_thread(run_qsign, "agent", "origins", "--revoke", other,
                                           "--config", str(config))
         assert revoked.returncode == 0
         assert await agent.status(other) == 403
-
-
-def _qsign(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qsign", *args], capture_output=True,
-                          text=True, timeout=60)
 
 
 def test_tokens_and_events_from_the_simulated_card(simulated_card: RunningCard,
@@ -272,10 +196,10 @@ def test_agent_listens_on_loopback_only(tmp_path: Path) -> None:
 def test_unknown_config_keys_are_named(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text('[agent]\nport = 1\nallowed_origns = ["https://x"]\n')
-    result = _qsign("agent", "origins", "--config", str(config))
+    result = run_qsign("agent", "origins", "--config", str(config))
     assert result.returncode == 2 and "agent.allowed_origns" in result.stderr
     config.write_text('[agent]\nallowed_origins = ["https://x/path"]\n')
-    result = _qsign("agent", "origins", "--config", str(config))
+    result = run_qsign("agent", "origins", "--config", str(config))
     assert result.returncode == 2 and "allowed_origins[0]" in result.stderr
 
 

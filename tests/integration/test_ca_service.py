@@ -28,13 +28,9 @@ from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
 from firmware_sim.card import InProcessConnection
 from tests.support.ca_fixtures import IdentityService, b64, card_csr
+from tests.support.cli import run_qsign
 from tests.support.ports import free_port
 from tests.support.waiting import DEADLINE
-
-
-def qsign(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qsign", *args], capture_output=True,
-                          text=True, timeout=120)
 
 
 @dataclass
@@ -72,14 +68,14 @@ def running_ca(tmp_path: Path, manufacturer: Manufacturer, database_url: str
     port = free_port()
     directory = tmp_path / "ca"
     base = f"http://127.0.0.1:{port}"
-    assert qsign("ca", "init", "--dir", str(directory), "--base-url", base).returncode == 0
+    assert run_qsign("ca", "init", "--dir", str(directory), "--base-url", base).returncode == 0
     root = tmp_path / "manufacturer.pem"
     root.write_bytes(manufacturer.root_certificate.public_bytes(Encoding.PEM))
     identity = IdentityService()
     (tmp_path / "identity.pem").write_bytes(identity.pem)
     for kind, path in (("trust-manufacturer", root), ("trust-identity",
                                                         tmp_path / "identity.pem")):
-        result = qsign("ca", kind, str(path), "--dir", str(directory))
+        result = run_qsign("ca", kind, str(path), "--dir", str(directory))
         assert result.returncode == 0, result.stderr
     log = (tmp_path / "ca.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "qsign", "ca", "serve", "--dir",
@@ -137,7 +133,7 @@ def test_enrol_then_ocsp_crl_and_revocation(running_ca: RunningCa,
     first = ocsp_status()
     assert "Response verify OK" in first and ": good" in first, first
 
-    listing = qsign("ca", "list", "--dir", str(running_ca.directory), "--db",
+    listing = run_qsign("ca", "list", "--dir", str(running_ca.directory), "--db",
                     _db_of(running_ca))
     assert issued["serial"] in listing.stdout and "good" in listing.stdout
 

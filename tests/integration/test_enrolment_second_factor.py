@@ -26,10 +26,10 @@ from cryptography.x509.oid import NameOID
 
 from portal.store import EnrolmentStep
 from tests.integration.test_agent_crash import AgentProcess
-from tests.integration.test_agent_ws import PORTAL
 from tests.integration.test_portal_enrolment_codes import CHOSEN, signer_at_step
 from tests.integration.test_sole_control_factor import Page, _card_counters
 from tests.support import piv_apdus as piv
+from tests.support.agent_ws import PORTAL
 from tests.support.pcsc import RunningCard
 from tests.support.portal_service import RunningPortal, running_portal
 from tests.support.waiting import wait_until_async

@@ -15,7 +15,7 @@ import pytest
 from agent.tokens.registry import TokenRegistry
 from ground import __version__
 from tests.integration.test_agent_signing import PIN, _credential, _enrol_totp, _provisioned
-from tests.integration.test_agent_ws import Agent, rpc, with_agent
+from tests.support.agent_ws import Agent, rpc, with_agent
 from tests.support.pcsc import RunningCard
 from tests.support.waiting import wait_until_async
 

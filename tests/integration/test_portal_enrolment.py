@@ -23,8 +23,8 @@ from agent.tokens.registry import TokenRegistry
 from firmware_sim.attestation import Manufacturer
 from portal.identity.evidence import EvidenceSigner
 from portal.identity.mrz import DocumentFormat
-from tests.integration.test_agent_ws import PORTAL as ORIGIN
-from tests.integration.test_agent_ws import rpc
+from tests.support.agent_ws import PORTAL as ORIGIN
+from tests.support.agent_ws import rpc
 from tests.support.identity_fixtures import frames, make_specimen
 from tests.support.pcsc import RunningCard
 from tests.support.portal_pki import start_pki, validate_pdf

@@ -23,8 +23,8 @@ from agent.app import create_app as create_agent
 from agent.config import AgentConfig
 from agent.tokens.registry import TokenRegistry
 from portal.certificates import check_qualified
-from tests.integration.test_agent_ws import PORTAL as ORIGIN
-from tests.integration.test_agent_ws import rpc
+from tests.support.agent_ws import PORTAL as ORIGIN
+from tests.support.agent_ws import rpc
 from tests.support.pcsc import RunningCard
 from tests.support.portal_card import provision_qualified
 from tests.support.portal_pki import PortalPki, start_pki, validate_pdf

@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives.serialization import (
 from cryptography.x509.oid import NameOID
 
 from tests.integration.test_agent_crash import PIN, AgentProcess
-from tests.integration.test_agent_ws import PORTAL
 from tests.integration.test_sole_control_factor import Page
 from tests.support import piv_apdus as piv
+from tests.support.agent_ws import PORTAL
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 from tests.support.second_factor import grant_second_factor

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import subprocess
 import sys
 import time
@@ -26,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from agent.audit import SecurityJournal
 from agent.journal import SignatureJournal
 from tests.integration.test_agent_crash import PIN, AgentProcess
-from tests.integration.test_agent_ws import PORTAL
 from tests.support import piv_apdus as piv
+from tests.support.agent_ws import PORTAL, rpc
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 
@@ -85,13 +84,7 @@ class Page:
 
     async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         self.next_id += 1
-        await self.ws.send_str(json.dumps({"jsonrpc": "2.0", "id": self.next_id,
-                                           "method": method, "params": params}))
-        while True:
-            reply: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.receive_str(),
-                                                                      30))
-            if reply.get("id") == self.next_id:
-                return reply
+        return await rpc(self.ws, method, params, self.next_id)
 
     async def refused(self, method: str, params: dict[str, Any]) -> str:
         reply = await self.call(method, params)

@@ -30,7 +30,6 @@ import pyotp
 
 from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
-from tests.integration.test_agent_ws import PORTAL, Agent, rpc, with_agent
 from tests.support import piv_apdus as piv
 from tests.support.agent_daemon import (
     free_port,
@@ -40,6 +39,8 @@ from tests.support.agent_daemon import (
     wait_health,
     write_toml,
 )
+from tests.support.agent_ws import PORTAL, Agent, rpc, with_agent
+from tests.support.cli import run_qsign
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 from tests.support.second_factor import enrol_totp
@@ -51,11 +52,6 @@ DEADLINE = 60.0  # seconds; bounds how long a failure takes, never asserted as a
 
 
 # Helpers ---------------------------------------------------------------------------------
-
-
-def _qsign(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qsign", *args], capture_output=True,
-                          text=True, timeout=120, env=env)
 
 
 def _hashes(tag: str, n: int = 2) -> list[str]:
@@ -105,7 +101,7 @@ class AgentRun:
         wait_health(self.port, self.process)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _qsign("agent", *args, "--config", str(self.config), env=self.env)
+        return run_qsign("agent", *args, "--config", str(self.config), env=self.env)
 
     def stop(self) -> str:
         if self.process is not None:

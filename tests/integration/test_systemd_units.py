@@ -20,7 +20,6 @@ import pytest
 
 from tests.conftest import SoftHsm
 from tests.integration.test_agent_signing import PIN, _enrol_totp, _provisioned
-from tests.integration.test_agent_ws import PORTAL, rpc
 from tests.support.agent_daemon import (
     QSIGN,
     free_port,
@@ -30,6 +29,7 @@ from tests.support.agent_daemon import (
     wait_health,
     write_toml,
 )
+from tests.support.agent_ws import PORTAL, rpc
 from tests.support.pcsc import RunningCard
 from tests.support.waiting import wait_until
 

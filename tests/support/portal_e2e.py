@@ -51,6 +51,7 @@ from portal.identity.evidence import EvidenceSigner
 from portal.service import create_app as create_portal
 from portal.store import Store, utcnow
 from tests.support.ca_fixtures import IdentityService, b64, card_csr
+from tests.support.cli import run_qsign
 from tests.support.pcsc import RunningCard, connect
 from tests.support.ports import free_port
 from tests.support.provision import PyscardConnection
@@ -68,11 +69,6 @@ def artefacts(tmp_path: Path) -> Path:
     directory = Path(base) / tmp_path.name if base else tmp_path / "screenshots"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
-
-
-def _qsign(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qsign", *args], capture_output=True,
-                          text=True, timeout=120)
 
 
 @dataclass
@@ -137,7 +133,7 @@ def _serve_ca(directory: Path, port: int, db: Path) -> subprocess.Popen[bytes]:
 
 
 def trust_identity(ca_dir: Path, pem_path: Path) -> None:
-    done = _qsign("ca", "trust-identity", str(pem_path), "--dir", str(ca_dir))
+    done = run_qsign("ca", "trust-identity", str(pem_path), "--dir", str(ca_dir))
     if done.returncode != 0:
         pytest.fail(f"qsign ca trust-identity: {done.stderr}", pytrace=False)
 
@@ -148,7 +144,7 @@ def start_ca(tmp_path: Path, manufacturer: Manufacturer,
     port = free_port()
     directory = tmp_path / "ca"
     base = f"http://127.0.0.1:{port}"
-    done = _qsign("ca", "init", "--dir", str(directory), "--base-url", base)
+    done = run_qsign("ca", "init", "--dir", str(directory), "--base-url", base)
     if done.returncode != 0:
         pytest.fail(f"qsign ca init: {done.stderr}", pytrace=False)
     root = tmp_path / "manufacturer.pem"
@@ -157,7 +153,7 @@ def start_ca(tmp_path: Path, manufacturer: Manufacturer,
     (tmp_path / "identity.pem").write_bytes(identity.pem)
     for kind, path in (("trust-manufacturer", root),
                        ("trust-identity", tmp_path / "identity.pem")):
-        done = _qsign("ca", kind, str(path), "--dir", str(directory))
+        done = run_qsign("ca", kind, str(path), "--dir", str(directory))
         if done.returncode != 0:
             pytest.fail(f"qsign ca {kind}: {done.stderr}", pytrace=False)
     for pem_path in identities:

@@ -7,25 +7,14 @@ themselves use the real CLI, TOTP and SMS codes."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pyotp
 
 from agent.confirmations import decide
 from agent.state import AgentState
-
-
-async def _rpc(ws: aiohttp.ClientWebSocketResponse, method: str, params: dict[str, Any],
-               request_id: int) -> dict[str, Any]:
-    await ws.send_str(json.dumps({"jsonrpc": "2.0", "method": method, "params": params,
-                                  "id": request_id}))
-    while True:
-        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.receive_str(), 30))
-        if reply.get("id") == request_id:
-            return reply
+from tests.support.agent_ws import rpc
 
 
 def approve_outside_page(state_dir: Path, code: str) -> str:
@@ -39,11 +28,11 @@ def approve_outside_page(state_dir: Path, code: str) -> str:
 async def grant_second_factor(ws: aiohttp.ClientWebSocketResponse, token_id: str,
                               state_dir: Path) -> None:
     """This connection proves a second factor for `token_id` by a confirmation."""
-    asked = await _rpc(ws, "secondFactor/verify", {"tokenID": token_id}, 9001)
+    asked = await rpc(ws, "secondFactor/verify", {"tokenID": token_id}, 9001)
     assert asked["error"]["data"]["error"] == "CONFIRMATION_REQUIRED", asked
     code = asked["error"]["data"]["code"]
     await asyncio.to_thread(approve_outside_page, state_dir, code)
-    granted = await _rpc(ws, "secondFactor/verify", {"tokenID": token_id,
+    granted = await rpc(ws, "secondFactor/verify", {"tokenID": token_id,
                                                       "confirmation": code}, 9002)
     assert granted["result"]["method"] == "confirmation", granted
 
@@ -52,7 +41,7 @@ async def enrol_totp(ws: aiohttp.ClientWebSocketResponse, credential: str, pin: 
                      state_dir: Path) -> pyotp.TOTP:
     """A TOTP secret for `credential`, enrolled through the agent as a page would."""
     await grant_second_factor(ws, credential.rpartition("/")[0], state_dir)
-    reply = await _rpc(ws, "otp/enrol", {"credentialID": credential, "PIN": pin}, 9003)
+    reply = await rpc(ws, "otp/enrol", {"credentialID": credential, "PIN": pin}, 9003)
     assert reply["result"]["uri"].startswith("otpauth://totp/"), reply
     totp = pyotp.parse_uri(reply["result"]["uri"])
     assert isinstance(totp, pyotp.TOTP)
