@@ -28,7 +28,6 @@ are refused as replays until the clock is past it again.
 from __future__ import annotations
 
 import hmac
-import io
 import math
 import os
 import sqlite3
@@ -40,9 +39,8 @@ from pathlib import Path
 from typing import Protocol
 
 import pyotp
-import qrcode
-import qrcode.constants
 
+from ground.qr import qr_png
 from ground.sql import Cursor, Database
 
 NIST_MAX_FAILURES = 100  # SP 800-63B §5.2.2
@@ -372,7 +370,7 @@ class TotpVerifier:
             name=account, issuer_name=self.issuer)
         with self._store.transaction(account) as txn:
             txn.save_enrolment(TotpEnrolment(account, secret, self.digits, self.step, None, now))
-        return Enrolment(secret, uri, _qr_png(uri))
+        return Enrolment(secret, uri, qr_png(uri))
 
     def verify(self, account: str, code: str, *, now: float | None = None,
                durable: bool = True) -> None:
@@ -453,16 +451,6 @@ def _matching_steps(enrolment: TotpEnrolment, code: str, now: float) -> list[int
         if hmac.compare_digest(totp.generate_otp(step).encode("ascii"), typed):
             matched.append(step)
     return matched
-
-
-def _qr_png(uri: str) -> bytes:
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=8,
-                       border=4)
-    qr.add_data(uri)
-    qr.make(fit=True)
-    out = io.BytesIO()
-    qr.make_image().save(out)
-    return out.getvalue()
 
 
 def _check_account(account: str) -> None:
