@@ -12,11 +12,10 @@ import hashlib
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.support import ROOT, median_ms, scratch
+from bench.support import median_ms, scratch
 
 BASE = scratch("ca")
 
@@ -32,6 +31,7 @@ from ca.enrolment import Enrolment, EnrolmentRequest  # noqa: E402
 from ca.registry import Registry  # noqa: E402
 from firmware_sim.attestation import Manufacturer, attest_slot  # noqa: E402
 from tests.support.ca_fixtures import IdentityService  # noqa: E402
+from tests.support.ca_process import serve_ca  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.postgres import PrivatePostgres  # noqa: E402
 
@@ -112,16 +112,8 @@ asyncio.run(main())
 
 def ocsp_rates(directory: Path, leaf: Path, issuing: Path) -> dict[str, float]:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "qsign", "ca", "serve", "--dir",
-                               str(directory), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    server = serve_ca(directory, port)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         rates = {}
         for name, flags in (("cached (no nonce)", ["-no_nonce"]), ("fresh (nonce)", [])):
             request = BASE / "req.der"

@@ -17,7 +17,6 @@ from agent.tokens.pkcs11 import Pkcs11Module
 from firmware_sim.card import manufacture
 from tests.support.pcsc import READER_NAMES, PrivatePcscd, RunningCard, free_port_pair
 
-ROOT = Path(__file__).resolve().parent.parent
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 

@@ -14,8 +14,9 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from tests.integration.test_ca_service import RunningCa, running_ca  # noqa: F401 - fixture
+from tests.integration.test_ca_service import running_ca  # noqa: F401 - fixture
 from tests.support import piv_apdus as piv
+from tests.support.ca_process import RunningCa
 from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import write_samples
 from tests.support.provision import CertIssuer, PyscardConnection, provision

@@ -9,17 +9,11 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,73 +21,17 @@ from agent.tokens.model import KeyType
 from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
 from firmware_sim.card import InProcessConnection
-from tests.support.ca_fixtures import IdentityService, b64, card_csr
+from tests.support.ca_fixtures import b64, card_csr
+from tests.support.ca_process import RunningCa, start_ca
 from tests.support.cli import run_qsign
-from tests.support.ports import free_port
-from tests.support.waiting import DEADLINE
-
-
-@dataclass
-class RunningCa:
-    directory: Path
-    base: str
-    identity: IdentityService
-    process: subprocess.Popen[bytes]
-
-    def post(self, path: str, body: bytes, content_type: str,
-             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.base + path, data=body, method="POST",  # noqa: S310
-                                         headers={"Content-Type": content_type,
-                                                  **(headers or {})})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=30) as response:  # noqa: S310
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def pem(self, role: str) -> Path:
-        return self.directory / "certs" / f"{role}.pem"
 
 
 @pytest.fixture
 def running_ca(tmp_path: Path, manufacturer: Manufacturer, database_url: str
                ) -> Iterator[RunningCa]:
-    port = free_port()
-    directory = tmp_path / "ca"
-    base = f"http://127.0.0.1:{port}"
-    assert run_qsign("ca", "init", "--dir", str(directory), "--base-url", base).returncode == 0
-    root = tmp_path / "manufacturer.pem"
-    root.write_bytes(manufacturer.root_certificate.public_bytes(Encoding.PEM))
-    identity = IdentityService()
-    (tmp_path / "identity.pem").write_bytes(identity.pem)
-    for kind, path in (("trust-manufacturer", root), ("trust-identity",
-                                                        tmp_path / "identity.pem")):
-        result = run_qsign("ca", kind, str(path), "--dir", str(directory))
-        assert result.returncode == 0, result.stderr
-    log = (tmp_path / "ca.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "qsign", "ca", "serve", "--dir",
-                                str(directory), "--port", str(port), "--db", database_url],
-                               stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the CA did not start:\n{(tmp_path / 'ca.log').read_text()}")
-            time.sleep(0.1)
-    yield RunningCa(directory, base, identity, process)
-    process.terminate()
-    process.wait(10)
+    ca = start_ca(tmp_path, manufacturer, database_url=database_url)
+    yield ca
+    ca.stop()
 
 
 def _enrol(ca: RunningCa, connection: InProcessConnection, tmp_path: Path
@@ -134,7 +72,7 @@ def test_enrol_then_ocsp_crl_and_revocation(running_ca: RunningCa,
     assert "Response verify OK" in first and ": good" in first, first
 
     listing = run_qsign("ca", "list", "--dir", str(running_ca.directory), "--db",
-                    _db_of(running_ca))
+                        running_ca.database_url)
     assert issued["serial"] in listing.stdout and "good" in listing.stdout
 
     token = (running_ca.directory / "admin.token").read_text().strip()
@@ -155,12 +93,6 @@ def test_enrol_then_ocsp_crl_and_revocation(running_ca: RunningCa,
                     "-text")
     assert issued["serial"].upper().lstrip("0") in text.replace(":", "").upper()
     assert "Key Compromise" in text
-
-
-def _db_of(ca: RunningCa) -> str:
-    args = ca.process.args
-    assert isinstance(args, list)
-    return str(args[args.index("--db") + 1])
 
 
 def test_timestamps_verify_with_openssl(running_ca: RunningCa, tmp_path: Path) -> None:

@@ -16,14 +16,8 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
-import json
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,10 +27,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
-from cryptography.hazmat.primitives.serialization import Encoding
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from agent.app import create_app as create_agent
@@ -50,12 +42,12 @@ from portal.config import PortalConfig
 from portal.identity.evidence import EvidenceSigner
 from portal.service import create_app as create_portal
 from portal.store import Store, utcnow
-from tests.support.ca_fixtures import IdentityService, b64, card_csr
-from tests.support.cli import run_qsign
+from tests.support.ca_fixtures import b64, card_csr
+from tests.support.ca_process import RunningCa, start_ca
 from tests.support.pcsc import RunningCard, connect
 from tests.support.ports import free_port
 from tests.support.provision import PyscardConnection
-from tests.support.waiting import DEADLINE, wait_until_async
+from tests.support.waiting import wait_until_async
 
 CHROMIUM = Path("/usr/bin/chromium")
 PIN = "123456"
@@ -69,98 +61,6 @@ def artefacts(tmp_path: Path) -> Path:
     directory = Path(base) / tmp_path.name if base else tmp_path / "screenshots"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
-
-
-@dataclass
-class RunningCa:
-    directory: Path
-    base: str
-    identity: IdentityService
-    process: subprocess.Popen[bytes]
-    port: int = 0
-    db: Path | None = None
-
-    def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        request = urllib.request.Request(  # noqa: S310 (loopback)
-            self.base + path, data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                answer: dict[str, Any] = json.loads(response.read())
-                return response.status, answer
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-    def restart(self) -> None:
-        """Stop and start `qsign ca serve` again (same port, keys and registry): the CA
-        reads its trust lists at start-up."""
-        self.stop()
-        assert self.db is not None
-        self.process = _serve_ca(self.directory, self.port, self.db)
-
-    def issued(self) -> int:
-        """How many certificates the CA's registry holds."""
-        import sqlite3
-
-        assert self.db is not None
-        with sqlite3.connect(self.db) as db:
-            (count,) = db.execute("SELECT COUNT(*) FROM certificates").fetchone()
-        return int(count)
-
-
-def _serve_ca(directory: Path, port: int, db: Path) -> subprocess.Popen[bytes]:
-    base = f"http://127.0.0.1:{port}"
-    log_path = directory.parent / "ca.log"
-    log = log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qsign", "ca", "serve", "--dir", str(directory), "--port",
-         str(port), "--db", f"sqlite:///{db}"],
-        stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
-                return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the CA did not start:\n{log_path.read_text()}", pytrace=False)
-            time.sleep(0.1)
-
-
-def trust_identity(ca_dir: Path, pem_path: Path) -> None:
-    done = run_qsign("ca", "trust-identity", str(pem_path), "--dir", str(ca_dir))
-    if done.returncode != 0:
-        pytest.fail(f"qsign ca trust-identity: {done.stderr}", pytrace=False)
-
-
-def start_ca(tmp_path: Path, manufacturer: Manufacturer,
-             identities: Sequence[Path] = ()) -> RunningCa:
-    """`identities`: more identity services' certificates (PEM files) the CA trusts."""
-    port = free_port()
-    directory = tmp_path / "ca"
-    base = f"http://127.0.0.1:{port}"
-    done = run_qsign("ca", "init", "--dir", str(directory), "--base-url", base)
-    if done.returncode != 0:
-        pytest.fail(f"qsign ca init: {done.stderr}", pytrace=False)
-    root = tmp_path / "manufacturer.pem"
-    root.write_bytes(manufacturer.root_certificate.public_bytes(Encoding.PEM))
-    identity = IdentityService()
-    (tmp_path / "identity.pem").write_bytes(identity.pem)
-    for kind, path in (("trust-manufacturer", root),
-                       ("trust-identity", tmp_path / "identity.pem")):
-        done = run_qsign("ca", kind, str(path), "--dir", str(directory))
-        if done.returncode != 0:
-            pytest.fail(f"qsign ca {kind}: {done.stderr}", pytrace=False)
-    for pem_path in identities:
-        trust_identity(directory, pem_path)
-    db = tmp_path / "ca.sqlite"
-    process = _serve_ca(directory, port, db)
-    return RunningCa(directory, base, identity, process, port, db)
 
 
 def enrol_card(card: RunningCard, ca: RunningCa, slot: str = "9C") -> bytes:

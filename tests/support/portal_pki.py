@@ -9,10 +9,7 @@ import asyncio
 import datetime as dt
 import secrets
 import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -50,8 +47,8 @@ from ca.profiles import (
 from ca.registry import CertificateRecord, Registry
 from ca.service import create_app
 from portal.pades import Level, Validation
+from tests.support.ca_process import serve_ca
 from tests.support.ports import free_port
-from tests.support.waiting import DEADLINE
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 KEY_KINDS = ("p256", "p384", "rsa2048")
@@ -232,19 +229,7 @@ def start_pki(directory: Path, *, process: bool = False) -> PortalPki:
     authority = Authority.init(directory, CaConfig(base_url=base))
     registry = Registry.open(None, directory)
     if process:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "qsign", "ca", "serve", "--dir", str(directory),
-             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
-                    break
-            except OSError:
-                if child.poll() is not None or time.monotonic() > deadline:
-                    child.kill()
-                    raise RuntimeError("the CA service did not start") from None
-                time.sleep(0.1)
+        child = serve_ca(directory, port)
         return PortalPki(directory, authority, registry, base, _process=child)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(create_app(authority, registry), access_log=None)
