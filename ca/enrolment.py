@@ -114,6 +114,18 @@ def _within(cert: x509.Certificate, now: dt.datetime) -> bool:
     return bool(validity["not_before"].native <= now <= validity["not_after"].native)
 
 
+def issue_qualified(authority: Authority, serial: int, subject: x509.Name,
+                    public_key: asn1_keys.PublicKeyInfo) -> x509.Certificate:
+    """The issuing CA's QCP-n-qscd certificate for `public_key` (ETSI EN 319 411-2),
+    valid for the configured days and never past the issuing certificate."""
+    return qualified_certificate(
+        serial=serial, subject=subject, public_key=public_key, issuer=authority.issuing,
+        issuer_key=authority.keys["issuing"],
+        validity=Validity.starting_now(authority.config.validity_days,
+                                       cap=authority.issuing.not_valid_after),
+        points=authority.config.points)
+
+
 class Enrolment:
     def __init__(self, authority: Authority, registry: Registry) -> None:
         self.authority = authority
@@ -133,20 +145,12 @@ class Enrolment:
             raise EnrolmentRefused("evidence_not_bound",
                                    "the evidence names another key than the request's")
         person = found.person
-        issuing = self.authority.issuing
-        cap = issuing["tbs_certificate"]["validity"]["not_after"].native
+        subject = natural_person_name(given_name=person.given_name, surname=person.surname,
+                                      serial_number=person.serial_number,
+                                      country=person.country)
 
         def build(serial: int) -> x509.Certificate:
-            return qualified_certificate(
-                serial=serial,
-                subject=natural_person_name(given_name=person.given_name,
-                                            surname=person.surname,
-                                            serial_number=person.serial_number,
-                                            country=person.country),
-                public_key=public_key, issuer=issuing,
-                issuer_key=self.authority.keys["issuing"],
-                validity=Validity.starting_now(self.authority.config.validity_days, cap=cap),
-                points=self.authority.config.points)
+            return issue_qualified(self.authority, serial, subject, public_key)
 
         try:
             return self.registry.issue(build, new_serial=random_serial, evidence_id=found.id,

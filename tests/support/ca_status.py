@@ -15,10 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ca.authority import Authority, CaConfig
+from ca.enrolment import issue_qualified
 from ca.profiles import (
-    Validity,
     natural_person_name,
-    qualified_certificate,
     random_serial,
     spki_sha256,
 )
@@ -49,15 +48,9 @@ class StatusCa:
         subject = natural_person_name(given_name="Alice", surname=surname,
                                       serial_number=f"IDCFR-{secrets.token_hex(4)}",
                                       country="FR")
-        authority = self.authority
 
         def build(serial: int) -> x509.Certificate:
-            return qualified_certificate(
-                serial=serial, subject=subject, public_key=public_key,
-                issuer=authority.issuing, issuer_key=authority.keys["issuing"],
-                validity=Validity.starting_now(authority.config.validity_days,
-                                               cap=authority.issuing.not_valid_after),
-                points=authority.config.points)
+            return issue_qualified(self.authority, serial, subject, public_key)
 
         return self.registry.issue(build, new_serial=random_serial if serial is None
                                    else lambda: serial,

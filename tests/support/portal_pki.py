@@ -32,6 +32,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 
 from ca.authority import Authority, CaConfig
+from ca.enrolment import issue_qualified
 from ca.keys import CaKey, default_hash, signature_algorithm
 from ca.profiles import (
     ID_QCS_PKIXQCSYNTAX_V2,
@@ -39,7 +40,6 @@ from ca.profiles import (
     Validity,
     key_identifier,
     natural_person_name,
-    qualified_certificate,
     random_serial,
     sign_certificate,
     spki_sha256,
@@ -132,15 +132,9 @@ class PortalPki:
         subject = natural_person_name(given_name=given_name, surname=surname,
                                       serial_number=f"IDCFR-{secrets.token_hex(4)}",
                                       country="FR")
-        authority = self.authority
 
         def build(serial: int) -> x509.Certificate:
-            return qualified_certificate(
-                serial=serial, subject=subject, public_key=public_key,
-                issuer=authority.issuing, issuer_key=authority.keys["issuing"],
-                validity=Validity.starting_now(authority.config.validity_days,
-                                               cap=authority.issuing.not_valid_after),
-                points=authority.config.points)
+            return issue_qualified(self.authority, serial, subject, public_key)
 
         return self.registry.issue(build, new_serial=random_serial,
                                    evidence_id=secrets.token_hex(16),
