@@ -5,11 +5,13 @@ and the administrator's policy, and removal leaves nothing listening."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
 import subprocess
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from tests.support.agent_daemon import (
     wait_health,
     write_toml,
 )
+from tests.support.key_material import KeyMaterial, loopback_names, scan_file, scan_tree
 
 PORTAL = "https://portal.example.test"
 V1, V2 = f"{__version__}+t1", f"{__version__}+t2"
@@ -204,3 +207,74 @@ def test_install_upgrade_remove_purge_in_a_throwaway_root(
     leftovers = [str(p) for p in r.rglob("*qsign*")]
     assert leftovers == []
     stop(agent)
+
+
+OWN_PACKAGES = ("agent", "ca", "portal", "ground", "qsign", "firmware_sim")
+
+
+def _own(path: str) -> bool:
+    """qsign's own files in the package: all but the bundled libraries."""
+    parts = path.split("/")
+    if parts[:3] != ["usr", "lib", "qsign"]:
+        return True
+    top = parts[4] if len(parts) > 4 and parts[3] == "python" else ""
+    return top in OWN_PACKAGES or top.startswith("qsign-")
+
+
+def test_no_private_key_or_localhost_certificate_ships(
+        packages: dict[str, Path], tmp_path: Path) -> None:
+    """SECURITY #13: never a shared private key. The wheel and qsign's own files hold no
+    key or certificate at all; the bundled libraries no private key or key container
+    outside their test corpora, and no certificate for a loopback host anywhere."""
+    wheel = KeyMaterial()
+    with zipfile.ZipFile(packages["wheel"]) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        for member in members:
+            scan_file(member.filename, archive.read(member), wheel)
+    assert any(m.filename == "agent/app.py" for m in members)
+    assert (wheel.private_keys, wheel.containers, wheel.certificate_files,
+            wheel.pem_blocks) == ([], [], [], [])
+
+    tree = tmp_path / "deb"
+    subprocess.run(["dpkg-deb", "-x", str(packages[V1]), str(tree)], check=True)
+    everything = scan_tree(tree, skip_test_corpora=False)
+    own = [f for f in everything.pem_blocks + everything.containers if _own(f.path)]
+    own_files = [p for p in everything.certificate_files if _own(p)]
+    assert (own, own_files) == ([], [])
+    outside_tests = scan_tree(tree, skip_test_corpora=True)
+    assert outside_tests.private_keys == [] and outside_tests.containers == []
+    # Not vacuous: the scan reads the bundled trust stores (certifi's CA bundle).
+    assert len([p for p, _ in outside_tests.certificates if "certifi" in p]) > 100
+    localhost = [(p, loopback_names(c)) for p, c in everything.certificates
+                 if loopback_names(c)]
+    assert localhost == []
+
+
+def test_the_key_scan_finds_keys_and_localhost_certificates(tmp_path: Path) -> None:
+    """The scanner itself, on a tree holding what a localhost-TLS agent would ship."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qsign agent")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+                           critical=False).sign(key, hashes.SHA256()))
+    pem_key = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+    (tmp_path / "agent" / "web").mkdir(parents=True)
+    (tmp_path / "agent" / "tls.py").write_bytes(
+        b'KEY = """' + pem_key + b'"""\n')
+    (tmp_path / "agent" / "web" / "localhost.der").write_bytes(
+        cert.public_bytes(serialization.Encoding.DER))
+    (tmp_path / "agent" / "web" / "localhost.p12").write_bytes(b"\x30\x82")
+    found = scan_tree(tmp_path, skip_test_corpora=True)
+    assert [f.what for f in found.private_keys] == ["EC PRIVATE KEY"]
+    assert [f.path for f in found.containers] == ["agent/web/localhost.p12"]
+    assert [loopback_names(c) for _, c in found.certificates] == [["localhost"]]
