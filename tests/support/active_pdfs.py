@@ -10,6 +10,8 @@ from io import BytesIO
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
+from portal.samples import pdf_file
+
 N = generic.NameObject
 
 
@@ -117,18 +119,7 @@ def xfa_form() -> bytes:
 def hand_written(objects: list[bytes]) -> bytes:
     """A PDF of `objects` (object i+1 is objects[i]; 1 must be the catalog), with a
     classic cross-reference table computed here."""
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def escaped_javascript_name() -> bytes:
