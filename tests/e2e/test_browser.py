@@ -1,17 +1,7 @@
 """The browser client in a real browser: Debian's Chromium (/usr/bin/chromium), driven by
 Playwright with `executable_path` (no browser download), loads pages served on loopback
-under realistic origins and talks to an in-process agent through /v1/qsign.js.
-
-Chromium flags, and why:
-- --host-resolver-rules="MAP *.example.test 127.0.0.1": the pages get a real-looking
-  origin (http://portal.example.test:PORT) while served on loopback (DESIGN "Tests with
-  real parts"). The page's address is then loopback, so its requests to the agent on
-  127.0.0.1 stay within one address space: no Local Network Access prompt or policy.
-- --unsafely-treat-insecure-origin-as-secure=<page origin>: WebCrypto's digest (used by
-  qsign.sha256 and the demo) exists only in secure contexts, and an http:// origin
-  other than localhost is not one. A real portal is https; this flag stands in for it.
-- --no-sandbox (root in a container), --disable-gpu, and the background-networking
-  flags (this machine's closed network; .library/env/machines/python.md).
+under realistic origins and talks to an in-process agent through /v1/qsign.js
+(tests/support/chromium.py says why each Chromium flag).
 """
 
 from __future__ import annotations
@@ -34,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Page, async_playwright
 
 from agent.tokens.registry import TokenRegistry
 from tests.integration.test_agent_signing import (
@@ -45,11 +35,11 @@ from tests.integration.test_agent_signing import (
     _spki_of,
 )
 from tests.support.agent_ws import Agent, with_agent
+from tests.support.chromium import launch_chromium
 from tests.support.cli import run_qsign
 from tests.support.pcsc import RunningCard
 from tests.support.ports import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
 WEB = Path(__file__).resolve().parents[2] / "agent" / "web"
 TEST_PAGE = "<!doctype html><html><head><meta charset='utf-8'><title>qsign test</title>" \
             "</head><body><p>qsign e2e</p></body></html>"
@@ -76,17 +66,6 @@ async def _page_server(port: int) -> TestServer:
     return server
 
 
-async def _browser(playwright: Any, secure_origin: str) -> Browser:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run 'bash scripts/setup.sh'"
-    browser: Browser = await playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update",
-              "--disable-sync", "--host-resolver-rules=MAP *.example.test 127.0.0.1",
-              f"--unsafely-treat-insecure-origin-as-secure={secure_origin}"])
-    return browser
-
-
 def with_browser(tmp_path: Path, page_host: str, *, registry: TokenRegistry | None = None,
                  allowed: tuple[str, ...] = ("portal",)
                  ) -> Callable[[Callable[[Agent, Page, str], Awaitable[None]]], None]:
@@ -103,7 +82,7 @@ def with_browser(tmp_path: Path, page_host: str, *, registry: TokenRegistry | No
             origin = _origin(page_host, page_port)
             try:
                 async with async_playwright() as playwright:
-                    browser = await _browser(playwright, origin)
+                    browser = await launch_chromium(playwright, secure_origin=origin)
                     try:
                         page = await browser.new_page()
                         console: list[str] = []

@@ -24,11 +24,10 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
 
 from tests.support.active_pdfs import javascript_in_object_stream
+from tests.support.chromium import launch_chromium
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_service import RunningPortal, running_portal
 from tests.support.ports import free_port
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _attack_page(target: str) -> str:
@@ -42,13 +41,8 @@ def _attack_page(target: str) -> str:
 
 @asynccontextmanager
 async def _browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run 'bash scripts/setup.sh'"
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--host-resolver-rules=MAP *.example.test 127.0.0.1"])
+        browser = await launch_chromium(playwright)
         try:
             yield browser
         finally:

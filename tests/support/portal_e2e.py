@@ -4,7 +4,7 @@ left factory-fresh for the first-time signer (`enrol=False`), an SMTP sink (aios
 the portal (`portal.service.create_app`, its identity service's evidence key trusted by
 the CA, specimens accepted) and the agent (`agent.app.create_app`, SMS OTP relayed to
 the portal, enrolment to the CA) in process, and Debian's Chromium through Playwright
-(tests/e2e/test_browser.py says why each flag).
+(tests/support/chromium.py says why each flag).
 
 The page's origin is http://portal.example.test:PORT (mapped to 127.0.0.1), the one
 origin the agent allows.
@@ -44,12 +44,12 @@ from portal.service import create_app as create_portal
 from portal.store import Store, utcnow
 from tests.support.ca_fixtures import b64, card_csr
 from tests.support.ca_process import RunningCa, start_ca
+from tests.support.chromium import launch_chromium
 from tests.support.pcsc import RunningCard, connect
 from tests.support.ports import free_port
 from tests.support.provision import PyscardConnection
 from tests.support.waiting import wait_until_async
 
-CHROMIUM = Path("/usr/bin/chromium")
 PIN = "123456"
 PHONE = "+33612345678"
 PHONE_2 = "+33698765432"
@@ -240,15 +240,9 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
     await agent.start_server()
     session = aiohttp.ClientSession()
     try:
-        assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run 'bash scripts/setup.sh'"
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                      "--disable-background-networking", "--disable-component-update",
-                      "--disable-sync", "--host-resolver-rules=MAP *.example.test 127.0.0.1",
-                      f"--unsafely-treat-insecure-origin-as-secure={origin}",
-                      *browser_args])
+            browser = await launch_chromium(playwright, secure_origin=origin,
+                                            args=browser_args)
             try:
                 token = (state / "requester.token").read_text().strip()
                 yield Stack(origin, portal_port, agent_port, token, ca, sink, session,
