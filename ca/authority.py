@@ -2,6 +2,7 @@
 
     DIR/ca.toml                     configuration (see `CaConfig`)
     DIR/certs/{root,issuing,ocsp,tsa}.pem
+    DIR/certs/superseded/{ocsp,tsa}-SERIAL.pem   service certificates re-issued at start
     DIR/keys/{root,issuing,ocsp,tsa}.key   0600, when keys live in files
     DIR/hsm.pin                     0600, when keys live in a PKCS#11 token
     DIR/trust/manufacturers/*.pem   roots whose device attestations prove a QSCD key
@@ -11,9 +12,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import logging
+import os
 import tomllib
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +30,18 @@ from ca.profiles import (
     PublicationPoints,
     Validity,
     ca_certificate,
+    ca_issuers_urls,
     service_certificate,
 )
 from ground.files import write_atomically
 
+log = logging.getLogger(__name__)
+
 ROLES = ("root", "issuing", "ocsp", "tsa")
+# The CA's own operational certificates: their purpose, name and lifetime in days.
+SERVICES = {"ocsp": ("ocsp_signing", "OCSP Responder", 2 * 365),
+            "tsa": ("time_stamping", "Timestamping", 6 * 365)}
+SUPERSEDED = "superseded"  # under DIR/certs
 # The project's own OID arc (ITU-T X.667 UUID arc); deployments may set their own.
 QSIGN_ARC = "2.25.3389953017702704020579972310105094812"
 QSIGN_TSA_POLICY = QSIGN_ARC + ".1.1"
@@ -105,6 +118,9 @@ class Authority:
     keys: dict[str, CaKey]
     manufacturer_roots: list[x509.Certificate]
     identity_certificates: list[x509.Certificate]
+    # Service certificates replaced by a re-issue, still valid: the OCSP responder
+    # answers for them, since tokens made before carry them.
+    superseded: list[x509.Certificate] = field(default_factory=list)
 
     @property
     def root(self) -> x509.Certificate:
@@ -124,9 +140,12 @@ class Authority:
         certificates = {role: read_certificate(directory / "certs" / f"{role}.pem")
                         for role in ROLES}
         keys = {role: _open_key(directory, config, role) for role in ROLES}
+        if any(_outdated(certificates[role], config) for role in SERVICES):
+            certificates.update(_reissue_services(directory, config, keys))
         return cls(directory, config, certificates, keys,
                    read_certificates(directory / "trust" / "manufacturers"),
-                   read_certificates(directory / "trust" / "identity"))
+                   read_certificates(directory / "trust" / "identity"),
+                   read_certificates(directory / "certs" / SUPERSEDED))
 
     @classmethod
     def init(cls, directory: Path, config: CaConfig | None = None, *,
@@ -160,18 +179,10 @@ class Authority:
             issuer_key=keys["root"], path_length=0,
             validity=Validity.starting_now(15 * 365, cap=root["tbs_certificate"]["validity"]
                                            ["not_after"].native))
-        cap = issuing["tbs_certificate"]["validity"]["not_after"].native
-        ocsp = service_certificate(
-            subject=x509.Name.build({**org, "common_name": f"{config.name} OCSP Responder"}),
-            public_key=keys["ocsp"].public_key_info, issuer=issuing,
-            issuer_key=keys["issuing"], validity=Validity.starting_now(2 * 365, cap=cap),
-            purpose="ocsp_signing")
-        tsa = service_certificate(
-            subject=x509.Name.build({**org, "common_name": f"{config.name} Timestamping"}),
-            public_key=keys["tsa"].public_key_info, issuer=issuing,
-            issuer_key=keys["issuing"], validity=Validity.starting_now(6 * 365, cap=cap),
-            purpose="time_stamping")
-        for role, cert in (("root", root), ("issuing", issuing), ("ocsp", ocsp), ("tsa", tsa)):
+        services = {role: _service_certificate(
+            role, x509.Name.build({**org, "common_name": f"{config.name} {name}"}),
+            config, keys, issuing) for role, (_, name, _) in SERVICES.items()}
+        for role, cert in {"root": root, "issuing": issuing, **services}.items():
             write_certificate(directory / "certs" / f"{role}.pem", cert)
         write_atomically(directory / CONFIG_FILE, config.to_toml().encode(), mode=0o644)
         return cls.load(directory)
@@ -194,6 +205,61 @@ class Authority:
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
+
+
+def _service_certificate(role: str, subject: x509.Name, config: CaConfig,
+                         keys: dict[str, CaKey], issuing: x509.Certificate) -> x509.Certificate:
+    """The OCSP responder's or the TSA's certificate for `keys[role]`, with AIA caIssuers
+    naming where this CA publishes its issuing certificate (RFC 5280 §4.2.2.1)."""
+    purpose, _, days = SERVICES[role]
+    cap = issuing["tbs_certificate"]["validity"]["not_after"].native
+    return service_certificate(
+        subject=subject, public_key=keys[role].public_key_info, issuer=issuing,
+        issuer_key=keys["issuing"], validity=Validity.starting_now(days, cap=cap),
+        purpose=purpose, ca_issuers_url=config.points.ca_issuers_url)
+
+
+def _outdated(cert: x509.Certificate, config: CaConfig) -> bool:
+    """A service certificate whose AIA does not name this CA's caIssuers URL (made
+    before service certificates had AIA, or before base_url changed)."""
+    return ca_issuers_urls(cert) != [config.points.ca_issuers_url]
+
+
+def _reissue_services(directory: Path, config: CaConfig, keys: dict[str, CaKey]
+                      ) -> dict[str, x509.Certificate]:
+    """Re-issue the outdated OCSP and TSA certificates at start: same subject, same key,
+    AIA caIssuers added, a fresh validity. The old ones move to certs/superseded/ (still
+    valid, still 'good' at OCSP). One process at a time; the files are re-read under the
+    lock, so a second process finds the work done."""
+    certs = directory / "certs"
+    issued: dict[str, x509.Certificate] = {}
+    with _locked(certs):
+        issuing = read_certificate(certs / "issuing.pem")
+        for role in SERVICES:
+            current = read_certificate(certs / f"{role}.pem")
+            if not _outdated(current, config):
+                issued[role] = current
+                continue
+            renewed = _service_certificate(role, current.subject, config, keys, issuing)
+            (certs / SUPERSEDED).mkdir(mode=0o700, exist_ok=True)
+            write_certificate(certs / SUPERSEDED / f"{role}-{current.serial_number:x}.pem",
+                              current)
+            write_certificate(certs / f"{role}.pem", renewed)
+            log.warning("%s certificate re-issued with AIA caIssuers %s (serial %x, was %x)",
+                        role, config.points.ca_issuers_url, renewed.serial_number,
+                        current.serial_number)
+            issued[role] = renewed
+    return issued
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
 
 
 def _key_label(role: str) -> str:

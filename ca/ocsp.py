@@ -134,9 +134,11 @@ class OcspResponder:
             for name in CERT_ID_HASHES}
         # The CA's own service certificates (OCSP, TSA) are issued at init, outside the
         # registry; relying parties checking a timestamp's TSA certificate ask about it.
+        # Superseded ones too: tokens made before a re-issue carry them.
+        services = [cert for role, cert in authority.certificates.items()
+                    if role not in ("root", "issuing")] + authority.superseded
         self._service_serials = frozenset(
-            cert.serial_number for role, cert in authority.certificates.items()
-            if role not in ("root", "issuing") and cert.issuer == issuing.subject)
+            cert.serial_number for cert in services if cert.issuer == issuing.subject)
         self._cache: OrderedDict[tuple[bytes, ...], _Cached] = OrderedDict()
         self._max_cache_entries = max_cache_entries
         self._lock = threading.Lock()

@@ -116,9 +116,11 @@ def ca_certificate(*, subject: x509.Name, public_key: asn1_keys.PublicKeyInfo,
 
 def service_certificate(*, subject: x509.Name, public_key: asn1_keys.PublicKeyInfo,
                         issuer: x509.Certificate, issuer_key: CaKey, validity: Validity,
-                        purpose: str) -> x509.Certificate:
+                        purpose: str, ca_issuers_url: str | None = None) -> x509.Certificate:
     """The delegated OCSP responder ('ocsp_signing', with id-pkix-ocsp-nocheck; RFC 6960
-    §4.2.2.2) or the timestamping unit ('time_stamping', EKU critical; RFC 3161 §2.3)."""
+    §4.2.2.2) or the timestamping unit ('time_stamping', EKU critical; RFC 3161 §2.3).
+    `ca_issuers_url`: where the issuing CA's certificate is published, as AIA caIssuers
+    (RFC 5280 §4.2.2.1), so a relying party holding only the root builds the path."""
     extensions = [
         _extension("basic_constraints", {"ca": False}, critical=True),
         _extension("key_usage", {"digital_signature"}, critical=True),
@@ -127,12 +129,24 @@ def service_certificate(*, subject: x509.Name, public_key: asn1_keys.PublicKeyIn
         _extension("authority_key_identifier",
                    {"key_identifier": key_identifier(issuer.public_key)}),
     ]
+    if ca_issuers_url is not None:
+        extensions.append(_extension("authority_information_access", [
+            {"access_method": "ca_issuers",
+             "access_location": x509.GeneralName(name="uniform_resource_identifier",
+                                                 value=ca_issuers_url)}]))
     if purpose == "ocsp_signing":
         extensions.append(_extension("ocsp_no_check", None))
     return sign_certificate(_tbs(
         serial=random_serial(), subject=subject, issuer=issuer.subject,
         public_key=public_key, validity=validity, extensions=extensions,
         issuer_key=issuer_key), issuer_key)
+
+
+def ca_issuers_urls(cert: x509.Certificate) -> list[str]:
+    """The caIssuers URLs of `cert`'s Authority Information Access (RFC 5280 §4.2.2.1)."""
+    return [str(d["access_location"].native)
+            for d in cert.authority_information_access_value or []
+            if d["access_method"].native == "ca_issuers"]
 
 
 @dataclass(frozen=True)
