@@ -13,23 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 from asn1crypto import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from agent.app import create_app as create_agent
-from agent.config import AgentConfig
-from agent.tokens.registry import TokenRegistry
 from firmware_sim.attestation import Manufacturer
 from portal.identity.evidence import EvidenceSigner
 from portal.identity.mrz import DocumentFormat
 from tests.support.agent_ws import PORTAL as ORIGIN
-from tests.support.agent_ws import rpc
+from tests.support.agent_ws import page_socket, rpc
 from tests.support.identity_fixtures import frames, make_specimen
 from tests.support.pcsc import RunningCard
 from tests.support.portal_pki import start_pki, validate_pdf
 from tests.support.portal_service import RunningPortal, running_portal
-from tests.support.ports import free_port
 from tests.support.waiting import wait_until_async
 
 FACTORY_PIN = "123456"
@@ -207,22 +202,11 @@ def test_first_time_signer_enrols_then_signs(simulated_card: RunningCard,
             async with running_portal(tmp_path, trust_roots=[str(root)],
                                       intermediates=[str(issuing)],
                                       timestamp_url=f"{pki.base}/tsa",
-                                      identity_accept_specimens=True) as portal:
-                config = AgentConfig(port=free_port(), state_dir=tmp_path / "agent",
-                                     allowed_origins=(ORIGIN,), pkcs11_modules=(),
-                                     portal_url=portal.url, otp_mode="sms",
-                                     portal_token_file=portal.agent_token_file,
-                                     ca_url=pki.base)
-                server = TestServer(create_agent(config, TokenRegistry()),
-                                    host="127.0.0.1", port=config.port)
-                await server.start_server()
-                try:
-                    async with portal.session.ws_connect(
-                            f"http://127.0.0.1:{config.port}/v1/ws",
-                            headers={"Origin": ORIGIN}) as ws:
-                        await _scenario(portal, ws)
-                finally:
-                    await server.close()
+                                      identity_accept_specimens=True) as portal, page_socket(
+                    portal.session, tmp_path / "agent", ORIGIN, portal_url=portal.url,
+                    otp_mode="sms", portal_token_file=portal.agent_token_file,
+                    ca_url=pki.base) as ws:
+                await _scenario(portal, ws)
 
         asyncio.run(main())
     finally:

@@ -16,20 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 from asn1crypto import x509
 
-from agent.app import create_app as create_agent
-from agent.config import AgentConfig
-from agent.tokens.registry import TokenRegistry
 from portal.certificates import check_qualified
 from tests.support.agent_ws import PORTAL as ORIGIN
-from tests.support.agent_ws import rpc
+from tests.support.agent_ws import page_socket, rpc
 from tests.support.pcsc import RunningCard
 from tests.support.portal_card import provision_qualified
 from tests.support.portal_pki import PortalPki, start_pki, validate_pdf
 from tests.support.portal_service import RunningPortal, running_portal
-from tests.support.ports import free_port
 from tests.support.waiting import wait_until_async
 
 PIN = "123456"
@@ -121,30 +116,19 @@ def with_stack(tmp_path: Path, card: RunningCard
                 async with running_portal(tmp_path, trust_roots=[str(root)],
                                           timestamp_url=f"{pki.base}/tsa",
                                           ca_issuers_prefixes=[f"{pki.base}/certs/"]
-                                          ) as portal:
-                    config = AgentConfig(port=free_port(), state_dir=tmp_path / "agent",
-                                         allowed_origins=(ORIGIN,), pkcs11_modules=(),
-                                         portal_url=portal.url, otp_mode="sms",
-                                         portal_token_file=portal.agent_token_file)
-                    server = TestServer(create_agent(config, TokenRegistry()),
-                                        host="127.0.0.1", port=config.port)
-                    await server.start_server()
-                    try:
-                        async with portal.session.ws_connect(
-                                f"http://127.0.0.1:{config.port}/v1/ws",
-                                headers={"Origin": ORIGIN}) as ws:
-                            stack = Stack(pki, portal, ws, card, "", certificate, [])
-                            tokens = await _tokens(stack)
-                            stack.credential = f"{tokens[0]['id']}/9C"
-                            info = await stack.rpc("credentials/info",
-                                                   {"credentialID": stack.credential})
-                            certs = [base64.b64decode(c) for c in
-                                     info["result"]["cert"]["certificates"]]
-                            assert certs[0] == certificate
-                            stack.chain = []  # as the card has it: the portal completes it
-                            await scenario(stack)
-                    finally:
-                        await server.close()
+                                          ) as portal, page_socket(
+                        portal.session, tmp_path / "agent", ORIGIN, portal_url=portal.url,
+                        otp_mode="sms", portal_token_file=portal.agent_token_file) as ws:
+                    stack = Stack(pki, portal, ws, card, "", certificate, [])
+                    tokens = await _tokens(stack)
+                    stack.credential = f"{tokens[0]['id']}/9C"
+                    info = await stack.rpc("credentials/info",
+                                           {"credentialID": stack.credential})
+                    certs = [base64.b64decode(c) for c in
+                             info["result"]["cert"]["certificates"]]
+                    assert certs[0] == certificate
+                    stack.chain = []  # as the card has it: the portal completes it
+                    await scenario(stack)
 
             asyncio.run(main())
         finally:

@@ -1,12 +1,14 @@
 """An agent in this process for wire tests: the real aiohttp app on a loopback port
 (`with_agent`), WebSockets opened as a page on an origin would (`Agent.connect`), and
-JSON-RPC calls over them (`rpc`)."""
+JSON-RPC calls over them (`rpc`); `page_socket` is an agent beside a running portal
+and the socket its page holds."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,21 @@ def with_agent(tmp_path: Path, *, registry: TokenRegistry | None = None, **setti
         asyncio.run(main())
 
     return runner
+
+
+@asynccontextmanager
+async def page_socket(session: aiohttp.ClientSession, state_dir: Path, origin: str,
+                      **settings: Any) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A real agent on a loopback port that allows `origin` (PC/SC on, configured by
+    `settings`), and a WebSocket to it opened from `origin` as the page opens it."""
+    config = AgentConfig(port=free_port(), state_dir=state_dir, allowed_origins=(origin,),
+                         pkcs11_modules=(), **settings)
+    server = TestServer(create_app(config, TokenRegistry()), host="127.0.0.1",
+                        port=config.port)
+    await server.start_server()
+    try:
+        async with session.ws_connect(f"http://127.0.0.1:{config.port}/v1/ws",
+                                      headers={"Origin": origin}) as ws:
+            yield ws
+    finally:
+        await server.close()
