@@ -67,6 +67,10 @@ cp -a "$DEPS/." "$TREE/"
 "$PY" -m pip install -q --no-compile --no-deps --target "$TREE" "$WHEEL"
 rm -rf "$TREE/bin"
 find "$TREE" -depth -type d -name __pycache__ -exec rm -rf {} +
+# Libraries' test keys (aiosmtpd's server.key...) are public: no private key ships at all,
+# so no scanner and no one is tempted to use one (SECURITY #13).
+find "$TREE" -path '*/tests/*' -type f \( -name '*.key' -o -name '*.pem' -o -name '*.p12' \
+    -o -name '*.pfx' \) -delete
 install -D -m 0755 packaging/debian/qsign.launcher "$ROOT/usr/bin/qsign"
 for kind in system user; do
   for unit in qsign-agent.service qsign-agent.socket; do

@@ -225,7 +225,7 @@ def test_no_private_key_or_localhost_certificate_ships(
         packages: dict[str, Path], tmp_path: Path) -> None:
     """SECURITY #13: never a shared private key. The wheel and qsign's own files hold no
     key or certificate at all; the bundled libraries no private key or key container
-    outside their test corpora, and no certificate for a loopback host anywhere."""
+    (their test corpora's keys are removed), and no certificate for a loopback host."""
     wheel = KeyMaterial()
     with zipfile.ZipFile(packages["wheel"]) as archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
@@ -241,8 +241,9 @@ def test_no_private_key_or_localhost_certificate_ships(
     own = [f for f in everything.pem_blocks + everything.containers if _own(f.path)]
     own_files = [p for p in everything.certificate_files if _own(p)]
     assert (own, own_files) == ([], [])
+    # Not even the bundled libraries' test keys (build-deb.sh removes them).
+    assert everything.private_keys == [] and everything.containers == []
     outside_tests = scan_tree(tree, skip_test_corpora=True)
-    assert outside_tests.private_keys == [] and outside_tests.containers == []
     # Not vacuous: the scan reads the bundled trust stores (certifi's CA bundle).
     assert len([p for p, _ in outside_tests.certificates if "certifi" in p]) > 100
     localhost = [(p, loopback_names(c)) for p, c in everything.certificates
