@@ -16,18 +16,20 @@ from typing import Any
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
+from agent.issuers import IssuerChain
+from agent.protocol.csc_credential import credential_info
 from agent.protocol.errors import ErrorCode, RpcError, error_for
 from agent.protocol.gate import GATE
 from agent.protocol.jsonbody import JsonRefused, read_json
-from agent.protocol.jsonrpc import credential_json
 from agent.protocol.params import validator, violation
 from agent.signing import SigningService
-from agent.tokens.model import KeyType, Padding, split_credential
+from agent.tokens.model import Padding, split_credential
 from ground.files import owner_only_token
 
 TOKEN_FILE = "csc.token"  # noqa: S105 - a file name, not a secret
 CSC_ORIGIN = "csc:local"
 _TOKEN = web.AppKey("csc_token", str)
+_ISSUERS = web.AppKey("csc_issuers", IssuerChain)
 # Signature algorithm OIDs (RFC 5758, RFC 8017) <-> what the token layer calls them.
 _SIGN_ALGOS: dict[str, Padding] = {
     "1.2.840.10045.4.3.2": Padding.ECDSA, "1.2.840.10045.4.3.3": Padding.ECDSA,
@@ -35,12 +37,6 @@ _SIGN_ALGOS: dict[str, Padding] = {
     "1.2.840.113549.1.1.1": Padding.PKCS1V15, "1.2.840.113549.1.1.11": Padding.PKCS1V15,
     "1.2.840.113549.1.1.12": Padding.PKCS1V15, "1.2.840.113549.1.1.13": Padding.PKCS1V15,
     "1.2.840.113549.1.1.10": Padding.PSS,
-}
-_KEY_ALGOS: dict[KeyType, list[str]] = {
-    KeyType.EC_P256: ["1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"],
-    KeyType.EC_P384: ["1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"],
-    KeyType.RSA_2048: ["1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12",
-                       "1.2.840.113549.1.1.13", "1.2.840.113549.1.1.10"],
 }
 MAX_BATCH = 100
 
@@ -112,20 +108,16 @@ async def _list(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _credential_info(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """CSC v1.0.4 §11.5 / v2.0 §11.5 credentials/info (agent/protocol/csc_credential.py)."""
     token_id, key_id = split_credential(body["credentialID"])
     credentials = await _signing(request).registry.call(token_id, lambda t: t.credentials())
     credential = next((c for c in credentials if c.id == key_id), None)
     if credential is None:
         raise RpcError(ErrorCode.KEY_NOT_FOUND)
-    described = credential_json(token_id, credential, chain=True)
-    return {
-        "key": {"status": "enabled", "algo": _KEY_ALGOS[credential.key_type],
-                "len": credential.key_type.size},
-        "cert": {"status": "valid", **described.get("cert", {"certificates": []})},
-        "authMode": "explicit", "SCAL": "2", "multisign": MAX_BATCH,
-        "PIN": {"presence": "true", "format": "N"},
-        "OTP": {"presence": "true", "type": "online", "format": "N"},
-    }
+    return await credential_info(
+        credential, body, version="v2" if request.path.startswith("/csc/v2/") else "v1",
+        issuers=request.app[_ISSUERS], otp_mode=_signing(request).otp_mode,
+        multisign=MAX_BATCH)
 
 
 async def _send_otp(request: web.Request, body: dict[str, Any]) -> None:
@@ -213,7 +205,10 @@ _HANDLERS: dict[str, Handler] = {
 
 
 def add_csc_routes(app: web.Application, token: str) -> None:
+    """The routes, after the gate is set: chains are completed from its configured CA."""
     app[_TOKEN] = token
+    config = app[GATE].config
+    app[_ISSUERS] = IssuerChain(config.ca_url, config.state_dir)
     for version in ("v1", "v2"):
         for route, handler in _HANDLERS.items():
             app.router.add_post(f"/csc/{version}/{route}", _endpoint(handler, _CHECKERS[route]))
