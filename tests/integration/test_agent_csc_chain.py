@@ -35,13 +35,15 @@ from agent.tokens.piv import PivToken
 from agent.tokens.registry import TokenRegistry
 from ca.authority import read_certificate
 from firmware_sim.attestation import Manufacturer
-from tests.integration.test_agent_signing import PIN, _AgentAuthorization
 from tests.support.agent_ws import Agent, rpc, with_agent
 from tests.support.ca_fixtures import b64, card_csr
 from tests.support.ca_process import RunningCa, start_ca
+from tests.support.csc_client import TotpAuthorization
 from tests.support.pcsc import RunningCard
 from tests.support.pdfs import blank_pdf
 from tests.support.second_factor import enrol_totp
+
+PIN = "123456"
 
 
 @pytest.fixture
@@ -106,7 +108,8 @@ def test_csc_signer_embeds_the_chain_the_agent_completes_from_its_ca(
             info = await fetch_certs_in_csc_credential(session, session_info)
             assert info.signing_cert.dump() == leaf
             assert [c.dump() for c in info.chain] == [issuing.dump()]
-            signer = CSCSigner(session, _AgentAuthorization(session_info, info, session, totp))
+            signer = CSCSigner(session, TotpAuthorization(session_info, info, session, totp,
+                                                          PIN))
             output = BytesIO()
             await signers.async_sign_pdf(
                 IncrementalPdfFileWriter(BytesIO(blank_pdf())),

@@ -23,8 +23,6 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
 from pyhanko.sign.signers.csc_signer import (
-    CSCAuthorizationInfo,
-    CSCAuthorizationManager,
     CSCServiceSessionInfo,
     CSCSigner,
     fetch_certs_in_csc_credential,
@@ -36,6 +34,7 @@ from agent.tokens.registry import TokenRegistry
 from firmware_sim.state import CardStore
 from tests.support import piv_apdus as piv
 from tests.support.agent_ws import PORTAL, Agent, rpc, with_agent
+from tests.support.csc_client import TotpAuthorization
 from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import blank_pdf
 from tests.support.provision import CertIssuer, PyscardConnection, provision
@@ -68,24 +67,6 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-class _AgentAuthorization(CSCAuthorizationManager):
-    """How a program supplies the two factors to CSCSigner (its extension point)."""
-
-    def __init__(self, session_info: CSCServiceSessionInfo, credential_info: Any,
-                 session: aiohttp.ClientSession, totp: pyotp.TOTP) -> None:
-        super().__init__(session_info, credential_info)
-        self.session = session
-        self.totp = totp
-
-    async def authorize_signature(self, hash_b64s: list[str]) -> CSCAuthorizationInfo:
-        request = self.format_csc_auth_request(pin=PIN, otp=self.totp.now(),
-                                               hash_b64s=hash_b64s)
-        async with self.session.post(
-                self.csc_session_info.endpoint_url("credentials/authorize"),
-                headers=self.auth_headers, json=request, raise_for_status=True) as response:
-            return self.parse_csc_auth_response(await response.json())
-
-
 def test_pyhanko_csc_signer_signs_a_pdf_with_the_card(simulated_card: RunningCard,
                                                        tmp_path: Path) -> None:
     issuer, _ = _provisioned(simulated_card)
@@ -102,7 +83,8 @@ def test_pyhanko_csc_signer_signs_a_pdf_with_the_card(simulated_card: RunningCar
         async with aiohttp.ClientSession(headers={
                 "Host": f"127.0.0.1:{agent.config.port}"}) as session:
             info = await fetch_certs_in_csc_credential(session, session_info)
-            signer = CSCSigner(session, _AgentAuthorization(session_info, info, session, totp))
+            signer = CSCSigner(session, TotpAuthorization(session_info, info, session, totp,
+                                                          PIN))
             writer = IncrementalPdfFileWriter(BytesIO(blank_pdf()))
             output = BytesIO()
             await signers.async_sign_pdf(
