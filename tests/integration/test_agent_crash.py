@@ -8,11 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,50 +18,15 @@ import pyotp
 from agent.journal import SignatureJournal
 from firmware_sim.state import CardStore
 from tests.support import piv_apdus as piv
-from tests.support.agent_ws import PORTAL
+from tests.support.agent_daemon import AgentProcess
+from tests.support.agent_ws import PORTAL, rpc
 from tests.support.pcsc import RunningCard, connect
-from tests.support.ports import free_port
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 from tests.support.second_factor import enrol_totp
-from tests.support.waiting import DEADLINE, wait_until
+from tests.support.waiting import wait_until
 
 PIN = "482913"  # distinctive, to look for in the logs
 GENERAL_AUTHENTICATE_9C = "87119c"  # INS P1 P2 as the card logs them
-
-
-class AgentProcess:
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.state_dir = tmp_path / "state"
-        self.log = tmp_path / "agent.log"
-        self.config = tmp_path / "agent.toml"
-        self.config.write_text(
-            f'[agent]\nport = {self.port}\nstate_dir = "{self.state_dir}"\n'
-            f'allowed_origins = ["{PORTAL}"]\npkcs11_modules = []\n')
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "QSIGN_LOG_LEVEL": "TRAFFIC"}  # everything, to prove no PIN
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "qsign", "agent", "run", "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + DEADLINE
-        while b"qsign agent on" not in self.log.read_bytes()[offset:]:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"agent did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 async def _session_call(agent: AgentProcess, method: str, params: dict[str, Any]
@@ -74,10 +34,7 @@ async def _session_call(agent: AgentProcess, method: str, params: dict[str, Any]
     async with aiohttp.ClientSession() as session, session.ws_connect(
             f"http://127.0.0.1:{agent.port}/v1/ws",
             headers={"Origin": PORTAL, "Host": f"127.0.0.1:{agent.port}"}) as ws:
-        await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                                      "params": params}))
-        reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.receive_str(), DEADLINE))
-        return reply
+        return await rpc(ws, method, params)
 
 
 def call(agent: AgentProcess, method: str, params: dict[str, Any] | None = None
@@ -91,7 +48,7 @@ def _setup(card: RunningCard, tmp_path: Path) -> tuple[AgentProcess, str, pyotp.
     provision(link, 0x9C, piv.ALG_P256, CertIssuer())
     piv.expect_ok(link, piv.change_pin("123456", PIN))
     connection.disconnect()
-    agent = AgentProcess(tmp_path)
+    agent = AgentProcess(tmp_path, log_level="TRAFFIC")  # all, to prove no PIN
     agent.start()
     tokens = call(agent, "tokens/list")["result"]["tokens"]
     credential = f"{tokens[0]['id']}/9C"

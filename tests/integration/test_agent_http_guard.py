@@ -11,15 +11,15 @@ import socket
 import time
 from pathlib import Path
 
-from tests.integration.test_sole_control_wire import DEADLINE, AgentRun, running
-from tests.support.agent_daemon import http_get, wait_health
+from tests.support.agent_daemon import AgentProcess, http_get, running, wait_health
+from tests.support.waiting import DEADLINE
 
 NOFILE = 200  # below the default max_tcp_connections (256)
 
 
 def test_the_connection_cap_fits_under_the_descriptor_limit(tmp_path: Path) -> None:
     # Deadlines far beyond the test: only the cap can close these connections.
-    agent = AgentRun(tmp_path, nofile=NOFILE, pcsc=False, header_timeout_seconds=3600,
+    agent = AgentProcess(tmp_path, nofile=NOFILE, pcsc=False, header_timeout_seconds=3600,
                      body_timeout_seconds=3600, idle_timeout_seconds=3600)
     sockets: list[socket.socket] = []
     with running(agent):
@@ -39,7 +39,7 @@ def test_the_connection_cap_fits_under_the_descriptor_limit(tmp_path: Path) -> N
 
 def test_a_body_trickled_faster_than_the_minimum_rate_still_has_its_deadline(
         tmp_path: Path) -> None:
-    agent = AgentRun(tmp_path, pcsc=False, body_timeout_seconds=2)
+    agent = AgentProcess(tmp_path, pcsc=False, body_timeout_seconds=2)
     chunk, chunks = 1000, 200  # 4,000 bytes a second: each second buys 8 more
     head = (f"POST /v1/pair HTTP/1.1\r\nHost: {agent.host}\r\nOrigin: https://x.test\r\n"
             f"Content-Type: application/json\r\nContent-Length: {chunk * chunks + 2}\r\n"

@@ -15,8 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_sole_control_wire import AgentRun, running
-from tests.support.agent_daemon import QSIGN, http_get, isolated_env, write_toml
+from tests.support.agent_daemon import (
+    QSIGN,
+    AgentProcess,
+    http_get,
+    isolated_env,
+    running,
+    write_toml,
+)
 
 TLS_RECORD_TYPES = range(0x14, 0x18)  # change_cipher_spec, alert, handshake, data
 
@@ -49,7 +55,7 @@ def _exchange(address: str, port: int, data: bytes) -> bytes:
 @pytest.mark.parametrize("server_hostname", [None, "localhost"])
 def test_a_tls_client_hello_gets_no_tls_answer(tmp_path: Path,
                                                server_hostname: str | None) -> None:
-    with running(AgentRun(tmp_path, pcsc=False)) as agent:
+    with running(AgentProcess(tmp_path, pcsc=False)) as agent:
         for address in ("127.0.0.1", "::1"):
             assert http_get(agent.port, "/v1/health", address)[0] == 200  # plain HTTP
             tls, incoming, hello = _client_hello(server_hostname)

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from portal.store import EnrolmentStep
-from tests.integration.test_agent_crash import AgentProcess
 from tests.integration.test_portal_enrolment_codes import CHOSEN, signer_at_step
 from tests.integration.test_sole_control_factor import Page, _card_counters
 from tests.support import piv_apdus as piv
+from tests.support.agent_daemon import AgentProcess
 from tests.support.agent_ws import PORTAL
 from tests.support.pcsc import RunningCard
 from tests.support.portal_service import RunningPortal, running_portal
@@ -110,12 +110,8 @@ def test_the_token_takes_no_pin_before_the_enrolment_code(simulated_card: Runnin
     async def main() -> None:
         async with running_portal(tmp_path,
                                   trust_roots=[str(tmp_path / "paul.der")]) as portal:
-            agent = AgentProcess(tmp_path)
-            agent.config.write_text(
-                f'[agent]\nport = {agent.port}\nstate_dir = "{agent.state_dir}"\n'
-                f'allowed_origins = ["{PORTAL}"]\npkcs11_modules = []\n'
-                f'portal_url = "{portal.url}"\notp_mode = "sms"\n'
-                f'portal_token_file = "{portal.agent_token_file}"\n')
+            agent = AgentProcess(tmp_path, portal_url=portal.url, otp_mode="sms",
+                                 portal_token_file=str(portal.agent_token_file))
             await asyncio.to_thread(agent.start)
             page = await Page.open(agent, PORTAL)
             try:

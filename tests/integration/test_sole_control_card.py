@@ -16,8 +16,6 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,9 +33,10 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import NameOID
 
-from tests.integration.test_agent_crash import PIN, AgentProcess
+from tests.integration.test_agent_crash import PIN
 from tests.integration.test_sole_control_factor import Page
 from tests.support import piv_apdus as piv
+from tests.support.agent_daemon import AgentProcess
 from tests.support.agent_ws import PORTAL
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
@@ -111,12 +110,6 @@ def _ec(certificate: x509.Certificate) -> ec.EllipticCurvePublicKey:
     public = certificate.public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey)
     return public
-
-
-def _approve(agent: AgentProcess, code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qsign.cli", "agent", "approve", code,
-                           "--config", str(agent.config)],
-                          capture_output=True, text=True, timeout=60)
 
 
 def _result(reply: dict[str, Any]) -> Any:
@@ -266,7 +259,7 @@ def test_a_certified_key_changes_only_with_the_pin_and_a_confirmation_outside_th
             **generate, "confirmation": "ABCD-EFGH"}))["error"] == "CONFIRMATION_REQUIRED"
         unchanged()
 
-        approved = await asyncio.to_thread(_approve, agent, code)
+        approved = await asyncio.to_thread(agent.cli, "approve", code)
         assert approved.returncode == 0, approved.stderr
         assert "confirmed" in approved.stdout and "qsign test 9C" in approved.stdout
         made = _result(await page.call("enroll/generate", {**generate,

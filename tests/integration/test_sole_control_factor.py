@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,19 +22,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from agent.audit import SecurityJournal
 from agent.journal import SignatureJournal
-from tests.integration.test_agent_crash import PIN, AgentProcess
+from tests.integration.test_agent_crash import PIN
 from tests.support import piv_apdus as piv
+from tests.support.agent_daemon import AgentProcess
 from tests.support.agent_ws import PORTAL, rpc
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 
 HOSTILE = "https://hostile.example.test"
 WRONG_PIN = "999999"
-
-
-def _qsign(agent: AgentProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qsign", "agent", *args, "--config",
-                           str(agent.config)], capture_output=True, text=True, timeout=60)
 
 
 def _card_counters(card: RunningCard) -> tuple[int, int]:
@@ -103,7 +97,7 @@ async def _pair(agent: AgentProcess, origin: str) -> None:
             json={"jsonrpc": "2.0", "method": "pair/request", "id": 1},
             headers={"Origin": origin, "Host": f"127.0.0.1:{agent.port}"}) as response:
         code = (await response.json())["result"]["code"]
-    approved = await asyncio.to_thread(_qsign, agent, "approve", code)
+    approved = await asyncio.to_thread(agent.cli, "approve", code)
     assert approved.returncode == 0, approved.stderr
 
 
@@ -112,9 +106,9 @@ async def _signer_enrols_totp(agent: AgentProcess, page: Page, token_id: str) ->
     asked = await page.call("secondFactor/verify", {"tokenID": token_id})
     code = asked["error"]["data"]["code"]
     assert asked["error"]["data"]["approve"] == f"qsign agent approve {code}"
-    listed = await asyncio.to_thread(_qsign, agent, "origins")
+    listed = await asyncio.to_thread(agent.cli, "origins")
     assert f"waiting: qsign agent approve {code}" in listed.stdout
-    approved = await asyncio.to_thread(_qsign, agent, "approve", code)
+    approved = await asyncio.to_thread(agent.cli, "approve", code)
     assert approved.returncode == 0 and "confirmed" in approved.stdout, approved.stderr
     granted = await page.call("secondFactor/verify", {"tokenID": token_id,
                                                       "confirmation": code})

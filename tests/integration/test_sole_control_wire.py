@@ -13,15 +13,10 @@ import base64
 import contextlib
 import hashlib
 import json
-import resource
 import selectors
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +27,20 @@ from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
 from tests.support import piv_apdus as piv
 from tests.support.agent_daemon import (
-    free_port,
+    AgentProcess,
     http_get,
-    isolated_env,
-    stop,
+    running,
     wait_health,
-    write_toml,
 )
 from tests.support.agent_ws import PORTAL, Agent, rpc, with_agent
-from tests.support.cli import run_qsign
 from tests.support.pcsc import RunningCard, connect
 from tests.support.provision import CertIssuer, PyscardConnection, provision
 from tests.support.second_factor import enrol_totp
+from tests.support.waiting import DEADLINE
 
 PIN = "123456"
 OTHER = "https://other.example.test"
 THIRD = "https://third.example.test:8443"
-DEADLINE = 60.0  # seconds; bounds how long a failure takes, never asserted as a timing
 
 
 # Helpers ---------------------------------------------------------------------------------
@@ -65,75 +57,13 @@ def _provision(card: RunningCard) -> None:
     connection.disconnect()
 
 
-class AgentRun:
-    """`qsign agent run` as a process, with its config file and isolated environment."""
-
-    def __init__(self, tmp_path: Path, *, nofile: int | None = None, **settings: Any) -> None:
-        self.port = free_port()
-        self.home = tmp_path / "home"
-        self.state_dir = tmp_path / "state"
-        self.config = tmp_path / "agent.toml"
-        self.log = tmp_path / "agent.log"
-        self.settings = {"port": self.port, "state_dir": str(self.state_dir),
-                         "allowed_origins": [PORTAL], "pkcs11_modules": [], **settings}
-        self.env = isolated_env(self.home)
-        self.nofile = nofile
-        self.process: subprocess.Popen[str] | None = None
-
-    def write_config(self, **changes: Any) -> None:
-        self.settings.update(changes)
-        write_toml(self.config, self.settings)
-
-    def start(self) -> None:
-        self.write_config()
-        nofile = self.nofile
-
-        def limit() -> None:  # in the child, before exec: fewer descriptors
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        # A file, not a pipe: an unread pipe that fills up would stall the agent.
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "qsign", "agent", "run", "--config",
-                 str(self.config)], stdout=log, stderr=subprocess.STDOUT, text=True,
-                env=self.env, preexec_fn=limit)
-        wait_health(self.port, self.process)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_qsign("agent", *args, "--config", str(self.config), env=self.env)
-
-    def stop(self) -> str:
-        if self.process is not None:
-            stop(self.process)
-        return self.log.read_text() if self.log.exists() else ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-@contextmanager
-def running(agent: AgentRun) -> Iterator[AgentRun]:
-    agent.start()
-    try:
-        yield agent
-    finally:
-        output = agent.stop()
-        print(output[-20_000:])  # shown by pytest when the test failed
-
-
-async def _socket(session: aiohttp.ClientSession, agent: AgentRun, origin: str
+async def _socket(session: aiohttp.ClientSession, agent: AgentProcess, origin: str
                   ) -> aiohttp.ClientWebSocketResponse:
     return await session.ws_connect(agent.url + "/v1/ws",
                                     headers={"Origin": origin, "Host": agent.host})
 
 
-async def _handshake(session: aiohttp.ClientSession, agent: AgentRun, origin: str) -> int:
+async def _handshake(session: aiohttp.ClientSession, agent: AgentProcess, origin: str) -> int:
     try:
         ws = await _socket(session, agent, origin)
     except aiohttp.WSServerHandshakeError as error:
@@ -142,7 +72,7 @@ async def _handshake(session: aiohttp.ClientSession, agent: AgentRun, origin: st
     return 101
 
 
-async def _pair(session: aiohttp.ClientSession, agent: AgentRun, origin: str) -> None:
+async def _pair(session: aiohttp.ClientSession, agent: AgentProcess, origin: str) -> None:
     """Pairing as a person does it: the page asks, the CLI approves the code."""
     async with session.post(agent.url + "/v1/pair",
                             json={"jsonrpc": "2.0", "method": "pair/request", "id": 1},
@@ -195,7 +125,7 @@ async def _signer(ws: aiohttp.ClientWebSocketResponse, state_dir: Path
 def test_revoked_pairing_loses_its_sockets_sads_and_replays(simulated_card: RunningCard,
                                                              tmp_path: Path) -> None:
     _provision(simulated_card)
-    agent = AgentRun(tmp_path)
+    agent = AgentProcess(tmp_path)
 
     async def attack() -> None:
         async with aiohttp.ClientSession() as session:
@@ -254,7 +184,7 @@ def test_revoked_pairing_loses_its_sockets_sads_and_replays(simulated_card: Runn
 def test_policy_reload_that_drops_an_origin_ends_its_sockets_and_sads(
         simulated_card: RunningCard, tmp_path: Path) -> None:
     _provision(simulated_card)
-    agent = AgentRun(tmp_path, allowed_origins=[PORTAL, OTHER])
+    agent = AgentProcess(tmp_path, allowed_origins=[PORTAL, OTHER])
 
     async def attack() -> None:
         async with aiohttp.ClientSession() as session:
@@ -375,7 +305,7 @@ def _closed(sockets: list[socket.socket], deadline: float) -> list[socket.socket
 
 def test_slow_and_silent_connections_cannot_starve_the_agent(tmp_path: Path) -> None:
     # Few descriptors, as ~20,000 connections would leave a default agent.
-    agent = AgentRun(tmp_path, nofile=512, pcsc=False, header_timeout_seconds=2,
+    agent = AgentProcess(tmp_path, nofile=512, pcsc=False, header_timeout_seconds=2,
                      body_timeout_seconds=2, idle_timeout_seconds=2)
     head = f"GET /v1/health HTTP/1.1\r\nHost: {agent.host}\r\nX-Slow: ".encode()
     body = (f"POST /v1/pair HTTP/1.1\r\nHost: {agent.host}\r\nOrigin: https://x.test\r\n"

@@ -1,20 +1,25 @@
-"""`qsign agent run` as a real process for fleet tests: config files, an isolated
-environment (no real /etc/qsign policy, no ~/.config), health polling, clean stop."""
+"""`qsign agent run` as a real process: config files, an isolated environment (no real
+/etc/qsign policy, no ~/.config), health polling, clean stop; `AgentProcess` puts them
+together for one agent."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.support import ports
+from tests.support.agent_ws import PORTAL
+from tests.support.cli import run_qsign
 from tests.support.waiting import DEADLINE
 
 QSIGN = [sys.executable, "-m", "qsign.cli"]
@@ -107,3 +112,82 @@ def stop(process: subprocess.Popen[str]) -> str:
             process.kill()
             process.wait()
     return process.stdout.read() if process.stdout else ""
+
+
+class AgentProcess:
+    """One `qsign agent run` process: its config file (from `settings`, rewritten by
+    `write_config`), an isolated environment, its output in a log file (an unread pipe
+    that fills up would stall the agent), at most `nofile` descriptors when given."""
+
+    def __init__(self, tmp_path: Path, *, nofile: int | None = None,
+                 log_level: str | None = None, **settings: Any) -> None:
+        self.port = free_port()
+        self.home = tmp_path / "home"
+        self.state_dir = tmp_path / "state"
+        self.config = tmp_path / "agent.toml"
+        self.log = tmp_path / "agent.log"
+        self.settings = {"port": self.port, "state_dir": str(self.state_dir),
+                         "allowed_origins": [PORTAL], "pkcs11_modules": [], **settings}
+        extra = {} if log_level is None else {"QSIGN_LOG_LEVEL": log_level}
+        self.env = isolated_env(self.home, **extra)
+        self.nofile = nofile
+        self.process: subprocess.Popen[str] | None = None
+        self.write_config()
+
+    def write_config(self, **changes: Any) -> None:
+        self.settings.update(changes)
+        write_toml(self.config, self.settings)
+
+    def start(self) -> None:
+        """Start it and wait for its /v1/health."""
+        nofile = self.nofile
+
+        def limit() -> None:  # in the child, before exec: fewer descriptors
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [*QSIGN, "agent", "run", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT, text=True, env=self.env, preexec_fn=limit)
+        try:
+            wait_health(self.port, self.process)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{self.log.read_text()}") from None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (a power cut, as the agent sees it)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> str:
+        """SIGTERM (SIGKILL if it does not go), then its log so far."""
+        if self.process is not None:
+            stop(self.process)
+        return self.log.read_text() if self.log.exists() else ""
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`qsign agent ARGS... --config` this agent's file, in its environment."""
+        return run_qsign("agent", *args, "--config", str(self.config), env=self.env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running(agent: AgentProcess) -> Iterator[AgentProcess]:
+    """`agent` started for the block, then stopped; its log printed (pytest shows it when
+    the test failed)."""
+    agent.start()
+    try:
+        yield agent
+    finally:
+        output = agent.stop()
+        print(output[-20_000:])
