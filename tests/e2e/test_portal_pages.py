@@ -27,7 +27,7 @@ from tests.support.portal_e2e import (
     Stack,
     assert_signed_b_lt,
     check_page,
-    portal_stack,
+    run_on_stack,
 )
 from tests.support.portal_e2e import (
     ready as _ready,
@@ -43,17 +43,7 @@ Scenario = Callable[[Stack], Awaitable[None]]
 
 def _run(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
          scenario: Scenario) -> None:
-    async def main() -> None:
-        async with portal_stack(tmp_path, manufacturer, card) as stack:
-            try:
-                await scenario(stack)
-            except BaseException:
-                print("browser console:\n" + "\n".join(stack.console))
-                raise
-            assert PIN not in "\n".join(stack.console), "a PIN reached the console"
-            assert not [c for c in stack.console if c.startswith("pageerror")], stack.console
-
-    asyncio.run(main())
+    run_on_stack(tmp_path, manufacturer, card, scenario, secrets=(PIN,))
 
 
 async def _create_with_the_page(stack: Stack, page: Page, title: str) -> dict[str, Any]:

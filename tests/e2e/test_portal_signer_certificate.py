@@ -5,14 +5,13 @@ enrolment instead of a signature (SECURITY #39)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from pathlib import Path
 
 from firmware_sim.attestation import Manufacturer
 from tests.support.pcsc import RunningCard
 from tests.support.pdfs import blank_pdf
-from tests.support.portal_e2e import PHONE_2, Stack, check_page, portal_stack, ready, until
+from tests.support.portal_e2e import PHONE_2, Stack, check_page, ready, run_on_stack, until
 
 
 def test_the_page_names_whose_certificate_the_token_holds(
@@ -55,13 +54,4 @@ def test_the_page_names_whose_certificate_the_token_holds(
         assert all(d["signatures"] == 0 for d in after["documents"])
         await context.close()
 
-    async def main() -> None:
-        async with portal_stack(tmp_path, manufacturer, simulated_card) as stack:
-            try:
-                await scenario(stack)
-            except BaseException:
-                print("browser console:\n" + "\n".join(stack.console))
-                raise
-            assert not [c for c in stack.console if c.startswith("pageerror")], stack.console
-
-    asyncio.run(main())
+    run_on_stack(tmp_path, manufacturer, simulated_card, scenario)

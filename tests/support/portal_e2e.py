@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -208,6 +208,26 @@ async def portal_stack(tmp_path: Path, manufacturer: Manufacturer, card: Running
             smtp.stop()
     finally:
         await asyncio.to_thread(ca.stop)
+
+
+def run_on_stack(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
+                 scenario: Callable[[Stack], Awaitable[None]], *,
+                 secrets: Sequence[str] = ()) -> None:
+    """`scenario` on a fresh stack: the browser console printed when it fails; after it,
+    no page error and none of `secrets` (PINs) in the console."""
+    async def main() -> None:
+        async with portal_stack(tmp_path, manufacturer, card) as stack:
+            try:
+                await scenario(stack)
+            except BaseException:
+                print("browser console:\n" + "\n".join(stack.console))
+                raise
+            console = "\n".join(stack.console)
+            for secret in secrets:
+                assert secret not in console, "a PIN reached the console"
+            assert not [c for c in stack.console if c.startswith("pageerror")], stack.console
+
+    asyncio.run(main())
 
 
 @asynccontextmanager
