@@ -64,6 +64,7 @@ from ground.piv import (
     CHUID_OBJECT,
     DEFAULT_MANAGEMENT_KEY,
     INS,
+    PIN_LENGTH,
     PIV_AID,
     SLOT_OBJECTS,
     Algorithm,
@@ -90,16 +91,16 @@ _BLOCK = {Algorithm.TDES: 8, Algorithm.AES_128: 16, Algorithm.AES_192: 16, Algor
 def encode_pin(pin: str, *, minimum: int = 4) -> bytearray:
     """8 bytes, ASCII digits padded with 0xFF (SP 800-73-4 Part 2 §2.4.3). Checked here
     so that a malformed PIN never reaches the card (and never costs a try)."""
-    if not (minimum <= len(pin) <= 8) or not pin.isascii() or not pin.isdigit():
-        raise PinFormatInvalid(f"a PIN is {minimum} to 8 digits")
-    return bytearray(pin.encode().ljust(8, b"\xff"))
+    if not (minimum <= len(pin) <= PIN_LENGTH) or not pin.isascii() or not pin.isdigit():
+        raise PinFormatInvalid(f"a PIN is {minimum} to {PIN_LENGTH} digits")
+    return bytearray(pin.encode().ljust(PIN_LENGTH, b"\xff"))
 
 
 def encode_puk(puk: str) -> bytearray:
     raw = puk.encode()
-    if not 6 <= len(raw) <= 8 or b"\xff" in raw:
-        raise PinFormatInvalid("a PUK is 6 to 8 characters")
-    return bytearray(raw.ljust(8, b"\xff"))
+    if not 6 <= len(raw) <= PIN_LENGTH or b"\xff" in raw:
+        raise PinFormatInvalid(f"a PUK is 6 to {PIN_LENGTH} characters")
+    return bytearray(raw.ljust(PIN_LENGTH, b"\xff"))
 
 
 class PivSession:
