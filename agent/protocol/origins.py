@@ -58,7 +58,7 @@ class OriginSockets:
         for ws in sockets:
             # Not awaited here: a close waits for the peer's answer, and one peer
             # that never answers must not hold up the others or the sweep.
-            task = asyncio.create_task(_close(ws), name="close-revoked")
+            task = asyncio.create_task(close_revoked(ws), name="close-revoked")
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         voided = await asyncio.to_thread(void_origin, self.journal, self.sads, origin)
@@ -66,7 +66,7 @@ class OriginSockets:
                     origin, len(sockets), voided)
 
 
-async def _close(ws: web.WebSocketResponse) -> None:
+async def close_revoked(ws: web.WebSocketResponse) -> None:
     with contextlib.suppress(ConnectionError):
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"origin no longer allowed")
 

@@ -30,7 +30,7 @@ from agent.protocol.errors import ErrorCode, RpcError
 from agent.protocol.gate import GATE, SOCKETS
 from agent.protocol.jsonbody import JsonRefused, read_json
 from agent.protocol.jsonrpc import Call, handle_text
-from agent.protocol.origins import ORIGIN_SOCKETS
+from agent.protocol.origins import ORIGIN_SOCKETS, close_revoked
 from agent.secondfactor import Grants
 from agent.state import PairingBusy
 
@@ -82,6 +82,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         async for message in ws:
             if not await asyncio.to_thread(gate.origin_allowed, origin):
                 await by_origin.revoke(origin)  # revoked since the last sweep
+                # This socket's close is awaited here: were the handler to return first,
+                # aiohttp would drop the connection before the close frame (1006).
+                await close_revoked(ws)
                 break
             if message.type == WSMsgType.TEXT:
                 if not gate.limiter.allow(origin):
