@@ -32,9 +32,10 @@ from agent.metrics import (
 from agent.policy import SadIssuer
 from agent.protocol.approve import add_approval_routes
 from agent.protocol.csc import add_csc_routes, bearer_token
-from agent.protocol.gate import GATE, SOCKETS, Gate, RateLimiter, host_check
+from agent.protocol.gate import GATE, SOCKETS, Gate, host_check
 from agent.protocol.origins import ORIGIN_SOCKETS, OriginSockets, revocation_sweep, sweep_once
 from agent.protocol.ws import close_sockets, pair, websocket
+from agent.ratelimit import RateLimiter
 from agent.secondfactor import SecondFactor
 from agent.signing import SigningService
 from agent.state import AgentState

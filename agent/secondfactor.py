@@ -27,6 +27,7 @@ from agent.audit import SecurityJournal
 from agent.confirmations import Confirmations
 from agent.errors import SecondFactorRequired, TokenCallsThrottled
 from agent.identity.otp import OtpNotEnrolled, OtpStore
+from agent.ratelimit import RateLimiter
 from agent.signing import SigningService
 from ground.binding import token_management_hash
 
@@ -49,12 +50,6 @@ class Grants:
         return self.until.get(token_id, 0.0) > time.monotonic()
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    last: float
-
-
 class SecondFactor:
     def __init__(self, signing: SigningService, otp_store: OtpStore,
                  confirmations: Confirmations, journal: SecurityJournal) -> None:
@@ -62,20 +57,13 @@ class SecondFactor:
         self.otp_store = otp_store
         self.confirmations = confirmations
         self.journal = journal
-        self.calls_per_minute = CALLS_PER_MINUTE
-        self.burst = BURST
-        self._buckets: dict[str, _Bucket] = {}
+        self.limiter = RateLimiter(CALLS_PER_MINUTE, burst=BURST)
 
     def throttle(self, origin: str) -> None:
         """A token bucket per origin over every PIN/PUK-presenting call and proof."""
-        now = time.monotonic()
-        rate = self.calls_per_minute / 60
-        bucket = self._buckets.setdefault(origin, _Bucket(self.burst, now))
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.last) * rate)
-        bucket.last = now
-        if bucket.tokens < 1:
-            raise TokenCallsThrottled(int((1 - bucket.tokens) / rate) + 1)
-        bucket.tokens -= 1
+        wait = self.limiter.take(origin)
+        if wait:
+            raise TokenCallsThrottled(int(wait) + 1)
 
     async def prove(self, *, origin: str, token_id: str, grants: Grants,
                     otp: str | None, otp_session: str | None, credential_id: str | None,

@@ -52,6 +52,7 @@ from agent.app import create_app  # noqa: E402
 from agent.config import AgentConfig  # noqa: E402
 from agent.pades import sign_pdf, sign_pdfs, token_signer  # noqa: E402
 from agent.protocol.gate import GATE  # noqa: E402
+from agent.ratelimit import RateLimiter  # noqa: E402
 from agent.tokens.model import KeyType, SignatureAlgorithm, Token  # noqa: E402
 from agent.tokens.pkcs11 import Pkcs11Module  # noqa: E402
 from agent.tokens.registry import TokenRegistry  # noqa: E402
@@ -239,7 +240,7 @@ async def run(module: Pkcs11Module) -> None:
         # so the per-origin throttle of PIN-presenting calls is lifted for this run.
         factor = server.app[GATE].second_factor
         assert factor is not None
-        factor.calls_per_minute, factor.burst = 1_000_000, 1_000_000.0
+        factor.limiter = RateLimiter(1_000_000, burst=1_000_000.0)
         deadline = time.monotonic() + 20
         while True:
             tokens = (await client.rpc("tokens/list"))["tokens"]

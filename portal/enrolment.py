@@ -32,7 +32,7 @@ from portal import legal
 from portal.errors import Code, PortalError
 from portal.identity import countries, names
 from portal.identity.model import DocumentKind, IdentityError, IdentityProvider, Step
-from portal.otp import LOCKOUT, RESEND_AFTER, Sent, SmsOtp
+from portal.otp import RESEND_AFTER, Sent, SmsOtp
 from portal.store import Enrolment, EnrolmentStep, Signer, Store
 from portal.translations import N_, translate
 
@@ -237,15 +237,7 @@ class EnrolmentDesk:
         except PortalError:
             # A renewed link, a closed transaction or a finished enrolment: the code is void.
             raise PortalError(Code.SESSION_UNKNOWN) from None
-        now = self.store.clock()
-        if signer.otp_locked_until is not None and signer.otp_locked_until > now:
-            raise PortalError(Code.OTP_LOCKED)
-        try:
-            await asyncio.to_thread(self.otp.verify, otp_id, code, hashes)
-        except PortalError as exc:
-            if exc.code is Code.OTP_LOCKED:
-                await asyncio.to_thread(self.store.set_otp_lock, signer.id, now + LOCKOUT)
-            raise
+        await asyncio.to_thread(self.otp.verify_for, signer, otp_id, code, hashes)
 
     async def evidence(self, signer_id: str, generation: int, spki: bytes) -> str:
         enrolment = await self._enrolment(signer_id, generation, EnrolmentStep.CERTIFICATE)

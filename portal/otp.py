@@ -31,7 +31,7 @@ from typing import Protocol
 
 from ground.files import write_atomically
 from portal.errors import Code, PortalError
-from portal.store import OtpSession, Store
+from portal.store import OtpSession, Signer, Store
 from portal.throttle import CoolDown, Throttles
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,21 @@ class SmsOtp:
             self.gateway.send(cur, session.phone, text.replace("{code}", code))
         log.info("SMS code sent for session %s…", otp_id[:6])
         return Sent(mask_phone(session.phone), int(CODE_TTL.total_seconds()))
+
+    def verify_for(self, signer: Signer, otp_id: str, code: str, hashes: list[str]
+                   ) -> OtpSession:
+        """`verify` within the signer's own lockout: a locked signer is refused before
+        the code is looked at, and the failure that locks a session locks the signer
+        for LOCKOUT (all their codes, signing and token management alike)."""
+        now = self.store.clock()
+        if signer.otp_locked_until is not None and signer.otp_locked_until > now:
+            raise PortalError(Code.OTP_LOCKED)
+        try:
+            return self.verify(otp_id, code, hashes)
+        except PortalError as exc:
+            if exc.code is Code.OTP_LOCKED:
+                self.store.set_otp_lock(signer.id, now + LOCKOUT)
+            raise
 
     def verify(self, otp_id: str, code: str, hashes: list[str]) -> OtpSession:
         """Accept `code` once for exactly `hashes`; returns the session it opened.

@@ -261,17 +261,7 @@ class SigningDesk:
         if session.purpose != "sign":
             raise PortalError(Code.SESSION_UNKNOWN)
         _, signer = await self._session_signer(session.subject)
-        now = self.store.clock()
-        if signer.otp_locked_until is not None and signer.otp_locked_until > now:
-            raise PortalError(Code.OTP_LOCKED)
-        try:
-            await asyncio.to_thread(self.otp.verify, otp_id, code, hashes)
-        except PortalError as exc:
-            if exc.code is Code.OTP_LOCKED:
-                from portal.otp import LOCKOUT
-
-                await asyncio.to_thread(self.store.set_otp_lock, signer.id, now + LOCKOUT)
-            raise
+        await asyncio.to_thread(self.otp.verify_for, signer, otp_id, code, hashes)
 
     async def _session_signer(self, session_id: str) -> tuple[Transaction, Signer]:
         session = await asyncio.to_thread(self.store.signing_session, session_id)

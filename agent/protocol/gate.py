@@ -3,7 +3,6 @@ limits, the services behind the wire), and the Host check (DNS rebinding)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -11,31 +10,11 @@ from aiohttp import web
 
 from agent.config import AgentConfig
 from agent.identity.enrolment import EnrolmentService
+from agent.ratelimit import RateLimiter
 from agent.secondfactor import SecondFactor
 from agent.signing import SigningService
 from agent.state import AgentState
 from agent.tokens.registry import TokenRegistry
-
-
-@dataclass
-class RateLimiter:
-    """A token bucket per origin: `per_minute` requests, bursts up to `burst`
-    (default: a tenth of the minute's allowance, at least 10)."""
-
-    per_minute: int
-    burst: float | None = None
-    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def allow(self, origin: str) -> bool:
-        now = time.monotonic()
-        capacity = self.burst if self.burst is not None else max(10.0, self.per_minute / 10)
-        tokens, last = self.buckets.get(origin, (capacity, now))
-        tokens = min(capacity, tokens + (now - last) * self.per_minute / 60)
-        if tokens < 1:
-            self.buckets[origin] = (tokens, now)
-            return False
-        self.buckets[origin] = (tokens - 1, now)
-        return True
 
 
 @dataclass
