@@ -21,6 +21,7 @@ from agent.discovery import agent_id
 from agent.identity.enrolment import EnrolmentService
 from agent.identity.otp import OtpStore, TotpVerifier
 from agent.identity.sms import HttpSmsOtpProvider
+from agent.issuers import IssuerChain
 from agent.journal import SignatureJournal
 from agent.metrics import (
     METRICS,
@@ -114,7 +115,7 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     second_factor = SecondFactor(signing, otp_store, confirmations,
                                  SecurityJournal(journal.db))
     app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing,
-                     enrolment, second_factor)
+                     enrolment, second_factor, IssuerChain(config.ca_url, config.state_dir))
     app[SOCKETS] = set()
     app[ORIGIN_SOCKETS] = OriginSockets(journal, sads)
     if metrics is not None:

@@ -16,7 +16,6 @@ from typing import Any
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from agent.issuers import IssuerChain
 from agent.protocol.csc_credential import credential_info
 from agent.protocol.errors import ErrorCode, RpcError, error_for
 from agent.protocol.gate import GATE
@@ -29,7 +28,6 @@ from ground.files import owner_only_token
 TOKEN_FILE = "csc.token"  # noqa: S105 - a file name, not a secret
 CSC_ORIGIN = "csc:local"
 _TOKEN = web.AppKey("csc_token", str)
-_ISSUERS = web.AppKey("csc_issuers", IssuerChain)
 # Signature algorithm OIDs (RFC 5758, RFC 8017) <-> what the token layer calls them.
 _SIGN_ALGOS: dict[str, Padding] = {
     "1.2.840.10045.4.3.2": Padding.ECDSA, "1.2.840.10045.4.3.3": Padding.ECDSA,
@@ -116,7 +114,7 @@ async def _credential_info(request: web.Request, body: dict[str, Any]) -> dict[s
         raise RpcError(ErrorCode.KEY_NOT_FOUND)
     return await credential_info(
         credential, body, version="v2" if request.path.startswith("/csc/v2/") else "v1",
-        issuers=request.app[_ISSUERS], otp_mode=_signing(request).otp_mode,
+        issuers=request.app[GATE].issuers, otp_mode=_signing(request).otp_mode,
         multisign=MAX_BATCH)
 
 
@@ -207,8 +205,6 @@ _HANDLERS: dict[str, Handler] = {
 def add_csc_routes(app: web.Application, token: str) -> None:
     """The routes, after the gate is set: chains are completed from its configured CA."""
     app[_TOKEN] = token
-    config = app[GATE].config
-    app[_ISSUERS] = IssuerChain(config.ca_url, config.state_dir)
     for version in ("v1", "v2"):
         for route, handler in _HANDLERS.items():
             app.router.add_post(f"/csc/{version}/{route}", _endpoint(handler, _CHECKERS[route]))

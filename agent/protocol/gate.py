@@ -10,6 +10,7 @@ from aiohttp import web
 
 from agent.config import AgentConfig
 from agent.identity.enrolment import EnrolmentService
+from agent.issuers import IssuerChain
 from agent.ratelimit import RateLimiter
 from agent.secondfactor import SecondFactor
 from agent.signing import SigningService
@@ -28,6 +29,7 @@ class Gate:
     signing: SigningService
     enrolment: EnrolmentService
     second_factor: SecondFactor
+    issuers: IssuerChain  # completes signer certificates' chains from the agent's CA
     connections: int = 0
     # Pairing codes are for people: a few per origin and minute is plenty.
     pairing_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(6, burst=3))

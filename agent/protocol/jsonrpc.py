@@ -15,6 +15,7 @@ from asn1crypto import x509 as asn1_x509
 from jsonschema import Draft202012Validator
 
 from agent.identity.enrolment import EnrolmentService
+from agent.issuers import IssuerChain
 from agent.protocol.errors import ErrorCode, RpcError, error_for
 from agent.protocol.jsonbody import MAX_DEPTH
 from agent.protocol.params import validator, violation
@@ -45,6 +46,7 @@ class Call:
     enrolment: EnrolmentService
     second_factor: SecondFactor
     grants: Grants  # the connection's, not the message's
+    issuers: IssuerChain
     subscriptions: list[Any] = field(default_factory=list)
 
     def factor(self) -> SecondFactor:
@@ -151,7 +153,12 @@ async def _credentials_info(call: Call) -> Any:
     credentials = await call.registry.call(token_id, lambda t: t.credentials())
     for credential in credentials:
         if credential.id == key_id:
-            return credential_json(token_id, credential, chain=True)
+            body = credential_json(token_id, credential, chain=False)
+            if credential.certificate is not None:  # the chain, completed from our CA
+                chain = await call.issuers.complete(credential.certificate, credential.chain)
+                body["cert"] = {"certificates": [base64.b64encode(c).decode()
+                                                 for c in chain]}
+            return body
     raise RpcError(ErrorCode.KEY_NOT_FOUND)
 
 

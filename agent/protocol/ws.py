@@ -76,7 +76,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     def make_call(params: dict[str, Any]) -> Call:
         return Call(gate.registry, origin, params, notify, gate.signing, gate.enrolment,
-                    gate.second_factor, grants, subscriptions)
+                    gate.second_factor, grants, gate.issuers, subscriptions)
 
     try:
         async for message in ws:

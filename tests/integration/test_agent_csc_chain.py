@@ -148,6 +148,13 @@ def test_csc_signer_embeds_the_chain_the_agent_completes_from_its_ca(
         assert [o["id"] for o in v2["auth"]["objects"]] == ["PIN", "OTP"]
         assert "PIN" not in (await _info(agent, "v1", {"credentialID": credential}))
 
+        # The page's credentials/info over the WebSocket carries the same chain.
+        ws = await agent.connect()
+        described = (await rpc(ws, "credentials/info", {"credentialID": credential}))
+        await ws.close()
+        assert described["result"]["cert"]["certificates"] == [
+            base64.b64encode(der).decode() for der in (leaf, issuing.dump())]
+
         # Kept in the agent's state: the chain stays whole while the CA is down.
         ca.stop()
         chained = await _info(agent, "v2", {"credentialID": credential,
