@@ -9,19 +9,7 @@ from pkcs11 import exceptions as p11e
 from pkcs11.constants import TokenFlag
 from pkcs11.mechanisms import Mechanism
 
-from agent.tokens.errors import (
-    CommunicationError,
-    InvalidInput,
-    InvalidPin,
-    KeyNotFound,
-    NotAuthenticated,
-    OperationFailed,
-    PinBlocked,
-    PinFormatInvalid,
-    TokenError,
-    TokenRemoved,
-    UnsupportedMechanism,
-)
+from agent.tokens import errors as domain
 from agent.tokens.model import KeyType, SignatureAlgorithm
 from agent.tokens.pkcs11 import (
     PKCS11_CODE_RULES,
@@ -32,53 +20,53 @@ from agent.tokens.pkcs11 import (
 )
 from agent.tokens.pkcs11.ckr import RV_EXCEPTIONS, exception_for_rv
 
-EXPECTED: dict[type[p11e.PKCS11Error], type[TokenError]] = {
-    p11e.PinIncorrect: InvalidPin,
-    p11e.PinLocked: PinBlocked,
-    p11e.PinInvalid: PinFormatInvalid,
-    p11e.PinLenRange: PinFormatInvalid,
-    p11e.PinTooWeak: PinFormatInvalid,
-    p11e.PinExpired: NotAuthenticated,
-    p11e.UserNotLoggedIn: NotAuthenticated,
-    p11e.UserPinNotInitialized: NotAuthenticated,
-    p11e.FunctionCancelled: NotAuthenticated,
-    p11e.UserAlreadyLoggedIn: OperationFailed,
-    p11e.AnotherUserAlreadyLoggedIn: OperationFailed,
-    p11e.UserTooManyTypes: OperationFailed,
-    p11e.TokenNotPresent: TokenRemoved,
-    p11e.DeviceRemoved: TokenRemoved,
-    p11e.SlotIDInvalid: TokenRemoved,
-    p11e.TokenNotRecognised: TokenRemoved,
-    p11e.NoSuchToken: TokenRemoved,
-    p11e.DeviceError: CommunicationError,
-    p11e.GeneralError: CommunicationError,
-    p11e.HostMemory: CommunicationError,
-    p11e.SessionHandleInvalid: CommunicationError,
-    p11e.SessionClosed: CommunicationError,
-    p11e.SessionCount: CommunicationError,
-    p11e.MechanismInvalid: UnsupportedMechanism,
-    p11e.MechanismParamInvalid: UnsupportedMechanism,
-    p11e.KeyTypeInconsistent: UnsupportedMechanism,
-    p11e.KeySizeRange: UnsupportedMechanism,
-    p11e.FunctionNotSupported: UnsupportedMechanism,
-    p11e.DomainParamsInvalid: UnsupportedMechanism,
-    p11e.KeyHandleInvalid: KeyNotFound,
-    p11e.ObjectHandleInvalid: KeyNotFound,
-    p11e.NoSuchKey: KeyNotFound,
-    p11e.DataLenRange: InvalidInput,
-    p11e.DataInvalid: InvalidInput,
-    p11e.DeviceMemory: OperationFailed,
-    p11e.TokenWriteProtected: OperationFailed,
-    p11e.SessionReadOnly: OperationFailed,
-    p11e.TemplateIncomplete: OperationFailed,
-    p11e.TemplateInconsistent: OperationFailed,
-    p11e.AttributeValueInvalid: OperationFailed,
-    p11e.AttributeTypeInvalid: OperationFailed,
-    p11e.AttributeReadOnly: OperationFailed,
-    p11e.AttributeSensitive: OperationFailed,
-    p11e.FunctionFailed: OperationFailed,
-    p11e.OperationActive: OperationFailed,
-    p11e.ArgumentsBad: OperationFailed,
+EXPECTED: dict[type[p11e.PKCS11Error], type[domain.TokenError]] = {
+    p11e.PinIncorrect: domain.InvalidPin,
+    p11e.PinLocked: domain.PinBlocked,
+    p11e.PinInvalid: domain.PinFormatInvalid,
+    p11e.PinLenRange: domain.PinFormatInvalid,
+    p11e.PinTooWeak: domain.PinFormatInvalid,
+    p11e.PinExpired: domain.NotAuthenticated,
+    p11e.UserNotLoggedIn: domain.NotAuthenticated,
+    p11e.UserPinNotInitialized: domain.NotAuthenticated,
+    p11e.FunctionCancelled: domain.NotAuthenticated,
+    p11e.UserAlreadyLoggedIn: domain.OperationFailed,
+    p11e.AnotherUserAlreadyLoggedIn: domain.OperationFailed,
+    p11e.UserTooManyTypes: domain.OperationFailed,
+    p11e.TokenNotPresent: domain.TokenRemoved,
+    p11e.DeviceRemoved: domain.TokenRemoved,
+    p11e.SlotIDInvalid: domain.TokenRemoved,
+    p11e.TokenNotRecognised: domain.TokenRemoved,
+    p11e.NoSuchToken: domain.TokenRemoved,
+    p11e.DeviceError: domain.CommunicationError,
+    p11e.GeneralError: domain.CommunicationError,
+    p11e.HostMemory: domain.CommunicationError,
+    p11e.SessionHandleInvalid: domain.CommunicationError,
+    p11e.SessionClosed: domain.CommunicationError,
+    p11e.SessionCount: domain.CommunicationError,
+    p11e.MechanismInvalid: domain.UnsupportedMechanism,
+    p11e.MechanismParamInvalid: domain.UnsupportedMechanism,
+    p11e.KeyTypeInconsistent: domain.UnsupportedMechanism,
+    p11e.KeySizeRange: domain.UnsupportedMechanism,
+    p11e.FunctionNotSupported: domain.UnsupportedMechanism,
+    p11e.DomainParamsInvalid: domain.UnsupportedMechanism,
+    p11e.KeyHandleInvalid: domain.KeyNotFound,
+    p11e.ObjectHandleInvalid: domain.KeyNotFound,
+    p11e.NoSuchKey: domain.KeyNotFound,
+    p11e.DataLenRange: domain.InvalidInput,
+    p11e.DataInvalid: domain.InvalidInput,
+    p11e.DeviceMemory: domain.OperationFailed,
+    p11e.TokenWriteProtected: domain.OperationFailed,
+    p11e.SessionReadOnly: domain.OperationFailed,
+    p11e.TemplateIncomplete: domain.OperationFailed,
+    p11e.TemplateInconsistent: domain.OperationFailed,
+    p11e.AttributeValueInvalid: domain.OperationFailed,
+    p11e.AttributeTypeInvalid: domain.OperationFailed,
+    p11e.AttributeReadOnly: domain.OperationFailed,
+    p11e.AttributeSensitive: domain.OperationFailed,
+    p11e.FunctionFailed: domain.OperationFailed,
+    p11e.OperationActive: domain.OperationFailed,
+    p11e.ArgumentsBad: domain.OperationFailed,
 }
 
 
@@ -91,7 +79,7 @@ CASES = sorted(EXPECTED.items(), key=lambda case: case[0].__name__)
 
 @pytest.mark.parametrize(("exc_type", "expected"), CASES, ids=[c[0].__name__ for c in CASES])
 def test_each_ckr_class_maps_to_its_domain_error(exc_type: type[p11e.PKCS11Error],
-                                                 expected: type[TokenError]) -> None:
+                                                 expected: type[domain.TokenError]) -> None:
     error = error_for_pkcs11(exc_type(), what="op")
     assert type(error) is expected
     assert str(error)
@@ -100,7 +88,7 @@ def test_each_ckr_class_maps_to_its_domain_error(exc_type: type[p11e.PKCS11Error
 def test_invalid_pin_takes_attempts_from_the_token_flags() -> None:
     def left(flags: int | None) -> int | None:
         error = error_for_pkcs11(p11e.PinIncorrect(), token_flags=flags)
-        assert isinstance(error, InvalidPin)
+        assert isinstance(error, domain.InvalidPin)
         return error.attempts_left
 
     assert left(None) is None
@@ -118,7 +106,7 @@ def test_attempts_left_from_flags() -> None:
 
 def test_key_not_found_names_the_key() -> None:
     error = error_for_pkcs11(p11e.NoSuchKey(), what="01")
-    assert isinstance(error, KeyNotFound)
+    assert isinstance(error, domain.KeyNotFound)
     assert error.key_ref == "01"
 
 
@@ -126,21 +114,21 @@ def test_subclass_uses_its_parents_rule() -> None:
     class VendorPinIncorrect(p11e.PinIncorrect):
         pass
 
-    assert isinstance(error_for_pkcs11(VendorPinIncorrect()), InvalidPin)
+    assert isinstance(error_for_pkcs11(VendorPinIncorrect()), domain.InvalidPin)
 
 
 def test_codes_python_pkcs11_has_no_class_for() -> None:
     """python-pkcs11 words these 'Unmapped error code 0x..'; some have a rule by code."""
-    for code, expected in ((0x68, UnsupportedMechanism), (0x1B, UnsupportedMechanism),
-                           (0x190, CommunicationError)):
+    for code, expected in ((0x68, domain.UnsupportedMechanism), (0x1B, domain.UnsupportedMechanism),
+                           (0x190, domain.CommunicationError)):
         assert code in PKCS11_CODE_RULES
         assert type(error_for_pkcs11(p11e.PKCS11Error(f"Unmapped error code {hex(code)}"))) \
             is expected
     other = error_for_pkcs11(p11e.PKCS11Error("Unmapped error code 0x80000123"))
-    assert type(other) is OperationFailed
+    assert type(other) is domain.OperationFailed
     assert other.code == 0x80000123
     plain = error_for_pkcs11(p11e.PKCS11Error("Initialisation error (already initialized)"))
-    assert type(plain) is OperationFailed
+    assert type(plain) is domain.OperationFailed
     assert plain.code is None
 
 
@@ -157,14 +145,14 @@ def test_ctypes_codes_become_the_same_exceptions() -> None:
         assert type(exception_for_rv(rv, "C_X")) is cls
     unmapped = exception_for_rv(0x68, "C_SignInit")
     assert type(unmapped) is p11e.PKCS11Error
-    assert type(error_for_pkcs11(unmapped)) is UnsupportedMechanism
+    assert type(error_for_pkcs11(unmapped)) is domain.UnsupportedMechanism
 
 
 def test_mapped_errors_chain_with_raise_from() -> None:
     """The backend raises the mapped error `from` the PKCS#11 one; the mapping itself never
     raises."""
     cause = p11e.DeviceRemoved()
-    with pytest.raises(TokenRemoved) as info:
+    with pytest.raises(domain.TokenRemoved) as info:
         try:
             raise cause
         except p11e.PKCS11Error as exc:
@@ -196,9 +184,9 @@ def test_rsa_inputs() -> None:
 
 
 def test_signing_input_refuses_misfits() -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(domain.InvalidInput):
         signing_input(SignatureAlgorithm.parse("ECDSA_SHA384"), KeyType.EC_P384, bytes(32))
-    with pytest.raises(UnsupportedMechanism):
+    with pytest.raises(domain.UnsupportedMechanism):
         signing_input(SignatureAlgorithm.parse("RSA_PSS_SHA256"), KeyType.EC_P256, bytes(32))
-    with pytest.raises(UnsupportedMechanism):
+    with pytest.raises(domain.UnsupportedMechanism):
         signing_input(SignatureAlgorithm.parse("ECDSA_SHA256"), KeyType.RSA_2048, bytes(32))
