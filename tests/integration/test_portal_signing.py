@@ -68,6 +68,14 @@ class Stack:
         assert found is not None, texts
         return found.group(1)
 
+    async def at_the_code(self) -> tuple[Any, str, Any, str]:
+        """A B-B transaction whose one signer has accepted, prepared and received the SMS
+        code: the transaction, the invitation, the prepared session and the code."""
+        tx = await self.portal.create(level="B-B")
+        invite = await self.ready_to_sign(tx)
+        prepared = await self.prepare(invite)
+        return tx, invite, prepared, await self.send_code(prepared)
+
     async def authorize(self, prepared: Any, code: str, pin: str = PIN) -> dict[str, Any]:
         return await self.rpc("credentials/authorize", {
             "credentialID": self.credential, "hashes": prepared["hashes"], "PIN": pin,
@@ -202,10 +210,7 @@ def test_wrong_and_replayed_codes_leave_the_pin_alone(simulated_card: RunningCar
     @with_stack(tmp_path, simulated_card)
     async def scenario(stack: Stack) -> None:
         portal = stack.portal
-        tx = await portal.create(level="B-B")
-        invite = await stack.ready_to_sign(tx)
-        prepared = await stack.prepare(invite)
-        code = await stack.send_code(prepared)
+        tx, invite, prepared, code = await stack.at_the_code()
         retries = await stack.pin_retries()
         wrong = "000000" if code != "000000" else "111111"
         reply = await stack.authorize(prepared, wrong)
@@ -239,10 +244,7 @@ def test_bad_signatures_and_removed_card_store_nothing(simulated_card: RunningCa
     @with_stack(tmp_path, simulated_card)
     async def scenario(stack: Stack) -> None:
         portal = stack.portal
-        tx = await portal.create(level="B-B")
-        invite = await stack.ready_to_sign(tx)
-        prepared = await stack.prepare(invite)
-        code = await stack.send_code(prepared)
+        tx, invite, prepared, code = await stack.at_the_code()
         reply = await stack.authorize(prepared, code)
         signed = await stack.rpc("signatures/signHash", {
             "credentialID": stack.credential, "SAD": reply["result"]["SAD"],
