@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from asn1crypto import x509
 from ca.authority import Authority
 from ca.profiles import Validity, natural_person_name, qualified_certificate, random_serial
 from ca.registry import EvidenceReused, Registry, RegistryError, Status, UnknownSerial
+from tests.support.racing import race
 
 
 @pytest.fixture(scope="module")
@@ -81,22 +81,13 @@ def test_serial_collisions_are_retried(authority: Authority, database_url: str,
 def test_concurrent_issuance_gives_unique_serials(authority: Authority, database_url: str,
                                                   tmp_path: Path) -> None:
     registries = [Registry.open(database_url, tmp_path) for _ in range(4)]
-    errors: list[BaseException] = []
 
     def worker(index: int) -> None:
-        try:
-            for n in range(10):
-                registries[index].issue(_builder(authority), new_serial=random_serial,
-                                        evidence_id=f"ev-{index}-{n:04d}", spki_sha256="e" * 64)
-        except BaseException as exc:  # collected and re-raised by the test
-            errors.append(exc)
+        for n in range(10):
+            registries[index].issue(_builder(authority), new_serial=random_serial,
+                                    evidence_id=f"ev-{index}-{n:04d}", spki_sha256="e" * 64)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    race(worker, range(4))  # raises what any worker raised
     records = registries[0].all()
     assert len(records) == 40 and len({r.serial for r in records}) == 40
     for registry in registries:
@@ -158,24 +149,16 @@ def test_kill_9_during_issuance_leaves_a_consistent_registry(
 def test_one_evidence_one_certificate_even_when_racing(authority: Authority, database_url: str,
                                                        tmp_path: Path) -> None:
     registries = [Registry.open(database_url, tmp_path) for _ in range(4)]
-    outcomes: list[str] = []
-    barrier = threading.Barrier(4)
 
-    def worker(registry: Registry) -> None:
-        barrier.wait()
+    def worker(registry: Registry) -> str:
         try:
             registry.issue(_builder(authority), new_serial=random_serial,
                            evidence_id="ev-contested", spki_sha256="9" * 64)
-            outcomes.append("issued")
+            return "issued"
         except EvidenceReused:
-            outcomes.append("reused")
+            return "reused"
 
-    threads = [threading.Thread(target=worker, args=(r,)) for r in registries]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["issued", "reused", "reused", "reused"]
+    assert sorted(race(worker, registries)) == ["issued", "reused", "reused", "reused"]
     assert len(registries[0].all()) == 1
     for registry in registries:
         registry.close()

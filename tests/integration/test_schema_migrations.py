@@ -10,7 +10,6 @@ import datetime as dt
 import hashlib
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from portal.store import SCHEMA as PORTAL_SCHEMA
 from portal.store import EnrolmentStep, NewDocument, NewSigner, SignerStatus, Store, TxStatus
 from portal.throttle import Throttles
 from tests.support.postgres import PrivatePostgres
+from tests.support.racing import race
 
 BEFORE = Path(__file__).parent / "schemas_before_migrations"
 NOW = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC)
@@ -223,22 +223,7 @@ def test_a_database_that_is_half_a_portal_is_refused(database_url: str,
 
 
 def test_concurrent_starts_migrate_once(database_url: str, tmp_path: Path) -> None:
-    barrier = threading.Barrier(4)
-    failures: list[BaseException] = []
-
-    def start() -> None:
-        barrier.wait()
-        try:
-            Store.open(database_url, tmp_path).close()
-        except BaseException as exc:  # reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not failures
+    race(lambda _: Store.open(database_url, tmp_path).close(), range(4))  # raises a failure
     assert applied(database_url, tmp_path / "portal.sqlite", PORTAL_SCHEMA) == \
         _head(PORTAL_SCHEMA)
 

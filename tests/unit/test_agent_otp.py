@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from agent.identity.otp import (
     ThrottlePolicy,
     TotpVerifier,
 )
+from tests.support.racing import race
 
 ACCOUNT = "alice@example.test"
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -193,22 +193,15 @@ def test_malformed_codes_are_failures(verifier: TotpVerifier, typed: str) -> Non
 def test_concurrent_use_of_one_code_accepts_it_once(db: Path, verifier: TotpVerifier) -> None:
     # Eight agents on one state file (threads here; the write lock is SQLite's).
     stores = [OtpStore(db) for _ in range(8)]
-    outcomes: list[str] = []
-    barrier = threading.Barrier(len(stores))
 
-    def attempt(store: OtpStore) -> None:
-        barrier.wait()
+    def attempt(store: OtpStore) -> str:
         try:
             TotpVerifier(store).verify(ACCOUNT, code(STEP), now=T)
-            outcomes.append("accepted")
+            return "accepted"
         except OtpReplayed:
-            outcomes.append("replayed")
+            return "replayed"
 
-    threads = [threading.Thread(target=attempt, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = race(attempt, stores)
     for s in stores:
         s.close()
     assert sorted(outcomes) == ["accepted"] + ["replayed"] * 7
