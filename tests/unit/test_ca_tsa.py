@@ -93,6 +93,30 @@ def chain_files(authority: Authority, directory: Path, *, with_tsa: bool) -> tup
     return certs / "root.pem", untrusted
 
 
+def openssl_asks(tsa: TimestampAuthority, work: Path, *options: str) -> bytes:
+    """`openssl ts -query` for the data with `options`, answered by the TSA: the response,
+    also in resp.tsr (the query stays in req.tsq)."""
+    assert openssl("ts", "-query", "-data", work / "data", *options,
+                   "-out", work / "req.tsq").returncode == 0
+    response = tsa.respond((work / "req.tsq").read_bytes())
+    (work / "resp.tsr").write_bytes(response)
+    return response
+
+
+def openssl_reads(work: Path) -> subprocess.CompletedProcess[str]:
+    """`openssl ts -reply -text` of resp.tsr."""
+    return openssl("ts", "-reply", "-in", work / "resp.tsr", "-text")
+
+
+def openssl_verifies(work: Path, authority: Authority, *source: str | Path,
+                     with_tsa: bool = False) -> subprocess.CompletedProcess[str]:
+    """`openssl ts -verify` of resp.tsr against `source` (the data by default) under
+    `authority`'s root."""
+    root, untrusted = chain_files(authority, work, with_tsa=with_tsa)
+    return openssl("ts", "-verify", *(source or ("-data", work / "data")),
+                   "-in", work / "resp.tsr", "-CAfile", root, "-untrusted", untrusted)
+
+
 # OpenSSL as the client ---------------------------------------------------------------------
 
 
@@ -101,14 +125,10 @@ def chain_files(authority: Authority, directory: Path, *, with_tsa: bool) -> tup
 @pytest.mark.parametrize("cert", [True, False], ids=["cert", "no_cert"])
 def test_openssl_query_reply_verify(tsa: TimestampAuthority, authority: Authority, work: Path,
                                     digest: str, nonce: bool, cert: bool) -> None:
-    query: list[str | Path] = ["ts", "-query", "-data", work / "data", f"-{digest}",
-                               "-out", work / "req.tsq"]
-    query += ["-cert"] if cert else []
-    query += [] if nonce else ["-no_nonce"]
-    assert openssl(*query).returncode == 0
-    (work / "resp.tsr").write_bytes(tsa.respond((work / "req.tsq").read_bytes()))
+    openssl_asks(tsa, work, f"-{digest}", *(["-cert"] if cert else []),
+                 *([] if nonce else ["-no_nonce"]))
 
-    reply = openssl("ts", "-reply", "-in", work / "resp.tsr", "-text")
+    reply = openssl_reads(work)
     assert reply.returncode == 0, reply.stderr
     assert "Status: Granted." in reply.stdout
     assert f"Policy OID: {authority.config.tsa_policy}" in reply.stdout
@@ -119,37 +139,25 @@ def test_openssl_query_reply_verify(tsa: TimestampAuthority, authority: Authorit
     assert ("Nonce: 0x" in reply.stdout) == nonce
     assert ("Nonce: unspecified" in reply.stdout) == (not nonce)
 
-    root, untrusted = chain_files(authority, work, with_tsa=not cert)
-    sources: list[list[str | Path]] = [["-data", work / "data"],
-                                       ["-queryfile", work / "req.tsq"]]
-    for source in sources:
-        verify = openssl("ts", "-verify", *source, "-in", work / "resp.tsr",
-                         "-CAfile", root, "-untrusted", untrusted)
+    for source in (("-data", work / "data"), ("-queryfile", work / "req.tsq")):
+        verify = openssl_verifies(work, authority, *source, with_tsa=not cert)
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert "Verification: OK" in verify.stdout
 
 
 def test_openssl_needs_the_tsa_certificate_when_not_asked_for(
         tsa: TimestampAuthority, authority: Authority, work: Path) -> None:
-    assert openssl("ts", "-query", "-data", work / "data", "-sha256",
-                   "-out", work / "req.tsq").returncode == 0
-    (work / "resp.tsr").write_bytes(tsa.respond((work / "req.tsq").read_bytes()))
-    root, untrusted = chain_files(authority, work, with_tsa=False)
-    verify = openssl("ts", "-verify", "-data", work / "data", "-in", work / "resp.tsr",
-                     "-CAfile", root, "-untrusted", untrusted)
+    openssl_asks(tsa, work, "-sha256")
+    verify = openssl_verifies(work, authority)
     assert verify.returncode != 0
     assert "Verification: OK" not in verify.stdout
 
 
 def test_openssl_refuses_tampered_data(tsa: TimestampAuthority, authority: Authority,
                                        work: Path) -> None:
-    assert openssl("ts", "-query", "-data", work / "data", "-sha384", "-cert",
-                   "-out", work / "req.tsq").returncode == 0
-    (work / "resp.tsr").write_bytes(tsa.respond((work / "req.tsq").read_bytes()))
+    openssl_asks(tsa, work, "-sha384", "-cert")
     (work / "data").write_bytes(DATA.replace(b"worth", b"wirth"))
-    root, untrusted = chain_files(authority, work, with_tsa=False)
-    verify = openssl("ts", "-verify", "-data", work / "data", "-in", work / "resp.tsr",
-                     "-CAfile", root, "-untrusted", untrusted)
+    verify = openssl_verifies(work, authority)
     assert verify.returncode != 0
     assert "Verification: FAILED" in verify.stdout
     assert "message imprint mismatch" in verify.stderr
@@ -159,12 +167,8 @@ def test_openssl_refuses_a_token_under_another_root(tsa: TimestampAuthority, wor
                                                     tmp_path_factory: pytest.TempPathFactory
                                                     ) -> None:
     other = Authority.init(tmp_path_factory.mktemp("other") / "ca")
-    assert openssl("ts", "-query", "-data", work / "data", "-cert",
-                   "-out", work / "req.tsq").returncode == 0
-    (work / "resp.tsr").write_bytes(tsa.respond((work / "req.tsq").read_bytes()))
-    root, untrusted = chain_files(other, work, with_tsa=False)
-    verify = openssl("ts", "-verify", "-data", work / "data", "-in", work / "resp.tsr",
-                     "-CAfile", root, "-untrusted", untrusted)
+    openssl_asks(tsa, work, "-cert")
+    verify = openssl_verifies(work, other)
     assert verify.returncode != 0
     assert "Verification: OK" not in verify.stdout
 
@@ -172,12 +176,8 @@ def test_openssl_refuses_a_token_under_another_root(tsa: TimestampAuthority, wor
 @pytest.mark.parametrize("digest", ["sha1", "md5", "sha224", "sha3-256"])
 def test_openssl_weak_or_unknown_digest_is_bad_alg(tsa: TimestampAuthority, work: Path,
                                                    digest: str) -> None:
-    assert openssl("ts", "-query", "-data", work / "data", f"-{digest}",
-                   "-out", work / "req.tsq").returncode == 0
-    response = tsa.respond((work / "req.tsq").read_bytes())
-    assert_rejected(response, "bad_alg")
-    (work / "resp.tsr").write_bytes(response)
-    reply = openssl("ts", "-reply", "-in", work / "resp.tsr", "-text")
+    assert_rejected(openssl_asks(tsa, work, f"-{digest}"), "bad_alg")
+    reply = openssl_reads(work)
     assert reply.returncode == 0, reply.stderr
     assert "Status: Rejected." in reply.stdout
     assert "unrecognized or unsupported algorithm identifier" in reply.stdout.lower()
@@ -185,17 +185,10 @@ def test_openssl_weak_or_unknown_digest_is_bad_alg(tsa: TimestampAuthority, work
 
 def test_openssl_policy(tsa: TimestampAuthority, authority: Authority, work: Path) -> None:
     policy = authority.config.tsa_policy
-    assert openssl("ts", "-query", "-data", work / "data", "-tspolicy", policy,
-                   "-out", work / "same.tsq").returncode == 0
-    granted = tsa.respond((work / "same.tsq").read_bytes())
+    granted = openssl_asks(tsa, work, "-tspolicy", policy)
     assert tst_info(granted)["policy"].dotted == policy
-    assert openssl("ts", "-query", "-data", work / "data", "-tspolicy", "1.2.3.4.5",
-                   "-out", work / "other.tsq").returncode == 0
-    refused = tsa.respond((work / "other.tsq").read_bytes())
-    assert_rejected(refused, "unaccepted_policy")
-    (work / "resp.tsr").write_bytes(refused)
-    assert "policy is not supported" in openssl(
-        "ts", "-reply", "-in", work / "resp.tsr", "-text").stdout.lower()
+    assert_rejected(openssl_asks(tsa, work, "-tspolicy", "1.2.3.4.5"), "unaccepted_policy")
+    assert "policy is not supported" in openssl_reads(work).stdout.lower()
 
 
 @pytest.mark.parametrize("garbage", [b"", b"\x00", b"\x30", b"\x30\x00", b"not DER at all",
@@ -205,7 +198,7 @@ def test_garbage_is_bad_request_that_openssl_reads(tsa: TimestampAuthority, work
     response = tsa.respond(garbage)
     assert_rejected(response, "bad_request")
     (work / "resp.tsr").write_bytes(response)
-    reply = openssl("ts", "-reply", "-in", work / "resp.tsr", "-text")
+    reply = openssl_reads(work)
     assert reply.returncode == 0, reply.stderr
     assert "Status: Rejected." in reply.stdout
 
