@@ -40,12 +40,12 @@ from portal.identity import specimen
 from portal.identity.mrz import DocumentFormat
 from tests.support.identity_fixtures import frames, make_specimen
 from tests.support.pcsc import RunningCard, connect
-from tests.support.pdfs import blank_pdf
 from tests.support.portal_e2e import (
     PHONE,
     Stack,
     assert_signed_b_lt,
     check_page,
+    open_personal_space,
     portal_stack,
 )
 from tests.support.portal_e2e import (
@@ -277,11 +277,8 @@ def test_first_time_signer_enrols_in_the_browser_then_signs(
 async def _enrol_from_the_sign_step(stack: Stack, pages: list[Page]) -> None:
     """A signer who accepted the documents before inserting a token with no qualified
     certificate: the sign step offers the enrolment, which starts at personal data."""
-    transaction = await stack.requester("POST", "/api/v1/transactions", {
-        "title": "Late discovery", "requester": {"name": "R", "email": "r@example.test"},
-        "documents": [{"name": "one.pdf", "content": base64.b64encode(blank_pdf(1)).decode()}],
-        "signers": [{"name": "Paul Martin", "email": "paul@example.test", "phone": PHONE,
-                     "lang": "en"}]})
+    transaction = await stack.one_signer_transaction(
+        "Late discovery", "Paul Martin", "paul@example.test", PHONE)
     invite = transaction["signers"][0]["inviteUrl"].rsplit("/s/", 1)[1]
     async with stack.session.get(stack.api(f"/api/s/{invite}")) as response:
         view = await response.json()
@@ -309,16 +306,12 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
                    pages: list[Page]) -> None:
     assert stack.ca.issued() == 0 and _card_keys(card)["9C"] is None  # factory-fresh
     await _enrol_from_the_sign_step(stack, pages)
-    transaction = await stack.requester("POST", "/api/v1/transactions", {
-        "title": "Employment contract", "requester": {"name": "Agence Dupont",
-                                                      "email": "agence@example.test"},
-        "documents": [{"name": "contract.pdf",
-                       "content": base64.b64encode(blank_pdf(2)).decode()}],
-        # A typo in the surname: the signer corrects it.
-        "signers": [{"name": "Marie Curi", "email": "marie@example.test", "phone": PHONE,
-                     "lang": "en"}], "level": "B-LT", "messaging": True})
-    invite = transaction["signers"][0]["inviteUrl"]
-    link = invite if invite.startswith("http") else stack.origin + invite
+    # A typo in the surname: the signer corrects it.
+    transaction = await stack.one_signer_transaction(
+        "Employment contract", "Marie Curi", "marie@example.test", PHONE,
+        requester=("Agence Dupont", "agence@example.test"), document="contract.pdf", pages=2,
+        level="B-LT", messaging=True)
+    link = stack.invitation(transaction)
     context, page = await stack.page()
     pages.append(page)
 
@@ -614,14 +607,7 @@ async def _personal_space_lists(stack: Stack, pages: list[Page],
     space = found[-1]
     context, page = await stack.page()
     pages.append(page)
-    before = await stack.sms_count(PHONE_FIXED)
-    await page.goto(space)
-    await _ready(page)
-    await page.click("#send-code")
-    await page.wait_for_selector("#code-form:not([hidden])")
-    await page.fill("#code", await stack.sms_code(PHONE_FIXED, before))
-    await page.click("#code-submit")
-    await page.wait_for_selector("#space:not([hidden])")
+    await open_personal_space(stack, page, space, PHONE_FIXED)
     await _until(page, "document.getElementById('certificates').textContent"
                        ".includes('Curie')")
     text = await page.text_content("#certificates") or ""
@@ -682,12 +668,8 @@ def test_a_blocked_letter_pin_is_unblocked_with_the_puk(
     async def main() -> None:
         async with portal_stack(tmp_path, manufacturer, simulated_card,
                                 enrol=False) as stack:
-            transaction = await stack.requester("POST", "/api/v1/transactions", {
-                "title": "Blocked PIN", "requester": {"name": "R", "email": "r@example.test"},
-                "documents": [{"name": "one.pdf",
-                               "content": base64.b64encode(blank_pdf(1)).decode()}],
-                "signers": [{"name": "Paul Martin", "email": "paul@example.test",
-                             "phone": PHONE, "lang": "en"}]})
+            transaction = await stack.one_signer_transaction(
+                "Blocked PIN", "Paul Martin", "paul@example.test", PHONE)
             invite = transaction["signers"][0]["inviteUrl"].rsplit("/s/", 1)[1]
             await _to_the_pin_step(stack, invite)
             context, page = await stack.page()

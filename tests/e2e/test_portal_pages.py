@@ -5,7 +5,6 @@ each step go to $QSIGN_ARTEFACTS or the test's tmp dir."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from tests.support.portal_e2e import (
     Stack,
     assert_signed_b_lt,
     check_page,
+    open_personal_space,
     run_on_stack,
 )
 from tests.support.portal_e2e import (
@@ -184,13 +184,10 @@ def test_requester_creates_first_signer_signs_second_refuses(
 def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
                                           manufacturer: Manufacturer, tmp_path: Path) -> None:
     async def scenario(stack: Stack) -> None:
-        transaction = await stack.requester("POST", "/api/v1/transactions", {
-            "title": "Failure paths", "requester": {"name": "Alice", "email": "a@example.test"},
-            "documents": [{"name": "one.pdf", "content": _b64(blank_pdf(1))}],
-            "signers": [{"name": "Marie Curie", "email": "marie@example.test", "phone": PHONE,
-                         "lang": "en"}]})
-        invite = transaction["signers"][0]["inviteUrl"]
-        link = invite if invite.startswith("http") else stack.origin + invite
+        transaction = await stack.one_signer_transaction(
+            "Failure paths", "Marie Curie", "marie@example.test", PHONE,
+            requester=("Alice", "a@example.test"))
+        link = stack.invitation(transaction)
         context, page = await stack.page()
 
         # A tampered link: one character of the MAC changed, away from its end (the last
@@ -269,23 +266,14 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
     _run(tmp_path, manufacturer, simulated_card, scenario)
 
 
-def _b64(data: bytes) -> str:
-    import base64
-    return base64.b64encode(data).decode()
-
-
 def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
         simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
     async def scenario(stack: Stack) -> None:
-        transaction = await stack.requester("POST", "/api/v1/transactions", {
-            "title": "A rather long title to see that it wraps on a narrow phone screen",
-            "requester": {"name": "Alice", "email": "a@example.test"},
-            "documents": [{"name": "a-document-with-a-very-long-file-name-indeed.pdf",
-                           "content": _b64(blank_pdf(1))}],
-            "signers": [{"name": "Marie Curie", "email": "marie@example.test",
-                         "phone": PHONE}]})
-        invite = transaction["signers"][0]["inviteUrl"]
-        link = invite if invite.startswith("http") else stack.origin + invite
+        transaction = await stack.one_signer_transaction(
+            "A rather long title to see that it wraps on a narrow phone screen",
+            "Marie Curie", "marie@example.test", PHONE, requester=("Alice", "a@example.test"),
+            document="a-document-with-a-very-long-file-name-indeed.pdf", lang=None)
+        link = stack.invitation(transaction)
         for width in (375, 1280):
             for lang in ("en", "fr"):
                 context, page = await stack.page(width=width)
@@ -314,11 +302,9 @@ def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
 def test_expired_invitation_and_blocked_pin(simulated_card: RunningCard,
                                             manufacturer: Manufacturer, tmp_path: Path) -> None:
     async def scenario(stack: Stack) -> None:
-        transaction = await stack.requester("POST", "/api/v1/transactions", {
-            "title": "Blocked", "requester": {"name": "Alice", "email": "a@example.test"},
-            "documents": [{"name": "one.pdf", "content": _b64(blank_pdf(1))}],
-            "signers": [{"name": "Marie Curie", "email": "marie@example.test", "phone": PHONE,
-                         "lang": "en"}]})
+        transaction = await stack.one_signer_transaction(
+            "Blocked", "Marie Curie", "marie@example.test", PHONE,
+            requester=("Alice", "a@example.test"))
         signer_id = transaction["signers"][0]["id"]
         context, page = await stack.page()
 
@@ -375,12 +361,8 @@ def test_personal_space_after_everyone_signed(simulated_card: RunningCard,
     """One signer signs in the page; the completion e-mail's link opens Personal Space
     with an SMS code: the signed documents and the 5-year qualified certificate."""
     async def scenario(stack: Stack) -> None:
-        await stack.requester("POST", "/api/v1/transactions", {
-            "title": "Single", "requester": {"name": "R", "email": "r@example.test"},
-            "documents": [{"name": "one.pdf",
-                           "content": base64.b64encode(blank_pdf(1)).decode()}],
-            "signers": [{"name": "Marie Curie", "email": "marie@example.test",
-                         "phone": PHONE, "lang": "en"}], "level": "B-LT"})
+        await stack.one_signer_transaction("Single", "Marie Curie", "marie@example.test",
+                                           PHONE, level="B-LT")
         context, page = await stack.page()
         await _consent_and_accept(stack, page, await _invite(stack, "marie@example.test"))
         await _accept(page)
@@ -390,15 +372,8 @@ def test_personal_space_after_everyone_signed(simulated_card: RunningCard,
         await page.click("#sign-submit")
         await page.wait_for_selector("body[data-step='done']")
         space = await _invite_kind(stack, "marie@example.test", "/me/")
-        before = await stack.sms_count(PHONE)
-        await page.goto(space)
-        await _ready(page)
-        await stack.shot(page, "10-personal-space-login")
-        await page.click("#send-code")
-        await page.wait_for_selector("#code-form:not([hidden])")
-        await page.fill("#code", await stack.sms_code(PHONE, before))
-        await page.click("#code-submit")
-        await page.wait_for_selector("#space:not([hidden])")
+        await open_personal_space(stack, page, space, PHONE,
+                                  login_shot="10-personal-space-login")
         await _until(page, "document.querySelectorAll('#documents li, #documents tr, "
                            "#documents article').length > 0")
         await check_page(page)

@@ -5,24 +5,18 @@ enrolment instead of a signature (SECURITY #39)."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 from firmware_sim.attestation import Manufacturer
 from tests.support.pcsc import RunningCard
-from tests.support.pdfs import blank_pdf
 from tests.support.portal_e2e import PHONE_2, Stack, check_page, ready, run_on_stack, until
 
 
 def test_the_page_names_whose_certificate_the_token_holds(
         simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
     async def scenario(stack: Stack) -> None:
-        transaction = await stack.requester("POST", "/api/v1/transactions", {
-            "title": "Not his card", "requester": {"name": "R", "email": "r@example.test"},
-            "documents": [{"name": "one.pdf",
-                           "content": base64.b64encode(blank_pdf(1)).decode()}],
-            "signers": [{"name": "Pierre Curie", "email": "pierre@example.test",
-                         "phone": PHONE_2, "lang": "en"}], "level": "B-B"})
+        transaction = await stack.one_signer_transaction(
+            "Not his card", "Pierre Curie", "pierre@example.test", PHONE_2, level="B-B")
         context, page = await stack.page()
         await page.goto(transaction["signers"][0]["inviteUrl"] + "?lang=en")
         await ready(page)

@@ -46,6 +46,7 @@ from tests.support.ca_fixtures import b64, card_csr
 from tests.support.ca_process import RunningCa, start_ca
 from tests.support.chromium import launch_chromium
 from tests.support.pcsc import RunningCard, connect
+from tests.support.pdfs import blank_pdf
 from tests.support.ports import free_port
 from tests.support.provision import PyscardConnection
 from tests.support.waiting import wait_until_async
@@ -148,6 +149,26 @@ class Stack:
                 "Authorization": f"Bearer {self.token}"}) as response:
             assert response.status < 300, (response.status, await response.text())
             return await response.json()
+
+    async def one_signer_transaction(self, title: str, signer: str, email: str, phone: str, *,
+                                     requester: tuple[str, str] = ("R", "r@example.test"),
+                                     document: str = "one.pdf", pages: int = 1,
+                                     lang: str | None = "en", **options: Any) -> Any:
+        """A transaction made through the requester API: one blank PDF, one signer (with
+        no `lang` the page goes by the browser's); `options` adds fields such as level."""
+        invited = {"name": signer, "email": email, "phone": phone}
+        if lang is not None:
+            invited["lang"] = lang
+        return await self.requester("POST", "/api/v1/transactions", {
+            "title": title, "requester": {"name": requester[0], "email": requester[1]},
+            "documents": [{"name": document,
+                           "content": base64.b64encode(blank_pdf(pages)).decode()}],
+            "signers": [invited], **options})
+
+    def invitation(self, transaction: Any, index: int = 0) -> str:
+        """The signer's invitation link as a browser opens it (the API may answer a path)."""
+        invite: str = transaction["signers"][index]["inviteUrl"]
+        return invite if invite.startswith("http") else self.origin + invite
 
     async def sms_code(self, phone: str, before: int = 0) -> str:
         """The newest 6-digit code texted to `phone` after the first `before` messages."""
@@ -348,6 +369,22 @@ async def assert_signed_b_lt(stack: Stack, transaction: dict[str, Any],
         checked = await check_qualified(signer, [issuing], trust_roots=[root],
                                         at=stack.clock(), ocsp=False)
         assert checked.qualified, checked.reasons
+
+
+async def open_personal_space(stack: Stack, page: Page, link: str, phone: str,
+                              login_shot: str = "") -> None:
+    """Personal Space at its mailed `link`, signed in with the code texted to `phone`
+    (`login_shot` names a screenshot of the sign-in page)."""
+    before = await stack.sms_count(phone)
+    await page.goto(link)
+    await ready(page)
+    if login_shot:
+        await stack.shot(page, login_shot)
+    await page.click("#send-code")
+    await page.wait_for_selector("#code-form:not([hidden])")
+    await page.fill("#code", await stack.sms_code(phone, before))
+    await page.click("#code-submit")
+    await page.wait_for_selector("#space:not([hidden])")
 
 
 async def until(page: Page, expression: str, tries: int = 1200) -> None:
