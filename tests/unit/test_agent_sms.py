@@ -12,16 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from agent.identity.otp import (
-    OtpExpired,
-    OtpHashesMismatch,
-    OtpInvalid,
-    OtpLocked,
-    OtpReplayed,
-    OtpServiceUnavailable,
-    OtpSessionUnknown,
-    OtpThrottled,
-)
+from agent.identity import otp
 from agent.identity.sms import HttpSmsOtpProvider
 from tests.support.ports import free_port
 from tests.support.sms_portal import MAX_ATTEMPTS, SENDS_PER_SESSION, FakePortal
@@ -50,10 +41,10 @@ def test_right_code_once_for_the_same_hashes() -> None:
         challenge = await sms.send(session, HASHES)
         assert challenge.expires_in == 300 and challenge.phone_masked.endswith("78")
         code = portal.last_code()
-        with pytest.raises(OtpHashesMismatch):  # a code for A is refused for B
+        with pytest.raises(otp.OtpHashesMismatch):  # a code for A is refused for B
             await sms.verify(session, code, HASHES[:1])
         await sms.verify(session, code, HASHES)
-        with pytest.raises(OtpReplayed):
+        with pytest.raises(otp.OtpReplayed):
             await sms.verify(session, code, HASHES)
 
     run(scenario)
@@ -65,24 +56,24 @@ def test_wrong_expired_unknown_locked_throttled() -> None:
         await sms.send(session, HASHES)
         code = portal.last_code()
         wrong = "000000" if code != "000000" else "111111"
-        with pytest.raises(OtpInvalid) as invalid:
+        with pytest.raises(otp.OtpInvalid) as invalid:
             await sms.verify(session, wrong, HASHES)
         assert invalid.value.attempts_left == MAX_ATTEMPTS - 1
         portal.offset = 301
-        with pytest.raises(OtpExpired):
+        with pytest.raises(otp.OtpExpired):
             await sms.verify(session, code, HASHES)
-        with pytest.raises(OtpSessionUnknown):
+        with pytest.raises(otp.OtpSessionUnknown):
             await sms.verify("no-such-session", code, HASHES)
-        with pytest.raises(OtpSessionUnknown):  # not even sent: not a printable session
+        with pytest.raises(otp.OtpSessionUnknown):  # not even sent: not a printable session
             await sms.verify("bad session\n", code, HASHES)
         for _ in range(MAX_ATTEMPTS - 2):
-            with pytest.raises(OtpInvalid):
+            with pytest.raises(otp.OtpInvalid):
                 await sms.verify(session, wrong, HASHES)
-        with pytest.raises(OtpLocked):
+        with pytest.raises(otp.OtpLocked):
             await sms.verify(session, wrong, HASHES)
         for _ in range(SENDS_PER_SESSION - 1):
             await sms.send(session, HASHES)
-        with pytest.raises(OtpThrottled) as throttled:
+        with pytest.raises(otp.OtpThrottled) as throttled:
             await sms.send(session, HASHES)
         assert throttled.value.retry_after_seconds == 60
 
@@ -92,7 +83,7 @@ def test_wrong_expired_unknown_locked_throttled() -> None:
 def test_a_code_that_cannot_be_one_is_not_sent() -> None:
     async def scenario(portal: FakePortal, sms: HttpSmsOtpProvider) -> None:
         session = portal.open_session(HASHES)
-        with pytest.raises(OtpInvalid) as invalid:
+        with pytest.raises(otp.OtpInvalid) as invalid:
             await sms.verify(session, "12ab56", HASHES)
         assert invalid.value.attempts_left is None
         assert portal.calls == []
@@ -104,9 +95,9 @@ def test_service_down_is_unavailable() -> None:
     async def main() -> None:
         sms = HttpSmsOtpProvider(f"http://127.0.0.1:{free_port()}", timeout_seconds=2)
         try:
-            with pytest.raises(OtpServiceUnavailable):
+            with pytest.raises(otp.OtpServiceUnavailable):
                 await sms.verify("session", "123456", HASHES)
-            with pytest.raises(OtpServiceUnavailable):
+            with pytest.raises(otp.OtpServiceUnavailable):
                 await sms.send("session", HASHES)
         finally:
             await sms.close()
@@ -166,7 +157,7 @@ def test_answers_outside_the_contract_are_unavailable(
         server = await _answer_with(handler)
         sms = HttpSmsOtpProvider(f"http://127.0.0.1:{server.port}", timeout_seconds=1)
         try:
-            with pytest.raises(OtpServiceUnavailable):
+            with pytest.raises(otp.OtpServiceUnavailable):
                 await sms.verify("session", "123456", HASHES)
         finally:
             await sms.close()
