@@ -169,6 +169,13 @@ class Probe:
         assert 0 <= loaded.pin.retries_left <= loaded.pin.max_retries
         assert 0 <= loaded.puk.retries_left <= loaded.puk.max_retries
 
+    def survives(self, *commands: bytes) -> None:
+        """Each command answered as ISO 7816-4 allows, then the card checked: the property
+        every fuzz test here asserts."""
+        for command in commands:
+            self.send(command)
+        self.check_card()
+
     def authenticate(self) -> None:
         """PIN verified (if not still) and management key authenticated, for this example."""
         self.select()
@@ -333,8 +340,7 @@ def piv_commands(draw: st.DrawFn, allowed_ins: list[int]) -> bytes:
 @fuzz_settings("arbitrary_bytes")
 @given(raw=st.binary(min_size=0, max_size=300))
 def test_arbitrary_bytes(probe: Probe, raw: bytes) -> None:
-    probe.send(raw)
-    probe.check_card()
+    probe.survives(raw)
 
 
 @fuzz_settings("arbitrary_bytes_selected")
@@ -342,8 +348,7 @@ def test_arbitrary_bytes(probe: Probe, raw: bytes) -> None:
 def test_arbitrary_bytes_after_select(probe: Probe, raw: bytes) -> None:
     # With PIV selected the bytes reach the applet's handlers, not just the framing.
     probe.select()
-    probe.send(raw)
-    probe.check_card()
+    probe.survives(raw)
 
 
 @st.composite
@@ -365,8 +370,7 @@ def extended_apdus(draw: st.DrawFn) -> bytes:
 @given(raw=extended_apdus())
 def test_extended_bodies(probe: Probe, raw: bytes) -> None:
     probe.select()
-    probe.send(raw)
-    probe.check_card()
+    probe.survives(raw)
 
 
 @fuzz_settings("structured")
@@ -383,8 +387,7 @@ def test_extended_bodies(probe: Probe, raw: bytes) -> None:
 def test_structured_apdus(probe: Probe, cla: int, ins: int, p1: int, p2: int, data: bytes,
                           le: int | None, extended: bool) -> None:
     probe.select()
-    probe.send(encode(cla, ins, p1, p2, data, le, extended))
-    probe.check_card()
+    probe.survives(encode(cla, ins, p1, p2, data, le, extended))
 
 
 @fuzz_settings("piv_commands")
@@ -392,9 +395,7 @@ def test_structured_apdus(probe: Probe, cla: int, ins: int, p1: int, p2: int, da
 def test_piv_commands_with_tlv_data(probe: Probe, commands: list[bytes]) -> None:
     # Unauthenticated: wrong PINs and PUKs burn the counters; that is allowed here.
     probe.select()
-    for command in commands:
-        probe.send(command)
-    probe.check_card()
+    probe.survives(*commands)
 
 
 @fuzz_settings("piv_commands_authenticated")
@@ -403,9 +404,7 @@ def test_piv_commands_authenticated(provisioned_probe: Probe, commands: list[byt
     # PIN verified and management key authenticated: GENERATE, PUT DATA, signing,
     # ECDH, ATTEST and SET MANAGEMENT KEY get past their access checks.
     provisioned_probe.authenticate()
-    for command in commands:
-        provisioned_probe.send(command)
-    provisioned_probe.check_card()
+    provisioned_probe.survives(*commands)
 
 
 @st.composite
@@ -427,9 +426,7 @@ def test_chained_sequences(probe: Probe, links: list[bytes], authenticated: bool
         probe.authenticate()
     else:
         probe.select()
-    for link in links:
-        probe.send(link)
-    probe.check_card()
+    probe.survives(*links)
 
 
 @fuzz_settings("response_chaining")
