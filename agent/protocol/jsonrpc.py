@@ -26,6 +26,7 @@ from agent.tokens.model import (
     KeyType,
     Padding,
     PinStatus,
+    Token,
     TokenInfo,
     split_credential,
 )
@@ -259,31 +260,27 @@ async def _sign_pdf(call: Call) -> Any:
 
 async def _pin_change(call: Call) -> Any:
     p = call.params
-    factor = call.require_second_factor(p["tokenID"])
-    await _journaled(factor, call, "pin-change", call.registry.call(
-        p["tokenID"], lambda t: t.change_pin(p["PIN"], p["newPIN"])))
-    return {}
+    return await _journaled(call, "pin-change", lambda t: t.change_pin(p["PIN"], p["newPIN"]))
 
 
 async def _pin_unblock(call: Call) -> Any:
     p = call.params
-    factor = call.require_second_factor(p["tokenID"])
-    await _journaled(factor, call, "pin-unblock", call.registry.call(
-        p["tokenID"], lambda t: t.unblock_pin(p["PUK"], p["newPIN"])))
-    return {}
+    return await _journaled(call, "pin-unblock", lambda t: t.unblock_pin(p["PUK"], p["newPIN"]))
 
 
-async def _journaled(factor: SecondFactor, call: Call, event: str,
-                     work: Awaitable[Any]) -> Any:
+async def _journaled(call: Call, event: str, operation: Callable[[Token], None]) -> Any:
+    """A PIN/PUK operation on the call's token behind the second factor, journaled
+    whether it is done or refused."""
+    token_id = call.params["tokenID"]
+    factor = call.require_second_factor(token_id)
     try:
-        result = await work
+        await call.registry.call(token_id, operation)
     except Exception as exc:
-        factor.journal.record(event, origin=call.origin, subject=call.params["tokenID"],
+        factor.journal.record(event, origin=call.origin, subject=token_id,
                               outcome=f"refused: {type(exc).__name__}")
         raise
-    factor.journal.record(event, origin=call.origin, subject=call.params["tokenID"],
-                          outcome="done")
-    return result
+    factor.journal.record(event, origin=call.origin, subject=token_id, outcome="done")
+    return {}
 
 
 async def _enroll_generate(call: Call) -> Any:
