@@ -21,7 +21,6 @@ from pyhanko_certvalidator.errors import (
     InvalidCertificateError,
     NotYetValidError,
     PathBuildingError,
-    PathValidationError,
     RevokedError,
     ValidationError,
 )
@@ -51,35 +50,39 @@ async def collect_revocation(certificate: x509.Certificate, chain: Sequence[x509
     try:
         path = await validator.async_validate_usage(  # type: ignore[no-untyped-call]
             set(key_usage), set(extended_key_usage) if extended_key_usage else None)
-    except RevokedError as exc:
-        raise CertificateRejected("the certificate is revoked", code="revoked") from exc
-    except ExpiredError as exc:
-        raise CertificateRejected("the certificate has expired", code="expired") from exc
-    except NotYetValidError as exc:
-        raise CertificateRejected("the certificate is not yet valid",
-                                  code="not-yet-valid") from exc
-    except InsufficientRevinfoError as exc:
-        raise TrustServiceError(f"no revocation status could be obtained: {exc}",
-                                code="revocation-unavailable") from exc
-    except PathBuildingError as exc:
-        raise CertificateRejected("the certificate does not chain to a trust root",
-                                  code="untrusted-issuer") from exc
-    except InvalidCertificateError as exc:
-        raise CertificateRejected(f"the certificate cannot sign: {exc}",
-                                  code="no-non-repudiation") from exc
-    except (PathValidationError, ValidationError) as exc:
-        # e.g. hard-fail when neither OCSP nor CRL could be fetched
-        if "revocation" in str(exc).lower():
-            raise TrustServiceError(f"no revocation status could be obtained: {exc}",
-                                    code="revocation-unavailable") from exc
-        raise CertificateRejected(f"the certificate path is not valid: {exc}",
-                                  code="invalid-path") from exc
+    except (ValidationError, PathBuildingError) as exc:
+        raise _refusal(exc) from exc
     finally:
         await backend.close()  # type: ignore[no-untyped-call]
     return Revocation(
         certificates=tuple(c.dump() for c in path),
         ocsp_responses=unique(o.dump() for o in context.ocsps),
         crls=unique(c.dump() for c in context.crls))
+
+
+# The trust services' fault, not the certificate's.
+_UNAVAILABLE = ("revocation-unavailable", "no revocation status could be obtained: {}")
+# pyhanko-certvalidator's refusals (RFC 5280 §6.1), most specific first: code, message.
+_REFUSALS: tuple[tuple[type[Exception], str, str], ...] = (
+    (RevokedError, "revoked", "the certificate is revoked"),
+    (ExpiredError, "expired", "the certificate has expired"),
+    (NotYetValidError, "not-yet-valid", "the certificate is not yet valid"),
+    (InsufficientRevinfoError, *_UNAVAILABLE),
+    (PathBuildingError, "untrusted-issuer", "the certificate does not chain to a trust root"),
+    (InvalidCertificateError, "no-non-repudiation", "the certificate cannot sign: {}"),
+)
+
+
+def _refusal(exc: Exception) -> CertificateRejected | TrustServiceError:
+    """A path that did not validate, as the certificate's fault or the trust services'."""
+    found = next(((code, message) for kind, code, message in _REFUSALS
+                  if isinstance(exc, kind)), None)
+    if found is None:  # e.g. hard-fail when neither OCSP nor CRL could be fetched
+        found = _UNAVAILABLE if "revocation" in str(exc).lower() else (
+            "invalid-path", "the certificate path is not valid: {}")
+    code, message = found
+    error = TrustServiceError if code == _UNAVAILABLE[0] else CertificateRejected
+    return error(message.format(exc), code=code)
 
 
 class _RevocationReuse:
