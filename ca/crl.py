@@ -22,7 +22,7 @@ from typing import Any
 from asn1crypto import crl, x509
 
 from ca.authority import Authority
-from ca.keys import default_hash, signature_algorithm
+from ca.keys import signing_choice
 from ca.profiles import key_identifier
 from ca.registry import CertificateRecord, Registry
 
@@ -57,8 +57,7 @@ class CrlPublisher:
         self._clock = clock or authority.now
         self._validity = dt.timedelta(hours=authority.config.crl_validity_hours)
         self._key = authority.keys["issuing"]
-        self._hash = default_hash(self._key)
-        self._algorithm = signature_algorithm(self._key, self._hash)
+        self._hash, self._algorithm = signing_choice(self._key)
         self._issuer = authority.issuing
         self._lock = threading.Lock()  # one CRL generated at a time
         self._cached: _Cached | None = None

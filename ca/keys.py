@@ -55,6 +55,12 @@ def default_hash(key: CaKey) -> str:
     return "sha256"
 
 
+def signing_choice(key: CaKey) -> tuple[str, str]:
+    """The hash `key` signs with (`default_hash`) and the signature algorithm's name."""
+    hash_name = default_hash(key)
+    return hash_name, signature_algorithm(key, hash_name)
+
+
 @dataclass
 class FileKey:
     """A key in a PEM file that only its owner may read."""

@@ -31,7 +31,7 @@ from typing import Any
 from asn1crypto import algos, core, ocsp, parser
 
 from ca.authority import Authority
-from ca.keys import default_hash, signature_algorithm
+from ca.keys import signing_choice
 from ca.profiles import key_identifier
 from ca.registry import CertificateRecord, Registry, Status
 
@@ -118,8 +118,7 @@ class OcspResponder:
         self._clock = clock or authority.now
         self._validity = dt.timedelta(minutes=authority.config.ocsp_validity_minutes)
         self._key = authority.keys["ocsp"]
-        self._hash = default_hash(self._key)
-        self._algorithm = signature_algorithm(self._key, self._hash)
+        self._hash, self._algorithm = signing_choice(self._key)
         self._responder_cert = authority.certificates["ocsp"]
         self._responder_id_der = bytes(ocsp.ResponderId(
             name="by_key", value=key_identifier(self._responder_cert.public_key)).dump())

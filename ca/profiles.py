@@ -20,7 +20,7 @@ from asn1crypto import keys as asn1_keys
 # pyHanko registers the qcStatements extension with asn1crypto and defines its types.
 from pyhanko.sign.ades import qualified_asn1
 
-from ca.keys import CaKey, default_hash, signature_algorithm
+from ca.keys import CaKey, signing_choice
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
 SEMANTICS_NATURAL_PERSON = "0.4.0.194121.1.1"
@@ -57,11 +57,11 @@ def _extension(name: str, value: object, critical: bool = False) -> dict[str, ob
 
 def sign_certificate(tbs: x509.TbsCertificate, issuer_key: CaKey) -> x509.Certificate:
     """Sign `tbs`, built by `_tbs` with this key's signature algorithm already in it."""
-    hash_name = default_hash(issuer_key)
-    algorithm = {"algorithm": signature_algorithm(issuer_key, hash_name)}
+    hash_name, algorithm = signing_choice(issuer_key)
     signature = issuer_key.sign(tbs.dump(), hash_name)
     return x509.Certificate({
-        "tbs_certificate": tbs, "signature_algorithm": algorithm, "signature_value": signature})
+        "tbs_certificate": tbs, "signature_algorithm": {"algorithm": algorithm},
+        "signature_value": signature})
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _tbs(*, serial: int, subject: x509.Name, issuer: x509.Name,
     return x509.TbsCertificate({
         "version": "v3",
         "serial_number": serial,
-        "signature": {"algorithm": signature_algorithm(issuer_key, default_hash(issuer_key))},
+        "signature": {"algorithm": signing_choice(issuer_key)[1]},
         "issuer": issuer,
         "validity": {"not_before": _time(validity.not_before),
                      "not_after": _time(validity.not_after)},

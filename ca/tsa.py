@@ -34,7 +34,7 @@ from typing import Any
 from asn1crypto import cms, core, tsp, x509
 
 from ca.authority import Authority
-from ca.keys import CaKeyError, default_hash, signature_algorithm
+from ca.keys import CaKeyError, signing_choice
 from ca.profiles import random_serial
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,7 @@ class TimestampAuthority:
         cert: x509.Certificate = authority.certificates["tsa"]
         self._cert = cert
         self._cert_der: bytes = cert.dump()
-        self._hash = default_hash(self._key)
-        self._signature_algorithm = signature_algorithm(self._key, self._hash)
+        self._hash, self._signature_algorithm = signing_choice(self._key)
         validity = cert["tbs_certificate"]["validity"]
         self._not_before: dt.datetime = validity["not_before"].native
         self._not_after: dt.datetime = validity["not_after"].native

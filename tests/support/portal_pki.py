@@ -33,7 +33,7 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 
 from ca.authority import Authority, CaConfig
 from ca.enrolment import issue_qualified
-from ca.keys import CaKey, default_hash, signature_algorithm
+from ca.keys import CaKey, signing_choice
 from ca.profiles import (
     ID_QCS_PKIXQCSYNTAX_V2,
     QCP_N_QSCD,
@@ -173,8 +173,7 @@ class PortalPki:
         def build(serial: int) -> x509.Certificate:
             tbs = x509.TbsCertificate({
                 "version": "v3", "serial_number": serial,
-                "signature": {"algorithm": signature_algorithm(issuer_key,
-                                                               default_hash(issuer_key))},
+                "signature": {"algorithm": signing_choice(issuer_key)[1]},
                 "issuer": issuer_cert.subject,
                 "validity": {"not_before": _time(validity.not_before),
                              "not_after": _time(validity.not_after)},
