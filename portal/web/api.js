@@ -118,8 +118,8 @@ function explainAgent(error) {
   return t("agentError.UNKNOWN", { code: error.code });
 }
 
-/** Base64 (standard, padded) of a File's bytes. */
-export function fileToBase64(file) {
+/** Base64 (standard, padded) of a Blob's bytes (a File is a Blob). */
+export function blobToBase64(blob) {
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
     reader.onload = () => {
@@ -127,7 +127,7 @@ export function fileToBase64(file) {
       resolve(url.slice(url.indexOf(",") + 1));
     };
     reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
+    reader.readAsDataURL(blob);
   });
 }
 

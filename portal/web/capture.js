@@ -7,7 +7,7 @@
 // The service reads the identity from the document itself; this module only carries
 // pictures and shows each answer.
 
-import { ApiError, el, explain, say } from "/static/api.js";
+import { ApiError, blobToBase64, el, explain, say } from "/static/api.js";
 import { t } from "/static/i18n.js";
 
 const SIDE_KEYS = { front: "capture.sideFront", back: "capture.sideBack", "data-page": "capture.sideDataPage" };
@@ -512,16 +512,4 @@ function pixelHash(data) {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return h;
-}
-
-function blobToBase64(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => {
-      const url = String(reader.result);
-      resolve(url.slice(url.indexOf(",") + 1));
-    };
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(blob);
-  });
 }

@@ -15,6 +15,7 @@
 import { ApiError, api, el, explain, say } from "/static/api.js";
 import { IdentityCapture, explainIdentity } from "/static/capture.js";
 import { formatDate, has, language, t } from "/static/i18n.js";
+import { renderConsents } from "/static/legal.js";
 import { createTokenCode } from "/static/tokencode.js";
 
 const $ = (id) => document.getElementById(id);
@@ -28,7 +29,7 @@ const PHONE_RULE = /^\+[1-9][0-9]{6,14}$/;
 /**
  * ctx (from signer.js): {base, view(), update(view), guarded(button, action, onError),
  * handle(error, region), openAgent() -> client|null, checkCertificates(client) ->
- * {tokens, qualified, others}, cleanFragment(html)}
+ * {tokens, qualified, others}}
  */
 export function createEnrolment(ctx) {
   let capture = null;           // IdentityCapture of the current identity session
@@ -138,7 +139,7 @@ export function createEnrolment(ctx) {
     shownSub = sub;
     document.body.dataset.enrolment = e.step;
     if (sub === "personal-data") renderPersonalData(e);
-    if (sub === "issuance-consents") renderConsents(e);
+    if (sub === "issuance-consents") renderConsents(e.consents, ["issuance", "space"]);
     if (sub === "identity") renderIdentity(e);
     else stopCapture();
     if (sub === "identity-confirm") renderConfirm(e);
@@ -192,33 +193,6 @@ export function createEnrolment(ctx) {
   }
 
   // ---------------------------------------------------------------- consents
-
-  async function renderConsents(e) {
-    for (const kind of ["issuance", "space"]) {
-      const consent = e.consents.find((c) => c.kind === kind);
-      const box = $(`legal-${kind}`);
-      if (!consent) {
-        box.textContent = t("consent.missing");
-        continue;
-      }
-      $(`${kind}-h`).textContent = t("consent.textHeading", { title: consent.title, version: consent.version });
-      $(`consent-${kind}-text`).textContent = t(`consent.accept_${kind}`, { title: consent.title, version: consent.version });
-      const check = $(`consent-${kind}`);
-      check.checked = check.checked || consent.accepted;
-      if (box.dataset.loaded === `${consent.url}|${language()}`) continue;
-      const url = new URL(consent.url, location.origin);
-      url.searchParams.set("lang", language());
-      box.textContent = t("common.loading");
-      try {
-        const response = await fetch(url, { cache: "no-cache" });
-        if (!response.ok) throw new Error(String(response.status));
-        box.replaceChildren(...ctx.cleanFragment(await response.text()));
-        box.dataset.loaded = `${consent.url}|${language()}`;
-      } catch (_) {
-        box.textContent = t("consent.loadFailed");
-      }
-    }
-  }
 
   async function submitConsents(event) {
     event.preventDefault();

@@ -2,7 +2,7 @@
 // tab's sessionStorage), a new transaction, the list with each signer's status, and
 // one transaction opened: statuses, current PDFs, the messaging thread.
 
-import { api, el, explain, fileToBase64, saveBlob, say } from "/static/api.js";
+import { api, blobToBase64, el, explain, saveBlob, say } from "/static/api.js";
 import {
   bindSwitcher, chooseLanguage, formatDate, formatSize, onLanguageChange, setLanguage, t,
 } from "/static/i18n.js";
@@ -140,7 +140,7 @@ async function create(event) {
   try {
     const files = [...$("documents").files];
     const documents = [];
-    for (const file of files) documents.push({ name: file.name, content: await fileToBase64(file) });
+    for (const file of files) documents.push({ name: file.name, content: await blobToBase64(file) });
     const signers = [...$("signers").children].map((row) => {
       const signer = {};
       for (const input of row.querySelectorAll("[data-field]")) {

@@ -13,6 +13,7 @@ import { createEnrolment } from "/static/enrolment.js";
 import {
   bindSwitcher, chooseLanguage, formatDate, language, onLanguageChange, setLanguage, t,
 } from "/static/i18n.js";
+import { renderConsents } from "/static/legal.js";
 
 const $ = (id) => document.getElementById(id);
 const invite = location.pathname.replace(/^\/s\//, "").split("/")[0];
@@ -40,7 +41,6 @@ const enrolment = createEnrolment({
   notice: (text, kind) => notice(text, kind),
   openAgent: () => openAgent(),
   checkCertificates: (client) => findCertificates(client),
-  cleanFragment: (html) => cleanFragment(html),
 });
 
 // ---------------------------------------------------------------------------- loading
@@ -110,7 +110,7 @@ function render() {
     else item.removeAttribute("aria-current");
   }
   for (const name of STEPS) $(`step-${name}`).hidden = name !== step;
-  if (step === "consent") renderConsent();
+  if (step === "consent") renderConsents(view.consents, ["privacy", "terms"]);
   if (step === "enrolment") enrolment.render();
   else enrolment.stop();
   if (step === "documents") {
@@ -127,46 +127,6 @@ function render() {
 }
 
 // ---------------------------------------------------------------------------- consent
-
-const LEGAL_DROP = "script,style,iframe,object,embed,form,input,button,link,meta,base";
-
-/** Our own versioned legal text, as inert markup (no scripts, handlers or javascript: links). */
-function cleanFragment(html) {
-  const doc = new DOMParser().parseFromString(html, "text/html");
-  for (const node of doc.body.querySelectorAll(LEGAL_DROP)) node.remove();
-  for (const node of doc.body.querySelectorAll("*")) {
-    for (const attr of [...node.attributes]) {
-      const value = attr.value.trim().toLowerCase();
-      if (attr.name.startsWith("on") || value.startsWith("javascript:")) node.removeAttribute(attr.name);
-    }
-  }
-  return [...doc.body.childNodes];
-}
-
-async function renderConsent() {
-  for (const kind of ["privacy", "terms"]) {
-    const consent = view.consents.find((c) => c.kind === kind);
-    const box = $(`legal-${kind}`);
-    const check = $(`consent-${kind}`);
-    if (!consent) {
-      box.textContent = t("consent.missing");
-      continue;
-    }
-    $(`${kind}-h`).textContent = t("consent.textHeading", { title: consent.title, version: consent.version });
-    $(`consent-${kind}-text`).textContent = t(`consent.accept_${kind}`, { title: consent.title, version: consent.version });
-    check.checked = check.checked || consent.accepted;
-    const url = new URL(consent.url, location.origin);
-    url.searchParams.set("lang", language());
-    box.textContent = t("common.loading");
-    try {
-      const response = await fetch(url, { cache: "no-cache" });
-      if (!response.ok) throw new Error(String(response.status));
-      box.replaceChildren(...cleanFragment(await response.text()));
-    } catch (_) {
-      box.textContent = t("consent.loadFailed");
-    }
-  }
-}
 
 async function submitConsent(event) {
   event.preventDefault();
