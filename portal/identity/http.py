@@ -33,7 +33,14 @@ from typing import Any, TypeVar
 from aiohttp import BodyPartReader, web
 
 from ground.qr import qr_png
-from portal.identity.model import Challenge, IdentityError, IdentityProvider, SessionView
+from portal.body_schema import BodySchema, Schema, closed
+from portal.identity.model import (
+    Challenge,
+    DocumentKind,
+    IdentityError,
+    IdentityProvider,
+    SessionView,
+)
 from portal.identity.ocr import OcrUnavailable
 from portal.identity.specimen import Side
 from portal.json_body import JsonBodyError, loads_bounded
@@ -61,6 +68,19 @@ PROVIDER = web.AppKey("identity_provider", IdentityProvider)
 EXECUTOR = web.AppKey("identity_executor", ThreadPoolExecutor)
 CONTINUE_URL = web.AppKey("identity_continue_url", str)
 SIGNER_OF: web.AppKey[SignerOf] = web.AppKey("identity_signer_of")
+
+# The JSON bodies' schemas (JSON Schema 2020-12); sizes that depend on the provider's
+# policy (images, frames) are checked by the handlers.
+DOCUMENT: Schema = {"type": "string", "enum": [kind.value for kind in DocumentKind]}
+NEW_SESSION = BodySchema(closed({"document": DOCUMENT}, required=["document"]))
+SIDE = BodySchema(closed({"image": {"type": "string", "contentEncoding": "base64"}},
+                         required=["image"]))
+ANSWER = BodySchema(closed({"nonce": {"type": "string"},
+                            "frames": {"type": "array", "items": {"type": "string"}}},
+                           required=["nonce", "frames"]))
+_NAME: Schema = {"type": ["string", "null"]}
+EVIDENCE = BodySchema(closed({"publicKey": {"type": "string"}, "givenNames": _NAME,
+                              "surname": _NAME}, required=["publicKey"]))
 
 
 def error_response(code: str, message: str, **extra: Any) -> web.Response:
@@ -107,7 +127,10 @@ async def _read(request: web.Request, limit: int) -> bytes:
     return data
 
 
-async def _json(request: web.Request, limit: int = MAX_JSON) -> dict[str, Any]:
+async def _json(request: web.Request, schema: BodySchema, limit: int = MAX_JSON
+                ) -> dict[str, Any]:
+    """The body as a JSON object that fits `schema`: BAD_REQUEST naming the `field` and the
+    `rule` it breaks otherwise (portal/body_schema.py)."""
     if request.content_type != "application/json":
         raise IdentityError("UNSUPPORTED_MEDIA_TYPE", "send application/json")
     try:  # depth-bounded: a 50,000-deep array is a 400, not a RecursionError (500)
@@ -116,13 +139,11 @@ async def _json(request: web.Request, limit: int = MAX_JSON) -> dict[str, Any]:
         raise IdentityError("BAD_REQUEST", str(exc)) from None
     if not isinstance(body, dict):
         raise IdentityError("BAD_REQUEST", "the body must be a JSON object")
+    problem = schema.violation(body)
+    if problem is not None:
+        raise IdentityError("BAD_REQUEST", str(problem), field=problem.field,
+                            rule=problem.rule)
     return body
-
-
-def _fields(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = set(body) - allowed
-    if unknown:
-        raise IdentityError("BAD_REQUEST", f"unknown field(s) {sorted(unknown)}")
 
 
 def _b64(value: Any, what: str, limit: int) -> bytes:
@@ -178,10 +199,9 @@ def _challenge_json(challenge: Challenge) -> dict[str, Any]:
 
 async def open_session(request: web.Request) -> web.Response:
     signer = await request.app[SIGNER_OF](request)
-    body = await _json(request)
-    _fields(body, {"document"})
+    document = (await _json(request, NEW_SESSION))["document"]
     view = await _run(request, request.app[PROVIDER].open_session, signer,
-                      body.get("document"))
+                      DocumentKind(document))
     return web.json_response(_session_json(view), status=201)
 
 
@@ -205,9 +225,8 @@ async def put_side(request: web.Request) -> web.Response:
             raise IdentityError("BAD_REQUEST", "one multipart part named 'image'")
         image = parts["image"][0]
     else:
-        body = await _json(request, limit * 4 // 3 + 1024)
-        _fields(body, {"image"})
-        image = _b64(body.get("image"), "image", limit)
+        image = _b64((await _json(request, SIDE, limit * 4 // 3 + 1024))["image"], "image",
+                     limit)
     view = await _run(request, request.app[PROVIDER].submit_side, sid, side, image)
     return web.json_response(_session_json(view))
 
@@ -233,14 +252,11 @@ async def answer_challenge(request: web.Request) -> web.Response:
         nonce: Any = parts["nonce"][0].decode(errors="replace")
         frames = parts.get("frame", [])
     else:
-        body = await _json(request, total * 4 // 3 + 4096)
-        _fields(body, {"nonce", "frames"})
-        nonce, raw = body.get("nonce"), body.get("frames")
-        if not isinstance(raw, list) or len(raw) > high:
+        answer = await _json(request, ANSWER, total * 4 // 3 + 4096)
+        nonce, raw = answer["nonce"], answer["frames"]
+        if len(raw) > high:  # the provider's policy, not the body's shape
             raise IdentityError("FRAMES_INVALID", f"frames: a list of at most {high} images")
         frames = [_b64(item, "frame", frame_limit) for item in raw]
-    if not isinstance(nonce, str):
-        raise IdentityError("BAD_REQUEST", "nonce: a string")
     view = await _run(request, request.app[PROVIDER].answer_challenge, sid, cid, nonce, frames)
     return web.json_response(_session_json(view))
 
@@ -251,13 +267,9 @@ async def get_identity(request: web.Request) -> web.Response:
 
 
 async def post_evidence(request: web.Request) -> web.Response:
-    body = await _json(request)
-    _fields(body, {"publicKey", "givenNames", "surname"})
-    spki = _b64(body.get("publicKey"), "publicKey", 2048)
-    given, surname = body.get("givenNames"), body.get("surname")
-    for name, value in (("givenNames", given), ("surname", surname)):
-        if value is not None and not isinstance(value, str):
-            raise IdentityError("BAD_REQUEST", f"{name}: a string")
+    fields = await _json(request, EVIDENCE)
+    spki = _b64(fields["publicKey"], "publicKey", 2048)
+    given, surname = fields.get("givenNames"), fields.get("surname")
     issued = await _run(request, request.app[PROVIDER].evidence, request.match_info["sid"],
                         spki, given_names=given, surname=surname)
     return web.json_response({"evidence": issued.token, "id": issued.id,

@@ -13,10 +13,19 @@ from typing import Any
 from aiohttp import web
 
 from portal import legal
+from portal.body_schema import BodySchema, Schema, closed, openapi_component, text
 from portal.enrolment import b64_spki
 from portal.errors import Code, PortalError
+from portal.identity.http import DOCUMENT
 from portal.routes.access import invite
-from portal.routes.parse import certificate_and_chain, consent_records, phone, read_body, string
+from portal.routes.parse import (
+    CERTIFICATE_FIELDS,
+    accepted_texts,
+    certificate_and_chain,
+    consent_records,
+    e164,
+    read_body,
+)
 from portal.routes.state import Portal
 from portal.routes.views import signer_view
 
@@ -34,25 +43,16 @@ StepAnswer = dict[str, Any] | web.Response
 Step = Callable[[StepCall], Awaitable[StepAnswer]]
 
 
-def _correct(body: dict[str, Any]) -> bool:
-    correct = body.get("correct")
-    if not isinstance(correct, bool):
-        raise PortalError(Code.BAD_REQUEST, "correct: true or false")
-    return correct
-
-
 async def _start(call: StepCall) -> StepAnswer:
     await call.portal.enrolment.start(call.signer_id, call.generation)
     return {}
 
 
 async def _personal_data(call: StepCall) -> StepAnswer:
-    portal, body = call.portal, call.body
-    correct = _correct(body)
-    name = number = ""
+    portal, fields = call.portal, call.body
+    correct, name, number = fields["correct"], "", ""
     if not correct:
-        name = string(body, "name")
-        number = phone(body)
+        name, number = fields["name"].strip(), e164(fields["phone"])
     new_generation = await portal.enrolment.personal_data(
         call.signer_id, call.generation, correct=correct, name=name, phone=number)
     if new_generation == call.generation:
@@ -70,17 +70,14 @@ async def _personal_data(call: StepCall) -> StepAnswer:
 
 
 async def _consents(call: StepCall) -> StepAnswer:
-    accepted = call.body.get("accepted")
-    if not isinstance(accepted, list) or len(accepted) > len(legal.ENROLMENT_KINDS):
-        raise PortalError(Code.BAD_REQUEST, "accepted: [{kind, version, sha256}]")
     await call.portal.enrolment.consents(call.signer_id, call.generation,
-                                         consent_records(accepted))
+                                         consent_records(call.body["accepted"]))
     return {}
 
 
 async def _identity(call: StepCall) -> StepAnswer:
     return {"identitySession": await call.portal.enrolment.open_identity(
-        call.signer_id, call.generation, string(call.body, "document", max_len=20))}
+        call.signer_id, call.generation, call.body["document"])}
 
 
 async def _identity_done(call: StepCall) -> StepAnswer:
@@ -92,21 +89,21 @@ async def _identity_done(call: StepCall) -> StepAnswer:
 
 async def _identity_confirm(call: StepCall) -> StepAnswer:
     await call.portal.enrolment.confirm_identity(call.signer_id, call.generation,
-                                                 _correct(call.body))
+                                                 call.body["correct"])
     return {}
 
 
 async def _auth_data(call: StepCall) -> StepAnswer:
-    number = phone(call.body)
+    fields = call.body
     await call.portal.enrolment.auth_data(
-        call.signer_id, call.generation, given_names=string(call.body, "givenNames"),
-        surname=string(call.body, "surname"), phone=number)
+        call.signer_id, call.generation, given_names=fields["givenNames"].strip(),
+        surname=fields["surname"].strip(), phone=e164(fields["phone"]))
     return {}
 
 
 async def _otp(call: StepCall) -> StepAnswer:
     otp_id, sent = await call.portal.enrolment.send_token_code(
-        call.signer_id, call.generation, string(call.body, "tokenID", max_len=128))
+        call.signer_id, call.generation, call.body["tokenID"].strip())
     return web.json_response({"otpSession": otp_id, "phoneMasked": sent.phone_masked,
                               "expiresIn": sent.expires_in})
 
@@ -117,9 +114,6 @@ async def _pin_set(call: StepCall) -> StepAnswer:
 
 
 async def _evidence(call: StepCall) -> StepAnswer:
-    if call.body.get("accept") is not True:
-        raise PortalError(Code.BAD_REQUEST, "accept: read and accept the certificate "
-                          "request first")
     evidence = await call.portal.enrolment.evidence(call.signer_id, call.generation,
                                                     b64_spki(call.body))
     return web.json_response({"evidence": evidence})
@@ -133,28 +127,51 @@ async def _certificate(call: StepCall) -> StepAnswer:
     return {}
 
 
-STEPS: dict[str, Step] = {
-    "start": _start,
-    "personal-data": _personal_data,
-    "consents": _consents,
-    "identity": _identity,
-    "identity-done": _identity_done,
-    "identity-confirm": _identity_confirm,
-    "auth-data": _auth_data,
-    "otp": _otp,
-    "pin-set": _pin_set,
-    "evidence": _evidence,
-    "certificate": _certificate,
+PHONE = openapi_component("Phone")  # as the requester gives signers' numbers
+CORRECT: Schema = {"type": "boolean"}
+NOTHING = BodySchema(closed({}))
+PERSONAL_DATA = BodySchema(closed(
+    {"correct": CORRECT, "name": text(200), "phone": PHONE}, required=["correct"],
+    **{"if": {"properties": {"correct": {"const": False}}, "required": ["correct"]},
+       "then": {"required": ["name", "phone"]}}))  # a correction names both
+CONSENTS = BodySchema(closed({"accepted": accepted_texts(legal.ENROLMENT_KINDS)},
+                             required=["accepted"]))
+IDENTITY = BodySchema(closed({"document": DOCUMENT}, required=["document"]))
+IDENTITY_CONFIRM = BodySchema(closed({"correct": CORRECT}, required=["correct"]))
+AUTH_DATA = BodySchema(closed(
+    {"givenNames": text(200), "surname": text(200), "phone": PHONE},
+    required=["givenNames", "surname", "phone"]))
+TOKEN_CODE = BodySchema(closed({"tokenID": text(128)}, required=["tokenID"]))
+EVIDENCE = BodySchema(closed({
+    "publicKey": {"type": "string", "maxLength": 4096, "contentEncoding": "base64"},
+    "accept": {"type": "boolean", "const": True,
+               "description": "read and accept the certificate request first"},
+}, required=["publicKey", "accept"]))
+CERTIFICATE = BodySchema(closed(CERTIFICATE_FIELDS, required=["certificate"]))
+
+# Each step's body schema (portal/API.md "First-time signer: enrolment") and handler.
+STEPS: dict[str, tuple[BodySchema, Step]] = {
+    "start": (NOTHING, _start),
+    "personal-data": (PERSONAL_DATA, _personal_data),
+    "consents": (CONSENTS, _consents),
+    "identity": (IDENTITY, _identity),
+    "identity-done": (NOTHING, _identity_done),
+    "identity-confirm": (IDENTITY_CONFIRM, _identity_confirm),
+    "auth-data": (AUTH_DATA, _auth_data),
+    "otp": (TOKEN_CODE, _otp),
+    "pin-set": (NOTHING, _pin_set),
+    "evidence": (EVIDENCE, _evidence),
+    "certificate": (CERTIFICATE, _certificate),
 }
 
 
 async def signer_enrolment(request: web.Request) -> web.Response:
     portal, signer_id, generation = invite(request)
     name = request.match_info["step"]
-    call = StepCall(portal, signer_id, generation, await read_body(request))
-    step = STEPS.get(name)
-    if step is None:
+    if name not in STEPS:
         raise PortalError(Code.NOT_FOUND, f"no enrolment step {name!r}")
+    schema, step = STEPS[name]
+    call = StepCall(portal, signer_id, generation, await read_body(request, schema))
     answer = await step(call)
     if isinstance(answer, web.Response):
         return answer

@@ -1,64 +1,47 @@
-"""Request bodies and their fields, read the one way every route reads them: the body
-through portal/json_body.py (typed, bounded), each field checked with a message naming
-it; a bad field is BAD_REQUEST (400)."""
+"""Request bodies, read the one way every route reads them: through portal/json_body.py
+(typed, bounded) against the route's JSON Schema (portal/body_schema.py), which refuses a
+body of the wrong shape with BAD_REQUEST (400) naming the field and the rule. What a
+schema cannot say stays here: decoding base64 within a configured size, consents against
+the current texts, normalising E.164 numbers."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import datetime as dt
-import re
 from typing import Any
 
 from aiohttp import web
 
 from portal import legal
+from portal.body_schema import BodySchema, Schema, base64_string, closed
 from portal.errors import Code, PortalError
 from portal.json_body import read_json
 
-EMAIL = re.compile(r"^[^@\s<>\"]{1,64}@[^@\s<>\"]{1,255}$")
-PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164
+MAX_CERTIFICATE = 16384  # bytes of DER
+CERTIFICATE: Schema = base64_string(MAX_CERTIFICATE)
+CHAIN: Schema = {"type": "array", "maxItems": 8, "items": CERTIFICATE}
+CERTIFICATE_FIELDS: Schema = {"certificate": CERTIFICATE, "chain": CHAIN}
 
 
-async def read_body(request: web.Request) -> dict[str, Any]:
-    return await read_json(request)  # the one JSON reader (portal/json_body.py)
+def accepted_texts(kinds: tuple[str, ...]) -> Schema:
+    """`accepted`: the texts of `kinds` the signer accepted, as the view listed them."""
+    return {"type": "array", "maxItems": len(kinds), "items": closed({
+        "kind": {"type": "string", "enum": list(kinds)},
+        "version": {"type": "string", "minLength": 1, "maxLength": 64},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                   "description": "the hex SHA-256 of the text shown"},
+    }, required=["kind", "version", "sha256"])}
 
 
-def string(body: dict[str, Any], key: str, *, max_len: int = 200, required: bool = True,
-           where: str = "") -> str:
-    value = body.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value.strip()) or len(value) > max_len:
-        raise PortalError(Code.BAD_REQUEST, f"{where}{key}: a string of 1 to {max_len} "
-                          "characters")
-    return value.strip()
+async def read_body(request: web.Request, schema: BodySchema) -> dict[str, Any]:
+    return await read_json(request, schema)  # the one JSON reader (portal/json_body.py)
 
 
-def boolean(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if not isinstance(value, bool):
-        raise PortalError(Code.BAD_REQUEST, f"{key}: true or false")
-    return value
-
-
-def email(body: dict[str, Any], key: str = "email", *, where: str = "") -> str:
-    value = string(body, key, max_len=320, where=where)
-    if not EMAIL.match(value):
-        raise PortalError(Code.BAD_REQUEST, f"{where}{key}: an e-mail address")
-    return value
-
-
-def phone(body: dict[str, Any], *, required: bool = True, where: str = "") -> str:
-    """An E.164 number (spaces dropped); "" when not required and absent."""
-    value = string(body, "phone", max_len=16, required=required, where=where).replace(" ", "")
-    if value and not PHONE.match(value):
-        raise PortalError(Code.BAD_REQUEST, f"{where}phone: E.164, e.g. +33612345678")
-    return value
-
-
-def b64(value: Any, what: str, max_bytes: int) -> bytes:
-    if not isinstance(value, str) or len(value) > max_bytes * 4 // 3 + 8:
+def b64(value: str, what: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of a base64 field whose type and length its schema checked; `max_bytes`
+    for a bound the schema cannot know (a configured size)."""
+    if max_bytes is not None and len(value) > max_bytes * 4 // 3 + 8:
         raise PortalError(Code.BAD_REQUEST, f"{what}: base64, at most {max_bytes} bytes")
     try:
         return base64.b64decode(value, validate=True)
@@ -66,34 +49,32 @@ def b64(value: Any, what: str, max_bytes: int) -> bytes:
         raise PortalError(Code.BAD_REQUEST, f"{what}: not base64") from None
 
 
-def b64_list(body: dict[str, Any], key: str, *, max_items: int, max_bytes: int
-             ) -> list[bytes]:
-    values = body.get(key)
-    if not isinstance(values, list) or len(values) > max_items:
-        raise PortalError(Code.BAD_REQUEST, f"{key}: a list of at most {max_items} items")
-    return [b64(v, f"{key}[{i}]", max_bytes) for i, v in enumerate(values)]
+def b64_list(values: list[str], what: str) -> list[bytes]:
+    return [b64(v, f"{what}[{i}]") for i, v in enumerate(values)]
 
 
-def certificate_and_chain(body: dict[str, Any]) -> tuple[bytes, list[bytes]]:
+def e164(number: str) -> str:
+    """An E.164 number as stored: the single spaces the schema allows dropped."""
+    return "".join(number.split())
+
+
+def certificate_and_chain(fields: dict[str, Any]) -> tuple[bytes, list[bytes]]:
     """A DER certificate and its optional chain, as the signer's page sends them."""
-    certificate = b64(body.get("certificate"), "certificate", 16384)
-    chain = b64_list(body, "chain", max_items=8, max_bytes=16384) if "chain" in body else []
-    return certificate, chain
+    return b64(fields["certificate"], "certificate"), b64_list(fields.get("chain", []),
+                                                               "chain")
 
 
-def consent_records(accepted: list[Any]) -> list[tuple[str, str, str, str]]:
+def consent_records(accepted: list[dict[str, str]]) -> list[tuple[str, str, str, str]]:
     """(kind, version, lang, sha256) of each accepted text; CONSENT_OUTDATED when the
     text shown is no longer the current one."""
     records = []
     for item in accepted:
-        if not isinstance(item, dict):
-            raise PortalError(Code.BAD_REQUEST, "accepted: [{kind, version, sha256}]")
-        kind, version = string(item, "kind"), string(item, "version")
-        lang = legal.matches(kind, version, string(item, "sha256"))
+        kind, version, sha256 = item["kind"], item["version"], item["sha256"]
+        lang = legal.matches(kind, version, sha256)
         if lang is None:
             raise PortalError(Code.CONSENT_OUTDATED, f"{kind} {version} is not the current "
                               "text: reload the page")
-        records.append((kind, version, lang, string(item, "sha256")))
+        records.append((kind, version, lang, sha256))
     return records
 
 

@@ -12,75 +12,50 @@ from importlib import resources
 
 from aiohttp import web
 
-from portal import legal
+from portal.body_schema import openapi_request
 from portal.document_names import document_name
 from portal.errors import Code, PortalError
 from portal.intake import content_policy, record
 from portal.intake import inspect as inspect_document
 from portal.routes.access import requester
-from portal.routes.parse import b64, boolean, email, iso, phone, read_body, string
+from portal.routes.parse import b64, e164, iso, read_body
 from portal.routes.views import message_json, pdf_response, transaction_json
 from portal.store import NewDocument, NewSigner, SignerStatus
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("B-B", "B-T", "B-LT")
+NEW_TRANSACTION = openapi_request("/api/v1/transactions", "post")
+NEW_MESSAGE = openapi_request("/api/v1/transactions/{id}/messages", "post")
 
 
 async def create_transaction(request: web.Request) -> web.Response:
     portal = requester(request)
-    body = await read_body(request)
-    title = string(body, "title")
-    requester_ = body.get("requester")
-    if not isinstance(requester_, dict):
-        raise PortalError(Code.BAD_REQUEST, "requester: {name, email}")
-    requester_name = string(requester_, "name", where="requester.")
-    requester_email = email(requester_, where="requester.")
-    docs = body.get("documents")
-    if not isinstance(docs, list) or not 1 <= len(docs) <= 20:
-        raise PortalError(Code.BAD_REQUEST, "documents: 1 to 20 PDFs")
+    body = await read_body(request, NEW_TRANSACTION)
     new_docs = []
     policy = content_policy(body)
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, dict):
-            raise PortalError(Code.BAD_REQUEST, f"documents[{i}]: {{name, content}}")
-        name = document_name(doc.get("name"), f"documents[{i}].name")
-        data = b64(doc.get("content"), f"documents[{i}].content",
+    for i, doc in enumerate(body["documents"]):
+        name = document_name(doc["name"], f"documents[{i}].name")
+        data = b64(doc["content"], f"documents[{i}].content",
                    portal.config.max_document_bytes)
         found = await asyncio.to_thread(inspect_document, data, i, policy)
         sha = await asyncio.to_thread(portal.blobs.put, data)
         await asyncio.to_thread(record, portal.store.db, sha, found.content)
         new_docs.append(NewDocument(name, sha, len(data), found.pages))
-    signers = body.get("signers")
-    if not isinstance(signers, list) or not 1 <= len(signers) <= 20:
-        raise PortalError(Code.BAD_REQUEST, "signers: 1 to 20")
-    new_signers = []
-    for i, s in enumerate(signers):
-        where = f"signers[{i}]."
-        if not isinstance(s, dict):
-            raise PortalError(Code.BAD_REQUEST, f"signers[{i}]: an object")
-        address = email(s, where=where)
-        number = phone(s, required=False, where=where)
-        lang = s.get("lang", portal.config.default_lang)
-        if lang not in legal.LANGS:
-            raise PortalError(Code.BAD_REQUEST, f"{where}lang: 'en' or 'fr'")
-        new_signers.append(NewSigner(string(s, "name", required=False, where=where),
-                                     address, number, lang))
-    days = body.get("expiresInDays", 14)
-    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 90:
-        raise PortalError(Code.BAD_REQUEST, "expiresInDays: 1 to 90")
+    new_signers = [NewSigner(s.get("name", "").strip(), s["email"].strip(),
+                             e164(s.get("phone", "")), s.get("lang", portal.config.default_lang))
+                   for s in body["signers"]]
     level = body.get("level", "B-LT")
-    if level not in LEVELS:
-        raise PortalError(Code.BAD_REQUEST, "level: B-B, B-T or B-LT")
     if level != "B-B" and not portal.config.timestamp_url:
         raise PortalError(Code.BAD_REQUEST, f"level {level} needs a time-stamping service "
                           "(portal.timestamp_url)")
+    days, requester_ = int(body.get("expiresInDays", 14)), body["requester"]
     tx = await asyncio.to_thread(
-        portal.store.create_transaction, title=title, requester_name=requester_name,
-        requester_email=requester_email, documents=new_docs, signers=new_signers,
-        sequential=boolean(body, "sequential", True), expires_in=dt.timedelta(days=days),
-        qualified=boolean(body, "qualified", True),
-        messaging=boolean(body, "messaging", True), level=level)
+        portal.store.create_transaction, title=body["title"].strip(),
+        requester_name=requester_["name"].strip(),
+        requester_email=requester_["email"].strip(), documents=new_docs,
+        signers=new_signers, sequential=body.get("sequential", True),
+        expires_in=dt.timedelta(days=days), qualified=body.get("qualified", True),
+        messaging=body.get("messaging", True), level=level)
     for signer in tx.signers:
         if signer.status is SignerStatus.INVITED:
             await portal.invite(tx, signer)
@@ -115,7 +90,7 @@ async def requester_messages(request: web.Request) -> web.Response:
     if request.method == "GET":
         messages = await asyncio.to_thread(portal.store.messages, tx.id)
         return web.json_response({"messages": [message_json(m) for m in messages]})
-    text = string(await read_body(request), "text", max_len=2000)
+    text = (await read_body(request, NEW_MESSAGE))["text"].strip()
     message = await asyncio.to_thread(portal.store.add_message, tx.id, author="requester",
                                       name=tx.requester_name, text=text)
     for signer in tx.signers:

@@ -11,21 +11,36 @@ import logging
 from aiohttp import web
 
 from portal import legal, render
+from portal.body_schema import BodySchema, base64_string, closed, text
 from portal.document_names import zip_documents
 from portal.errors import Code, PortalError
 from portal.routes.access import invite
 from portal.routes.parse import (
+    CERTIFICATE_FIELDS,
+    accepted_texts,
     b64_list,
     certificate_and_chain,
     consent_records,
     read_body,
-    string,
 )
 from portal.routes.state import Portal
 from portal.routes.views import message_json, pdf_response, signer_view
 from portal.store import SignerStatus, Transaction, TxStatus
 
 log = logging.getLogger(__name__)
+
+CONSENTS = BodySchema(closed({"accepted": accepted_texts(legal.KINDS)}, required=["accepted"]))
+REFUSAL = BodySchema(closed({"reason": text(1000)}, required=["reason"]))
+MESSAGE = BodySchema(closed({"text": text(2000)}, required=["text"]))
+CERTIFICATE = BodySchema(closed(CERTIFICATE_FIELDS, required=["certificate"]))
+PREPARE = BodySchema(closed({**CERTIFICATE_FIELDS, "phoneConfirmed": {
+    "type": "boolean", "const": True, "description": "confirm the phone number first"}},
+    required=["certificate", "phoneConfirmed"]))
+COMPLETE = BodySchema(closed({
+    "sessionId": text(64),
+    "signatures": {"type": "array", "minItems": 1, "maxItems": 20,
+                   "items": base64_string(1024)},
+}, required=["sessionId", "signatures"]))
 
 
 async def signer_get(request: web.Request) -> web.Response:
@@ -36,10 +51,7 @@ async def signer_get(request: web.Request) -> web.Response:
 
 async def signer_consents(request: web.Request) -> web.Response:
     portal, signer_id, generation = invite(request)
-    accepted = (await read_body(request)).get("accepted")
-    if not isinstance(accepted, list) or len(accepted) > len(legal.KINDS):
-        raise PortalError(Code.BAD_REQUEST, "accepted: [{kind, version, sha256}]")
-    records = consent_records(accepted)
+    records = consent_records((await read_body(request, CONSENTS))["accepted"])
     if sorted(r[0] for r in records) != sorted(legal.KINDS):
         raise PortalError(Code.BAD_REQUEST, "both the policy and the terms must be accepted")
     await asyncio.to_thread(portal.store.record_consents, signer_id, generation, records)
@@ -110,7 +122,7 @@ async def signer_restart(request: web.Request) -> web.Response:
 
 async def signer_refuse(request: web.Request) -> web.Response:
     portal, signer_id, generation = invite(request)
-    reason = string(await read_body(request), "reason", max_len=1000)
+    reason = (await read_body(request, REFUSAL))["reason"].strip()
     tx = await asyncio.to_thread(portal.store.refuse, signer_id, generation, reason)
     signer = tx.signer(signer_id)
     await portal.mail(tx.requester_email, "refused", "en",
@@ -127,39 +139,36 @@ async def signer_messages(request: web.Request) -> web.Response:
     if request.method == "GET":
         messages = await asyncio.to_thread(portal.store.messages, tx.id)
         return web.json_response({"messages": [message_json(m) for m in messages]})
-    text = string(await read_body(request), "text", max_len=2000)
+    said = (await read_body(request, MESSAGE))["text"].strip()
     message = await asyncio.to_thread(
         portal.store.add_message, tx.id, author="signer", signer_id=signer_id,
-        generation=generation, name=signer.name or signer.email, text=text)
+        generation=generation, name=signer.name or signer.email, text=said)
     await portal.mail(tx.requester_email, "message", "en", name=message.name,
-                      title=tx.title, text=text)
+                      title=tx.title, text=said)
     return web.json_response(message_json(message), status=201)
 
 
 async def signer_check_certificate(request: web.Request) -> web.Response:
     portal, signer_id, generation = invite(request)
     await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
-    certificate, chain = certificate_and_chain(await read_body(request))
+    certificate, chain = certificate_and_chain(await read_body(request, CERTIFICATE))
     return web.json_response(await portal.desk.check_for_signer(signer_id, generation,
                                                                 certificate, chain))
 
 
 async def signer_prepare(request: web.Request) -> web.Response:
     portal, signer_id, generation = invite(request)
-    body = await read_body(request)
-    if body.get("phoneConfirmed") is not True:
-        raise PortalError(Code.BAD_REQUEST, "phoneConfirmed: confirm the phone number first")
-    certificate, chain = certificate_and_chain(body)
+    certificate, chain = certificate_and_chain(await read_body(request, PREPARE))
     return web.json_response(await portal.desk.prepare(signer_id, generation, certificate,
                                                        chain))
 
 
 async def signer_complete(request: web.Request) -> web.Response:
     portal, signer_id, generation = invite(request)
-    body = await read_body(request)
-    session_id = string(body, "sessionId", max_len=64)
-    signatures = b64_list(body, "signatures", max_items=20, max_bytes=1024)
-    done = await portal.desk.complete(signer_id, generation, session_id, signatures)
+    fields = await read_body(request, COMPLETE)
+    signatures = b64_list(fields["signatures"], "signatures")
+    done = await portal.desk.complete(signer_id, generation, fields["sessionId"].strip(),
+                                      signatures)
     tx = done.transaction
     if done.next_signer is not None:
         await portal.invite(tx, done.next_signer)

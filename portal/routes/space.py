@@ -11,9 +11,10 @@ import secrets
 
 from aiohttp import web
 
+from portal.body_schema import BodySchema, closed, text
 from portal.errors import Code, PortalError
 from portal.routes.access import space_link, space_owner
-from portal.routes.parse import iso, read_body, string
+from portal.routes.parse import iso, read_body
 from portal.routes.views import pdf_response
 from portal.store import SignerStatus, TxStatus
 from portal.translations import N_, translate
@@ -21,6 +22,8 @@ from portal.translations import N_, translate
 SPACE_SESSION = dt.timedelta(hours=1)
 _SPACE_CODE_TEXT = N_("qsign: {code} opens your Personal Space. Valid 5 minutes. "
                       "Never share it.")
+CODE_ENTERED = BodySchema(closed({"otpSession": text(64), "code": text(12)},
+                                 required=["otpSession", "code"]))
 
 
 async def space_otp(request: web.Request) -> web.Response:
@@ -41,10 +44,9 @@ async def space_otp(request: web.Request) -> web.Response:
 
 async def space_session(request: web.Request) -> web.Response:
     portal, email = space_link(request)
-    body = await read_body(request)
-    otp_id = string(body, "otpSession", max_len=64)
-    session = await asyncio.to_thread(portal.otp.verify, otp_id,
-                                      string(body, "code", max_len=12), [])
+    fields = await read_body(request, CODE_ENTERED)
+    session = await asyncio.to_thread(portal.otp.verify, fields["otpSession"].strip(),
+                                      fields["code"].strip(), [])
     if session.purpose != "space" or session.subject != email:
         raise PortalError(Code.SESSION_UNKNOWN)
     token = secrets.token_urlsafe(32)
