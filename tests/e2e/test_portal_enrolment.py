@@ -38,6 +38,7 @@ from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
 from portal.identity import specimen
 from portal.identity.mrz import DocumentFormat
+from tests.support import page_steps as steps
 from tests.support.identity_fixtures import frames, make_specimen
 from tests.support.pcsc import RunningCard, connect
 from tests.support.portal_e2e import (
@@ -45,7 +46,6 @@ from tests.support.portal_e2e import (
     Stack,
     assert_signed_b_lt,
     check_page,
-    open_personal_space,
     portal_stack,
 )
 from tests.support.portal_e2e import (
@@ -576,22 +576,11 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     # The documents, signed with the new PIN and an SMS code to the chosen phone.
     await _until(page, "[...document.querySelectorAll('#pages img')]"
                        ".some(i => i.complete && i.naturalWidth > 0)")
-    await page.click("#accept")
-    await page.wait_for_selector("body[data-step='sign']")
-    await page.wait_for_selector("input[name='credential']", state="attached", timeout=60000)
-    await page.check("input[name='credential']")
-    await page.check("#phone-confirm")
-    before = await stack.sms_count(PHONE_FIXED)
-    await page.fill("#pin", NEW_PIN)
-    await page.click("#send-otp")
-    await page.wait_for_selector("#otp-step:not([hidden])")
-    await page.fill("#otp", await stack.sms_code(PHONE_FIXED, before))
+    await steps.accept_documents(page)
+    await steps.choose_credential(page, timeout=60000)
+    await page.fill("#otp", await steps.ask_code(stack, page, NEW_PIN, PHONE_FIXED))
     await stack.shot(page, "25-sign")
-    await page.click("#sign-submit")
-    await _until(page, "document.body.dataset.step === 'done' || "
-                       "!document.getElementById('sign-error').hidden")
-    assert await page.get_attribute("body", "data-step") == "done", \
-        await page.text_content("#sign-error")
+    await steps.submit_signature(page)
     await stack.shot(page, "26-signed")
     await context.close()
     await assert_signed_b_lt(stack, transaction, keys["cert9C"])
@@ -607,7 +596,7 @@ async def _personal_space_lists(stack: Stack, pages: list[Page],
     space = found[-1]
     context, page = await stack.page()
     pages.append(page)
-    await open_personal_space(stack, page, space, PHONE_FIXED)
+    await steps.open_personal_space(stack, page, space, PHONE_FIXED)
     await _until(page, "document.getElementById('certificates').textContent"
                        ".includes('Curie')")
     text = await page.text_content("#certificates") or ""

@@ -17,6 +17,7 @@ from agent.tokens.errors import InvalidPin, PinBlocked
 from agent.tokens.piv import PivToken
 from firmware_sim.attestation import Manufacturer
 from portal.links import LinkSigner, Purpose
+from tests.support import page_steps as steps
 from tests.support.pcsc import RunningCard, connect
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_e2e import (
@@ -26,7 +27,6 @@ from tests.support.portal_e2e import (
     Stack,
     assert_signed_b_lt,
     check_page,
-    open_personal_space,
     run_on_stack,
 )
 from tests.support.portal_e2e import (
@@ -102,25 +102,6 @@ async def _consent_and_accept(stack: Stack, page: Page, link: str, shots: str = 
         await stack.shot(page, f"{shots}-documents")
 
 
-async def _accept(page: Page) -> None:
-    await page.click("#accept")
-    await page.wait_for_selector("body[data-step='sign']")
-
-
-async def _credential_ready(page: Page) -> None:
-    await page.wait_for_selector("input[name='credential']", state="attached")
-    await page.check("input[name='credential']")
-    await page.check("#phone-confirm")
-
-
-async def _ask_code(stack: Stack, page: Page, pin: str, phone: str = PHONE) -> str:
-    before = await stack.sms_count(phone)
-    await page.fill("#pin", pin)
-    await page.click("#send-otp")
-    await page.wait_for_selector("#otp-step:not([hidden])")
-    return await stack.sms_code(phone, before)
-
-
 async def _sign_error(page: Page) -> str:
     await page.wait_for_selector("#sign-error:not([hidden])")
     await _until(page, "!document.body.dataset.busy")
@@ -138,18 +119,14 @@ def test_requester_creates_first_signer_signs_second_refuses(
         link = await _invite(stack, "marie@example.test")
         await _consent_and_accept(stack, signer, link, "02-signer1")
         await check_page(signer)
-        await _accept(signer)
-        await _credential_ready(signer)
+        await steps.accept_documents(signer)
+        await steps.choose_credential(signer)
         await stack.shot(signer, "03-signer1-certificate")
-        code = await _ask_code(stack, signer, PIN)
+        code = await steps.ask_code(stack, signer, PIN)
         assert await signer.input_value("#pin") == PIN
         await signer.fill("#otp", code)
         await stack.shot(signer, "04-signer1-otp")
-        await signer.click("#sign-submit")
-        await _until(signer, "document.body.dataset.step === 'done' || "
-                             "!document.getElementById('sign-error').hidden")
-        assert await signer.get_attribute("body", "data-step") == "done", \
-            await signer.text_content("#sign-error")
+        await steps.submit_signature(signer)
         assert await signer.input_value("#pin") == "", "the PIN field is emptied"
         await stack.shot(signer, "05-signer1-done")
         await signer_context.close()
@@ -185,8 +162,7 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
                                           manufacturer: Manufacturer, tmp_path: Path) -> None:
     async def scenario(stack: Stack) -> None:
         transaction = await stack.one_signer_transaction(
-            "Failure paths", "Marie Curie", "marie@example.test", PHONE,
-            requester=("Alice", "a@example.test"))
+            "Failure paths", requester=("Alice", "a@example.test"))
         link = stack.invitation(transaction)
         context, page = await stack.page()
 
@@ -201,7 +177,7 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         await stack.shot(page, "10-tampered-link")
 
         await _consent_and_accept(stack, page, link)
-        await _accept(page)
+        await steps.accept_documents(page)
         # After acceptance: no download button, and the API refuses with a clear sentence.
         assert await page.is_hidden("#download-one")
         doc = transaction["documents"][0]["id"]
@@ -213,9 +189,9 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         assert refused is not None and refused[0] == "ALREADY_ACCEPTED"
         assert "can no longer be downloaded" in refused[1]
 
-        await _credential_ready(page)
+        await steps.choose_credential(page)
         # A wrong SMS code: refused before the PIN is tried.
-        first = await _ask_code(stack, page, PIN)
+        first = await steps.ask_code(stack, page, PIN)
         await page.fill("#otp", "000000" if first != "000000" else "111111")
         await page.click("#sign-submit")
         message = await _sign_error(page)
@@ -232,7 +208,7 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         await stack.shot(page, "12-expired-otp")
 
         # A wrong PIN with a good code: tries left shown; that code is then used up.
-        code = await _ask_code(stack, page, "000000")
+        code = await steps.ask_code(stack, page, "000000")
         await page.fill("#otp", code)
         await page.click("#sign-submit")
         message = await _sign_error(page)
@@ -249,7 +225,7 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         await stack.shot(page, "14-replayed-otp")
 
         # The card removed while signing: the page says so, nothing is stored.
-        await _ask_code(stack, page, PIN)
+        await steps.ask_code(stack, page, PIN)
         stack_card_stop = asyncio.to_thread(_remove, stack)
         await stack_card_stop
         message = await _sign_error(page)
@@ -271,7 +247,7 @@ def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
     async def scenario(stack: Stack) -> None:
         transaction = await stack.one_signer_transaction(
             "A rather long title to see that it wraps on a narrow phone screen",
-            "Marie Curie", "marie@example.test", PHONE, requester=("Alice", "a@example.test"),
+            requester=("Alice", "a@example.test"),
             document="a-document-with-a-very-long-file-name-indeed.pdf", lang=None)
         link = stack.invitation(transaction)
         for width in (375, 1280):
@@ -303,8 +279,7 @@ def test_expired_invitation_and_blocked_pin(simulated_card: RunningCard,
                                             manufacturer: Manufacturer, tmp_path: Path) -> None:
     async def scenario(stack: Stack) -> None:
         transaction = await stack.one_signer_transaction(
-            "Blocked", "Marie Curie", "marie@example.test", PHONE,
-            requester=("Alice", "a@example.test"))
+            "Blocked", requester=("Alice", "a@example.test"))
         signer_id = transaction["signers"][0]["id"]
         context, page = await stack.page()
 
@@ -319,12 +294,10 @@ def test_expired_invitation_and_blocked_pin(simulated_card: RunningCard,
 
         # The card's PIN blocked outside the page (wrong PINs until 6983).
         await asyncio.to_thread(_block_pin, simulated_card)
-        invite = transaction["signers"][0]["inviteUrl"]
-        await _consent_and_accept(stack, page, invite if invite.startswith("http")
-                                  else stack.origin + invite)
-        await _accept(page)
-        await _credential_ready(page)
-        code = await _ask_code(stack, page, PIN)
+        await _consent_and_accept(stack, page, stack.invitation(transaction))
+        await steps.accept_documents(page)
+        await steps.choose_credential(page)
+        code = await steps.ask_code(stack, page, PIN)
         await page.fill("#otp", code)
         await page.click("#sign-submit")
         message = await _sign_error(page)
@@ -361,18 +334,17 @@ def test_personal_space_after_everyone_signed(simulated_card: RunningCard,
     """One signer signs in the page; the completion e-mail's link opens Personal Space
     with an SMS code: the signed documents and the 5-year qualified certificate."""
     async def scenario(stack: Stack) -> None:
-        await stack.one_signer_transaction("Single", "Marie Curie", "marie@example.test",
-                                           PHONE, level="B-LT")
+        await stack.one_signer_transaction("Single", level="B-LT")
         context, page = await stack.page()
         await _consent_and_accept(stack, page, await _invite(stack, "marie@example.test"))
-        await _accept(page)
-        await _credential_ready(page)
-        code = await _ask_code(stack, page, PIN)
+        await steps.accept_documents(page)
+        await steps.choose_credential(page)
+        code = await steps.ask_code(stack, page, PIN)
         await page.fill("#otp", code)
         await page.click("#sign-submit")
         await page.wait_for_selector("body[data-step='done']")
         space = await _invite_kind(stack, "marie@example.test", "/me/")
-        await open_personal_space(stack, page, space, PHONE,
+        await steps.open_personal_space(stack, page, space, PHONE,
                                   login_shot="10-personal-space-login")
         await _until(page, "document.querySelectorAll('#documents li, #documents tr, "
                            "#documents article').length > 0")

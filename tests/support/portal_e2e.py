@@ -150,7 +150,8 @@ class Stack:
             assert response.status < 300, (response.status, await response.text())
             return await response.json()
 
-    async def one_signer_transaction(self, title: str, signer: str, email: str, phone: str, *,
+    async def one_signer_transaction(self, title: str, signer: str = "Marie Curie",
+                                     email: str = "marie@example.test", phone: str = PHONE, *,
                                      requester: tuple[str, str] = ("R", "r@example.test"),
                                      document: str = "one.pdf", pages: int = 1,
                                      lang: str | None = "en", **options: Any) -> Any:
@@ -369,22 +370,6 @@ async def assert_signed_b_lt(stack: Stack, transaction: dict[str, Any],
         checked = await check_qualified(signer, [issuing], trust_roots=[root],
                                         at=stack.clock(), ocsp=False)
         assert checked.qualified, checked.reasons
-
-
-async def open_personal_space(stack: Stack, page: Page, link: str, phone: str,
-                              login_shot: str = "") -> None:
-    """Personal Space at its mailed `link`, signed in with the code texted to `phone`
-    (`login_shot` names a screenshot of the sign-in page)."""
-    before = await stack.sms_count(phone)
-    await page.goto(link)
-    await ready(page)
-    if login_shot:
-        await stack.shot(page, login_shot)
-    await page.click("#send-code")
-    await page.wait_for_selector("#code-form:not([hidden])")
-    await page.fill("#code", await stack.sms_code(phone, before))
-    await page.click("#code-submit")
-    await page.wait_for_selector("#space:not([hidden])")
 
 
 async def until(page: Page, expression: str, tries: int = 1200) -> None:
