@@ -166,10 +166,8 @@ class SigningDesk:
 
     async def check(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]:
         result = await self._check(certificate, chain)
-        return {"qualified": result.qualified, "subject": result.subject,
-                "issuer": result.issuer, "commonName": result.common_name,
-                "notBefore": _iso(result.not_before), "notAfter": _iso(result.not_after),
-                # Codes for pages to translate: "no-qc-statements" -> "NO_QC_STATEMENTS".
+        # Codes for pages to translate: "no-qc-statements" -> "NO_QC_STATEMENTS".
+        return {**_described(result),
                 "reasons": [r.upper().replace("-", "_") for r in result.reasons]}
 
     async def check_for_signer(self, signer_id: str, generation: int, certificate: bytes,
@@ -189,10 +187,7 @@ class SigningDesk:
     async def describe(self, certificate: bytes, chain: list[bytes]) -> dict[str, Any]:
         """A certificate as Personal Space lists it, with its status today."""
         result = await self._check(certificate, chain)
-        return {"subject": result.subject, "commonName": result.common_name,
-                "issuer": result.issuer, "serial": result.serial,
-                "notBefore": _iso(result.not_before), "notAfter": _iso(result.not_after),
-                "qualified": result.qualified, "status": result.status}
+        return {**_described(result), "serial": result.serial, "status": result.status}
 
     async def prepare(self, signer_id: str, generation: int, certificate: bytes,
                       chain: list[bytes]) -> dict[str, Any]:
@@ -361,6 +356,13 @@ def _common_name(certificate: bytes) -> str | None:
         return None
     name = subject.get("common_name")
     return name if isinstance(name, str) else None
+
+
+def _described(result: QualifiedCheck) -> dict[str, Any]:
+    """What the pages show of any certificate checked: names, validity, qualified."""
+    return {"qualified": result.qualified, "subject": result.subject, "issuer": result.issuer,
+            "commonName": result.common_name, "notBefore": _iso(result.not_before),
+            "notAfter": _iso(result.not_after)}
 
 
 def _iso(value: dt.datetime | None) -> str | None:
