@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
@@ -174,6 +175,15 @@ class Token(abc.ABC):
         """Sign a precomputed digest. ECDSA answers DER (X9.62 Ecdsa-Sig-Value), RSA the
         raw signature. With `pin`, the PIN is verified right before the signature and
         the token's security status is reset right after."""
+
+    def sign_digests(self, credential_id: str,
+                     digests: Sequence[tuple[bytes, SignatureAlgorithm]],
+                     pin: str | None = None) -> list[bytes]:
+        """`sign_digest` for several digests in one call (one job on the worker). With
+        `pin`, the PIN serves these signatures only and the security status is reset right
+        after the last; by default each is `sign_digest`'s, with its own PIN check."""
+        return [self.sign_digest(credential_id, digest, algorithm, pin=pin)
+                for digest, algorithm in digests]
 
     @abc.abstractmethod
     def generate_key(self, credential_id: str, key_type: KeyType, pin: str | None = None

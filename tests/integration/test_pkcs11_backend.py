@@ -261,6 +261,36 @@ def test_pin_given_to_sign_logs_in_and_out(token: Pkcs11Token, softhsm: SoftHsm)
         token.sign_digest("01", digest, ECDSA_SHA256)
 
 
+def test_a_batch_logs_in_once_and_leaves_the_token_locked(
+        token: Pkcs11Token, softhsm: SoftHsm, caplog: pytest.LogCaptureFixture) -> None:
+    """With the PIN, one C_Login before the first signature and one C_Logout after the
+    last, even though SoftHSM2 ends private keys' handles at each C_Logout (the key is
+    looked up again inside the login, not after a second one); locked again after."""
+    spki = token.generate_key("01", KeyType.EC_P256, pin=softhsm.pin)
+    digests = [hashlib.sha256(bytes([i])).digest() for i in range(5)]
+    token.sign_digest("01", digests[0], ECDSA_SHA256, pin=softhsm.pin)  # key handle kept
+
+    def calls(run: Callable[[], object]) -> list[str]:
+        caplog.clear()
+        run()
+        return [r.getMessage().split("(")[0] for r in caplog.records if r.levelno == TRAFFIC]
+
+    caplog.set_level(TRAFFIC, logger="agent.tokens")
+    signatures: list[bytes] = []
+    batch = calls(lambda: signatures.extend(token.sign_digests(
+        "01", [(d, ECDSA_SHA256) for d in digests], pin=softhsm.pin)))
+    for digest, signature in zip(digests, signatures, strict=True):
+        verify(spki, signature, digest, ECDSA_SHA256)
+    assert batch.count("C_Login") == 1 and batch.count("C_Logout") == 1
+    assert batch.count("C_Sign") == len(digests)
+    assert batch.index("C_Login") < batch.index("C_Sign")
+    assert len(batch) - 1 - batch[::-1].index("C_Sign") < batch.index("C_Logout")
+    one = calls(lambda: token.sign_digest("01", digests[0], ECDSA_SHA256, pin=softhsm.pin))
+    assert one.count("C_Login") == 1 and one.count("C_Logout") == 1
+    with pytest.raises(NotAuthenticated):  # nothing left unlocked (SECURITY #28, #36)
+        token.sign_digest("01", digests[0], ECDSA_SHA256)
+
+
 def test_wrong_pin_then_right_pin(token: Pkcs11Token, softhsm: SoftHsm) -> None:
     spki = token.generate_key("01", KeyType.EC_P256, pin=softhsm.pin)
     digest = digest_of(ECDSA_SHA256)

@@ -8,6 +8,7 @@ mechanisms `mechanisms`', and every CKR code becomes a domain error in `ckr`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
@@ -142,27 +143,40 @@ class Pkcs11Token(Token):
         §2.3.6, §2.1.6, §2.1.11). With `pin` the user is logged in right before and out
         right after ("" on a PIN pad); a key with CKA_ALWAYS_AUTHENTICATE also gets a
         context-specific login for this signature alone."""
+        return self.sign_digests(credential_id, [(digest, algorithm)], pin)[0]
+
+    def sign_digests(self, credential_id: str,
+                     digests: Sequence[tuple[bytes, SignatureAlgorithm]],
+                     pin: str | None = None) -> list[bytes]:
+        """`sign_digest` for several digests in this one call: with `pin`, one C_Login
+        before the first signature and one C_Logout right after the last (PKCS#11 v2.40
+        §5.6; SoftHSM2 runs a PBKDF over the PIN at each login); a CKA_ALWAYS_AUTHENTICATE
+        key still gets its context-specific login for each signature."""
         secret = self._session.pin_argument(pin)
         key_id = parse_id(credential_id)
-        if len(digest) != algorithm.hash.digest_size:
-            raise InvalidInput(f"a {algorithm.hash.value} digest has "
-                               f"{algorithm.hash.digest_size} bytes, not {len(digest)}")
+        wanted = list(digests)
+        for digest, algorithm in wanted:
+            if len(digest) != algorithm.hash.digest_size:
+                raise InvalidInput(f"a {algorithm.hash.value} digest has "
+                                   f"{algorithm.hash.digest_size} bytes, not {len(digest)}")
 
-        def op(session: Session) -> bytes:
-            try:
-                return sign(session)
-            except (p11e.KeyHandleInvalid, p11e.ObjectHandleInvalid):
-                # Another application replaced the key since we found it: look again, once.
-                self._keys.clear()
-                return sign(session)
-
-        def sign(session: Session) -> bytes:
+        def op(session: Session) -> list[bytes]:
             if secret is None:  # the hot path: no login, no context managers
-                return sign_in_state(session)
+                return [sign(session, digest, algorithm) for digest, algorithm in wanted]
             with self._session.logged_in(session, secret):
-                return sign_in_state(session)
+                return [sign(session, digest, algorithm) for digest, algorithm in wanted]
 
-        def sign_in_state(session: Session) -> bytes:
+        def sign(session: Session, digest: bytes, algorithm: SignatureAlgorithm) -> bytes:
+            try:
+                return sign_in_state(session, digest, algorithm)
+            except (p11e.KeyHandleInvalid, p11e.ObjectHandleInvalid):
+                # The key was replaced since we found it, or the module ended private objects'
+                # handles at the last C_Logout (SoftHSM2 does): look again, once, logged in.
+                self._keys.clear()
+                return sign_in_state(session, digest, algorithm)
+
+        def sign_in_state(session: Session, digest: bytes, algorithm: SignatureAlgorithm
+                          ) -> bytes:
             key, attrs, key_type = self._keys.get(
                 session, key_id, credential_id, lambda: self._session.user_logged_in(session))
             mechanism, parameter, data = signing_input(algorithm, key_type, digest)
@@ -321,6 +335,8 @@ class Pkcs11Token(Token):
         try:
             return self._session.cryptoki.sign(
                 handle(session), key.handle, int(mechanism), parameter, data, secret)
+        except (p11e.KeyHandleInvalid, p11e.ObjectHandleInvalid):
+            raise  # C_SignInit refused the handle: no operation is active, the caller looks again
         except p11e.PKCS11Error as exc:
             self._session.discard(session)  # the signing operation may still be active
             if isinstance(exc, PIN_FAILURES):
