@@ -9,9 +9,9 @@ import secrets
 from typing import Any
 
 from ground.sql import Cursor
-from portal.errors import Code, PortalError
+from portal.errors import Code
 from portal.store.records import OtpSession, iso, when
-from portal.store.tables import Tables
+from portal.store.tables import Tables, one_row
 
 
 class OtpSessions(Tables):
@@ -26,12 +26,9 @@ class OtpSessions(Tables):
         return otp_id
 
     def otp_session(self, cur: Cursor, otp_id: str) -> OtpSession:
-        cur.execute("SELECT id, purpose, subject, phone, hashes, code_digest, sent_at, "
-                    "expires_at, sends, failures, next_try_at, used_at FROM otp_sessions "
-                    "WHERE id = ?", (otp_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise PortalError(Code.SESSION_UNKNOWN)
+        row = one_row(cur, "SELECT id, purpose, subject, phone, hashes, code_digest, sent_at, "
+                      "expires_at, sends, failures, next_try_at, used_at FROM otp_sessions "
+                      "WHERE id = ?", (otp_id,), Code.SESSION_UNKNOWN)
         return OtpSession(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5],
                           when(row[6]), when(row[7]), row[8], row[9], when(row[10]),
                           when(row[11]))

@@ -22,6 +22,7 @@ from portal.store.records import (
     unders,
 )
 from portal.store.signers import Signers
+from portal.store.tables import one_row
 
 
 class SigningSessions(Signers, SignerCertificates):
@@ -54,11 +55,9 @@ class SigningSessions(Signers, SignerCertificates):
             return self._session(cur, session_id)
 
     def _session(self, cur: Cursor, session_id: str) -> SigningSession:
-        cur.execute("SELECT id, signer_id, generation, expires_at, certificate, chain, "
-                    "hashes, state FROM signing_sessions WHERE id = ?", (session_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise PortalError(Code.SESSION_UNKNOWN)
+        row = one_row(cur, "SELECT id, signer_id, generation, expires_at, certificate, chain, "
+                      "hashes, state FROM signing_sessions WHERE id = ?", (session_id,),
+                      Code.SESSION_UNKNOWN)
         cur.execute("SELECT document_id, base_version, prepared_sha256 FROM session_documents"
                     " WHERE session_id = ? ORDER BY position", (session_id,))
         docs = tuple((d, int(b), p) for d, b, p in cur.fetchall())

@@ -21,7 +21,7 @@ from portal.store.records import (
     new_id,
     when,
 )
-from portal.store.tables import Tables
+from portal.store.tables import Tables, one_row
 
 
 class Transactions(Tables):
@@ -63,11 +63,7 @@ class Transactions(Tables):
 
     def transaction_of_signer(self, signer_id: str) -> Transaction:
         with self.db.transaction() as cur:
-            cur.execute("SELECT transaction_id FROM signers WHERE id = ?", (signer_id,))
-            row = cur.fetchone()
-            if row is None:
-                raise PortalError(Code.LINK_INVALID)
-            return self._load(cur, row[0])
+            return self._load(cur, _transaction_id(cur, signer_id))
 
     def transactions(self) -> list[Transaction]:
         with self.db.transaction() as cur:
@@ -87,12 +83,10 @@ class Transactions(Tables):
             return [self._load(cur, tx_id) for tx_id in due]
 
     def _load(self, cur: Cursor, tx_id: str) -> Transaction:
-        cur.execute("SELECT id, title, requester_name, requester_email, status, created_at, "
-                    "expires_at, sequential, qualified, messaging, level FROM transactions "
-                    "WHERE id = ?", (tx_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise PortalError(Code.NOT_FOUND, "no such transaction")
+        row = one_row(cur, "SELECT id, title, requester_name, requester_email, status, "
+                      "created_at, expires_at, sequential, qualified, messaging, level "
+                      "FROM transactions WHERE id = ?", (tx_id,),
+                      Code.NOT_FOUND, "no such transaction")
         cur.execute("SELECT d.id, d.name, d.position, d.pages, v.version, v.sha256, v.size, "
                     "v.signer_id FROM documents d JOIN document_versions v "
                     "ON v.document_id = d.id WHERE d.transaction_id = ? "
@@ -122,11 +116,7 @@ class Transactions(Tables):
 
     def _signer_for_update(self, cur: Cursor, signer_id: str, generation: int
                            ) -> tuple[Transaction, Signer]:
-        cur.execute("SELECT transaction_id FROM signers WHERE id = ?", (signer_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise PortalError(Code.LINK_INVALID)
-        tx = self._load(cur, row[0])
+        tx = self._load(cur, _transaction_id(cur, signer_id))
         signer = tx.signer(signer_id)
         if signer.generation != generation:
             raise PortalError(Code.LINK_REVOKED)
@@ -140,3 +130,10 @@ class Transactions(Tables):
             raise PortalError(Code.TRANSACTION_CLOSED, f"this transaction is {tx.status}")
         if signer.status is SignerStatus.WAITING:
             raise PortalError(Code.NOT_YOUR_TURN)
+
+
+def _transaction_id(cur: Cursor, signer_id: str) -> str:
+    """The transaction a signer belongs to; LINK_INVALID for a signer not (or no longer) there."""
+    row = one_row(cur, "SELECT transaction_id FROM signers WHERE id = ?", (signer_id,),
+                  Code.LINK_INVALID)
+    return str(row[0])
