@@ -45,6 +45,14 @@ def _page_ref(writer: PdfFileWriter) -> generic.IndirectObject:
     return ref
 
 
+def _annotate(writer: PdfFileWriter, page: generic.DictionaryObject, subtype: str,
+              rect: tuple[int, int, int, int], **entries: generic.PdfObject) -> None:
+    """The page's one annotation (ISO 32000-1 §12.5.2), of `subtype` at `rect`."""
+    page[N("/Annots")] = generic.ArrayObject([writer.add_object(_dict(
+        Type=N("/Annot"), Subtype=N(subtype),
+        Rect=generic.ArrayObject([generic.NumberObject(n) for n in rect]), **entries))])
+
+
 def _embedded_file_spec(writer: PdfFileWriter) -> generic.IndirectObject:
     stream = generic.StreamObject(_dict(Type=N("/EmbeddedFile")),
                                   stream_data=b"MZ not really a program")
@@ -82,10 +90,8 @@ def additional_actions_on_page() -> bytes:
 def launch_link() -> bytes:
     """A link annotation whose action launches a program."""
     writer, page = _writer()
-    page[N("/Annots")] = generic.ArrayObject([writer.add_object(_dict(
-        Type=N("/Annot"), Subtype=N("/Link"), Rect=generic.ArrayObject(
-            [generic.NumberObject(n) for n in (0, 0, 595, 842)]),
-        A=_dict(S=N("/Launch"), F=_text("calc.exe"))))])
+    _annotate(writer, page, "/Link", (0, 0, 595, 842),
+              A=_dict(S=N("/Launch"), F=_text("calc.exe")))
     return _bytes(writer)
 
 
@@ -100,10 +106,7 @@ def embedded_files() -> bytes:
 def file_attachment_annotation() -> bytes:
     """A file attachment annotation on the page."""
     writer, page = _writer()
-    page[N("/Annots")] = generic.ArrayObject([writer.add_object(_dict(
-        Type=N("/Annot"), Subtype=N("/FileAttachment"), Rect=generic.ArrayObject(
-            [generic.NumberObject(n) for n in (10, 10, 30, 30)]),
-        FS=_embedded_file_spec(writer)))])
+    _annotate(writer, page, "/FileAttachment", (10, 10, 30, 30), FS=_embedded_file_spec(writer))
     return _bytes(writer)
 
 
