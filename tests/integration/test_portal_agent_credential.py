@@ -17,9 +17,9 @@ import pytest
 
 from portal.agent_auth import new_agent_token
 from portal.config import ConfigError, PortalConfig
-from tests.integration.test_portal_signing import PHONE, Stack, with_stack
 from tests.support.pcsc import RunningCard
 from tests.support.portal_service import running_portal
+from tests.support.signing_stack import PHONE, Stack, with_stack
 
 
 async def _post(url: str, body: Any, headers: dict[str, str] | None = None

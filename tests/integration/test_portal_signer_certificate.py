@@ -13,10 +13,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.integration.test_portal_signing import PHONE, Stack, _b64, with_stack
+from tests.support.ca_fixtures import b64
 from tests.support.pcsc import RunningCard
 from tests.support.portal_pki import spki_of, start_pki, validate_pdf
 from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.signing_stack import PHONE, Stack, with_stack
 
 NOT_SIGNERS = "CERTIFICATE_NOT_SIGNERS"
 
@@ -37,7 +38,7 @@ def test_second_signer_cannot_sign_with_the_first_signers_certificate(
         after = await portal.call("GET", f"/api/v1/transactions/{tx['id']}", auth=True)
         bob = after["signers"][1]
         invite = await stack.ready_to_sign(after, 1)
-        alices = {"certificate": _b64(stack.certificate), "chain": []}
+        alices = {"certificate": b64(stack.certificate), "chain": []}
         checked = await portal.call("POST", f"/api/s/{invite}/certificates/check", alices)
         assert checked["qualified"] is True  # qualified, but not Bob's
         assert checked["ownCertificate"] is False and NOT_SIGNERS in checked["reasons"]
@@ -69,7 +70,7 @@ def test_names_are_compared_as_enrolment_compares_them(simulated_card: RunningCa
     @with_stack(tmp_path, simulated_card)
     async def scenario(stack: Stack) -> None:
         portal = stack.portal
-        alices = {"certificate": _b64(stack.certificate), "chain": []}
+        alices = {"certificate": b64(stack.certificate), "chain": []}
         for name, own in (("alice MARTIN", True), ("Alice Marie Martin", True),
                           ("Alicé Märtin", True), ("Bob Durand", False),
                           ("Alice Durand", False), ("Martin", False)):
@@ -113,7 +114,7 @@ def test_a_certificate_enrolled_here_is_its_owners_only(tmp_path: Path) -> None:
                                 "updated_at) VALUES (?, 'done', ?, ?)",
                                 (tx["signers"][0]["id"], enrolled,
                                  portal.clock().isoformat()))
-                chain = [_b64(pki.issuing)]
+                chain = [b64(pki.issuing)]
                 for index, der, own, why in ((0, enrolled, True, None),
                                              (0, other, False, "not-enrolled"),
                                              (1, enrolled, False, "another-person"),
@@ -121,7 +122,7 @@ def test_a_certificate_enrolled_here_is_its_owners_only(tmp_path: Path) -> None:
                     invite = portal.invite_path(tx, index)
                     checked = await portal.call(
                         "POST", f"/api/s/{invite}/certificates/check",
-                        {"certificate": _b64(der), "chain": chain})
+                        {"certificate": b64(der), "chain": chain})
                     assert checked["qualified"] is True, checked
                     assert checked["ownCertificate"] is own, (index, checked)
                     assert checked.get("ownership") == why, (index, checked)

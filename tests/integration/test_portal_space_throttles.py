@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.test_portal_signing import PHONE, Stack, with_stack
 from tests.support.pcsc import RunningCard
 from tests.support.portal_service import RunningPortal, with_portal
+from tests.support.signing_stack import PHONE, Stack, with_stack
 
 
 async def _post(url: str, body: Any, headers: dict[str, str] | None = None
