@@ -118,6 +118,13 @@ function explainAgent(error) {
   return t("agentError.UNKNOWN", { code: error.code });
 }
 
+/** A phone number as typed, without spaces, dots or dashes, when it is E.164 (ITU-T
+ * E.164: + and 7 to 15 digits); null when it is not. */
+export function e164(typed) {
+  const phone = typed.replace(/[\s.-]/g, "");
+  return /^\+[1-9][0-9]{6,14}$/.test(phone) ? phone : null;
+}
+
 /** Base64 (standard, padded) of a Blob's bytes (a File is a Blob). */
 export function blobToBase64(blob) {
   return new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@
 // PINs go to the agent only. Each PIN field is emptied before the agent is called and
 // the page keeps no reference to a PIN after the call (JS strings cannot be wiped).
 
-import { ApiError, api, el, explain, say } from "/static/api.js";
+import { ApiError, api, e164, el, explain, say } from "/static/api.js";
 import { IdentityCapture, explainIdentity } from "/static/capture.js";
 import { formatDate, has, language, t } from "/static/i18n.js";
 import { renderConsents } from "/static/legal.js";
@@ -24,7 +24,6 @@ const SUBSTEPS = ["personal-data", "issuance-consents", "identity", "identity-co
 const PHASES = ["generate", "evidence", "complete", "register"];
 const PIN_RULE = /^[0-9]{4,8}$/;
 const PUK_RULE = /^[0-9]{6,8}$/;
-const PHONE_RULE = /^\+[1-9][0-9]{6,14}$/;
 
 /**
  * ctx (from signer.js): {base, view(), update(view), guarded(button, action, onError),
@@ -163,20 +162,26 @@ export function createEnrolment(ctx) {
     $("pd-name-input").focus();
   }
 
+  /** The phone typed in `input` (E.164), or null once the page has said it is not. */
+  function typedPhone(input) {
+    const phone = e164($(input).value);
+    if (phone === null) {
+      enrolError(t("enrol.phoneFormat"));
+      $(input).focus();
+    }
+    return phone;
+  }
+
   async function saveCorrection(event) {
     event.preventDefault();
     const name = $("pd-name-input").value.trim().replace(/\s+/g, " ");
-    const phone = $("pd-phone-input").value.replace(/[\s.-]/g, "");
     if (name.length < 2) {
       enrolError(t("enrol.nameMissing"));
       $("pd-name-input").focus();
       return;
     }
-    if (!PHONE_RULE.test(phone)) {
-      enrolError(t("enrol.phoneFormat"));
-      $("pd-phone-input").focus();
-      return;
-    }
+    const phone = typedPhone("pd-phone-input");
+    if (phone === null) return;
     enrolError("");
     await ctx.guarded($("pd-save"), async () => {
       const reply = await post("personal-data", { correct: false, name, phone });
@@ -342,16 +347,12 @@ export function createEnrolment(ctx) {
     event.preventDefault();
     const givenNames = picked($("given-choices")).join(" ");
     const surname = picked($("surname-choices")).join(" ");
-    const phone = $("auth-phone").value.replace(/[\s.-]/g, "");
     if (!givenNames || !surname) {
       enrolError(t("enrol.authChoose"));
       return;
     }
-    if (!PHONE_RULE.test(phone)) {
-      enrolError(t("enrol.phoneFormat"));
-      $("auth-phone").focus();
-      return;
-    }
+    const phone = typedPhone("auth-phone");
+    if (phone === null) return;
     enrolError("");
     await ctx.guarded($("auth-submit"), async () => {
       ctx.update(await post("auth-data", { givenNames, surname, phone }));

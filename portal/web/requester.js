@@ -2,10 +2,11 @@
 // tab's sessionStorage), a new transaction, the list with each signer's status, and
 // one transaction opened: statuses, current PDFs, the messaging thread.
 
-import { api, blobToBase64, el, explain, saveBlob, say } from "/static/api.js";
+import { api, blobToBase64, e164, el, explain, saveBlob, say } from "/static/api.js";
 import {
   bindSwitcher, chooseLanguage, formatDate, formatSize, onLanguageChange, setLanguage, t,
 } from "/static/i18n.js";
+import { renderThread, typedMessage } from "/static/messages.js";
 
 const $ = (id) => document.getElementById(id);
 export const TOKEN_KEY = "qsign.requesterToken";
@@ -186,7 +187,7 @@ function validate() {
     const email = row.querySelector('[data-field="email"]');
     if (!email.value.trim() || !email.validity.valid) return t("create.needSignerEmail", { n: index + 1 });
     const phone = row.querySelector('[data-field="phone"]').value.trim();
-    if (phone && !/^\+[1-9][0-9]{6,14}$/.test(phone.replace(/[\s.-]/g, ""))) return t("create.badPhone", { n: index + 1 });
+    if (phone && e164(phone) === null) return t("create.badPhone", { n: index + 1 });
   }
   const days = Number($("expires").value);
   if (!Number.isInteger(days) || days < 1 || days > 90) return t("create.badExpiry");
@@ -298,10 +299,7 @@ async function loadMessages() {
   if (!opened || !opened.messaging) return;
   try {
     const { messages } = await call("GET", `/api/v1/transactions/${encodeURIComponent(opened.id)}/messages`);
-    $("thread").replaceChildren(...messages.map((m) => el("div", { class: "message", "data-author": m.author === "requester" ? "signer" : "requester" },
-      el("div", { class: "meta", text: `${m.author === "requester" ? t("messages.you") : m.name} · ${formatDate(m.at)}` }),
-      el("div", { text: m.text }))));
-    $("thread-empty").hidden = messages.length > 0;
+    renderThread(messages, "requester");
   } catch (error) {
     say($("detail-error"), explain(error), "error");
   }
@@ -309,11 +307,8 @@ async function loadMessages() {
 
 async function reply(event) {
   event.preventDefault();
-  const text = $("reply-text").value.trim();
-  if (!text) {
-    say($("detail-error"), t("messages.emptyText"), "error");
-    return;
-  }
+  const text = typedMessage("reply-text", "detail-error");
+  if (text === null) return;
   $("reply-send").disabled = true;
   try {
     await call("POST", `/api/v1/transactions/${encodeURIComponent(opened.id)}/messages`, { body: { text } });

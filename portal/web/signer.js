@@ -14,6 +14,7 @@ import {
   bindSwitcher, chooseLanguage, formatDate, language, onLanguageChange, setLanguage, t,
 } from "/static/i18n.js";
 import { renderConsents } from "/static/legal.js";
+import { renderThread, typedMessage } from "/static/messages.js";
 
 const $ = (id) => document.getElementById(id);
 const invite = location.pathname.replace(/^\/s\//, "").split("/")[0];
@@ -617,7 +618,7 @@ function stopMessages() {
 async function loadMessages() {
   try {
     const { messages } = await api("GET", `${base}/messages`);
-    renderThread(messages);
+    renderThread(messages, "signer");
     say($("message-error"), "");
   } catch (error) {
     if (["MESSAGING_DISABLED", "ALREADY_SIGNED"].includes(error.code)) stopMessages();
@@ -625,22 +626,10 @@ async function loadMessages() {
   }
 }
 
-function renderThread(messages) {
-  const items = messages.map((m) => el("div", { class: "message", "data-author": m.author },
-    el("div", { class: "meta", text: `${m.author === "signer" ? t("messages.you") : m.name} · ${formatDate(m.at)}` }),
-    el("div", { text: m.text })));
-  $("thread").replaceChildren(...items);
-  $("thread-empty").hidden = messages.length > 0;
-  $("thread").scrollTop = $("thread").scrollHeight;
-}
-
 async function sendMessage(event) {
   event.preventDefault();
-  const text = $("message-text").value.trim();
-  if (!text) {
-    say($("message-error"), t("messages.emptyText"), "error");
-    return;
-  }
+  const text = typedMessage("message-text", "message-error");
+  if (text === null) return;
   await guarded($("message-send"), async () => {
     await api("POST", `${base}/messages`, { body: { text } });
     $("message-text").value = "";
