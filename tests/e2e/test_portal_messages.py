@@ -10,6 +10,7 @@ from pathlib import Path
 from playwright.async_api import Page
 
 from firmware_sim.attestation import Manufacturer
+from tests.support import page_steps as steps
 from tests.support.pcsc import RunningCard
 from tests.support.portal_e2e import Stack, check_page, ready, run_on_stack, until
 
@@ -63,13 +64,8 @@ def test_requester_and_signer_write_to_each_other(simulated_card: RunningCard,
         await check_page(page)
 
         # The requester's page: the same thread, seen from the other side.
-        await page.goto(f"{stack.origin}/requester?lang=en")
-        await ready(page)
-        await page.fill("#token", stack.token)
-        await page.click("#token-submit")
-        await page.wait_for_selector("#list:not([hidden])")
-        await page.click("#transactions button")
-        await page.wait_for_selector("#detail:not([hidden])")
+        await steps.sign_in_as_requester(stack, page)
+        await steps.open_transaction(page)
         await until(page, f"{THREAD}.length === 2")
         assert [(m, t) for m, _, t in await _thread(page)] == [
             ("true", "Bonjour, une question ?"), ("false", "Oui, la page 2 ?")]

@@ -48,10 +48,7 @@ def _run(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
 
 async def _create_with_the_page(stack: Stack, page: Page, title: str) -> dict[str, Any]:
     """The requester page: token, two PDFs, two signers in order, B-LT."""
-    await page.goto(f"{stack.origin}/requester?lang=en")
-    await _ready(page)
-    await page.fill("#token", stack.token)
-    await page.click("#token-submit")
+    await steps.sign_in_as_requester(stack, page)
     await page.wait_for_selector("#create:not([hidden])")
     await page.fill("#title", title)
     await page.fill("#req-name", "Alice Requester")
@@ -257,13 +254,8 @@ def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
                     await page.goto(f"{stack.origin}{path}?lang={lang}")
                     await _ready(page)
                     await check_page(page)
-                await page.goto(f"{stack.origin}/requester?lang={lang}")
-                await _ready(page)
-                await page.fill("#token", stack.token)
-                await page.click("#token-submit")
-                await page.wait_for_selector("#list:not([hidden])")
-                await page.click("#transactions button")
-                await page.wait_for_selector("#detail:not([hidden])")
+                await steps.sign_in_as_requester(stack, page, lang)
+                await steps.open_transaction(page)
                 await check_page(page)
                 await stack.shot(page, f"20-requester-{width}-{lang}")
                 await page.goto(f"{link}?lang={lang}")

@@ -1,6 +1,7 @@
-"""What a signer does in the portal's pages, one step each, for the browser tests on
-the stack of tests/support/portal_e2e.py: accept the documents, choose the credential,
-ask for the SMS code, sign, sign in to Personal Space."""
+"""What a signer and a requester do in the portal's pages, one step each, for the
+browser tests on the stack of tests/support/portal_e2e.py: accept the documents, choose
+the credential, ask for the SMS code, sign, sign in to Personal Space; sign in to the
+requester's page and open a transaction."""
 
 from __future__ import annotations
 
@@ -53,3 +54,19 @@ async def open_personal_space(stack: Stack, page: Page, link: str, phone: str,
     await page.fill("#code", await stack.sms_code(phone, before))
     await page.click("#code-submit")
     await page.wait_for_selector("#space:not([hidden])")
+
+
+async def sign_in_as_requester(stack: Stack, page: Page, lang: str = "en") -> None:
+    """The requester's page, signed in with the API token: the new-transaction form and
+    the list shown."""
+    await page.goto(f"{stack.origin}/requester?lang={lang}")
+    await ready(page)
+    await page.fill("#token", stack.token)
+    await page.click("#token-submit")
+    await page.wait_for_selector("#list:not([hidden])")
+
+
+async def open_transaction(page: Page) -> None:
+    """The requester's first listed transaction opened."""
+    await page.click("#transactions button")
+    await page.wait_for_selector("#detail:not([hidden])")
