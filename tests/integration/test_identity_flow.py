@@ -18,14 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from PIL import Image
 
 from ca import evidence as ca_evidence
-from portal.identity.http import create_identity_app
 from portal.identity.model import DocumentKind, IdentityError, Step
 from portal.identity.mrz import DocumentFormat
 from portal.identity.service import ReferenceIdentityService
@@ -33,6 +31,7 @@ from portal.identity.specimen import Defect, Side
 from tests.support.identity_fixtures import (
     SettableClock,
     frames,
+    identity_app,
     make_service,
     make_specimen,
 )
@@ -78,71 +77,63 @@ def test_id_card_over_http_to_evidence_the_ca_accepts() -> None:
         return request.headers["X-Test-Signer"]
 
     async def scenario() -> None:
-        root = web.Application()
-        root.add_subapp("/api/identity/", create_identity_app(
-            service, continue_url="https://portal.example.test/id/{session}",
-            signer_of=signer_of))
-        server = TestServer(root, host="127.0.0.1")
-        await server.start_server()
-        base = f"http://127.0.0.1:{server.port}/api/identity"
-        try:
-            async with aiohttp.ClientSession() as http:
-                async with http.post(f"{base}/sessions", json={"document": "id-card"},
-                                     headers={"X-Test-Signer": "signer-7"}) as r:
-                    assert r.status == 201
-                    sid = (await r.json())["session"]
-                # Front as multipart (a file input), back as a raw JPEG body (a camera).
-                form = aiohttp.FormData()
-                form.add_field("image", card.images[Side.FRONT], filename="front.png",
-                               content_type="image/png")
-                async with http.put(f"{base}/sessions/{sid}/sides/front", data=form) as r:
+        async with identity_app(service, mount="/api/identity/", signer_of=signer_of,
+                                continue_url="https://portal.example.test/id/{session}"
+                                ) as (http, base):
+            async with http.post(f"{base}/sessions", json={"document": "id-card"},
+                                 headers={"X-Test-Signer": "signer-7"}) as r:
+                assert r.status == 201
+                sid = (await r.json())["session"]
+            # Front as multipart (a file input), back as a raw JPEG body (a camera).
+            form = aiohttp.FormData()
+            form.add_field("image", card.images[Side.FRONT], filename="front.png",
+                           content_type="image/png")
+            async with http.put(f"{base}/sessions/{sid}/sides/front", data=form) as r:
+                body = await r.json()
+                assert r.status == 200, body
+                assert body["sides"] == ["front"] and body["step"] == "document"
+            jpeg = io.BytesIO()
+            Image.open(io.BytesIO(card.images[Side.BACK])).save(jpeg, "JPEG", quality=92)
+            async with http.put(f"{base}/sessions/{sid}/sides/back", data=jpeg.getvalue(),
+                                headers={"Content-Type": "image/jpeg"}) as r:
+                body = await r.json()
+                assert r.status == 200, body
+                assert body["step"] == "liveness" and body["identity"] is None
+            async with http.get(f"{base}/sessions/{sid}/identity") as r:
+                assert (await r.json())["error"] == "WRONG_STEP"
+            for index in range(1, 4):
+                async with http.post(f"{base}/sessions/{sid}/challenges/next") as r:
+                    challenge = await r.json()
+                assert challenge["index"] == index and challenge["of"] == 3
+                clock.advance(2.5)
+                async with http.post(
+                        f"{base}/sessions/{sid}/challenges/{challenge['id']}",
+                        json={"nonce": challenge["nonce"], "frames": [
+                            base64.b64encode(f).decode() for f in frames(3)]}) as r:
                     body = await r.json()
                     assert r.status == 200, body
-                    assert body["sides"] == ["front"] and body["step"] == "document"
-                jpeg = io.BytesIO()
-                Image.open(io.BytesIO(card.images[Side.BACK])).save(jpeg, "JPEG", quality=92)
-                async with http.put(f"{base}/sessions/{sid}/sides/back", data=jpeg.getvalue(),
-                                    headers={"Content-Type": "image/jpeg"}) as r:
-                    body = await r.json()
-                    assert r.status == 200, body
-                    assert body["step"] == "liveness" and body["identity"] is None
-                async with http.get(f"{base}/sessions/{sid}/identity") as r:
-                    assert (await r.json())["error"] == "WRONG_STEP"
-                for index in range(1, 4):
-                    async with http.post(f"{base}/sessions/{sid}/challenges/next") as r:
-                        challenge = await r.json()
-                    assert challenge["index"] == index and challenge["of"] == 3
-                    clock.advance(2.5)
-                    async with http.post(
-                            f"{base}/sessions/{sid}/challenges/{challenge['id']}",
-                            json={"nonce": challenge["nonce"], "frames": [
-                                base64.b64encode(f).decode() for f in frames(3)]}) as r:
-                        body = await r.json()
-                        assert r.status == 200, body
-                assert body["step"] == "verified"
-                async with http.get(f"{base}/sessions/{sid}/identity") as r:
-                    identity = await r.json()
-                assert identity["surname"] == ["DUPONT", "LEFEVRE"]
-                assert identity["givenNames"] == ["HELENE", "MARIE"]
-                assert identity["documentNumber"] == card.data.document_number
-                assert identity["birthDate"] == "1990-05-17"
-                assert identity["nationality"] == "FRA" and identity["specimen"] is True
-                spki = _spki()
-                async with http.post(f"{base}/sessions/{sid}/evidence", json={
-                        "publicKey": base64.b64encode(spki).decode(),
-                        "givenNames": "Hélène", "surname": "Dupont-Lefèvre"}) as r:
-                    issued = await r.json()
-                    assert r.status == 200, issued
-                async with http.get(f"{base}/sessions/{sid}/handoff") as r:
-                    handoff = await r.json()
-                assert handoff["url"] == f"https://portal.example.test/id/{sid}"
-                qr = Image.open(io.BytesIO(base64.b64decode(handoff["qrPng"])))
-                assert qr.format == "PNG"
-                async with http.get(f"{base}/sessions/nope/handoff.png") as r:
-                    assert r.status == 404
-                    assert (await r.json())["error"] == "IDENTITY_SESSION_UNKNOWN"
-        finally:
-            await server.close()
+            assert body["step"] == "verified"
+            async with http.get(f"{base}/sessions/{sid}/identity") as r:
+                identity = await r.json()
+            assert identity["surname"] == ["DUPONT", "LEFEVRE"]
+            assert identity["givenNames"] == ["HELENE", "MARIE"]
+            assert identity["documentNumber"] == card.data.document_number
+            assert identity["birthDate"] == "1990-05-17"
+            assert identity["nationality"] == "FRA" and identity["specimen"] is True
+            spki = _spki()
+            async with http.post(f"{base}/sessions/{sid}/evidence", json={
+                    "publicKey": base64.b64encode(spki).decode(),
+                    "givenNames": "Hélène", "surname": "Dupont-Lefèvre"}) as r:
+                issued = await r.json()
+                assert r.status == 200, issued
+            async with http.get(f"{base}/sessions/{sid}/handoff") as r:
+                handoff = await r.json()
+            assert handoff["url"] == f"https://portal.example.test/id/{sid}"
+            qr = Image.open(io.BytesIO(base64.b64decode(handoff["qrPng"])))
+            assert qr.format == "PNG"
+            async with http.get(f"{base}/sessions/nope/handoff.png") as r:
+                assert r.status == 404
+                assert (await r.json())["error"] == "IDENTITY_SESSION_UNKNOWN"
         trusted = [asn1_x509.Certificate.load(service.signer.certificate.public_bytes(
             serialization.Encoding.DER))]
         found = ca_evidence.verify(issued["evidence"], trusted, now=dt.datetime.now(dt.UTC))

@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from portal.identity.http import create_identity_app
 from portal.identity.model import DocumentKind
-from tests.support.identity_fixtures import make_service
+from tests.support.identity_fixtures import identity_app, make_service
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_service import RunningPortal, running_portal
 
@@ -226,31 +223,18 @@ def test_the_identity_services_own_routes_refuse_a_body_outside_their_schema() -
     service, _ = make_service()
     sid = service.open_session("signer-1", DocumentKind.ID_CARD).id
 
-    async def signer_of(request: web.Request) -> str:
-        return "signer-1"
-
     async def main() -> None:
-        app = web.Application()
-        app.add_subapp("/id/", create_identity_app(
-            service, continue_url="https://portal.example.test/m/{session}",
-            signer_of=signer_of))
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        try:
-            async with aiohttp.ClientSession() as http:
-                base = str(server.make_url("/id"))
-                for route in (
-                        Route("POST", "/sessions", "page", {"document": "id-card"}, (
-                            wrong(["document"], "document", NUMBER),
-                            missing(["document"], "document"),
-                            unknown(["signer"], "signer"))),
-                        Route("POST", f"/sessions/{sid}/evidence", "page",
-                              {"publicKey": "AAAA", "givenNames": "Marie"}, (
-                                  wrong(["givenNames"], "givenNames", NUMBER),
-                                  missing(["publicKey"], "publicKey"),
-                                  unknown(["keyID"], "keyID")))):
-                    await _refused(http, base + route.path, route, {})
-        finally:
-            await server.close()
+        async with identity_app(service) as (http, base):
+            for route in (
+                    Route("POST", "/sessions", "page", {"document": "id-card"}, (
+                        wrong(["document"], "document", NUMBER),
+                        missing(["document"], "document"),
+                        unknown(["signer"], "signer"))),
+                    Route("POST", f"/sessions/{sid}/evidence", "page",
+                          {"publicKey": "AAAA", "givenNames": "Marie"}, (
+                              wrong(["givenNames"], "givenNames", NUMBER),
+                              missing(["publicKey"], "publicKey"),
+                              unknown(["keyID"], "keyID")))):
+                await _refused(http, base + route.path, route, {})
 
     asyncio.run(main())

@@ -1,5 +1,6 @@
 """Test parts for the identity service: a settable clock, camera-like frames, specimen
-sides as bytes, and a service on a fresh evidence key."""
+sides as bytes, a service on a fresh evidence key, and its HTTP sub-application served
+alone on loopback."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ import datetime as dt
 import io
 import random
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from PIL import Image
 
 from portal.identity import specimen
 from portal.identity.evidence import EvidenceSigner
+from portal.identity.http import create_identity_app
 from portal.identity.model import IdentityPolicy
 from portal.identity.mrz import DocumentFormat
 from portal.identity.service import ReferenceIdentityService
@@ -56,3 +63,29 @@ def make_service(clock: SettableClock | None = None, **policy: object
     service = ReferenceIdentityService(EvidenceSigner.generate(),
                                        IdentityPolicy.from_mapping(values), clock=clock)
     return service, clock
+
+
+async def first_signer(request: web.Request) -> str:
+    """Every request is signer-1's."""
+    return "signer-1"
+
+
+@asynccontextmanager
+async def identity_app(service: ReferenceIdentityService, *, mount: str = "/id/",
+                       signer_of: Callable[[web.Request], Awaitable[str]] | None
+                       = first_signer,
+                       continue_url: str = "https://portal.example.test/m/{session}"
+                       ) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """`service`'s sub-application mounted at `mount` on a loopback server, as the portal
+    mounts it: a client session and the sub-application's base URL (no trailing slash).
+    `signer_of` None: an app that knows no signer."""
+    root = web.Application()
+    root.add_subapp(mount, create_identity_app(service, continue_url=continue_url,
+                                               signer_of=signer_of))
+    server = TestServer(root, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield http, f"http://127.0.0.1:{server.port}{mount.rstrip('/')}"
+    finally:
+        await server.close()

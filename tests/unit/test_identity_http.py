@@ -13,35 +13,22 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from PIL import Image
 
 from portal.identity import mrz
-from portal.identity.http import STATUS, create_identity_app
+from portal.identity.http import STATUS
 from portal.identity.service import ReferenceIdentityService
-from tests.support.identity_fixtures import make_service
+from tests.support.identity_fixtures import first_signer, identity_app, make_service
 
 Scenario = Callable[[aiohttp.ClientSession, str], Awaitable[None]]
 
 
 def _serve(service: ReferenceIdentityService, scenario: Scenario, *,
            with_signer: bool = True) -> None:
-    async def signer_of(request: web.Request) -> str:
-        return "signer-1"
-
     async def run() -> None:
-        root = web.Application()
-        root.add_subapp("/id/", create_identity_app(
-            service, continue_url="https://portal.example.test/m/{session}",
-            signer_of=signer_of if with_signer else None))
-        server = TestServer(root, host="127.0.0.1")
-        await server.start_server()
-        try:
-            async with aiohttp.ClientSession() as http:
-                await scenario(http, f"http://127.0.0.1:{server.port}/id")
-        finally:
-            await server.close()
+        async with identity_app(service, signer_of=first_signer if with_signer else None
+                                ) as (http, base):
+            await scenario(http, base)
 
     asyncio.run(run())
 
