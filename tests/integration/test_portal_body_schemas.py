@@ -190,14 +190,10 @@ def _headers(portal: RunningPortal, who: str) -> dict[str, str]:
 def test_every_portal_json_route_refuses_a_body_outside_its_schema(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_portal(tmp_path) as portal:
-            tx = await portal.create(signers=1, documents=1)
-            invite = portal.invite_path(tx, 0)
-            await portal.consent(invite)
-            space = portal.state.space_url("s1@example.test").split("/me/", 1)[1]
-            identity = portal.state.enrolment.identity.open_session(
-                tx["signers"][0]["id"], DocumentKind.ID_CARD)
+            scene = await portal.signer_at_documents()
+            tx, invite = scene.tx, scene.invite
             sms, mails = portal.store.sms(), portal.store.mails()
-            routes = _portal_routes(tx["id"], invite, space, identity.id)
+            routes = _portal_routes(tx["id"], invite, scene.space, scene.identity)
             for route in routes:
                 await _refused(portal.session, portal.url + route.path, route,
                                _headers(portal, route.who))

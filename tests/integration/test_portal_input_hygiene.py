@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from portal.identity.model import DocumentKind
 from portal.store import NewDocument, NewSigner
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_service import RunningPortal, running_portal, with_portal
@@ -98,20 +97,16 @@ DEEP_OBJECT = '{"a":' * 50_000 + "1" + "}" * 50_000
 def test_deeply_nested_json_is_a_400_on_every_json_route(tmp_path: Path, body: str) -> None:
     async def main() -> None:
         async with running_portal(tmp_path) as portal:
-            tx = await portal.create(signers=1, documents=1)
-            invite = portal.invite_path(tx, 0)
-            await portal.consent(invite)
-            space = portal.state.space_url("s1@example.test").split("/me/", 1)[1]
-            identity = portal.state.enrolment.identity.open_session(
-                tx["signers"][0]["id"], DocumentKind.ID_CARD)
+            scene = await portal.signer_at_documents()
+            invite, identity = scene.invite, scene.identity
             routes = [("POST", "/api/v1/transactions", True),
-                      ("POST", f"/api/v1/transactions/{tx['id']}/messages", True)]
+                      ("POST", f"/api/v1/transactions/{scene.tx['id']}/messages", True)]
             routes += [("POST", f"/api/s/{invite}/{route}", False) for route in (
                 "consents", "refuse", "messages", "certificates/check", "sign/prepare",
                 "sign/complete", "enrolment/start", "enrolment/personal-data")]
-            routes += [("POST", f"/api/me/{space}/session", False),
-                       ("PUT", f"/api/identity/sessions/{identity.id}/sides/front", False),
-                       ("POST", f"/api/identity/sessions/{identity.id}/challenges/c1", False)]
+            routes += [("POST", f"/api/me/{scene.space}/session", False),
+                       ("PUT", f"/api/identity/sessions/{identity}/sides/front", False),
+                       ("POST", f"/api/identity/sessions/{identity}/challenges/c1", False)]
             for method, path, auth in routes:
                 headers = {"Content-Type": "application/json",
                            **(portal.auth() if auth else {})}

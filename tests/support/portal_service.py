@@ -20,12 +20,24 @@ from aiohttp.test_utils import TestServer
 
 from portal.agent_auth import new_agent_token
 from portal.config import PortalConfig
+from portal.identity.model import DocumentKind
 from portal.routes.state import PORTAL, Portal
 from portal.service import create_app
 from portal.store import Store
 from tests.support.pdfs import blank_pdf
 
 SIGNER_NAMES = ("Alice Martin", "Bob Durand", "Chloé Petit")
+
+
+@dataclass(frozen=True)
+class SignerAtDocuments:
+    """What the paths of every JSON route need: a one-signer transaction, its signer's
+    invitation (consented: at the documents step), Personal Space and identity session."""
+
+    tx: Any
+    invite: str
+    space: str
+    identity: str
 
 
 class Clock:
@@ -108,6 +120,15 @@ class RunningPortal:
         accepted = [{"kind": c["kind"], "version": c["version"], "sha256": c["sha256"]}
                     for c in view["consents"]]
         return await self.call("POST", f"/api/s/{invite}/consents", {"accepted": accepted})
+
+    async def signer_at_documents(self) -> SignerAtDocuments:
+        tx = await self.create(signers=1, documents=1)
+        invite = self.invite_path(tx, 0)
+        await self.consent(invite)
+        space = self.state.space_url("s1@example.test").split("/me/", 1)[1]
+        identity = self.state.enrolment.identity.open_session(
+            tx["signers"][0]["id"], DocumentKind.ID_CARD)
+        return SignerAtDocuments(tx, invite, space, identity.id)
 
     def sms(self, phone: str) -> list[str]:
         return [text for _, text, _ in self.store.sms(phone)]
