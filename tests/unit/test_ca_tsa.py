@@ -495,19 +495,15 @@ def test_expired_tsa_certificate_is_system_failure(authority: Authority,
 
 
 class BrokenKey:
-    """An HSM that has gone away, or a key that fails in a way nobody planned for."""
+    """An HSM that has gone away, or a key that fails in a way nobody planned for: the
+    real key in all but its signature."""
 
     def __init__(self, key: CaKey, error: Exception) -> None:
         self._key = key
         self._error = error
 
-    @property
-    def public_key_info(self) -> Any:
-        return self._key.public_key_info
-
-    @property
-    def algorithm(self) -> str:
-        return self._key.algorithm
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._key, name)
 
     def sign(self, data: bytes, hash_name: str) -> bytes:
         raise self._error
