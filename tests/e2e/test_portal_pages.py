@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import FilePayload, Page
 
 from agent.tokens.errors import InvalidPin, PinBlocked
@@ -41,9 +42,16 @@ from tests.support.waiting import wait_until_async
 Scenario = Callable[[Stack], Awaitable[None]]
 
 
-def _run(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
-         scenario: Scenario) -> None:
-    run_on_stack(tmp_path, manufacturer, card, scenario, secrets=(PIN,))
+OnStack = Callable[[Scenario], None]
+
+
+@pytest.fixture
+def on_stack(simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path
+             ) -> OnStack:
+    """Runs the decorated scenario on a fresh stack; the PIN never reaches the console."""
+    def run(scenario: Scenario) -> None:
+        run_on_stack(tmp_path, manufacturer, simulated_card, scenario, secrets=(PIN,))
+    return run
 
 
 async def _create_with_the_page(stack: Stack, page: Page, title: str) -> dict[str, Any]:
@@ -99,14 +107,23 @@ async def _consent_and_accept(stack: Stack, page: Page, link: str, shots: str = 
         await stack.shot(page, f"{shots}-documents")
 
 
+async def _sign_refused(page: Page, otp: str, pin: str | None = None) -> str:
+    """Sign with `otp` (the PIN typed again first when given): the error the page shows."""
+    if pin is not None:
+        await page.fill("#pin", pin)
+    await page.fill("#otp", otp)
+    await page.click("#sign-submit")
+    return await _sign_error(page)
+
+
 async def _sign_error(page: Page) -> str:
     await page.wait_for_selector("#sign-error:not([hidden])")
     await _until(page, "!document.body.dataset.busy")
     return await page.text_content("#sign-error") or ""
 
 
-def test_requester_creates_first_signer_signs_second_refuses(
-        simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
+def test_requester_creates_first_signer_signs_second_refuses(on_stack: OnStack) -> None:
+    @on_stack
     async def scenario(stack: Stack) -> None:
         context, page = await stack.page()
         transaction = await _create_with_the_page(stack, page, "Lease 2026")
@@ -152,11 +169,13 @@ def test_requester_creates_first_signer_signs_second_refuses(
         assert final["signers"][1]["refusalReason"].startswith("Le loyer")
         await context.close()
 
-    _run(tmp_path, manufacturer, simulated_card, scenario)
 
+def test_failure_paths_in_the_signer_page(on_stack: OnStack,
+                                          simulated_card: RunningCard) -> None:
+    def _remove(stack: Stack) -> None:
+        simulated_card.stop()
 
-def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
-                                          manufacturer: Manufacturer, tmp_path: Path) -> None:
+    @on_stack
     async def scenario(stack: Stack) -> None:
         transaction = await stack.one_signer_transaction(
             "Failure paths", requester=("Alice", "a@example.test"))
@@ -189,35 +208,25 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         await steps.choose_credential(page)
         # A wrong SMS code: refused before the PIN is tried.
         first = await steps.ask_code(stack, page, PIN)
-        await page.fill("#otp", "000000" if first != "000000" else "111111")
-        await page.click("#sign-submit")
-        message = await _sign_error(page)
+        message = await _sign_refused(page, "000000" if first != "000000" else "111111")
         assert re.search(r"Wrong (SMS )?code", message), message
         await stack.shot(page, "11-wrong-otp")
 
         # The right code, too late (the portal's clock moves 6 minutes on): expired.
         stack.clock.advance(minutes=6)
-        await page.fill("#pin", PIN)
-        await page.fill("#otp", first)
-        await page.click("#sign-submit")
-        message = await _sign_error(page)
+        message = await _sign_refused(page, first, PIN)
         assert "expired" in message, message
         await stack.shot(page, "12-expired-otp")
 
         # A wrong PIN with a good code: tries left shown; that code is then used up.
         code = await steps.ask_code(stack, page, "000000")
-        await page.fill("#otp", code)
-        await page.click("#sign-submit")
-        message = await _sign_error(page)
+        message = await _sign_refused(page, code)
         assert re.search(r"Wrong PIN, \d+ tries left", message), message
         assert await page.input_value("#pin") == ""
         await stack.shot(page, "13-wrong-pin")
 
         # The same code again: replayed.
-        await page.fill("#pin", PIN)
-        await page.fill("#otp", code)
-        await page.click("#sign-submit")
-        message = await _sign_error(page)
+        message = await _sign_refused(page, code, PIN)
         assert "already used" in message, message
         await stack.shot(page, "14-replayed-otp")
 
@@ -233,14 +242,10 @@ def test_failure_paths_in_the_signer_page(simulated_card: RunningCard,
         assert after["documents"][0]["sha256"] == transaction["documents"][0]["sha256"]
         await context.close()
 
-    def _remove(stack: Stack) -> None:
-        simulated_card.stop()
-
-    _run(tmp_path, manufacturer, simulated_card, scenario)
-
 
 def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
-        simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
+        on_stack: OnStack) -> None:
+    @on_stack
     async def scenario(stack: Stack) -> None:
         transaction = await stack.one_signer_transaction(
             "A rather long title to see that it wraps on a narrow phone screen",
@@ -264,11 +269,10 @@ def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
                 await stack.shot(page, f"21-signer-{width}-{lang}")
                 await context.close()
 
-    _run(tmp_path, manufacturer, simulated_card, scenario)
 
-
-def test_expired_invitation_and_blocked_pin(simulated_card: RunningCard,
-                                            manufacturer: Manufacturer, tmp_path: Path) -> None:
+def test_expired_invitation_and_blocked_pin(on_stack: OnStack,
+                                            simulated_card: RunningCard) -> None:
+    @on_stack
     async def scenario(stack: Stack) -> None:
         transaction = await stack.one_signer_transaction(
             "Blocked", requester=("Alice", "a@example.test"))
@@ -289,10 +293,7 @@ def test_expired_invitation_and_blocked_pin(simulated_card: RunningCard,
         await _consent_and_accept(stack, page, stack.invitation(transaction))
         await steps.accept_documents(page)
         await steps.choose_credential(page)
-        code = await steps.ask_code(stack, page, PIN)
-        await page.fill("#otp", code)
-        await page.click("#sign-submit")
-        message = await _sign_error(page)
+        message = await _sign_refused(page, await steps.ask_code(stack, page, PIN))
         assert "blocked" in message, message
         await stack.shot(page, "31-pin-blocked")
         # With the PIN blocked, the page sends nothing more to that token.
@@ -300,8 +301,6 @@ def test_expired_invitation_and_blocked_pin(simulated_card: RunningCard,
         await page.click("#send-otp")
         assert "blocked" in (await _sign_error(page))
         await context.close()
-
-    _run(tmp_path, manufacturer, simulated_card, scenario)
 
 
 def _block_pin(card: RunningCard) -> None:
@@ -320,11 +319,10 @@ def _block_pin(card: RunningCard) -> None:
         connection.disconnect()
 
 
-def test_personal_space_after_everyone_signed(simulated_card: RunningCard,
-                                              manufacturer: Manufacturer,
-                                              tmp_path: Path) -> None:
+def test_personal_space_after_everyone_signed(on_stack: OnStack) -> None:
     """One signer signs in the page; the completion e-mail's link opens Personal Space
     with an SMS code: the signed documents and the 5-year qualified certificate."""
+    @on_stack
     async def scenario(stack: Stack) -> None:
         await stack.one_signer_transaction("Single", level="B-LT")
         context, page = await stack.page()
@@ -349,8 +347,6 @@ def test_personal_space_after_everyone_signed(simulated_card: RunningCard,
         years = sorted(int(y) for y in re.findall(r"(?<!\d)(20\d\d)(?!\d)", certificates))
         assert years and years[-1] - years[0] == 5, certificates  # 5-year validity
         await context.close()
-
-    _run(tmp_path, manufacturer, simulated_card, scenario)
 
 
 async def _invite_kind(stack: Stack, email: str, kind: str) -> str:
