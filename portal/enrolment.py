@@ -22,6 +22,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from asn1crypto import keys as asn1_keys
@@ -67,13 +68,15 @@ def identity_error(exc: IdentityError) -> PortalError:
                        reason=exc.code)
 
 
+@dataclass(eq=False)
 class EnrolmentDesk:
-    def __init__(self, store: Store, identity: IdentityProvider,
-                 check_certificate: CertificateCheck, otp: SmsOtp) -> None:
-        self.store = store
-        self.identity = identity
-        self.check_certificate = check_certificate
-        self.otp = otp
+    """The first-time signer's steps over the store, the identity service, the
+    certificate check and the SMS codes."""
+
+    store: Store
+    identity: IdentityProvider
+    check_certificate: CertificateCheck
+    otp: SmsOtp
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
