@@ -112,7 +112,7 @@ class RunningPortal:
         return await self.call("POST", "/api/v1/transactions", body, auth=True, expect=201)
 
     def invite_path(self, tx: Any, index: int) -> str:
-        url = tx["signers"][index]["inviteUrl"]
+        url: str = tx["signers"][index]["inviteUrl"]
         return url.split("/s/", 1)[1]
 
     async def consent(self, invite: str) -> Any:
