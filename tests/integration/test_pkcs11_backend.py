@@ -382,7 +382,8 @@ def test_change_pin(token: Pkcs11Token, softhsm: SoftHsm) -> None:
 
 
 def test_key_with_always_authenticate_needs_the_pin_per_signature(
-        token: Pkcs11Token, module: Pkcs11Module, softhsm: SoftHsm) -> None:
+        token: Pkcs11Token, module: Pkcs11Module, softhsm: SoftHsm,
+        caplog: pytest.LogCaptureFixture) -> None:
     raw = next(s for s in module.lib.get_slots() if s.slot_id == token.slot_id).get_token()
     with raw.open(rw=True, user_pin=softhsm.pin) as session:
         public, _ = session.generate_keypair(
@@ -409,6 +410,11 @@ def test_key_with_always_authenticate_needs_the_pin_per_signature(
         token.sign_digest("0B", digest, ECDSA_SHA256, pin="999999")
     verify(spki, token.sign_digest("0B", digest, ECDSA_SHA256, pin=softhsm.pin), digest,
            ECDSA_SHA256)
+    caplog.set_level(TRAFFIC, logger="agent.tokens")
+    for signature in token.sign_digests("0B", [(digest, ECDSA_SHA256)] * 3, pin=softhsm.pin):
+        verify(spki, signature, digest, ECDSA_SHA256)  # one login, then one per signature
+    logins = [r.getMessage() for r in caplog.records if r.getMessage().startswith("C_Login")]
+    assert [", user=2," in m for m in logins] == [False, True, True, True]
 
 
 def test_no_attestation_and_no_puk(token: Pkcs11Token, softhsm: SoftHsm) -> None:

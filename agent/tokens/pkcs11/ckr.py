@@ -38,6 +38,8 @@ CKR_BUFFER_TOO_SMALL = 0x150
 CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
 CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191
 CKR_ACTION_PROHIBITED = 0x01B
+CKR_ATTRIBUTE_SENSITIVE = 0x011
+CKR_ATTRIBUTE_TYPE_INVALID = 0x012
 
 # The exception python-pkcs11 raises for each CKR code (its `map_rv_to_error`, which
 # Python cannot call); used for the calls made through ctypes so that every failure,

@@ -8,6 +8,8 @@ make the way the security model needs (made on the sessions python-pkcs11 opened
 * `C_SignInit` + `C_Login(CKU_CONTEXT_SPECIFIC)` + `C_Sign` for keys with
   CKA_ALWAYS_AUTHENTICATE (python-pkcs11's `sign(pin=...)` cannot pass a NULL PIN).
 * `C_SetPIN`, `C_GetSessionInfo`, `C_CloseAllSessions`, `C_Finalize`.
+* `C_FindObjects*` and `C_GetAttributeValue` for the key a signature needs, found again
+  in each login (python-pkcs11 reads more attributes than that to make its objects).
 
 Every failure raises the python-pkcs11 exception of its CKR code (`ckr.exception_for_rv`).
 Traces go to the TRAFFIC level; a PIN appears in them only as its length.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,8 @@ from pkcs11 import exceptions as p11e
 from pkcs11.constants import UserType
 
 from agent.tokens.pkcs11.ckr import (
+    CKR_ATTRIBUTE_SENSITIVE,
+    CKR_ATTRIBUTE_TYPE_INVALID,
     CKR_BUFFER_TOO_SMALL,
     CKR_CANT_LOCK,
     CKR_CRYPTOKI_NOT_INITIALIZED,
@@ -45,6 +49,9 @@ CKU_USER = int(UserType.USER)
 CKU_CONTEXT_SPECIFIC = 2
 CKS_RO_USER_FUNCTIONS = 1
 CKS_RW_USER_FUNCTIONS = 3
+CKA_CLASS = 0x000
+CKA_ID = 0x102
+_UNAVAILABLE = _CK_ULONG(-1).value  # CK_UNAVAILABLE_INFORMATION
 
 # CK_FUNCTION_LIST up to C_Sign, in the order of pkcs11f.h (v2.40); the rest is unused.
 _FUNCTIONS = (
@@ -77,6 +84,10 @@ class _CkInitializeArgs(ctypes.Structure):
     )
 
 
+class _CkAttribute(ctypes.Structure):
+    _fields_ = (("type", _CK_ULONG), ("pValue", ctypes.c_void_p), ("ulValueLen", _CK_ULONG))
+
+
 class _CkSessionInfo(ctypes.Structure):
     _fields_ = (("slotID", _CK_ULONG), ("state", _CK_ULONG), ("flags", _CK_ULONG),
                 ("ulDeviceError", _CK_ULONG))
@@ -100,6 +111,13 @@ _PROTOTYPES: dict[str, Any] = {
     "C_GetSessionInfo": ctypes.CFUNCTYPE(_RV, _CK_ULONG, ctypes.POINTER(_CkSessionInfo)),
     "C_Login": ctypes.CFUNCTYPE(_RV, _CK_ULONG, _CK_ULONG, _BYTES, _CK_ULONG),
     "C_Logout": ctypes.CFUNCTYPE(_RV, _CK_ULONG),
+    "C_GetAttributeValue": ctypes.CFUNCTYPE(_RV, _CK_ULONG, _CK_ULONG,
+                                            ctypes.POINTER(_CkAttribute), _CK_ULONG),
+    "C_FindObjectsInit": ctypes.CFUNCTYPE(_RV, _CK_ULONG, ctypes.POINTER(_CkAttribute),
+                                          _CK_ULONG),
+    "C_FindObjects": ctypes.CFUNCTYPE(_RV, _CK_ULONG, ctypes.POINTER(_CK_ULONG), _CK_ULONG,
+                                      ctypes.POINTER(_CK_ULONG)),
+    "C_FindObjectsFinal": ctypes.CFUNCTYPE(_RV, _CK_ULONG),
     "C_SignInit": ctypes.CFUNCTYPE(_RV, _CK_ULONG, ctypes.POINTER(_CkMechanism), _CK_ULONG),
     # char* for data in and signature out: bytes and string buffers pass without copies.
     "C_Sign": ctypes.CFUNCTYPE(_RV, _CK_ULONG, ctypes.c_char_p, _CK_ULONG, ctypes.c_char_p,
@@ -243,6 +261,49 @@ class Cryptoki:
         rv = self._fn("C_SetPIN")(session, old.pointer, old.length, new.pointer, new.length)
         log.log(TRAFFIC, "C_SetPIN(session=%d, old=%s, new=%s) -> 0x%X", session, old, new, rv)
         self._check(rv, "C_SetPIN")
+
+    def find_objects(self, session: int, object_class: int, object_id: bytes, limit: int
+                     ) -> list[int]:
+        """C_FindObjectsInit, C_FindObjects, C_FindObjectsFinal (PKCS#11 v2.40 §5.7): at
+        most `limit` handles of the objects of one CKO_* class with one CKA_ID."""
+        klass = _CK_ULONG(object_class)
+        ident = ctypes.create_string_buffer(object_id, len(object_id))
+        template = (_CkAttribute * 2)(
+            _CkAttribute(CKA_CLASS, ctypes.cast(ctypes.byref(klass), ctypes.c_void_p),
+                         ctypes.sizeof(klass)),
+            _CkAttribute(CKA_ID, ctypes.cast(ident, ctypes.c_void_p), len(object_id)))
+        self._check(self._fn("C_FindObjectsInit")(session, template, 2), "C_FindObjectsInit")
+        found = (_CK_ULONG * limit)()
+        count = _CK_ULONG(0)
+        try:
+            self._check(self._fn("C_FindObjects")(session, found, limit, ctypes.byref(count)),
+                        "C_FindObjects")
+        finally:
+            final = self._fn("C_FindObjectsFinal")(session)
+        self._check(final, "C_FindObjectsFinal")
+        handles = [int(h) for h in found[:count.value]]
+        log.log(TRAFFIC, "C_FindObjects(class=0x%X, id=%s) -> %d", object_class,
+                object_id.hex(), len(handles))
+        return handles
+
+    def attribute_values(self, session: int, handle: int, types: Sequence[int]
+                         ) -> dict[int, bytes]:
+        """C_GetAttributeValue (PKCS#11 v2.40 §5.7), lengths first, then values: the
+        attributes of `types` the object has and lets us read; the others are left out."""
+        query = (_CkAttribute * len(types))(*(_CkAttribute(t, None, 0) for t in types))
+        rv = self._fn("C_GetAttributeValue")(session, handle, query, len(types))
+        if rv not in (CKR_OK, CKR_ATTRIBUTE_SENSITIVE, CKR_ATTRIBUTE_TYPE_INVALID):
+            self._check(rv, "C_GetAttributeValue")
+        readable = [(a.type, a.ulValueLen) for a in query if a.ulValueLen != _UNAVAILABLE]
+        buffers = [ctypes.create_string_buffer(max(size, 1)) for _, size in readable]
+        template = (_CkAttribute * len(readable))(*(
+            _CkAttribute(kind, ctypes.cast(buffer, ctypes.c_void_p), size)
+            for (kind, size), buffer in zip(readable, buffers, strict=True)))
+        if readable:
+            self._check(self._fn("C_GetAttributeValue")(session, handle, template,
+                                                        len(readable)), "C_GetAttributeValue")
+        return {int(a.type): buffer.raw[:a.ulValueLen]
+                for a, buffer in zip(template, buffers, strict=True)}
 
     def sign(self, session: int, key: int, mechanism: int, parameter: bytes | None,
              data: bytes, context_pin: Secret | None = None) -> bytes:

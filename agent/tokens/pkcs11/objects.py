@@ -8,6 +8,7 @@ module propagate as python-pkcs11 exceptions for the caller to map.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from agent.tokens.errors import (
     UnsupportedMechanism,
 )
 from agent.tokens.model import Credential, KeyType
+from agent.tokens.pkcs11.cryptoki import Cryptoki
 from agent.tokens.pkcs11.mechanisms import CURVES
 from ground.traffic import TRAFFIC
 
@@ -225,13 +227,27 @@ def read_credentials(session: Session, *, logged_in: bool, slot_id: int) -> list
     return found
 
 
-SigningKey = tuple[Object, dict[Attribute, Any], KeyType]
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A private key as a signature needs it: its handle, its type, whether it wants the
+    PIN for each signature (CKA_ALWAYS_AUTHENTICATE) and may sign at all (CKA_SIGN)."""
+
+    handle: int
+    key_type: KeyType
+    always_authenticate: bool
+    may_sign: bool
+
+
+# What a signature reads of its key (C_GetAttributeValue through ctypes).
+_SIGNING_ATTRIBUTES = [Attribute.KEY_TYPE, Attribute.EC_PARAMS, Attribute.MODULUS,
+                       Attribute.ALWAYS_AUTHENTICATE, Attribute.SIGN]
 
 
 class SigningKeys:
     """The private keys that signed, remembered for the session they were found in:
     finding a key and reading its attributes costs more than a SoftHSM2 signature.
-    Forgotten with the session and whenever keys or certificates change (`clear`)."""
+    Forgotten with the session and whenever keys or certificates change (`clear`), and
+    at each login: a C_Logout ends the handles of private objects (PKCS#11 v2.40 §5.6)."""
 
     def __init__(self) -> None:
         self._keys: dict[bytes, SigningKey] = {}
@@ -240,36 +256,50 @@ class SigningKeys:
     def clear(self) -> None:
         self._keys.clear()
 
-    def get(self, session: Session, key_id: bytes, credential_id: str,
+    def get(self, session: Session, cryptoki: Cryptoki, key_id: bytes, credential_id: str,
             logged_in: Callable[[], bool]) -> SigningKey:
-        """The key, its attributes and its type; `logged_in` tells whether a key that is
-        not found may be one the PIN would show."""
+        """The key a signature needs; `logged_in` tells whether a key that is not found
+        may be one the PIN would show."""
         if self._session is not session:
             self._keys.clear()
             self._session = session
         cached = self._keys.get(key_id)
         if cached is None:
-            key, attrs = _private_key(session, key_id, credential_id, logged_in)
-            key_type = key_type_of(attrs) or _key_type_elsewhere(session, key_id)
-            if key_type is None:
-                raise UnsupportedMechanism(
-                    f"key {credential_id} is of a type or size qsign does not sign with")
-            cached = (key, attrs, key_type)
-            self._keys[key_id] = cached
+            cached = self._keys[key_id] = _signing_key(session, cryptoki, key_id,
+                                                       credential_id, logged_in)
         return cached
 
 
-def _private_key(session: Session, key_id: bytes, credential_id: str,
-                 logged_in: Callable[[], bool]) -> tuple[Object, dict[Attribute, Any]]:
-    keys = find_objects(session, ObjectClass.PRIVATE_KEY, key_id)
-    if len(keys) > 1:
-        raise OperationFailed(f"{len(keys)} private keys share the id {credential_id}")
-    if not keys:
+def _signing_key(session: Session, cryptoki: Cryptoki, key_id: bytes, credential_id: str,
+                 logged_in: Callable[[], bool]) -> SigningKey:
+    session_handle = int(session.handle)  # type: ignore[attr-defined]  # not in the stubs
+    handles = cryptoki.find_objects(session_handle, ObjectClass.PRIVATE_KEY, key_id, limit=2)
+    if len(handles) > 1:
+        raise OperationFailed(f"several private keys share the id {credential_id}")
+    if not handles:
         if not logged_in() and (find_objects(session, ObjectClass.PUBLIC_KEY, key_id)
                                 or find_objects(session, ObjectClass.CERTIFICATE, key_id)):
             raise NotAuthenticated(f"key {credential_id} shows only after the PIN")
         raise KeyNotFound(credential_id)
-    return keys[0], read_attributes(keys[0], PRIVATE_ATTRIBUTES)
+    values = cryptoki.attribute_values(session_handle, handles[0], _SIGNING_ATTRIBUTES)
+    attrs: dict[Attribute, Any] = {Attribute(kind): value for kind, value in values.items()}
+    if Attribute.KEY_TYPE in attrs:
+        attrs[Attribute.KEY_TYPE] = _ulong(attrs[Attribute.KEY_TYPE])
+    key_type = key_type_of(attrs) or _key_type_elsewhere(session, key_id)
+    if key_type is None:
+        raise UnsupportedMechanism(
+            f"key {credential_id} is of a type or size qsign does not sign with")
+    return SigningKey(handles[0], key_type,
+                      always_authenticate=attrs.get(Attribute.ALWAYS_AUTHENTICATE,
+                                                    b"\0") != b"\0",
+                      may_sign=attrs.get(Attribute.SIGN, b"\1") != b"\0")
+
+
+def _ulong(value: bytes) -> int | None:
+    """A CK_ULONG attribute value in the platform's byte order; None if not one."""
+    if len(value) != ctypes.sizeof(ctypes.c_ulong):
+        return None
+    return ctypes.c_ulong.from_buffer_copy(value).value
 
 
 def _key_type_elsewhere(session: Session, key_id: bytes) -> KeyType | None:

@@ -17,7 +17,7 @@ from pkcs11 import exceptions as p11e
 from pkcs11.constants import Attribute, CertificateType, MechanismFlag, ObjectClass, TokenFlag
 from pkcs11.mechanisms import KeyType as P11KeyType
 from pkcs11.mechanisms import Mechanism
-from pkcs11.types import Object, Session, SignMixin
+from pkcs11.types import Session
 
 from agent.tokens.errors import (
     InvalidInput,
@@ -164,37 +164,36 @@ class Pkcs11Token(Token):
             if secret is None:  # the hot path: no login, no context managers
                 return [sign(session, digest, algorithm) for digest, algorithm in wanted]
             with self._session.logged_in(session, secret):
+                self._keys.clear()  # C_Logout ended private objects' handles (v2.40 §5.6)
                 return [sign(session, digest, algorithm) for digest, algorithm in wanted]
 
         def sign(session: Session, digest: bytes, algorithm: SignatureAlgorithm) -> bytes:
             try:
                 return sign_in_state(session, digest, algorithm)
             except (p11e.KeyHandleInvalid, p11e.ObjectHandleInvalid):
-                # The key was replaced since we found it, or the module ended private objects'
-                # handles at the last C_Logout (SoftHSM2 does): look again, once, logged in.
+                # Another application replaced the key since we found it: look again, once.
                 self._keys.clear()
                 return sign_in_state(session, digest, algorithm)
 
         def sign_in_state(session: Session, digest: bytes, algorithm: SignatureAlgorithm
                           ) -> bytes:
-            key, attrs, key_type = self._keys.get(
-                session, key_id, credential_id, lambda: self._session.user_logged_in(session))
-            mechanism, parameter, data = signing_input(algorithm, key_type, digest)
+            key = self._keys.get(session, self._session.cryptoki, key_id, credential_id,
+                                 lambda: self._session.user_logged_in(session))
+            mechanism, parameter, data = signing_input(algorithm, key.key_type, digest)
             if mechanism not in self._session.mechanisms():
                 raise UnsupportedMechanism(f"the token does not offer {mechanism.name}")
+            if not key.may_sign:
+                raise UnsupportedMechanism(f"key {credential_id} may not sign (CKA_SIGN)")
             if log.isEnabledFor(TRAFFIC):
                 log.log(TRAFFIC, "sign %s with key %s: %s over %d bytes", algorithm,
                         credential_id, mechanism.name, len(data))
-            if attrs.get(Attribute.ALWAYS_AUTHENTICATE):
+            if key.always_authenticate:
                 raw = self._sign_always_authenticate(
-                    session, key, mechanism, parameter, data, secret, credential_id)
-            elif isinstance(key, SignMixin):
-                assert key.handle is not None
+                    session, key.handle, mechanism, parameter, data, secret, credential_id)
+            else:
                 raw = self._session.cryptoki.sign(handle(session), key.handle,
                                                   int(mechanism), parameter, data)
-            else:
-                raise UnsupportedMechanism(f"key {credential_id} may not sign (CKA_SIGN)")
-            return der_ecdsa(raw) if key_type.is_ec else raw
+            return der_ecdsa(raw) if key.key_type.is_ec else raw
 
         what = f"sign with key {credential_id}"
         if secret is None:
@@ -322,7 +321,7 @@ class Pkcs11Token(Token):
         """Log out and close the token's session (it is reopened if the token is used again)."""
         self._session.close()
 
-    def _sign_always_authenticate(self, session: Session, key: Object, mechanism: Mechanism,
+    def _sign_always_authenticate(self, session: Session, key: int, mechanism: Mechanism,
                                   parameter: bytes | None, data: bytes,
                                   secret: Secret | None, credential_id: str) -> bytes:
         """C_SignInit, C_Login(CKU_CONTEXT_SPECIFIC), C_Sign for a CKA_ALWAYS_AUTHENTICATE
@@ -331,10 +330,9 @@ class Pkcs11Token(Token):
             if not self._session.protected:
                 raise NotAuthenticated(f"key {credential_id} needs the PIN for each signature")
             secret = Secret(None)
-        assert key.handle is not None
         try:
             return self._session.cryptoki.sign(
-                handle(session), key.handle, int(mechanism), parameter, data, secret)
+                handle(session), key, int(mechanism), parameter, data, secret)
         except (p11e.KeyHandleInvalid, p11e.ObjectHandleInvalid):
             raise  # C_SignInit refused the handle: no operation is active, the caller looks again
         except p11e.PKCS11Error as exc:
