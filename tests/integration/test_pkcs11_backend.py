@@ -6,6 +6,7 @@ Keys are made by the test through the backend; every signature is verified by
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import hashlib
 import logging
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
-from pkcs11 import Attribute, Mechanism, ObjectClass, TokenFlag
+from pkcs11 import Attribute, CertificateType, Mechanism, ObjectClass, TokenFlag
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from agent.tokens.errors import (
@@ -366,6 +367,24 @@ def test_certificate_stored_listed_and_replaced(token: Pkcs11Token, module: Pkcs
         token.put_certificate("01", b"\x30\x03\x02\x01\x01", pin=softhsm.pin)
     with pytest.raises(KeyNotFound):
         token.put_certificate("03", second, pin=softhsm.pin)
+
+
+def test_attribute_values_leave_out_what_is_missing_or_too_long(
+        token: Pkcs11Token, module: Pkcs11Module, softhsm: SoftHsm) -> None:
+    spki = token.generate_key("01", KeyType.RSA_2048, pin=softhsm.pin)
+    certificate = certificate_for(spki, issuer_name="qsign test CA " + "x" * 50)
+    assert len(certificate) > 512  # longer than the one read's buffers
+    token.put_certificate("01", certificate, pin=softhsm.pin)
+    raw = next(s for s in module.lib.get_slots() if s.slot_id == token.slot_id).get_token()
+    with raw.open() as session:
+        session_handle = int(session.handle)
+        (found,) = module.cryptoki.find_objects(session_handle, ObjectClass.CERTIFICATE,
+                                                b"\x01", limit=2)
+        values = module.cryptoki.attribute_values(
+            session_handle, found,
+            [Attribute.VALUE, Attribute.ID, Attribute.MODULUS, Attribute.CERTIFICATE_TYPE])
+    assert values == {Attribute.ID: b"\x01", Attribute.CERTIFICATE_TYPE: bytes(
+        ctypes.c_ulong(CertificateType.X_509))}  # no CKA_MODULUS; CKA_VALUE too long
 
 
 def test_change_pin(token: Pkcs11Token, softhsm: SoftHsm) -> None:

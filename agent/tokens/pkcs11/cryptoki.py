@@ -52,6 +52,7 @@ CKS_RW_USER_FUNCTIONS = 3
 CKA_CLASS = 0x000
 CKA_ID = 0x102
 _UNAVAILABLE = _CK_ULONG(-1).value  # CK_UNAVAILABLE_INFORMATION
+_ATTRIBUTE_BUFFER = 512
 
 # CK_FUNCTION_LIST up to C_Sign, in the order of pkcs11f.h (v2.40); the rest is unused.
 _FUNCTIONS = (
@@ -288,22 +289,20 @@ class Cryptoki:
 
     def attribute_values(self, session: int, handle: int, types: Sequence[int]
                          ) -> dict[int, bytes]:
-        """C_GetAttributeValue (PKCS#11 v2.40 §5.7), lengths first, then values: the
-        attributes of `types` the object has and lets us read; the others are left out."""
-        query = (_CkAttribute * len(types))(*(_CkAttribute(t, None, 0) for t in types))
-        rv = self._fn("C_GetAttributeValue")(session, handle, query, len(types))
-        if rv not in (CKR_OK, CKR_ATTRIBUTE_SENSITIVE, CKR_ATTRIBUTE_TYPE_INVALID):
+        """C_GetAttributeValue (PKCS#11 v2.40 §5.7) in one call: the attributes of `types`
+        the object has, lets us read and that fit in 512 bytes (an RSA-4096 modulus); the
+        others are left out (a module need not say which of those reasons applies)."""
+        buffers = [ctypes.create_string_buffer(_ATTRIBUTE_BUFFER) for _ in types]
+        template = (_CkAttribute * len(types))(*(
+            _CkAttribute(kind, ctypes.cast(buffer, ctypes.c_void_p), _ATTRIBUTE_BUFFER)
+            for kind, buffer in zip(types, buffers, strict=True)))
+        rv = self._fn("C_GetAttributeValue")(session, handle, template, len(types))
+        if rv not in (CKR_OK, CKR_ATTRIBUTE_SENSITIVE, CKR_ATTRIBUTE_TYPE_INVALID,
+                      CKR_BUFFER_TOO_SMALL):
             self._check(rv, "C_GetAttributeValue")
-        readable = [(a.type, a.ulValueLen) for a in query if a.ulValueLen != _UNAVAILABLE]
-        buffers = [ctypes.create_string_buffer(max(size, 1)) for _, size in readable]
-        template = (_CkAttribute * len(readable))(*(
-            _CkAttribute(kind, ctypes.cast(buffer, ctypes.c_void_p), size)
-            for (kind, size), buffer in zip(readable, buffers, strict=True)))
-        if readable:
-            self._check(self._fn("C_GetAttributeValue")(session, handle, template,
-                                                        len(readable)), "C_GetAttributeValue")
-        return {int(a.type): buffer.raw[:a.ulValueLen]
-                for a, buffer in zip(template, buffers, strict=True)}
+        return {int(attribute.type): buffer.raw[:attribute.ulValueLen]
+                for attribute, buffer in zip(template, buffers, strict=True)
+                if attribute.ulValueLen <= _ATTRIBUTE_BUFFER}
 
     def sign(self, session: int, key: int, mechanism: int, parameter: bytes | None,
              data: bytes, context_pin: Secret | None = None) -> bytes:
