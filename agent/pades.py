@@ -12,8 +12,10 @@ its public `SignedAttributeProviderSpec`.
 One authorisation covers a batch (`sign_pdfs`): every document is prepared first, then
 all are signed together; each document's `async_sign_raw` waits until every document
 of the batch has asked, and the token makes all the signatures in one job on its
-worker (no other operation's commands between them), each with its own PIN check.
-The signer holds the PIN in a buffer that the batch wipes right after that job.
+worker (`Token.sign_digests`: no other operation's commands between them, the PIN
+presented in that job and the token locked again right after it; PKCS#11 logs in once
+for the job, PIV verifies before each signature). The signer holds the PIN in a buffer
+that the batch wipes right after that job. A single PDF (`sign_pdf`) is its own job.
 
 pyHanko is pinned to one minor version in pyproject.toml: its CMS and PDF behaviour is
 what the signatures here are made of, so an upgrade is a deliberate, tested change.
@@ -30,7 +32,7 @@ from enum import StrEnum
 from io import BytesIO
 from typing import Any
 
-from asn1crypto import x509
+from asn1crypto import algos, x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers, timestamps
@@ -120,7 +122,7 @@ _BATCH: ContextVar[_SignatureBatch | None] = ContextVar("qsign_pades_batch", def
 class TokenSigner(signers.Signer):
     """pyHanko's Signer backed by the token layer: `async_sign_raw` signs on the token's
     worker (`TokenRegistry.call`), never on the event loop, with the PIN given for
-    each signature; a dry run (pyHanko's size estimate) answers a dummy of the largest
+    that job; a dry run (pyHanko's size estimate) answers a dummy of the largest
     signature's length without touching the token. The PIN is held in a bytearray until
     `forget_pin` (or a `sign_pdfs(..., forget_pin=True)` batch) wipes it."""
 
@@ -129,7 +131,10 @@ class TokenSigner(signers.Signer):
         cert = x509.Certificate.load(certificate)
         others = [x509.Certificate.load(c) for c in chain]
         store = SimpleCertificateStore.from_certs(others)  # type: ignore[no-untyped-call]
-        super().__init__(signing_cert=cert, cert_registry=store)
+        # The mechanism for MD_ALGORITHM, given once: pyHanko would build it for every use.
+        mechanism = algos.SignedDigestAlgorithm.load(algos.SignedDigestAlgorithm(
+            {"algorithm": f"{MD_ALGORITHM}_{'ecdsa' if key_type.is_ec else 'rsa'}"}).dump())
+        super().__init__(signing_cert=cert, cert_registry=store, signature_mechanism=mechanism)
         self.signed_attr_prov_spec = PadesSignedAttributes(self)
         self._registry = registry
         self._token_id = token_id
@@ -182,9 +187,10 @@ class TokenSigner(signers.Signer):
 
     async def sign_digests(self, digests: Sequence[tuple[bytes, HashAlgorithm]], *,
                            last: bool = False) -> list[bytes]:
-        """Several digests in one job on the token's worker (no other operation's
-        commands between them), each signature with its own PIN check. With `last`,
-        the job wipes the PIN right after its last signature, however it ends."""
+        """Several digests in one job on the token's worker (`Token.sign_digests`: no
+        other operation's commands between them, the PIN presented for this job and the
+        token locked again right after it). With `last`, the job wipes the PIN right after
+        its last signature, however it ends."""
         key_id, pin, padding = self._key_id, self._pin, self._padding
         if pin is None:
             raise NotAuthenticated("the PIN for these signatures was wiped")
@@ -193,9 +199,9 @@ class TokenSigner(signers.Signer):
         def sign(token: Token) -> list[bytes]:
             try:
                 text = pin.decode()  # the token layer takes a str; it lives for this job
-                return [token.sign_digest(key_id, digest,
-                                          SignatureAlgorithm(padding, hash_algorithm), pin=text)
-                        for digest, hash_algorithm in wanted]
+                return token.sign_digests(
+                    key_id, [(digest, SignatureAlgorithm(padding, hash_algorithm))
+                             for digest, hash_algorithm in wanted], pin=text)
             finally:
                 if last:
                     self.forget_pin()

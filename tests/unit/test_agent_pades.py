@@ -24,7 +24,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from agent.pades import PdfRefused, TokenSigner, sign_pdf, sign_pdfs
 from agent.tokens.errors import InvalidPin, NotAuthenticated
-from agent.tokens.model import KeyType, Padding, SignatureAlgorithm
+from agent.tokens.model import KeyType, Padding, SignatureAlgorithm, Token
 from tests.support.pdfs import blank_pdf
 from tests.support.provision import CertIssuer
 
@@ -47,6 +47,8 @@ class SoftwareToken:
             return self.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         assert algorithm.padding is Padding.PKCS1V15
         return self.key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+
+    sign_digests = Token.sign_digests  # the interface's: each signature checks the PIN
 
 
 class Registry:
