@@ -12,6 +12,7 @@ from playwright.async_api import Page
 from agent.protocol.approve import approval_url, read_secret
 from tests.e2e.test_browser import _in_page, with_browser
 from tests.support.agent_ws import Agent
+from tests.support.waiting import wait_until_async
 
 
 def test_pairing_approved_in_the_agents_own_page(tmp_path: Path) -> None:
@@ -78,7 +79,11 @@ def test_pairing_approved_in_the_agents_own_page(tmp_path: Path) -> None:
             frame.src = url;
             document.body.append(frame);
         })""", approval_url(agent.config.port, secret))
-        frames = [f.url for f in page.frames if f is not page.main_frame]
+        # Playwright learns the frame's address a moment after the load event (it read
+        # '' once on a loaded machine): wait for an address, then judge it.
+        frames = await wait_until_async(
+            lambda: [f.url for f in page.frames if f is not page.main_frame and f.url],
+            "the framed page's address")
         assert frames == ["chrome-error://chromewebdata/"], frames
 
 
