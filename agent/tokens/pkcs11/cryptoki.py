@@ -26,6 +26,7 @@ from typing import Any
 
 from pkcs11 import exceptions as p11e
 from pkcs11.constants import UserType
+from pkcs11.types import Session
 
 from agent.tokens.pkcs11.ckr import (
     CKR_ATTRIBUTE_SENSITIVE,
@@ -124,6 +125,11 @@ _PROTOTYPES: dict[str, Any] = {
     "C_Sign": ctypes.CFUNCTYPE(_RV, _CK_ULONG, ctypes.c_char_p, _CK_ULONG, ctypes.c_char_p,
                                ctypes.POINTER(_CK_ULONG)),
 }
+
+
+def handle(session: Session) -> int:
+    """The CK_SESSION_HANDLE of a python-pkcs11 session."""
+    return int(session.handle)  # type: ignore[attr-defined]  # missing from the stubs
 
 
 class Secret:

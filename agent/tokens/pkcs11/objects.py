@@ -31,7 +31,7 @@ from agent.tokens.errors import (
     UnsupportedMechanism,
 )
 from agent.tokens.model import Credential, KeyType
-from agent.tokens.pkcs11.cryptoki import Cryptoki
+from agent.tokens.pkcs11.cryptoki import Cryptoki, handle
 from agent.tokens.pkcs11.mechanisms import CURVES
 from ground.traffic import TRAFFIC
 
@@ -272,7 +272,7 @@ class SigningKeys:
 
 def _signing_key(session: Session, cryptoki: Cryptoki, key_id: bytes, credential_id: str,
                  logged_in: Callable[[], bool]) -> SigningKey:
-    session_handle = int(session.handle)  # type: ignore[attr-defined]  # not in the stubs
+    session_handle = handle(session)
     handles = cryptoki.find_objects(session_handle, ObjectClass.PRIVATE_KEY, key_id, limit=2)
     if len(handles) > 1:
         raise OperationFailed(f"several private keys share the id {credential_id}")

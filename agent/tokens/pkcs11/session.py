@@ -26,7 +26,7 @@ from agent.tokens.errors import (
     TokenRemoved,
 )
 from agent.tokens.pkcs11.ckr import PIN_FAILURES, SESSION_LOST, error_for_pkcs11, mapped_call
-from agent.tokens.pkcs11.cryptoki import CKU_USER, Cryptoki, Secret
+from agent.tokens.pkcs11.cryptoki import CKU_USER, Cryptoki, Secret, handle
 from agent.tokens.pkcs11.slot import serial_text
 from ground.traffic import TRAFFIC
 
@@ -52,11 +52,6 @@ class LoadedModule(Protocol):
 
     @property
     def cryptoki(self) -> Cryptoki: ...
-
-
-def handle(session: Session) -> int:
-    """The CK_SESSION_HANDLE of a python-pkcs11 session."""
-    return int(session.handle)  # type: ignore[attr-defined]  # missing from the stubs
 
 
 class SlotSession:

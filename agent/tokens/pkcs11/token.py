@@ -38,7 +38,7 @@ from agent.tokens.model import (
     TokenInfo,
 )
 from agent.tokens.pkcs11.ckr import PIN_FAILURES, attempts_left_from_flags, mapped_call
-from agent.tokens.pkcs11.cryptoki import Secret, wiped
+from agent.tokens.pkcs11.cryptoki import Secret, handle, wiped
 from agent.tokens.pkcs11.mechanisms import (
     CURVE_PARAMS,
     GENERATION_MECHANISMS,
@@ -56,7 +56,7 @@ from agent.tokens.pkcs11.objects import (
     spki_der,
     spki_of,
 )
-from agent.tokens.pkcs11.session import LoadedModule, SlotSession, handle
+from agent.tokens.pkcs11.session import LoadedModule, SlotSession
 from agent.tokens.pkcs11.slot import reader_name, serial_text
 from ground.traffic import TRAFFIC
 
