@@ -104,10 +104,12 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     sms = HttpSmsOtpProvider(config.portal_url, token_file=config.portal_token_file) \
         if config.portal_url else None
     metrics = AgentMetrics(__version__) if config.metrics else None
+    issuers = IssuerChain(config.ca_url, config.state_dir)
     signing_args = (tokens, TotpVerifier(otp_store), sads, journal, config.timestamp_url)
-    signing = (SigningService(*signing_args, sms=sms, otp_mode=config.otp_mode)
-               if metrics is None else
-               MeteredSigning(metrics, *signing_args, sms=sms, otp_mode=config.otp_mode))
+    signing = (SigningService(*signing_args, sms=sms, otp_mode=config.otp_mode,
+                              issuers=issuers) if metrics is None else
+               MeteredSigning(metrics, *signing_args, sms=sms, otp_mode=config.otp_mode,
+                              issuers=issuers))
     if metrics is not None:
         app[METRICS] = metrics
     confirmations = Confirmations(state)
@@ -115,7 +117,7 @@ def create_app(config: AgentConfig, registry: TokenRegistry | None = None) -> we
     second_factor = SecondFactor(signing, otp_store, confirmations,
                                  SecurityJournal(journal.db))
     app[GATE] = Gate(config, state, tokens, RateLimiter(config.requests_per_minute), signing,
-                     enrolment, second_factor, IssuerChain(config.ca_url, config.state_dir))
+                     enrolment, second_factor, issuers)
     app[SOCKETS] = set()
     app[ORIGIN_SOCKETS] = OriginSockets(journal, sads)
     if metrics is not None:

@@ -48,6 +48,7 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from agent.issuers import IssuerChain
 from agent.tokens.errors import NotAuthenticated
 from agent.tokens.model import HashAlgorithm, KeyType, Padding, SignatureAlgorithm, Token
 from agent.tokens.registry import TokenRegistry
@@ -266,14 +267,23 @@ class _SignatureBatch:
                 answer.set_result(signature)
 
 
-async def token_signer(registry: TokenRegistry, credential_id: str, pin: str) -> TokenSigner:
+async def token_signer(registry: TokenRegistry, credential_id: str, pin: str,
+                       issuers: IssuerChain | None = None) -> TokenSigner:
+    """The signer for `credential_id`; with `issuers`, the CMS carries the certificate's
+    intermediates completed from the agent's CA (what the token holds may stop at the
+    signer's), so a validator builds the path from a trust anchor alone (EN 319 142-1
+    §5.2.2: the signed data should hold the certificates up to a trust anchor)."""
     token_id, _, key_id = credential_id.rpartition("/")
     credentials = await registry.call(token_id, lambda t: t.credentials())
     credential = next((c for c in credentials if c.id == key_id), None)
     if credential is None or credential.certificate is None:
         raise PdfRefused(f"{credential_id}: no key with a certificate")
+    chain = list(credential.chain)
+    if issuers is not None:
+        completed = await issuers.complete(credential.certificate, chain)
+        chain = [c for c in completed[1:] if c not in chain] + chain
     return TokenSigner(registry, token_id, key_id, credential.certificate,
-                       list(credential.chain), credential.key_type, pin)
+                       chain, credential.key_type, pin)
 
 
 # PDFs ------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from agent.errors import SadRefused, SigningRequestInvalid
 from agent.identity.otp import OtpMethodNotAllowed, SmsChallenge, SmsOtpProvider, TotpVerifier
+from agent.issuers import IssuerChain
 from agent.journal import JournalError, SignatureJournal
 from agent.pades import Level, sign_pdfs, token_signer
 from agent.policy import MAX_TTL_SECONDS, SadInvalid, SadIssuer
@@ -73,7 +74,8 @@ class Authorization:
 class SigningService:
     def __init__(self, registry: TokenRegistry, totp: TotpVerifier, sads: SadIssuer,
                  journal: SignatureJournal, timestamp_url: str | None = None, *,
-                 sms: SmsOtpProvider | None = None, otp_mode: str = "any") -> None:
+                 sms: SmsOtpProvider | None = None, otp_mode: str = "any",
+                 issuers: IssuerChain | None = None) -> None:
         if otp_mode not in OTP_MODES:
             raise ValueError(f"otp_mode: one of {OTP_MODES}")
         self.timestamp_url = timestamp_url
@@ -83,6 +85,7 @@ class SigningService:
         self.journal = journal
         self.sms = sms
         self.otp_mode = otp_mode
+        self.issuers = issuers  # completes the chain a PAdES signature carries
         # Key types of keys that signed, per token object (a token taken out and put back
         # is a new object): saves listing the token's objects before each signature.
         self._key_types: weakref.WeakKeyDictionary[Token, dict[str, KeyType]] = \
@@ -226,7 +229,7 @@ class SigningService:
             # No journal commit follows (PDF signatures are returned, not journaled):
             # the accepted step is made power-loss durable before the card is used.
             self._totp_sync()
-        signer = await token_signer(self.registry, credential_id, pin)
+        signer = await token_signer(self.registry, credential_id, pin, self.issuers)
         signed = await sign_pdfs(signer, documents, level=Level(level),
                                  timestamp_url=timestamp_url, forget_pin=True)
         log.info("signed %d PDF(s) with %s for %s", len(signed), credential_id, origin)

@@ -162,3 +162,32 @@ def test_csc_signer_embeds_the_chain_the_agent_completes_from_its_ca(
         assert chained["cert"]["certificates"] == [
             base64.b64encode(der).decode() for der in (leaf, issuing.dump())]
         assert list((agent.config.state_dir / "issuers").glob("*.der"))
+
+
+def test_sign_pdf_over_the_websocket_embeds_the_issuing_ca(
+        simulated_card: RunningCard, ca: RunningCa, tmp_path: Path) -> None:
+    """`documents/signPdf` signs with what the card holds (the signer's certificate only):
+    the agent completes the chain from its CA, so the CMS carries the issuing CA and the
+    signature validates from the root alone, nothing fetched."""
+    leaf = _enrol_card(simulated_card, ca)
+    issuing = read_certificate(ca.pem("issuing"))
+    root = read_certificate(ca.pem("root"))
+
+    @with_agent(tmp_path, registry=TokenRegistry(), ca_url=ca.base)
+    async def scenario(agent: Agent) -> None:
+        ws = await agent.connect()
+        tokens = (await rpc(ws, "tokens/list"))["result"]["tokens"]
+        credential = f"{tokens[0]['id']}/9C"
+        totp = await enrol_totp(ws, credential, PIN, agent.config.state_dir)
+        reply = await rpc(ws, "documents/signPdf", {
+            "credentialID": credential, "PIN": PIN, "OTP": totp.now(),
+            "documents": [base64.b64encode(blank_pdf()).decode()]}, 40)
+        await ws.close()
+        signed = base64.b64decode(reply["result"]["documents"][0])
+        signature = PdfFileReader(BytesIO(signed)).embedded_signatures[0]
+        embedded = {c.chosen.dump() for c in signature.signed_data["certificates"]}
+        assert embedded == {leaf, issuing.dump()}
+        status = await async_validate_pdf_signature(
+            signature, ValidationContext(trust_roots=[root], allow_fetching=False))
+        assert status.intact and status.valid and status.trusted, \
+            status.pretty_print_details()
