@@ -45,6 +45,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", type=Path)
     p.set_defaults(func=_migrate)
 
+    audit = sub.add_parser("audit", help="the audit log (portal/audit.py)")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    p = audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the "
+                             "first changed, deleted or moved entry")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--expect", metavar="SEQ:HASH",
+                   help="a head printed earlier, kept outside the database")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_audit_verify)
+
     p = sub.add_parser("outbox", help="texts and e-mails the portal sent (testers)")
     p.add_argument("--config", type=Path)
     p.add_argument("--to", help="only those to this phone number or address")
@@ -92,6 +102,23 @@ def _migrate(args: argparse.Namespace) -> int:
     config = PortalConfig.load(args.config)
     print(f"portal database: {migrate_database(config.database_url, config.state_dir)}")
     return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from portal import audit
+
+    config = PortalConfig.load(args.config)
+    try:
+        expect = audit.Head.parse(args.expect) if args.expect else None
+    except ValueError as exc:
+        raise ConfigError(f"--expect: {exc}") from exc
+    store = Store.open(config.database_url, config.state_dir)
+    try:
+        result = audit.verify(store.db, expect=expect)
+    finally:
+        store.close()
+    print(json.dumps(result.as_json()) if args.json else result)
+    return 0 if result.ok else 1
 
 
 def _outbox(args: argparse.Namespace) -> int:
