@@ -156,7 +156,7 @@ class SigningService:
             chosen = padding or (Padding.ECDSA if key_type.is_ec else Padding.PKCS1V15)
             algorithm = SignatureAlgorithm(chosen, hash_algorithm)
             try:
-                made = [token.sign_digest(key_id, h, algorithm, pin=pin) for h in hashes]
+                made = token.sign_digests(key_id, [(h, algorithm) for h in hashes], pin=pin)
             except BaseException:
                 known.pop(key_id, None)  # perhaps the key changed: look again next time
                 raise
