@@ -16,6 +16,7 @@ BEGIN IMMEDIATE already serialises them; PostgreSQL's READ COMMITTED does not).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -126,6 +127,13 @@ def record(db: Database, *, actor: str, action: str, subject: str,
         except db.integrity_errors():  # another process appended this seq first
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
     raise AuditError(f"audit append of {action!r} lost {_RETRIES} races in a row")
+
+
+async def arecord(db: Database, *, actor: str, action: str, subject: str,
+                  details: dict[str, Any]) -> None:
+    """`record` from a request handler: on a worker thread, off the event loop."""
+    await asyncio.to_thread(lambda: record(db, actor=actor, action=action,
+                                           subject=subject, details=details))
 
 
 def _rows(db: Database, sql: str, params: tuple[Any, ...]) -> list[Entry]:

@@ -12,6 +12,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from portal.audit import arecord
 from portal.body_schema import openapi_request
 from portal.document_names import document_name
 from portal.errors import Code, PortalError
@@ -81,6 +82,9 @@ async def requester_document(request: web.Request) -> web.Response:
     portal = requester(request)
     tx = await asyncio.to_thread(portal.store.transaction, request.match_info["id"])
     doc = tx.document(request.match_info["doc"])
+    await arecord(portal.store.db, actor="requester", action="document.download",
+                  subject=f"transaction:{tx.id}",
+                  details={"document": doc.id, "version": doc.current.version})
     return await pdf_response(portal, doc.current.sha256, doc.name)
 
 
