@@ -18,11 +18,21 @@ _ICAO_SPECIAL = {
     "ß": "SS", "ẞ": "SS", "Þ": "TH", "Ð": "D", "Đ": "D", "Ħ": "H", "Ł": "L", "Ŀ": "L",
     "Ŋ": "N", "Ĳ": "IJ", "\u0131": "I",  # dotless i
 }
+# ICAO 9303-3 §6 Table B: Cyrillic, the general column (the state-specific variants, e.g.
+# Ukrainian Г -> H, are the issuing state's choice and not applied). The soft sign is omitted.
+_CYRILLIC = dict(zip(
+    "АБВГҐДЂЃЕЁЄЖЗЅИІЇЙЈКЛЉМНЊОПРСТЋЌУЎФХЦЧЏШЩЪЫЬЭЮЯ",
+    ("A", "B", "V", "G", "G", "D", "D", "G", "E", "E", "IE", "ZH", "Z", "DZ", "I", "I", "I",
+     "I", "J", "K", "L", "LJ", "M", "N", "NJ", "O", "P", "R", "S", "T", "C", "K", "U", "U",
+     "F", "KH", "TS", "CH", "DZ", "SH", "SHCH", "IE", "Y", "", "E", "IU", "IA"),
+    strict=True))
+_ICAO_SPECIAL.update(_CYRILLIC)
 # The same letters folded to their base letter (how people often type them).
 _PLAIN_SPECIAL = {
     "Ä": "A", "Å": "A", "Æ": "AE", "Ö": "O", "Ø": "O", "Œ": "OE", "Ü": "U",
     "ß": "SS", "ẞ": "SS", "Þ": "TH", "Ð": "D", "Đ": "D", "Ħ": "H", "Ł": "L", "Ŀ": "L",
     "Ŋ": "N", "Ĳ": "IJ", "\u0131": "I",  # dotless i
+    **_CYRILLIC,
 }
 # Whitespace, hyphen-minus, the Unicode hyphens and dashes, and the MRZ filler.
 _SEPARATORS = re.compile("[\\s\\-\u2010\u2011\u2012\u2013\u2014<]+")
@@ -68,7 +78,12 @@ def to_mrz(text: str) -> str:
 
 
 def _forms(text: str) -> set[tuple[str, ...]]:
-    return {words(text), words(text, icao=True)}
+    """Both foldings of a name; none when it cannot be written in the MRZ alphabet (a
+    digit, a script without an ICAO table): such a name matches no document."""
+    try:
+        return {words(text), words(text, icao=True)}
+    except NameInvalid:
+        return set()
 
 
 @dataclass(frozen=True)
@@ -89,7 +104,9 @@ def compare(requester_given: str, requester_surname: str,
     MRZ "MUELLER" and a typed "Muller"); hyphens and spaces are the same break.
     Surname: the same words in the same order. Given names: the requester's words are
     the document's first given names in order ("Anna" matches "Anna Maria"; "Maria"
-    alone does not: a signature name starts with the first given name).
+    alone does not: a signature name starts with the first given name). Never raises:
+    a name that cannot be written in the MRZ alphabet ("Curie2") matches nothing, so
+    the signer sees a difference to have corrected (issue 17).
     """
     doc_given_text = " ".join(document_given)
     surname_ok = any(a == b for a in _forms(requester_surname) for b in _forms(document_surname))

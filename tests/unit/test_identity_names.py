@@ -11,6 +11,9 @@ from portal.identity import names
     ("Dupont-Lefèvre", "DUPONT<LEFEVRE"), ("Müller", "MUELLER"),
     ("Øster Åberg", "OESTER<AABERG"), ("O'Brien", "OBRIEN"), ("Straße", "STRASSE"),
     ("  Jean   Paul ", "JEAN<PAUL"),
+    # ICAO 9303-3 §6 Table B (Cyrillic): Й -> I, Я -> IA, Щ -> SHCH, Ж -> ZH, soft sign omitted.
+    ("Мария Иванова", "MARIIA<IVANOVA"), ("Щербаков-Жуковский", "SHCHERBAKOV<ZHUKOVSKII"),
+    ("Игорь Юрьевич", "IGOR<IUREVICH"),
 ])
 def test_mrz_transliteration(name: str, transliterated: str) -> None:
     assert names.to_mrz(name) == transliterated
@@ -18,7 +21,7 @@ def test_mrz_transliteration(name: str, transliterated: str) -> None:
 
 def test_not_latin_is_refused() -> None:
     with pytest.raises(names.NameInvalid):
-        names.to_mrz("Алексей")
+        names.to_mrz("王秀英")  # no ICAO 9303 transliteration table for Han
     with pytest.raises(names.NameInvalid):
         names.words("x" * 500)
 
@@ -48,3 +51,17 @@ def test_different_people() -> None:
 
 def test_display() -> None:
     assert names.display(("ANNA", "MARIA")) == "Anna Maria"
+
+
+@pytest.mark.parametrize(("given", "surname"), [
+    ("Marie", "Curie2"), ("Marie 2", "Curie"), ("王", "Curie"), ("Marie", ""),
+    ("x" * 500, "Curie"),
+])
+def test_unwritable_names_match_nothing_and_never_raise(given: str, surname: str) -> None:
+    """Issue 17: a digit in a requester's name made identity-done answer 500."""
+    result = names.compare(given, surname, ("MARIE",), "CURIE")
+    assert not result.matches
+
+
+def test_cyrillic_requester_spelling_matches_the_mrz() -> None:
+    assert names.compare("Мария", "Иванова", ("MARIIA",), "IVANOVA").matches
