@@ -1,0 +1,23 @@
+"""The validation package's typed errors: input the validator refuses, and trusted-list
+configuration it cannot use."""
+
+from __future__ import annotations
+
+
+class ValidationError(Exception):
+    """The input is no PDF the validator can read. `code` is one of CODES, for the
+    callers' wire mapping (the portal's and the CLI's)."""
+
+    CODES = frozenset({"NOT_A_PDF", "MALFORMED_PDF", "TOO_LARGE", "ENCRYPTED_PDF"})
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in self.CODES:
+            raise ValueError(f"unknown validation error code {code!r}")
+        super().__init__(message)
+        self.code = code
+
+
+class TrustedListConfigError(Exception):
+    """A trusted-list source or scheme-operator certificate that cannot even be read
+    (a missing file, a certificate that is no certificate). A list that is read but
+    fails its signature check is not an error: its TrustedListStatus says so."""

@@ -1,0 +1,94 @@
+"""The qualification of a signature (ETSI TS 119 172-4 §4.3, with the certificate's
+qualified status per TS 119 615 §4.2 and §4.3): QES, AdES/QC or AdES, and in words why a
+signature is not QES.
+
+pyHanko's QualificationAssessor gives the certificate's status from the registry's
+granted periods and the certificate's QC statements (with the list's qualifiers
+overriding them). What it lacks, and this module adds: the signature-level answer, and
+the reason (the issuer on no list, the service withdrawn at the signing time, no
+QcCompliance, no QSCD)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from asn1crypto import x509
+from pyhanko.sign.validation.qualified.assess import QualificationAssessor
+from pyhanko.sign.validation.qualified.tsp import CA_QC_URI, QcCertType
+from pyhanko_certvalidator.path import ValidationPath
+
+from validation.report import (
+    ADES,
+    ADES_QC,
+    INDETERMINATE,
+    INDETERMINATE_PREFIX,
+    NOT_ADES,
+    QES,
+    TOTAL_FAILED,
+)
+from validation.trusted_lists import STATUS_GRANTED, ValidationSettings
+
+# TS 119 172-4 §4.3 names for seals (a QC for eSeal); QES and AdES/QC are for eSig.
+QESEAL = "QESeal"
+ADESEAL_QC = "AdESeal/QC"
+
+
+def qualify(indication: str, sub_indication: str | None, signer: x509.Certificate | None,
+            path: ValidationPath | None, signing_time: dt.datetime | None,
+            settings: ValidationSettings) -> tuple[str, str | None]:
+    """(qualification, reason): the reason says why it is not QES (None when it is)."""
+    if indication == TOTAL_FAILED:
+        return NOT_ADES, f"the signature is not valid ({sub_indication})"
+    moment = signing_time or dt.datetime.now(dt.UTC)
+    level, reason = _certificate_level(signer, path, moment, settings)
+    if indication == INDETERMINATE:
+        why = f"the signature could not be validated ({sub_indication})"
+        return INDETERMINATE_PREFIX + level, why + (f"; {reason}" if reason else "")
+    return level, reason
+
+
+def _certificate_level(signer: x509.Certificate | None, path: ValidationPath | None,
+                       moment: dt.datetime, settings: ValidationSettings
+                       ) -> tuple[str, str | None]:
+    if signer is None:
+        return ADES, "the signer's certificate is missing"
+    if path is None:
+        return ADES, "no certificate chain to a trusted list was found"
+    result = QualificationAssessor(settings.registry).check_entity_cert_qualified(
+        path, moment=moment)
+    status = result.status
+    if not status.qualified:
+        return ADES, _why_not_qualified(path, moment, settings)
+    seal = status.qc_type == QcCertType.QC_ESEAL
+    if status.qc_type == QcCertType.QC_WEB:
+        return ADES, "the certificate is qualified for website authentication, not signatures"
+    if not status.qc_key_security.is_qscd:
+        return (ADESEAL_QC if seal else ADES_QC,
+                "the private key is not declared to be in a qualified signature creation "
+                "device (no QcSSCD statement, EN 319 412-5 §4.2.2, nor a list qualifier)")
+    return (QESEAL if seal else QES), None
+
+
+def _why_not_qualified(path: ValidationPath, moment: dt.datetime,
+                       settings: ValidationSettings) -> str:
+    """The first reason along TS 119 615 §4.3's steps: the issuer's service on a list,
+    its status at the signing time, then the certificate's own statements."""
+    issuers = [c for c in path.iter_certs(include_root=True) if c is not path.leaf]
+    services = [s for cert in issuers for s in settings.services_for(cert)
+                if s.service_type == CA_QC_URI]
+    if not services:
+        if not any(t.ok for t in settings.trusted_lists):
+            return "no trusted list could be used"
+        return "the issuer is not a qualified service (CA/QC) on any trusted list used"
+    day = moment.astimezone(dt.UTC)
+    for service in services:
+        period = service.status_at(moment)
+        if period is None:
+            return (f"the issuer's service \"{service.name}\" had no status on its trusted "
+                    f"list at the signing time ({day:%Y-%m-%d %H:%M}Z)")
+        if period.status != STATUS_GRANTED:
+            return (f"the issuer's service was {period.name} on "
+                    f"{period.since.astimezone(dt.UTC):%Y-%m-%d}, before the signing time "
+                    f"({day:%Y-%m-%d %H:%M}Z)")
+    return ("the certificate is not a qualified certificate (no QcCompliance statement, "
+            "EN 319 412-5 §4.2.1, nor a trusted-list qualifier making it one)")

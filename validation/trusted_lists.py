@@ -1,0 +1,239 @@
+"""Trusted lists (ETSI TS 119 612) as the validator uses them: read from files or URLs,
+their XAdES signature checked against the scheme operator's certificates (a list whose
+signature fails is not used, and says so), a list of trusted lists followed to the
+lists it points at.
+
+pyHanko verifies the signature and turns the *granted* periods of CA/QC and QTST
+services into a TSPRegistry (its qualified-status input). What it lacks, and this module
+adds: the services' full status history (withdrawn included), which gives the trust
+anchors a validator needs whatever the status (TS 119 615 §4.1: qualification is judged
+apart from the chain) and the reason a signature is not qualified; a per-list status for
+the report; a list of trusted lists read from a file, not only from the EU's address."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from asn1crypto import x509
+from pyhanko.keys import load_certs_from_pemder_data
+from pyhanko.sign.validation.errors import SignatureValidationError
+from pyhanko.sign.validation.qualified import eutl_parse
+from pyhanko.sign.validation.qualified.tsp import CA_QC_URI, QTST_URI, TSPRegistry
+
+from validation.errors import TrustedListConfigError
+from validation.report import TrustedListStatus
+
+# TS 119 612 §5.3.3 (TSLType) and §5.5.4 (service status) URIs.
+LOTL_TYPE = "http://uri.etsi.org/TrstSvc/TrustedList/TSLType/EUlistofthelists"
+STATUS_GRANTED = eutl_parse.STATUS_GRANTED
+MAX_LIST_BYTES = 32 * 1024 * 1024  # the EU LOTL is ~0.5 MB, the largest national list ~10 MB
+FETCH_TIMEOUT_S = 30.0
+MAX_SIZE_DEFAULT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StatusPeriod:
+    status: str  # a TS 119 612 §5.5.4 status URI
+    since: dt.datetime
+
+    @property
+    def name(self) -> str:
+        return self.status.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ListedService:
+    """A CA/QC or QTST service of a trusted list, with its whole status history
+    (current status and ServiceHistory, TS 119 612 §5.5 and §5.6), oldest first."""
+
+    name: str
+    service_type: str
+    certificates: tuple[x509.Certificate, ...]
+    history: tuple[StatusPeriod, ...]
+    territory: str | None
+
+    def status_at(self, moment: dt.datetime) -> StatusPeriod | None:
+        current = None
+        for period in self.history:
+            if period.since <= moment:
+                current = period
+        return current
+
+    def identifies(self, certificate: x509.Certificate) -> bool:
+        """The service's digital identity is this certificate or its key and name
+        (TS 119 612 §5.5.3: a re-issued CA certificate keeps the service)."""
+        return any(c.sha256 == certificate.sha256
+                   or (c.public_key.dump() == certificate.public_key.dump()
+                       and c.subject == certificate.subject) for c in self.certificates)
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """What every validation of this process is judged by: built once from trusted-list
+    sources, reused across files (and threads: nothing in it changes)."""
+
+    registry: TSPRegistry
+    services: tuple[ListedService, ...]
+    trusted_lists: tuple[TrustedListStatus, ...]
+    # Revocation data and certificates fetched online (AIA, OCSP, CRL) besides what
+    # the file carries (its DSS). Off by default: a file's URLs are the signer's choice.
+    online: bool = False
+    max_size: int = MAX_SIZE_DEFAULT
+
+    @property
+    def trust_anchors(self) -> tuple[x509.Certificate, ...]:
+        seen: dict[bytes, x509.Certificate] = {}
+        for service in self.services:
+            for cert in service.certificates:
+                seen.setdefault(cert.sha256, cert)
+        return tuple(seen.values())
+
+    @classmethod
+    def load(cls, sources: Sequence[str], *, operator_certs: Sequence[bytes | str | Path] = (),
+             fetch: bool = True, online: bool = False,
+             max_size: int = MAX_SIZE_DEFAULT) -> ValidationSettings:
+        """Read each source (a path, a file: or an http(s) URL; URLs only when `fetch`),
+        check its signature against `operator_certs` (PEM/DER bytes or files; for a list
+        of trusted lists, pyHanko's known EU LOTL signers when none is given), follow a
+        list of trusted lists to its lists with the certificates it names for them."""
+        certs = _read_certificates(operator_certs)
+        registry = TSPRegistry()
+        services: list[ListedService] = []
+        statuses: list[TrustedListStatus] = []
+        for source in sources:
+            statuses.extend(_load_source(source, certs, fetch, registry, services))
+        return cls(registry, tuple(services), tuple(statuses), online, max_size)
+
+    @classmethod
+    def empty(cls) -> ValidationSettings:
+        """No trusted list: every chain ends NO_CERTIFICATE_CHAIN_FOUND."""
+        return cls(TSPRegistry(), (), ())
+
+    def services_for(self, certificate: x509.Certificate) -> list[ListedService]:
+        return [s for s in self.services if s.identifies(certificate)]
+
+
+def _read_certificates(items: Iterable[bytes | str | Path]) -> list[x509.Certificate]:
+    certs: list[x509.Certificate] = []
+    for item in items:
+        data = item if isinstance(item, bytes) else Path(item).read_bytes()
+        try:
+            certs.extend(load_certs_from_pemder_data(data))
+        except (ValueError, TypeError) as exc:
+            raise TrustedListConfigError(f"{item!r:.80}: not a certificate ({exc})") from exc
+    return certs
+
+
+def _read(source: str, fetch: bool) -> str:
+    """A list's text; raises OSError (or ValueError) on a source it cannot read."""
+    scheme = urllib.parse.urlsplit(source).scheme
+    if scheme in ("http", "https"):
+        if not fetch:
+            raise ValueError("fetching is off (fetch=False)")
+        request = urllib.request.Request(source, headers={  # noqa: S310
+            "Accept": f"{eutl_parse.ETSI_TSL_MIME_TYPE}, text/xml"})
+        # http(s) only: the scheme was checked above.
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310
+            data: bytes = response.read(MAX_LIST_BYTES + 1)
+    elif scheme == "file":
+        data = Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path)).read_bytes()
+    elif scheme:
+        raise ValueError(f"unsupported scheme {scheme!r}")
+    else:
+        data = Path(source).read_bytes()
+    if len(data) > MAX_LIST_BYTES:
+        raise ValueError(f"larger than {MAX_LIST_BYTES} bytes")
+    return data.decode("utf-8")
+
+
+def _load_source(source: str, certs: list[x509.Certificate], fetch: bool,
+                 registry: TSPRegistry, services: list[ListedService]
+                 ) -> list[TrustedListStatus]:
+    try:
+        xml = _read(source, fetch)
+        unverified = eutl_parse._raw_tl_parse(xml)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return [TrustedListStatus(source, None, False, f"cannot be read: {exc}")]
+    except Exception as exc:  # xsdata raises its own tree of parse errors
+        return [TrustedListStatus(source, None, False, f"not a trusted list: {exc}")]
+    info = unverified.scheme_information
+    if info is not None and info.tsltype is not None and info.tsltype.value == LOTL_TYPE:
+        return _load_lotl(source, xml, certs, fetch, registry, services)
+    return [_load_list(source, xml, certs, registry, services)]
+
+
+def _load_lotl(source: str, xml: str, certs: list[x509.Certificate], fetch: bool,
+               registry: TSPRegistry, services: list[ListedService]
+               ) -> list[TrustedListStatus]:
+    """A list of trusted lists (TS 119 612 §5.3.13 pointers): its signature checked,
+    then each list it points at, checked with the certificates the pointer names."""
+    try:
+        lotl = eutl_parse.validate_and_parse_lotl(xml, certs or None)
+    except SignatureValidationError as exc:
+        return [TrustedListStatus(source, "EU", False,
+                                  f"signature not valid, list not used: {exc.failure_message}")]
+    out = [TrustedListStatus(source, "EU", True, None)]
+    for ref in lotl.references:
+        if eutl_parse.LOTL_RULE in ref.scheme_rules:
+            continue  # the pointer to the LOTL itself
+        try:
+            tl_xml = _read(ref.location_uri, fetch)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            out.append(TrustedListStatus(ref.location_uri, ref.territory, False,
+                                         f"cannot be read: {exc}"))
+            continue
+        out.append(_load_list(ref.location_uri, tl_xml, ref.tlso_certs, registry, services,
+                              territory=ref.territory))
+    return out
+
+
+def _load_list(source: str, xml: str, certs: list[x509.Certificate], registry: TSPRegistry,
+               services: list[ListedService], territory: str | None = None
+               ) -> TrustedListStatus:
+    if not certs:
+        return TrustedListStatus(source, territory, False,
+                                 "no scheme operator certificate to check its signature "
+                                 "with, list not used")
+    try:
+        # What the signature covers: everything below is read from the signed XML only.
+        signed = eutl_parse._validate_and_extract_tl_data_multiple_certs(xml, certs, None)
+        eutl_parse.trust_list_to_registry_unsafe(signed, registry)
+        parsed = eutl_parse._raw_tl_parse(signed)
+    except SignatureValidationError as exc:
+        return TrustedListStatus(source, territory, False,
+                                 f"signature not valid, list not used: {exc.failure_message}")
+    except Exception as exc:  # xsdata's and pyHanko's parse errors
+        return TrustedListStatus(source, territory, False, f"not a trusted list: {exc}")
+    info = parsed.scheme_information
+    if info is not None and info.scheme_territory is not None:
+        territory = info.scheme_territory.value or territory
+    services.extend(_services(parsed, territory))
+    return TrustedListStatus(source, territory, True, None)
+
+
+def _services(parsed: object, territory: str | None) -> Iterable[ListedService]:
+    providers = getattr(parsed, "trust_service_provider_list", None)
+    for provider in (providers.trust_service_provider if providers else ()):
+        for service in (provider.tspservices.tspservice if provider.tspservices else ()):
+            info = service.service_information
+            if info is None or info.service_type_identifier is None:
+                continue
+            if info.service_type_identifier.value not in (CA_QC_URI, QTST_URI):
+                continue
+            periods = [info]
+            if service.service_history is not None:
+                periods.extend(service.service_history.service_history_instance)
+            history = sorted(
+                (StatusPeriod(p.service_status.value, p.status_starting_time.to_datetime())
+                 for p in periods if p.service_status is not None
+                 and p.status_starting_time is not None), key=lambda p: p.since)
+            certs = tuple(eutl_parse._as_certs(info.service_digital_identity)
+                          ) if info.service_digital_identity else ()
+            yield ListedService(eutl_parse._service_name_from_intl_string(info.service_name),
+                                info.service_type_identifier.value, certs, tuple(history),
+                                territory)
