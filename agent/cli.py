@@ -13,6 +13,7 @@ from typing import Any
 from agent.config import ConfigError, EffectiveConfig, Source, load_effective
 from agent.confirmations import decide, forget_origin, pending_confirmations
 from agent.discovery import DiscoveryError
+from agent.identity.hotp import HotpSecretInvalid
 from agent.state import AgentState, PairingError
 from agent.systemd import ActivationError
 from agent.tokens.errors import TokenError
@@ -48,6 +49,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--revoke", metavar="ORIGIN")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=_agent_origins)
+    otp = agent_sub.add_parser("otp", help="one-time password devices of a credential")
+    otp_sub = otp.add_subparsers(dest="otp_command", required=True)
+    p = otp_sub.add_parser("hotp", help="use an OATH HOTP token (RFC 4226) as the second "
+                           "factor of a credential; its secret (hex or base32, from the "
+                           "token's seed file) is read from standard input")
+    p.add_argument("credential", help="TOKEN_ID/KEY_ID (qsign tokens list)")
+    p.add_argument("--counter", type=int, default=0,
+                   help="the token's counter: the count of its next code (default 0)")
+    p.add_argument("--digits", type=int, default=6, choices=[6, 7, 8])
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=_agent_otp_hotp)
 
     p = subparsers.add_parser("sign", help="sign PDF files (PAdES) with a key on a token")
     p.add_argument("files", nargs="+", type=Path)
@@ -313,6 +325,26 @@ def _agent_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent_otp_hotp(args: argparse.Namespace) -> int:
+    """Provisioned by the person at their machine, not through a page: the page could
+    otherwise swap the second factor for one it holds (SECURITY #33)."""
+    from agent.identity.otp import OtpStore, TotpVerifier
+    from agent.journal import SignatureJournal
+    from agent.tokens.model import split_credential
+
+    split_credential(args.credential)
+    secret = sys.stdin.readline().strip()
+    journal = SignatureJournal(_effective(args).config.state_dir)
+    try:
+        TotpVerifier(OtpStore(journal.db)).provision_hotp(
+            args.credential, secret, counter=args.counter, digits=args.digits)
+    finally:
+        journal.close()
+    print(f"HOTP token set for {args.credential} (next counter {args.counter}); "
+          "its codes now replace any authenticator app's")
+    return 0
+
+
 def _agent_origins(args: argparse.Namespace) -> int:
     config = _effective(args).config
     state = AgentState(config.state_dir)
@@ -344,4 +376,4 @@ def _agent_origins(args: argparse.Namespace) -> int:
 
 
 ERRORS: tuple[type[Exception], ...] = (TokenError, ConfigError, PairingError, DiscoveryError,
-                                       ActivationError)
+                                       ActivationError, HotpSecretInvalid)

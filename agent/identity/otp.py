@@ -40,6 +40,8 @@ from typing import Protocol
 
 import pyotp
 
+from agent.identity.hotp import SCHEMA as HOTP_SCHEMA
+from agent.identity.hotp import HotpEnrolment, match, normalised_secret
 from ground.qr import qr_png
 from ground.sql import Cursor, Database
 
@@ -126,6 +128,7 @@ _SCHEMA = (
     " period INTEGER NOT NULL, last_step INTEGER, enrolled_at REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS otp_failures ("
     " account TEXT PRIMARY KEY, failures INTEGER NOT NULL, not_before REAL)",
+    HOTP_SCHEMA,
 )
 
 
@@ -139,6 +142,10 @@ class OtpTransaction:
                     "WHERE account = ?", (account,))
         row = cur.fetchone()
         self.enrolment = None if row is None else TotpEnrolment(account, *row)
+        cur.execute("SELECT secret, digits, counter, enrolled_at FROM otp_hotp "
+                    "WHERE account = ?", (account,))
+        row = cur.fetchone()
+        self.hotp = None if row is None else HotpEnrolment(account, *row)
         cur.execute("SELECT failures, not_before FROM otp_failures WHERE account = ?",
                     (account,))
         row = cur.fetchone()
@@ -153,6 +160,20 @@ class OtpTransaction:
             (self.account, enrolment.secret, enrolment.digits, enrolment.period,
              enrolment.last_step, enrolment.enrolled_at))
         self.enrolment = enrolment
+        self._cur.execute("DELETE FROM otp_hotp WHERE account = ?", (self.account,))
+        self.hotp = None  # one OTP kind per account: the new one replaces the other
+
+    def save_hotp(self, enrolment: HotpEnrolment) -> None:
+        self._cur.execute(
+            "INSERT INTO otp_hotp (account, secret, digits, counter, enrolled_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET "
+            "secret = excluded.secret, digits = excluded.digits, "
+            "counter = excluded.counter, enrolled_at = excluded.enrolled_at",
+            (self.account, enrolment.secret, enrolment.digits, enrolment.counter,
+             enrolment.enrolled_at))
+        self.hotp = enrolment
+        self._cur.execute("DELETE FROM otp_totp WHERE account = ?", (self.account,))
+        self.enrolment = None
 
     def save_failures(self, state: FailureState) -> None:
         if state == self.failures:
@@ -170,7 +191,8 @@ class OtpTransaction:
     def delete(self) -> None:
         self._cur.execute("DELETE FROM otp_totp WHERE account = ?", (self.account,))
         self._cur.execute("DELETE FROM otp_failures WHERE account = ?", (self.account,))
-        self.enrolment = None
+        self._cur.execute("DELETE FROM otp_hotp WHERE account = ?", (self.account,))
+        self.enrolment = self.hotp = None
         self.failures = FailureState()
 
 
@@ -372,6 +394,19 @@ class TotpVerifier:
             txn.save_enrolment(TotpEnrolment(account, secret, self.digits, self.step, None, now))
         return Enrolment(secret, uri, qr_png(uri))
 
+    def provision_hotp(self, account: str, secret: str, *, counter: int = 0,
+                       digits: int = 6, now: float | None = None) -> None:
+        """An OATH HOTP token's secret (base32 or hex, from its seed file) for `account`,
+        replacing any TOTP secret; failures and lockouts stay (SECURITY #33). Raises
+        HotpSecretInvalid or ValueError."""
+        _check_account(account)
+        if counter < 0 or not 6 <= digits <= 8:
+            raise ValueError("an HOTP counter is >= 0 and its codes have 6..8 digits")
+        enrolment = HotpEnrolment(account, normalised_secret(secret), digits, counter,
+                                  time.time() if now is None else now)
+        with self._store.transaction(account) as txn:
+            txn.save_hotp(enrolment)
+
     def verify(self, account: str, code: str, *, now: float | None = None,
                durable: bool = True) -> None:
         """Accept `code` once (RFC 6238 §5.2, ±1 step), or raise OtpNotEnrolled,
@@ -393,12 +428,24 @@ class TotpVerifier:
 
     def _attempt(self, txn: OtpTransaction, code: str, now: float) -> OtpError | None:
         enrolment = txn.enrolment
-        if enrolment is None:
+        if enrolment is None and txn.hotp is None:
             return OtpNotEnrolled(txn.account)
         state, refusal = self.throttle.admit(txn.failures, now)
         txn.save_failures(state)
         if refusal is not None:
             return refusal
+        if enrolment is None:
+            assert txn.hotp is not None
+            found = match(txn.hotp, code)
+            if found.counter is not None:
+                txn.save_hotp(replace(txn.hotp, counter=found.counter + 1))
+                txn.save_failures(FailureState())
+                return None
+            if found.spent:
+                return OtpReplayed()
+            state, error = self.throttle.failed(state, now)
+            txn.save_failures(state)
+            return error
         matched = _matching_steps(enrolment, code, now)
         last = enrolment.last_step
         fresh = [s for s in matched if last is None or s > last]
@@ -416,7 +463,7 @@ class TotpVerifier:
     def status(self, account: str, *, now: float | None = None) -> OtpStatus:
         now = time.time() if now is None else now
         with self._store.transaction(account) as txn:
-            enrolled = txn.enrolment is not None
+            enrolled = txn.enrolment is not None or txn.hotp is not None
             state = txn.failures
         _, refusal = self.throttle.admit(state, now)
         if isinstance(refusal, OtpLocked):

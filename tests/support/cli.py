@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 
-def run_qsign(*args: str, env: dict[str, str] | None = None, timeout: float = 120
-              ) -> subprocess.CompletedProcess[str]:
-    """`qsign ARGS...` to its end, its output captured as text."""
+def run_qsign(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+              input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`qsign ARGS...` to its end, `input_text` on its standard input, its output
+    captured as text."""
     return subprocess.run([sys.executable, "-m", "qsign", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, timeout=timeout, env=env, input=input_text)
