@@ -10,6 +10,7 @@ from typing import Any
 class Code(StrEnum):
     BAD_REQUEST = "BAD_REQUEST"
     UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
     LINK_INVALID = "LINK_INVALID"
     LINK_EXPIRED = "LINK_EXPIRED"
     LINK_REVOKED = "LINK_REVOKED"
@@ -48,7 +49,8 @@ class Code(StrEnum):
 
 
 STATUS: dict[Code, int] = {
-    Code.BAD_REQUEST: 400, Code.UNAUTHORIZED: 401, Code.LINK_INVALID: 403,
+    Code.BAD_REQUEST: 400, Code.UNAUTHORIZED: 401, Code.FORBIDDEN: 403,
+    Code.LINK_INVALID: 403,
     Code.LINK_EXPIRED: 410, Code.LINK_REVOKED: 410, Code.NOT_FOUND: 404,
     Code.NOT_YOUR_TURN: 409, Code.WRONG_STEP: 409, Code.CONSENT_OUTDATED: 409,
     Code.ALREADY_ACCEPTED: 409, Code.ALREADY_SIGNED: 409, Code.TRANSACTION_CLOSED: 409,
@@ -67,6 +69,7 @@ STATUS: dict[Code, int] = {
 
 _DEFAULT_MESSAGES: dict[Code, str] = {
     Code.UNAUTHORIZED: "a valid bearer token is required",
+    Code.FORBIDDEN: "your role does not allow this",
     Code.LINK_INVALID: "this link is not valid",
     Code.LINK_EXPIRED: "this link has expired",
     Code.LINK_REVOKED: "this link was replaced by a newer one",

@@ -18,7 +18,7 @@ from portal.identity.model import IdentityProvider
 from portal.links import LinkSigner
 from portal.mail import Mailer
 from portal.otp import OutboxGateway, SmsGateway, SmsOtp
-from portal.routes import agent_sms, enrolment, pages, requester, signer, space
+from portal.routes import accounts, agent_sms, enrolment, pages, requester, signer, space
 from portal.routes.identity import mount_identity, reference_identity
 from portal.routes.middleware import middlewares
 from portal.routes.state import PORTAL, Portal, requester_token
@@ -40,6 +40,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_route("*", "/api/v1/transactions/{id}/messages", requester.requester_messages)
     r.add_get("/api/v1/outbox", requester.outbox)
     r.add_get("/api/v1/openapi.json", requester.openapi)
+    # Requesters' accounts and workspaces (session cookie or API token).
+    accounts.add_routes(r)
     # The signers' agents (their credential).
     r.add_post("/api/v1/sms-otp/send", agent_sms.sms_otp_send)
     r.add_post("/api/v1/sms-otp/verify", agent_sms.sms_otp_verify)

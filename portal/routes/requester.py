@@ -1,6 +1,12 @@
 """The requester's REST API (portal/API.md "Requester API", `/api/v1/...`): create and
 follow transactions, download documents, talk with signers; the testers' outbox and the
-OpenAPI document. Every route but the OpenAPI document needs the requester's token."""
+OpenAPI document.
+
+Each transaction route is served twice: under `/api/v1/workspaces/{ws}/transactions`
+(a member of that workspace: viewers read, requesters and above create and write), and
+under `/api/v1/transactions` for a principal with one workspace in scope (an API token,
+bound to its workspace) or the service administrator (every workspace). A transaction
+of another workspace is NOT_FOUND, as one that does not exist."""
 
 from __future__ import annotations
 
@@ -12,16 +18,19 @@ from importlib import resources
 
 from aiohttp import web
 
+from portal.accounts import Principal, Role
 from portal.audit import arecord
 from portal.body_schema import openapi_request
 from portal.document_names import document_name
 from portal.errors import Code, PortalError
 from portal.intake import content_policy, record
 from portal.intake import inspect as inspect_document
-from portal.routes.access import requester
+from portal.routes.access import accounts_of, member, principal, requester
 from portal.routes.parse import b64, e164, iso, read_body
+from portal.routes.state import PORTAL, Portal
 from portal.routes.views import message_json, pdf_response, transaction_json
-from portal.store import NewDocument, NewSigner, SignerStatus
+from portal.store import NewDocument, NewSigner, SignerStatus, Transaction
+from portal.store.transactions import DEFAULT_WORKSPACE
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +38,35 @@ NEW_TRANSACTION = openapi_request("/api/v1/transactions", "post")
 NEW_MESSAGE = openapi_request("/api/v1/transactions/{id}/messages", "post")
 
 
+async def scope(request: web.Request, need: Role) -> tuple[Portal, Principal, str | None]:
+    """The portal, the principal and the workspace the request works in (None: the
+    service administrator on `/api/v1/transactions`, every workspace)."""
+    if "ws" in request.match_info:
+        portal, who, _ = await member(request, request.match_info["ws"], need)
+        return portal, who, request.match_info["ws"]
+    who = await principal(request)
+    if who.token_workspace is not None:
+        portal, who, _ = await member(request, who.token_workspace, need)
+        return portal, who, who.token_workspace
+    if who.is_service_admin:
+        return request.app[PORTAL], who, None
+    raise PortalError(Code.NOT_FOUND, "use /api/v1/workspaces/{ws}/transactions")
+
+
+async def scoped_transaction(request: web.Request, need: Role
+                             ) -> tuple[Portal, Principal, Transaction]:
+    """The transaction `{id}` if it belongs to the request's workspace (NOT_FOUND
+    otherwise, as if it did not exist)."""
+    portal, who, workspace = await scope(request, need)
+    tx_id = request.match_info["id"]
+    if workspace is not None and await asyncio.to_thread(
+            accounts_of(portal).workspace_of_transaction, tx_id) != workspace:
+        raise PortalError(Code.NOT_FOUND, "no such transaction")
+    return portal, who, await asyncio.to_thread(portal.store.transaction, tx_id)
+
+
 async def create_transaction(request: web.Request) -> web.Response:
-    portal = requester(request)
+    portal, who, workspace = await scope(request, Role.REQUESTER)
     body = await read_body(request, NEW_TRANSACTION)
     new_docs = []
     policy = content_policy(body)
@@ -56,7 +92,9 @@ async def create_transaction(request: web.Request) -> web.Response:
         requester_email=requester_["email"].strip(), documents=new_docs,
         signers=new_signers, sequential=body.get("sequential", True),
         expires_in=dt.timedelta(days=days), qualified=body.get("qualified", True),
-        messaging=body.get("messaging", True), level=level)
+        messaging=body.get("messaging", True), level=level,
+        workspace_id=workspace or DEFAULT_WORKSPACE,
+        created_by=None if who.via == "bootstrap" else who.user_id)
     for signer in tx.signers:
         if signer.status is SignerStatus.INVITED:
             await portal.invite(tx, signer)
@@ -66,31 +104,33 @@ async def create_transaction(request: web.Request) -> web.Response:
 
 
 async def list_transactions(request: web.Request) -> web.Response:
-    portal = requester(request)
-    txs = await asyncio.to_thread(portal.store.transactions)
+    portal, _, workspace = await scope(request, Role.VIEWER)
+    if workspace is None:
+        txs = await asyncio.to_thread(portal.store.transactions)
+    else:
+        ids = await asyncio.to_thread(accounts_of(portal).transaction_ids, workspace)
+        txs = [await asyncio.to_thread(portal.store.transaction, tx_id) for tx_id in ids]
     return web.json_response({"transactions": [
         transaction_json(portal, tx, for_requester=True) for tx in txs]})
 
 
 async def get_transaction(request: web.Request) -> web.Response:
-    portal = requester(request)
-    tx = await asyncio.to_thread(portal.store.transaction, request.match_info["id"])
+    portal, _, tx = await scoped_transaction(request, Role.VIEWER)
     return web.json_response(transaction_json(portal, tx, for_requester=True))
 
 
 async def requester_document(request: web.Request) -> web.Response:
-    portal = requester(request)
-    tx = await asyncio.to_thread(portal.store.transaction, request.match_info["id"])
+    portal, who, tx = await scoped_transaction(request, Role.VIEWER)
     doc = tx.document(request.match_info["doc"])
-    await arecord(portal.store.db, actor="requester", action="document.download",
+    await arecord(portal.store.db, actor=who.actor, action="document.download",
                   subject=f"transaction:{tx.id}",
                   details={"document": doc.id, "version": doc.current.version})
     return await pdf_response(portal, doc.current.sha256, doc.name)
 
 
 async def requester_messages(request: web.Request) -> web.Response:
-    portal = requester(request)
-    tx = await asyncio.to_thread(portal.store.transaction, request.match_info["id"])
+    need = Role.VIEWER if request.method == "GET" else Role.REQUESTER
+    portal, _, tx = await scoped_transaction(request, need)
     if request.method == "GET":
         messages = await asyncio.to_thread(portal.store.messages, tx.id)
         return web.json_response({"messages": [message_json(m) for m in messages]})

@@ -23,22 +23,25 @@ from portal.store.records import (
 )
 from portal.store.tables import Tables, one_row
 
+DEFAULT_WORKSPACE = "default"  # where transactions from before workspaces are
+
 
 class Transactions(Tables):
     def create_transaction(self, *, title: str, requester_name: str, requester_email: str,
                            documents: list[NewDocument], signers: list[NewSigner],
                            sequential: bool, expires_in: dt.timedelta, qualified: bool,
-                           messaging: bool, level: str) -> Transaction:
+                           messaging: bool, level: str, workspace_id: str | None = None,
+                           created_by: str | None = None) -> Transaction:
         now = self.clock()
         tx_id = new_id()
         with self.db.transaction() as cur:
             cur.execute(
                 "INSERT INTO transactions (id, title, requester_name, requester_email, "
-                "status, created_at, expires_at, sequential, qualified, messaging, level) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "status, created_at, expires_at, sequential, qualified, messaging, level, "
+                "workspace_id, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (tx_id, title, requester_name, requester_email, TxStatus.OPEN.value,
                  iso(now), iso(now + expires_in), int(sequential), int(qualified),
-                 int(messaging), level))
+                 int(messaging), level, workspace_id or DEFAULT_WORKSPACE, created_by))
             for position, doc in enumerate(documents):
                 doc_id = new_id()
                 cur.execute("INSERT INTO documents (id, transaction_id, position, name, pages)"

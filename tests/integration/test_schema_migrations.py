@@ -20,6 +20,7 @@ from ca.registry import SCHEMA as CA_SCHEMA
 from ca.registry import Registry, Status
 from ground.migrations import Schema, applied
 from ground.sql import Database, DatabaseError
+from portal.accounts import Accounts
 from portal.intake import kinds_of
 from portal.store import SCHEMA as PORTAL_SCHEMA
 from portal.store import EnrolmentStep, NewDocument, NewSigner, SignerStatus, Store, TxStatus
@@ -157,6 +158,10 @@ def test_a_portal_database_from_before_migrations_is_adopted_with_its_rows(
             (0, "a" * 64, 1234, None), (1, "b" * 64, 5678, "s1")]
         assert [(s.id, s.status, s.generation) for s in tx.signers] == [
             ("s1", SignerStatus.SIGNED, 2), ("s2", SignerStatus.INVITED, 0)]
+        accounts = Accounts(store.db, store.clock)  # every transaction from before: "default"
+        assert accounts.workspace("default").name == "Default workspace"
+        assert accounts.transaction_ids("default") == ["tx1"]
+        assert accounts.workspace_of_transaction("tx1") == "default"
         assert [(c.kind, c.version) for c in store.consents("s2", 0)] == [("terms", "3")]
         assert [m.text for m in store.messages("tx1")] == ["Page 2, please"]
         session = store.signing_session("ss1")
@@ -183,6 +188,7 @@ def test_a_portal_database_from_before_migrations_is_adopted_with_its_rows(
             sequential=False, expires_in=dt.timedelta(days=7), qualified=True,
             messaging=False, level="B-T")
         assert store.transaction(new.id).signers[0].name == "Grace Hopper"
+        assert set(accounts.transaction_ids("default")) == {new.id, "tx1"}
     finally:
         store.close()
 
@@ -207,8 +213,10 @@ def test_the_first_migration_is_the_schema_from_before_migrations(
     adopted = Database.open(old_url, tmp_path / "unused")
     fresh = Database.open(fresh_url, tmp_path / "unused")
     try:
-        assert _schema_of(adopted) == expected  # adopting changed nothing
-        assert _schema_of(fresh) == expected  # migrations from nothing: the same
+        kept = _schema_of(adopted)
+        assert _schema_of(fresh) == kept  # migrations from nothing: the same schema
+        for table, columns in expected.items():  # later migrations only add to it
+            assert set(columns) <= set(kept[table]), table
     finally:
         adopted.close()
         fresh.close()
