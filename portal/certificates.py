@@ -83,6 +83,7 @@ class QualifiedCheck:
     reasons: list[str] = field(default_factory=list)
     serial: str = ""  # hexadecimal
     common_name: str = ""
+    issuer_organisation: str = ""  # the issuer's O (its CN when it has none)
 
     @property
     def status(self) -> str:
@@ -126,11 +127,14 @@ async def check_qualified(certificate: bytes, chain: Sequence[bytes], *,
                                    ocsp=ocsp and within, timeout=timeout)
     parsed = cx509.load_der_x509_certificate(cert.dump())
     names = parsed.subject.get_attributes_for_oid(cx509.NameOID.COMMON_NAME)
+    issuer_names = (parsed.issuer.get_attributes_for_oid(cx509.NameOID.ORGANIZATION_NAME)
+                    or parsed.issuer.get_attributes_for_oid(cx509.NameOID.COMMON_NAME))
     return QualifiedCheck(
         qualified=not reasons, subject=parsed.subject.rfc4514_string(),
         issuer=parsed.issuer.rfc4514_string(), not_before=not_before, not_after=not_after,
         reasons=reasons, serial=f"{cert.serial_number:x}",
-        common_name=str(names[0].value) if names else "")
+        common_name=str(names[0].value) if names else "",
+        issuer_organisation=str(issuer_names[0].value) if issuer_names else "")
 
 
 def qc_statement_reasons(cert: x509.Certificate) -> list[str]:

@@ -60,6 +60,8 @@ class PortalConfig:
     # document kinds per issuing state, liveness challenges and time frames, ...).
     identity_policy: IdentityPolicy | None = None
     default_lang: str = "en"
+    # E-mail the requester when a signer corrects their name or phone (also in the thread).
+    notify_requester_on_correction: bool = True
     max_document_bytes: int = 20 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
     # Slow clients (qsign/http_guard.py, `qsign portal serve`): seconds for a request's

@@ -26,6 +26,17 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         N_("Hello {name},\n\n{requester} asks you to sign: {title}.\n\n"
            "Open this link to read and sign the documents (it is personal, do not "
            "forward it; it expires on {expires}):\n{url}\n")),
+    "reinvite": (
+        N_("New link to sign: {title}"),
+        N_("Hello {name},\n\n{requester} asks you to sign: {title}.\n\n"
+           "This link replaces the one we sent you before, which no longer works. Open it "
+           "to go on (it is personal, do not forward it; it expires on {expires}):\n{url}\n")),
+    "corrected": (
+        N_("Personal data corrected: {title}"),
+        N_("Hello {requester},\n\n{name} corrected the personal data you entered for "
+           "\"{title}\":\n\nName: {old_name} -> {new_name}\nMobile phone: {old_phone} -> "
+           "{new_phone}\n\nTheir identity document is checked against the corrected name "
+           "before a certificate is issued. The transaction:\n{url}\n")),
     "refused": (
         N_("Signature refused: {title}"),
         N_("{name} refused to sign \"{title}\".\nReason: {reason}\n")),
@@ -36,6 +47,13 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "expired": (
         N_("Transaction expired: {title}"),
         N_("\"{title}\" expired before everyone signed. Signed so far: {signed}.\n")),
+    # To the requester, who has no Personal Space: the transaction's page has the files.
+    "completed-requester": (
+        N_("Signed documents: {title}"),
+        N_("Hello {name},\n\nEveryone has signed \"{title}\". On the transaction's page "
+           "you can download the signed documents and see who signed and when:\n{url}\n\n"
+           "Each signer received a link to their own Personal Space, where their signed "
+           "documents and certificates are kept.\n")),
     "message": (
         N_("New message about: {title}"),
         N_("{name} wrote about \"{title}\":\n\n{text}\n")),

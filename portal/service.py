@@ -52,6 +52,7 @@ def setup_routes(app: web.Application) -> None:
               signer.signer_page_image)
     r.add_get("/api/s/{invite}/documents/{doc}/download", signer.signer_download)
     r.add_get("/api/s/{invite}/documents.zip", signer.signer_zip)
+    r.add_get("/api/s/{invite}/signed.zip", signer.signer_signed_zip)
     r.add_post("/api/s/{invite}/accept", signer.signer_accept)
     r.add_post("/api/s/{invite}/restart", signer.signer_restart)
     r.add_post("/api/s/{invite}/refuse", signer.signer_refuse)
@@ -70,6 +71,7 @@ def setup_routes(app: web.Application) -> None:
         r.add_get(path, pages.page(template))
     r.add_get("/legal/{kind}/{version}", pages.legal_text)
     r.add_get("/static/{path:.+}", pages.static)
+    r.add_get("/favicon.ico", pages.favicon)
     r.add_get("/health", pages.health)
 
 

@@ -361,6 +361,7 @@ def _common_name(certificate: bytes) -> str | None:
 def _described(result: QualifiedCheck) -> dict[str, Any]:
     """What the pages show of any certificate checked: names, validity, qualified."""
     return {"qualified": result.qualified, "subject": result.subject, "issuer": result.issuer,
+            "issuerOrganisation": result.issuer_organisation,
             "commonName": result.common_name, "notBefore": _iso(result.not_before),
             "notAfter": _iso(result.not_after)}
 

@@ -53,6 +53,8 @@ async def _personal_data(call: StepCall) -> StepAnswer:
     correct, name, number = fields["correct"], "", ""
     if not correct:
         name, number = fields["name"].strip(), e164(fields["phone"])
+    _, before = await asyncio.to_thread(portal.store.check_signer, call.signer_id,
+                                        call.generation)
     new_generation = await portal.enrolment.personal_data(
         call.signer_id, call.generation, correct=correct, name=name, phone=number)
     if new_generation == call.generation:
@@ -61,11 +63,14 @@ async def _personal_data(call: StepCall) -> StepAnswer:
     tx, signer = await asyncio.to_thread(portal.store.check_signer, call.signer_id,
                                          new_generation)
     extra = {"inviteUrl": portal.invite_url(tx, signer)}
-    await portal.invite(tx, signer)
-    if not tx.messaging:
-        await portal.mail(tx.requester_email, "message", "en", name=signer.name,
-                          title=tx.title,
-                          text=f"Personal data corrected: {signer.name}, {signer.phone}")
+    await portal.invite(tx, signer, replaces=True)
+    # The thread has it when messaging is on (the store posts it); the mail either way.
+    if portal.notify_requester_on_correction(tx):
+        await portal.mail(tx.requester_email, "corrected", "en",
+                          requester=tx.requester_name, name=signer.name, title=tx.title,
+                          old_name=before.name or "-", new_name=signer.name,
+                          old_phone=before.phone or "-", new_phone=signer.phone or "-",
+                          url=portal.transaction_url(tx))
     return extra
 
 

@@ -34,7 +34,8 @@ PAGES = {
     "/id/{session}": "identity.html",  # "continue on my smartphone"
 }
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json",
-          ".svg": "image/svg+xml", ".png": "image/png", ".html": "text/html"}
+          ".svg": "image/svg+xml", ".png": "image/png", ".html": "text/html",
+          ".ico": "image/vnd.microsoft.icon"}
 
 
 def _options() -> dict[str, Any]:
@@ -89,6 +90,13 @@ async def static(request: web.Request) -> web.StreamResponse:
     suffix = Path(path).suffix
     return web.Response(body=data, content_type=_TYPES.get(suffix, "application/octet-stream"),
                         headers={"Cache-Control": "no-cache"})
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """/favicon.ico, which browsers ask for whatever the page's head says."""
+    return web.Response(body=WEB.joinpath("favicon.ico").read_bytes(),
+                        content_type=_TYPES[".ico"],
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def health(request: web.Request) -> web.Response:

@@ -92,17 +92,31 @@ async def signer_download(request: web.Request) -> web.Response:
     return await pdf_response(portal, doc.current.sha256, doc.name)
 
 
-async def signer_zip(request: web.Request) -> web.Response:
-    portal, signer_id, generation = invite(request)
-    tx = await _unsigned_allowed(portal, signer_id, generation)
-
+async def _zip_response(portal: Portal, tx: Transaction, filename: str) -> web.Response:
+    """The transaction's documents as they stand now, one ZIP attachment."""
     def build() -> bytes:
         return zip_documents((doc.name, doc.position, portal.blobs.get(doc.current.sha256))
                              for doc in tx.documents)
 
     data = await asyncio.to_thread(build)
     return web.Response(body=data, content_type="application/zip", headers={
-        "Content-Disposition": 'attachment; filename="documents.zip"'})
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+async def signer_zip(request: web.Request) -> web.Response:
+    portal, signer_id, generation = invite(request)
+    tx = await _unsigned_allowed(portal, signer_id, generation)
+    return await _zip_response(portal, tx, "documents.zip")
+
+
+async def signer_signed_zip(request: web.Request) -> web.Response:
+    """The documents as they stand after this signer's signature (every signature made
+    so far; all of them once the transaction is completed): for a signer who signed."""
+    portal, signer_id, generation = invite(request)
+    tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
+    if signer.status is not SignerStatus.SIGNED:
+        raise PortalError(Code.WRONG_STEP, "sign the documents first")
+    return await _zip_response(portal, tx, "signed-documents.zip")
 
 
 async def signer_accept(request: web.Request) -> web.Response:
@@ -116,7 +130,7 @@ async def signer_restart(request: web.Request) -> web.Response:
     new_generation = await asyncio.to_thread(portal.store.restart, signer_id, generation)
     tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id,
                                          new_generation)
-    await portal.invite(tx, signer)  # the new link also reaches the mailbox
+    await portal.invite(tx, signer, replaces=True)  # the new link also reaches the mailbox
     return web.json_response({"inviteUrl": portal.invite_url(tx, signer)})
 
 
@@ -177,6 +191,7 @@ async def signer_complete(request: web.Request) -> web.Response:
             await portal.mail(signer.email, "completed", signer.lang,
                               name=signer.name or signer.email, title=tx.title,
                               url=portal.space_url(signer.email))
-        await portal.mail(tx.requester_email, "completed", "en", name=tx.requester_name,
-                          title=tx.title, url=f"{portal.config.base_url}/requester")
+        await portal.mail(tx.requester_email, "completed-requester", "en",
+                          name=tx.requester_name, title=tx.title,
+                          url=portal.transaction_url(tx))
     return web.json_response(await signer_view(portal, signer_id, generation))

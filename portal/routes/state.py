@@ -55,8 +55,20 @@ class Portal:
         await asyncio.to_thread(self.store.queue_mail, to, subject, body)
         self.mailer.wake()
 
-    async def invite(self, tx: Transaction, signer: Signer) -> None:
-        await self.mail(signer.email, "invite", signer.lang, name=signer.name or signer.email,
+    def transaction_url(self, tx: Transaction) -> str:
+        """The requester's view of `tx` (the requester page opens it)."""
+        return f"{self.config.base_url}/requester?tx={tx.id}"
+
+    def notify_requester_on_correction(self, tx: Transaction) -> bool:
+        """Whether a signer's correction of personal data is e-mailed to the requester
+        (the portal's setting; a workspace setting, when there is one, decides here)."""
+        return self.config.notify_requester_on_correction
+
+    async def invite(self, tx: Transaction, signer: Signer, *, replaces: bool = False
+                     ) -> None:
+        """The invitation mail; `replaces`: a new link that revokes the previous one."""
+        await self.mail(signer.email, "reinvite" if replaces else "invite", signer.lang,
+                        name=signer.name or signer.email,
                         requester=tx.requester_name, title=tx.title,
                         expires=tx.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
                         url=self.invite_url(tx, signer))
