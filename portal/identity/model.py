@@ -158,6 +158,7 @@ class SideResult:
     specimen: bool
     words: tuple[str, ...]  # printed words, upper case, accents kept
     mrz: Mrz | None  # from the back or the data page
+    readings: tuple[Mrz, ...] = ()  # every reading the check digits allow (mrz first)
 
 
 @dataclass(frozen=True)

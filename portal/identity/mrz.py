@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class MrzReason(enum.StrEnum):
     BAD_DATE = "bad-date"
     BAD_FIELD = "bad-field"
     UNREADABLE = "unreadable"
+    AMBIGUOUS = "ambiguous"  # several readings verify: the printed zone must decide
 
 
 class MrzInvalid(ValueError):
@@ -377,47 +379,100 @@ def repair(lines: Sequence[str], fmt: DocumentFormat) -> tuple[str, ...]:
 
 
 def read(lines: Sequence[str], *, today: dt.date | None = None) -> Mrz:
-    """OCR lines -> a verified MRZ: shape by length, repair by layout, then `parse`.
+    """OCR lines -> the one verified MRZ they can be: `readings`, refused as
+    `ambiguous` when the check digits leave more than one (the printed zone decides
+    those: service.py)."""
+    found = readings(lines, today=today)
+    if len(found) > 1:
+        raise MrzInvalid(MrzReason.AMBIGUOUS, "the check digits cannot tell "
+                         + " from ".join(r.document_number for r in found),
+                         "document_number")
+    return found[0]
 
-    When a check digit fails, single swaps of a confusable character ('O'/'0', 'I'/'1'
-    ...) in the document number are tried, and kept only when exactly one verifies;
-    whatever comes back has passed every check digit.
+
+# Look-alikes an OCR engine swaps at a place the layout cannot pin (letters, digits and
+# filler all allowed: the document number and optional data).
+_LOOKALIKES = {"0": "OQD", "O": "0QD", "Q": "0O", "D": "0O", "1": "IL", "I": "1L",
+               "L": "1I", "2": "Z", "Z": "2", "5": "S", "S": "5", "8": "B", "B": "8",
+               "6": "G", "G": "6", "K": "<", "<": "K"}
+# Pairs of equal value modulo 10 (L = 21, G = 16, K = 20, '<' = 0): every weight of 9303-3
+# §4.9 (7, 3, 1) is prime to 10, so no check digit, composite included, tells them apart.
+_TWINS = {"1": "L", "L": "1", "6": "G", "G": "6", "K": FILLER, FILLER: "K"}
+_MAX_SWAPS = 2
+_MAX_CANDIDATES = 20_000
+
+
+def _number_places(fmt: DocumentFormat, lines: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(line, column) of the document number's characters, with a TD1 long number's
+    continuation in the optional data (9303-5 note j) up to the first filler."""
+    fld = next(f for f in LAYOUT[fmt] if f.name == "document_number")
+    places = [(fld.line, c) for c in range(fld.start, fld.end)]
+    if fmt is DocumentFormat.TD1 and lines[0][14] == FILLER:
+        for column in range(15, 30):
+            if lines[0][column] == FILLER:
+                break
+            places.append((0, column))
+    return places
+
+
+def _swaps(lines: tuple[str, ...], places: list[tuple[int, int]],
+           table: dict[str, str], count: int) -> list[tuple[str, ...]]:
+    """Every way of replacing `count` characters at `places` by their look-alikes."""
+    out: list[tuple[str, ...]] = []
+    options = [(p, alt) for p in places for alt in table.get(lines[p[0]][p[1]], "")]
+    for chosen in itertools.combinations(options, count):
+        if len({p for p, _ in chosen}) < count:
+            continue
+        rows = [list(line) for line in lines]
+        for (row, column), alt in chosen:
+            rows[row][column] = alt
+        number = "".join(rows[r][c] for r, c in places)
+        if FILLER in number.rstrip(FILLER):
+            continue  # fillers only pad a number at its end (9303-3 §4.2.2)
+        out.append(tuple("".join(r) for r in rows))
+        if len(out) > _MAX_CANDIDATES:
+            break
+    return out
+
+
+def readings(lines: Sequence[str], *, today: dt.date | None = None) -> tuple[Mrz, ...]:
+    """Every reading of OCR lines that verifies all the check digits (ICAO 9303-3 §4.9,
+    the composite included), the OCR's own first.
+
+    The layout settles digits-only and letters-only places (`repair`). At places that
+    hold letters, digits or filler (the document number), look-alikes (O/0, I/1/L, B/8,
+    S/5, Z/2, G/6, K/'<' ...) are swapped, one then two at a time, and the fewest swaps
+    that verify win. Pairs of equal check value (G/6, L/1, K/'<') can never be told
+    apart by a check digit: each such place's twin is added as another reading, and
+    the printed zone must decide between them.
     """
     cleaned = [re.sub(r"\s+", "", line.upper()) for line in lines if line.strip()]
     fmt = _shape(cleaned)
     fixed = repair(cleaned, fmt)
-    try:
-        return parse(fixed, today=today)
-    except MrzInvalid as first:
-        if first.reason is not MrzReason.BAD_CHECK_DIGIT:
-            raise
-        verified: list[Mrz] = []
-        for candidate in _document_number_variants(fixed, fmt):
+    places = _number_places(fmt, fixed)
+    first: MrzInvalid | None = None
+    found: dict[tuple[str, ...], Mrz] = {}
+    for count in range(_MAX_SWAPS + 1):
+        for candidate in _swaps(fixed, places, _LOOKALIKES, count) if count else [fixed]:
             try:
-                verified.append(parse(candidate, today=today))
-            except MrzInvalid:
-                continue
-        # The composite weighs the number's places like its own check digit does, so a
-        # swap may verify at more than one place: accept only a single answer.
-        if len(verified) == 1:
-            return verified[0]
-        raise
-
-
-_AMBIGUOUS = {"0": "O", "O": "0", "1": "I", "I": "1", "5": "S", "S": "5", "8": "B",
-              "B": "8", "2": "Z", "Z": "2", "6": "G", "G": "6", "D": "0", "Q": "0"}
-
-
-def _document_number_variants(lines: tuple[str, ...],
-                              fmt: DocumentFormat) -> list[tuple[str, ...]]:
-    """Swap one ambiguous character of the document number (the field whose letters
-    and digits the layout cannot tell apart)."""
-    fld = next(f for f in LAYOUT[fmt] if f.name == "document_number")
-    row = lines[fld.line]
-    variants: list[tuple[str, ...]] = []
-    for i in range(fld.start, fld.end):
-        if row[i] in _AMBIGUOUS:
-            changed = list(lines)
-            changed[fld.line] = row[:i] + _AMBIGUOUS[row[i]] + row[i + 1:]
-            variants.append(tuple(changed))
-    return variants
+                found.setdefault(candidate, parse(candidate, today=today))
+            except MrzInvalid as exc:
+                first = first or exc
+                if exc.reason is not MrzReason.BAD_CHECK_DIGIT:
+                    raise  # a date or a field the swaps do not touch: no swap helps
+        if found:
+            break
+    if not found:
+        assert first is not None
+        raise first
+    for verified in list(found.values()):
+        lines_ = verified.lines
+        twin_places = _number_places(fmt, lines_)
+        for n in range(1, len(twin_places) + 1):
+            for twin in _swaps(lines_, twin_places, _TWINS, n):
+                if twin not in found:
+                    try:
+                        found[twin] = parse(twin, today=today)
+                    except MrzInvalid:
+                        continue  # a filler inside the number is not a number
+    return tuple(found.values())

@@ -48,9 +48,13 @@ class ImageInvalid(ValueError):
 
 @dataclass(frozen=True)
 class MrzReading:
-    mrz: mrz.Mrz
+    readings: tuple[mrz.Mrz, ...]  # every reading the check digits allow, OCR's first
     raw_lines: tuple[str, ...]  # what the OCR gave, before repair
     seconds: float  # time spent in tesseract
+
+    @property
+    def mrz(self) -> mrz.Mrz:
+        return self.readings[0]
 
 
 def load_image(data: bytes) -> Image.Image:
@@ -275,7 +279,7 @@ def read_mrz(data: bytes | Image.Image, fmt: DocumentFormat) -> MrzReading:
     error: MrzInvalid | None = None
     for assembled in itertools.islice(itertools.product(*choices), _MAX_TRIES):
         try:
-            return MrzReading(mrz.read(assembled), tuple(raw), seconds)
+            return MrzReading(mrz.readings(assembled), tuple(raw), seconds)
         except MrzInvalid as exc:
             error = exc
     assert error is not None

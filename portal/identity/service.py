@@ -96,6 +96,27 @@ _CONFUSABLE = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "
                              "S": "5", "B": "8", "G": "6"})
 
 
+def _confirmed(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> Mrz:
+    """The one MRZ reading whose document number is printed on the document, character
+    for character (issue 17): a check digit cannot tell G from 6 or L from 1 (equal
+    values, ICAO 9303-3 §4.9), nor a reading that two misreads made verify, so the
+    printed zone decides, and a reading it does not confirm is never accepted. A
+    printed number that only looks like one (an OCR slip on the printed zone) asks for
+    a better picture; one that is nothing like it is a mismatch."""
+    exact = [r for r in readings if r.document_number in printed]
+    if len(exact) == 1:
+        return exact[0]
+    if len(exact) > 1 or any(
+            _near(r.document_number.translate(_CONFUSABLE), w.translate(_CONFUSABLE))
+            for r in readings for w in printed):
+        raise IdentityError("PRINTED_UNREADABLE", "the printed document number could not "
+                            "be read well enough to confirm the machine readable lines: "
+                            "take a sharper photo, flat and well lit",
+                            field="document_number")
+    raise IdentityError("SIDES_MISMATCH", "the document number printed on the front is not "
+                        "the one in the MRZ", field="document_number")
+
+
 def _near(expected: str, printed: str) -> bool:
     """Equal, or for words of five characters or more one edit apart (Levenshtein):
     OCR of the printed zone drops or doubles a glyph now and then (Ø, O0). The MRZ,
@@ -242,11 +263,13 @@ class ReferenceIdentityService:
         except ocr.ImageInvalid as exc:
             raise IdentityError("IMAGE_INVALID", str(exc)) from exc
         reading: Mrz | None = None
+        readings: tuple[Mrz, ...] = ()
         if side in (Side.BACK, Side.DATA_PAGE):
             try:
-                reading = ocr.read_mrz(picture, kind.mrz_format).mrz
+                readings = ocr.read_mrz(picture, kind.mrz_format).readings
             except MrzInvalid as exc:
                 raise _mrz_error(exc) from exc
+            reading = readings[0]
             self._check_document(kind, reading)
             # The printed zone only: above the MRZ (whose words would echo the MRZ).
             picture = picture.crop((0, 0, picture.width, round(picture.height * 0.62)))
@@ -256,7 +279,7 @@ class ReferenceIdentityService:
             raise IdentityError("DOCUMENT_SPECIMEN", "this is a SPECIMEN, not an ID document")
         if side is Side.FRONT and not any(_looks_like_number(w) for w in words):
             raise IdentityError("SIDE_UNREADABLE", "no document number was found on the front")
-        return SideResult(side, specimen, tuple(words), reading)
+        return SideResult(side, specimen, tuple(words), reading, readings)
 
     def _check_document(self, kind: DocumentKind, reading: Mrz) -> None:
         state = reading.issuing_state
@@ -273,15 +296,11 @@ class ReferenceIdentityService:
         kind = session.document
         mrz_side = session.sides[Side.BACK if kind is DocumentKind.ID_CARD else Side.DATA_PAGE]
         printed = session.sides[Side.FRONT if kind is DocumentKind.ID_CARD else Side.DATA_PAGE]
-        reading = mrz_side.mrz
-        assert reading is not None
+        assert mrz_side.mrz is not None
         if mrz_side.specimen != printed.specimen:
             raise IdentityError("SIDES_MISMATCH", "only one side is marked SPECIMEN",
                                 field="specimen")
-        number = reading.document_number.translate(_CONFUSABLE)
-        if not any(_near(number, w.translate(_CONFUSABLE)) for w in printed.words):
-            raise IdentityError("SIDES_MISMATCH", "the document number printed on the front "
-                                "is not the one in the MRZ", field="document_number")
+        reading = _confirmed(mrz_side.readings or (mrz_side.mrz,), printed.words)
         printed_names: set[str] = set()
         for index, word in enumerate(printed.words):
             printed_names |= _name_forms(word)
@@ -291,10 +310,18 @@ class ReferenceIdentityService:
                    for w in reading.primary_identifier):
             raise IdentityError("SIDES_MISMATCH", "the surname printed on the front is not "
                                 "the one in the MRZ", field="surname")
+        if not all(any(_near(_collapse(w), p) for p in printed_names)
+                   for w in reading.secondary_identifier[:-1]):
+            # The last given name may be cut short by the MRZ (9303-3 §4.6.5).
+            raise IdentityError("SIDES_MISMATCH", "the given names printed on the front are "
+                                "not those in the MRZ", field="given_names")
         digits = "".join(w for w in printed.words if w.isdigit())
-        if reading.birth_date.strftime("%d%m%Y") not in digits:
-            raise IdentityError("SIDES_MISMATCH", "the birth date printed on the front is "
-                                "not the one in the MRZ", field="birth_date")
+        for field_name, date in (("birth_date", reading.birth_date),
+                                 ("expiry_date", reading.expiry_date)):
+            if date.strftime("%d%m%Y") not in digits:
+                raise IdentityError("SIDES_MISMATCH", f"the {field_name.replace('_', ' ')} "
+                                    "printed on the front is not the one in the MRZ",
+                                    field=field_name)
         return VerifiedIdentity(kind, reading.issuing_state, reading.document_number,
                                 reading.primary_identifier, reading.secondary_identifier,
                                 reading.birth_date, reading.sex, reading.nationality,

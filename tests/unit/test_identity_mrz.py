@@ -183,7 +183,7 @@ def test_names_are_transliterated_and_truncated() -> None:
 def test_repair_filler_runs_read_as_k() -> None:
     ocr = ("P<UTOERIKSSON<<ANNA<MARIA<KK<<<KKKK<<<<<<<<K",
            "L898902C36UTO7408122F1204159ZE184226B<K<<<10")
-    assert mrz.read(ocr, today=THEN).lines == TD3
+    assert mrz.readings(ocr, today=THEN)[0].lines == TD3
 
 
 def test_repair_digits_and_letters_by_place() -> None:
@@ -191,9 +191,9 @@ def test_repair_digits_and_letters_by_place() -> None:
     ocr = ("I<UT0D231458907<<<<<<<<<<<<<<<",
            "74O8I22F12O4I59UTO<<<<<<<<<<<6",
            "ERIKSS0N<<ANNA<MAR1A<<<<<<<<<<")
-    assert mrz.read(ocr, today=THEN).lines == TD1
+    assert mrz.readings(ocr, today=THEN)[0].lines == TD1
     ocr_l = (TD1[0], "74O8L22F12O4L59UTO<<<<<<<<<<<6", TD1[2])
-    assert mrz.read(ocr_l, today=THEN).lines == TD1
+    assert mrz.readings(ocr_l, today=THEN)[0].lines == TD1
 
 
 def test_repair_keeps_a_real_final_k() -> None:
@@ -201,18 +201,68 @@ def test_repair_keeps_a_real_final_k() -> None:
                       document_number="ZK1234567", surname="Novak", given_names="Jak")
     assert lines[2].startswith("NOVAK<<JAK<<")
     ocr = (lines[0], lines[1], lines[2][:10] + "<K<K" + lines[2][14:])
-    assert mrz.read(ocr).lines == lines
+    assert mrz.readings(ocr)[0].lines == lines
 
 
-def test_document_number_confusion_is_fixed_only_when_unambiguous() -> None:
+def test_document_number_confusion_is_fixed_by_the_check_digits() -> None:
     ocr = (TD3[0], "L8989O2C36UTO7408122F1204159ZE184226B<<<<<10")
-    assert mrz.read(ocr, today=THEN).document_number == "L898902C3"
+    # L = 21 weighs as 1 in every check digit: the printed zone tells L898902C3 (ICAO's
+    # specimen) from 1898902C3; O/0 (24 / 0) the check digits settle.
+    assert {r.document_number for r in mrz.readings(ocr, today=THEN)} == {
+        "L898902C3", "1898902C3"}
+    with pytest.raises(MrzInvalid) as caught:
+        mrz.read(ocr, today=THEN)
+    assert caught.value.reason is MrzReason.AMBIGUOUS
+
+
+def test_issue_17_long_number_read_with_o_for_zero() -> None:
+    """Issue 17: tesseract read MRO0189250 for the specimen's MR00189250 (a TD1 long
+    number, 9303-5 note j) and the page blamed the document."""
+    lines = _composed(mrz.compose_td1, document_number="MR00189250")
+    ocr = (lines[0].replace("MR00", "MRO0"), lines[1], lines[2])
+    with pytest.raises(MrzInvalid):
+        mrz.parse(ocr)
+    found = mrz.readings(ocr)
+    assert found[0].document_number == "MR00189250"
+    assert found[0].lines == lines
+    # The 1 has its twin L: only the printed number can tell those two apart.
+    assert [r.document_number for r in found] == ["MR00189250", "MR00L89250"]
+
+
+def test_issue_17_g_read_as_6_is_never_the_only_reading() -> None:
+    """Issue 17: GK3511900 read as 6K3511900 verified every check digit (G = 16 and 6
+    weigh the same); the G reading must come back too, for the printed zone to decide."""
+    lines = _composed(mrz.compose_td3, document_number="GK3511900")
+    ocr = (lines[0], "6" + lines[1][1:])
+    assert mrz.parse(ocr).document_number == "6K3511900"  # every check digit verifies
+    numbers = {r.document_number for r in mrz.readings(ocr)}
+    assert {"6K3511900", "GK3511900"} <= numbers
+    with pytest.raises(MrzInvalid) as caught:
+        mrz.read(ocr)
+    assert caught.value.reason is MrzReason.AMBIGUOUS
+
+
+@pytest.mark.parametrize("fmt", list(DocumentFormat))
+def test_two_misreads_in_the_number_are_resolved(fmt: DocumentFormat) -> None:
+    compose = mrz.compose_td1 if fmt is DocumentFormat.TD1 else mrz.compose_td3
+    lines = _composed(compose, document_number="SB2O58Z37")
+    row = 0 if fmt is DocumentFormat.TD1 else 1
+    start = 5 if fmt is DocumentFormat.TD1 else 0
+    misread = "58205823" + "7"  # S->5, B->8, O->0, Z->2: four places of one number
+    ocr = list(lines)
+    ocr[row] = lines[row][:start] + "5B2O58Z37" + lines[row][start + 9:]  # two swaps
+    assert lines in [r.lines for r in mrz.readings(ocr)]
+    # Four misreads: two swaps find numbers that verify and are not the document's (a
+    # check digit is one chance in ten); only the printed zone can refuse them.
+    ocr[row] = lines[row][:start] + misread + lines[row][start + 9:]
+    wrong = mrz.readings(ocr)
+    assert wrong and lines not in [r.lines for r in wrong]
 
 
 def test_read_never_accepts_what_does_not_verify() -> None:
     ocr = (TD3[0], "L898902C36UTO7408122F1204169ZE184226B<<<<<10")
     with pytest.raises(MrzInvalid) as caught:
-        mrz.read(ocr, today=THEN)
+        mrz.readings(ocr, today=THEN)
     assert caught.value.reason is MrzReason.BAD_CHECK_DIGIT
 
 
@@ -238,4 +288,4 @@ def test_compose_then_parse_round_trip(fmt: DocumentFormat, number: str, birth: 
     assert found.birth_date == birth and found.expiry_date == expiry and found.sex == sex
     assert found.surname == surname[: (30 if fmt is DocumentFormat.TD1 else 39)]
     if "K" not in surname + given_names:  # a name of Ks alone is ambiguous with fillers
-        assert mrz.read(lines, today=dt.date(2026, 11, 25)) == found
+        assert mrz.readings(lines, today=dt.date(2026, 11, 25))[0] == found

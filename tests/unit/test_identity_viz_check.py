@@ -1,0 +1,57 @@
+"""The printed zone decides what the MRZ's check digits cannot (issue 17): a G read as
+6, an L as 1, a number two misreads made verify. No wrong reading is ever accepted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from portal.identity import mrz
+from portal.identity.model import IdentityError
+from portal.identity.service import _confirmed
+
+
+def _td3(number: str) -> tuple[str, ...]:
+    return mrz.compose_td3(issuing_state="FRA", document_number=number,
+                           birth_date=dt.date(1990, 5, 17), sex="F",
+                           expiry_date=dt.date(2031, 1, 1), nationality="FRA",
+                           surname="Martin", given_names="Lea")
+
+
+READ_6K = (lambda lines: (lines[0], "6" + lines[1][1:]))(_td3("GK3511900"))
+PRINTED = ("SPECIMEN", "SURNAME", "MARTIN", "DOCUMENT", "NO", "GK3511900", "17", "05",
+           "1990")
+
+
+def test_the_printed_number_picks_g_where_the_mrz_was_read_6() -> None:
+    readings = mrz.readings(READ_6K)
+    assert readings[0].document_number == "6K3511900"  # tesseract's own reading
+    assert _confirmed(readings, PRINTED).document_number == "GK3511900"
+
+
+def test_a_reading_the_printed_zone_does_not_confirm_is_refused() -> None:
+    """The issue's wrong read, 6K3511900 with every check digit right, alone."""
+    wrong = mrz.parse(READ_6K)
+    with pytest.raises(IdentityError) as caught:
+        _confirmed((wrong,), PRINTED)
+    assert caught.value.code == "PRINTED_UNREADABLE"  # looks alike: a better picture
+    with pytest.raises(IdentityError) as caught:
+        _confirmed((wrong,), ("MARTIN", "XY9999999"))
+    assert caught.value.code == "SIDES_MISMATCH"
+
+
+def test_an_unreadable_printed_number_leaves_nothing_accepted() -> None:
+    readings = mrz.readings(READ_6K)
+    for printed in (("MARTIN",), ("GK351I900",), ("6K3511900", "GK3511900")):
+        with pytest.raises(IdentityError):
+            _confirmed(readings, printed)
+
+
+def test_numbers_two_misreads_made_verify_are_refused() -> None:
+    lines = _td3("SB2O58Z37")
+    misread = (lines[0], "582058237" + lines[1][9:])
+    wrong = mrz.readings(misread)
+    assert wrong and all(r.document_number != "SB2O58Z37" for r in wrong)
+    with pytest.raises(IdentityError):
+        _confirmed(wrong, ("MARTIN", "SB2O58Z37"))
