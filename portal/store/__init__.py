@@ -22,6 +22,7 @@ from ground.migrations import Migrated, Schema, migrate, open_migrated
 from portal.store.enrolments import Enrolments
 from portal.store.otp_sessions import OtpSessions
 from portal.store.outbox import Outbox
+from portal.store.parameters import Parameters
 from portal.store.records import (
     Consent,
     Document,
@@ -44,6 +45,8 @@ from portal.store.records import (
 )
 from portal.store.signing_sessions import SigningSessions
 from portal.store.space import PersonalSpace
+from portal.store.templates import Templates
+from portal.store.webhooks import Webhooks
 
 __all__ = [
     "SCHEMA", "Consent", "Document", "DocumentVersion", "Enrolment", "EnrolmentStep", "Mail",
@@ -61,7 +64,8 @@ def migrate_database(url: str | None, state_dir: Path) -> Migrated:
     return migrate(url, state_dir / "portal.sqlite", SCHEMA)
 
 
-class Store(SigningSessions, Enrolments, OtpSessions, Outbox, PersonalSpace):
+class Store(SigningSessions, Enrolments, OtpSessions, Outbox, PersonalSpace, Parameters,
+            Templates, Webhooks):
     """Every table's queries on one database."""
 
     @classmethod

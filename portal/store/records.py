@@ -40,6 +40,7 @@ class TxStatus(StrEnum):
     COMPLETED = "completed"
     REFUSED = "refused"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"  # by the requester (portal/store/parameters.py)
 
 
 def utcnow() -> dt.datetime:
@@ -116,6 +117,7 @@ class Signer:
     accepted_at: dt.datetime | None
     signed_at: dt.datetime | None
     otp_locked_until: dt.datetime | None
+    turn: int = 0  # signers of one turn sign in parallel; turns follow each other
 
 
 @dataclass(frozen=True)
