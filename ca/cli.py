@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import logging
 from pathlib import Path
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 from ca.authority import Authority, CaConfig, ConfigError
 from ca.keys import CaKeyError
 from ca.registry import REVOCATION_REASONS, Registry, RegistryError
+from ground.files import write_atomically
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 8790
@@ -55,6 +57,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--db")
     p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("trusted-list", help="write the CA's demo trusted list (ETSI TS 119 "
+                       "612), signed by its demo scheme operator")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--withdrawn-at", type=_instant, help="ISO 8601: the CA/QC service "
+                   "withdrawn since then (granted before), for validators' tests")
+    p.add_argument("--granted-since", type=_instant,
+                   help="ISO 8601 (default: the issuing certificate's notBefore)")
+    p.add_argument("--location", help="where the list is published (default BASE/tl.xml)")
+    p.add_argument("--lotl-out", type=Path,
+                   help="also write a list of trusted lists pointing at --location")
+    p.set_defaults(func=_trusted_list)
 
     for name, text in (("trust-manufacturer", "trust a token maker's attestation root"),
                        ("trust-identity", "trust an identity service's evidence certificate")):
@@ -129,6 +144,32 @@ def _revoke(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     Authority.load(args.dir)
     print(f"registry: {Registry.migrate(args.db, args.dir)}")
+    return 0
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _trusted_list(args: argparse.Namespace) -> int:
+    from ca.trusted_list import SchemeOperator, list_of_lists, trusted_list
+
+    authority = Authority.load(args.dir)
+    location = args.location or args.out.resolve().as_uri()
+    data = trusted_list(authority, location=location, granted_since=args.granted_since,
+                        withdrawn_at=args.withdrawn_at)
+    write_atomically(args.out, data, 0o644)
+    operator = SchemeOperator.of(authority)
+    print(f"trusted list: {args.out}")
+    if args.lotl_out:
+        lotl = list_of_lists(authority, [(location, authority.config.country, operator.pem)])
+        write_atomically(args.lotl_out, lotl, 0o644)
+        print(f"list of trusted lists: {args.lotl_out}")
+    print(f"scheme operator certificate: {args.dir / 'trusted-list' / 'operator.pem'}")
     return 0
 
 

@@ -16,6 +16,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
     from firmware_sim import cli as card_cli
     from portal import cli as portal_cli
     from qsign import demo
+    from validation import cli as validation_cli
 
     parser = argparse.ArgumentParser(prog="qsign", description=__doc__)
     parser.add_argument("--version", action="version", version=f"qsign {__version__}")
@@ -27,8 +28,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[Exception], ...]
     ca_cli.register(sub)
     portal_cli.register(sub)
     demo.register(sub)
+    validation_cli.register(sub)
     return parser, (card_cli.ERRORS + agent_cli.ERRORS + ca_cli.ERRORS + portal_cli.ERRORS
-                    + (demo.DemoError,))
+                    + validation_cli.ERRORS + (demo.DemoError,))
 
 
 def main(argv: list[str] | None = None) -> int:

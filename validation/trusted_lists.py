@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from asn1crypto import x509
 from pyhanko.keys import load_certs_from_pemder_data
@@ -172,12 +173,13 @@ def _load_lotl(source: str, xml: str, certs: list[x509.Certificate], fetch: bool
                ) -> list[TrustedListStatus]:
     """A list of trusted lists (TS 119 612 §5.3.13 pointers): its signature checked,
     then each list it points at, checked with the certificates the pointer names."""
+    territory = _territory(eutl_parse._raw_tl_parse(xml))
     try:
         lotl = eutl_parse.validate_and_parse_lotl(xml, certs or None)
     except SignatureValidationError as exc:
-        return [TrustedListStatus(source, "EU", False,
+        return [TrustedListStatus(source, territory, False,
                                   f"signature not valid, list not used: {exc.failure_message}")]
-    out = [TrustedListStatus(source, "EU", True, None)]
+    out = [TrustedListStatus(source, territory, True, None)]
     for ref in lotl.references:
         if eutl_parse.LOTL_RULE in ref.scheme_rules:
             continue  # the pointer to the LOTL itself
@@ -209,14 +211,19 @@ def _load_list(source: str, xml: str, certs: list[x509.Certificate], registry: T
                                  f"signature not valid, list not used: {exc.failure_message}")
     except Exception as exc:  # xsdata's and pyHanko's parse errors
         return TrustedListStatus(source, territory, False, f"not a trusted list: {exc}")
-    info = parsed.scheme_information
-    if info is not None and info.scheme_territory is not None:
-        territory = info.scheme_territory.value or territory
+    territory = _territory(parsed) or territory
     services.extend(_services(parsed, territory))
     return TrustedListStatus(source, territory, True, None)
 
 
-def _services(parsed: object, territory: str | None) -> Iterable[ListedService]:
+def _territory(parsed: Any) -> str | None:
+    info = parsed.scheme_information
+    if info is None or info.scheme_territory is None:
+        return None
+    return str(info.scheme_territory.value) or None
+
+
+def _services(parsed: Any, territory: str | None) -> Iterable[ListedService]:
     providers = getattr(parsed, "trust_service_provider_list", None)
     for provider in (providers.trust_service_provider if providers else ()):
         for service in (provider.tspservices.tspservice if provider.tspservices else ()):
