@@ -72,7 +72,7 @@ def pades_error(exc: pades.PadesError) -> PortalError:
 @dataclass(frozen=True)
 class Completion:
     transaction: Transaction
-    next_signer: Signer | None  # to invite now (sequential transactions)
+    next_signers: tuple[Signer, ...]  # whose turn came: to invite now
     stored: bool  # False: a retry of a completion already stored (notify nobody again)
 
 
@@ -274,7 +274,7 @@ class SigningDesk:
             # A retry after an answer was lost (a crash, a dropped connection): the
             # documents were stored once; say so again, sign nothing twice.
             tx, _ = await asyncio.to_thread(self.store.check_signer, signer_id, generation)
-            return Completion(tx, None, stored=False)
+            return Completion(tx, (), stored=False)
         if session.state != "prepared":
             raise PortalError(Code.SESSION_UNKNOWN, f"this signing session is {session.state}")
         if not await asyncio.to_thread(self.store.code_verified, session_id):
@@ -301,13 +301,13 @@ class SigningDesk:
             signed.append((doc_id, sha, len(data)))
         # Every blob is on disk; one transaction now makes them the documents' versions.
         tear_point("complete:blobs-stored")
-        tx, next_signer = await asyncio.to_thread(
+        tx, next_signers = await asyncio.to_thread(
             self.store.complete_signing, session_id, signer_id, generation, signed=signed,
             certificate_sha256=hashlib.sha256(session.certificate).hexdigest())
         tear_point("complete:committed")
         log.info("signer %s signed %d document(s) (session %s)", signer_id, len(signed),
                  session_id)
-        return Completion(tx, next_signer, stored=True)
+        return Completion(tx, tuple(next_signers), stored=True)
 
 
 def _refuse_unless_own(owner: Ownership) -> None:

@@ -184,8 +184,8 @@ async def signer_complete(request: web.Request) -> web.Response:
     done = await portal.desk.complete(signer_id, generation, fields["sessionId"].strip(),
                                       signatures)
     tx = done.transaction
-    if done.next_signer is not None:
-        await portal.invite(tx, done.next_signer)
+    for next_signer in done.next_signers:  # their turn came
+        await portal.invite(tx, next_signer)
     if done.stored and tx.status is TxStatus.COMPLETED:
         for signer in tx.signers:
             await portal.mail(signer.email, "completed", signer.lang,

@@ -23,6 +23,7 @@ from portal.store.records import (
 )
 from portal.store.signers import Signers
 from portal.store.tables import one_row
+from portal.store.turns import due
 
 
 class SigningSessions(Signers, SignerCertificates):
@@ -67,9 +68,9 @@ class SigningSessions(Signers, SignerCertificates):
 
     def complete_signing(self, session_id: str, signer_id: str, generation: int, *,
                          signed: list[tuple[str, str, int]], certificate_sha256: str
-                         ) -> tuple[Transaction, Signer | None]:
+                         ) -> tuple[Transaction, list[Signer]]:
         """Store every signed version (doc id, blob sha256, size) at once, mark the signer
-        signed; returns the transaction and the next signer to invite, if any."""
+        signed; returns the transaction and the signers whose turn came (to invite)."""
         now = self.clock()
         with self.db.transaction() as cur:
             tx, signer = self._signer_for_update(cur, signer_id, generation)
@@ -98,13 +99,11 @@ class SigningSessions(Signers, SignerCertificates):
             self._keep_certificate(cur, signer.email, certificate_sha256,
                                    session.certificate, session.chain, now)
             after = self._load(cur, tx.id)
-            next_signer = None
+            next_signers = due(after.signers)
             if all(s.status is SignerStatus.SIGNED for s in after.signers):
                 cur.execute("UPDATE transactions SET status = ?, closed_at = ? WHERE id = ?",
                             (TxStatus.COMPLETED.value, iso(now), tx.id))
-            elif tx.sequential:
-                waiting = [s for s in after.signers if s.status is SignerStatus.WAITING]
-                if waiting:
-                    next_signer = waiting[0]
-                    self._set_status(cur, next_signer.id, SignerStatus.INVITED)
-            return self._load(cur, tx.id), next_signer
+            for waiting in next_signers:
+                self._set_status(cur, waiting.id, SignerStatus.INVITED)
+            after = self._load(cur, tx.id)
+            return after, [after.signer(s.id) for s in next_signers]

@@ -5,6 +5,7 @@ signed version (`document_versions`), and its `signers`; and the signer's link c
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from ground.sql import Cursor
 from portal.errors import Code, PortalError
@@ -31,8 +32,13 @@ class Transactions(Tables):
                            documents: list[NewDocument], signers: list[NewSigner],
                            sequential: bool, expires_in: dt.timedelta, qualified: bool,
                            messaging: bool, level: str, workspace_id: str | None = None,
-                           created_by: str | None = None) -> Transaction:
+                           created_by: str | None = None, turns: list[int] | None = None,
+                           then: Callable[[Cursor, Transaction], None] | None = None
+                           ) -> Transaction:
+        """`turns`: each signer's turn (portal/store/turns.py); None: by `sequential`.
+        `then`: more rows about the new transaction, written in the same transaction."""
         now = self.clock()
+        turns = turns or [p if sequential else 0 for p in range(len(signers))]
         tx_id = new_id()
         with self.db.transaction() as cur:
             cur.execute(
@@ -50,15 +56,18 @@ class Transactions(Tables):
                 cur.execute("INSERT INTO document_versions (document_id, version, sha256, "
                             "size, signer_id, created_at) VALUES (?, 0, ?, ?, NULL, ?)",
                             (doc_id, doc.sha256, doc.size, iso(now)))
-            for position, signer in enumerate(signers):
-                first = position == 0 or not sequential
+            for position, (signer, turn) in enumerate(zip(signers, turns, strict=True)):
+                first = turn == min(turns)  # a signer is invited only when their turn comes
                 cur.execute(
                     "INSERT INTO signers (id, transaction_id, position, name, email, phone, "
-                    "lang, status, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                    "lang, status, generation, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                     (new_id(), tx_id, position, signer.name, signer.email, signer.phone,
                      signer.lang,
-                     (SignerStatus.INVITED if first else SignerStatus.WAITING).value))
-            return self._load(cur, tx_id)
+                     (SignerStatus.INVITED if first else SignerStatus.WAITING).value, turn))
+            tx = self._load(cur, tx_id)
+            if then is not None:
+                then(cur, tx)
+            return tx
 
     def transaction(self, tx_id: str) -> Transaction:
         with self.db.transaction() as cur:
@@ -99,11 +108,12 @@ class Transactions(Tables):
             docs.setdefault(doc_id, (name, position, pages, []))[3].append(
                 DocumentVersion(version, sha, int(size), signer_id))
         cur.execute("SELECT id, transaction_id, position, name, email, phone, lang, status, "
-                    "generation, refusal_reason, accepted_at, signed_at, otp_locked_until "
-                    "FROM signers WHERE transaction_id = ? ORDER BY position", (tx_id,))
+                    "generation, refusal_reason, accepted_at, signed_at, otp_locked_until, "
+                    "turn FROM signers WHERE transaction_id = ? ORDER BY position", (tx_id,))
         signers = tuple(
             Signer(s[0], s[1], s[2], s[3], s[4], s[5], s[6], SignerStatus(s[7]), s[8], s[9],
-                   when(s[10]), when(s[11]), when(s[12])) for s in cur.fetchall())
+                   when(s[10]), when(s[11]), when(s[12]), int(s[13] or 0))
+            for s in cur.fetchall())
         status = TxStatus(row[4])
         expires_at = dt.datetime.fromisoformat(row[6])
         if status is TxStatus.OPEN and expires_at <= self.clock():
