@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ def register(subparsers: Any) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        # pyHanko logs each validation step that fails with a traceback; the report says it.
+        logging.getLogger("pyhanko").setLevel(logging.ERROR)
     if args.xml and len(args.files) != 1:
         raise TrustedListConfigError("--xml writes one report: give one file")
     if not args.tl:

@@ -10,6 +10,7 @@ the PAdES level found in the file, and the report's vocabulary."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -19,7 +20,13 @@ from asn1crypto import x509
 from pyhanko.pdf_utils.crypt import AuthStatus
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.ades.report import AdESFailure, AdESPassed, AdESStatus
+from pyhanko.sign.ades.report import (
+    AdESFailure,
+    AdESIndeterminate,
+    AdESPassed,
+    AdESStatus,
+    AdESSubIndic,
+)
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation.ades import AdESLTAValidationResult, ades_lta_validation
 from pyhanko.sign.validation.errors import SignatureValidationError
@@ -122,6 +129,9 @@ async def _validate_one(signature: EmbeddedPdfSignature, spec: PdfSignatureValid
         # A signature pyHanko cannot even take apart (EN 319 102-1 §5.2.2 format checks).
         log.info("signature %s cannot be processed: %s", field, exc)
         return Validated(signature, None, _unreadable(field, signature, exc))
+    sub = _sub_indication(result)
+    if sub is not result.ades_subindic:
+        result = dataclasses.replace(result, ades_subindic=sub, failure_msg=None)
     return Validated(signature, result, _report(field, signature, result, settings))
 
 
@@ -143,6 +153,18 @@ def _report(field: str, signature: EmbeddedPdfSignature, result: AdESLTAValidati
         signer=_signer_name(_signer_cert(signature)), signing_time=signing_time,
         time_source=time_source, coverage=coverage, coverage_detail=detail,
         level=_level(signature, status, result))
+
+
+def _sub_indication(result: AdESLTAValidationResult) -> AdESSubIndic:
+    """pyHanko 0.38 runs past signature validation after a PASSED result too (its step
+    (6) TODO): with no document timestamp it finds no POE and answers NO_POE. EN 319
+    102-1 §5.6.3.4 runs it only after INDETERMINATE, so a PASSED with-time result stands."""
+    sub = result.ades_subindic
+    status = result.api_status
+    if sub == AdESIndeterminate.NO_POE and status is not None and status.trusted \
+            and not status.revoked and status.bottom_line:
+        return AdESPassed.OK
+    return sub
 
 
 def _unreadable(field: str, signature: EmbeddedPdfSignature, exc: Exception
