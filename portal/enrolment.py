@@ -29,7 +29,7 @@ from asn1crypto import keys as asn1_keys
 from asn1crypto import x509
 
 from ground.binding import token_management_hash
-from portal import legal
+from portal import accepted_documents, legal
 from portal.errors import Code, PortalError
 from portal.identity import countries, names
 from portal.identity.model import DocumentKind, IdentityError, IdentityProvider, Step
@@ -112,6 +112,9 @@ class EnrolmentDesk:
         except ValueError:
             raise PortalError(Code.BAD_REQUEST, "document: 'id-card' or 'passport'") from None
         await self._enrolment(signer_id, generation, EnrolmentStep.IDENTITY)
+        own = await asyncio.to_thread(accepted_documents.for_signer, self.store.db, signer_id)
+        if own is not None:  # the workspace's list (issue 15), before any capture
+            accepted_documents.check_kind(own, kind)
         view = await self._run(self.identity.open_session, signer_id, kind)
         await asyncio.to_thread(self.store.update_enrolment, signer_id, generation,
                                 EnrolmentStep.IDENTITY, identity_session=view.id)
@@ -126,6 +129,9 @@ class EnrolmentDesk:
             raise PortalError(Code.IDENTITY_NOT_VERIFIED, f"the identity service says "
                               f"{view.step}")
         found = view.identity
+        own = await asyncio.to_thread(accepted_documents.for_signer, self.store.db, signer_id)
+        if own is not None:  # the workspace's list; the service checked its own
+            accepted_documents.check(own, found.issuing_state, found.document)
         given, _, surname = signer.name.strip().rpartition(" ")
         comparison = names.compare(given, surname or signer.name, found.given_names,
                                    " ".join(found.surname))

@@ -19,7 +19,12 @@ from portal.links import LinkSigner
 from portal.mail import Mailer
 from portal.otp import OutboxGateway, SmsGateway, SmsOtp
 from portal.routes import accounts, agent_sms, enrolment, pages, requester, signer, space
+from portal.routes.console import add_routes as add_console_routes
 from portal.routes.identity import mount_identity, reference_identity
+from portal.routes.identity_documents import (
+    signer_identity_documents,
+    workspace_identity_documents,
+)
 from portal.routes.middleware import middlewares
 from portal.routes.state import PORTAL, Portal, requester_token
 from portal.signing import SigningDesk
@@ -40,6 +45,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_route("*", "/api/v1/transactions/{id}/messages", requester.requester_messages)
     r.add_get("/api/v1/outbox", requester.outbox)
     r.add_get("/api/v1/openapi.json", requester.openapi)
+    # The service administrator's master console; a workspace's accepted ID documents.
+    add_console_routes(r)
+    r.add_get("/api/v1/workspaces/{ws}/identity-documents", workspace_identity_documents)
+    r.add_put("/api/v1/workspaces/{ws}/identity-documents", workspace_identity_documents)
     # Requesters' accounts and workspaces (session cookie or API token).
     accounts.add_routes(r)
     # The signers' agents (their credential).
@@ -61,6 +70,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/s/{invite}/sign/prepare", signer.signer_prepare)
     r.add_post("/api/s/{invite}/sign/complete", signer.signer_complete)
     r.add_post("/api/s/{invite}/enrolment/{step}", enrolment.signer_enrolment)
+    r.add_get("/api/s/{invite}/identity-documents", signer_identity_documents)
     # Personal Space (the e-mailed link, then a session).
     r.add_post("/api/me/{space}/otp", space.space_otp)
     r.add_post("/api/me/{space}/session", space.space_session)

@@ -1,0 +1,115 @@
+"""The master console (issue 15) on a real portal on loopback: its routes refuse anyone
+but the service administrator; suspending a workspace turns its member's API token away
+from the workspace's routes (FORBIDDEN, saying why) until it is resumed; usage counts
+the store's transactions; each change is in the audit log, whose chain verifies; a
+workspace's accepted identity documents are set by its admin and refused outside what
+the identity service supports, naming the field."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from pathlib import Path
+from typing import Any
+
+from portal.accounts import Accounts, Role
+from portal.routes.access import digest
+from tests.support.portal_service import RunningPortal, running_portal
+
+
+async def _member_token(portal: RunningPortal, role: Role, workspace: str | None = None
+                        ) -> tuple[str, str]:
+    """A user with `role` in `workspace` (a new one by default) and an API token of
+    theirs bound to it."""
+    accounts = Accounts(portal.store.db, portal.store.clock)
+    user = accounts.create_user(email=f"{secrets.token_hex(4)}@example.test", name="Ada",
+                                lang="en")
+    workspace = workspace or accounts.create_workspace("Agence", None).id
+    tomorrow = portal.store.clock() + dt.timedelta(days=1)
+    invitation = secrets.token_hex(8)  # joined as every member does: by an invitation
+    accounts.add_invitation(invitation, workspace, user.email, role, "bootstrap", tomorrow)
+    accounts.accept_invitation(invitation, user.id)
+    token = secrets.token_urlsafe(24)
+    accounts.add_token(digest(token), user.id, workspace, "ci", tomorrow)
+    return workspace, token
+
+
+async def _get(portal: RunningPortal, path: str, token: str, expect: int) -> Any:
+    async with portal.session.get(portal.url + path, headers={
+            "Authorization": f"Bearer {token}"}) as response:
+        body = await response.json()
+        assert response.status == expect, (path, response.status, body)
+        return body
+
+
+def test_console(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_portal(tmp_path) as portal:
+            workspace, token = await _member_token(portal, Role.ADMIN)
+            for path in ("workspaces", "users", "usage", "audit"):
+                refused = await _get(portal, f"/api/v1/console/{path}", token, 403)
+                assert refused["error"] == "FORBIDDEN"
+            await portal.call("POST", f"/api/v1/console/workspaces/{workspace}/suspension",
+                              {"suspended": True}, expect=401)  # no credential at all
+
+            listed = await portal.call("GET", "/api/v1/console/workspaces", auth=True)
+            [mine] = [w for w in listed["workspaces"] if w["id"] == workspace]
+            assert [m["role"] for m in mine["members"]] == ["admin"]
+
+            documents = f"/api/v1/workspaces/{workspace}/identity-documents"
+            await _get(portal, documents, token, 200)
+            await portal.call("POST", f"/api/v1/console/workspaces/{workspace}/suspension",
+                              {"suspended": True}, auth=True)
+            refused = await _get(portal, documents, token, 403)
+            assert (refused["error"], refused["message"]) == (
+                "FORBIDDEN", "this workspace is suspended")
+            await portal.call("POST", f"/api/v1/console/workspaces/{workspace}/suspension",
+                              {"suspended": False}, auth=True)
+            await _get(portal, documents, token, 200)
+
+            await portal.create(signers=1, documents=1)
+            usage = await portal.call("GET", "/api/v1/console/usage?months=1", auth=True)
+            assert sum(row["transactions"] for row in usage["usage"]) == 1
+            await portal.call("GET", "/api/v1/console/usage?months=0", auth=True,
+                              expect=400)
+
+            log = await portal.call("GET", "/api/v1/console/audit", auth=True)
+            assert log["verify"]["ok"] is True
+            assert [e["action"] for e in log["entries"][:2]] == [
+                "workspace.resume", "workspace.suspend"]
+            assert log["entries"][0]["actor"] == "bootstrap"
+    asyncio.run(main())
+
+
+def test_accepted_documents_are_set_by_an_admin_within_the_service(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_portal(tmp_path) as portal:
+            workspace, admin = await _member_token(portal, Role.ADMIN)
+            _, viewer = await _member_token(portal, Role.VIEWER, workspace)
+            path = f"{portal.url}/api/v1/workspaces/{workspace}/identity-documents"
+
+            async def put(token: str, body: Any, expect: int) -> Any:
+                async with portal.session.put(path, json=body, headers={
+                        "Authorization": f"Bearer {token}"}) as response:
+                    answer = await response.json()
+                    assert response.status == expect, answer
+                    return answer
+
+            assert (await put(viewer, {"accepted": None}, 403))["error"] == "FORBIDDEN"
+            refused = await put(admin, {"accepted": {"GBR": ["id-card"]}}, 400)
+            assert refused["field"] == "accepted.GBR"
+            refused = await put(admin, {"accepted": {"XYZ": ["passport"]}}, 400)
+            assert refused["field"] == "accepted.XYZ"
+            chosen = await put(admin, {"accepted": {"DEU": ["id-card"], "FRA": ["passport",
+                                                                           "id-card"]}}, 200)
+            assert chosen["restricted"] is True
+            assert [(s["state"], s["documents"]) for s in chosen["accepted"]] == [
+                ("D", ["id-card"]), ("FRA", ["id-card", "passport"])]
+            assert (await put(admin, {"accepted": None}, 200))["restricted"] is False
+            log = await portal.call("GET", "/api/v1/console/audit", auth=True)
+            assert [e["action"] for e in log["entries"]] == [
+                "workspace.identity-documents"] * 2
+            assert log["entries"][1]["details"] == {"accepted": {
+                "D": ["id-card"], "FRA": ["id-card", "passport"]}}
+    asyncio.run(main())
