@@ -17,7 +17,7 @@ import logging
 from io import BytesIO
 
 from asn1crypto import x509
-from pyhanko.pdf_utils.crypt import AuthStatus
+from pyhanko.pdf_utils.crypt import AuthStatus, StandardSecurityHandler
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import (
@@ -88,6 +88,10 @@ def validate_pdf(data: bytes, settings: ValidationSettings, *,
 def _open(data: bytes) -> PdfFileReader:
     try:
         reader = PdfFileReader(BytesIO(data), strict=False)
+        if reader.encrypted and not isinstance(reader.security_handler,
+                                               StandardSecurityHandler):
+            raise ValidationError("ENCRYPTED_PDF", "encrypted for certificate holders "
+                                  "(public-key security handler): cannot be opened")
         # ISO 32000-2 §7.6.4: an owner-password-only file opens with the empty user password.
         if reader.encrypted and reader.decrypt("").status == AuthStatus.FAILED:
                 raise ValidationError("ENCRYPTED_PDF", "encrypted with a user password")

@@ -4,6 +4,7 @@ validation objects of all signatures once each (pyHanko writes one signature per
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,12 @@ from pyhanko.sign.validation.report import tools
 if TYPE_CHECKING:
     from validation.report import SignatureReport
 
+log = logging.getLogger(__name__)
+# TS 119 102-2 §4.3.7 (the URIs pyHanko's report/tools.py writes too).
+MAIN_INDICATIONS = {"TOTAL-PASSED": "urn:etsi:019102:mainindication:total-passed",
+                    "TOTAL-FAILED": "urn:etsi:019102:mainindication:total-failed",
+                    "INDETERMINATE": "urn:etsi:019102:mainindication:indeterminate"}
+
 
 @dataclass(frozen=True)
 class Validated:
@@ -23,15 +30,31 @@ class Validated:
     report: SignatureReport
 
 
+def _minimal(report: SignatureReport) -> ts_11910202.SignatureValidationReportType:
+    """TS 119 102-2 §4.3: SignatureValidationStatus is the one element a report needs."""
+    sub = (f"urn:etsi:019102:subindication:{report.sub_indication}",
+           ) if report.sub_indication else ()
+    return ts_11910202.SignatureValidationReportType(
+        signature_validation_status=ts_11910202.ValidationStatusType(
+            main_indication=MAIN_INDICATIONS[report.indication], sub_indication=sub))
+
+
 def xml_report(validated: list[Validated]) -> bytes:
     """TS 119 102-2 §4 ValidationReport: one SignatureValidationReport per signature
     pyHanko processed, then SignatureValidationObjects."""
     reports = []
     objects: dict[str | None, ts_11910202.ValidationObjectType] = {}
     for item in validated:
-        if item.result is None or item.result.api_status is None:
+        try:
+            if item.result is None or item.result.api_status is None:
+                raise ValueError("no validation result to describe")
+            reports.append(tools._generate_report(item.signature, item.result))
+        except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
+            # pyHanko describes only signatures it could take apart (no shake256 digest
+            # URI, no report without signed attributes): the indication still goes in.
+            log.info("signature %s: minimal TS 119 102-2 report (%s)", item.report.field, exc)
+            reports.append(_minimal(item.report))
             continue
-        reports.append(tools._generate_report(item.signature, item.result))
         for vo in item.result.validation_objects:
             packaged = tools._package_validation_object(vo)
             objects.setdefault(packaged.id, packaged)
