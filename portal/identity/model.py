@@ -80,6 +80,9 @@ class IdentityPolicy:
     max_document_failures: int = 5
     session_minutes: int = 30
     evidence_minutes: int = 10
+    # Largest descriptor distance between the selfie and the document's portrait that is
+    # one person: from bench/identity.py's false-accept / false-reject table.
+    face_distance: float = 0.55
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> IdentityPolicy:
@@ -112,8 +115,10 @@ class IdentityPolicy:
 
 
 # Challenges a person performs in front of the camera; the page words them by `action`.
-CHALLENGE_ACTIONS = ("turn-head-left", "turn-head-right", "blink", "smile", "nod",
-                     "show-fingers", "look-up")
+# Each is checked on the face's landmarks (liveness.py); come-closer, the one a flat
+# photo can mimic, is at most one of a series of distinct challenges.
+CHALLENGE_ACTIONS = ("turn-head-left", "turn-head-right", "blink", "look-up",
+                     "come-closer")
 
 
 @dataclass(frozen=True)

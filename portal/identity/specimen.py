@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from portal.identity import countries, mrz
+from portal.identity import countries, mrz, portraits
 from portal.identity.mrz import DocumentFormat
 
 OCR_B = Path("/usr/share/fonts/opentype/ocr-b/OCRB.otf")
@@ -176,8 +176,14 @@ def _field(draw: ImageDraw.ImageDraw, x: int, y: int, label: str, value: str) ->
     draw.text((x, y + 22), _viz_text(value), font=_viz_font(32), fill="black")
 
 
-def _photo(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int]) -> None:
+def _photo(image: Image.Image, box: tuple[int, int, int, int],
+           portrait: Image.Image | None = None) -> None:
     x0, y0, x1, y1 = box
+    draw = ImageDraw.Draw(image)
+    if portrait is not None:  # the holder's face (portraits.py); else a silhouette
+        image.paste(portraits.fitted(portrait, (x1 - x0, y1 - y0)), (x0, y0))
+        draw.rectangle(box, outline=(120, 120, 140), width=3)
+        return
     draw.rectangle(box, fill=(214, 218, 226), outline=(120, 120, 140), width=3)
     cx, w = (x0 + x1) // 2, x1 - x0
     draw.ellipse((cx - w // 5, y0 + w // 6, cx + w // 5, y0 + w // 6 + w * 2 // 5),
@@ -228,11 +234,11 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def _td1_front(data: SpecimenData) -> bytes:
+def _td1_front(data: SpecimenData, portrait: Image.Image | None) -> bytes:
     image, draw = _new((85.6, 53.98))
     _banner(draw, image.width, 0)
     _title(draw, data, "IDENTITY CARD")
-    _photo(draw, (30, 130, 290, 470))
+    _photo(image, (30, 130, 290, 470), portrait)
     _stamp(draw, 40, 500)
     _printed_data(draw, data, 320, 130)
     return _png(image)
@@ -252,11 +258,12 @@ def _td1_back(data: SpecimenData, lines: tuple[str, ...]) -> bytes:
     return _png(image)
 
 
-def _td3_page(data: SpecimenData, lines: tuple[str, ...]) -> bytes:
+def _td3_page(data: SpecimenData, lines: tuple[str, ...],
+              portrait: Image.Image | None = None) -> bytes:
     image, draw = _new((125, 88))
     _banner(draw, image.width, 0)
     _title(draw, data, "PASSPORT / PASSEPORT")
-    _photo(draw, (40, 130, 360, 560))
+    _photo(image, (40, 130, 360, 560), portrait)
     _stamp(draw, 60, 600)
     _field(draw, 400, 120, "Type", "P")
     _field(draw, 560, 120, "Code", data.country)
@@ -277,8 +284,10 @@ def _break_check_digit(lines: tuple[str, ...], fmt: DocumentFormat) -> tuple[str
 
 
 def render(data: SpecimenData, *, defect: Defect | None = None,
-           today: dt.date | None = None, rng: random.Random | None = None) -> Specimen:
-    """Draw every side of the document, with at most one deliberate defect."""
+           today: dt.date | None = None, rng: random.Random | None = None,
+           portrait: Image.Image | None = None) -> Specimen:
+    """Draw every side of the document, with at most one deliberate defect, and the
+    holder's `portrait` in the photo box (a silhouette without one)."""
     today = today or dt.date.today()
     if defect is Defect.EXPIRED:
         data = replace(data, expiry_date=today - dt.timedelta(days=30))
@@ -288,7 +297,7 @@ def render(data: SpecimenData, *, defect: Defect | None = None,
     if data.format is DocumentFormat.TD3:
         if defect is Defect.MISMATCHED_SIDES:
             raise SpecimenError("a passport data page has one side: no mismatched sides")
-        return Specimen(data, lines, {Side.DATA_PAGE: _td3_page(data, lines)}, defect)
+        return Specimen(data, lines, {Side.DATA_PAGE: _td3_page(data, lines, portrait)}, defect)
     back_data, back_lines = data, lines
     if defect is Defect.MISMATCHED_SIDES:
         rng = rng or random.Random()
@@ -298,5 +307,5 @@ def render(data: SpecimenData, *, defect: Defect | None = None,
         back_data = replace(data, document_number=other,
                             birth_date=data.birth_date + dt.timedelta(days=400))
         back_lines = back_data.mrz_lines()
-    images = {Side.FRONT: _td1_front(data), Side.BACK: _td1_back(back_data, back_lines)}
+    images = {Side.FRONT: _td1_front(data, portrait), Side.BACK: _td1_back(back_data, back_lines)}
     return Specimen(data, back_lines, images, defect)
