@@ -46,6 +46,11 @@ class PortalConfig:
     # The agents allowed at /api/v1/sms-otp/{send,verify}: the SHA-256 (hex) of each
     # bearer token they present (portal/agent_auth.py); empty: those routes refuse all.
     agent_token_sha256: tuple[str, ...] = ()
+    # Webhook URLs (portal/webhooks.py) may reach a private or loopback address only
+    # under one of these prefixes (SSRF); the first retry after `webhook_retry_seconds`,
+    # each next one twice as late.
+    webhook_url_prefixes: tuple[str, ...] = ()
+    webhook_retry_seconds: int = 30
     timestamp_url: str | None = None  # RFC 3161 (the CA's /tsa): needed for B-T and B-LT
     check_revocation: bool = True  # OCSP from the certificate's AIA before signing
     smtp_host: str | None = None  # None: e-mails stay in the outbox only

@@ -46,6 +46,9 @@ class Code(StrEnum):
     PDF_ACTIVE_CONTENT = "PDF_ACTIVE_CONTENT"
     DOCUMENT_NOT_ACCEPTED = "DOCUMENT_NOT_ACCEPTED"  # an identity document
     UNAVAILABLE = "UNAVAILABLE"
+    CONFLICT = "CONFLICT"  # saved by someone else meanwhile (a template's revision)
+    CSV_INVALID = "CSV_INVALID"  # a bulk send's CSV: `errors` names each line and column
+    DOWNLOAD_DISABLED = "DOWNLOAD_DISABLED"  # unsigned documents, by the transaction
     INTERNAL = "INTERNAL"
 
 
@@ -65,6 +68,7 @@ STATUS: dict[Code, int] = {
     Code.UNAVAILABLE: 503,
     Code.CROSS_SITE: 403, Code.UNSUPPORTED_MEDIA_TYPE: 415, Code.DOCUMENT_NAME_INVALID: 400,
     Code.PDF_ACTIVE_CONTENT: 422, Code.DOCUMENT_NOT_ACCEPTED: 422,
+    Code.CONFLICT: 409, Code.CSV_INVALID: 400, Code.DOWNLOAD_DISABLED: 403,
     Code.INTERNAL: 500,
 }
 

@@ -26,6 +26,11 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         N_("Hello {name},\n\n{requester} asks you to sign: {title}.\n\n"
            "Open this link to read and sign the documents (it is personal, do not "
            "forward it; it expires on {expires}):\n{url}\n")),
+    "reminder": (  # portal/routes/reminders.py
+        N_("Reminder: documents to sign: {title}"),
+        N_("Hello {name},\n\n{requester} is still waiting for your signature on: "
+           "{title}.\n\nOpen this link to read and sign the documents (it is personal, do "
+           "not forward it; it expires on {expires}):\n{url}\n")),
     "reinvite": (
         N_("New link to sign: {title}"),
         N_("Hello {name},\n\n{requester} asks you to sign: {title}.\n\n"

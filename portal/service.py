@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 
@@ -18,7 +19,7 @@ from portal.identity.model import IdentityProvider
 from portal.links import LinkSigner
 from portal.mail import Mailer
 from portal.otp import OutboxGateway, SmsGateway, SmsOtp
-from portal.routes import accounts, agent_sms, enrolment, pages, requester, signer, space
+from portal.routes import accounts, advanced, agent_sms, enrolment, pages, requester, signer, space
 from portal.routes.console import add_routes as add_console_routes
 from portal.routes.identity import mount_identity, reference_identity
 from portal.routes.identity_documents import (
@@ -29,6 +30,7 @@ from portal.routes.middleware import middlewares
 from portal.routes.state import PORTAL, Portal, requester_token
 from portal.signing import SigningDesk
 from portal.store import SignerStatus, Store, Transaction
+from portal.webhooks import WebhookDesk
 
 __all__ = ["create_app", "setup_routes", "sweep_expired"]
 
@@ -51,6 +53,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_put("/api/v1/workspaces/{ws}/identity-documents", workspace_identity_documents)
     # Requesters' accounts and workspaces (session cookie or API token).
     accounts.add_routes(r)
+    # A workspace's templates, bulk sends and webhooks; cancel, resend, replace a signer.
+    advanced.add_routes(r)
     # The signers' agents (their credential).
     r.add_post("/api/v1/sms-otp/send", agent_sms.sms_otp_send)
     r.add_post("/api/v1/sms-otp/verify", agent_sms.sms_otp_verify)
@@ -98,7 +102,9 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
     portal = Portal(config=config, store=store, blobs=blobs,
                     links=LinkSigner.from_state(config.state_dir), otp=otp, mailer=mailer,
                     desk=desk, enrolment=EnrolmentDesk(store, identity, desk.check, otp),
-                    requester_token=requester_token(config.state_dir))
+                    requester_token=requester_token(config.state_dir),
+                    webhooks=WebhookDesk(store, config.webhook_url_prefixes, dt.timedelta(
+                        seconds=config.webhook_retry_seconds)))
     app = web.Application(middlewares=middlewares(config),
                           client_max_size=config.max_request_bytes)
     app[PORTAL] = portal
@@ -107,7 +113,9 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(mailer.run(), name="mailer"),
-                 asyncio.create_task(_sweeper(portal), name="sweeper")]
+                 asyncio.create_task(_sweeper(portal), name="sweeper"),
+                 *(asyncio.create_task(work, name=name)
+                   for name, work in advanced.background(portal))]
         yield
         for task in tasks:
             task.cancel()
@@ -129,6 +137,7 @@ async def sweep_expired(portal: Portal) -> list[Transaction]:
         signed = [s.name or s.email for s in tx.signers if s.status is SignerStatus.SIGNED]
         await portal.mail(tx.requester_email, "expired", "en", title=tx.title,
                           signed=", ".join(signed) or "nobody")
+        await portal.webhooks.emit(tx, "expired")
     return expired
 
 

@@ -11,7 +11,6 @@ of another workspace is NOT_FOUND, as one that does not exist."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 from importlib import resources
@@ -21,15 +20,13 @@ from aiohttp import web
 from portal.accounts import Principal, Role
 from portal.audit import arecord
 from portal.body_schema import openapi_request
-from portal.document_names import document_name
 from portal.errors import Code, PortalError
-from portal.intake import content_policy, record
-from portal.intake import inspect as inspect_document
 from portal.routes.access import accounts_of, member, principal, requester
-from portal.routes.parse import b64, e164, iso, read_body
+from portal.routes.parse import e164, iso, read_body
+from portal.routes.sending import Outline, parameters_of, send, take_documents
 from portal.routes.state import PORTAL, Portal
 from portal.routes.views import message_json, pdf_response, transaction_json
-from portal.store import NewDocument, NewSigner, SignerStatus, Transaction
+from portal.store import NewSigner, SignerStatus, Transaction
 from portal.store.transactions import DEFAULT_WORKSPACE
 
 log = logging.getLogger(__name__)
@@ -68,36 +65,20 @@ async def scoped_transaction(request: web.Request, need: Role
 async def create_transaction(request: web.Request) -> web.Response:
     portal, who, workspace = await scope(request, Role.REQUESTER)
     body = await read_body(request, NEW_TRANSACTION)
-    new_docs = []
-    policy = content_policy(body)
-    for i, doc in enumerate(body["documents"]):
-        name = document_name(doc["name"], f"documents[{i}].name")
-        data = b64(doc["content"], f"documents[{i}].content",
-                   portal.config.max_document_bytes)
-        found = await asyncio.to_thread(inspect_document, data, i, policy)
-        sha = await asyncio.to_thread(portal.blobs.put, data)
-        await asyncio.to_thread(record, portal.store.db, sha, found.content)
-        new_docs.append(NewDocument(name, sha, len(data), found.pages))
+    new_docs = await take_documents(portal, body)
     new_signers = [NewSigner(s.get("name", "").strip(), s["email"].strip(),
                              e164(s.get("phone", "")), s.get("lang", portal.config.default_lang))
                    for s in body["signers"]]
-    level = body.get("level", "B-LT")
-    if level != "B-B" and not portal.config.timestamp_url:
-        raise PortalError(Code.BAD_REQUEST, f"level {level} needs a time-stamping service "
-                          "(portal.timestamp_url)")
-    days, requester_ = int(body.get("expiresInDays", 14)), body["requester"]
-    tx = await asyncio.to_thread(
-        portal.store.create_transaction, title=body["title"].strip(),
-        requester_name=requester_["name"].strip(),
-        requester_email=requester_["email"].strip(), documents=new_docs,
-        signers=new_signers, sequential=body.get("sequential", True),
-        expires_in=dt.timedelta(days=days), qualified=body.get("qualified", True),
-        messaging=body.get("messaging", True), level=level,
+    parameters, turns = parameters_of(body, body["signers"])  # portal/routes/sending.py
+    requester_ = body["requester"]
+    tx = await send(portal, Outline(
         workspace_id=workspace or DEFAULT_WORKSPACE,
-        created_by=None if who.via == "bootstrap" else who.user_id)
-    for signer in tx.signers:
-        if signer.status is SignerStatus.INVITED:
-            await portal.invite(tx, signer)
+        created_by=None if who.via == "bootstrap" else who.user_id,
+        title=body["title"].strip(), requester_name=requester_["name"].strip(),
+        requester_email=requester_["email"].strip(), documents=tuple(new_docs),
+        level=body.get("level", "B-LT"), days=int(body.get("expiresInDays", 14)),
+        qualified=body.get("qualified", True), messaging=body.get("messaging", True)),
+        new_signers, parameters, turns)
     log.info("transaction %s created: %d document(s), %d signer(s)", tx.id,
              len(tx.documents), len(tx.signers))
     return web.json_response(transaction_json(portal, tx, for_requester=True), status=201)

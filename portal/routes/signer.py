@@ -45,8 +45,9 @@ COMPLETE = BodySchema(closed({
 
 async def signer_get(request: web.Request) -> web.Response:
     portal, signer_id, generation = invite(request)
-    return web.json_response(await signer_view(portal, signer_id, generation,
-                                               request.query.get("lang")))
+    view = await signer_view(portal, signer_id, generation, request.query.get("lang"))
+    await portal.webhooks.viewed(signer_id)  # once per signer (portal/webhooks.py)
+    return web.json_response(view)
 
 
 async def signer_consents(request: web.Request) -> web.Response:
@@ -65,6 +66,9 @@ async def _unsigned_allowed(portal: Portal, signer_id: str, generation: int
         raise PortalError(Code.WRONG_STEP, "accept the policy and terms first")
     if signer.status in (SignerStatus.ACCEPTED, SignerStatus.SIGNED):
         raise PortalError(Code.ALREADY_ACCEPTED)
+    if not (await asyncio.to_thread(portal.store.parameters, tx.id)).download_unsigned:
+        raise PortalError(Code.DOWNLOAD_DISABLED, "the requester does not let signers "
+                          "download the unsigned documents")
     return tx
 
 
@@ -121,7 +125,11 @@ async def signer_signed_zip(request: web.Request) -> web.Response:
 
 async def signer_accept(request: web.Request) -> web.Response:
     portal, signer_id, generation = invite(request)
+    _, before = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
     await asyncio.to_thread(portal.store.accept, signer_id, generation)
+    if before.status is SignerStatus.CONSENTED:  # accepted now, not a repeat
+        tx, signer = await asyncio.to_thread(portal.store.check_signer, signer_id, generation)
+        await portal.webhooks.emit(tx, "accepted", signer)
     return web.json_response(await signer_view(portal, signer_id, generation))
 
 
@@ -142,6 +150,7 @@ async def signer_refuse(request: web.Request) -> web.Response:
     await portal.mail(tx.requester_email, "refused", "en",
                       name=signer.name or signer.email, title=tx.title, reason=reason)
     log.info("signer %s refused transaction %s", signer_id, tx.id)
+    await portal.webhooks.emit(tx, "refused", signer)
     return web.json_response(await signer_view(portal, signer_id, generation))
 
 
@@ -184,6 +193,10 @@ async def signer_complete(request: web.Request) -> web.Response:
     done = await portal.desk.complete(signer_id, generation, fields["sessionId"].strip(),
                                       signatures)
     tx = done.transaction
+    if done.stored:
+        await portal.webhooks.emit(tx, "signed", tx.signer(signer_id))
+        if tx.status is TxStatus.COMPLETED:
+            await portal.webhooks.emit(tx, "completed")
     for next_signer in done.next_signers:  # their turn came
         await portal.invite(tx, next_signer)
     if done.stored and tx.status is TxStatus.COMPLETED:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from portal.mail import Mailer, compose
 from portal.otp import SmsOtp
 from portal.signing import SigningDesk
 from portal.store import Signer, Store, Transaction
+from portal.webhooks import WebhookDesk
 
 SPACE_LINK_DAYS = 30
 
@@ -38,6 +39,8 @@ class Portal:
     desk: SigningDesk
     enrolment: EnrolmentDesk
     requester_token: str
+    webhooks: WebhookDesk  # a workspace's events, queued and delivered
+    bulk_wake: asyncio.Event = field(default_factory=asyncio.Event)  # routes/bulk.py
 
     def invite_url(self, tx: Transaction, signer: Signer) -> str:
         token = self.links.make(Purpose.INVITE, signer.id, generation=signer.generation,

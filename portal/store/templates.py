@@ -184,13 +184,25 @@ class Templates(Tables):
             if retry:
                 cur.execute("UPDATE bulk_rows SET error = ?, lease_until = NULL, state = "
                             "CASE WHEN attempts >= ? THEN 'failed' ELSE 'pending' END "
-                            "WHERE bulk_id = ? AND line = ?",
+                            "WHERE bulk_id = ? AND line = ? AND state = 'pending'",
                             (error, MAX_ROW_ATTEMPTS, bulk_id, line))
                 return
             cur.execute("UPDATE bulk_rows SET state = ?, transaction_id = ?, error = ?, "
-                        "done_at = ?, lease_until = NULL WHERE bulk_id = ? AND line = ?",
+                        "done_at = ?, lease_until = NULL WHERE bulk_id = ? AND line = ? "
+                        "AND state = 'pending'",
                         ("done" if error is None else "failed", transaction_id, error,
                          iso(self.clock()), bulk_id, line))
+
+    @staticmethod
+    def bulk_row_started(cur: Cursor, bulk_id: str, line: int, transaction_id: str) -> None:
+        """Inside the transaction that creates the line's transaction: done, or CONFLICT
+        (rolling it back) when another process finished the line first."""
+        cur.execute("UPDATE bulk_rows SET state = 'done', transaction_id = ?, error = NULL, "
+                    "lease_until = NULL, done_at = (SELECT created_at FROM transactions "
+                    "WHERE id = ?) WHERE bulk_id = ? AND line = ? AND state = 'pending'",
+                    (transaction_id, transaction_id, bulk_id, line))
+        if cur.rowcount != 1:
+            raise PortalError(Code.CONFLICT, f"bulk line {line} was sent already")
 
     def bulk_sends(self, workspace_id: str, template_id: str) -> list[tuple[str, dt.datetime]]:
         """(id, created at) of a template's bulk sends, newest first."""

@@ -120,13 +120,21 @@ class Webhooks(Tables):
                         "AND state = 'pending'", (hook_id,))
 
     def queue_event(self, workspace_id: str, event: str, transaction_id: str | None,
-                    data: dict[str, Any]) -> list[str]:
-        """One delivery per webhook of the workspace that takes `event`; their ids."""
+                    data: dict[str, Any], *, once: str | None = None) -> list[str]:
+        """One delivery per webhook of the workspace that takes `event`; their ids.
+        `once`: a signer's id; nothing when this event about them was queued before."""
         if event not in EVENTS:
             raise ValueError(f"unknown event {event}")
         now = self.clock()
         queued = []
         with self.db.transaction() as cur:
+            if once is not None:
+                # The payload is compact JSON with the signer's object first in its data.
+                cur.execute("SELECT 1 FROM webhook_deliveries WHERE transaction_id = ? AND "
+                            "event = ? AND payload LIKE ? LIMIT 1",
+                            (transaction_id, event, f'%"signer":{{"id":{json.dumps(once)}%'))
+                if cur.fetchone() is not None:
+                    return []
             cur.execute("SELECT id, events FROM webhooks WHERE workspace_id = ? AND "
                         "deleted_at IS NULL", (workspace_id,))
             for hook_id, events in cur.fetchall():
