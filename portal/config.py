@@ -59,6 +59,13 @@ class PortalConfig:
     smtp_username: str | None = None
     smtp_password_file: Path | None = None
     mail_from: str = "qsign portal <no-reply@localhost>"
+    # Requesters' OpenID Connect sign-in (portal/accounts/oidc.py): the provider's issuer
+    # URL and this portal's client there (secret inline or in a file); no issuer: off.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_client_secret_file: Path | None = None
+    oidc_name: str = "OpenID Connect"  # the button says "Sign in with <oidc_name>"
     # The reference identity service accepts SPECIMEN documents: demos and tests only.
     identity_accept_specimens: bool = False
     # The reference identity service's policy: the TOML table [identity] (accepted

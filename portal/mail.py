@@ -62,6 +62,16 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "message": (
         N_("New message about: {title}"),
         N_("{name} wrote about \"{title}\":\n\n{text}\n")),
+    "workspace-invite": (
+        N_("Join the workspace {workspace}"),
+        N_("Hello,\n\n{inviter} invites you to the workspace \"{workspace}\" as {role}.\n\n"
+           "Open this link to create your account (it works once and expires on "
+           "{expires}):\n{url}\n")),
+    "password-reset": (
+        N_("Reset your password"),
+        N_("Hello {name},\n\nSomeone asked to reset the password of your account. If it "
+           "was you, open this link (it works once and expires on {expires}):\n{url}\n\n"
+           "If it was not you, ignore this mail: your password stays as it is.\n")),
 }
 
 

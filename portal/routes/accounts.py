@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from portal.routes import requester
+from portal.routes import requester, settings, signin, workspaces
 
 WORKSPACE_TX = "/api/v1/workspaces/{ws}/transactions"
 
 
 def add_routes(r: web.UrlDispatcher) -> None:
+    signin.add_routes(r)
+    settings.add_routes(r)
+    workspaces.add_routes(r)
     r.add_post(WORKSPACE_TX, requester.create_transaction)
     r.add_get(WORKSPACE_TX, requester.list_transactions)
     r.add_get(WORKSPACE_TX + "/{id}", requester.get_transaction)

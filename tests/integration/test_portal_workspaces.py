@@ -6,24 +6,20 @@ service administrator) sees every workspace."""
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any
 
 from portal.accounts import Role
-from tests.support.accounts import Requester, accounts, api_token, requester_in
-from tests.support.pdfs import blank_pdf
+from tests.support.accounts import (
+    Requester,
+    accounts,
+    api_token,
+    new_transaction,
+    requester_in,
+)
 from tests.support.portal_service import RunningPortal, with_portal
 
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
-
-
-def _new_transaction(title: str) -> dict[str, Any]:
-    return {"title": title,
-            "requester": {"name": "Agence", "email": "agence@example.test"},
-            "documents": [{"name": "a.pdf", "content": base64.b64encode(blank_pdf(1)).decode()}],
-            "signers": [{"name": "Alice Martin", "email": "s1@example.test"}],
-            "level": "B-B"}
 
 
 async def _as(portal: RunningPortal, who: Requester | None, method: str, path: str,
@@ -54,11 +50,11 @@ async def test_a_member_of_one_workspace_finds_nothing_of_another(
     a = requester_in(portal, "ann@example.test", Role.OWNER)
     b = requester_in(portal, "bob@example.test", Role.OWNER)
     status, mine = await _as(portal, a, "POST", "/api/v1/transactions",
-                             _new_transaction("A's lease"))
+                             new_transaction("A's lease"))
     assert status == 201, mine
     status, theirs = await _as(portal, b, "POST",
                                f"/api/v1/workspaces/{b.workspace}/transactions",
-                               _new_transaction("B's lease"))
+                               new_transaction("B's lease"))
     assert status == 201, theirs
     b_ids = {"ws": b.workspace, "id": theirs["id"], "doc": theirs["documents"][0]["id"]}
 
@@ -95,12 +91,12 @@ async def test_a_viewer_reads_but_cannot_create_or_write(portal: RunningPortal) 
     owner = requester_in(portal, "olga@example.test", Role.OWNER)
     viewer = requester_in(portal, "vic@example.test", Role.VIEWER, owner.workspace)
     status, tx = await _as(portal, owner, "POST", "/api/v1/transactions",
-                           _new_transaction("Lease"))
+                           new_transaction("Lease"))
     assert status == 201
     status, got = await _as(portal, viewer, "GET", f"/api/v1/transactions/{tx['id']}")
     assert (status, got["title"]) == (200, "Lease")
     status, refused = await _as(portal, viewer, "POST", "/api/v1/transactions",
-                                _new_transaction("Mine"))
+                                new_transaction("Mine"))
     assert (status, refused["error"]) == (403, "FORBIDDEN")
     status, refused = await _as(portal, viewer, "POST",
                                 f"/api/v1/transactions/{tx['id']}/messages", {"text": "hi"})

@@ -1,0 +1,177 @@
+"""A requester's account from invitation to daily use, over HTTP with a real SMTP sink:
+the service administrator makes a workspace and invites its owner by e-mail; the link
+creates the account, which must enrol TOTP before it is signed in; then sign-out,
+sign-in with password and a TOTP code (a replayed code refused), CSRF (token and
+cross-site check) on cookie-authenticated writes, API tokens shown once and revoked,
+roles changed within what an admin may do, password reset by an e-mailed single-use
+link, and bad input named by field."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.support.accounts import Browser, new_transaction
+from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.smtp_sink import SmtpSink, smtp_sink
+
+PASSWORD = "correct horse battery"
+
+
+async def _invited(portal: RunningPortal, sink: SmtpSink, browser: Browser, email: str,
+                   workspace: str, role: str, *, by: Browser | None = None,
+                   mails_before: int = 0) -> str:
+    """`email` invited to `workspace` with `role` (by the bootstrap token, or `by`),
+    the account made from the mailed link, TOTP enrolled; returns the TOTP secret."""
+    body = {"email": email, "role": role}
+    if by is None:
+        await portal.call("POST", f"/api/v1/workspaces/{workspace}/invitations", body,
+                          auth=True, expect=201)
+    else:
+        await by.call("POST", f"/api/v1/workspaces/{workspace}/invitations", body,
+                      expect=201)
+    token = await sink.link(email, "/join/", mails_before + 1)
+    seen = await browser.call("GET", f"/api/auth/invitations/{token}")
+    assert (seen["email"], seen["role"], seen["hasAccount"]) == (email, role, False)
+    joined = await browser.call("POST", f"/api/auth/invitations/{token}",
+                                {"name": email.split("@")[0].title(), "password": PASSWORD})
+    assert joined == {"workspace": workspace, "stage": "enrol"}
+    # not signed in until the second factor is enrolled
+    refused = await browser.call("GET", "/api/v1/workspaces", expect=401)
+    assert refused["error"] == "UNAUTHORIZED"
+    used = await browser.call("POST", f"/api/auth/invitations/{token}",
+                              {"name": "Again", "password": PASSWORD}, expect=403)
+    assert used["error"] == "LINK_INVALID"
+    return await browser.enrol_totp()
+
+
+async def _journey(portal: RunningPortal, sink: SmtpSink) -> None:
+    made = await portal.call("POST", "/api/v1/workspaces", {"name": "Agence Dupont"},
+                             auth=True, expect=201)
+    ws = made["id"]
+    async with Browser(portal) as olga, Browser(portal) as rita:
+        secret = await _invited(portal, sink, olga, "olga@example.test", ws, "owner")
+        view = await olga.refresh()
+        assert view["stage"] == "done"
+        assert view["workspaces"] == [{"id": ws, "name": "Agence Dupont", "role": "owner",
+                                       "suspended": False}]
+
+        # CSRF: the synchronizer token, and the cross-site check, on cookie writes
+        path = f"/api/v1/workspaces/{ws}/transactions"
+        refused = await olga.call("POST", path, new_transaction("Lease"), csrf=False,
+                                  expect=403)
+        assert refused["error"] == "FORBIDDEN"
+        refused = await olga.call("POST", path, new_transaction("Lease"), expect=403,
+                                  headers={"Sec-Fetch-Site": "cross-site"})
+        assert refused["error"] == "CROSS_SITE"
+        tx = await olga.call("POST", path, new_transaction("Lease"), expect=201)
+
+        # an admin invites a requester; cannot make owners
+        await _invited(portal, sink, rita, "rita@example.test", ws, "requester", by=olga)
+        await rita.refresh()
+        listed = await rita.call("GET", path)
+        assert [t["id"] for t in listed["transactions"]] == [tx["id"]]
+        members = (await olga.call("GET", f"/api/v1/workspaces/{ws}"))["members"]
+        rita_id = next(m["id"] for m in members if m["email"] == "rita@example.test")
+        await olga.call("PATCH", f"/api/v1/workspaces/{ws}/members/{rita_id}",
+                        {"role": "admin"})
+        refused = await rita.call("POST", f"/api/v1/workspaces/{ws}/invitations",
+                                  {"email": "x@example.test", "role": "owner"}, expect=403)
+        assert refused["error"] == "FORBIDDEN"
+        olga_id = view["user"]["id"]
+        refused = await rita.call("DELETE", f"/api/v1/workspaces/{ws}/members/{olga_id}",
+                                  expect=403)
+        assert refused["error"] == "FORBIDDEN"
+        last = await olga.call("PATCH", f"/api/v1/workspaces/{ws}/members/{olga_id}",
+                               {"role": "viewer"}, expect=400)
+        assert last["field"] == "role"  # a workspace keeps one owner
+
+        # API tokens: shown once, listed without the secret, revoked
+        made_token = await olga.call("POST", "/api/account/tokens",
+                                     {"name": "CI", "workspace": ws, "expiresInDays": 30},
+                                     expect=201)
+        listed_tokens = (await olga.call("GET", "/api/account/tokens"))["tokens"]
+        assert [t["name"] for t in listed_tokens] == ["CI"]
+        assert "token" not in listed_tokens[0]
+        bearer = {"Authorization": f"Bearer {made_token['token']}"}
+        async with portal.session.get(portal.url + "/api/v1/transactions",
+                                      headers=bearer) as response:
+            assert response.status == 200
+            assert [t["id"] for t in (await response.json())["transactions"]] == [tx["id"]]
+        await olga.call("DELETE", f"/api/account/tokens/{made_token['id']}")
+        async with portal.session.get(portal.url + "/api/v1/transactions",
+                                      headers=bearer) as response:
+            assert response.status == 401
+
+        # sign out, then in again: password, then a TOTP code (used once)
+        await olga.call("POST", "/api/auth/sign-out")
+        assert (await olga.refresh())["stage"] == "none"
+        await olga.call("GET", path, expect=401)
+        wrong = await olga.call("POST", "/api/auth/password",
+                                {"email": "olga@example.test", "password": "not it"},
+                                expect=401)
+        assert wrong["error"] == "UNAUTHORIZED"
+        first = await olga.call("POST", "/api/auth/password",
+                                {"email": "OLGA@example.test", "password": PASSWORD})
+        assert first == {"stage": "totp"}
+        await olga.call("GET", path, expect=401)
+        await olga.refresh()
+        replayed = await olga.call("POST", "/api/auth/totp", {"code": olga.code(secret)},
+                                   expect=409)
+        assert replayed["error"] == "OTP_REPLAYED"  # the enrolment used this step
+        portal.clock.advance(seconds=30)
+        await olga.call("POST", "/api/auth/totp", {"code": olga.code(secret)})
+        await olga.refresh()
+        await olga.call("GET", path)
+
+        # password reset: an e-mailed link, single use; sessions end
+        await rita.call("POST", "/api/auth/reset", {"email": "rita@example.test"},
+                        expect=202)
+        await olga.call("POST", "/api/auth/reset", {"email": "nobody@example.test"},
+                        expect=202)  # the same answer for an unknown address
+        token = await sink.link("rita@example.test", "/reset/", 2)
+        await rita.call("GET", f"/api/auth/reset/{token}")
+        await rita.call("POST", f"/api/auth/reset/{token}",
+                        {"password": "a brand new secret"})
+        again = await rita.call("POST", f"/api/auth/reset/{token}",
+                                {"password": "another new secret"}, expect=403)
+        assert again["error"] == "LINK_INVALID"
+        assert (await rita.refresh())["stage"] == "none"
+        assert (await rita.call("POST", "/api/auth/password",
+                                {"email": "rita@example.test",
+                                 "password": "a brand new secret"}))["stage"] == "totp"
+
+
+async def _bad_input(portal: RunningPortal) -> None:
+    made = await portal.call("POST", "/api/v1/workspaces", {"name": "W"}, auth=True,
+                             expect=201)
+    cases: list[tuple[str, str, Any, str]] = [
+        ("POST", "/api/auth/password", {"email": "not an address", "password": "x"},
+         "email"),
+        ("POST", "/api/auth/password", {"email": "a@example.test"}, "password"),
+        ("POST", "/api/auth/totp", {"code": "12ab56"}, "code"),
+        ("POST", "/api/auth/reset", {"email": 7}, "email"),
+        ("POST", "/api/auth/reset/whatever", {"password": "short"}, "password"),
+        ("POST", "/api/v1/workspaces", {"name": "  "}, "name"),
+        ("POST", "/api/v1/workspaces", {"name": "W", "colour": "red"}, "colour"),
+        ("POST", f"/api/v1/workspaces/{made['id']}/invitations",
+         {"email": "a@example.test", "role": "boss"}, "role"),
+    ]
+    for method, path, body, field in cases:
+        answer = await portal.call(method, path, body, auth=True, expect=None)
+        if path == "/api/auth/totp":
+            assert answer["error"] == "UNAUTHORIZED"  # no session: refused before the body
+            continue
+        assert (answer["error"], answer.get("field")) == ("BAD_REQUEST", field), (path, answer)
+
+
+def test_a_requester_account_from_invitation_to_daily_use(tmp_path: Path,
+                                                          database_url: str) -> None:
+    async def main() -> None:
+        with smtp_sink() as sink:
+            async with running_portal(tmp_path, database_url=database_url,
+                                      smtp_host="127.0.0.1", smtp_port=sink.port) as portal:
+                await _journey(portal, sink)
+                await _bad_input(portal)
+    asyncio.run(main())
