@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from portal.identity.model import IdentityPolicy
+from portal.validation_config import ValidationConfig
 
 DEFAULT_PORT = 8780
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -71,6 +72,8 @@ class PortalConfig:
     # The reference identity service's policy: the TOML table [identity] (accepted
     # document kinds per issuing state, liveness challenges and time frames, ...).
     identity_policy: IdentityPolicy | None = None
+    # The validation service: the TOML table [validation] (portal/validation_config.py).
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     default_lang: str = "en"
     # E-mail the requester when a signer corrects their name or phone (also in the thread).
     notify_requester_on_correction: bool = True
@@ -103,7 +106,7 @@ class PortalConfig:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any], source: str = "config") -> PortalConfig:
-        unknown = set(raw) - {"portal", "identity"}
+        unknown = set(raw) - {"portal", "identity", "validation"}
         if unknown:
             raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r}")
         policy = None
@@ -125,14 +128,19 @@ class PortalConfig:
         section = raw.get("portal", {})
         if not isinstance(section, dict):
             raise ConfigError(f"{source}: [portal] must be a table")
-        kinds = {f.name: f.type for f in fields(cls) if f.name != "identity_policy"}
+        kinds = {f.name: f.type for f in fields(cls)
+                 if f.name not in ("identity_policy", "validation")}
         values: dict[str, Any] = {}
         for key, value in section.items():
             where = f"{source}: portal.{key}"
             if key not in kinds:
                 raise ConfigError(f"{where}: unknown key")
             values[key] = _convert(str(kinds[key]), value, where)
-        config = cls(**values, identity_policy=policy)
+        try:
+            validation = ValidationConfig.from_table(raw.get("validation", {}), source)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        config = cls(**values, identity_policy=policy, validation=validation)
         for name in ("port", "smtp_port", "agent_port"):
             if not 1 <= getattr(config, name) <= 65535:
                 raise ConfigError(f"{source}: portal.{name} out of range")

@@ -46,6 +46,9 @@ class Code(StrEnum):
     PDF_ACTIVE_CONTENT = "PDF_ACTIVE_CONTENT"
     DOCUMENT_NOT_ACCEPTED = "DOCUMENT_NOT_ACCEPTED"  # an identity document
     UNAVAILABLE = "UNAVAILABLE"
+    NOT_A_PDF = "NOT_A_PDF"
+    PDF_ENCRYPTED = "PDF_ENCRYPTED"
+    RATE_LIMITED = "RATE_LIMITED"
     CONFLICT = "CONFLICT"  # saved by someone else meanwhile (a template's revision)
     CSV_INVALID = "CSV_INVALID"  # a bulk send's CSV: `errors` names each line and column
     DOWNLOAD_DISABLED = "DOWNLOAD_DISABLED"  # unsigned documents, by the transaction
@@ -69,6 +72,7 @@ STATUS: dict[Code, int] = {
     Code.CROSS_SITE: 403, Code.UNSUPPORTED_MEDIA_TYPE: 415, Code.DOCUMENT_NAME_INVALID: 400,
     Code.PDF_ACTIVE_CONTENT: 422, Code.DOCUMENT_NOT_ACCEPTED: 422,
     Code.CONFLICT: 409, Code.CSV_INVALID: 400, Code.DOWNLOAD_DISABLED: 403,
+    Code.NOT_A_PDF: 422, Code.PDF_ENCRYPTED: 422, Code.RATE_LIMITED: 429,
     Code.INTERNAL: 500,
 }
 
@@ -92,7 +96,15 @@ _DEFAULT_MESSAGES: dict[Code, str] = {
     Code.OTP_THROTTLED: "too many attempts: wait before trying again",
     Code.OTP_LOCKED: "too many wrong codes: ask for a new one later",
     Code.CROSS_SITE: "this request comes from another site",
+    Code.RATE_LIMITED: "too many requests from this address: wait before trying again",
     Code.INTERNAL: "internal error",
+}
+
+
+# The validation package's refusals (validation/errors.py ValidationError.code).
+VALIDATION_CODES: dict[str, Code] = {
+    "NOT_A_PDF": Code.NOT_A_PDF, "MALFORMED_PDF": Code.PDF_INVALID,
+    "TOO_LARGE": Code.PAYLOAD_TOO_LARGE, "ENCRYPTED_PDF": Code.PDF_ENCRYPTED,
 }
 
 

@@ -28,8 +28,15 @@ from portal.routes.identity_documents import (
 )
 from portal.routes.middleware import middlewares
 from portal.routes.state import PORTAL, Portal, requester_token
+from portal.routes.validations import (
+    VALIDATION,
+    create_validation,
+    requester_validation,
+    space_validation,
+)
 from portal.signing import SigningDesk
 from portal.store import SignerStatus, Store, Transaction
+from portal.validating import ValidationDesk
 from portal.webhooks import WebhookDesk
 
 __all__ = ["create_app", "setup_routes", "sweep_expired"]
@@ -80,6 +87,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/me/{space}/session", space.space_session)
     r.add_get("/api/me", space.space_get)
     r.add_get("/api/me/documents/{tx}/{doc}", space.space_document)
+    # The validation service (anyone; the requester's and the signers' documents).
+    r.add_post("/api/v1/validations", create_validation)
+    r.add_get("/api/v1/transactions/{id}/documents/{doc}/validation", requester_validation)
+    r.add_get("/api/me/documents/{tx}/{doc}/validation", space_validation)
     # What a browser opens.
     for path, template in pages.PAGES.items():
         r.add_get(path, pages.page(template))
@@ -108,6 +119,7 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
     app = web.Application(middlewares=middlewares(config),
                           client_max_size=config.max_request_bytes)
     app[PORTAL] = portal
+    app[VALIDATION] = ValidationDesk(config, store)
     pages.setup_templates(app)
     setup_routes(app)
 

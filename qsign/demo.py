@@ -86,6 +86,7 @@ def main(args: argparse.Namespace) -> int:
                        else asyncio.run(_enrol_card(ca_dir, ports, identity)))
         smtp = _smtp_sink(root / "mail", ports.smtp)
         stack.callback(smtp.stop)
+        _validation(root, ca_dir)
         portal_config = _portal_config(root, ports)
         children.append(_spawn(root / "portal.log", "portal", "serve", "--config",
                                str(portal_config)))
@@ -106,6 +107,7 @@ qsign demo is running (state in {root}):
   SMS codes   http://127.0.0.1:{ports.portal}/outbox
               or: qsign portal outbox --config {portal_config}
   e-mails     SMTP 127.0.0.1:{ports.smtp} -> Maildir {root / 'mail'}
+  validate    http://127.0.0.1:{ports.portal}/validate      (any signed PDF; demo trusted list)
   agent       ws://127.0.0.1:{ports.agent}/v1/ws   CA http://127.0.0.1:{ports.ca}/
   logs        {root}/*.log
 """, flush=True)
@@ -278,8 +280,36 @@ def _portal_config(root: Path, ports: Ports) -> Path:
         f'timestamp_url = "http://127.0.0.1:{ports.ca}/tsa"\n'
         f'smtp_host = "127.0.0.1"\nsmtp_port = {ports.smtp}\n'
         "identity_accept_specimens = true\n"
-        f'agent_token_sha256 = ["{digest}"]\n')
+        f'agent_token_sha256 = ["{digest}"]\n'
+        "[validation]\n"  # the CA's demo trusted list: the demo's signatures show QES
+        f"trusted_lists = [{json.dumps(str(root / 'trusted-list.xml'))}]\n"
+        f"operator_certs = [{json.dumps(str(root / 'trusted-list-operator.pem'))}]\n")
     return path
+
+
+def _validation(root: Path, ca_dir: Path) -> None:
+    """The CA's trusted list (issued afresh at each start) with its scheme operator's
+    certificate, and the portal's seal for validation reports, certified by the CA."""
+    from ca.authority import Authority
+    from ca.registry import Registry
+    from ca.seal import issue_seal
+    from ca.trusted_list import SchemeOperator, write_trusted_list
+    from ground.files import write_atomically
+    from portal.seal import make_seal
+
+    authority = Authority.load(ca_dir)
+    write_trusted_list(authority, root / "trusted-list.xml")
+    write_atomically(root / "trusted-list-operator.pem", SchemeOperator.of(authority).pem,
+                     0o644)
+    if (root / "portal" / "seal" / "certificate.pem").exists():
+        return
+    registry = Registry.open(None, ca_dir)
+    try:
+        make_seal(root / "portal", lambda spki: (
+            issue_seal(authority, registry, spki, authority.config.organization,
+                       "qsign validation service").dump(), [authority.issuing.dump()]))
+    finally:
+        registry.close()
 
 
 def _agent_config(root: Path, ports: Ports) -> Path:

@@ -32,6 +32,7 @@ PAGES = {
     "/s/{invite}": "signer.html",
     "/me/{space}": "me.html",
     "/id/{session}": "identity.html",  # "continue on my smartphone"
+    "/validate": "validate.html",  # anyone checks a signed PDF (issue 16)
 }
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json",
           ".svg": "image/svg+xml", ".png": "image/png", ".html": "text/html",

@@ -1,0 +1,215 @@
+"""The portal's validation service over a real socket (issue 16; portal/API.md
+"Validation"): one portal for the module, served on loopback from its own event loop,
+with the CA's demo trusted list (ca/trusted_list.py, signed by its scheme operator) and a
+seal key certified by that CA (ca/seal.py, portal/seal.py).
+
+What an anonymous caller gets: the report of a PDF (none, or the portal's own sealed
+report, validated back), the XML and sealed-PDF forms, and the typed refusals: not a PDF,
+an empty body, a malformed PDF, an unsupported type, too large (announced or streamed),
+too many from one address."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ca.authority import Authority
+from ca.registry import Registry
+from ca.seal import issue_seal
+from ca.trusted_list import SchemeOperator, write_trusted_list
+from portal.config import PortalConfig
+from portal.seal import make_seal
+from portal.service import create_app
+from portal.store import Store
+from tests.support.pdfs import blank_pdf
+from tests.support.portal_service import Clock
+from tests.support.ports import free_port
+
+MAX_BYTES = 400_000
+PER_HOUR = 6
+SEAL_NAME = "qsign Validation Service (test)"
+
+
+@dataclass
+class Served:
+    url: str
+    clock: Clock
+    token: str
+
+    def fresh_window(self) -> None:
+        """The next requests start a new hourly allowance for this address."""
+        self.clock.advance(hours=2)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("validations")
+    authority = Authority.init(root / "ca")
+    tl = write_trusted_list(authority, root / "tl.xml")
+    operator = root / "operator.pem"
+    operator.write_bytes(SchemeOperator.of(authority).pem)
+    registry = Registry.open(None, authority.directory)
+    try:
+        make_seal(root / "portal", lambda spki: (
+            issue_seal(authority, registry, spki, "qsign", SEAL_NAME).dump(),
+            [authority.issuing.dump()]))
+    finally:
+        registry.close()
+    port = free_port()
+    config = PortalConfig.from_mapping({
+        "portal": {"state_dir": str(root / "portal"), "port": port,
+                   "max_document_bytes": MAX_BYTES},
+        "validation": {"trusted_lists": [str(tl)], "operator_certs": [str(operator)],
+                       "per_address_per_hour": PER_HOUR}})
+    clock = Clock()
+    store = Store.open(None, config.state_dir, clock)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(config, store=store))
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(60), "the portal did not start"
+    try:
+        yield Served(f"http://127.0.0.1:{port}", clock,
+                     (config.state_dir / "requester.token").read_text().strip())
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+
+
+async def _post(served: Served, body: Any, *, content_type: str = "application/pdf",
+                accept: str = "application/json", query: str = "?name=contract.pdf"
+                ) -> tuple[int, Any, str]:
+    headers = {"Content-Type": content_type, "Accept": accept}
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{served.url}/api/v1/validations{query}", data=body,
+            headers=headers) as response:
+        data = await (response.json() if response.content_type == "application/json"
+                      else response.read())
+        return response.status, data, response.content_type
+
+
+def _run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def test_an_unsigned_pdf_has_no_signature(served: Served) -> None:
+    served.fresh_window()
+    status, report, _ = _run(_post(served, blank_pdf()))
+    assert status == 200, report
+    assert report["file"] == "contract.pdf" and report["signatures"] == []
+    assert report["note"] == "no signature"
+    [tl] = report["trustedLists"]
+    assert tl["ok"] is True, tl
+
+
+def test_the_sealed_pdf_report_validates_and_names_the_service(served: Served) -> None:
+    served.fresh_window()
+    status, sealed, kind = _run(_post(served, blank_pdf(), accept="application/pdf"))
+    assert status == 200 and kind == "application/pdf" and sealed.startswith(b"%PDF-")
+    # The report comes back in the requester API's JSON document shape.
+    status, report, _ = _run(_post(served, aiohttp.JsonPayload({
+        "name": "report.pdf", "content": base64.b64encode(sealed).decode()}),
+        content_type="application/json", query=""))
+    assert status == 200, report
+    [seal] = report["signatures"]
+    assert seal["field"] == "ServiceSeal" and SEAL_NAME in seal["signer"], seal
+    # Intact: its hash and signature hold (offline, without the CA's OCSP, its status
+    # may stay INDETERMINATE for want of revocation data, never TOTAL-FAILED).
+    assert seal["indication"] != "TOTAL-FAILED", seal
+    # A byte changed inside the signed range: the seal no longer holds.
+    at = sealed.index(b"Signature validation report") if b"Signature validation report" \
+        in sealed else len(sealed) // 3
+    tampered = sealed[:at] + bytes([sealed[at] ^ 0x01]) + sealed[at + 1:]
+    status, report, _ = _run(_post(served, tampered))
+    assert status == 200, report
+    assert report["signatures"][0]["indication"] == "TOTAL-FAILED", report
+
+
+def test_the_xml_report_follows_ts_119_102_2(served: Served) -> None:
+    served.fresh_window()
+    status, xml, kind = _run(_post(served, blank_pdf(), accept="application/xml"))
+    assert status == 200 and kind == "application/xml"
+    assert b"ValidationReport" in xml[:2000], xml[:300]
+
+
+def test_typed_refusals(served: Served) -> None:
+    served.fresh_window()
+    cases = [(b"", "application/pdf", 422, "NOT_A_PDF"),
+             (b"hello, not a PDF", "application/pdf", 422, "NOT_A_PDF"),
+             (b"%PDF-1.7\nthis is no PDF body at all\n%%EOF\n", "application/pdf", 422,
+              "PDF_INVALID"),
+             (blank_pdf(), "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE")]
+    for body, content_type, status, code in cases:
+        got, reply, _ = _run(_post(served, body, content_type=content_type))
+        assert (got, reply["error"]) == (status, code), (body[:20], reply)
+
+
+def test_too_large_announced_or_streamed(served: Served) -> None:
+    served.fresh_window()
+    big = b"%PDF-1.7\n" + b"0" * MAX_BYTES
+    status, reply, _ = _run(_post(served, big))
+    assert (status, reply["error"]) == (413, "PAYLOAD_TOO_LARGE"), reply
+
+    async def trickle() -> AsyncIterator[bytes]:  # chunked: no Content-Length to refuse by
+        for _ in range(MAX_BYTES // 65536 + 2):
+            yield b"0" * 65536
+
+    status, reply, _ = _run(_post(served, trickle()))
+    assert (status, reply["error"]) == (413, "PAYLOAD_TOO_LARGE"), reply
+
+
+def test_one_address_is_rate_limited_per_hour(served: Served) -> None:
+    served.fresh_window()
+    for _ in range(PER_HOUR):
+        status, reply, _ = _run(_post(served, b""))
+        assert reply["error"] == "NOT_A_PDF", reply
+    status, reply, _ = _run(_post(served, blank_pdf()))
+    assert (status, reply["error"]) == (429, "RATE_LIMITED"), reply
+    assert 0 < reply["retryAfter"] <= 3600
+    served.fresh_window()
+    status, reply, _ = _run(_post(served, blank_pdf()))
+    assert status == 200, reply
+
+
+def test_the_requester_reads_the_report_of_a_document(served: Served) -> None:
+    async def main() -> None:
+        auth = {"Authorization": f"Bearer {served.token}"}
+        async with aiohttp.ClientSession(headers=auth) as session:
+            async with session.post(f"{served.url}/api/v1/transactions", json={
+                    "title": "Lease", "level": "B-B",
+                    "requester": {"name": "R", "email": "r@example.test"},
+                    "documents": [{"name": "lease.pdf",
+                                   "content": base64.b64encode(blank_pdf()).decode()}],
+                    "signers": [{"name": "Alice Martin", "email": "a@example.test",
+                                 "phone": "+33612345678"}]}) as response:
+                tx = await response.json()
+                assert response.status == 201, tx
+            path = (f"/api/v1/transactions/{tx['id']}/documents/"
+                    f"{tx['documents'][0]['id']}/validation")
+            async with session.get(served.url + path) as response:
+                report = await response.json()
+                assert response.status == 200, report
+            assert report["file"] == "lease.pdf" and report["signatures"] == []
+            async with aiohttp.ClientSession() as anonymous, anonymous.get(
+                    served.url + path) as response:
+                assert response.status == 401
+
+    asyncio.run(main())
