@@ -75,7 +75,9 @@ def validate_pdf(data: bytes, settings: ValidationSettings, *,
         raise ValidationError("NOT_A_PDF", "no %PDF- header: not a PDF file")
     reader = _open(data)
     try:
-        signatures = list(reader.embedded_signatures)
+        # Document timestamps (ISO 32000-2 §12.8.5) are the signatures' evidence, not signatures.
+        signatures = [s for s in reader.embedded_signatures
+                      if s.sig_object_type != "/DocTimeStamp"]
     except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValidationError("MALFORMED_PDF", f"the signature fields cannot be read: {exc}"
                               ) from exc
@@ -160,15 +162,21 @@ def _report(field: str, signature: EmbeddedPdfSignature, result: AdESLTAValidati
 
 
 def _sub_indication(result: AdESLTAValidationResult) -> AdESSubIndic:
-    """pyHanko 0.38 runs past signature validation after a PASSED result too (its step
-    (6) TODO): with no document timestamp it finds no POE and answers NO_POE. EN 319
-    102-1 §5.6.3.4 runs it only after INDETERMINATE, so a PASSED with-time result stands."""
+    """When pyHanko 0.38's past signature validation finds no POE it answers NO_POE,
+    where EN 319 102-1 §5.6.2.4 returns the with-time result it could not improve
+    (REVOKED_NO_POE for a certificate revoked before the signature timestamp); and it
+    runs it after a PASSED result too (its step (6) TODO), which §5.6.3.4 does only after
+    INDETERMINATE: a PASSED with-time result stands."""
     sub = result.ades_subindic
     status = result.api_status
-    if sub == AdESIndeterminate.NO_POE and status is not None and status.trusted \
-            and not status.revoked and status.bottom_line:
+    if sub != AdESIndeterminate.NO_POE or status is None:
+        return sub
+    current = status.trust_problem_indic
+    if current is None and status.trusted and not status.revoked and status.bottom_line:
         return AdESPassed.OK
-    return sub
+    if status.revoked and current in (None, AdESIndeterminate.REVOKED_NO_POE):
+        return AdESIndeterminate.REVOKED_NO_POE
+    return current or sub
 
 
 def _unreadable(field: str, signature: EmbeddedPdfSignature, exc: Exception

@@ -33,16 +33,48 @@ QESEAL = "QESeal"
 ADESEAL_QC = "AdESeal/QC"
 
 
+# EN 319 102-1 §5.1.3 Table 5 and 6, in a sentence a signer or a bank can read.
+SUB_INDICATION_TEXT = {
+    "HASH_FAILURE": "the document was changed after it was signed",
+    "SIG_CRYPTO_FAILURE": "the signature value does not match the signer's key",
+    "FORMAT_FAILURE": "the signature is not a well-formed PAdES signature",
+    "REVOKED": "the signer's certificate was revoked before the signature was made",
+    "REVOKED_NO_POE": "the signer's certificate is revoked, and nothing proves the signature "
+                      "was made before the revocation",
+    "REVOKED_CA_NO_POE": "a certificate of the issuer's chain is revoked",
+    "EXPIRED": "the signer's certificate had expired when the signature was made",
+    "NOT_YET_VALID": "the signature predates the signer's certificate",
+    "OUT_OF_BOUNDS_NO_POE": "the signer's certificate has expired or is not yet valid, and "
+                            "nothing proves the signature was made within its validity",
+    "OUT_OF_BOUNDS_NOT_REVOKED": "the signer's certificate has expired, and nothing proves "
+                                 "the signature was made within its validity",
+    "NO_CERTIFICATE_CHAIN_FOUND": "the signer's certificate does not chain to a service of "
+                                  "a trusted list used",
+    "NO_SIGNING_CERTIFICATE_FOUND": "the signer's certificate is not in the signature",
+    "TRY_LATER": "revocation data newer than the signature is not available yet",
+    "NO_POE": "nothing proves the signature existed while its certificate was valid",
+    "CRYPTO_CONSTRAINTS_FAILURE": "an algorithm or key size used is no longer accepted",
+    "CHAIN_CONSTRAINTS_FAILURE": "the certificate chain does not meet the validation "
+                                 "constraints (e.g. key usage, revocation data)",
+    "SIG_CONSTRAINTS_FAILURE": "the signature does not meet the validation constraints",
+}
+
+
+def explain(sub_indication: str | None) -> str:
+    text = SUB_INDICATION_TEXT.get(sub_indication or "", "the validation could not conclude")
+    return f"{text} ({sub_indication})" if sub_indication else text
+
+
 def qualify(indication: str, sub_indication: str | None, signer: x509.Certificate | None,
             path: ValidationPath | None, signing_time: dt.datetime | None,
             settings: ValidationSettings) -> tuple[str, str | None]:
     """(qualification, reason): the reason says why it is not QES (None when it is)."""
     if indication == TOTAL_FAILED:
-        return NOT_ADES, f"the signature is not valid ({sub_indication})"
+        return NOT_ADES, explain(sub_indication)
     moment = signing_time or dt.datetime.now(dt.UTC)
     level, reason = _certificate_level(signer, path, moment, settings)
     if indication == INDETERMINATE:
-        why = f"the signature could not be validated ({sub_indication})"
+        why = explain(sub_indication)
         return INDETERMINATE_PREFIX + level, why + (f"; {reason}" if reason else "")
     return level, reason
 

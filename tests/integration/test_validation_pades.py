@@ -1,0 +1,192 @@
+"""validation/ on PDFs signed here by the portal's PAdES stack with our CA (TSA, OCSP on
+loopback), judged under the CA's demo trusted lists (issue 16 acceptance), and on the
+third-party corpus through `qsign validate`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from tests.support.cli import run_qsign
+from tests.support.pdfs import blank_pdf
+from tests.support.portal_pki import PortalPki, SoftwareSigner, running_pki
+from tests.support.validation_pki import DemoLists, demo_lists, sign
+from validation import FileReport, ValidationSettings, validate_pdf
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
+PER_FILE_S = 60  # a file the validator has not answered for in this long hangs it
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalPki]:
+    yield from running_pki(tmp_path_factory.mktemp("validation-pki") / "ca")
+
+
+@pytest.fixture(scope="module")
+def alice(pki: PortalPki) -> SoftwareSigner:
+    return pki.issue("p256", "Martin")
+
+
+@pytest.fixture(scope="module")
+def lists(pki: PortalPki, tmp_path_factory: pytest.TempPathFactory) -> DemoLists:
+    # Withdrawn (to the second, as lists write it) before every signature of this module.
+    withdrawn_at = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=1)
+    return demo_lists(pki, tmp_path_factory.mktemp("lists"), withdrawn_at)
+
+
+@pytest.fixture(scope="module")
+def b_lt(pki: PortalPki, alice: SoftwareSigner, lists: DemoLists) -> bytes:
+    return sign(pki, blank_pdf(), alice, "B-LT")
+
+
+@pytest.fixture(scope="module")
+def b_lta(pki: PortalPki, alice: SoftwareSigner, lists: DemoLists) -> bytes:
+    return sign(pki, blank_pdf(), alice, "B-LTA")
+
+
+def _under(lists: DemoLists, tl: Path, pdf: bytes, **kwargs: bool) -> FileReport:
+    settings = ValidationSettings.load([str(tl)], operator_certs=[lists.operator], **kwargs)
+    return validate_pdf(pdf, settings, name="contract.pdf")
+
+
+@pytest.mark.parametrize("level", ["B-LT", "B-LTA"])
+@pytest.mark.parametrize("through", ["tl", "lotl"])
+def test_our_signatures_are_qes(lists: DemoLists, b_lt: bytes, b_lta: bytes, level: str,
+                                through: str) -> None:
+    report = _under(lists, lists.granted if through == "tl" else lists.lotl,
+                    b_lt if level == "B-LT" else b_lta)
+    assert all(t.ok for t in report.trusted_lists), report.trusted_lists
+    assert len(report.trusted_lists) == (1 if through == "tl" else 2)
+    (signature,) = report.signatures
+    assert (signature.indication, signature.sub_indication) == ("TOTAL-PASSED", None)
+    assert signature.qualification == "QES" and signature.qualification_reason is None
+    assert signature.signer == "Alice Martin" and signature.time_source == "timestamp"
+    assert signature.signing_time is not None and signature.signing_time > lists.withdrawn_at
+    assert signature.level == level and signature.coverage == "ENTIRE_REVISION"
+    assert report.passed
+    document = report.to_json()
+    assert document["signatures"][0]["subIndication"] is None
+    assert document["signatures"][0]["signingTime"].endswith("Z")
+    xml = ElementTree.fromstring(report.to_xml())  # noqa: S314 - the validator's own output
+    status = xml.find(".//{http://uri.etsi.org/19102/v1.2.1#}MainIndication")
+    assert status is not None and status.text is not None
+    assert status.text.endswith("total-passed")
+
+
+def test_withdrawn_before_signing_is_not_qualified(lists: DemoLists, b_lt: bytes) -> None:
+    (signature,) = _under(lists, lists.withdrawn, b_lt).signatures
+    assert signature.indication == "TOTAL-PASSED"  # the chain is still on the list
+    assert signature.qualification == "AdES"
+    assert signature.qualification_reason is not None
+    assert f"withdrawn on {lists.withdrawn_at:%Y-%m-%d}" in signature.qualification_reason
+
+
+def test_a_byte_changed_after_signing_is_hash_failure(lists: DemoLists, b_lt: bytes) -> None:
+    at = b_lt.index(b"595")  # the page's MediaBox, inside the signed byte range
+    tampered = b_lt[:at] + b"596" + b_lt[at + 3:]
+    (signature,) = _under(lists, lists.granted, tampered).signatures
+    assert (signature.indication, signature.sub_indication) == ("TOTAL-FAILED", "HASH_FAILURE")
+    assert signature.qualification == "not AdES"
+
+
+def test_a_revoked_signer_is_revoked(pki: PortalPki, lists: DemoLists) -> None:
+    """Revoked before signing (B-T: the portal makes no B-LT for a revoked certificate);
+    the validator asks the CA's OCSP responder (online). A signature timestamp proves the
+    signature existed before its time, not that it was made after the revocation: EN 319
+    102-1 §5.5.4 and §5.6.2.4 give INDETERMINATE/REVOKED_NO_POE (TOTAL-FAILED/REVOKED needs
+    proof of creation after it, a content timestamp)."""
+    mallory = pki.issue("p256", "Revoked")
+    pki.revoke(mallory.serial)
+    signed = sign(pki, blank_pdf(), mallory, "B-T")
+    (signature,) = _under(lists, lists.granted, signed, online=True).signatures
+    assert (signature.indication, signature.sub_indication) == ("INDETERMINATE",
+                                                                "REVOKED_NO_POE")
+    assert signature.qualification != "QES"
+    assert signature.qualification_reason is not None
+    assert "certificate is revoked" in signature.qualification_reason
+
+
+def test_a_trusted_list_whose_signature_fails_is_not_used(lists: DemoLists, b_lt: bytes,
+                                                         tmp_path: Path) -> None:
+    forged = tmp_path / "forged.xml"
+    forged.write_bytes(lists.granted.read_bytes().replace(b"Issuing</Name>",
+                                                          b"Issuing!</Name>", 1))
+    report = _under(lists, forged, b_lt)
+    (status,) = report.trusted_lists
+    assert not status.ok and status.problem is not None
+    assert "signature not valid" in status.problem
+    (signature,) = report.signatures
+    assert signature.indication == "INDETERMINATE"
+    assert signature.sub_indication == "NO_CERTIFICATE_CHAIN_FOUND"
+    assert signature.qualification != "QES"
+    assert report.to_json()["trustedLists"][0]["ok"] is False
+
+
+def test_cli_json_and_exit_status(lists: DemoLists, b_lta: bytes, tmp_path: Path) -> None:
+    signed, unsigned = tmp_path / "signed.pdf", tmp_path / "unsigned.pdf"
+    signed.write_bytes(b_lta)
+    unsigned.write_bytes(blank_pdf())
+    trust = ["--tl", str(lists.lotl), "--tl-cert", str(lists.operator)]
+    done = run_qsign("validate", "--json", *trust, str(signed))
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    answer = json.loads(line)
+    assert answer["file"] == "signed.pdf"
+    assert answer["signatures"][0]["indication"] == "TOTAL-PASSED"
+    assert answer["signatures"][0]["qualification"] == "QES"
+    assert answer["signatures"][0]["signer"] == "Alice Martin"
+    done = run_qsign("validate", *trust, str(signed), str(unsigned))
+    assert done.returncode == 1
+    assert "unsigned.pdf: no signature" in done.stdout
+    assert "TOTAL-PASSED, QES, Alice Martin" in done.stdout
+
+
+def test_corpus_neither_crashes_nor_hangs(tmp_path: Path) -> None:
+    """Every PDF of the third-party corpus through `qsign validate --json`, one line per
+    file; a file that takes longer than PER_FILE_S fails the test instead of blocking."""
+    files = sorted(str(p) for p in CORPUS.rglob("*.pdf"))
+    assert len(files) > 100
+    errors = tmp_path / "stderr"
+    with errors.open("w") as sink:  # a file: a full stderr pipe would block the child
+        child = subprocess.Popen([sys.executable, "-m", "qsign", "validate", "--json", *files],
+                                 stdout=subprocess.PIPE, stderr=sink, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert child.stdout is not None
+        for out in child.stdout:
+            lines.put(out)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    answers = []
+    try:
+        for path in files:
+            try:
+                line = lines.get(timeout=PER_FILE_S)
+            except queue.Empty:
+                pytest.fail(f"no answer within {PER_FILE_S} s for {path}")
+            assert line is not None, f"the validator stopped before {path}"
+            answers.append(json.loads(line))
+        assert child.wait(PER_FILE_S) == 1  # not every signature passed: no trust given
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "Traceback" not in errors.read_text()
+    for path, answer in zip(files, answers, strict=True):
+        assert answer["file"] == Path(path).name
+        if "error" in answer:
+            assert answer["error"]["code"] in {"NOT_A_PDF", "MALFORMED_PDF", "ENCRYPTED_PDF"}
+        else:
+            assert all(s["indication"] in {"TOTAL-PASSED", "TOTAL-FAILED", "INDETERMINATE"}
+                       for s in answer["signatures"])

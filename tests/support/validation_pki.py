@@ -1,0 +1,69 @@
+"""What the validator's tests sign and trust: PAdES signatures made by the portal's own
+stack (portal/pades with our CA's TSA and OCSP on loopback, tests/support/portal_pki.py),
+B-LTA by a document timestamp from the same TSA, and the CA's demo trusted lists."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign.signers import PdfTimeStamper
+from pyhanko.sign.timestamps import HTTPTimeStamper
+
+from ca.trusted_list import SchemeOperator, list_of_lists, trusted_list
+from portal import pades
+from portal.pades import Level
+from tests.support.portal_pki import PortalPki, SoftwareSigner
+
+
+def sign(pki: PortalPki, pdf: bytes, signer: SoftwareSigner, level: str) -> bytes:
+    """`level` B-B, B-T, B-LT (the portal's levels) or B-LTA (B-LT, then a document
+    timestamp, EN 319 142-1 §5.5)."""
+    return asyncio.run(_sign(pki, pdf, signer, level))
+
+
+async def _sign(pki: PortalPki, pdf: bytes, signer: SoftwareSigner, level: str) -> bytes:
+    validation = pki.validation()
+    portal_level = Level.B_LT if level == "B-LTA" else Level(level)
+    prepared = await pades.prepare(pdf, signer.certificate, signer.chain, level=portal_level,
+                                   field_name="Signature1", signer_name="Alice Martin",
+                                   validation=validation)
+    signed = await pades.complete(prepared, signer.sign(prepared.signed_attributes),
+                                  validation=validation)
+    if level != "B-LTA":
+        return signed
+    out = BytesIO()
+    await PdfTimeStamper(HTTPTimeStamper(f"{pki.base}/tsa")).async_timestamp_pdf(
+        IncrementalPdfFileWriter(BytesIO(signed)), "sha256", output=out)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class DemoLists:
+    """The CA's trusted lists in files: granted, withdrawn at `withdrawn_at`, a list of
+    trusted lists pointing at the granted one, and the scheme operator's certificate."""
+
+    granted: Path
+    withdrawn: Path
+    lotl: Path
+    operator: Path
+    withdrawn_at: dt.datetime
+
+
+def demo_lists(pki: PortalPki, directory: Path, withdrawn_at: dt.datetime) -> DemoLists:
+    directory.mkdir(parents=True, exist_ok=True)
+    granted, withdrawn = directory / "tl.xml", directory / "tl-withdrawn.xml"
+    granted.write_bytes(trusted_list(pki.authority, location=granted.as_uri()))
+    withdrawn.write_bytes(trusted_list(pki.authority, location=withdrawn.as_uri(),
+                                       granted_since=withdrawn_at - dt.timedelta(days=1),
+                                       withdrawn_at=withdrawn_at))
+    operator = directory / "operator.pem"
+    operator.write_bytes(SchemeOperator.of(pki.authority).pem)
+    lotl = directory / "lotl.xml"
+    lotl.write_bytes(list_of_lists(pki.authority, [(granted.as_uri(), "FR",
+                                                    operator.read_bytes())]))
+    return DemoLists(granted, withdrawn, lotl, operator, withdrawn_at)
