@@ -72,7 +72,7 @@ class IdentityPolicy:
     accept_specimens: bool = False  # only for tests, demos and testers
     max_image_bytes: int = 8 * 1024 * 1024
     max_frame_bytes: int = 1024 * 1024
-    frames_per_answer: tuple[int, int] = (2, 8)
+    frames_per_answer: tuple[int, int] = (4, 8)  # a move needs a start and two frames
     challenges: int = 3
     challenge_seconds: float = 20.0
     min_answer_seconds: float = 1.0  # quicker than a person can act
@@ -164,7 +164,7 @@ class SideResult:
     words: tuple[str, ...]  # printed words, upper case, accents kept
     mrz: Mrz | None  # from the back or the data page
     readings: tuple[Mrz, ...] = ()  # every reading the check digits allow (mrz first)
-
+    portrait: tuple[float, ...] | None = None  # the photo side's face descriptor
 
 @dataclass(frozen=True)
 class SessionView:

@@ -34,7 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from portal.identity import countries, names, ocr
+from PIL import Image
+
+from portal.identity import countries, face_step, names, ocr
 from portal.identity.evidence import (
     EvidenceRefused,
     EvidenceSigner,
@@ -166,6 +168,7 @@ class ReferenceIdentityService:
         self.clock = clock
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
+        self._frames = face_step.FrameLedger()
 
     # sessions ----------------------------------------------------------------------
 
@@ -239,7 +242,8 @@ class ReferenceIdentityService:
                                 f"{self.policy.max_image_bytes} bytes")
         # OCR outside the lock: it takes a second and other sessions go on meanwhile.
         try:
-            result = self._read_side(session.document, side, image)
+            result = face_step.with_portrait(
+                self._read_side(session.document, side, image), image)
         except IdentityError as exc:
             with self._lock:
                 raise self._fail(session, exc) from None
@@ -397,7 +401,25 @@ class ReferenceIdentityService:
                 self._liveness_failed(session)
                 raise IdentityError("CHALLENGE_TOO_EARLY", "the challenge was answered "
                                     "faster than a person can act")
-            digests = self._check_frames(session, frames)
+            digests, pictures = self._check_frames(session, frames)
+            portrait = face_step.portrait_of(session.document, session.sides)
+        # The face outside the lock: a quarter of a second, other sessions go on meanwhile.
+        try:
+            face_step.judge(challenge.action, pictures, portrait, self.policy.face_distance)
+        except IdentityError:
+            with self._lock:
+                session = self._get(session_id)
+                if session.open_challenge is not None and \
+                        session.open_challenge.id == challenge.id:
+                    self._liveness_failed(session)
+            raise
+        with self._lock:
+            session = self._get(session_id)
+            if session.open_challenge is None or session.open_challenge.id != challenge.id:
+                raise IdentityError("CHALLENGE_UNKNOWN", "this is not the open challenge")
+            if digests & session.frame_digests or self._frames.foreign(session.id, digests):
+                raise IdentityError("FRAMES_REPLAYED", "frames were already sent")
+            self._frames.add(session.id, digests)
             session.frame_digests |= digests
             session.open_challenge = None
             session.passed += 1
@@ -405,12 +427,16 @@ class ReferenceIdentityService:
                 session.verified = True
             return self._view(session)
 
-    def _check_frames(self, session: _Session, frames: list[bytes]) -> set[bytes]:
+    def _check_frames(self, session: _Session, frames: list[bytes]
+                      ) -> tuple[set[bytes], list[Image.Image]]:
+        """The frames as pictures of one camera, each new to the service, and their
+        digests."""
         low, high = self.policy.frames_per_answer
         if not isinstance(frames, list) or not low <= len(frames) <= high:
             raise IdentityError("FRAMES_INVALID", f"an answer has {low} to {high} frames")
         sizes = set()
         digests: set[bytes] = set()
+        pictures = []
         for frame in frames:
             if not isinstance(frame, bytes) or len(frame) > self.policy.max_frame_bytes:
                 raise IdentityError("FRAMES_INVALID", "each frame is an image of at most "
@@ -423,6 +449,7 @@ class ReferenceIdentityService:
                 raise IdentityError("FRAMES_INVALID", "frames are at least 160 x 120")
             sizes.add(picture.size)
             digests.add(hashlib.sha256(picture.tobytes()).digest())
+            pictures.append(picture)
         if len(sizes) != 1:
             raise IdentityError("FRAMES_INVALID", "all frames of an answer come from one "
                                 "camera (one size)")
@@ -430,7 +457,9 @@ class ReferenceIdentityService:
             raise IdentityError("FRAMES_INVALID", "the frames are copies of each other")
         if digests & session.frame_digests:
             raise IdentityError("FRAMES_REPLAYED", "frames were already sent in this session")
-        return digests
+        if self._frames.foreign(session.id, digests):
+            raise IdentityError("FRAMES_REPLAYED", "frames were sent in another session")
+        return digests, pictures
 
     # results -----------------------------------------------------------------------
 

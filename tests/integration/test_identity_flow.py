@@ -34,6 +34,7 @@ from tests.support.identity_fixtures import (
     identity_app,
     make_service,
     make_specimen,
+    selfie,
 )
 
 
@@ -59,7 +60,8 @@ def _pass_liveness(service: ReferenceIdentityService, clock: SettableClock, sid:
     for _ in range(service.policy.challenges):
         challenge = service.next_challenge(sid)
         clock.advance(3)
-        view = service.answer_challenge(sid, challenge.id, challenge.nonce, frames(3))
+        view = service.answer_challenge(sid, challenge.id, challenge.nonce,
+                                        selfie(challenge.action))
     assert view.step is Step.VERIFIED
 
 
@@ -109,7 +111,8 @@ def test_id_card_over_http_to_evidence_the_ca_accepts() -> None:
                 async with http.post(
                         f"{base}/sessions/{sid}/challenges/{challenge['id']}",
                         json={"nonce": challenge["nonce"], "frames": [
-                            base64.b64encode(f).decode() for f in frames(3)]}) as r:
+                            base64.b64encode(f).decode()
+                            for f in selfie(challenge["action"])]}) as r:
                     body = await r.json()
                     assert r.status == 200, body
             assert body["step"] == "verified"
@@ -238,25 +241,25 @@ def test_liveness_refusals() -> None:
                  frames()).code == "CHALLENGE_UNKNOWN"
     one = service.next_challenge(sid)
     clock.advance(2)
-    sent = frames(2)
+    sent = selfie(one.action)
     service.answer_challenge(sid, one.id, one.nonce, sent)
     two = service.next_challenge(sid)
     clock.advance(2)
     assert _code(service.answer_challenge, sid, two.id, two.nonce,
-                 [sent[0], *frames(1)]).code == "FRAMES_REPLAYED"
+                 [sent[0], *selfie(two.action)[1:]]).code == "FRAMES_REPLAYED"
     three = service.next_challenge(sid)
     clock.advance(2)
-    same = frames(1)
+    same = frames(2)
     assert _code(service.answer_challenge, sid, three.id, three.nonce,
                  same + same).code == "FRAMES_INVALID"
     four = service.next_challenge(sid)
     clock.advance(2)
     assert _code(service.answer_challenge, sid, four.id, four.nonce,
-                 frames(1) + frames(1, size=(640, 480))).code == "FRAMES_INVALID"
+                 frames(3) + frames(1, size=(640, 480))).code == "FRAMES_INVALID"
     five = service.next_challenge(sid)
     clock.advance(2)
     assert _code(service.answer_challenge, sid, five.id, five.nonce,
-                 [b"not an image", *frames(1)]).code == "FRAMES_INVALID"
+                 [b"not an image", *frames(3)]).code == "FRAMES_INVALID"
     # A challenge left to lapse counts as answered late: a new series.
     six = service.next_challenge(sid)
     clock.advance(service.policy.challenge_seconds + 1)

@@ -21,7 +21,7 @@ from portal.identity.evidence import EvidenceSigner
 from portal.identity.mrz import DocumentFormat
 from tests.support.agent_ws import PORTAL as ORIGIN
 from tests.support.agent_ws import page_socket, rpc
-from tests.support.identity_fixtures import frames, make_specimen
+from tests.support.identity_fixtures import make_specimen, selfie
 from tests.support.pcsc import RunningCard
 from tests.support.portal_pki import start_pki, validate_pdf
 from tests.support.portal_service import RunningPortal, running_portal
@@ -89,7 +89,7 @@ async def _first_time_journey(page: Page, token_id: str) -> bytes:
         portal.clock.advance(seconds=2)  # a person takes a moment to act
         await page.identity(f"{session}/challenges/{challenge['id']}",
                             body={"nonce": challenge["nonce"], "frames": [
-                                _b64(f) for f in frames(3)]})
+                                _b64(f) for f in selfie(challenge["action"])]})
     assert state["step"] == "verified", state
     # The session id travels in the hand-off QR code: the mounted identity service does
     # not give the identity or evidence to whoever holds it (the portal asks itself).

@@ -22,6 +22,7 @@ from portal.identity.http import create_identity_app
 from portal.identity.model import IdentityPolicy
 from portal.identity.mrz import DocumentFormat
 from portal.identity.service import ReferenceIdentityService
+from tests.support import selfies
 
 
 class SettableClock:
@@ -48,11 +49,20 @@ def frames(count: int = 3, size: tuple[int, int] = (320, 240)) -> list[bytes]:
 
 def make_specimen(fmt: DocumentFormat, country: str = "FRA", surname: str = "Martin",
                   given_names: str = "Léa", *, defect: specimen.Defect | None = None,
-                  seed: int | None = None, sex: str = "F") -> specimen.Specimen:
+                  seed: int | None = None, sex: str = "F",
+                  portrait: str | None = "astronaut") -> specimen.Specimen:
+    """A specimen with `portrait`'s face (portraits.SAMPLES; None: a silhouette)."""
     rng = random.Random(seed)
     data = specimen.make_data(fmt, country=country, surname=surname,
                               given_names=given_names, sex=sex, rng=rng)
-    return specimen.render(data, defect=defect, rng=rng)
+    return specimen.render(data, defect=defect, rng=rng,
+                           portrait=selfies.portrait(portrait) if portrait else None)
+
+
+def selfie(action: str, portrait: str = "astronaut") -> list[bytes]:
+    """A liveness answer: JPEG frames of `portrait`'s person doing `action` (the person
+    of make_specimen's documents by default), new frames at each call."""
+    return selfies.answer(portrait, action, seed=secrets.randbits(32))
 
 
 def make_service(clock: SettableClock | None = None, **policy: object

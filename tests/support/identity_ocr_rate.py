@@ -19,7 +19,7 @@ from PIL import Image
 from portal.identity.model import DocumentKind, IdentityError
 from portal.identity.mrz import DocumentFormat
 from portal.identity.specimen import Side
-from tests.support.identity_fixtures import frames, make_service, make_specimen
+from tests.support.identity_fixtures import make_service, make_specimen, selfie
 
 SURNAMES = ["Martin", "Dupont-Lefèvre", "Müller", "van der Berg", "D'Angelo", "Kowalczyk",
             "García Pérez", "Østergård", "Nguyen", "O'Neill", "Kirk", "Papadopoulos",
@@ -62,7 +62,8 @@ def main() -> None:
                 for _ in range(service.policy.challenges):
                     challenge = service.next_challenge(sid)
                     clock.advance(2)
-                    service.answer_challenge(sid, challenge.id, challenge.nonce, frames(2))
+                    service.answer_challenge(sid, challenge.id, challenge.nonce,
+                                             selfie(challenge.action))
                 identity = service.identity(sid)
                 drawn = doc.data
                 if (identity.document_number, identity.birth_date) != (

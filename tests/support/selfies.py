@@ -14,6 +14,7 @@ import io
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
@@ -147,10 +148,14 @@ def performance(portrait: Image.Image, action: str, *, seed: int = 0,
     turn-head-left, turn-head-right, look-up, blink, come-closer; or `still` (nothing
     moves but the sensor noise) or `flat` (a printed photo moved about)."""
     rng = random.Random(seed)
-    base = scene(portrait)
+    return [noisy(frame, rng) for frame in _moves(portrait, action)[:count]]
+
+
+def _moves(picture: Image.Image, action: str) -> list[Image.Image]:
+    base = scene(picture)
     face = faces.one_face(base)
     frames = []
-    for i in range(count):
+    for i in range(8):
         if action == "turn-head-left":
             frame = warp(base, face, yaw=_YAW_STEPS[i])
         elif action == "turn-head-right":
@@ -167,13 +172,20 @@ def performance(portrait: Image.Image, action: str, *, seed: int = 0,
             frame = flat_move(base, i)
         else:
             raise ValueError(f"no performance for {action!r}")
-        frames.append(noisy(frame, rng))
+        frames.append(frame)
     return frames
 
 
-def answer(portrait: Image.Image, action: str, *, seed: int = 0) -> list[bytes]:
-    """A challenge's answer as the page sends it: JPEG frames."""
-    return [jpeg(f) for f in performance(portrait, action, seed=seed)]
+@cache
+def _sample_moves(name: str, action: str) -> tuple[Image.Image, ...]:
+    return tuple(_moves(portraits.sample(name), action))
+
+
+def answer(name: str, action: str, *, seed: int = 0) -> list[bytes]:
+    """A challenge's answer as the page sends it: JPEG frames of the sample portrait
+    `name` doing `action` (the moves computed once, the sensor noise new per seed)."""
+    rng = random.Random(seed)
+    return [jpeg(noisy(frame, rng)) for frame in _sample_moves(name, action)]
 
 
 @dataclass(frozen=True)
@@ -216,5 +228,7 @@ def several(portraits_: Sequence[Image.Image]) -> Image.Image:
     return frame
 
 
+@cache
 def portrait(name: str) -> Image.Image:
+    """A sample portrait, loaded once (callers must not change it)."""
     return portraits.sample(name)
