@@ -163,7 +163,9 @@ def _load_source(source: str, certs: list[x509.Certificate], fetch: bool,
     except Exception as exc:  # xsdata raises its own tree of parse errors
         return [TrustedListStatus(source, None, False, f"not a trusted list: {exc}")]
     info = unverified.scheme_information
-    if info is not None and info.tsltype is not None and info.tsltype.value == LOTL_TYPE:
+    if info is None:  # TS 119 612 §5.3: every list has one
+        return [TrustedListStatus(source, None, False, "not a trusted list: no SchemeInformation")]
+    if info.tsltype is not None and info.tsltype.value == LOTL_TYPE:
         return _load_lotl(source, xml, certs, fetch, registry, services)
     return [_load_list(source, xml, certs, registry, services)]
 

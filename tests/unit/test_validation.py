@@ -1,0 +1,116 @@
+"""validation/ without a signing stack: typed errors for input that is no PDF, the
+unsigned answer, and trusted lists that are not used (and why); the CA's demo list from
+`qsign ca trusted-list` read back with its signature checked by pyHanko."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from pyhanko.keys import load_cert_from_pemder
+from pyhanko.sign.validation.qualified.eutl_parse import trust_list_to_registry
+
+from ca.authority import Authority
+from ca.trusted_list import SchemeOperator, list_of_lists
+from qsign.cli import main
+from tests.support.pdfs import blank_pdf
+from validation import ValidationError, ValidationSettings, validate_pdf
+
+
+@pytest.fixture(scope="module")
+def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tl-ca") / "ca"
+    Authority.init(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def operator(ca_dir: Path) -> Path:
+    return ca_dir / "trusted-list" / "operator.pem"
+
+
+@pytest.fixture(scope="module")
+def tl(ca_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tl") / "tl.xml"
+    assert main(["ca", "trusted-list", "--dir", str(ca_dir), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (b"hello", "NOT_A_PDF"),
+    (b"", "NOT_A_PDF"),
+    (b"%PDF-1.7\n1 0 obj << /Type /Catalog", "MALFORMED_PDF"),
+    (b"%PDF-1.7\n" + b"\x00" * 64 + b"%%EOF", "MALFORMED_PDF"),
+])
+def test_input_that_is_no_pdf_is_a_typed_error(data: bytes, code: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_pdf(data, ValidationSettings.empty())
+    assert caught.value.code == code
+
+
+def test_too_large_and_user_password() -> None:
+    small = ValidationSettings(ValidationSettings.empty().registry, (), (), max_size=100)
+    with pytest.raises(ValidationError) as caught:
+        validate_pdf(blank_pdf(), small)
+    assert caught.value.code == "TOO_LARGE"
+    with pytest.raises(ValidationError) as caught:
+        validate_pdf(blank_pdf(encrypt_with="secret"), ValidationSettings.empty())
+    assert caught.value.code == "ENCRYPTED_PDF"
+
+
+def test_unsigned_pdf_says_no_signature() -> None:
+    report = validate_pdf(blank_pdf(), ValidationSettings.empty(), name="plain.pdf")
+    assert report.signatures == () and not report.passed
+    assert report.to_json()["note"] == "no signature"
+    assert report.to_json()["signatures"] == []
+    assert b"ValidationReport" in report.to_xml()
+
+
+def test_demo_list_parses_in_pyhanko_with_its_signature(tl: Path, operator: Path) -> None:
+    registry, errors = trust_list_to_registry(tl.read_text(), [load_cert_from_pemder(operator)])
+    assert errors == []
+    assert len(list(registry.known_certificate_authorities)) == 1
+    assert len(list(registry.known_timestamp_authorities)) == 1
+
+
+def test_lists_that_are_not_used_say_why(tl: Path, operator: Path, ca_dir: Path,
+                                          tmp_path: Path) -> None:
+    other = tmp_path / "other-ca"
+    Authority.init(other)
+    SchemeOperator.of(Authority.load(other))
+    lost = tmp_path / "lost.xml"
+    lotl = tmp_path / "lotl.xml"
+    lotl.write_bytes(list_of_lists(Authority.load(ca_dir),
+                                   [(lost.as_uri(), "FR", operator.read_bytes())]))
+    cases = {
+        "no scheme operator certificate": ([str(tl)], []),
+        "signature not valid": ([str(tl)], [other / "trusted-list" / "operator.pem"]),
+        "cannot be read": ([str(tmp_path / "missing.xml")], [operator]),
+        "fetching is off": (["https://tl.example.test/tl.xml"], [operator]),
+        "not a trusted list": ([str(tmp_path / "junk.xml")], [operator]),
+    }
+    (tmp_path / "junk.xml").write_text("<a>no list</a>")
+    for problem, (sources, certs) in cases.items():
+        settings = ValidationSettings.load(sources, operator_certs=certs, fetch=False)
+        (status,) = settings.trusted_lists
+        assert not status.ok and status.problem is not None, problem
+        assert problem in status.problem, (problem, status.problem)
+        assert settings.services == ()
+    followed = ValidationSettings.load([str(lotl)], operator_certs=[operator], fetch=False)
+    assert [(s.ok, s.source) for s in followed.trusted_lists] == [(True, str(lotl)),
+                                                                  (False, lost.as_uri())]
+
+
+def test_withdrawn_list_keeps_the_history(ca_dir: Path, operator: Path, tmp_path: Path) -> None:
+    out = tmp_path / "withdrawn.xml"
+    assert main(["ca", "trusted-list", "--dir", str(ca_dir), "--out", str(out),
+                 "--granted-since", "2026-01-01T00:00:00Z",
+                 "--withdrawn-at", "2026-06-01T00:00:00+00:00"]) == 0
+    settings = ValidationSettings.load([str(out)], operator_certs=[operator])
+    ca_qc = [s for s in settings.services if s.service_type.endswith("CA/QC")]
+    (service,) = ca_qc
+    assert [(p.name, p.since.date().isoformat()) for p in service.history] == [
+        ("granted", "2026-01-01"), ("withdrawn", "2026-06-01")]
+    period = service.status_at(dt.datetime(2026, 7, 1, tzinfo=dt.UTC))
+    assert period is not None and period.name == "withdrawn"
