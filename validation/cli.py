@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ground.files import write_atomically
 from validation.engine import validate_pdf
 from validation.errors import TrustedListConfigError, ValidationError
 from validation.report import FileReport
@@ -37,6 +38,8 @@ def register(subparsers: Any) -> None:
                      help="one JSON object per file, one per line (see README)")
     out.add_argument("--xml", action="store_true",
                      help="the ETSI TS 119 102-2 validation report (one file)")
+    out.add_argument("--pdf", type=Path, metavar="OUT",
+                     help="also write the report as a PDF a person can keep (one file)")
     p.set_defaults(func=_validate)
 
 
@@ -44,8 +47,8 @@ def _validate(args: argparse.Namespace) -> int:
     if not args.verbose:
         # pyHanko logs each validation step that fails with a traceback; the report says it.
         logging.getLogger("pyhanko").setLevel(logging.ERROR)
-    if args.xml and len(args.files) != 1:
-        raise TrustedListConfigError("--xml writes one report: give one file")
+    if (args.xml or args.pdf) and len(args.files) != 1:
+        raise TrustedListConfigError("--xml and --pdf write one report: give one file")
     if not args.tl:
         print("qsign validate: no trusted list (--tl): no signature can be trusted",
               file=sys.stderr)
@@ -70,6 +73,10 @@ def _validate(args: argparse.Namespace) -> int:
             print(json.dumps(report.to_json(), ensure_ascii=False))
         else:
             print(_text(report))
+        if args.pdf:
+            from validation.pdf_report import to_pdf
+
+            write_atomically(args.pdf, to_pdf(report), 0o644)
     return 0 if all_passed else NOT_ALL_PASSED
 
 

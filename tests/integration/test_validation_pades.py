@@ -144,6 +144,10 @@ def test_cli_json_and_exit_status(lists: DemoLists, b_lta: bytes, tmp_path: Path
     assert answer["signatures"][0]["indication"] == "TOTAL-PASSED"
     assert answer["signatures"][0]["qualification"] == "QES"
     assert answer["signatures"][0]["signer"] == "Alice Martin"
+    kept = tmp_path / "report.pdf"
+    done = run_qsign("validate", *trust, "--pdf", str(kept), str(signed))
+    assert done.returncode == 0, done.stderr
+    assert kept.read_bytes().startswith(b"%PDF-")
     done = run_qsign("validate", *trust, str(signed), str(unsigned))
     assert done.returncode == 1
     assert "unsigned.pdf: no signature" in done.stdout
