@@ -290,26 +290,10 @@ def _portal_config(root: Path, ports: Ports) -> Path:
 def _validation(root: Path, ca_dir: Path) -> None:
     """The CA's trusted list (issued afresh at each start) with its scheme operator's
     certificate, and the portal's seal for validation reports, certified by the CA."""
-    from ca.authority import Authority
-    from ca.registry import Registry
-    from ca.seal import issue_seal
-    from ca.trusted_list import SchemeOperator, write_trusted_list
-    from ground.files import write_atomically
-    from portal.seal import make_seal
+    from qsign.validation_setup import demo_trusted_list, seal_from_ca
 
-    authority = Authority.load(ca_dir)
-    write_trusted_list(authority, root / "trusted-list.xml")
-    write_atomically(root / "trusted-list-operator.pem", SchemeOperator.of(authority).pem,
-                     0o644)
-    if (root / "portal" / "seal" / "certificate.pem").exists():
-        return
-    registry = Registry.open(None, ca_dir)
-    try:
-        make_seal(root / "portal", lambda spki: (
-            issue_seal(authority, registry, spki, authority.config.organization,
-                       "qsign validation service").dump(), [authority.issuing.dump()]))
-    finally:
-        registry.close()
+    demo_trusted_list(ca_dir, root)
+    seal_from_ca(ca_dir, None, root / "portal")
 
 
 def _agent_config(root: Path, ports: Ports) -> Path:

@@ -22,13 +22,10 @@ import pytest
 from aiohttp import web
 
 from ca.authority import Authority
-from ca.registry import Registry
-from ca.seal import issue_seal
-from ca.trusted_list import SchemeOperator, write_trusted_list
 from portal.config import PortalConfig
-from portal.seal import make_seal
 from portal.service import create_app
 from portal.store import Store
+from qsign.validation_setup import demo_trusted_list, seal_from_ca
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_service import Clock
 from tests.support.ports import free_port
@@ -53,21 +50,14 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("validations")
     authority = Authority.init(root / "ca")
-    tl = write_trusted_list(authority, root / "tl.xml")
-    operator = root / "operator.pem"
-    operator.write_bytes(SchemeOperator.of(authority).pem)
-    registry = Registry.open(None, authority.directory)
-    try:
-        make_seal(root / "portal", lambda spki: (
-            issue_seal(authority, registry, spki, "qsign", SEAL_NAME).dump(),
-            [authority.issuing.dump()]))
-    finally:
-        registry.close()
+    listed = demo_trusted_list(authority.directory, root)
+    seal_from_ca(authority.directory, None, root / "portal", SEAL_NAME)
     port = free_port()
     config = PortalConfig.from_mapping({
         "portal": {"state_dir": str(root / "portal"), "port": port,
                    "max_document_bytes": MAX_BYTES},
-        "validation": {"trusted_lists": [str(tl)], "operator_certs": [str(operator)],
+        "validation": {"trusted_lists": list(listed.trusted_lists),
+                       "operator_certs": [str(p) for p in listed.operator_certs],
                        "per_address_per_hour": PER_HOUR}})
     clock = Clock()
     store = Store.open(None, config.state_dir, clock)
