@@ -27,6 +27,7 @@ from portal.routes.identity_documents import (
     workspace_identity_documents,
 )
 from portal.routes.middleware import middlewares
+from portal.routes.start import SAMPLE_PATH, sample_pdf, start_facts
 from portal.routes.state import PORTAL, Portal, requester_token
 from portal.routes.validations import (
     VALIDATION,
@@ -98,6 +99,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/static/{path:.+}", pages.static)
     r.add_get("/favicon.ico", pages.favicon)
     r.add_get("/health", pages.health)
+    r.add_get("/api/v1/start", start_facts)  # the getting-started page
+    r.add_get(SAMPLE_PATH, sample_pdf)
 
 
 def create_app(config: PortalConfig, *, store: Store | None = None,

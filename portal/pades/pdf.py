@@ -134,7 +134,7 @@ def embed(prepared: Prepared, container: cms.ContentInfo,
     byte_range = PreparedByteRangeDigest(prepared.document_digest, prepared.reserved_start,
                                          prepared.reserved_end)
     byte_range.fill_with_cms(output, der)
-    if prepared.level.long_term:
+    if prepared.level is Level.B_LT:
         revocation = prepared.revocation
         certificates = [x509.Certificate.load(c) for c in revocation.certificates
                         + tsa_revocation.certificates]

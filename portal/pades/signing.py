@@ -18,7 +18,7 @@ from portal.pades.pdf import check_byte_range, embed, prepare_pdf, reserve
 from portal.pades.prepared import Level, Prepared, Revocation
 from portal.pades.revocation import REVOCATIONS
 from portal.pades.signed_data import signed_container, verify_signature
-from portal.pades.timestamp import document_timestamp, timestamp_revocation
+from portal.pades.timestamp import timestamp_revocation
 from portal.pades.trust import Validation
 
 MAX_PDF_BYTES = 32 * 1024 * 1024  # the API takes 20 MiB documents; earlier signers add some
@@ -57,7 +57,7 @@ async def prepare(pdf: bytes, certificate: bytes, chain: Sequence[bytes], *, lev
         raise ValidationConfigError(f"PAdES {level} needs a timestamp_url")
     signer_cert, chain_certs = signer_certificates(certificate, chain)
     revocation = Revocation()
-    if level.long_term:
+    if level is Level.B_LT:
         revocation = await REVOCATIONS.get(signer_cert, chain_certs, validation, session)
     reserved = reserve(signer_cert, chain_certs, level)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -99,10 +99,7 @@ async def complete(prepared: Prepared, signature: bytes, *, validation: Validati
     tsa_revocation = Revocation()
     if prepared.level.timestamped:  # a timestamp from a TSA we do not trust is worthless
         tsa_revocation = await timestamp_revocation(container, chain, validation, session)
-    signed = await asyncio.to_thread(embed, prepared, container, tsa_revocation)
-    if prepared.level is Level.B_LTA:
-        signed = await document_timestamp(signed, validation, session)
-    return signed
+    return await asyncio.to_thread(embed, prepared, container, tsa_revocation)
 
 
 def check_signature(prepared: Prepared, signature: bytes) -> None:

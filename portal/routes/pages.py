@@ -32,6 +32,9 @@ PAGES = {
     "/s/{invite}": "signer.html",
     "/me/{space}": "me.html",
     "/id/{session}": "identity.html",  # "continue on my smartphone"
+    "/console": "console.html",  # the service administrator's master console
+    "/workspace/{ws}/start": "start.html",  # getting started: a first transaction
+    "/workspace/{ws}/identity-documents": "identity_documents.html",
     "/validate": "validate.html",  # anyone checks a signed PDF (issue 16)
 }
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json",

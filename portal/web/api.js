@@ -15,8 +15,9 @@ export class ApiError extends Error {
 }
 
 /** Call the portal. `body` is sent as JSON; the reply is parsed as JSON (or kept as a Blob). */
-export async function api(method, path, { body = undefined, token = null, blob = false } = {}) {
+export async function api(method, path, { body = undefined, token = null, blob = false, csrf = null } = {}) {
   const headers = { Accept: blob ? "*/*" : "application/json" };
+  if (csrf) headers["X-CSRF-Token"] = csrf; // a signed-in session's state-changing call
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;

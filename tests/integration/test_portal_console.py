@@ -68,6 +68,13 @@ def test_console(tmp_path: Path) -> None:
                               {"suspended": False}, auth=True)
             await _get(portal, documents, token, 200)
 
+            facts = await portal.call("GET", "/api/v1/start")  # getting started's path
+            assert facts["agentPort"] == portal.config.agent_port
+            sample = await portal.call("GET", facts["sample"])
+            assert sample.startswith(b"%PDF-")
+            for page in ("/console", f"/workspace/{workspace}/start",
+                         f"/workspace/{workspace}/identity-documents"):
+                assert b"<main" in await portal.call("GET", page)
             await portal.create(signers=1, documents=1)
             usage = await portal.call("GET", "/api/v1/console/usage?months=1", auth=True)
             assert sum(row["transactions"] for row in usage["usage"]) == 1
