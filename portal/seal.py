@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from asn1crypto import pem
+from asn1crypto import pem, x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pyhanko.sign import signers
 
 from ground.files import write_atomically
 from portal.config import PortalConfig
+from portal.signing import load_roots
 from validation.pdf_report import ReportSeal
 
 SEAL_DIR = "seal"
@@ -36,7 +37,7 @@ def _paths(config: PortalConfig) -> tuple[Path, Path, tuple[Path, ...]]:
 
 def load_seal(config: PortalConfig) -> ReportSeal | None:
     """The seal when its key and certificate are there; B-T through the portal's
-    time-stamping service when one is configured."""
+    time-stamping service when one is configured, B-LT when trust roots are too."""
     key, certificate, chain = _paths(config)
     if not (key.exists() and certificate.exists()):
         return None
@@ -44,7 +45,8 @@ def load_seal(config: PortalConfig) -> ReportSeal | None:
         str(key), str(certificate), ca_chain_files=[str(p) for p in chain])
     if signer is None:
         raise ValueError(f"{key}, {certificate}: not a usable seal key and certificate")
-    return ReportSeal(signer, config.timestamp_url, SEAL_NAME)
+    roots = tuple(x509.Certificate.load(der) for der in load_roots(config.trust_roots))
+    return ReportSeal(signer, config.timestamp_url, SEAL_NAME, roots)
 
 
 def make_seal(state_dir: Path, certify: Certify) -> Path:

@@ -20,15 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from asn1crypto import x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.font.api import FontEngine
 from pyhanko.pdf_utils.font.basic import SimpleFontEngineFactory
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from pyhanko.sign import fields, signers
+from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 
 from validation.report import (
     ADES,
@@ -48,6 +53,7 @@ MARGIN = 56.0
 SEAL_FIELD = "ServiceSeal"
 # fontTools names each table it cannot subset (FFTM, a FontForge timestamp) at WARNING.
 logging.getLogger("fontTools.subset").setLevel(logging.ERROR)
+log = logging.getLogger(__name__)
 
 # EN 319 102-1 §5.1.3 indications and TS 119 172-4 qualifications, in words.
 INDICATIONS = {
@@ -66,12 +72,15 @@ TIME_SOURCES = {"timestamp": "from a time-stamp", "claimed": "claimed by the sig
 
 @dataclass(frozen=True)
 class ReportSeal:
-    """The validation service's seal: a pyHanko signer (key and certificate chain) and,
-    for B-T, the RFC 3161 time-stamping service's URL."""
+    """The validation service's seal: a pyHanko signer (key and certificate chain); for
+    B-T the RFC 3161 time-stamping service's URL; for B-LT (with a time-stamp) the roots
+    its chain ends at, so that the seal's revocation data (OCSP/CRL from its AIA and
+    CRL distribution points) goes into the report's DSS and it validates offline."""
 
     signer: signers.Signer
     timestamp_url: str | None = None
     name: str = "qsign validation service"
+    trust_roots: tuple[x509.Certificate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,11 +254,27 @@ def _render(lines: list[tuple[_Style, str]]) -> bytes:
 
 
 async def _seal(document: bytes, seal: ReportSeal) -> bytes:
+    """B-LT when the seal has roots and a time-stamping service (EN 319 142-1 §6.3), else
+    B-T or B-B; a B-LT whose revocation data cannot be fetched now is sealed B-T."""
+    long_term = bool(seal.trust_roots) and seal.timestamp_url is not None
+    if long_term:
+        try:
+            return await _sealed(document, seal, long_term=True)
+        except (SigningError, PdfError, OSError, ValueError) as exc:
+            log.warning("validation report sealed without revocation data: %s", exc)
+    return await _sealed(document, seal, long_term=False)
+
+
+async def _sealed(document: bytes, seal: ReportSeal, *, long_term: bool) -> bytes:
     writer = IncrementalPdfFileWriter(io.BytesIO(document))
-    meta = signers.PdfSignatureMetadata(
-        field_name=SEAL_FIELD, subfilter=fields.SigSeedSubFilter.PADES,
-        reason="Validation report issued by the validation service", name=seal.name)
     async with aiohttp.ClientSession() as session:
+        context = ValidationContext(
+            trust_roots=list(seal.trust_roots), allow_fetching=True,
+            fetcher_backend=AIOHttpFetcherBackend(session)) if long_term else None
+        meta = signers.PdfSignatureMetadata(
+            field_name=SEAL_FIELD, subfilter=fields.SigSeedSubFilter.PADES,
+            reason="Validation report issued by the validation service", name=seal.name,
+            embed_validation_info=long_term, validation_context=context)
         timestamper = None if seal.timestamp_url is None else HTTPTimeStamper(
             seal.timestamp_url, session=session)
         out = await signers.async_sign_pdf(
