@@ -4,6 +4,7 @@ validation objects of all signatures once each (pyHanko writes one signature per
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 MAIN_INDICATIONS = {"TOTAL-PASSED": "urn:etsi:019102:mainindication:total-passed",
                     "TOTAL-FAILED": "urn:etsi:019102:mainindication:total-failed",
                     "INDETERMINATE": "urn:etsi:019102:mainindication:indeterminate"}
+QUALITY_URN = "urn:qsign:validation:qualification:"  # + QES, AdES-QC, AdES, not-AdES, ...
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,19 @@ class Validated:
     report: SignatureReport
 
 
+def _quality(report: SignatureReport) -> ts_11910202.SignatureQualityType:
+    """TS 119 102-2 §4.3.5.7 SignatureQuality: the TS 119 172-4 qualification, as a URI
+    under the project's URN (the report's URI list is left to the validation policy)."""
+    name = report.qualification.replace(" ", "-").replace("/", "-")
+    return ts_11910202.SignatureQualityType((f"{QUALITY_URN}{name}",))
+
+
 def _minimal(report: SignatureReport) -> ts_11910202.SignatureValidationReportType:
     """TS 119 102-2 §4.3: SignatureValidationStatus is the one element a report needs."""
     sub = (f"urn:etsi:019102:subindication:{report.sub_indication}",
            ) if report.sub_indication else ()
     return ts_11910202.SignatureValidationReportType(
+        signature_quality=_quality(report),
         signature_validation_status=ts_11910202.ValidationStatusType(
             main_indication=MAIN_INDICATIONS[report.indication], sub_indication=sub))
 
@@ -48,7 +58,9 @@ def xml_report(validated: list[Validated]) -> bytes:
         try:
             if item.result is None or item.result.api_status is None:
                 raise ValueError("no validation result to describe")
-            reports.append(tools._generate_report(item.signature, item.result))
+            reports.append(dataclasses.replace(
+                tools._generate_report(item.signature, item.result),
+                signature_quality=_quality(item.report)))
         except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
             # pyHanko describes only signatures it could take apart (no shake256 digest
             # URI, no report without signed attributes): the indication still goes in.

@@ -80,6 +80,8 @@ def test_our_signatures_are_qes(lists: DemoLists, b_lt: bytes, b_lta: bytes, lev
     status = xml.find(".//{http://uri.etsi.org/19102/v1.2.1#}MainIndication")
     assert status is not None and status.text is not None
     assert status.text.endswith("total-passed")
+    quality = xml.find(".//{http://uri.etsi.org/19102/v1.2.1#}SignatureQualityInformation")
+    assert quality is not None and quality.text == "urn:qsign:validation:qualification:QES"
 
 
 def test_withdrawn_before_signing_is_not_qualified(lists: DemoLists, b_lt: bytes) -> None:
