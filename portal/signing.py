@@ -32,7 +32,9 @@ from portal.config import PortalConfig
 from portal.errors import Code, PortalError
 from portal.holders import Ownership, ownership
 from portal.otp import Sent, SmsOtp
-from portal.store import Signer, SignerStatus, Store, Transaction
+from portal.pades.pdf import Box
+from portal.store import Document, Signer, SignerStatus, Store, Transaction
+from portal.store.parameters import Appearance
 from portal.translations import translate
 
 log = logging.getLogger(__name__)
@@ -208,16 +210,17 @@ class SigningDesk:
                 raise PortalError(Code.NOT_QUALIFIED, "this certificate cannot make a "
                                   "qualified signature", reasons=checked["reasons"])
         name = _common_name(certificate) or signer.name or signer.email
+        appearance = await asyncio.to_thread(self.store.signer_appearance, signer_id)
         prepared_docs: list[tuple[str, int, str]] = []
         hashes: list[str] = []
         for doc in tx.documents:
             data = await asyncio.to_thread(self.blobs.get, doc.current.sha256)
             try:
+                field, box = _placed(appearance, doc, signer)
                 prepared = await pades.prepare(
-                    data, certificate, chain, level=tx.level,
-                    field_name=f"Signature{doc.current.version + 1}_{signer.position + 1}",
+                    data, certificate, chain, level=tx.level, field_name=field,
                     signer_name=name, reason=f"Signed: {tx.title}"[:200], location=None,
-                    validation=self.validation)
+                    validation=self.validation, box=box)
             except pades.PadesError as exc:
                 raise pades_error(exc) from exc
             except ValueError as exc:
@@ -308,6 +311,21 @@ class SigningDesk:
         log.info("signer %s signed %d document(s) (session %s)", signer_id, len(signed),
                  session_id)
         return Completion(tx, tuple(next_signers), stored=True)
+
+
+def _placed(appearance: Appearance | None, doc: Document, signer: Signer
+            ) -> tuple[str, Box | None]:
+    """The signature field's name and, for a visible signature placed by page and
+    rectangle, its box: the requester's field by name, their place on each document that
+    has that page, else an invisible signature in a field of our own."""
+    own = f"Signature{doc.current.version + 1}_{signer.position + 1}"
+    if appearance is None:
+        return own, None
+    if appearance.field is not None:
+        return appearance.field, None
+    if appearance.page is None or appearance.rect is None or appearance.page > doc.pages:
+        return own, None
+    return own, (appearance.page, appearance.rect)
 
 
 def _refuse_unless_own(owner: Ownership) -> None:

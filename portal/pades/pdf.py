@@ -32,6 +32,8 @@ from portal.pades.timestamp import TIMESTAMP_RESERVE, timestamp_certificates
 
 log = logging.getLogger(__name__)
 
+Box = tuple[int, tuple[float, float, float, float]]  # a page (from 1) and x1, y1, x2, y2
+
 
 def reserve(certificate: x509.Certificate, chain: list[x509.Certificate], level: Level) -> int:
     """Bytes of hex to reserve for /Contents: the container with every certificate,
@@ -45,8 +47,10 @@ def reserve(certificate: x509.Certificate, chain: list[x509.Certificate], level:
 
 def prepare_pdf(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Certificate],
                  field_name: str, name: str, reason: str | None, location: str | None,
-                 reserved: int, now: dt.datetime
+                 reserved: int, now: dt.datetime, box: Box | None = None
                  ) -> tuple[bytes, PreparedByteRangeDigest, bytes]:
+    """`box`: a visible signature (page from 1, rectangle in points) in a new field;
+    without one, the field `field_name` (an existing one is filled) is invisible."""
     try:
         writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
     except Exception as exc:  # untrusted input: any parser failure is a bad PDF
@@ -57,11 +61,21 @@ def prepare_pdf(pdf: bytes, certificate: x509.Certificate, chain: list[x509.Cert
     placeholder = signers.ExternalSigner(
         certificate, SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
         signature_value=bytes(signature_size(certificate)))
+    spec = None
+    if box is not None:
+        page, rect = box
+        pages = int(writer.root["/Pages"]["/Count"])
+        if not 1 <= page <= pages:
+            raise PdfInvalid(f"the signature's page {page} is not in this {pages}-page PDF",
+                             code="no-such-page")
+        # ISO 32000-1 §12.7.4.5: a signature field's widget; pyHanko draws its stamp.
+        spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page - 1,
+                                   box=tuple(round(v) for v in rect))  # type: ignore[arg-type]
     pdf_signer = signers.PdfSigner(
         signers.PdfSignatureMetadata(
             field_name=field_name, md_algorithm=HASH, name=name, reason=reason,
             location=location, subfilter=fields.SigSeedSubFilter.PADES),
-        signer=placeholder)
+        signer=placeholder, new_field_spec=spec)
 
     async def run() -> tuple[bytes, PreparedByteRangeDigest, bytes]:
         byte_range, _, output = await pdf_signer.async_digest_doc_for_signing(
@@ -134,7 +148,7 @@ def embed(prepared: Prepared, container: cms.ContentInfo,
     byte_range = PreparedByteRangeDigest(prepared.document_digest, prepared.reserved_start,
                                          prepared.reserved_end)
     byte_range.fill_with_cms(output, der)
-    if prepared.level is Level.B_LT:
+    if prepared.level.long_term:
         revocation = prepared.revocation
         certificates = [x509.Certificate.load(c) for c in revocation.certificates
                         + tsa_revocation.certificates]

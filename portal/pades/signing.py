@@ -14,11 +14,11 @@ import aiohttp
 
 from portal.pades.certificates import load_certificate, signer_certificates
 from portal.pades.errors import PdfInvalid, ValidationConfigError
-from portal.pades.pdf import check_byte_range, embed, prepare_pdf, reserve
+from portal.pades.pdf import Box, check_byte_range, embed, prepare_pdf, reserve
 from portal.pades.prepared import Level, Prepared, Revocation
 from portal.pades.revocation import REVOCATIONS
 from portal.pades.signed_data import signed_container, verify_signature
-from portal.pades.timestamp import timestamp_revocation
+from portal.pades.timestamp import document_timestamp, timestamp_revocation
 from portal.pades.trust import Validation
 
 MAX_PDF_BYTES = 32 * 1024 * 1024  # the API takes 20 MiB documents; earlier signers add some
@@ -29,11 +29,13 @@ _FIELD_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 async def prepare(pdf: bytes, certificate: bytes, chain: Sequence[bytes], *, level: Level | str,
                   field_name: str, signer_name: str, reason: str | None = None,
                   location: str | None = None, validation: Validation,
-                  session: aiohttp.ClientSession | None = None) -> Prepared:
+                  session: aiohttp.ClientSession | None = None,
+                  box: Box | None = None) -> Prepared:
     """Reserve a PAdES signature in `pdf` for the holder of `certificate` and compute the
     hash to sign. `chain`: the issuing CA certificates (DER), nearest first. `session`:
     the caller's HTTP client session for OCSP/CRL (B-LT), reused across documents;
-    without one, a session is made for the call.
+    without one, a session is made for the call. `box`: a visible signature on that page
+    (from 1) in that rectangle (points), else invisible.
 
     Raises PdfInvalid (the PDF), CertificateRejected (the certificate; for B-LT also
     its path: trust, validity, nonRepudiation, revocation), TrustServiceError
@@ -57,13 +59,13 @@ async def prepare(pdf: bytes, certificate: bytes, chain: Sequence[bytes], *, lev
         raise ValidationConfigError(f"PAdES {level} needs a timestamp_url")
     signer_cert, chain_certs = signer_certificates(certificate, chain)
     revocation = Revocation()
-    if level is Level.B_LT:
+    if level.long_term:
         revocation = await REVOCATIONS.get(signer_cert, chain_certs, validation, session)
     reserved = reserve(signer_cert, chain_certs, level)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     output, byte_range, attributes = await asyncio.to_thread(
         prepare_pdf, bytes(pdf), signer_cert, chain_certs, field_name, name, reason,
-        location, reserved, now)
+        location, reserved, now, box)
     return Prepared(
         digest=hashlib.sha256(attributes).digest(), level=level, field_name=field_name,
         prepared_at=now, certificate=signer_cert.dump(),
@@ -99,7 +101,10 @@ async def complete(prepared: Prepared, signature: bytes, *, validation: Validati
     tsa_revocation = Revocation()
     if prepared.level.timestamped:  # a timestamp from a TSA we do not trust is worthless
         tsa_revocation = await timestamp_revocation(container, chain, validation, session)
-    return await asyncio.to_thread(embed, prepared, container, tsa_revocation)
+    signed = await asyncio.to_thread(embed, prepared, container, tsa_revocation)
+    if prepared.level is Level.B_LTA:
+        signed = await document_timestamp(signed, validation, session)
+    return signed
 
 
 def check_signature(prepared: Prepared, signature: bytes) -> None:
