@@ -27,10 +27,16 @@ class Level(StrEnum):
     B_B = "B-B"
     B_T = "B-T"
     B_LT = "B-LT"
+    B_LTA = "B-LTA"  # B-LT and a document time-stamp (§6.4)
 
     @property
     def timestamped(self) -> bool:
         return self is not Level.B_B
+
+    @property
+    def long_term(self) -> bool:
+        """Validation data in the DSS (B-LT, B-LTA)."""
+        return self in (Level.B_LT, Level.B_LTA)
 
 
 @dataclass(frozen=True)

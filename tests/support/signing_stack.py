@@ -108,7 +108,8 @@ class Stack:
 OnStack = Callable[[Callable[[Stack], Awaitable[None]]], None]
 
 
-def with_stack(tmp_path: Path, card: RunningCard) -> OnStack:
+def with_stack(tmp_path: Path, card: RunningCard, **settings: Any) -> OnStack:
+    """`settings`: more of the portal's configuration (e.g. its SMTP server)."""
     def runner(scenario: Callable[[Stack], Awaitable[None]]) -> None:
         pki = start_pki(tmp_path / "ca")
         try:
@@ -120,8 +121,8 @@ def with_stack(tmp_path: Path, card: RunningCard) -> OnStack:
                 # The chain comes from the CA's AIA caIssuers (allowed for its prefix only).
                 async with running_portal(tmp_path, trust_roots=[str(root)],
                                           timestamp_url=f"{pki.base}/tsa",
-                                          ca_issuers_prefixes=[f"{pki.base}/certs/"]
-                                          ) as portal, page_socket(
+                                          ca_issuers_prefixes=[f"{pki.base}/certs/"],
+                                          **settings) as portal, page_socket(
                         portal.session, tmp_path / "agent", ORIGIN, portal_url=portal.url,
                         otp_mode="sms", portal_token_file=portal.agent_token_file) as ws:
                     stack = Stack(pki, portal, ws, card, "", certificate, [])
