@@ -58,11 +58,14 @@ def inspect(data: bytes, index: int, policy: ContentPolicy) -> Inspected:
     try:
         pages = render.inspect(data)
     except PortalError as exc:
-        raise PortalError(Code.PDF_INVALID, f"{where}: {exc}") from None
+        # `document` and `reason` let a page name the file and say why (API.md).
+        raise PortalError(Code.PDF_INVALID, f"{where}: {exc}", document=index,
+                          reason=exc.extra.get("reason", "unreadable")) from None
     try:
         content = scan(data)
     except PdfUnreadable as exc:
-        raise PortalError(Code.PDF_INVALID, f"{where}: {exc}") from None
+        raise PortalError(Code.PDF_INVALID, f"{where}: {exc}", document=index,
+                          reason="unreadable") from None
     if content and policy is ContentPolicy.REFUSE:
         raise PortalError(
             Code.PDF_ACTIVE_CONTENT,

@@ -19,19 +19,23 @@ _PDFIUM = threading.Lock()
 
 def inspect(data: bytes) -> int:
     """The page count of a PDF we can sign; PDF_INVALID otherwise."""
+    if not data:
+        raise PortalError(Code.PDF_INVALID, "the file is empty (0 bytes)", reason="empty")
     if not data.startswith(b"%PDF-"):
-        raise PortalError(Code.PDF_INVALID, "not a PDF (no %PDF- header)")
+        raise PortalError(Code.PDF_INVALID, "not a PDF (no %PDF- header)", reason="not-pdf")
     with _PDFIUM:
         try:
             pdf = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
-            raise PortalError(Code.PDF_INVALID, f"PDF cannot be opened: {exc}") from None
+            raise PortalError(Code.PDF_INVALID, f"PDF cannot be opened: {exc}",
+                              reason="unreadable") from None
         try:
             pages = len(pdf)
         finally:
             pdf.close()
     if not 1 <= pages <= MAX_PAGES:
-        raise PortalError(Code.PDF_INVALID, f"a PDF of 1 to {MAX_PAGES} pages")
+        raise PortalError(Code.PDF_INVALID, f"a PDF of 1 to {MAX_PAGES} pages",
+                          reason="pages")
     return pages
 
 

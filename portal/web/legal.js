@@ -19,6 +19,14 @@ export function cleanFragment(html) {
   return [...doc.body.childNodes];
 }
 
+/** The text's nodes without its title: our texts open with it as an h1/h2 (sections are
+ * h3), and the page already names the text, with its version, above the box. */
+function withoutTitle(nodes) {
+  const first = nodes.find((node) => node.nodeType === Node.ELEMENT_NODE
+                                     || (node.textContent || "").trim() !== "");
+  return first && /^H[12]$/.test(first.nodeName) ? nodes.filter((node) => node !== first) : nodes;
+}
+
 /**
  * Each consent of `kinds` (from the view's `consents`) into its elements: the heading
  * `<kind>-h`, the box `legal-<kind>` with the text in the page's language (fetched once
@@ -46,7 +54,7 @@ export async function renderConsents(consents, kinds) {
     try {
       const response = await fetch(url, { cache: "no-cache" });
       if (!response.ok) throw new Error(String(response.status));
-      box.replaceChildren(...cleanFragment(await response.text()));
+      box.replaceChildren(...withoutTitle(cleanFragment(await response.text())));
       box.dataset.loaded = loaded;
     } catch (_) {
       box.textContent = t("consent.loadFailed");

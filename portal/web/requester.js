@@ -138,8 +138,8 @@ async function create(event) {
   const button = $("create-submit");
   button.disabled = true;
   say(status, t("create.sending"));
+  const files = [...$("documents").files];
   try {
-    const files = [...$("documents").files];
     const documents = [];
     for (const file of files) documents.push({ name: file.name, content: await blobToBase64(file) });
     const signers = [...$("signers").children].map((row) => {
@@ -168,10 +168,19 @@ async function create(event) {
     await refresh();
     openTransaction(created.id);
   } catch (error) {
-    say(status, explain(error), "error");
+    say(status, uploadError(error, files), "error");
   } finally {
     button.disabled = false;
   }
+}
+
+/** A refused document named, with why (the API's `document` index and `reason`). */
+function uploadError(error, files) {
+  const body = error.body || {};
+  const file = Number.isInteger(body.document) ? files[body.document] : null;
+  if (error.code !== "PDF_INVALID" || !file) return explain(error);
+  const reasons = { empty: "create.pdfEmpty", "not-pdf": "create.pdfNotPdf", pages: "create.pdfPages" };
+  return t("create.pdfInvalid", { name: file.name, reason: t(reasons[body.reason] || "create.pdfUnreadable") });
 }
 
 function validate() {

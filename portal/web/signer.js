@@ -3,18 +3,24 @@
 // Steps: consent -> [enrolment] -> documents -> sign -> done (or refused / waiting); the
 // page resumes at SignerView.step. At the documents step the page asks the agent whether
 // a token holds a qualified certificate; if none does, the first-time signer's
-// enrolment starts (enrolment.js). Signing talks to the local qsign agent through its own client,
+// enrolment starts (enrolment.js). The documents and the done step are
+// signer-documents.js, the certificate chooser signer-certificates.js. Signing talks to
+// the local qsign agent through its own client,
 // imported from http://127.0.0.1:<agent.port>/v1/qsign.js: the PIN and the SMS code go
 // to the agent only, never to the portal, and the PIN field is emptied before the
 // agent is even called (JS strings cannot be wiped; no reference to it is kept).
 
-import { api, el, explain, saveBlob, say } from "/static/api.js";
+import { api, el, explain, say } from "/static/api.js";
 import { createEnrolment } from "/static/enrolment.js";
 import {
   bindSwitcher, chooseLanguage, formatDate, language, onLanguageChange, setLanguage, t,
 } from "/static/i18n.js";
 import { renderConsents } from "/static/legal.js";
-import { renderThread, typedMessage } from "/static/messages.js";
+import {
+  findCertificates, holderName, renderCertificateChoices,
+} from "/static/signer-certificates.js";
+import { createDocuments } from "/static/signer-documents.js";
+import { createSignerThread } from "/static/signer-messages.js";
 
 const $ = (id) => document.getElementById(id);
 const invite = location.pathname.replace(/^\/s\//, "").split("/")[0];
@@ -23,9 +29,13 @@ const STEPS = ["consent", "enrolment", "documents", "sign", "done", "refused", "
 const SESSION_ERRORS = ["SESSION_UNKNOWN", "HASHES_MISMATCH", "OTP_LOCKED", "OTP_EXPIRED",
                         "OTP_REPLAYED", "WRONG_STEP", "DOCUMENT_CHANGED"];
 
+// The steps of the list at the top, in order; the others are outcomes beside them.
+const LISTED = ["consent", "enrolment", "documents", "sign", "done"];
+// Outcomes after which no earlier message (e.g. "Documents accepted") still applies.
+const FINAL = ["done", "refused", "closed"];
+
 let view = null;
-let currentDoc = 0;
-let messagesTimer = null;
+let shownStep = null;
 
 // Agent state: the module, the socket, certificates found, the prepared signing session.
 const agent = { module: null, client: null, started: false, qualified: [], others: [],
@@ -41,7 +51,14 @@ const enrolment = createEnrolment({
   handle: (error, region) => handle(error, region),
   notice: (text, kind) => notice(text, kind),
   openAgent: () => openAgent(),
-  checkCertificates: (client) => findCertificates(client),
+  checkCertificates: (client) => findCertificates(base, client),
+});
+const thread = createSignerThread({
+  base, guarded: (button, action, onError) => guarded(button, action, onError),
+});
+const documents = createDocuments({
+  base, view: () => view, notice: (text, kind) => notice(text, kind),
+  guarded: (button, action) => guarded(button, action),
 });
 
 // ---------------------------------------------------------------------------- loading
@@ -106,25 +123,45 @@ function render() {
     requester: transaction.requester.name, expires: formatDate(transaction.expiresAt),
     name: signer.name || signer.email,
   });
-  for (const item of $("steps").children) {
-    if (item.dataset.step === step) item.setAttribute("aria-current", "step");
-    else item.removeAttribute("aria-current");
-  }
+  if (shownStep !== step && FINAL.includes(step)) notice("");
+  shownStep = step;
+  renderSteps();
   for (const name of STEPS) $(`step-${name}`).hidden = name !== step;
   if (step === "consent") renderConsents(view.consents, ["privacy", "terms"]);
   if (step === "enrolment") enrolment.render();
   else enrolment.stop();
   if (step === "documents") {
-    renderDocuments();
-    enrolment.checkFirstTime();
+    documents.render();
+    // A returning signer's certificate step is skipped once the agent has said so.
+    Promise.resolve(enrolment.checkFirstTime()).then(renderSteps);
   }
   if (step === "sign") renderSign();
+  if (step === "done") documents.renderDone();
   if (step === "refused") $("refused-reason").textContent = signer.refusalReason || "";
   const messaging = transaction.messaging && !["done", "refused", "closed"].includes(step);
   $("messaging").hidden = !messaging;
-  if (messaging) startMessages(); else stopMessages();
+  if (messaging) thread.start(); else thread.stop();
   document.body.dataset.step = step;
   document.body.dataset.ready = "true";
+}
+
+/** The list of steps: done, current, to do, or skipped (the certificate step of a signer
+ * whose token already holds their qualified certificate). */
+function renderSteps() {
+  const { step, enrolment: enrolling } = view;
+  const at = step === "refused" ? LISTED.indexOf("documents") : LISTED.indexOf(step);
+  const returning = !enrolling && (at > LISTED.indexOf("documents")
+    || (step === "documents" && document.body.dataset.firstTime === "no"));
+  for (const item of $("steps").children) {
+    const index = LISTED.indexOf(item.dataset.step);
+    let state = at < 0 || index > at ? "todo" : index === at ? "current" : "done";
+    if (item.dataset.step === "enrolment" && returning) state = "skipped";
+    if (step === "done" && index === at) state = "done";
+    item.dataset.state = state;
+    item.title = state === "skipped" ? t("signer.stepSkipped") : "";
+    if (item.dataset.step === step) item.setAttribute("aria-current", "step");
+    else item.removeAttribute("aria-current");
+  }
 }
 
 // ---------------------------------------------------------------------------- consent
@@ -139,70 +176,6 @@ async function submitConsent(event) {
   await guarded($("consent-submit"), async () => {
     update(await api("POST", `${base}/consents`, { body: { accepted } }));
     notice("");
-  });
-}
-
-// ---------------------------------------------------------------------------- documents
-
-function renderDocuments() {
-  const documents = view.documents;
-  if (currentDoc >= documents.length) currentDoc = 0;
-  renderActiveContent(documents);
-  const tabs = documents.map((doc, index) => el("button", {
-    type: "button", "aria-pressed": String(index === currentDoc), text: doc.name,
-    onclick: () => { currentDoc = index; renderDocuments(); },
-  }));
-  $("doc-tabs").replaceChildren(...tabs);
-  const doc = documents[currentDoc];
-  if (!doc) {
-    $("pages").replaceChildren(el("p", { text: t("documents.none") }));
-    return;
-  }
-  const images = [];
-  for (let n = 1; n <= doc.pages; n++) {
-    images.push(el("img", {
-      src: `${base}/documents/${encodeURIComponent(doc.id)}/pages/${n}.png?width=800`,
-      alt: t("documents.pageAlt", { n, total: doc.pages, name: doc.name }),
-      loading: n <= 2 ? "eager" : "lazy", width: "800", height: "1131",
-      onerror: () => notice(t("documents.pageFailed", { n, name: doc.name }), "error"),
-    }));
-  }
-  $("pages").replaceChildren(...images);
-  $("pages").setAttribute("aria-label", t("documents.pagesOf", { name: doc.name }));
-  $("download-one").textContent = t("documents.downloadNamed", { name: doc.name });
-}
-
-// What the portal found that could act by itself in a PDF reader (API.md activeContent).
-const ACTIVE_CONTENT = {
-  javascript: "documents.activeJavascript", "open-action": "documents.activeOpenAction",
-  launch: "documents.activeLaunch", "additional-actions": "documents.activeAdditionalActions",
-  "embedded-files": "documents.activeEmbeddedFiles", xfa: "documents.activeXfa",
-  unchecked: "documents.activeUnchecked",
-};
-
-/** The warning shown above the documents, before acceptance, when any holds active content. */
-function renderActiveContent(documents) {
-  let box = $("active-content");
-  if (!box) {
-    box = el("div", { id: "active-content", class: "notice", role: "note" });
-    box.dataset.kind = "warn";
-    $("doc-tabs").before(box);
-  }
-  const flagged = documents.filter((doc) => (doc.activeContent || []).length > 0);
-  box.hidden = flagged.length === 0;
-  box.replaceChildren(
-    el("p", { text: t("documents.activeContent") }),
-    el("ul", {}, ...flagged.map((doc) => el("li", { text: t("documents.activeIn", {
-      name: doc.name,
-      what: doc.activeContent.map((kind) => (ACTIVE_CONTENT[kind] ? t(ACTIVE_CONTENT[kind]) : kind)).join(", "),
-    }) }))),
-  );
-}
-
-async function download(button, path) {
-  await guarded(button, async () => {
-    const { blob, filename } = await api("GET", path, { blob: true });
-    saveBlob(blob, filename);
   });
 }
 
@@ -299,35 +272,6 @@ async function openAgent() {
   return agent.client;
 }
 
-/** Tokens, and the certificates on them sorted by the portal's check: qualified and
- * issued to this signer, or not (someone else's is not usable: portal/API.md). */
-async function findCertificates(client) {
-  const { tokens } = await client.listTokens();
-  const qualified = [];
-  const others = [];
-  const { credentials } = await client.listCredentials();
-  for (const credential of credentials) {
-    if (!credential.hasCertificate) continue;
-    const info = await client.credentialInfo(credential.credentialID);
-    const certificates = (info.cert && info.cert.certificates) || [];
-    if (certificates.length === 0) continue;
-    const entry = { credentialID: credential.credentialID, tokenID: credential.tokenID,
-                    label: credential.label, certificate: certificates[0],
-                    chain: certificates.slice(1), check: null, reasons: [] };
-    try {
-      entry.check = await api("POST", `${base}/certificates/check`,
-                              { body: { certificate: entry.certificate, chain: entry.chain } });
-      const own = entry.check.ownCertificate !== false;
-      (entry.check.qualified && own ? qualified : others).push(entry);
-      entry.reasons = entry.check.reasons || [];
-    } catch (error) {
-      entry.reasons = [explain(error)];
-      others.push(entry);
-    }
-  }
-  return { tokens, qualified, others };
-}
-
 function showPairing(code) {
   agentStatus("");
   $("pair-code").textContent = code;
@@ -367,7 +311,7 @@ async function loadCertificates() {
   let others;
   let tokens;
   try {
-    ({ qualified, others, tokens } = await findCertificates(client));
+    ({ qualified, others, tokens } = await findCertificates(base, client));
   } catch (error) {
     agentStatus(explain(error), "error");
     $("agent-actions").hidden = false;
@@ -398,42 +342,11 @@ function credentialsFound(list) {
   return list.length > 0;
 }
 
-function holderName(check) {
-  return (check && (check.holder || check.commonName || check.subject)) || "?";
-}
-
-function reasonText(reason, check = null) {
-  if (reason === "CERTIFICATE_NOT_SIGNERS") return t("reason.CERTIFICATE_NOT_SIGNERS", { holder: holderName(check) });
-  const key = `reason.${reason}`;
-  const text = t(key);
-  return text === key ? reason : text;
-}
-
 function renderCertificates() {
   const previous = selectedCredential();
-  const choices = agent.qualified.map((entry, index) => {
-    const subject = entry.check.commonName || entry.check.subject || entry.label || entry.credentialID;
-    const input = el("input", { type: "radio", name: "credential", value: entry.credentialID,
-                                id: `credential-${index}`,
-                                "aria-describedby": `credential-${index}-details` });
-    input.checked = previous ? previous.credentialID === entry.credentialID
-      : agent.qualified.length === 1;
-    input.addEventListener("change", () => { if (session && session.credentialID !== entry.credentialID) dropSession(); });
-    const blocked = agent.blocked.has(entry.tokenID);
-    return el("label", { class: "choice", for: `credential-${index}` }, input,
-      el("span", {},
-        el("strong", { text: subject }),
-        el("span", { class: "small muted", id: `credential-${index}-details`, text: " " + t("sign.certificateDetails", {
-          issuer: entry.check.issuer, from: formatDate(entry.check.notBefore, false),
-          until: formatDate(entry.check.notAfter, false), token: entry.label || entry.tokenID,
-        }) + (blocked ? " " + t("agentError.PIN_BLOCKED") : "") })));
+  renderCertificateChoices(agent, previous && previous.credentialID, (entry) => {
+    if (session && session.credentialID !== entry.credentialID) dropSession();
   });
-  $("certificate-choices").replaceChildren(...choices);
-  const others = agent.others.map((entry) => el("li", {
-    text: `${(entry.check && (entry.check.commonName || entry.check.subject)) || entry.label || entry.credentialID}: ${entry.reasons.map((r) => reasonText(r, entry.check)).join(", ") || t("sign.notQualified")}`,
-  }));
-  $("not-qualified-list").replaceChildren(...others);
-  $("not-qualified").hidden = others.length === 0;
 }
 
 function selectedCredential() {
@@ -602,44 +515,6 @@ function isSpentOtp(error) {
     (error.code === "INVALID_OTP" && ["replayed", "session", "hashes"].includes(data.reason));
 }
 
-// ---------------------------------------------------------------------------- messaging
-
-function startMessages() {
-  if (messagesTimer !== null) return;
-  loadMessages();
-  messagesTimer = setInterval(() => { if (!document.hidden) loadMessages(); }, 15000);
-}
-
-function stopMessages() {
-  if (messagesTimer !== null) clearInterval(messagesTimer);
-  messagesTimer = null;
-}
-
-async function loadMessages() {
-  try {
-    const { messages } = await api("GET", `${base}/messages`);
-    renderThread(messages, "signer");
-    say($("message-error"), "");
-  } catch (error) {
-    if (["MESSAGING_DISABLED", "ALREADY_SIGNED"].includes(error.code)) stopMessages();
-    say($("message-error"), explain(error), "error");
-  }
-}
-
-async function sendMessage(event) {
-  event.preventDefault();
-  const text = typedMessage("message-text", "message-error");
-  if (text === null) return;
-  await guarded($("message-send"), async () => {
-    await api("POST", `${base}/messages`, { body: { text } });
-    $("message-text").value = "";
-    await loadMessages();
-  }, (error) => {
-    say($("message-error"), explain(error), "error");
-    return true;
-  });
-}
-
 // ---------------------------------------------------------------------------- wiring
 
 /** Run an action with its button disabled; errors go to `onError` or the notice. */
@@ -661,11 +536,7 @@ async function guarded(button, action, onError = null) {
 
 function wire() {
   $("consent-form").addEventListener("submit", submitConsent);
-  $("download-one").addEventListener("click", () => {
-    const doc = view.documents[currentDoc];
-    if (doc) download($("download-one"), `${base}/documents/${encodeURIComponent(doc.id)}/download`);
-  });
-  $("download-all").addEventListener("click", () => download($("download-all"), `${base}/documents.zip`));
+  documents.wire();
   $("accept").addEventListener("click", () => guarded($("accept"), async () => {
     update(await api("POST", `${base}/accept`, { body: {} }));
     notice(t("documents.accepted"), "ok");
@@ -697,8 +568,7 @@ function wire() {
   $("send-otp").addEventListener("click", () => sendOtp($("send-otp")));
   $("resend-otp").addEventListener("click", () => sendOtp($("resend-otp")));
   $("sign-form").addEventListener("submit", sign);
-  $("message-form").addEventListener("submit", sendMessage);
-  $("message-refresh").addEventListener("click", () => loadMessages());
+  thread.wire();
   $("waiting-refresh").addEventListener("click", () => guarded($("waiting-refresh"), async () => update(await api("GET", base))));
 }
 

@@ -61,6 +61,14 @@ async def _create_with_the_page(stack: Stack, page: Page, title: str) -> dict[st
     await page.fill("#title", title)
     await page.fill("#req-name", "Alice Requester")
     await page.fill("#req-email", "alice@example.test")
+    # A 0-byte file is refused by name and reason, not as "a document".
+    await page.set_input_files("#documents", files=[
+        {"name": "empty.pdf", "mimeType": "application/pdf", "buffer": b""}])
+    await page.fill("#signers .signer-row [data-field=email]", "marie@example.test")
+    await page.click("#create-submit")
+    await page.wait_for_selector("#create-status[data-kind='error']")
+    refused = await page.text_content("#create-status") or ""
+    assert "empty.pdf" in refused and "empty (0 bytes)" in refused, refused
     files: list[FilePayload] = [
         {"name": "contract.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(2)},
         {"name": "annex.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(1)}]
@@ -95,6 +103,8 @@ async def _consent_and_accept(stack: Stack, page: Page, link: str, shots: str = 
     await _ready(page)
     assert await page.get_attribute("body", "data-step") == "consent"
     await _until(page, "document.getElementById('legal-terms').textContent.length > 40")
+    # The text's title is the heading above it, once (the text's own h2 is left out).
+    assert await page.locator("#legal-terms h2, #legal-privacy h2").count() == 0
     if shots:
         await stack.shot(page, f"{shots}-consent")
     await page.check("#consent-privacy")
@@ -135,6 +145,15 @@ def test_requester_creates_first_signer_signs_second_refuses(on_stack: OnStack) 
         await check_page(signer)
         await steps.accept_documents(signer)
         await steps.choose_credential(signer)
+        # The chooser names the holder, the issuer's organisation, "qualified" and the
+        # key in the page's words, never a raw DN or the agent's English slot label.
+        choice = await signer.text_content("#certificate-choices") or ""
+        assert "Marie Curie" in choice and "Qualified" in choice, choice
+        assert "Signature key on the token no." in choice, choice
+        assert "CN=" not in choice and "Digital Signature" not in choice, choice
+        # A returning signer (a certificate on the token) skips the certificate step.
+        assert await signer.get_attribute("#steps [data-step='enrolment']",
+                                          "data-state") == "skipped"
         await stack.shot(signer, "03-signer1-certificate")
         code = await steps.ask_code(stack, signer, PIN)
         assert await signer.input_value("#pin") == PIN
@@ -142,6 +161,12 @@ def test_requester_creates_first_signer_signs_second_refuses(on_stack: OnStack) 
         await stack.shot(signer, "04-signer1-otp")
         await steps.submit_signature(signer)
         assert await signer.input_value("#pin") == "", "the PIN field is emptied"
+        # Done: no stale "Documents accepted", where things stand, the signed documents.
+        assert await signer.is_hidden("#notice")
+        assert "1 of 2 signers" in (await signer.text_content("#done-state") or "")
+        async with signer.expect_download() as download:
+            await signer.click("#download-signed")
+        assert (await download.value).suggested_filename == "signed-documents.zip"
         await stack.shot(signer, "05-signer1-done")
         await signer_context.close()
         await assert_signed_b_lt(stack, transaction)

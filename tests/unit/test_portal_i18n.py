@@ -167,7 +167,7 @@ def test_every_status_has_a_text(family: str, field: str, first: str) -> None:
 def test_the_signer_page_has_a_section_for_every_step() -> None:
     steps = _api_enum("step", "consent")
     html = SIGNER_HTML
-    script = (WEB / "signer.js").read_text()
+    script = "\n".join(path.read_text() for path in sorted(WEB.glob("signer*.js")))
     for step in steps:
         assert f'id="step-{step}"' in html, f"signer.html has no section for step {step}"
         assert f'"{step}"' in script, f"signer.js does not know step {step}"
@@ -280,7 +280,9 @@ def test_nothing_is_loaded_from_outside_and_every_local_asset_exists() -> None:
 
 # First-time signer (issue 7) ------------------------------------------------------------
 
-ENROLMENT = (WEB / "enrolment.js").read_text()
+# enrolment.js and the token steps it imports (enrolment-token.js), read as one.
+ENROLMENT = "\n".join((WEB / name).read_text() for name in ("enrolment.js",
+                                                            "enrolment-token.js"))
 CAPTURE = (WEB / "capture.js").read_text()
 
 
