@@ -42,6 +42,7 @@ from portal.config import PortalConfig
 from portal.identity.evidence import EvidenceSigner
 from portal.service import create_app as create_portal
 from portal.store import Store, utcnow
+from qsign.validation_setup import demo_trusted_list, seal_from_ca
 from tests.support.ca_fixtures import b64, card_csr
 from tests.support.ca_process import RunningCa, start_ca
 from tests.support.chromium import launch_chromium
@@ -261,13 +262,16 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
     agent_token, digest = new_agent_token()  # the agent's credential at the SMS OTP routes
     agent_token_file = tmp_path / "agent-portal.token"
     agent_token_file.write_text(agent_token + "\n")
+    # The CA's demo trusted list and the portal's seal: /validate shows its QES (issue 16).
+    validation = demo_trusted_list(ca.directory, tmp_path / "validation")
+    seal_from_ca(ca.directory, ca.database_url, state)
     config = PortalConfig(
         host="127.0.0.1", port=portal_port, public_url=origin, state_dir=state,
         agent_port=agent_port, trust_roots=(ca.directory / "certs" / "root.pem",),
         intermediates=(ca.directory / "certs" / "issuing.pem",),
         ca_issuers_prefixes=(ca.base + "/",),
         timestamp_url=ca.base + "/tsa", smtp_host="127.0.0.1", smtp_port=smtp_port,
-        identity_accept_specimens=True, agent_token_sha256=(digest,))
+        identity_accept_specimens=True, agent_token_sha256=(digest,), validation=validation)
     clock = ShiftedClock()
     store = Store.open(None, state, clock=clock)
     portal = TestServer(create_portal(config, store=store), host="127.0.0.1",

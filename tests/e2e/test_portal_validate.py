@@ -1,0 +1,84 @@
+"""Issue 16's acceptance in a real browser: a signer who signed through the real stack
+(portal, agent, CA, simulated card; tests/support/portal_e2e.py, with the CA's demo
+trusted list and the portal's seal) opens /validate, uploads the signed document and
+reads that it is a qualified electronic signature, by them, at the time-stamp's time;
+the sealed PDF report they download validates in turn."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from pathlib import Path
+
+from firmware_sim.attestation import Manufacturer
+from tests.support import page_steps as steps
+from tests.support.pcsc import RunningCard
+from tests.support.portal_e2e import PIN, Stack, check_page, ready, run_on_stack
+from tests.support.waiting import wait_until_async
+
+
+def test_a_signer_validates_their_signed_document(simulated_card: RunningCard,
+                                                   manufacturer: Manufacturer,
+                                                   tmp_path: Path) -> None:
+    async def scenario(stack: Stack) -> None:
+        tx = await stack.one_signer_transaction("Lease", level="B-LT", document="lease.pdf")
+        context, page = await stack.page()
+        links = await wait_until_async(lambda: stack.smtp.links("marie@example.test"),
+                                       "the invitation e-mail")
+        await page.goto(links[-1])
+        await ready(page)
+        await page.check("#consent-privacy")
+        await page.check("#consent-terms")
+        await page.click("#consent-submit")
+        await page.wait_for_selector("body[data-step='documents']")
+        await steps.accept_documents(page)
+        await steps.choose_credential(page)
+        await page.fill("#otp", await steps.ask_code(stack, page, PIN))
+        await steps.submit_signature(page)
+        signed_at = dt.datetime.now(dt.UTC)
+        async with stack.session.get(
+                stack.api(f"/api/v1/transactions/{tx['id']}/documents/"
+                          f"{tx['documents'][0]['id']}"),
+                headers={"Authorization": f"Bearer {stack.token}"}) as response:
+            assert response.status == 200
+            signed = await response.read()
+
+        await page.goto(f"{stack.origin}/validate?lang=en")
+        await ready(page)
+        await page.set_input_files("#file", files=[
+            {"name": "lease.pdf", "mimeType": "application/pdf", "buffer": signed}])
+        await page.click("#validate-submit")
+        await page.wait_for_selector("#result:not([hidden])")
+        await check_page(page)
+        await stack.shot(page, "validate-result")
+        [item] = await page.locator("#signatures li.signature").all()
+        shown = await item.inner_text()
+        assert "qualified electronic signature" in shown.lower(), shown
+        assert "Marie Curie" in shown, shown
+        assert "time-stamp" in shown, shown
+        assert await item.get_attribute("data-indication") == "TOTAL-PASSED", shown
+        # The time shown is the signature's own, as the page writes times.
+        async with stack.session.post(stack.api("/api/v1/validations"), json={
+                "name": "lease.pdf", "content": base64.b64encode(signed).decode()}) as reply:
+            report = await reply.json()
+        iso = report["signatures"][0]["signingTime"]
+        when = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+        assert abs(when - signed_at) < dt.timedelta(minutes=5), iso
+        written = await page.evaluate(
+            "iso => new Intl.DateTimeFormat('en-GB', {dateStyle: 'medium', "
+            "timeStyle: 'short'}).format(new Date(iso))", iso)
+        assert written in shown, (written, shown)
+
+        # The sealed PDF report, as the person keeps it, validates too.
+        async with page.expect_download() as download:
+            await page.click("#download-pdf")
+        kept = Path(await (await download.value).path()).read_bytes()
+        assert kept.startswith(b"%PDF-")
+        async with stack.session.post(stack.api("/api/v1/validations"), json={
+                "name": "report.pdf", "content": base64.b64encode(kept).decode()}) as reply:
+            sealed = await reply.json()
+        [seal] = sealed["signatures"]
+        assert seal["field"] == "ServiceSeal" and seal["indication"] == "TOTAL-PASSED", seal
+        await context.close()
+
+    run_on_stack(tmp_path, manufacturer, simulated_card, scenario, secrets=(PIN,))
