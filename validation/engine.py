@@ -40,6 +40,7 @@ from pyhanko.sign.validation.policy_decl import (
 )
 from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
 from pyhanko_certvalidator.context import CertValidationPolicySpec
+from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
 
@@ -64,11 +65,12 @@ INDICATIONS = {AdESStatus.PASSED: TOTAL_PASSED, AdESStatus.FAILED: TOTAL_FAILED,
 HEADER_WINDOW = 1024  # ISO 32000-2 §7.5.2: readers find %PDF- within the first 1024 bytes
 
 
-def validate_pdf(data: bytes, settings: ValidationSettings, *,
-                 name: str = "document.pdf") -> FileReport:
+def validate_pdf(data: bytes, settings: ValidationSettings, *, name: str = "document.pdf",
+                 at: dt.datetime | None = None) -> FileReport:
     """Validate every signature of `data` (ETSI EN 319 102-1 §5.6.3 for each, in
-    document order). Synchronous and CPU-bound: callers in an event loop run it in a
-    thread. Raises ValidationError for input that is no readable PDF."""
+    document order), as of `at` (default now). Synchronous and CPU-bound: callers in an
+    event loop run it in a thread. Raises ValidationError for input that is no readable
+    PDF."""
     if len(data) > settings.max_size:
         raise ValidationError("TOO_LARGE", f"larger than {settings.max_size} bytes")
     if b"%PDF-" not in data[:HEADER_WINDOW]:
@@ -81,7 +83,8 @@ def validate_pdf(data: bytes, settings: ValidationSettings, *,
     except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValidationError("MALFORMED_PDF", f"the signature fields cannot be read: {exc}"
                               ) from exc
-    validated = asyncio.run(_validate_all(signatures, settings)) if signatures else []
+    timing = ValidationTimingInfo(at, at, False) if at else ValidationTimingInfo.now()
+    validated = asyncio.run(_validate_all(signatures, settings, timing)) if signatures else []
     return FileReport(name=name, sha256=hashlib.sha256(data).hexdigest(),
                       signatures=tuple(v.report for v in validated),
                       trusted_lists=settings.trusted_lists, xml=xml_report(validated))
@@ -106,8 +109,8 @@ def _open(data: bytes) -> PdfFileReader:
     return reader
 
 
-async def _validate_all(signatures: list[EmbeddedPdfSignature], settings: ValidationSettings
-                        ) -> list[Validated]:
+async def _validate_all(signatures: list[EmbeddedPdfSignature], settings: ValidationSettings,
+                        timing: ValidationTimingInfo) -> list[Validated]:
     online = settings.online
     spec = PdfSignatureValidationSpec(SignatureValidationSpec(
         cert_validation_policy=CertValidationPolicySpec(
@@ -121,15 +124,16 @@ async def _validate_all(signatures: list[EmbeddedPdfSignature], settings: Valida
                                        else CertificateFetchingRule.NEVER_FETCH))))
     out = []
     for signature in signatures:
-        out.append(await _validate_one(signature, spec, settings))
+        out.append(await _validate_one(signature, spec, settings, timing))
     return out
 
 
 async def _validate_one(signature: EmbeddedPdfSignature, spec: PdfSignatureValidationSpec,
-                        settings: ValidationSettings) -> Validated:
+                        settings: ValidationSettings, timing: ValidationTimingInfo
+                        ) -> Validated:
     field = _field_name(signature)
     try:
-        result = await ades_lta_validation(signature, spec)
+        result = await ades_lta_validation(signature, spec, timing_info=timing)
     except (SignatureValidationError, PdfError, ValueError, KeyError, TypeError,
             AttributeError, NotImplementedError) as exc:
         # A signature pyHanko cannot even take apart (EN 319 102-1 §5.2.2 format checks).

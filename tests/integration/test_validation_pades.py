@@ -84,6 +84,17 @@ def test_our_signatures_are_qes(lists: DemoLists, b_lt: bytes, b_lta: bytes, lev
     assert quality is not None and quality.text == "urn:qsign:validation:qualification:QES"
 
 
+def test_b_lta_still_qes_after_its_revocation_data_went_stale(lists: DemoLists,
+                                                              b_lta: bytes) -> None:
+    """Validated as of 400 days later (the DSS's OCSP response long stale): the document
+    timestamp is the proof of existence that past signature validation needs (EN 319
+    102-1 §5.6.2.4)."""
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
+    settings = ValidationSettings.load([str(lists.granted)], operator_certs=[lists.operator])
+    (signature,) = validate_pdf(b_lta, settings, at=later).signatures
+    assert (signature.indication, signature.qualification) == ("TOTAL-PASSED", "QES")
+
+
 def test_withdrawn_before_signing_is_not_qualified(lists: DemoLists, b_lt: bytes) -> None:
     (signature,) = _under(lists, lists.withdrawn, b_lt).signatures
     assert signature.indication == "TOTAL-PASSED"  # the chain is still on the list
