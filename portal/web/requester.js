@@ -46,6 +46,9 @@ async function useToken(value) {
   }
   try { sessionStorage.setItem(TOKEN_KEY, value); } catch (_) { /* private mode */ }
   showSignedIn(true);
+  // The mails link a transaction as /requester?tx=<id>: open it once signed in.
+  const linked = new URLSearchParams(location.search).get("tx");
+  if (linked && !opened) await openTransaction(linked);
 }
 
 function showSignedIn(yes) {

@@ -358,6 +358,17 @@ def test_personal_space_after_everyone_signed(on_stack: OnStack) -> None:
         await page.fill("#otp", code)
         await page.click("#sign-submit")
         await page.wait_for_selector("body[data-step='done']")
+        assert "Everyone has signed" in (await page.text_content("#done-state") or "")
+        # The requester's completion mail opens the transaction in the requester's page.
+        opened = await _invite_kind(stack, "r@example.test", "/requester?tx=")
+        requester_context, requester = await stack.page()
+        await requester.goto(opened)
+        await _ready(requester)
+        await requester.fill("#token", stack.token)
+        await requester.click("#token-submit")
+        await requester.wait_for_selector("#detail:not([hidden])")
+        assert "Single" in (await requester.text_content("#detail") or "")
+        await requester_context.close()
         space = await _invite_kind(stack, "marie@example.test", "/me/")
         await steps.open_personal_space(stack, page, space, PHONE,
                                   login_shot="10-personal-space-login")
