@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from portal.routes import requester, settings, signin, workspaces
+from portal.routes import oidc_signin, requester, settings, signin, workspaces
 
 WORKSPACE_TX = "/api/v1/workspaces/{ws}/transactions"
 
 
 def add_routes(r: web.UrlDispatcher) -> None:
     signin.add_routes(r)
+    oidc_signin.add_routes(r)
     settings.add_routes(r)
     workspaces.add_routes(r)
     r.add_post(WORKSPACE_TX, requester.create_transaction)

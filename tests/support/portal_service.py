@@ -147,7 +147,8 @@ async def running_portal(tmp_path: Path, **settings: Any) -> AsyncIterator[Runni
         "state_dir": str(state), "agent_token_sha256": [digest], **settings}})
     store = Store.open(config.database_url, config.state_dir, clock)
     app = create_app(config, store=store)
-    server = TestServer(app, host="127.0.0.1")
+    # `port` in settings: served there, so links made from the config reach it
+    server = TestServer(app, host="127.0.0.1", port=settings.get("port"))
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:
