@@ -6,7 +6,9 @@ Each entry's `hash` is SHA-256 over a canonical encoding of its fields and the p
 entry's hash (`prev_hash`; the first entry links to `GENESIS`), so an entry changed,
 deleted or moved in the database breaks the chain at that entry: `verify` names the
 first bad `seq` (`qsign portal audit verify`). Removing the newest entries leaves a
-shorter valid chain: compare the head (`head`) with one kept elsewhere (`expect=`).
+shorter valid chain: compare the head with one kept elsewhere (`expect=`). The portal
+anchors it (`anchor`): every few minutes the head moves forward in a file beside the
+database (`<state_dir>/audit.head`) and in the log, which `verify` then checks against.
 
 Appends are serialised across portal processes: one transaction reads the last entry
 and inserts the next `seq`; `seq` is the primary key, so of two processes that read the
@@ -20,16 +22,23 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ground.files import write_atomically
 from ground.sql import Database
 from portal.store.records import utcnow
 
+log = logging.getLogger(__name__)
+
 GENESIS = "0" * 64
+ANCHOR_FILE = "audit.head"  # in the portal's state directory
+ANCHOR_EVERY = 300.0  # seconds between two anchorings
 _RETRIES = 100
 _BATCH = 1000
 _COLUMNS = "seq, at, actor, action, subject, details, prev_hash, hash"
@@ -190,3 +199,50 @@ def _broken(entry: Entry, expected: int, prev: str) -> tuple[int, str] | None:
                                 entry.subject, entry.details, entry.prev_hash):
         return entry.seq, "changed after it was written (hash mismatch)"
     return None
+
+
+def read_anchor(path: Path) -> Head | None:
+    """The head kept in `path`, or None when there is none yet."""
+    try:
+        return Head.parse(path.read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
+def anchor(db: Database, path: Path) -> Head | None:
+    """Move the head kept in `path` forward to the chain's head, after checking that the
+    entry it named is still there, unchanged, and linked to by the entries after it. A
+    mismatch is logged and the file kept as it is: it is the evidence. Returns the head
+    now anchored (None: nothing to anchor, or the mismatch)."""
+    kept = read_anchor(path)
+    start = 0 if kept is None else kept.seq
+    rows = _rows(db, f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= ? "  # noqa: S608
+                 "ORDER BY seq", (start,))
+    if kept is not None and (not rows or rows[0].seq != kept.seq
+                             or rows[0].hash != kept.hash):
+        log.error("audit log: the anchored head %s is no longer in the chain", kept)
+        return None
+    prev = rows[0] if kept is not None else None
+    for entry in rows[1:] if kept is not None else rows:
+        expected = GENESIS if prev is None else prev.hash
+        if _broken(entry, 1 if prev is None else prev.seq + 1, expected) is not None:
+            log.error("audit log: entry %d breaks the chain after the anchor", entry.seq)
+            return None
+        prev = entry
+    if prev is None:
+        return None
+    head = Head(prev.seq, prev.hash)
+    if kept is None or head.seq > kept.seq:
+        write_atomically(path, f"{head}\n".encode())
+        log.info("audit log head %s", head)  # the log is a second copy, kept elsewhere
+    return head
+
+
+async def keep_anchoring(db: Database, path: Path, every: float = ANCHOR_EVERY) -> None:
+    """`anchor` now and every `every` seconds, off the event loop (a portal task)."""
+    while True:
+        try:
+            await asyncio.to_thread(anchor, db, path)
+        except Exception:
+            log.exception("audit log anchoring failed")
+        await asyncio.sleep(every)

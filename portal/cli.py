@@ -50,8 +50,8 @@ def register(subparsers: Any) -> None:
     p = audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the "
                              "first changed, deleted or moved entry")
     p.add_argument("--config", type=Path)
-    p.add_argument("--expect", metavar="SEQ:HASH",
-                   help="a head printed earlier, kept outside the database")
+    p.add_argument("--expect", metavar="SEQ:HASH", help="a head printed earlier, kept "
+                   "outside the database (default: STATE_DIR/audit.head, if any)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_audit_verify)
 
@@ -108,10 +108,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from portal import audit
 
     config = PortalConfig.load(args.config)
-    try:
-        expect = audit.Head.parse(args.expect) if args.expect else None
+    try:  # without --expect, the head the portal anchored beside its database
+        expect = audit.Head.parse(args.expect) if args.expect else audit.read_anchor(
+            config.state_dir / audit.ANCHOR_FILE)
     except ValueError as exc:
-        raise ConfigError(f"--expect: {exc}") from exc
+        raise ConfigError(f"--expect or {audit.ANCHOR_FILE}: {exc}") from exc
     store = Store.open(config.database_url, config.state_dir)
     try:
         result = audit.verify(store.db, expect=expect)

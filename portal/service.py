@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from portal import audit
 from portal.blobs import BlobStore
 from portal.config import PortalConfig
 from portal.enrolment import EnrolmentDesk
@@ -129,6 +130,8 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
     async def background(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(mailer.run(), name="mailer"),
                  asyncio.create_task(_sweeper(portal), name="sweeper"),
+                 asyncio.create_task(audit.keep_anchoring(
+                     store.db, config.state_dir / audit.ANCHOR_FILE), name="audit-anchor"),
                  *(asyncio.create_task(work, name=name)
                    for name, work in advanced.background(portal))]
         yield

@@ -83,6 +83,24 @@ def test_removed_newest_entries_are_found_against_a_kept_head(store: Store) -> N
     assert (result.ok, result.first_bad) == (False, 3)
 
 
+def test_the_anchored_head_finds_removed_newest_entries(store: Store, database_url: str,
+                                                       tmp_path: Path) -> None:
+    anchor = tmp_path / "state" / audit.ANCHOR_FILE
+    anchor.parent.mkdir(exist_ok=True)  # the portal's state directory
+    _fill(store, 2)
+    assert audit.anchor(store.db, anchor) == audit.verify(store.db).head
+    _fill(store, 2)
+    assert audit.anchor(store.db, anchor) == audit.Head(4, audit.verify(store.db).head.hash)
+    with store.db.transaction() as cur:
+        cur.execute("DELETE FROM audit_log WHERE seq >= 3")
+    assert audit.anchor(store.db, anchor) is None  # the evidence stays as it was
+    kept = audit.read_anchor(anchor)
+    assert kept is not None and kept.seq == 4
+    broken = _cli(database_url, tmp_path)  # no --expect: the anchor file is read
+    assert broken.returncode == 1
+    assert "BROKEN at seq 3" in broken.stdout
+
+
 _APPEND = """
 import sys
 from pathlib import Path

@@ -67,6 +67,14 @@ def test_console(tmp_path: Path) -> None:
             await portal.call("POST", f"/api/v1/console/workspaces/{workspace}/suspension",
                               {"suspended": False}, auth=True)
             await _get(portal, documents, token, 200)
+            [member] = mine["members"]  # an account suspended: its token is refused too
+            await portal.call("POST", f"/api/v1/console/users/{member['userId']}/suspension",
+                              {"suspended": True}, auth=True)
+            refused = await _get(portal, documents, token, 401)
+            assert refused["message"] == "this account is suspended"
+            await portal.call("POST", f"/api/v1/console/users/{member['userId']}/suspension",
+                              {"suspended": False}, auth=True)
+            await _get(portal, documents, token, 200)
 
             facts = await portal.call("GET", "/api/v1/start")  # getting started's path
             assert facts["agentPort"] == portal.config.agent_port
@@ -83,8 +91,8 @@ def test_console(tmp_path: Path) -> None:
 
             log = await portal.call("GET", "/api/v1/console/audit", auth=True)
             assert log["verify"]["ok"] is True
-            assert [e["action"] for e in log["entries"][:2]] == [
-                "workspace.resume", "workspace.suspend"]
+            assert [e["action"] for e in log["entries"][:4]] == [
+                "user.resume", "user.suspend", "workspace.resume", "workspace.suspend"]
             assert log["entries"][0]["actor"] == "bootstrap"
     asyncio.run(main())
 
