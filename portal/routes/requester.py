@@ -65,11 +65,11 @@ async def scoped_transaction(request: web.Request, need: Role
 async def create_transaction(request: web.Request) -> web.Response:
     portal, who, workspace = await scope(request, Role.REQUESTER)
     body = await read_body(request, NEW_TRANSACTION)
+    parameters, turns = parameters_of(body, body["signers"])  # portal/routes/sending.py
     new_docs = await take_documents(portal, body)
     new_signers = [NewSigner(s.get("name", "").strip(), s["email"].strip(),
                              e164(s.get("phone", "")), s.get("lang", portal.config.default_lang))
                    for s in body["signers"]]
-    parameters, turns = parameters_of(body, body["signers"])  # portal/routes/sending.py
     requester_ = body["requester"]
     tx = await send(portal, Outline(
         workspace_id=workspace or DEFAULT_WORKSPACE,
