@@ -1,9 +1,10 @@
 // me.js: Personal Space at /me/<space> (portal/API.md "Personal Space"): an SMS code
-// opens a session (kept in this tab's sessionStorage), then the signed documents and
-// the signer's certificates with their validity.
+// opens a session (kept in this tab's sessionStorage), then the signed documents (each
+// with its validation report on demand) and the signer's certificates with their validity.
 
 import { api, el, explain, saveBlob, say } from "/static/api.js";
 import { bindSwitcher, chooseLanguage, formatDate, onLanguageChange, setLanguage, t } from "/static/i18n.js";
+import { showReport } from "/static/validation.js";
 
 const $ = (id) => document.getElementById(id);
 const space = location.pathname.replace(/^\/me\//, "").split("/")[0];
@@ -91,9 +92,13 @@ function render() {
   $("documents").replaceChildren(...profile.documents.map((d) => el("li", {},
     el("div", { class: "row" },
       el("span", {}, el("strong", { text: d.name }), " ", el("span", { class: "muted", text: d.title })),
-      el("button", { type: "button", "aria-label": t("me.downloadLabel", { name: d.name }), text: t("me.download"),
-                     onclick: (event) => download(event.currentTarget, d) })),
-    el("p", { class: "small muted", text: t("me.signedAt", { at: formatDate(d.signedAt) }) }))));
+      el("span", { class: "actions" },
+        el("button", { type: "button", "aria-label": t("validation.showLabel", { name: d.name }), text: t("validation.show"),
+                       onclick: (event) => showValidation(event.currentTarget, d) }),
+        el("button", { type: "button", "aria-label": t("me.downloadLabel", { name: d.name }), text: t("me.download"),
+                       onclick: (event) => download(event.currentTarget, d) }))),
+    el("p", { class: "small muted", text: t("me.signedAt", { at: formatDate(d.signedAt) }) }),
+    el("div", { class: "validation", "data-doc": `${d.transactionId}/${d.docId}`, hidden: true }))));
   $("certs-empty").hidden = profile.certificates.length > 0;
   $("certificates").replaceChildren(...profile.certificates.map((c) => el("li", {},
     el("div", { class: "row" },
@@ -105,6 +110,20 @@ function render() {
       el("dt", { text: t("me.validity") }), el("dd", { text: t("me.validityRange", {
         from: formatDate(c.notBefore, false), until: formatDate(c.notAfter, false) }) }),
       el("dt", { text: t("me.qualified") }), el("dd", { text: t(c.qualified ? "me.qualifiedYes" : "common.no") })))));
+}
+
+/** The document's validation report (portal/API.md "Validation"), under its row. */
+async function showValidation(button, doc) {
+  const path = `/api/me/documents/${encodeURIComponent(doc.transactionId)}/${encodeURIComponent(doc.docId)}/validation`;
+  button.disabled = true;
+  try {
+    await showReport(button.closest("li").querySelector(".validation"),
+      () => api("GET", path, { token: session }));
+  } catch (error) {
+    if (error.code === "UNAUTHORIZED") await showSpace(); else notice(explain(error), "error");
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function download(button, doc) {

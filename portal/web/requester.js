@@ -7,6 +7,7 @@ import {
   bindSwitcher, chooseLanguage, formatDate, formatSize, onLanguageChange, setLanguage, t,
 } from "/static/i18n.js";
 import { renderThread, typedMessage } from "/static/messages.js";
+import { showReport } from "/static/validation.js";
 
 const $ = (id) => document.getElementById(id);
 export const TOKEN_KEY = "qsign.requesterToken";
@@ -289,9 +290,26 @@ function renderDetail() {
   $("detail-documents").replaceChildren(...tx.documents.map((d) => el("li", {},
     el("div", { class: "row" },
       el("span", { text: `${d.name} (${formatSize(d.size)}, ${t("detail.pages", { n: d.pages })})` }),
-      el("button", { type: "button", "aria-label": t("detail.downloadLabel", { name: d.name }), text: t("detail.download"),
-                     onclick: (event) => downloadDocument(event.currentTarget, d) })))));
+      el("span", { class: "actions" },
+        el("button", { type: "button", "aria-label": t("validation.showLabel", { name: d.name }), text: t("validation.show"),
+                       onclick: (event) => showValidation(event.currentTarget, d) }),
+        el("button", { type: "button", "aria-label": t("detail.downloadLabel", { name: d.name }), text: t("detail.download"),
+                       onclick: (event) => downloadDocument(event.currentTarget, d) }))),
+    el("div", { class: "validation", hidden: true }))));
   $("detail-messaging").hidden = !tx.messaging;
+}
+
+/** The document's validation report (portal/API.md "Validation"), under its row. */
+async function showValidation(button, doc) {
+  button.disabled = true;
+  try {
+    await showReport(button.closest("li").querySelector(".validation"), () => call("GET",
+      `/api/v1/transactions/${encodeURIComponent(opened.id)}/documents/${encodeURIComponent(doc.id)}/validation`));
+  } catch (error) {
+    say($("detail-error"), explain(error), "error");
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function downloadDocument(button, doc) {

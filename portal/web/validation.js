@@ -52,7 +52,8 @@ export function renderSignatures(report) {
     fact(t("validation.time"), s.signingTime
       ? `${formatDate(s.signingTime)} (${worded(TIME_SOURCES, s.timeSource)})`
       : t("validation.noTime"));
-    fact(t("validation.covers"), `${worded(COVERAGE, s.coverage)} ${s.coverageDetail || ""}`.trim());
+    fact(t("validation.covers"), s.coverageDetail
+      ? `${worded(COVERAGE, s.coverage)} (${s.coverageDetail})` : worded(COVERAGE, s.coverage));
     fact(t("validation.level"), `PAdES ${s.level}`);
     if (s.qualification !== "QES") {
       fact(t("validation.qualification"), worded(QUALIFICATIONS, s.qualification));
@@ -65,4 +66,18 @@ export function renderSignatures(report) {
       s.qualification === "QES" ? el("p", { class: "qualified", text: t("validation.isQes") }) : null,
       facts);
   }));
+}
+
+/** Draw in `region` the report `load()` answers (a line while it works); a failure hides
+ * the region and is thrown on, for the page to explain. */
+export async function showReport(region, load) {
+  region.hidden = false;
+  region.replaceChildren(el("p", { class: "small muted", text: t("validation.working") }));
+  try {
+    const report = await load();
+    region.replaceChildren(el("p", { text: summary(report) }), renderSignatures(report));
+  } catch (error) {
+    region.hidden = true;
+    throw error;
+  }
 }

@@ -2,7 +2,8 @@
 (portal, agent, CA, simulated card; tests/support/portal_e2e.py, with the CA's demo
 trusted list and the portal's seal) opens /validate, uploads the signed document and
 reads that it is a qualified electronic signature, by them, at the time-stamp's time;
-the sealed PDF report they download validates in turn."""
+the sealed PDF report they download validates in turn; their Personal Space shows the
+same report for the document, and so does the requester's view of the transaction."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from firmware_sim.attestation import Manufacturer
 from tests.support import page_steps as steps
 from tests.support.pcsc import RunningCard
-from tests.support.portal_e2e import PIN, Stack, check_page, ready, run_on_stack
+from tests.support.portal_e2e import PHONE, PIN, Stack, check_page, ready, run_on_stack
 from tests.support.waiting import wait_until_async
 
 
@@ -79,6 +80,24 @@ def test_a_signer_validates_their_signed_document(simulated_card: RunningCard,
             sealed = await reply.json()
         [seal] = sealed["signatures"]
         assert seal["field"] == "ServiceSeal" and seal["indication"] == "TOTAL-PASSED", seal
+
+        # Personal Space shows the same report for the signed document.
+        space = await wait_until_async(lambda: stack.smtp.links("marie@example.test", "/me/"),
+                                       "the Personal Space link")
+        await steps.open_personal_space(stack, page, space[-1], PHONE)
+        await page.click("#documents li button[aria-label*='signatures']")
+        await page.wait_for_selector("#documents .validation li.signature")
+        await check_page(page)
+        text = await page.inner_text("#documents .validation")
+        assert "qualified electronic signature" in text.lower() and written in text, text
+
+        # So does the requester's view of the transaction.
+        await steps.sign_in_as_requester(stack, page)
+        await steps.open_transaction(page)
+        await page.click("#detail-documents li button[aria-label*='signatures']")
+        await page.wait_for_selector("#detail-documents .validation li.signature")
+        text = await page.inner_text("#detail-documents .validation")
+        assert "qualified electronic signature" in text.lower() and "Marie Curie" in text, text
         await context.close()
 
     run_on_stack(tmp_path, manufacturer, simulated_card, scenario, secrets=(PIN,))
