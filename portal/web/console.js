@@ -3,7 +3,7 @@
 // usage per month, suspending a workspace or an account, the audit log and its check.
 
 import { el, explain, say } from "/static/api.js";
-import { caller, forgetToken, keepToken, keptToken, signedIn } from "/static/credential.js";
+import { enter } from "/static/credential.js";
 import { bindSwitcher, chooseLanguage, formatDate, onLanguageChange, setLanguage, t } from "/static/i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -128,40 +128,15 @@ async function older() {
   }
 }
 
-async function start(credential) {
-  call = caller(credential);
-  try {
-    await load();
-    $("token-card").hidden = true;
-    if (credential.token) keepToken(credential.token);
-    notice("");
-  } catch (error) {
-    if (credential.token && (error.code === "UNAUTHORIZED" || error.code === "FORBIDDEN")) forgetToken();
-    $("token-card").hidden = false;
-    notice(explain(error), "error");
-  }
-}
-
 async function main() {
   await setLanguage(chooseLanguage());
   bindSwitcher();
   onLanguageChange(render);
-  $("token-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const token = $("token").value.trim();
-    $("token").value = "";
-    if (!token) {
-      notice(t("token.missing"), "error");
-      return;
-    }
-    start({ token });
-  });
   $("audit-more").addEventListener("click", older);
-  const session = await signedIn();
-  const token = keptToken();
-  if (session && session.user.serviceAdmin) await start({ csrf: session.csrf });
-  else if (token) await start({ token });
-  else $("token-card").hidden = false;
+  await enter(async (caller_) => {
+    call = caller_;
+    await load();
+  }, { notice, accept: (session) => session.user.serviceAdmin });
   document.body.dataset.ready = "true";
 }
 

@@ -3,7 +3,8 @@
 // a bearer token typed in this tab: the bootstrap administrator's (qsign portal token)
 // or a user's API token. Shared with /requester and /outbox through sessionStorage.
 
-import { api } from "/static/api.js";
+import { api, explain } from "/static/api.js";
+import { t } from "/static/i18n.js";
 
 const TOKEN_KEY = "qsign.requesterToken";
 
@@ -35,4 +36,36 @@ export function caller(credential) {
   return (method, path, body = undefined) => api(method, path, {
     body, token: credential.token || null, csrf: credential.csrf || null,
   });
+}
+
+/** A page's way in: the signed-in session (if `accept(session)`), else the token kept in
+ * this tab, else the page's token form (#token-card, #token-form, #token). `open(call)`
+ * loads the page with that caller; an error it throws is told through `notice`. */
+export async function enter(open, { notice, accept = () => true }) {
+  const card = document.getElementById("token-card");
+  async function attempt(credential) {
+    try {
+      await open(caller(credential));
+      if (credential.token) keepToken(credential.token);
+      card.hidden = true;
+      notice("");
+    } catch (error) {
+      if (credential.token && ["UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND"].includes(error.code)) forgetToken();
+      card.hidden = false;
+      notice(explain(error), "error");
+    }
+  }
+  document.getElementById("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = document.getElementById("token");
+    const token = input.value.trim();
+    input.value = "";
+    if (token) attempt({ token });
+    else notice(t("token.missing"), "error");
+  });
+  const session = await signedIn();
+  const token = keptToken();
+  if (session && accept(session)) await attempt({ csrf: session.csrf });
+  else if (token) await attempt({ token });
+  else card.hidden = false;
 }

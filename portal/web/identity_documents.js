@@ -4,7 +4,7 @@
 // identity service supports. Members read it; admins and owners change it.
 
 import { el, explain, say } from "/static/api.js";
-import { caller, forgetToken, keepToken, keptToken, signedIn } from "/static/credential.js";
+import { enter } from "/static/credential.js";
 import { bindSwitcher, chooseLanguage, language, onLanguageChange, setLanguage, t } from "/static/i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -65,20 +65,6 @@ async function save(event) {
   }
 }
 
-async function start(credential) {
-  call = caller(credential);
-  try {
-    listing = await call("GET", path);
-    if (credential.token) keepToken(credential.token);
-    $("token-card").hidden = true;
-    render();
-  } catch (error) {
-    if (credential.token) forgetToken();
-    $("token-card").hidden = false;
-    notice(explain(error), "error");
-  }
-}
-
 async function main() {
   await setLanguage(chooseLanguage());
   bindSwitcher();
@@ -88,17 +74,11 @@ async function main() {
     render();
   });
   $("documents-form").addEventListener("submit", save);
-  $("token-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const token = $("token").value.trim();
-    $("token").value = "";
-    if (token) start({ token });
-  });
-  const session = await signedIn();
-  const token = keptToken();
-  if (session) await start({ csrf: session.csrf });
-  else if (token) await start({ token });
-  else $("token-card").hidden = false;
+  await enter(async (caller_) => {
+    call = caller_;
+    listing = await call("GET", path);
+    render();
+  }, { notice });
   document.body.dataset.ready = "true";
 }
 

@@ -8,45 +8,22 @@ the identity service supports, naming the field."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import secrets
 from pathlib import Path
 from typing import Any
 
-from portal.accounts import Accounts, Role
-from portal.routes.access import digest
+from portal.accounts import Role
 from tests.support.portal_service import RunningPortal, running_portal
-
-
-async def _member_token(portal: RunningPortal, role: Role, workspace: str | None = None
-                        ) -> tuple[str, str]:
-    """A user with `role` in `workspace` (a new one by default) and an API token of
-    theirs bound to it."""
-    accounts = Accounts(portal.store.db, portal.store.clock)
-    user = accounts.create_user(email=f"{secrets.token_hex(4)}@example.test", name="Ada",
-                                lang="en")
-    workspace = workspace or accounts.create_workspace("Agence", None).id
-    tomorrow = portal.store.clock() + dt.timedelta(days=1)
-    invitation = secrets.token_hex(8)  # joined as every member does: by an invitation
-    accounts.add_invitation(invitation, workspace, user.email, role, "bootstrap", tomorrow)
-    accounts.accept_invitation(invitation, user.id)
-    token = secrets.token_urlsafe(24)
-    accounts.add_token(digest(token), user.id, workspace, "ci", tomorrow)
-    return workspace, token
+from tests.support.workspace_members import call_as, member_token
 
 
 async def _get(portal: RunningPortal, path: str, token: str, expect: int) -> Any:
-    async with portal.session.get(portal.url + path, headers={
-            "Authorization": f"Bearer {token}"}) as response:
-        body = await response.json()
-        assert response.status == expect, (path, response.status, body)
-        return body
+    return await call_as(portal, token, "GET", path, expect)
 
 
 def test_console(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_portal(tmp_path) as portal:
-            workspace, token = await _member_token(portal, Role.ADMIN)
+            workspace, token = await member_token(portal, Role.ADMIN)
             for path in ("workspaces", "users", "usage", "audit"):
                 refused = await _get(portal, f"/api/v1/console/{path}", token, 403)
                 assert refused["error"] == "FORBIDDEN"
@@ -100,16 +77,12 @@ def test_console(tmp_path: Path) -> None:
 def test_accepted_documents_are_set_by_an_admin_within_the_service(tmp_path: Path) -> None:
     async def main() -> None:
         async with running_portal(tmp_path) as portal:
-            workspace, admin = await _member_token(portal, Role.ADMIN)
-            _, viewer = await _member_token(portal, Role.VIEWER, workspace)
-            path = f"{portal.url}/api/v1/workspaces/{workspace}/identity-documents"
+            workspace, admin = await member_token(portal, Role.ADMIN)
+            _, viewer = await member_token(portal, Role.VIEWER, workspace)
+            path = f"/api/v1/workspaces/{workspace}/identity-documents"
 
             async def put(token: str, body: Any, expect: int) -> Any:
-                async with portal.session.put(path, json=body, headers={
-                        "Authorization": f"Bearer {token}"}) as response:
-                    answer = await response.json()
-                    assert response.status == expect, answer
-                    return answer
+                return await call_as(portal, token, "PUT", path, expect, body)
 
             assert (await put(viewer, {"accepted": None}, 403))["error"] == "FORBIDDEN"
             refused = await put(admin, {"accepted": {"GBR": ["id-card"]}}, 400)

@@ -1,0 +1,79 @@
+"""The master console and a workspace's accepted identity documents in Chromium (issue
+15), on a portal served on loopback: the administrator opens /console with the bootstrap
+token, sees the workspaces and the audit chain verified, suspends a workspace (the page
+says so, and its member's token is then refused); an admin of the workspace narrows its
+accepted documents to French passports on its page, which the signer of a transaction
+made in the workspace with the getting-started sample is then shown."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+from playwright.async_api import async_playwright
+
+from portal.accounts import Role
+from tests.support.chromium import launch_chromium
+from tests.support.portal_e2e import check_page, ready, until
+from tests.support.portal_service import running_portal
+from tests.support.workspace_members import call_as, member_token
+
+
+def test_the_console_and_the_accepted_documents_page(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_portal(tmp_path) as portal, async_playwright() as playwright:
+            workspace, token = await member_token(portal, Role.ADMIN)
+            browser = await launch_chromium(playwright)
+            page = await (await browser.new_context()).new_page()
+            try:
+                await page.goto(f"{portal.url}/console?lang=fr")
+                await ready(page)
+                await page.fill("#token", portal.token)
+                await page.click("#token-form button[type=submit]")
+                item = page.locator(f"li[data-workspace='{workspace}']")
+                await item.wait_for()
+                await until(page, "document.querySelector('#audit-status').dataset.ok "
+                                  "=== 'true'")
+                await check_page(page)
+                await item.locator("button").click()
+                await item.locator(".badge").wait_for()
+                assert "suspendu" in await item.inner_text()
+                await call_as(portal, token, "GET",
+                              f"/api/v1/workspaces/{workspace}/identity-documents", 403)
+                await page.locator("#audit tbody tr[data-seq='1']").wait_for()
+                await item.locator("button").click()  # lifted again for the page below
+                await item.locator(".badge").wait_for(state="detached")
+
+                page = await (await browser.new_context()).new_page()
+                await page.goto(f"{portal.url}/workspace/{workspace}/identity-documents"
+                                "?lang=en")
+                await ready(page)
+                await page.fill("#token", token)
+                await page.click("#token-form button[type=submit]")
+                await page.locator("#choice").wait_for()
+                await check_page(page)
+                await page.uncheck("#documents-all")
+                for box in await page.locator("#documents input[type=checkbox]").all():
+                    await box.uncheck()
+                await page.check("tr[data-state='FRA'] input[data-kind='passport']")
+                await page.click("#documents-save")
+                await until(page, "document.querySelector('#notice').dataset.kind "
+                                  "=== 'ok'")
+            finally:
+                await browser.close()
+            sample = await portal.call("GET", "/api/v1/start/sample.pdf")  # as /start does
+            tx = await call_as(portal, token, "POST",
+                               f"/api/v1/workspaces/{workspace}/transactions", 201, {
+                                   "title": "First", "level": "B-B",
+                                   "requester": {"name": "Ada", "email": "ada@example.test"},
+                                   "documents": [{"name": "first.pdf",
+                                                  "content": base64.b64encode(sample).decode()}],
+                                   "signers": [{"name": "Alice Martin", "lang": "en",
+                                                "email": "ada@example.test",
+                                                "phone": "+33612345678"}]})
+            invite = portal.invite_path(tx, 0)
+            shown = await portal.call("GET", f"/api/s/{invite}/identity-documents")
+            assert shown == {"restricted": True, "accepted": [{
+                "state": "FRA", "alpha2": "FR", "name": "France", "documents": ["passport"]}]}
+    asyncio.run(main())
