@@ -11,7 +11,7 @@ import logging
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formataddr, make_msgid, parseaddr
 
 from portal.config import PortalConfig
 from portal.store import Mail, Store
@@ -112,6 +112,9 @@ class Mailer:
     def _deliver(self, mail: Mail) -> str | None:
         message = EmailMessage()
         message["From"] = self.config.mail_from
+        if mail.sender_name:  # a workspace's name before the portal's own address
+            message.replace_header("From", formataddr(
+                (mail.sender_name, parseaddr(self.config.mail_from)[1])))
         message["To"] = mail.to
         message["Subject"] = mail.subject
         message["Message-ID"] = make_msgid(idstring=mail.id, domain="qsign.invalid")

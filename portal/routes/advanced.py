@@ -30,6 +30,8 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_patch(_WS + "/webhooks/{hook}", webhooks.update_webhook)
     r.add_delete(_WS + "/webhooks/{hook}", webhooks.delete_webhook)
     r.add_get(_WS + "/webhooks/{hook}/deliveries", webhooks.webhook_deliveries)
+    r.add_get(_WS + "/mail", webhooks.get_mail_settings)
+    r.add_put(_WS + "/mail", webhooks.put_mail_settings)
     # Each transaction action under the workspace and under /api/v1 (as requester.py's).
     for base in ("/api/v1", _WS):
         r.add_get(base + "/transactions/{id}/parameters", actions.transaction_parameters)

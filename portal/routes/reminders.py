@@ -26,11 +26,10 @@ async def send_reminders(portal: Portal) -> int:
             continue  # scheduled only
         tx = await asyncio.to_thread(portal.store.transaction_of_signer, signer_id)
         signer = tx.signer(signer_id)
-        await portal.mail(signer.email, "reminder", signer.lang,
-                          name=signer.name or signer.email, requester=tx.requester_name,
-                          title=tx.title,
-                          expires=tx.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
-                          url=portal.invite_url(tx, signer))
+        await portal.signer_mail(tx, signer, "reminder", name=signer.name or signer.email,
+                                 requester=tx.requester_name, title=tx.title,
+                                 expires=tx.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                                 url=portal.invite_url(tx, signer))
         log.info("reminder sent to signer %s of transaction %s", signer_id, tx.id)
         sent += 1
     return sent

@@ -22,6 +22,7 @@ from portal.otp import SmsOtp
 from portal.signing import SigningDesk
 from portal.store import Signer, Store, Transaction
 from portal.webhooks import WebhookDesk
+from portal.workspace_mail import signer_mail
 
 SPACE_LINK_DAYS = 30
 
@@ -70,11 +71,21 @@ class Portal:
     async def invite(self, tx: Transaction, signer: Signer, *, replaces: bool = False
                      ) -> None:
         """The invitation mail; `replaces`: a new link that revokes the previous one."""
-        await self.mail(signer.email, "reinvite" if replaces else "invite", signer.lang,
-                        name=signer.name or signer.email,
-                        requester=tx.requester_name, title=tx.title,
-                        expires=tx.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
-                        url=self.invite_url(tx, signer))
+        await self.signer_mail(tx, signer, "reinvite" if replaces else "invite",
+                               name=signer.name or signer.email,
+                               requester=tx.requester_name, title=tx.title,
+                               expires=tx.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                               url=self.invite_url(tx, signer))
+
+    async def signer_mail(self, tx: Transaction, signer: Signer, kind: str,
+                          **values: str) -> None:
+        """A mail to a signer in the words and sender name of the transaction's workspace
+        when it set its own (portal/workspace_mail.py)."""
+        settings, message = await asyncio.to_thread(self.store.transaction_mail, tx.id)
+        subject, body = signer_mail(settings, message, kind, signer.lang, **values)
+        await asyncio.to_thread(self.store.queue_mail, signer.email, subject, body,
+                                settings.sender_name)
+        self.mailer.wake()
 
 
 PORTAL = web.AppKey("portal", Portal)

@@ -13,15 +13,19 @@ from aiohttp import web
 from portal.accounts import Principal, Role
 from portal.audit import arecord
 from portal.body_schema import openapi_request
+from portal.errors import Code, PortalError
 from portal.routes.access import member
 from portal.routes.parse import iso, read_body
 from portal.routes.state import Portal
 from portal.store.webhooks import DeliveryLog, Webhook
+from portal.store.workspace_mail import MailSettings
 from portal.webhooks import check_url
+from portal.workspace_mail import PLACEHOLDERS, unknown_placeholders
 
 _PATH = "/api/v1/workspaces/{ws}/webhooks"
 NEW_WEBHOOK = openapi_request(_PATH, "post")
 WEBHOOK_UPDATE = openapi_request(_PATH + "/{hook}", "patch")
+MAIL_SETTINGS = openapi_request("/api/v1/workspaces/{ws}/mail", "put")
 
 
 def webhook_json(hook: Webhook, *, secret: bool = False) -> dict[str, Any]:
@@ -102,3 +106,35 @@ async def webhook_deliveries(request: web.Request) -> web.Response:
     log = await asyncio.to_thread(portal.store.delivery_log, workspace,
                                   request.match_info["hook"])
     return web.json_response({"deliveries": [delivery_json(d) for d in log]})
+
+
+async def get_mail_settings(request: web.Request) -> web.Response:
+    workspace = request.match_info["ws"]
+    portal, _, _ = await member(request, workspace, Role.VIEWER)
+    settings = await asyncio.to_thread(portal.store.mail_settings, workspace)
+    return web.json_response({"senderName": settings.sender_name, "texts": settings.texts,
+                              "placeholders": list(PLACEHOLDERS)})
+
+
+async def put_mail_settings(request: web.Request) -> web.Response:
+    portal, who, workspace = await _admin(request)
+    fields = await read_body(request, MAIL_SETTINGS)
+    texts: dict[str, dict[str, str]] = fields.get("texts", {})
+    for kind, text in texts.items():
+        for part in ("subject", "body"):
+            unknown = unknown_placeholders(text[part])
+            if unknown:
+                raise PortalError(Code.BAD_REQUEST, f"texts.{kind}.{part}: {{{unknown[0]}}} "
+                                  f"is not one of {', '.join(PLACEHOLDERS)}",
+                                  field=f"texts.{kind}.{part}")
+        if "{url}" not in text["body"]:
+            raise PortalError(Code.BAD_REQUEST, f"texts.{kind}.body: the link {{url}} is "
+                              "required", field=f"texts.{kind}.body")
+    settings = MailSettings((fields.get("senderName") or "").strip() or None, texts)
+    await asyncio.to_thread(portal.store.set_mail_settings, workspace, settings)
+    await arecord(portal.store.db, actor=who.actor, action="workspace.mail",
+                  subject=f"workspace:{workspace}",
+                  details={"senderName": settings.sender_name or "",
+                           "texts": sorted(texts)})
+    return web.json_response({"senderName": settings.sender_name, "texts": settings.texts,
+                              "placeholders": list(PLACEHOLDERS)})

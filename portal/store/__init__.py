@@ -47,6 +47,7 @@ from portal.store.signing_sessions import SigningSessions
 from portal.store.space import PersonalSpace
 from portal.store.templates import Templates
 from portal.store.webhooks import Webhooks
+from portal.store.workspace_mail import WorkspaceMail
 
 __all__ = [
     "SCHEMA", "Consent", "Document", "DocumentVersion", "Enrolment", "EnrolmentStep", "Mail",
@@ -65,7 +66,7 @@ def migrate_database(url: str | None, state_dir: Path) -> Migrated:
 
 
 class Store(SigningSessions, Enrolments, OtpSessions, Outbox, PersonalSpace, Parameters,
-            Templates, Webhooks):
+            Templates, Webhooks, WorkspaceMail):
     """Every table's queries on one database."""
 
     @classmethod

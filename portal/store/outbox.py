@@ -29,22 +29,24 @@ class Outbox(Tables):
                             "ORDER BY id", (to,))
             return [(p, t, dt.datetime.fromisoformat(at)) for p, t, at in cur.fetchall()]
 
-    def queue_mail(self, to: str, subject: str, body: str) -> str:
+    def queue_mail(self, to: str, subject: str, body: str, sender_name: str | None = None
+                   ) -> str:
+        """`sender_name`: the From's display name (a workspace's), else the portal's."""
         mail_id = ordered_id()
         with self.db.transaction() as cur:
-            cur.execute("INSERT INTO outbox_mail (id, to_addr, subject, body, at, attempts) "
-                        "VALUES (?, ?, ?, ?, ?, 0)",
-                        (mail_id, to, subject, body, iso(self.clock())))
+            cur.execute("INSERT INTO outbox_mail (id, to_addr, subject, body, at, attempts, "
+                        "sender_name) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                        (mail_id, to, subject, body, iso(self.clock()), sender_name))
         return mail_id
 
     def mails(self, *, pending: bool = False, to: str | None = None) -> list[Mail]:
         with self.db.transaction() as cur:
-            cur.execute("SELECT id, to_addr, subject, body, at, attempts, sent_at, last_error "
-                        "FROM outbox_mail WHERE (? = 0 OR sent_at IS NULL) "
+            cur.execute("SELECT id, to_addr, subject, body, at, attempts, sent_at, last_error, "
+                        "sender_name FROM outbox_mail WHERE (? = 0 OR sent_at IS NULL) "
                         "AND (? = '' OR to_addr = ?) ORDER BY id",
                         (int(pending), to or "", to or ""))
-            return [Mail(i, t, s, b, dt.datetime.fromisoformat(at), n, when(sent), err)
-                    for i, t, s, b, at, n, sent, err in cur.fetchall()]
+            return [Mail(i, t, s, b, dt.datetime.fromisoformat(at), n, when(sent), err, sender)
+                    for i, t, s, b, at, n, sent, err, sender in cur.fetchall()]
 
     def mail_attempted(self, mail_id: str, error: str | None) -> None:
         with self.db.transaction() as cur:

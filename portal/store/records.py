@@ -205,6 +205,7 @@ class Mail:
     attempts: int
     sent_at: dt.datetime | None
     last_error: str | None
+    sender_name: str | None = None  # the From's display name, when a workspace set one
 
 
 @dataclass(frozen=True)

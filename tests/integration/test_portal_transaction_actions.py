@@ -6,6 +6,7 @@ per due time however many portal processes look, and typed errors naming the fie
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from portal.routes.reminders import send_reminders
 from tests.support.portal_service import RunningPortal, with_portal
@@ -45,7 +46,8 @@ async def test_cancel_resend_and_replace(portal: RunningPortal) -> None:
 
 @with_portal()
 async def test_parameters_refused_name_their_field(portal: RunningPortal) -> None:
-    cases = [({"signingOrder": "groups"}, "signers[0].group"),
+    cases: list[tuple[dict[str, Any], str]] = [
+             ({"signingOrder": "groups"}, "signers[0].group"),
              ({"signingOrder": "sequential",
                "signers": [{"email": "a@example.test", "group": 1}]}, "signers[0].group"),
              ({"reminderDays": 0}, "reminderDays"), ({"languages": ["de"]}, "languages[0]"),
