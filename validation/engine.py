@@ -140,6 +140,10 @@ async def _validate_one(signature: EmbeddedPdfSignature, spec: PdfSignatureValid
         log.info("signature %s cannot be processed: %s", field, exc)
         return Validated(signature, None, _unreadable(field, signature, exc))
     sub = _sub_indication(result)
+    if sub == AdESPassed.OK and _changed_beyond_allowed(result.api_status):
+        # EN 319 102-1 §5.2.9 (signature acceptance): our policy accepts later revisions
+        # that only add validation data, timestamps, signatures, form filling, annotations.
+        sub = AdESIndeterminate.SIG_CONSTRAINTS_FAILURE
     if sub is not result.ades_subindic:
         result = dataclasses.replace(result, ades_subindic=sub, failure_msg=None)
     return Validated(signature, result, _report(field, signature, result, settings))
@@ -176,11 +180,23 @@ def _sub_indication(result: AdESLTAValidationResult) -> AdESSubIndic:
     if sub != AdESIndeterminate.NO_POE or status is None:
         return sub
     current = status.trust_problem_indic
-    if current is None and status.trusted and not status.revoked and status.bottom_line:
+    timestamp = status.timestamp_validity
+    if current is None and status.trusted and not status.revoked \
+            and (timestamp is None or timestamp.trusted):
         return AdESPassed.OK
     if status.revoked and current in (None, AdESIndeterminate.REVOKED_NO_POE):
         return AdESIndeterminate.REVOKED_NO_POE
     return current or sub
+
+
+def _changed_beyond_allowed(status: PdfSignatureStatus | None) -> bool:
+    """Later revisions that the signature's DocMDP/FieldMDP permissions (ISO 32000-2
+    §12.8.2.2) or the allowed kinds of change do not cover (pyHanko's difference
+    analysis)."""
+    return status is not None and (
+        status.docmdp_ok is False or status.modification_level == ModificationLevel.OTHER
+        or status.coverage not in (SignatureCoverageLevel.ENTIRE_FILE,
+                                   SignatureCoverageLevel.ENTIRE_REVISION))
 
 
 def _unreadable(field: str, signature: EmbeddedPdfSignature, exc: Exception
@@ -257,7 +273,7 @@ def _coverage(status: PdfSignatureStatus | None) -> tuple[str, str]:
                                  "validation data and timestamps only")
     if modified == ModificationLevel.FORM_FILLING:
         return ENTIRE_REVISION, ("the signature covers its revision; later revisions fill "
-                                 "in form fields (allowed)")
+                                 "in form fields or add signatures (allowed)")
     if modified == ModificationLevel.ANNOTATIONS:
         return ENTIRE_REVISION, ("the signature covers its revision; later revisions add "
                                  "annotations (allowed)")

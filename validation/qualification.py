@@ -56,7 +56,9 @@ SUB_INDICATION_TEXT = {
     "CRYPTO_CONSTRAINTS_FAILURE": "an algorithm or key size used is no longer accepted",
     "CHAIN_CONSTRAINTS_FAILURE": "the certificate chain does not meet the validation "
                                  "constraints (e.g. key usage, revocation data)",
-    "SIG_CONSTRAINTS_FAILURE": "the signature does not meet the validation constraints",
+    "SIG_CONSTRAINTS_FAILURE": "the signature does not meet the validation policy: the "
+                               "document was changed after signing beyond form filling, "
+                               "annotations and further signatures",
 }
 
 

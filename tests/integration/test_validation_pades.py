@@ -19,7 +19,7 @@ import pytest
 from tests.support.cli import run_qsign
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_pki import PortalPki, SoftwareSigner, running_pki
-from tests.support.validation_pki import DemoLists, demo_lists, sign
+from tests.support.validation_pki import DemoLists, demo_lists, page_changed, sign
 from validation import FileReport, ValidationSettings, validate_pdf
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
@@ -109,6 +109,22 @@ def test_a_byte_changed_after_signing_is_hash_failure(lists: DemoLists, b_lt: by
     (signature,) = _under(lists, lists.granted, tampered).signatures
     assert (signature.indication, signature.sub_indication) == ("TOTAL-FAILED", "HASH_FAILURE")
     assert signature.qualification == "not AdES"
+
+
+def test_later_changes_allowed_or_not(pki: PortalPki, alice: SoftwareSigner,
+                                      lists: DemoLists, b_lt: bytes) -> None:
+    """A second signature after the first is allowed; a page changed after it is not
+    (EN 319 102-1 §5.2.9 signature acceptance: INDETERMINATE/SIG_CONSTRAINTS_FAILURE)."""
+    first, second = _under(lists, lists.granted,
+                           sign(pki, b_lt, alice, "B-LT", field="Signature2")).signatures
+    assert (first.indication, first.coverage) == ("TOTAL-PASSED", "ENTIRE_REVISION")
+    assert "add signatures" in first.coverage_detail
+    assert (second.indication, second.coverage) == ("TOTAL-PASSED", "ENTIRE_REVISION")
+    (changed,) = _under(lists, lists.granted, page_changed(b_lt)).signatures
+    assert (changed.indication, changed.sub_indication) == ("INDETERMINATE",
+                                                            "SIG_CONSTRAINTS_FAILURE")
+    assert changed.coverage == "PARTIAL" and "beyond" in changed.coverage_detail
+    assert changed.qualification == "Indeterminate QES"
 
 
 def test_a_revoked_signer_is_revoked(pki: PortalPki, lists: DemoLists) -> None:

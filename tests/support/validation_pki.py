@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign.signers import PdfTimeStamper
 from pyhanko.sign.timestamps import HTTPTimeStamper
@@ -20,17 +21,32 @@ from portal.pades import Level
 from tests.support.portal_pki import PortalPki, SoftwareSigner
 
 
-def sign(pki: PortalPki, pdf: bytes, signer: SoftwareSigner, level: str) -> bytes:
+def sign(pki: PortalPki, pdf: bytes, signer: SoftwareSigner, level: str,
+         field: str = "Signature1") -> bytes:
     """`level` B-B, B-T, B-LT (the portal's levels) or B-LTA (B-LT, then a document
     timestamp, EN 319 142-1 §5.5)."""
-    return asyncio.run(_sign(pki, pdf, signer, level))
+    return asyncio.run(_sign(pki, pdf, signer, level, field))
 
 
-async def _sign(pki: PortalPki, pdf: bytes, signer: SoftwareSigner, level: str) -> bytes:
+def page_changed(pdf: bytes) -> bytes:
+    """An incremental update that changes the first page's MediaBox: a change no
+    signature allows (ISO 32000-2 §12.8.2.2: not form filling, not an annotation)."""
+    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    page = writer.root["/Pages"]["/Kids"][0]
+    page.get_object()["/MediaBox"] = generic.ArrayObject(
+        [generic.NumberObject(n) for n in (0, 0, 300, 300)])
+    writer.update_container(page.get_object())
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+async def _sign(pki: PortalPki, pdf: bytes, signer: SoftwareSigner, level: str,
+                field: str) -> bytes:
     validation = pki.validation()
     portal_level = Level.B_LT if level == "B-LTA" else Level(level)
     prepared = await pades.prepare(pdf, signer.certificate, signer.chain, level=portal_level,
-                                   field_name="Signature1", signer_name="Alice Martin",
+                                   field_name=field, signer_name="Alice Martin",
                                    validation=validation)
     signed = await pades.complete(prepared, signer.sign(prepared.signed_attributes),
                                   validation=validation)
