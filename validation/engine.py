@@ -134,19 +134,25 @@ async def _validate_one(signature: EmbeddedPdfSignature, spec: PdfSignatureValid
     field = _field_name(signature)
     try:
         result = await ades_lta_validation(signature, spec, timing_info=timing)
+        sub = _sub_indication(result)
+        if sub == AdESPassed.OK and _changed_beyond_allowed(result.api_status):
+            # EN 319 102-1 §5.2.9 (signature acceptance): our policy accepts later revisions
+            # that add validation data, timestamps, signatures, form filling, annotations.
+            sub = AdESIndeterminate.SIG_CONSTRAINTS_FAILURE
+        if sub is not result.ades_subindic:
+            result = dataclasses.replace(result, ades_subindic=sub, failure_msg=None)
+        return Validated(signature, result, _report(field, signature, result, settings))
     except (SignatureValidationError, PdfError, ValueError, KeyError, TypeError,
             AttributeError, NotImplementedError) as exc:
         # A signature pyHanko cannot even take apart (EN 319 102-1 §5.2.2 format checks).
         log.info("signature %s cannot be processed: %s", field, exc)
         return Validated(signature, None, _unreadable(field, signature, exc))
-    sub = _sub_indication(result)
-    if sub == AdESPassed.OK and _changed_beyond_allowed(result.api_status):
-        # EN 319 102-1 §5.2.9 (signature acceptance): our policy accepts later revisions
-        # that only add validation data, timestamps, signatures, form filling, annotations.
-        sub = AdESIndeterminate.SIG_CONSTRAINTS_FAILURE
-    if sub is not result.ades_subindic:
-        result = dataclasses.replace(result, ades_subindic=sub, failure_msg=None)
-    return Validated(signature, result, _report(field, signature, result, settings))
+    except Exception as exc:
+        # Any other fault on hostile input stays this signature's INDETERMINATE, never
+        # the whole file's crash (the portal answers strangers' files).
+        log.warning("signature %s: validator fault", field, exc_info=exc)
+        return Validated(signature, None, _unreadable(field, signature, exc,
+                                                      AdESIndeterminate.GENERIC))
 
 
 def _report(field: str, signature: EmbeddedPdfSignature, result: AdESLTAValidationResult,
@@ -199,9 +205,9 @@ def _changed_beyond_allowed(status: PdfSignatureStatus | None) -> bool:
                                    SignatureCoverageLevel.ENTIRE_REVISION))
 
 
-def _unreadable(field: str, signature: EmbeddedPdfSignature, exc: Exception
-                ) -> SignatureReport:
-    sub = getattr(exc, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE
+def _unreadable(field: str, signature: EmbeddedPdfSignature, exc: Exception,
+                sub: AdESSubIndic | None = None) -> SignatureReport:
+    sub = sub or getattr(exc, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE
     indication = INDICATIONS[sub.status]
     cert = _signer_cert(signature)
     return SignatureReport(
@@ -232,7 +238,10 @@ def _signer_name(cert: x509.Certificate | None) -> str | None:
     """The signer's name as their certificate gives it (EN 319 412-2 §4.2.4)."""
     if cert is None:
         return None
-    subject = cert.subject.native
+    try:
+        subject = cert.subject.native
+    except (ValueError, TypeError, KeyError):  # a name asn1crypto cannot decode
+        return None
     if subject.get("common_name"):
         return str(subject["common_name"])
     names = " ".join(str(subject[k]) for k in ("given_name", "surname") if subject.get(k))
