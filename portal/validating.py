@@ -25,7 +25,13 @@ from portal.errors import VALIDATION_CODES, Code, PortalError
 from portal.seal import load_seal
 from portal.store import Store
 from portal.throttle import Throttles
-from validation import FileReport, ValidationError, ValidationSettings, validate_pdf
+from validation import (
+    FileReport,
+    TrustedListConfigError,
+    ValidationError,
+    ValidationSettings,
+    validate_pdf,
+)
 from validation.pdf_report import ReportSeal, to_pdf
 
 log = logging.getLogger(__name__)
@@ -67,10 +73,15 @@ class ValidationDesk:
         async with self._lock:
             if self._settings is None:
                 chosen = self.config.validation
-                self._settings = await asyncio.to_thread(
-                    ValidationSettings.load, list(chosen.trusted_lists),
-                    operator_certs=list(chosen.operator_certs),
-                    max_size=self.config.max_document_bytes)
+                try:
+                    self._settings = await asyncio.to_thread(
+                        ValidationSettings.load, list(chosen.trusted_lists),
+                        operator_certs=list(chosen.operator_certs),
+                        max_size=self.config.max_document_bytes)
+                except TrustedListConfigError as exc:  # a file missing: the operator's
+                    log.error("validation: [validation] unusable: %s", exc)
+                    raise PortalError(Code.UNAVAILABLE, "the validation service is not "
+                                      "configured correctly") from None
                 log.info("validation: %d trusted list(s), %d unusable",
                          len(self._settings.trusted_lists),
                          sum(not t.ok for t in self._settings.trusted_lists))
