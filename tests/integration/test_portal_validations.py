@@ -110,6 +110,26 @@ def test_an_unsigned_pdf_has_no_signature(served: Served) -> None:
     assert tl["ok"] is True, tl
 
 
+def test_a_form_upload_is_read_from_its_file_part(served: Served) -> None:
+    served.fresh_window()
+
+    def form(field: str) -> aiohttp.FormData:
+        data = aiohttp.FormData()
+        data.add_field(field, blank_pdf(), filename="form.pdf",
+                       content_type="application/pdf")
+        return data
+
+    async def post(field: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{served.url}/api/v1/validations", data=form(field)) as response:
+            return response.status, await response.json()
+
+    status, report = _run(post("file"))
+    assert status == 200 and report["file"] == "form.pdf", report
+    status, reply = _run(post("document"))
+    assert (status, reply["error"]) == (400, "BAD_REQUEST"), reply
+
+
 def test_the_sealed_pdf_report_validates_and_names_the_service(served: Served) -> None:
     served.fresh_window()
     status, sealed, kind = _run(_post(served, blank_pdf(), accept="application/pdf"))
