@@ -7,7 +7,9 @@ The card gets its qualified certificate at start-up through the real enrolment p
 (key made on the card, attestation, CSR signed on the card, identity evidence from the
 reference identity service's key, the CA's /v1/enrol), until the first-time signer's
 journey does it in the page. Everything lives in one directory; a second start reuses
-it (the card, the CA, the portal's transactions).
+it (the card, the CA, the portal's transactions); `--fresh-card` replaces the card with a
+factory-fresh one (the old card's state is kept aside). The demo stops what it started,
+pcscd included, on Ctrl-C or SIGTERM; a pcscd that was already running is left alone.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--portal-port", type=int, default=8780)
     p.add_argument("--smtp-port", type=int, default=8025)
     p.add_argument("--fresh-card", action="store_true",
-                   help="leave the card factory-fresh: the signer enrols in the page "
+                   help="a factory-fresh card (an existing one is set aside as "
+                        "card-replaced-<time>.json): the signer enrols in the page "
                         "(identity verification, PIN, certificate) before signing")
     p.add_argument("--no-wait", action="store_true",
                    help="set everything up, print the links, stop (for scripts)")
@@ -64,6 +67,14 @@ def register(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C while starting: what started is stopped already
+        print("demo: interrupted, stopped", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     root: Path = args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
     ports = Ports(args.ca_port, args.agent_port, args.portal_port, args.smtp_port)
@@ -71,8 +82,14 @@ def main(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         children: list[subprocess.Popen[bytes]] = []
         stack.callback(_stop, children)
-        _pcscd()
+        pcscd = _pcscd(root / "pcscd.log")
+        if pcscd is not None:
+            children.append(pcscd)  # first in, last stopped: after the card leaves it
         card_state = root / "card.json"
+        if args.fresh_card and card_state.exists():
+            aside = _set_card_aside(card_state)
+            print(f"demo: --fresh-card: the previous card is set aside in {aside}",
+                  flush=True)
         if not card_state.exists():
             _qsign("card", "init", "--state", str(card_state))
         children.append(_spawn(root / "card.log", "card", "run", "--state", str(card_state),
@@ -104,8 +121,9 @@ qsign demo is running (state in {root}):
   card        Virtual PCD reader, PIN {DEMO_PIN}; certificate: {certificate}
   ID document qsign portal specimen --type td1 --country FRA --surname Martin --given Alice
                 --out front.png back.png   (a SPECIMEN the demo's identity service accepts)
-  SMS codes   http://127.0.0.1:{ports.portal}/outbox
-              or: qsign portal outbox --config {portal_config}
+  SMS codes   qsign portal outbox --config {portal_config}
+              or http://127.0.0.1:{ports.portal}/outbox with the requester token:
+              cat {root / 'portal' / 'requester.token'}
   e-mails     SMTP 127.0.0.1:{ports.smtp} -> Maildir {root / 'mail'}
   validate    http://127.0.0.1:{ports.portal}/validate      (any signed PDF; demo trusted list)
   agent       ws://127.0.0.1:{ports.agent}/v1/ws   CA http://127.0.0.1:{ports.ca}/
@@ -143,19 +161,35 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.kill()
 
 
-def _pcscd() -> None:
+def _pcscd(log: Path) -> subprocess.Popen[bytes] | None:
+    """A pcscd for the vpcd reader: None when one already listens (left alone), else
+    ours, in the foreground as a child, so the demo stops it when it stops."""
     socket_path = Path(os.environ.get("PCSCLITE_CSOCK_NAME", "/run/pcscd/pcscd.comm"))
     if socket_path.exists():
-        return
+        return None
     binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
     if not Path(binary).exists():
         raise DemoError("pcscd is not installed (run 'make setup')")
-    subprocess.run([binary], check=True, timeout=30)
+    with log.open("ab") as out:
+        child = subprocess.Popen([binary, "--foreground"], stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
     for _ in range(100):
         if socket_path.exists():
-            return
+            return child
+        if child.poll() is not None:
+            raise DemoError(f"pcscd exited ({child.returncode}); see {log}")
         time.sleep(0.1)
-    raise DemoError("pcscd did not start")
+    _stop([child])
+    raise DemoError(f"pcscd did not start; see {log}")
+
+
+def _set_card_aside(card_state: Path) -> Path:
+    """The simulated card's state file moved aside, so that a factory-fresh card is made
+    in its place (its key, certificate, PIN and counters stay with the old file)."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = card_state.with_name(f"card-replaced-{stamp}.json")
+    card_state.rename(aside)
+    return aside
 
 
 def _wait_http(url: str, what: str, timeout: float = 60) -> None:
