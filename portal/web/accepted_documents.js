@@ -21,7 +21,7 @@ function kinds(state) {
 }
 
 function render() {
-  if (!listing || !has("accepted.heading")) return;
+  if (!listing || !has("accepted.restricted")) return;
   const states = [...listing.accepted].sort((a, b) => stateName(a).localeCompare(stateName(b), language()));
   const items = states.map((s) => el("li", { "data-state": s.state, text: `${stateName(s)}: ${kinds(s)}` }));
   const list = el("ul", { class: "small" }, ...items);

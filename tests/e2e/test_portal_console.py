@@ -60,20 +60,26 @@ def test_the_console_and_the_accepted_documents_page(tmp_path: Path) -> None:
                 await page.click("#documents-save")
                 await until(page, "document.querySelector('#notice').dataset.kind "
                                   "=== 'ok'")
+
+                sample = await portal.call("GET", "/api/v1/start/sample.pdf")  # as /start
+                tx = await call_as(portal, token, "POST",
+                                   f"/api/v1/workspaces/{workspace}/transactions", 201, {
+                                       "title": "First", "level": "B-B",
+                                       "requester": {"name": "Ada",
+                                                     "email": "ada@example.test"},
+                                       "documents": [{"name": "first.pdf", "content":
+                                                      base64.b64encode(sample).decode()}],
+                                       "signers": [{"name": "Alice Martin", "lang": "en",
+                                                    "email": "ada@example.test",
+                                                    "phone": "+33612345678"}]})
+                page = await (await browser.new_context()).new_page()
+                await page.goto(f"{portal.url}/s/{portal.invite_path(tx, 0)}?lang=fr")
+                shown = page.locator("#accepted-documents")  # drawn before any capture
+                await shown.locator("li[data-state='FRA']").wait_for(state="attached")
+                assert await shown.locator("li").count() == 1
+                assert "Passeport" in await shown.text_content()
+                assert await page.locator("#doc-id-card").is_disabled()
+                assert await page.locator("#doc-passport").is_checked()
             finally:
                 await browser.close()
-            sample = await portal.call("GET", "/api/v1/start/sample.pdf")  # as /start does
-            tx = await call_as(portal, token, "POST",
-                               f"/api/v1/workspaces/{workspace}/transactions", 201, {
-                                   "title": "First", "level": "B-B",
-                                   "requester": {"name": "Ada", "email": "ada@example.test"},
-                                   "documents": [{"name": "first.pdf",
-                                                  "content": base64.b64encode(sample).decode()}],
-                                   "signers": [{"name": "Alice Martin", "lang": "en",
-                                                "email": "ada@example.test",
-                                                "phone": "+33612345678"}]})
-            invite = portal.invite_path(tx, 0)
-            shown = await portal.call("GET", f"/api/s/{invite}/identity-documents")
-            assert shown == {"restricted": True, "accepted": [{
-                "state": "FRA", "alpha2": "FR", "name": "France", "documents": ["passport"]}]}
     asyncio.run(main())
