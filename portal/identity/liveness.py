@@ -19,6 +19,7 @@ their nose to the picture's right.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from portal.identity import faces
+
+log = logging.getLogger(__name__)
 
 # How much a measure must change within an answer (synthetic warps and the iBUG layout;
 # a vendor calibrates these on recorded attacks, ISO/IEC 30107-3).
@@ -167,6 +170,9 @@ def judge(action: str, frames: Sequence[Image.Image], portrait: Sequence[float],
         raise LivenessFailed(Verdict.STILL, "nothing moved between the frames: a still "
                              "picture")
     if not performed(action, poses):
+        log.info("liveness: %s not seen; yaw %s pitch %s ear %s size %s", action,
+                 *([round(getattr(p, m), 3) for p in poses]
+                   for m in ("yaw", "pitch", "ear", "size")))
         raise LivenessFailed(Verdict.NOT_SEEN, f"the frames do not show {action}",
                              action=action)
     return worst

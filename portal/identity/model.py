@@ -72,7 +72,8 @@ class IdentityPolicy:
     accept_specimens: bool = False  # only for tests, demos and testers
     max_image_bytes: int = 8 * 1024 * 1024
     max_frame_bytes: int = 1024 * 1024
-    frames_per_answer: tuple[int, int] = (4, 8)  # a move needs a start and two frames
+    # A move needs a start and two frames; the page sends up to 24 (one per 150 ms).
+    frames_per_answer: tuple[int, int] = (4, 24)
     challenges: int = 3
     challenge_seconds: float = 20.0
     min_answer_seconds: float = 1.0  # quicker than a person can act

@@ -11,9 +11,12 @@ import { ApiError, blobToBase64, el, explain, say } from "/static/api.js";
 import { t } from "/static/i18n.js";
 
 const SIDE_KEYS = { front: "capture.sideFront", back: "capture.sideBack", "data-page": "capture.sideDataPage" };
-const FRAME_EVERY_MS = 250;
-const FRAMES_KEPT = 6;
-const FRAMES_SENT = 3;
+// The service sees a move from the first frames to the later ones (a blink lasts
+// 100-400 ms): a frame every 150 ms, the first two always kept, 24 sent evenly spread.
+const FRAME_EVERY_MS = 150;
+const FRAMES_KEPT = 48;
+const FRAMES_SENT = 24;
+const FRAME_WIDTH = 640;
 const MIN_ACT_MS = 1500;  // the service refuses answers quicker than a person can act
 const POLL_MS = 2500;
 
@@ -411,8 +414,8 @@ export class IdentityCapture {
     const v = this.video;
     if (!this.stream || v.videoWidth === 0) return;
     const canvas = document.createElement("canvas");
-    canvas.width = 320;
-    canvas.height = Math.max(240, Math.round((v.videoHeight * 320) / v.videoWidth));
+    canvas.width = FRAME_WIDTH;
+    canvas.height = Math.max(FRAME_WIDTH * 3 / 4, Math.round((v.videoHeight * FRAME_WIDTH) / v.videoWidth));
     const context = canvas.getContext("2d", { willReadFrequently: true });
     context.drawImage(v, 0, 0, canvas.width, canvas.height);
     // A still camera repeats pictures: keep only new ones.
@@ -421,7 +424,7 @@ export class IdentityCapture {
     const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
     if (!blob || !this.challenge) return;
     this.frames.push({ blob, hash });
-    if (this.frames.length > FRAMES_KEPT) this.frames.shift();
+    if (this.frames.length > FRAMES_KEPT) this.frames.splice(2, 1);  // keep the start
   }
 
   updateClock() {
@@ -458,7 +461,7 @@ export class IdentityCapture {
     this.doneButton.disabled = true;
     this.challengeTime.textContent = t("capture.sending");
     try {
-      const chosen = this.frames.slice(-FRAMES_SENT);
+      const chosen = spread(this.frames, FRAMES_SENT);
       for (const frame of chosen) this.sentHashes.add(frame.hash);
       const frames = await Promise.all(chosen.map((frame) => blobToBase64(frame.blob)));
       this.frames = [];
@@ -502,6 +505,12 @@ export class IdentityCapture {
       this.fail(error, this.livenessError);
     }
   }
+}
+
+/** At most `count` items of `list`, evenly spread, the first and the last included. */
+function spread(list, count) {
+  if (list.length <= count) return list.slice();
+  return Array.from({ length: count }, (_, i) => list[Math.round((i * (list.length - 1)) / (count - 1))]);
 }
 
 /** FNV-1a over the pixels: tells two camera pictures apart (not a security check). */

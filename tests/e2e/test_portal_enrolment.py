@@ -3,10 +3,10 @@ key, factory PIN) walks every enrolment step of the signer page (portal/web/enro
 capture.js) in headless Chromium, then the document steps, to PDFs that validate with
 pyHanko as PAdES B-LT under the certificate the CA has just issued to the card.
 
-Chromium's fake camera plays a video made from a specimen ID card's back (its frames
-differ by a corner patch, as a real camera's do), so the back is photographed with the
-camera and the video check's frames are real camera frames; the other sides are
-uploaded as files, one of them from the phone page the QR code leads to.
+Chromium's fake camera (tests/support/fake_camera.py) films a specimen ID card's back,
+so the back is photographed with the camera, and the document's person doing what each
+video instruction asks (tests/support/selfie_e2e.py); the other sides are uploaded as
+files, one of them from the phone page the QR code leads to.
 
 The failure paths of issue 7 are walked in the same journey, on the same stack: data
 declared wrong then corrected (a new link), a bad MRZ check digit, an expired document,
@@ -24,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -39,7 +39,8 @@ from firmware_sim.attestation import Manufacturer
 from portal.identity import specimen
 from portal.identity.mrz import DocumentFormat
 from tests.support import page_steps as steps
-from tests.support.identity_fixtures import frames, make_specimen
+from tests.support.fake_camera import FakeCamera
+from tests.support.identity_fixtures import make_specimen, selfie
 from tests.support.pcsc import RunningCard, connect
 from tests.support.portal_e2e import (
     PHONE,
@@ -55,6 +56,8 @@ from tests.support.portal_e2e import (
     until as _until,
 )
 from tests.support.provision import PyscardConnection
+from tests.support.selfie_e2e import api, doing, identity_session, idle, perform
+from tests.support.selfies import noisy
 from tests.support.waiting import wait_until_async
 
 FACTORY_PIN = "123456"  # the simulated card's default, as in the token's letter
@@ -67,30 +70,6 @@ SEED = 7  # the card whose back the fake camera shows
 
 def _png(data: bytes, name: str) -> FilePayload:
     return {"name": name, "mimeType": "image/png", "buffer": data}
-
-
-def camera_video(image_png: bytes, path: Path, frames: int = 40) -> Path:
-    """A YUV4MPEG2 (4:2:0) video of `image_png` for Chromium's fake camera
-    (--use-file-for-fake-video-capture): each frame carries a differently shaded corner
-    patch, so consecutive camera pictures differ as a real camera's do."""
-    picture = Image.open(io.BytesIO(image_png)).convert("RGB")
-    width, height = picture.width + picture.width % 2, picture.height + picture.height % 2
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    canvas.paste(picture, (0, 0))
-    with path.open("wb") as out:
-        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for index in range(frames):
-            # Sensor noise over the whole picture, as a real camera's frames have.
-            noise = Image.effect_noise((width, height), 60).convert("RGB")
-            frame = Image.blend(canvas, noise, 0.08)
-            shade = 40 + (index * 5) % 200
-            frame.paste((shade, 255 - shade, (shade * 3) % 256), (0, 0, 48, 48))
-            y, cb, cr = frame.convert("YCbCr").split()
-            out.write(b"FRAME\n")
-            out.write(y.tobytes())
-            out.write(cb.resize((width // 2, height // 2)).tobytes())
-            out.write(cr.resize((width // 2, height // 2)).tobytes())
-    return path
 
 
 # ---------------------------------------------------------------------- page helpers
@@ -138,34 +117,6 @@ async def _side(page: Page, side: str, image: bytes, name: str) -> str:
                        "?.dataset.kind)", tries=2400)
     await _idle(page)
     return await page.text_content(f"#result-{side}") or ""
-
-
-async def _answer_challenges(page: Page, stack: Stack, late: bool = False,
-                             capture: str = "capture") -> None:
-    """The video check: start it, then do each instruction and press Done. `late`: the
-    portal's clock passes the first instruction's deadline before the answer."""
-    await page.click("#liveness-start")
-    verified = f"document.getElementById('{capture}').dataset.identityStep === 'verified'"
-    while True:
-        await _until(page, "document.getElementById('liveness').dataset.challenge || "
-                           f"{verified} || !document.getElementById('liveness-error')"
-                           ".hidden", tries=2400)
-        if await page.evaluate("() => !document.getElementById('liveness-error').hidden"):
-            return
-        if await page.evaluate(f"() => {verified}"):
-            return
-        index = await page.evaluate(
-            "() => document.getElementById('liveness').dataset.challengeIndex")
-        text = await page.text_content("#challenge-text") or ""
-        assert re.search(r"Instruction \d of \d", text), text
-        await _until(page, "document.getElementById('liveness').dataset.ready === 'true'")
-        assert "s left" in (await page.text_content("#challenge-time") or "")
-        if late:
-            stack.clock.advance(seconds=60)  # past the deadline on the service's clock
-        await page.click("#challenge-done")
-        await _until(page, f"document.getElementById('liveness').dataset.challengeIndex "
-                           f"!== '{index}' || !document.getElementById('liveness-error')"
-                           f".hidden || {verified}", tries=2400)
 
 
 async def _open_identity(page: Page, document: str) -> None:
@@ -247,16 +198,15 @@ def test_first_time_signer_enrols_in_the_browser_then_signs(
         simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
     marie = make_specimen(DocumentFormat.TD1, surname="Curie", given_names="Marie",
                           seed=SEED)
-    video = camera_video(marie.images[specimen.Side.BACK], tmp_path / "camera.y4m")
-    flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-             f"--use-file-for-fake-video-capture={video}"]
+    camera = FakeCamera(tmp_path / "camera.y4m", size=(1280, 960))
+    camera.show(idle())
 
     async def main() -> None:
         async with portal_stack(tmp_path, manufacturer, simulated_card, enrol=False,
-                                browser_args=flags) as stack:
+                                browser_args=camera.flags) as stack:
             pages: list[Page] = []
             try:
-                await _journey(stack, simulated_card, marie, pages)
+                await _journey(stack, simulated_card, marie, pages, camera)
             except BaseException:
                 print("browser console:\n" + "\n".join(stack.console))
                 for index, open_page in enumerate(pages):
@@ -303,7 +253,7 @@ async def _enrol_from_the_sign_step(stack: Stack, pages: list[Page]) -> None:
 
 
 async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
-                   pages: list[Page]) -> None:
+                   pages: list[Page], camera: FakeCamera) -> None:
     assert stack.ca.issued() == 0 and _card_keys(card)["9C"] is None  # factory-fresh
     await _enrol_from_the_sign_step(stack, pages)
     # A typo in the surname: the signer corrects it.
@@ -395,11 +345,12 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     assert "Verified" in shown, shown
     await page.wait_for_selector("#liveness:not([hidden])")
     await _look(stack, page, "10-liveness-intro")
-    await _answer_challenges(page, stack, late=True)
+    assert await perform(page, camera, doing("astronaut"),
+                         late=lambda: stack.clock.advance(seconds=60)) == "CHALLENGE_LATE"
     late = await page.text_content("#liveness-error") or ""
     assert "Too late" in late, late
     await stack.shot(page, "11-liveness-late")
-    await _answer_challenges(page, stack)
+    assert await perform(page, camera, doing("astronaut")) is None
     await _sub(page, "identity-confirm")
     assert await page.locator("#compare tr.diff").count() >= 1
     assert "Durand" in (await page.text_content("#compare") or "")
@@ -431,6 +382,9 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     await stack.shot(phone, "15-phone-front")
     await _until(page, "document.getElementById('result-front')?.dataset.kind === 'ok'",
                  tries=2400)  # the computer's page followed the phone
+    back = Image.open(io.BytesIO(marie.images[specimen.Side.BACK])).convert("RGB")
+    rng = random.Random(SEED)
+    camera.show([noisy(back, rng) for _ in range(camera.frames)])
     await page.click("#camera-back")
     await page.wait_for_selector("#camera-panel:not([hidden])")
     await _until(page, "document.getElementById('camera-video').videoWidth > 0")
@@ -445,7 +399,8 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
         await page.text_content("#capture")
     await phone.wait_for_selector("#liveness:not([hidden])", timeout=30000)
     await check_page(phone)
-    await _answer_challenges(phone, stack, capture="phone-capture")
+    camera.show(idle())
+    assert await perform(phone, camera, doing("astronaut"), capture="phone-capture") is None
     await phone.wait_for_selector("#phone-done:not([hidden])")
     await stack.shot(phone, "16b-phone-verified")
     await phone_context.close()
@@ -612,39 +567,19 @@ async def _personal_space_lists(stack: Stack, pages: list[Page],
 async def _to_the_pin_step(stack: Stack, invite: str) -> None:
     """Consents, personal data, identity (a specimen card, timed liveness), names: what
     the journey above does in the page, here through the HTTP API."""
-    async def call(method: str, path: str, body: Any = None, data: bytes | None = None
-                   ) -> Any:
-        kwargs: dict[str, Any] = {"json": body} if data is None else {
-            "data": data, "headers": {"Content-Type": "image/png"}}
-        async with stack.session.request(method, stack.api(path), **kwargs) as response:
-            answer = await response.json()
-            assert response.status in (200, 201), answer
-            return answer
-
-    base = f"/api/s/{invite}"
-    view = await call("GET", base)
-    await call("POST", f"{base}/consents", {"accepted": [
-        {k: c[k] for k in ("kind", "version", "sha256")} for c in view["consents"]]})
-    await call("POST", f"{base}/enrolment/start", {})
-    view = await call("POST", f"{base}/enrolment/personal-data", {"correct": True})
-    await call("POST", f"{base}/enrolment/consents", {"accepted": [
-        {k: c[k] for k in ("kind", "version", "sha256")}
-        for c in view["enrolment"]["consents"]]})
-    view = await call("POST", f"{base}/enrolment/identity", {"document": "id-card"})
-    session = f"/api/identity/sessions/{view['enrolment']['identitySession']}"
     card = make_specimen(DocumentFormat.TD1, surname="Martin", given_names="Paul", seed=21,
                          sex="M")
-    for side, image in card.images.items():
-        await call("PUT", f"{session}/sides/{side.value}", data=image)
-    while (await call("GET", session))["step"] == "liveness":
-        challenge = await call("POST", f"{session}/challenges/next", {})
+    session = await identity_session(stack, invite, card, "id-card")
+    while (await api(stack, "GET", session))["step"] == "liveness":
+        challenge = await api(stack, "POST", f"{session}/challenges/next", {})
         stack.clock.advance(seconds=2)  # a person takes a moment to act
-        await call("POST", f"{session}/challenges/{challenge['id']}", {
+        await api(stack, "POST", f"{session}/challenges/{challenge['id']}", {
             "nonce": challenge["nonce"],
-            "frames": [base64.b64encode(f).decode() for f in frames(3)]})
-    await call("POST", f"{base}/enrolment/identity-done", {})
-    await call("POST", f"{base}/enrolment/identity-confirm", {"correct": True})
-    view = await call("POST", f"{base}/enrolment/auth-data", {
+            "frames": [base64.b64encode(f).decode() for f in selfie(challenge["action"])]})
+    base = f"/api/s/{invite}"
+    await api(stack, "POST", f"{base}/enrolment/identity-done", {})
+    await api(stack, "POST", f"{base}/enrolment/identity-confirm", {"correct": True})
+    view = await api(stack, "POST", f"{base}/enrolment/auth-data", {
         "givenNames": "Paul", "surname": "Martin", "phone": PHONE})
     assert view["enrolment"]["step"] == "pin"
 

@@ -1,0 +1,83 @@
+"""Issue 17's acceptance in a real browser: the video check of a first-time signer
+filmed by Chromium's fake camera (tests/support/fake_camera.py), on the signer's page.
+
+The passport is a SPECIMEN printed with Eileen Collins's NASA portrait (public domain,
+bundled with scikit-image); "another person" is Grace Hopper's U.S. Navy portrait
+(public domain, in matplotlib's sample data). What the camera films is synthesised
+from those portraits (tests/support/selfies.py), changed while the page films, as a
+person acts on each instruction.
+
+The document's person doing what each instruction asks passes; another person doing
+it, nobody in front of the camera, and a still picture of the document's person each
+fail at the video check with their own message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from playwright.async_api import Page
+
+from firmware_sim.attestation import Manufacturer
+from portal.identity.mrz import DocumentFormat
+from tests.support.fake_camera import FakeCamera
+from tests.support.identity_fixtures import make_specimen
+from tests.support.pcsc import RunningCard
+from tests.support.portal_e2e import Stack, check_page, portal_stack, ready
+from tests.support.selfie_e2e import doing, identity_session, idle, perform
+
+PHONE = "+33612345678"
+
+
+async def _at_the_video_check(stack: Stack, name: str) -> Page:
+    """A new signer whose passport is verified, on their page at the video check."""
+    transaction = await stack.one_signer_transaction("Lease", name, "anna@example.test",
+                                                     PHONE)
+    invite = transaction["signers"][0]["inviteUrl"].rsplit("/s/", 1)[1]
+    passport = make_specimen(DocumentFormat.TD3, "ITA", "Rossi", "Anna", seed=31)
+    await identity_session(stack, invite, passport, "passport")
+    _, page = await stack.page()
+    await page.goto(f"{stack.origin}/s/{invite}")
+    await ready(page)
+    await page.wait_for_selector("#liveness:not([hidden])", timeout=60000)
+    return page
+
+
+async def _message(page: Page) -> str:
+    return await page.text_content("#liveness-error") or ""
+
+
+def test_the_video_check_wants_the_documents_person_alive(
+        simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
+    camera = FakeCamera(tmp_path / "camera.y4m")
+    camera.show(idle())
+
+    async def main() -> None:
+        async with portal_stack(tmp_path, manufacturer, simulated_card, enrol=False,
+                                browser_args=camera.flags) as stack:
+            page = await _at_the_video_check(stack, "Anna Rossi")
+            # Another person does what is asked: not the document's face.
+            assert await perform(page, camera, doing("hopper")) == "FACE_MISMATCH"
+            assert "not the one on the document" in await _message(page)
+            await check_page(page)
+            await stack.shot(page, "40-liveness-another-person")
+            # Nobody in front of the camera.
+            assert await perform(page, camera, lambda action: idle(None)) == \
+                "FACE_NOT_FOUND"
+            assert "face was not found" in await _message(page)
+            await stack.shot(page, "41-liveness-no-face")
+            # The document's person does each thing asked, in the server's order.
+            camera.show(idle())
+            assert await perform(page, camera, doing("astronaut")) is None
+            await page.wait_for_selector("body[data-enrolment='identity-confirm']",
+                                         timeout=60000)
+            await stack.shot(page, "42-liveness-passed")
+            # Another signer holds a still picture of the document's person up.
+            other = await _at_the_video_check(stack, "Anna Rossi")
+            assert await perform(other, camera, lambda action: idle()) == "FACE_STILL"
+            assert "Nothing moved" in await _message(other)
+            await check_page(other)
+            await stack.shot(other, "43-liveness-still-picture")
+
+    asyncio.run(main())

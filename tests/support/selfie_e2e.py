@@ -1,0 +1,111 @@
+"""A signer's video check in the browser (issue 17): the identity step reached through
+the portal's HTTP API, and each challenge the page shows performed in front of
+Chromium's fake camera (tests/support/fake_camera.py) by a portrait's person."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image
+from playwright.async_api import Page
+
+from portal.identity import specimen
+from tests.support import selfies
+from tests.support.fake_camera import FakeCamera
+from tests.support.portal_e2e import Stack, until
+
+# A person reads the instruction (the page films them still), then acts: the camera's
+# loop (3 s at 10 frames/s) plays once and a little more before Done is pressed.
+READ_SECONDS = 0.6
+ACT_SECONDS = 3.4
+Act = Callable[[str], list[Image.Image]]  # the instruction's action -> what is filmed
+
+
+async def api(stack: Stack, method: str, path: str, body: Any = None,
+              image: bytes | None = None) -> Any:
+    """One call of the signer's API; its JSON answer (2xx asserted)."""
+    kwargs: dict[str, Any] = {"json": body} if image is None else {
+        "data": image, "headers": {"Content-Type": "image/png"}}
+    async with stack.session.request(method, stack.api(path), **kwargs) as response:
+        answer = await response.json()
+        assert response.status in (200, 201), answer
+        return answer
+
+
+async def identity_session(stack: Stack, invite: str, document: specimen.Specimen,
+                           kind: str) -> str:
+    """Consents, personal data and issuance consents accepted, the identity session
+    opened for `kind` and `document`'s sides sent: the session's API path."""
+    base = f"/api/s/{invite}"
+    view = await api(stack, "GET", base)
+    await api(stack, "POST", f"{base}/consents", {"accepted": [
+        {k: c[k] for k in ("kind", "version", "sha256")} for c in view["consents"]]})
+    await api(stack, "POST", f"{base}/enrolment/start", {})
+    view = await api(stack, "POST", f"{base}/enrolment/personal-data", {"correct": True})
+    await api(stack, "POST", f"{base}/enrolment/consents", {"accepted": [
+        {k: c[k] for k in ("kind", "version", "sha256")}
+        for c in view["enrolment"]["consents"]]})
+    view = await api(stack, "POST", f"{base}/enrolment/identity", {"document": kind})
+    session = f"/api/identity/sessions/{view['enrolment']['identitySession']}"
+    for side, image in document.images.items():
+        await api(stack, "PUT", f"{session}/sides/{side.value}", image=image)
+    return session
+
+
+def idle(name: str | None = "astronaut", count: int = 30) -> list[Image.Image]:
+    """`name`'s person facing the camera, only the sensor's noise moving (None: nobody,
+    an empty wall)."""
+    rng = random.Random()
+    base = selfies.scene(selfies.portrait(name)) if name else Image.new(
+        "RGB", selfies.FRAME, (186, 182, 172))
+    return [selfies.noisy(base, rng) for _ in range(count)]
+
+
+def doing(name: str) -> Act:
+    """`name`'s person doing what each instruction asks: facing the camera for a second,
+    the move, back."""
+    def act(action: str) -> list[Image.Image]:
+        moves = selfies.performance(selfies.portrait(name), action,
+                                    seed=random.randrange(2**32))
+        rest = idle(name)
+        return [*rest[:2], *moves[2:], *moves[2:], *rest[2:4]]
+    return act
+
+
+async def perform(page: Page, camera: FakeCamera, act: Act, *, capture: str = "capture",
+                  late: Callable[[], None] | None = None) -> str | None:
+    """Start the video check and answer every instruction with `act(action)` on the
+    camera; the failure code the page shows, or None once verified. `late` runs before
+    Done is pressed (e.g. the service's clock passing the deadline)."""
+    await page.click("#liveness-start")
+    verified = f"document.getElementById('{capture}').dataset.identityStep === 'verified'"
+    failed = "!document.getElementById('liveness-error').hidden"
+    while True:
+        await until(page, "document.getElementById('liveness').dataset.challenge || "
+                          f"{verified} || {failed}", tries=2400)
+        if await page.evaluate(f"() => {failed}"):
+            code: str = await page.evaluate(
+                "() => document.getElementById('liveness').dataset.failed")
+            camera.show(idle())
+            return code
+        if await page.evaluate(f"() => {verified}"):
+            camera.show(idle())
+            return None
+        index = await page.evaluate(
+            "() => document.getElementById('liveness').dataset.challengeIndex")
+        action = await page.evaluate(
+            "() => document.getElementById('liveness').dataset.challenge")
+        performance = act(action)
+        await asyncio.sleep(READ_SECONDS)
+        camera.show(performance)
+        await asyncio.sleep(ACT_SECONDS)
+        camera.show(idle())  # done: still again before the next instruction shows
+        await until(page, "document.getElementById('liveness').dataset.ready === 'true'")
+        if late is not None:
+            late()
+        await page.click("#challenge-done")
+        await until(page, "document.getElementById('liveness').dataset.challengeIndex "
+                          f"!== '{index}' || {failed} || {verified}", tries=2400)
