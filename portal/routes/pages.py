@@ -36,6 +36,12 @@ PAGES = {
     "/workspace/{ws}/start": "start.html",  # getting started: a first transaction
     "/workspace/{ws}/identity-documents": "identity_documents.html",
     "/validate": "validate.html",  # anyone checks a signed PDF (issue 16)
+    # Requesters' accounts (issue 15): sign-in, the e-mailed links, their own pages.
+    "/signin": "signin.html",
+    "/reset/{token}": "reset.html",  # the password-reset link
+    "/join/{token}": "join.html",  # a workspace invitation
+    "/settings": "settings.html",
+    "/workspace": "workspace.html",
 }
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".json": "application/json",
           ".svg": "image/svg+xml", ".png": "image/png", ".html": "text/html",
