@@ -293,6 +293,17 @@ def test_pages_at_375_and_1280_px_have_labels_and_no_horizontal_scroll(
                 await check_page(page)
                 await stack.shot(page, f"21-signer-{width}-{lang}")
                 await context.close()
+        # The sign step on a phone in French: every word of the chooser translated.
+        context, page = await stack.page(width=375)
+        await _consent_and_accept(stack, page, f"{link}?lang=fr")
+        await steps.accept_documents(page)
+        await steps.choose_credential(page)
+        text = await page.text_content("#step-sign") or ""
+        assert "Clé de signature sur le support n°" in text and "Qualifié" in text, text
+        assert "Digital Signature" not in text and "Issued by" not in text, text
+        await check_page(page)
+        await stack.shot(page, "22-signer-sign-375-fr")
+        await context.close()
 
 
 def test_expired_invitation_and_blocked_pin(on_stack: OnStack,
