@@ -1,7 +1,8 @@
 """The portal's validation service over a real socket (issue 16; portal/API.md
 "Validation"): one portal for the module, served on loopback from its own event loop,
 with the CA's demo trusted list (ca/trusted_list.py, signed by its scheme operator) and a
-seal key certified by that CA (ca/seal.py, portal/seal.py).
+seal key certified by that CA (ca/seal.py, portal/seal.py), the CA served too (OCSP,
+time-stamps: the reports are sealed B-LT).
 
 What an anonymous caller gets: the report of a PDF (none, or the portal's own sealed
 report, validated back), the XML and sealed-PDF forms, and the typed refusals: not a PDF,
@@ -12,23 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from ca.authority import Authority
 from portal.config import PortalConfig
 from portal.service import create_app
 from portal.store import Store
 from qsign.validation_setup import demo_trusted_list, seal_from_ca
 from tests.support.pdfs import blank_pdf
+from tests.support.portal_pki import start_pki
 from tests.support.portal_service import Clock
 from tests.support.ports import free_port
+from tests.support.threaded_app import serve_in_thread
 
 MAX_BYTES = 400_000
 PER_HOUR = 6
@@ -49,39 +49,29 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("validations")
-    authority = Authority.init(root / "ca")
-    listed = demo_trusted_list(authority.directory, root)
-    seal_from_ca(authority.directory, None, root / "portal", SEAL_NAME)
-    port = free_port()
-    config = PortalConfig.from_mapping({
-        "portal": {"state_dir": str(root / "portal"), "port": port,
-                   "max_document_bytes": MAX_BYTES},
-        "validation": {"trusted_lists": list(listed.trusted_lists),
-                       "operator_certs": [str(p) for p in listed.operator_certs],
-                       "per_address_per_hour": PER_HOUR}})
-    clock = Clock()
-    store = Store.open(None, config.state_dir, clock)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(config, store=store))
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(60), "the portal did not start"
+    pki = start_pki(root / "ca")  # served: OCSP and time-stamps for the seal's B-LT
     try:
-        yield Served(f"http://127.0.0.1:{port}", clock,
-                     (config.state_dir / "requester.token").read_text().strip())
+        listed = demo_trusted_list(pki.directory, root)
+        seal_from_ca(pki.directory, None, root / "portal", SEAL_NAME)
+        port = free_port()
+        config = PortalConfig.from_mapping({
+            "portal": {"state_dir": str(root / "portal"), "port": port,
+                       "max_document_bytes": MAX_BYTES, "timestamp_url": pki.base + "/tsa",
+                       "trust_roots": [str(pki.directory / "certs" / "root.pem")]},
+            "validation": {"trusted_lists": list(listed.trusted_lists),
+                           "operator_certs": [str(p) for p in listed.operator_certs],
+                           "per_address_per_hour": PER_HOUR}})
+        clock = Clock()
+        portal = serve_in_thread(
+            create_app(config, store=Store.open(None, config.state_dir, clock)), port,
+            "test-portal")
+        try:
+            yield Served(f"http://127.0.0.1:{port}", clock,
+                         (config.state_dir / "requester.token").read_text().strip())
+        finally:
+            portal.stop()
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
+        pki.stop()
 
 
 async def _post(served: Served, body: Any, *, content_type: str = "application/pdf",
@@ -141,9 +131,8 @@ def test_the_sealed_pdf_report_validates_and_names_the_service(served: Served) -
     assert status == 200, report
     [seal] = report["signatures"]
     assert seal["field"] == "ServiceSeal" and SEAL_NAME in seal["signer"], seal
-    # Intact: its hash and signature hold (offline, without the CA's OCSP, its status
-    # may stay INDETERMINATE for want of revocation data, never TOTAL-FAILED).
-    assert seal["indication"] != "TOTAL-FAILED", seal
+    # B-LT: the seal's revocation data is in the report, which validates offline.
+    assert (seal["indication"], seal["level"]) == ("TOTAL-PASSED", "B-LT"), seal
     # A byte changed inside the signed range: the seal no longer holds.
     at = sealed.index(b"Signature validation report") if b"Signature validation report" \
         in sealed else len(sealed) // 3

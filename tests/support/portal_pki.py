@@ -5,18 +5,15 @@ and pyHanko as the relying party that validates the signed PDFs."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import secrets
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509
 from cryptography.hazmat.primitives import hashes
@@ -49,6 +46,7 @@ from ca.service import create_app
 from portal.pades import Level, Validation
 from tests.support.ca_process import serve_ca
 from tests.support.ports import free_port
+from tests.support.threaded_app import ThreadedApp, serve_in_thread
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 KEY_KINDS = ("p256", "p384", "rsa2048")
@@ -94,9 +92,7 @@ class PortalPki:
     authority: Authority
     registry: Registry
     base: str
-    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
-    _runner: web.AppRunner | None = field(default=None, repr=False)
+    _served: ThreadedApp | None = field(default=None, repr=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -199,13 +195,9 @@ class PortalPki:
             self._process.terminate()
             self._process.wait(30)
             self._process = None
-        if self._loop is not None and self._runner is not None and self._thread is not None:
-            runner, loop = self._runner, self._loop
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(30)
-            loop.close()
-            self._loop = None
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
 
 
 def _time(when: dt.datetime) -> x509.Time:
@@ -224,22 +216,8 @@ def start_pki(directory: Path, *, process: bool = False) -> PortalPki:
     if process:
         child = serve_ca(directory, port)
         return PortalPki(directory, authority, registry, base, _process=child)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(authority, registry), access_log=None)
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, name="test-ca", daemon=True)
-    thread.start()
-    if not started.wait(30):
-        raise RuntimeError("the test CA did not start")
-    return PortalPki(directory, authority, registry, base, loop, thread, runner)
+    served = serve_in_thread(create_app(authority, registry), port, "test-ca")
+    return PortalPki(directory, authority, registry, base, _served=served)
 
 
 def running_pki(directory: Path) -> Iterator[PortalPki]:
