@@ -199,7 +199,9 @@ class SigningDesk:
                 Code.WRONG_STEP
             raise PortalError(code, "read and accept the documents first"
                               if code is Code.WRONG_STEP else None)
-        if not signer.phone:
+        kept = await asyncio.to_thread(self.store.parameters, tx.id)
+        by_sms = kept.second_factor == "sms"  # TOTP: the signer's agent checks it alone
+        if by_sms and not signer.phone:
             raise PortalError(Code.NO_PHONE, "no phone number on file for the SMS code")
         _refuse_unless_own(await asyncio.to_thread(ownership, self.store, signer,
                                                    certificate))
@@ -233,11 +235,12 @@ class SigningDesk:
             chain=chain, documents=prepared_docs, hashes=hashes, ttl=SESSION_TTL)
         otp_id = await asyncio.to_thread(self.store.new_otp_session, purpose="sign",
                                          subject=session.id, phone=signer.phone,
-                                         hashes=hashes)
+                                         hashes=hashes) if by_sms else None
         log.info("signing session %s: %d document(s) prepared for signer %s", session.id,
                  len(hashes), signer_id)
         return {"sessionId": session.id, "otpSession": otp_id, "hashes": hashes,
                 "hashAlgorithm": "SHA256", "documents": [d for d, _, _ in prepared_docs],
+                "secondFactor": kept.second_factor,
                 "expiresIn": int(SESSION_TTL.total_seconds())}
 
     async def send_code(self, otp_id: str, hashes: list[str]) -> Sent:
@@ -280,7 +283,9 @@ class SigningDesk:
             return Completion(tx, (), stored=False)
         if session.state != "prepared":
             raise PortalError(Code.SESSION_UNKNOWN, f"this signing session is {session.state}")
-        if not await asyncio.to_thread(self.store.code_verified, session_id):
+        tx_id = (await asyncio.to_thread(self.store.transaction_of_signer, signer_id)).id
+        by_sms = (await asyncio.to_thread(self.store.parameters, tx_id)).second_factor == "sms"
+        if by_sms and not await asyncio.to_thread(self.store.code_verified, session_id):
             raise PortalError(Code.OTP_INVALID, "the SMS code for this session was not "
                               "verified")
         if len(signatures) != len(session.documents):

@@ -77,6 +77,7 @@ async def signer_view(portal: Portal, signer_id: str, generation: int,
                                      [d.original.sha256 for d in tx.documents])
     given = {(c.kind, c.version) for c in consents}
     shown_lang = lang if lang in legal.LANGS else signer.lang
+    kept = await asyncio.to_thread(portal.store.parameters, tx.id)
     return {
         "transaction": {"id": tx.id, "title": tx.title,
                         "requester": {"name": tx.requester_name},
@@ -84,7 +85,11 @@ async def signer_view(portal: Portal, signer_id: str, generation: int,
                         "qualified": tx.qualified, "status": tx.status.value,
                         "expiresAt": iso(tx.expires_at),
                         "signers": len(tx.signers),
-                        "signed": sum(s.status is SignerStatus.SIGNED for s in tx.signers)},
+                        "signed": sum(s.status is SignerStatus.SIGNED for s in tx.signers),
+                        # The requester's parameters the signer's page follows.
+                        "languages": list(kept.languages),
+                        "secondFactor": kept.second_factor,
+                        "downloadUnsigned": kept.download_unsigned},
         "signer": {"id": signer.id, "name": signer.name, "email": signer.email,
                    "phone": signer.phone, "phoneMasked": mask_phone(signer.phone),
                    "lang": signer.lang, "status": signer.status.value,

@@ -66,10 +66,13 @@ async def test_parameters_refused_name_their_field(portal: RunningPortal) -> Non
 
 
 @with_portal()
-async def test_unsigned_downloads_can_be_kept_from_signers(portal: RunningPortal) -> None:
-    tx = await portal.create(signers=1, documents=1, downloadUnsigned=False)
+async def test_the_signer_page_follows_the_parameters(portal: RunningPortal) -> None:
+    tx = await portal.create(signers=1, documents=1, downloadUnsigned=False,
+                             languages=["fr"], secondFactor="totp")
     invite = portal.invite_path(tx, 0)
-    await portal.consent(invite)
+    view = (await portal.consent(invite))["transaction"]
+    assert (view["languages"], view["secondFactor"], view["downloadUnsigned"]) == (
+        ["fr"], "totp", False)
     doc = tx["documents"][0]["id"]
     refused = await portal.call("GET", f"/api/s/{invite}/documents/{doc}/download",
                                 expect=403)
