@@ -15,8 +15,9 @@ from portal.body_schema import BodySchema, closed, text
 from portal.errors import Code, PortalError
 from portal.routes.access import space_link, space_owner
 from portal.routes.parse import iso, read_body
+from portal.routes.state import Portal
 from portal.routes.views import pdf_response
-from portal.store import SignerStatus, TxStatus
+from portal.store import Document, SignerStatus, TxStatus
 from portal.translations import N_, translate
 
 SPACE_SESSION = dt.timedelta(hours=1)
@@ -76,11 +77,16 @@ async def space_get(request: web.Request) -> web.Response:
                               "certificates": certificates})
 
 
-async def space_document(request: web.Request) -> web.Response:
+async def signed_document(request: web.Request) -> tuple[Portal, Document]:
+    """`{tx}`'s document `{doc}`, if the session's owner signed that transaction."""
     portal, email = await space_owner(request)
     tx = await asyncio.to_thread(portal.store.transaction, request.match_info["tx"])
     if not any(s.email.lower() == email and s.status is SignerStatus.SIGNED
                for s in tx.signers):
         raise PortalError(Code.NOT_FOUND, "no such document")
-    doc = tx.document(request.match_info["doc"])
+    return portal, tx.document(request.match_info["doc"])
+
+
+async def space_document(request: web.Request) -> web.Response:
+    portal, doc = await signed_document(request)
     return await pdf_response(portal, doc.current.sha256, doc.name)

@@ -20,11 +20,10 @@ from portal.accounts import Role
 from portal.body_schema import openapi_request
 from portal.document_names import document_name
 from portal.errors import Code, PortalError
-from portal.routes.access import space_owner
 from portal.routes.parse import b64, read_body
 from portal.routes.requester import scoped_transaction
+from portal.routes.space import signed_document
 from portal.routes.state import PORTAL, Portal
-from portal.store import SignerStatus
 from portal.validating import ValidationDesk
 from validation import FileReport
 
@@ -51,12 +50,7 @@ async def requester_validation(request: web.Request) -> web.StreamResponse:
 
 
 async def space_validation(request: web.Request) -> web.StreamResponse:
-    portal, email = await space_owner(request)
-    tx = await asyncio.to_thread(portal.store.transaction, request.match_info["tx"])
-    if not any(s.email.lower() == email and s.status is SignerStatus.SIGNED
-               for s in tx.signers):
-        raise PortalError(Code.NOT_FOUND, "no such document")
-    doc = tx.document(request.match_info["doc"])
+    portal, doc = await signed_document(request)
     return await _stored(request, portal, doc.current.sha256, doc.name)
 
 
