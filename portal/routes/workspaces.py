@@ -12,17 +12,16 @@ from aiohttp import web
 
 from portal.accounts import Role, Workspace
 from portal.audit import arecord
-from portal.body_schema import BodySchema, closed, text
+from portal.body_schema import openapi_request
 from portal.errors import Code, PortalError
 from portal.routes.access import accounts_of, digest, member, principal
 from portal.routes.parse import iso, read_body
-from portal.routes.signin import EMAIL, INVITATION_LINK
+from portal.routes.signin import INVITATION_LINK
 from portal.routes.state import PORTAL
 
-ROLE = {"type": "string", "enum": [r.label for r in reversed(Role)]}
-NEW_WORKSPACE = BodySchema(closed({"name": text(200)}, required=["name"]))
-NEW_INVITATION = BodySchema(closed({"email": EMAIL, "role": ROLE}, required=["email", "role"]))
-ROLE_CHANGE = BodySchema(closed({"role": ROLE}, required=["role"]))
+NEW_WORKSPACE = openapi_request("/api/v1/workspaces", "post")
+NEW_INVITATION = openapi_request("/api/v1/workspaces/{ws}/invitations", "post")
+ROLE_CHANGE = openapi_request("/api/v1/workspaces/{ws}/members/{userId}", "patch")
 
 
 def _workspace_json(workspace: Workspace, role: Role) -> dict[str, object]:
