@@ -66,6 +66,9 @@ def register(subparsers: Any) -> None:
                    "withdrawn since then (granted before), for validators' tests")
     p.add_argument("--granted-since", type=_instant,
                    help="ISO 8601 (default: the issuing certificate's notBefore)")
+    p.add_argument("--qualifier", action="append", default=[], metavar="NAME",
+                   help="a TS 119 612 qualifier for the CA/QC service's QCP-n-qscd "
+                   "certificates, e.g. QCNoQSCD (repeatable)")
     p.add_argument("--location", help="where the list is published (default BASE/tl.xml)")
     p.add_argument("--lotl-out", type=Path,
                    help="also write a list of trusted lists pointing at --location")
@@ -160,8 +163,11 @@ def _trusted_list(args: argparse.Namespace) -> int:
 
     authority = Authority.load(args.dir)
     location = args.location or args.out.resolve().as_uri()
-    data = trusted_list(authority, location=location, granted_since=args.granted_since,
-                        withdrawn_at=args.withdrawn_at)
+    try:
+        data = trusted_list(authority, location=location, granted_since=args.granted_since,
+                            withdrawn_at=args.withdrawn_at, qualifiers=args.qualifier)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     write_atomically(args.out, data, 0o644)
     operator = SchemeOperator.of(authority)
     print(f"trusted list: {args.out}")

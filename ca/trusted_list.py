@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from signxml.algorithms import SignatureMethod
 from signxml.xades.xades import XAdESSigner
 
 from ca.authority import Authority
+from ca.profiles import QCP_N_QSCD
 from ground.files import write_atomically
 
 TSL = "http://uri.etsi.org/02231/v2#"
@@ -44,6 +46,13 @@ GRANTED = f"{URI}/TrustedList/Svcstatus/granted"
 WITHDRAWN = f"{URI}/TrustedList/Svcstatus/withdrawn"
 FOR_ESIGNATURES = f"{URI}/TrustedList/SvcInfoExt/ForeSignatures"
 TSL_MIME = "application/vnd.etsi.tsl+xml"
+ECC = "http://uri.etsi.org/TrstSvc/SvcInfoExt/eSigDir-1999-93-EC-TrustedList/#"
+XADES = "http://uri.etsi.org/01903/v1.3.2#"
+# TS 119 612 §5.5.9.2.1 qualifiers for CA/QC services.
+QUALIFIERS = frozenset({
+    "QCWithSSCD", "QCNoSSCD", "QCSSCDStatusAsInCert", "QCWithQSCD", "QCNoQSCD",
+    "QCQSCDStatusAsInCert", "QCQSCDManagedOnBehalf", "QCForLegalPerson", "QCForESig",
+    "QCForESeal", "QCForWSA", "NotQualified", "QCStatement"})
 # ETSI TS 119 612 Annex E: id-tsl-kp-tslSigning, the scheme operator's signing purpose.
 TSL_SIGNING = ObjectIdentifier("0.4.0.2231.3.0")
 DIRECTORY = "trusted-list"
@@ -166,9 +175,23 @@ def _finish(info: etree._Element, issued: dt.datetime, location: str) -> None:
     _uris(info, "DistributionPoints", location)
 
 
+def _qualifications(info: etree._Element, qualifiers: Sequence[str]) -> None:
+    """TS 119 612 §5.5.9.2 Qualifications: `qualifiers` (e.g. QCNoQSCD) apply to the
+    certificates issued under QCP-n-qscd, overriding their own QC statements."""
+    extension = _el(info, "Extension", Critical="true")
+    element = _el(_el(extension, "Qualifications", ns=ECC), "QualificationElement", ns=ECC)
+    holder = _el(element, "Qualifiers", ns=ECC)
+    for qualifier in qualifiers:
+        _el(holder, "Qualifier", ns=ECC, uri=f"{URI}/TrustedList/SvcInfoExt/{qualifier}")
+    policies = _el(_el(element, "CriteriaList", ns=ECC, **{"assert": "atLeastOne"}),
+                   "PolicySet", ns=ECC)
+    _el(_el(policies, "PolicyIdentifier", ns=ECC), "Identifier", QCP_N_QSCD, ns=XADES)
+
+
 def _service(services: etree._Element, service_type: str, name: str,
              cert: asn1_x509.Certificate, since: dt.datetime,
-             withdrawn_at: dt.datetime | None, esig: bool) -> None:
+             withdrawn_at: dt.datetime | None, esig: bool,
+             qualifiers: Sequence[str] = ()) -> None:
     """TS 119 612 §5.5 (current status) and §5.6 (history): granted since `since`; with
     `withdrawn_at`, withdrawn since then and granted before it in the history."""
     service = _el(services, "TSPService")
@@ -184,6 +207,8 @@ def _service(services: etree._Element, service_type: str, name: str,
         # TS 119 612 §5.5.9.4: the service issues qualified certificates for e-signatures.
         _el(_el(extension, "AdditionalServiceInformation"), "URI", FOR_ESIGNATURES,
             **{"{http://www.w3.org/XML/1998/namespace}lang": "en"})
+        if qualifiers:
+            _qualifications(extension.getparent(), qualifiers)
     if withdrawn_at:
         past = _el(_el(service, "ServiceHistory"), "ServiceHistoryInstance")
         _el(past, "ServiceTypeIdentifier", service_type)
@@ -207,11 +232,16 @@ def _sign(root: etree._Element, operator: SchemeOperator) -> bytes:
 def trusted_list(authority: Authority, *, location: str | None = None,
                  granted_since: dt.datetime | None = None,
                  withdrawn_at: dt.datetime | None = None,
+                 qualifiers: Sequence[str] = (),
                  issued: dt.datetime | None = None) -> bytes:
     """The CA's trusted list, signed by its scheme operator. The CA/QC service is granted
     since `granted_since` (default: the issuing certificate's notBefore), and withdrawn at
     `withdrawn_at` when given (for validators' tests: signatures made after that are not
-    QES)."""
+    QES); `qualifiers` (TS 119 612 §5.5.9.2 names, e.g. QCNoQSCD) override what its
+    certificates say of themselves."""
+    unknown = [q for q in qualifiers if q not in QUALIFIERS]
+    if unknown:
+        raise ValueError(f"unknown qualifier(s) {unknown}; known: {sorted(QUALIFIERS)}")
     config = authority.config
     issued = issued or authority.now()
     location = location or f"{config.base_url.rstrip('/')}/tl.xml"
@@ -227,7 +257,7 @@ def trusted_list(authority: Authority, *, location: str | None = None,
     _uris(tsp, "TSPInformationURI", f"{config.base_url.rstrip('/')}/docs/cps")
     services = _el(provider, "TSPServices")
     _service(services, CA_QC, f"{config.name} Issuing", authority.issuing, since,
-             withdrawn_at, esig=True)
+             withdrawn_at, esig=True, qualifiers=qualifiers)
     _service(services, TSA_QTST, f"{config.name} Timestamping",
              authority.certificates["tsa"], authority.certificates["tsa"].not_valid_before,
              None, esig=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 
 from asn1crypto import x509
+from pyhanko.sign.ades.qualified_asn1 import get_qc_statements
 from pyhanko.sign.validation.qualified.assess import QualificationAssessor
 from pyhanko.sign.validation.qualified.tsp import CA_QC_URI, QcCertType
 from pyhanko_certvalidator.path import ValidationPath
@@ -91,20 +92,35 @@ def _certificate_level(signer: x509.Certificate | None, path: ValidationPath | N
     result = QualificationAssessor(settings.registry).check_entity_cert_qualified(
         path, moment=moment)
     status = result.status
+    own = _own_statements(signer)
     if not status.qualified:
-        return ADES, _why_not_qualified(path, moment, settings)
+        return ADES, _why_not_qualified(path, moment, settings, "qc_compliance" in own)
     seal = status.qc_type == QcCertType.QC_ESEAL
     if status.qc_type == QcCertType.QC_WEB:
         return ADES, "the certificate is qualified for website authentication, not signatures"
     if not status.qc_key_security.is_qscd:
-        return (ADESEAL_QC if seal else ADES_QC,
-                "the private key is not declared to be in a qualified signature creation "
-                "device (no QcSSCD statement, EN 319 412-5 §4.2.2, nor a list qualifier)")
+        if "qc_sscd" in own:
+            why = ("the trusted list's qualifiers (TS 119 612 §5.5.9.2, e.g. QCNoQSCD) say "
+                   "the private key is not in a qualified signature creation device, "
+                   "whatever the certificate's QcSSCD statement says")
+        else:
+            why = ("the private key is not declared to be in a qualified signature "
+                   "creation device (no QcSSCD statement, EN 319 412-5 §4.2.2, nor a "
+                   "trusted-list qualifier)")
+        return (ADESEAL_QC if seal else ADES_QC), why
     return (QESEAL if seal else QES), None
 
 
+def _own_statements(cert: x509.Certificate) -> set[str]:
+    """The QC statements the certificate makes of itself (EN 319 412-5 §4)."""
+    try:
+        return {str(st["statement_id"].native) for st in get_qc_statements(cert)}
+    except (ValueError, TypeError, KeyError):
+        return set()
+
+
 def _why_not_qualified(path: ValidationPath, moment: dt.datetime,
-                       settings: ValidationSettings) -> str:
+                       settings: ValidationSettings, claims_qualified: bool) -> str:
     """The first reason along TS 119 615 §4.3's steps: the issuer's service on a list,
     its status at the signing time, then the certificate's own statements."""
     issuers = [c for c in path.iter_certs(include_root=True) if c is not path.leaf]
@@ -124,5 +140,8 @@ def _why_not_qualified(path: ValidationPath, moment: dt.datetime,
             return (f"the issuer's service was {period.name} on "
                     f"{period.since.astimezone(dt.UTC):%Y-%m-%d}, before the signing time "
                     f"({day:%Y-%m-%d %H:%M}Z)")
+    if claims_qualified:
+        return ("the trusted list's qualifiers (TS 119 612 §5.5.9.2, e.g. NotQualified) "
+                "say the certificate is not qualified, whatever its QcCompliance statement")
     return ("the certificate is not a qualified certificate (no QcCompliance statement, "
             "EN 319 412-5 §4.2.1, nor a trusted-list qualifier making it one)")

@@ -103,6 +103,19 @@ def test_withdrawn_before_signing_is_not_qualified(lists: DemoLists, b_lt: bytes
     assert f"withdrawn on {lists.withdrawn_at:%Y-%m-%d}" in signature.qualification_reason
 
 
+@pytest.mark.parametrize(("qualifier", "qualification"), [("QCNoQSCD", "AdES/QC"),
+                                                           ("NotQualified", "AdES")])
+def test_list_qualifiers_override_the_certificate(lists: DemoLists, b_lt: bytes,
+                                                  qualifier: str, qualification: str) -> None:
+    """TS 119 612 §5.5.9.2: the list's qualifiers win over the certificate's own QcSSCD
+    and QcCompliance statements (TS 119 615 §4.3)."""
+    tl = lists.no_qscd if qualifier == "QCNoQSCD" else lists.not_qualified
+    (signature,) = _under(lists, tl, b_lt).signatures
+    assert (signature.indication, signature.qualification) == ("TOTAL-PASSED", qualification)
+    assert signature.qualification_reason is not None
+    assert "qualifiers" in signature.qualification_reason
+
+
 def test_a_byte_changed_after_signing_is_hash_failure(lists: DemoLists, b_lt: bytes) -> None:
     at = b_lt.index(b"595")  # the page's MediaBox, inside the signed byte range
     tampered = b_lt[:at] + b"596" + b_lt[at + 3:]

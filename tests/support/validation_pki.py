@@ -60,11 +60,14 @@ async def _sign(pki: PortalPki, pdf: bytes, signer: SoftwareSigner, level: str,
 
 @dataclass(frozen=True)
 class DemoLists:
-    """The CA's trusted lists in files: granted, withdrawn at `withdrawn_at`, a list of
-    trusted lists pointing at the granted one, and the scheme operator's certificate."""
+    """The CA's trusted lists in files: granted, withdrawn at `withdrawn_at`, with
+    qualifiers overriding its certificates, a list of trusted lists pointing at the
+    granted one, and the scheme operator's certificate."""
 
     granted: Path
     withdrawn: Path
+    no_qscd: Path  # qualifier QCNoQSCD on the CA/QC service
+    not_qualified: Path  # qualifier NotQualified
     lotl: Path
     operator: Path
     withdrawn_at: dt.datetime
@@ -77,9 +80,14 @@ def demo_lists(pki: PortalPki, directory: Path, withdrawn_at: dt.datetime) -> De
     withdrawn.write_bytes(trusted_list(pki.authority, location=withdrawn.as_uri(),
                                        granted_since=withdrawn_at - dt.timedelta(days=1),
                                        withdrawn_at=withdrawn_at))
+    qualified = {}
+    for qualifier in ("QCNoQSCD", "NotQualified"):
+        qualified[qualifier] = directory / f"tl-{qualifier}.xml"
+        qualified[qualifier].write_bytes(trusted_list(pki.authority, qualifiers=[qualifier]))
     operator = directory / "operator.pem"
     operator.write_bytes(SchemeOperator.of(pki.authority).pem)
     lotl = directory / "lotl.xml"
     lotl.write_bytes(list_of_lists(pki.authority, [(granted.as_uri(), "FR",
                                                     operator.read_bytes())]))
-    return DemoLists(granted, withdrawn, lotl, operator, withdrawn_at)
+    return DemoLists(granted, withdrawn, qualified["QCNoQSCD"], qualified["NotQualified"],
+                     lotl, operator, withdrawn_at)
