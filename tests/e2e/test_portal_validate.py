@@ -37,12 +37,7 @@ def test_a_signer_validates_their_signed_document(simulated_card: RunningCard,
         await page.fill("#otp", await steps.ask_code(stack, page, PIN))
         await steps.submit_signature(page)
         signed_at = dt.datetime.now(dt.UTC)
-        async with stack.session.get(
-                stack.api(f"/api/v1/transactions/{tx['id']}/documents/"
-                          f"{tx['documents'][0]['id']}"),
-                headers={"Authorization": f"Bearer {stack.token}"}) as response:
-            assert response.status == 200
-            signed = await response.read()
+        signed = await stack.document(tx, tx["documents"][0])
 
         await page.goto(f"{stack.origin}/validate?lang=en")
         await ready(page)

@@ -151,6 +151,15 @@ class Stack:
             assert response.status < 300, (response.status, await response.text())
             return await response.json()
 
+    async def document(self, transaction: dict[str, Any], document: dict[str, Any]) -> bytes:
+        """A document's latest version, as the requester downloads it."""
+        async with self.session.get(
+                self.api(f"/api/v1/transactions/{transaction['id']}/documents/"
+                         f"{document['id']}"),
+                headers={"Authorization": f"Bearer {self.token}"}) as response:
+            assert response.status == 200
+            return await response.read()
+
     async def one_signer_transaction(self, title: str, signer: str = "Marie Curie",
                                      email: str = "marie@example.test", phone: str = PHONE, *,
                                      requester: tuple[str, str] = ("R", "r@example.test"),
@@ -357,12 +366,7 @@ async def assert_signed_b_lt(stack: Stack, transaction: dict[str, Any],
     root = pem.unarmor((stack.ca.directory / "certs" / "root.pem").read_bytes())[2]
     issuing = pem.unarmor((stack.ca.directory / "certs" / "issuing.pem").read_bytes())[2]
     for document in transaction["documents"]:
-        async with stack.session.get(
-                stack.api(f"/api/v1/transactions/{transaction['id']}/documents/"
-                          f"{document['id']}"),
-                headers={"Authorization": f"Bearer {stack.token}"}) as response:
-            assert response.status == 200
-            pdf = await response.read()
+        pdf = await stack.document(transaction, document)
         result = await validate_pdf(pdf, [root], offline=True)
         assert result.has_dss and len(result.statuses) == 1
         [status] = result.statuses
