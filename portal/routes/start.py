@@ -30,6 +30,8 @@ async def sample_pdf(request: web.Request) -> web.Response:
 
 
 async def start_facts(request: web.Request) -> web.Response:
-    """What the page needs to check the demo: where the signers' agent listens."""
-    return web.json_response({"agentPort": request.app[PORTAL].config.agent_port,
-                              "sample": SAMPLE_PATH})
+    """What the page needs: where the signers' agent listens, the sample, and the
+    signature level this portal can make (B-LT needs its time-stamping service)."""
+    config = request.app[PORTAL].config
+    return web.json_response({"agentPort": config.agent_port, "sample": SAMPLE_PATH,
+                              "level": "B-LT" if config.timestamp_url else "B-B"})

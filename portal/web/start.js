@@ -62,13 +62,16 @@ async function create(event) {
       requester: { name: session ? session.user.name : email, email },
       documents: [{ name: "first.pdf", content: await blobToBase64(sample.blob) }],
       signers: [{ name, email, phone, lang: language() }],
+      level: facts.level,
     });
     $("invite-link").href = tx.signers[0].inviteUrl;
     $("invite-link").hidden = false;
     say($("create-status"), t("start.created"), "ok");
     done("step-create", true);
   } catch (error) {
-    say($("create-status"), explain(error), "error");
+    // A refused field is named by the portal's message (English, as API.md says).
+    const detail = error.code === "BAD_REQUEST" && error.body.message ? ` (${error.body.message})` : "";
+    say($("create-status"), explain(error) + detail, "error");
   } finally {
     $("create-submit").disabled = false;
   }

@@ -3,7 +3,8 @@
 token, sees the workspaces and the audit chain verified, suspends a workspace (the page
 says so, and its member's token is then refused); an admin of the workspace narrows its
 accepted documents to French passports on its page, which the signer of a transaction
-made in the workspace with the getting-started sample is then shown."""
+made in the workspace with the getting-started sample is then shown; the getting-started
+page sends a first transaction to the requester."""
 
 from __future__ import annotations
 
@@ -80,6 +81,18 @@ def test_the_console_and_the_accepted_documents_page(tmp_path: Path) -> None:
                 assert "Passeport" in await shown.text_content()
                 assert await page.locator("#doc-id-card").is_disabled()
                 assert await page.locator("#doc-passport").is_checked()
+
+                page = await (await browser.new_context()).new_page()  # getting started
+                await page.goto(f"{portal.url}/workspace/{workspace}/start?lang=en")
+                await ready(page)
+                await page.locator("#agent-status").wait_for()  # no agent in this test
+                assert await page.get_attribute("#step-agent", "data-done") == "false"
+                await page.fill("#token", token)
+                await page.fill("#my-email", "ada@example.test")
+                await page.click("#create-submit")
+                await page.locator("#invite-link").wait_for()
+                assert "/s/" in (await page.get_attribute("#invite-link", "href") or "")
+                await check_page(page)
             finally:
                 await browser.close()
     asyncio.run(main())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from portal.accounts import Role
+from portal.enrolment import CODE_PURPOSE
 from tests.support.portal_service import RunningPortal, running_portal
 from tests.support.workspace_members import call_as, member_token
 
@@ -60,9 +61,24 @@ def test_console(tmp_path: Path) -> None:
             for page in ("/console", f"/workspace/{workspace}/start",
                          f"/workspace/{workspace}/identity-documents"):
                 assert b"<main" in await portal.call("GET", page)
-            await portal.create(signers=1, documents=1)
+            tx = await portal.create(signers=1, documents=1)
+            signer, document = tx["signers"][0]["id"], tx["documents"][0]["id"]
+            store = portal.store  # a signed version and texted codes, as the desks leave them
+            for purpose, subject, sends in ((CODE_PURPOSE, f"{signer}/0", 2),
+                                            ("space", "s1@example.test", 1)):
+                otp = store.new_otp_session(purpose=purpose, subject=subject,
+                                            phone="+33612345670", hashes=[])
+                with store.db.transaction() as cur:
+                    store.update_otp_session(cur, otp, sends=sends)
+            with store.db.transaction() as cur:
+                cur.execute("INSERT INTO document_versions (document_id, version, sha256, "
+                            "size, signer_id, created_at) VALUES (?, 1, ?, 1, ?, ?)",
+                            (document, "b" * 64, signer, store.clock().isoformat()))
             usage = await portal.call("GET", "/api/v1/console/usage?months=1", auth=True)
-            assert sum(row["transactions"] for row in usage["usage"]) == 1
+            month = store.clock().strftime("%Y-%m")
+            assert {(r["month"], r["workspace"], r["transactions"], r["signatures"],
+                     r["sms"]) for r in usage["usage"]} == {
+                (month, "default", 1, 1, 2), (month, None, 0, 0, 1)}
             await portal.call("GET", "/api/v1/console/usage?months=0", auth=True,
                               expect=400)
 
