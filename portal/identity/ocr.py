@@ -11,25 +11,27 @@ accepted only when every check digit verifies (mrz.read).
 The visual zone (the front of a card, the top of a data page): tesseract's full-page
 mode; the service looks for the MRZ's values in the words.
 
-Good scans and straight photos only: no deskewing, no perspective correction. A
-vendor's provider does that; this one is the reference for tests and testers.
+Photographs: the zone is first found and straightened (rectify.py: rotation up to
+10 degrees, perspective, uneven light); glare, folds and worn print are a vendor's
+provider's business.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from portal.identity import mrz
+from portal.identity import mrz, rectify
 from portal.identity.mrz import DocumentFormat, MrzInvalid, MrzReason
 
 TESSERACT = "tesseract"
@@ -189,15 +191,35 @@ def _find_mrz_lines(binary: Image.Image, fmt: DocumentFormat) -> list[_Line]:
         if bottom - top < 8:
             continue
         strip = binary.crop((0, top, binary.width, bottom))
-        glyphs = _runs(_column_ink(strip), 0)
+        ink = _column_ink(strip)
+        glyphs = _runs(ink, 0)
         if len(glyphs) < width * 0.8 or glyphs[-1][1] - glyphs[0][0] < binary.width * 0.5:
             continue
-        candidates.append(_Line(top, bottom, _cells(glyphs, width)))
+        candidates.append(_Line(top, bottom, _cells(_split_touching(glyphs, ink, width),
+                                                    width)))
     lines = candidates[-count:]
     if len(lines) != count or any(len(line.cells) != width for line in lines):
         raise MrzInvalid(MrzReason.UNREADABLE, f"no {fmt.value.upper()} machine readable "
                          "zone was found in the image")
     return lines
+
+
+def _split_touching(glyphs: list[tuple[int, int]], ink: list[int], width: int
+                    ) -> list[tuple[int, int]]:
+    """Neighbours a blur made touch, cut apart at their thinnest column: a run wider
+    than 1.25 places holds two glyphs or more (the pitch is fixed, 9303-3 §4.2)."""
+    pitch = (glyphs[-1][1] - glyphs[0][0]) / width
+    out: list[tuple[int, int]] = []
+    pending = list(glyphs)
+    while pending:
+        a, b = pending.pop(0)
+        margin = round(pitch * 0.3)
+        if b - a <= 1.25 * pitch or b - a <= 2 * margin + 1:
+            out.append((a, b))
+            continue
+        cut = min(range(a + margin, b - margin), key=lambda x: ink[x])
+        pending[:0] = [(a, cut), (cut + 1, b)]
+    return out
 
 
 def _cells(glyphs: list[tuple[int, int]], width: int) -> list[tuple[int, int]]:
@@ -229,10 +251,53 @@ def _zone(image: Image.Image, fmt: DocumentFormat) -> Image.Image:
     return image.crop((0, top, image.width, image.height))
 
 
+def _prepared(image: Image.Image, fmt: DocumentFormat) -> Iterator[Image.Image]:
+    """The zone as each attempt sees it, black on white: found and straightened in the
+    photograph (rectify.py: rotation, perspective, uneven light), then the lower part
+    of the image as it is (a scan whose zone the search missed)."""
+    with contextlib.suppress(rectify.ZoneNotFound):
+        yield binarise(rectify.upright_zone(image, fmt))
+    yield binarise(_zone(image, fmt))
+
+
 def read_mrz(data: bytes | Image.Image, fmt: DocumentFormat) -> MrzReading:
-    """The MRZ of a TD1 back or a TD3 data page, every check digit verified."""
+    """The MRZ of a TD1 back or a TD3 data page, every check digit verified.
+
+    Each attempt of `_prepared` in turn; the first whose reading verifies wins. When
+    none does, the check digits are blamed (BAD_CHECK_DIGIT: the document may be
+    damaged or forged) only after a clean read: two attempts read the very same
+    characters, each already fitting its place (ICAO 9303 layout). Anything else is
+    UNREADABLE, which asks the signer for a better picture, never blames them.
+    """
     image = data if isinstance(data, Image.Image) else load_image(data)
-    binary = binarise(_zone(image, fmt))
+    raws: list[tuple[str, ...]] = []
+    failures: list[MrzInvalid] = []
+    seconds = 0.0
+    for binary in _prepared(image, fmt):
+        try:
+            reading = _read_binary(binary, fmt, raws)
+            return replace(reading, seconds=reading.seconds + seconds)
+        except MrzInvalid as exc:
+            failures.append(exc)
+    clean = [raw for raw in raws if raws.count(raw) > 1 and _fits_layout(raw, fmt)]
+    if clean and any(f.reason is MrzReason.BAD_CHECK_DIGIT for f in failures):
+        raise next(f for f in failures if f.reason is MrzReason.BAD_CHECK_DIGIT)
+    raise MrzInvalid(MrzReason.UNREADABLE, "the machine readable zone could not be read: "
+                     "take a sharper photo, flat and well lit")
+
+
+def _fits_layout(raw: tuple[str, ...], fmt: DocumentFormat) -> bool:
+    """Every character already what its place holds (nothing for `repair` to do)."""
+    try:
+        return mrz.repair(raw, fmt) == raw
+    except MrzInvalid:
+        return False
+
+
+def _read_binary(binary: Image.Image, fmt: DocumentFormat,
+                 raws: list[tuple[str, ...]]) -> MrzReading:
+    """One attempt on a binarised zone: cells, fillers by shape, tesseract for the
+    rest; each assembled reading goes to `raws`."""
     lines = _find_mrz_lines(binary, fmt)
     pad = 6
     masked = binary.copy()
@@ -278,6 +343,7 @@ def read_mrz(data: bytes | Image.Image, fmt: DocumentFormat) -> MrzReading:
         choices.append(options)
     error: MrzInvalid | None = None
     for assembled in itertools.islice(itertools.product(*choices), _MAX_TRIES):
+        raws.append(tuple(assembled))
         try:
             return MrzReading(mrz.readings(assembled), tuple(raw), seconds)
         except MrzInvalid as exc:
@@ -336,7 +402,8 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def read_text(data: bytes | Image.Image) -> tuple[list[str], float]:
-    """The words printed on a side (full-page mode, any characters), upper case."""
+    """The words printed on a side (full-page mode, any characters), upper case, the
+    side straightened first (rectify.straighten: a photograph's tilt and light)."""
     image = data if isinstance(data, Image.Image) else load_image(data)
-    text, seconds = _tesseract(binarise(image), "--psm", "11")
+    text, seconds = _tesseract(binarise(rectify.straighten(image)), "--psm", "11")
     return [w.upper() for w in _WORD.findall(text)], seconds
