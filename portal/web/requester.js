@@ -6,6 +6,7 @@ import { api, blobToBase64, e164, el, explain, saveBlob, say } from "/static/api
 import {
   bindSwitcher, chooseLanguage, formatDate, formatSize, onLanguageChange, setLanguage, t,
 } from "/static/i18n.js";
+import { signedIn } from "/static/credential.js";
 import { renderThread, typedMessage } from "/static/messages.js";
 import { showReport } from "/static/validation.js";
 
@@ -28,7 +29,17 @@ function readToken() {
   try { return sessionStorage.getItem(TOKEN_KEY); } catch (_) { return null; }
 }
 
+// A signed-in session (issue 15) works in one workspace (?ws=, else its first): the
+// same calls under /api/v1/workspaces/<ws>/transactions, with its CSRF token.
+let session = null;
+let workspace = null;
+
 function call(method, path, options = {}) {
+  if (session) {
+    const scoped = path.replace(/^\/api\/v1\/transactions/,
+      `/api/v1/workspaces/${encodeURIComponent(workspace)}/transactions`);
+    return api(method, scoped, { ...options, csrf: session.csrf });
+  }
   return api(method, path, { ...options, token });
 }
 
@@ -45,7 +56,9 @@ async function useToken(value) {
     notice(explain(error), "error");
     return;
   }
-  try { sessionStorage.setItem(TOKEN_KEY, value); } catch (_) { /* private mode */ }
+  if (value) {
+    try { sessionStorage.setItem(TOKEN_KEY, value); } catch (_) { /* private mode */ }
+  }
   showSignedIn(true);
   // The mails link a transaction as /requester?tx=<id>: open it once signed in.
   const linked = new URLSearchParams(location.search).get("tx");
@@ -390,8 +403,16 @@ async function main() {
   $("refresh").addEventListener("click", () => refresh().catch((error) => notice(explain(error), "error")));
   $("detail-close").addEventListener("click", () => { $("detail").hidden = true; opened = null; $("refresh").focus(); });
   $("reply-form").addEventListener("submit", reply);
-  const saved = readToken();
-  if (saved) await useToken(saved);
+  session = await signedIn();
+  if (session && session.workspaces.length) {
+    const asked = new URLSearchParams(location.search).get("ws");
+    workspace = session.workspaces.some((w) => w.id === asked) ? asked : session.workspaces[0].id;
+    await useToken(null);
+  } else {
+    session = null;
+    const saved = readToken();
+    if (saved) await useToken(saved);
+  }
   document.body.dataset.ready = "true";
 }
 

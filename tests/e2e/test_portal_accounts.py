@@ -2,7 +2,8 @@
 loopback with a real SMTP sink: the administrator's invitation mail opens /join, where
 the new owner picks a name and password and enrols TOTP from the key the page shows; the
 workspace page lists them as owner and invites a requester (mailed); /settings signs
-out; /signin takes the password then a TOTP code, in French."""
+out; /signin takes the password then a TOTP code, in French; the requester page then
+shows the workspace's transaction and sends a message with the session's CSRF token."""
 
 from __future__ import annotations
 
@@ -12,12 +13,18 @@ from pathlib import Path
 import pyotp
 from playwright.async_api import Page, async_playwright
 
+from tests.support.accounts import new_transaction
 from tests.support.chromium import launch_chromium
 from tests.support.portal_e2e import check_page, ready
 from tests.support.portal_service import RunningPortal, running_portal
 from tests.support.smtp_sink import smtp_sink
+from tests.support.waiting import wait_until_async as until_async
 
 PASSWORD = "correct horse battery"
+
+
+def _messages(portal: RunningPortal, tx_id: str) -> list[str]:
+    return [m.text for m in portal.store.messages(tx_id)]
 
 
 def _code(portal: RunningPortal, secret: str) -> str:
@@ -83,5 +90,15 @@ def test_invitation_enrolment_and_sign_in_in_chromium(tmp_path: Path) -> None:
                 await page.click("#totp-form button[type=submit]")
                 await _landed(page, "/workspace")
                 assert await page.text_content("#ws-select option") == "Agence Dupont"
+
+                # the requester page works in the session's workspace, with its CSRF token
+                tx = await portal.call("POST", f"/api/v1/workspaces/{made['id']}/transactions",
+                                       new_transaction("Lease"), auth=True, expect=201)
+                await page.goto(f"{portal.url}/requester?tx={tx['id']}")
+                await ready(page)
+                await page.locator(f"li[data-transaction='{tx['id']}']").wait_for()
+                await page.fill("#reply-text", "Page 2, please")
+                await page.click("#reply-form button[type=submit]")
+                await until_async(lambda: _messages(portal, tx["id"]), "the message stored")
                 await browser.close()
     asyncio.run(main())
