@@ -35,10 +35,13 @@ from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 
+from validation.qualification import ADESEAL_QC, QESEAL
 from validation.report import (
     ADES,
     ADES_QC,
     INDETERMINATE,
+    INDETERMINATE_PREFIX,
+    NOT_ADES,
     QES,
     TOTAL_FAILED,
     TOTAL_PASSED,
@@ -65,6 +68,9 @@ QUALIFICATIONS = {
     QES: "Qualified electronic signature (QES)",
     ADES_QC: "Advanced electronic signature with a qualified certificate (AdES/QC)",
     ADES: "Advanced electronic signature (AdES)",
+    QESEAL: "Qualified electronic seal (QESeal)",
+    ADESEAL_QC: "Advanced electronic seal with a qualified certificate (AdESeal/QC)",
+    NOT_ADES: "Not an advanced electronic signature",
 }
 TIME_SOURCES = {"timestamp": "from a time-stamp", "claimed": "claimed by the signer",
                 "none": "no time"}
@@ -105,13 +111,21 @@ def to_pdf(report: FileReport, seal: ReportSeal | None = None, *,
     return asyncio.run(_seal(document, seal))
 
 
+def qualification_words(value: str) -> str:
+    """TS 119 172-4 §4.3's qualification in words ("Indeterminate X": not proven yet)."""
+    if value.startswith(INDETERMINATE_PREFIX):
+        inner = value[len(INDETERMINATE_PREFIX):]
+        return f"Not proven yet: {QUALIFICATIONS.get(inner, inner)}"
+    return QUALIFICATIONS.get(value, value)
+
+
 def describe_signature(sig: SignatureReport) -> list[tuple[str, str]]:
     """(label, value) pairs a person reads, in order: indication, qualification, signer,
     time, coverage, level (and the reasons when it did not pass or is not qualified)."""
     rows = [("Result", INDICATIONS.get(sig.indication, sig.indication))]
     if sig.sub_indication:
         rows.append(("Reason", sig.sub_indication))
-    rows.append(("Qualification", QUALIFICATIONS.get(sig.qualification, sig.qualification)))
+    rows.append(("Qualification", qualification_words(sig.qualification)))
     if sig.qualification != QES and sig.qualification_reason:
         rows.append(("Why not qualified", sig.qualification_reason))
     rows.append(("Signed by", sig.signer or "unknown"))

@@ -17,7 +17,18 @@ const QUALIFICATIONS = {
   QES: () => t("validation.qes"),
   "AdES/QC": () => t("validation.adesQc"),
   AdES: () => t("validation.ades"),
+  QESeal: () => t("validation.qeseal"),
+  "AdESeal/QC": () => t("validation.adesealQc"),
+  "not AdES": () => t("validation.notAdes"),
 };
+const INDETERMINATE_PREFIX = "Indeterminate ";  // TS 119 172-4: not proven either way yet
+
+function qualification(value) {
+  if (String(value).startsWith(INDETERMINATE_PREFIX)) {
+    return t("validation.notProvenYet", { what: worded(QUALIFICATIONS, value.slice(INDETERMINATE_PREFIX.length)) });
+  }
+  return worded(QUALIFICATIONS, value);
+}
 const TIME_SOURCES = {
   timestamp: () => t("validation.timeFromTimestamp"),
   claimed: () => t("validation.timeClaimed"),
@@ -55,8 +66,8 @@ export function renderSignatures(report) {
     fact(t("validation.covers"), s.coverageDetail
       ? `${worded(COVERAGE, s.coverage)} (${s.coverageDetail})` : worded(COVERAGE, s.coverage));
     fact(t("validation.level"), `PAdES ${s.level}`);
-    if (s.qualification !== "QES") {
-      fact(t("validation.qualification"), worded(QUALIFICATIONS, s.qualification));
+    if (s.qualification !== "QES" && s.qualification !== "QESeal") {
+      fact(t("validation.qualification"), qualification(s.qualification));
       if (s.qualificationReason) fact(t("validation.notQualifiedBecause"), s.qualificationReason);
     }
     return el("li", { class: "signature", "data-indication": s.indication, "data-qualification": s.qualification },
@@ -64,6 +75,7 @@ export function renderSignatures(report) {
         el("strong", { class: "indication", text: worded(INDICATIONS, s.indication) }),
         el("span", { class: "badge", "data-status": STATUS[s.indication] || "open", text: s.field })),
       s.qualification === "QES" ? el("p", { class: "qualified", text: t("validation.isQes") }) : null,
+      s.qualification === "QESeal" ? el("p", { class: "qualified", text: t("validation.isQeseal") }) : null,
       facts);
   }));
 }

@@ -6,13 +6,14 @@ about twice its length, off the page); and the portal's `[validation]` table."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import pytest
 
 from portal.config import ConfigError, PortalConfig
-from validation.pdf_report import A4, MARGIN, to_pdf
+from validation.pdf_report import A4, MARGIN, describe_signature, to_pdf
 from validation.report import FileReport, SignatureReport, TrustedListStatus
 
 NAME = "Łukasz Østergård-Šimić"
@@ -75,3 +76,14 @@ def test_the_validation_table_is_read_and_checked() -> None:
         PortalConfig.from_mapping({"validation": {"trusted_list": []}})
     with pytest.raises(ConfigError, match=r"validation\.per_address_per_hour"):
         PortalConfig.from_mapping({"validation": {"per_address_per_hour": 0}})
+
+
+def test_qualifications_in_words() -> None:
+    base = _report(1).signatures[0]
+    for value, words in (("QESeal", "Qualified electronic seal (QESeal)"),
+                         ("Indeterminate QES",
+                          "Not proven yet: Qualified electronic signature (QES)")):
+        rows = dict(describe_signature(dataclasses.replace(
+            base, qualification=value, qualification_reason="no POE yet")))
+        assert rows["Qualification"] == words
+        assert rows["Why not qualified"] == "no POE yet"
