@@ -37,6 +37,7 @@ from validation.pdf_report import ReportSeal, to_pdf
 log = logging.getLogger(__name__)
 
 PARALLEL = 2  # validations at once per process (the machine's cores, not the requests)
+UPLOADS = 8  # anonymous uploads held in memory at once per process (each <= max size)
 WINDOW = dt.timedelta(hours=1)
 CACHE_SIZE = 128
 CACHE_SECONDS = 600.0  # revocation and trusted lists change: a report ages out
@@ -65,6 +66,8 @@ class ValidationDesk:
     _seal_loaded: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PARALLEL))
+    # Held from an upload's first byte to its answer: memory stays under UPLOADS bodies.
+    uploads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UPLOADS))
     _cache: OrderedDict[str, tuple[float, FileReport]] = field(default_factory=OrderedDict)
 
     async def settings(self) -> ValidationSettings:

@@ -37,10 +37,11 @@ _TYPES = {"json": "application/json", "xml": "application/xml", "pdf": "applicat
 async def create_validation(request: web.Request) -> web.StreamResponse:
     desk = request.app[VALIDATION]
     await asyncio.to_thread(desk.admit, request.remote)
-    name, data = await _upload(request, request.app[PORTAL].config.max_document_bytes)
-    if not data:
-        raise PortalError(Code.NOT_A_PDF, "the body is empty: send the PDF")
-    return await answer(request, await desk.validate(data, name))
+    async with desk.uploads:
+        name, data = await _upload(request, request.app[PORTAL].config.max_document_bytes)
+        if not data:
+            raise PortalError(Code.NOT_A_PDF, "the body is empty: send the PDF")
+        return await answer(request, await desk.validate(data, name))
 
 
 async def requester_validation(request: web.Request) -> web.StreamResponse:
