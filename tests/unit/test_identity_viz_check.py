@@ -9,7 +9,7 @@ import pytest
 
 from portal.identity import mrz
 from portal.identity.model import IdentityError
-from portal.identity.service import _confirmed
+from portal.identity.printed import confirmed
 
 
 def _td3(number: str) -> tuple[str, ...]:
@@ -27,17 +27,17 @@ PRINTED = ("SPECIMEN", "SURNAME", "MARTIN", "DOCUMENT", "NO", "GK3511900", "17",
 def test_the_printed_number_picks_g_where_the_mrz_was_read_6() -> None:
     readings = mrz.readings(READ_6K)
     assert readings[0].document_number == "6K3511900"  # tesseract's own reading
-    assert _confirmed(readings, PRINTED).document_number == "GK3511900"
+    assert confirmed(readings, PRINTED).document_number == "GK3511900"
 
 
 def test_a_reading_the_printed_zone_does_not_confirm_is_refused() -> None:
     """The issue's wrong read, 6K3511900 with every check digit right, alone."""
     wrong = mrz.parse(READ_6K)
     with pytest.raises(IdentityError) as caught:
-        _confirmed((wrong,), PRINTED)
+        confirmed((wrong,), PRINTED)
     assert caught.value.code == "PRINTED_UNREADABLE"  # looks alike: a better picture
     with pytest.raises(IdentityError) as caught:
-        _confirmed((wrong,), ("MARTIN", "XY9999999"))
+        confirmed((wrong,), ("MARTIN", "XY9999999"))
     assert caught.value.code == "SIDES_MISMATCH"
 
 
@@ -45,7 +45,7 @@ def test_an_unreadable_printed_number_leaves_nothing_accepted() -> None:
     readings = mrz.readings(READ_6K)
     for printed in (("MARTIN",), ("GK351I900",), ("6K3511900", "GK3511900")):
         with pytest.raises(IdentityError):
-            _confirmed(readings, printed)
+            confirmed(readings, printed)
 
 
 def test_numbers_two_misreads_made_verify_are_refused() -> None:
@@ -54,4 +54,4 @@ def test_numbers_two_misreads_made_verify_are_refused() -> None:
     wrong = mrz.readings(misread)
     assert wrong and all(r.document_number != "SB2O58Z37" for r in wrong)
     with pytest.raises(IdentityError):
-        _confirmed(wrong, ("MARTIN", "SB2O58Z37"))
+        confirmed(wrong, ("MARTIN", "SB2O58Z37"))
