@@ -16,7 +16,7 @@ import hashlib
 import logging
 from io import BytesIO
 
-from asn1crypto import x509
+from asn1crypto import cms, x509
 from pyhanko.pdf_utils.crypt import AuthStatus, StandardSecurityHandler
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -294,9 +294,10 @@ def _level(signature: EmbeddedPdfSignature, status: PdfSignatureStatus | None,
            result: AdESLTAValidationResult) -> str:
     """The PAdES baseline level the file carries (EN 319 142-1 §6.3): B-T with a
     signature timestamp, B-LT with a DSS after it, B-LTA with a document timestamp."""
-    has_ts = bool(signature.signer_info["unsigned_attrs"].native
-                  and any(a["type"] == "signature_time_stamp_token"
-                          for a in signature.signer_info["unsigned_attrs"].native))
+    # Attribute types only: .native of the whole set decodes every certificate (seconds).
+    unsigned = signature.signer_info["unsigned_attrs"]
+    has_ts = isinstance(unsigned, cms.CMSAttributes) and any(
+        attr["type"].native == "signature_time_stamp_token" for attr in unsigned)
     if not has_ts:
         return "B-B"
     if "/DSS" not in signature.reader.root:
