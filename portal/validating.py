@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from portal.config import PortalConfig
@@ -112,14 +113,16 @@ class ValidationDesk:
             except ValidationError as exc:
                 raise PortalError(VALIDATION_CODES[exc.code], str(exc)) from None
 
-    async def of_document(self, sha256: str, name: str, data: bytes) -> FileReport:
-        """The report of a document stored here, kept CACHE_SECONDS by its SHA-256."""
+    async def of_document(self, sha256: str, name: str,
+                          load: Callable[[], Awaitable[bytes]]) -> FileReport:
+        """The report of a document stored here (`load` reads it), kept CACHE_SECONDS by
+        its SHA-256."""
         now = time.monotonic()
         found = self._cache.get(sha256)
         if found is not None and now - found[0] < CACHE_SECONDS:
             self._cache.move_to_end(sha256)
             return found[1]
-        report = await self.validate(data, name)
+        report = await self.validate(await load(), name)
         self._cache[sha256] = (now, report)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)

@@ -57,9 +57,10 @@ async def space_validation(request: web.Request) -> web.StreamResponse:
 
 async def _stored(request: web.Request, portal: Portal, sha256: str, name: str
                   ) -> web.StreamResponse:
-    desk = request.app[VALIDATION]
-    data = await asyncio.to_thread(portal.blobs.get, sha256)
-    return await answer(request, await desk.of_document(sha256, name, data))
+    async def load() -> bytes:
+        return await asyncio.to_thread(portal.blobs.get, sha256)
+
+    return await answer(request, await request.app[VALIDATION].of_document(sha256, name, load))
 
 
 def wanted(request: web.Request) -> str:
