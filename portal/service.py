@@ -102,6 +102,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/health", pages.health)
     r.add_get("/api/v1/start", start_facts)  # the getting-started page
     r.add_get(SAMPLE_PATH, sample_pdf)
+    # Last: every /api/v1/transactions... route also under a workspace (issue 15).
+    accounts.mirror_transaction_routes(r)
 
 
 def create_app(config: PortalConfig, *, store: Store | None = None,

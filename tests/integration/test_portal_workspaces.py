@@ -1,5 +1,6 @@
 """Workspaces keep their transactions to themselves: a member of workspace A, by API
-token on every transaction route the portal has (the workspace-scoped ones and the
+token on every route the portal has that names a workspace or a transaction (the
+workspace-scoped ones, templates, webhooks and members included, and the
 `/api/v1/transactions` ones), gets NOT_FOUND for anything of workspace B; a viewer reads
 but cannot write; a token stops at its expiry and revocation; the bootstrap token (the
 service administrator) sees every workspace."""
@@ -32,13 +33,13 @@ async def _as(portal: RunningPortal, who: Requester | None, method: str, path: s
         return response.status, data
 
 
-def _transaction_routes(portal: RunningPortal) -> list[tuple[str, str]]:
-    """(method, path template) of every route that names a transaction or a workspace's
-    transactions, as the app has them (routes added later are tried too)."""
+def _workspace_routes(portal: RunningPortal) -> list[tuple[str, str]]:
+    """(method, path template) of every route that names a transaction or a workspace,
+    as the app has them (routes other parts add later are tried too)."""
     found = []
     for route in portal.server.app.router.routes():
         path = route.resource.canonical if route.resource else ""
-        if path.startswith(("/api/v1/transactions", "/api/v1/workspaces/{ws}/transactions")):
+        if path.startswith(("/api/v1/transactions", "/api/v1/workspaces/{ws}")):
             methods = ["GET", "POST"] if route.method == "*" else [route.method]
             found += [(m, path) for m in methods if m != "HEAD"]
     return found
@@ -56,10 +57,11 @@ async def test_a_member_of_one_workspace_finds_nothing_of_another(
                                f"/api/v1/workspaces/{b.workspace}/transactions",
                                new_transaction("B's lease"))
     assert status == 201, theirs
-    b_ids = {"ws": b.workspace, "id": theirs["id"], "doc": theirs["documents"][0]["id"]}
+    b_ids = {"ws": b.workspace, "id": theirs["id"], "doc": theirs["documents"][0]["id"],
+             "signer": theirs["signers"][0]["id"], "user": b.user.id}
 
-    routes = _transaction_routes(portal)
-    assert len(routes) >= 10  # both families, every method
+    routes = _workspace_routes(portal)
+    assert len(routes) >= 16  # both families, every method, the workspace's own
     for method, template in routes:
         if "{" not in template:
             continue  # /api/v1/transactions: A's own workspace, looked at below
