@@ -8,13 +8,16 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from pyhanko.keys import load_cert_from_pemder
 from pyhanko.sign.validation.qualified.eutl_parse import trust_list_to_registry
 
 from ca.authority import Authority
-from ca.trusted_list import SchemeOperator, list_of_lists
+from ca.trusted_list import SchemeOperator, list_of_lists, trusted_list
 from qsign.cli import main
 from tests.support.pdfs import blank_pdf
+from tests.support.ports import free_port
+from tests.support.threaded_app import serve_in_thread
 from validation import ValidationError, ValidationSettings, validate_pdf
 
 
@@ -100,6 +103,26 @@ def test_lists_that_are_not_used_say_why(tl: Path, operator: Path, ca_dir: Path,
     followed = ValidationSettings.load([str(lotl)], operator_certs=[operator], fetch=False)
     assert [(s.ok, s.source) for s in followed.trusted_lists] == [(True, str(lotl)),
                                                                   (False, lost.as_uri())]
+
+
+def test_lists_fetched_over_http(ca_dir: Path, operator: Path, tmp_path: Path) -> None:
+    """A LOTL and the list it points at, both fetched from a loopback HTTP server."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    authority = Authority.load(ca_dir)
+    (tmp_path / "tl.xml").write_bytes(trusted_list(authority, location=f"{base}/tl.xml"))
+    (tmp_path / "lotl.xml").write_bytes(list_of_lists(
+        authority, [(f"{base}/tl.xml", "FR", operator.read_bytes())]))
+    app = web.Application()
+    app.router.add_static("/", tmp_path)
+    served = serve_in_thread(app, port, "test-tl-server")
+    try:
+        settings = ValidationSettings.load([f"{base}/lotl.xml"], operator_certs=[operator])
+    finally:
+        served.stop()
+    assert [(s.source, s.ok, s.territory) for s in settings.trusted_lists] == [
+        (f"{base}/lotl.xml", True, "FR"), (f"{base}/tl.xml", True, "FR")]
+    assert {s.service_type.rsplit("/", 2)[-2] for s in settings.services} == {"CA", "TSA"}
 
 
 def test_withdrawn_list_keeps_the_history(ca_dir: Path, operator: Path, tmp_path: Path) -> None:
