@@ -12,7 +12,7 @@ from typing import Any
 from portal import accepted_documents
 from portal.identity.model import DocumentKind
 from portal.identity.mrz import DocumentFormat
-from tests.support.identity_fixtures import frames, make_specimen
+from tests.support.identity_fixtures import make_specimen, selfie
 from tests.support.portal_service import running_portal
 
 
@@ -59,7 +59,8 @@ def test_the_workspace_list_is_shown_then_enforced(tmp_path: Path) -> None:
             while identity.session(session).step.value == "liveness":
                 challenge = identity.next_challenge(session)
                 portal.clock.advance(seconds=2)
-                identity.answer_challenge(session, challenge.id, challenge.nonce, frames(3))
+                identity.answer_challenge(session, challenge.id, challenge.nonce,
+                                          selfie(challenge.action))
             refused = await step("identity-done", expect=422)
             assert (refused["error"], refused["document"], refused["issuingState"]) == (
                 "DOCUMENT_NOT_ACCEPTED", "passport", "ITA")
