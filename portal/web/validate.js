@@ -46,6 +46,8 @@ async function submit(event) {
     return;
   }
   $("validate-submit").disabled = true;
+  $("result").hidden = true;  // never an earlier file's result under a new file's error
+  report = null;
   say($("notice"), t("validate.working"), "info");
   try {
     report = await validate(chosen, "json");
