@@ -164,7 +164,10 @@ def _report(field: str, signature: EmbeddedPdfSignature, result: AdESLTAValidati
     qualification, reason = qualify(indication, None if isinstance(sub, AdESPassed)
                                     else sub.standard_name, _signer_cert(signature),
                                     status.validation_path if status else None,
-                                    signing_time, settings)
+                                    # EN 319 102-1 §5.5: the best-signature-time (a
+                                    # timestamp's, else the validation time), never the
+                                    # signer's claim.
+                                    result.best_signature_time or signing_time, settings)
     coverage, detail = _coverage(status)
     return SignatureReport(
         field=field, indication=indication,

@@ -69,12 +69,14 @@ def explain(sub_indication: str | None) -> str:
 
 
 def qualify(indication: str, sub_indication: str | None, signer: x509.Certificate | None,
-            path: ValidationPath | None, signing_time: dt.datetime | None,
+            path: ValidationPath | None, moment: dt.datetime | None,
             settings: ValidationSettings) -> tuple[str, str | None]:
-    """(qualification, reason): the reason says why it is not QES (None when it is)."""
+    """(qualification, reason) at `moment`, the best-signature-time (TS 119 615 §4.3
+    judges the issuer's service at the time of signing): the reason says why it is not
+    QES (None when it is)."""
     if indication == TOTAL_FAILED:
         return NOT_ADES, explain(sub_indication)
-    moment = signing_time or dt.datetime.now(dt.UTC)
+    moment = moment or dt.datetime.now(dt.UTC)
     level, reason = _certificate_level(signer, path, moment, settings)
     if indication == INDETERMINATE:
         why = explain(sub_indication)
