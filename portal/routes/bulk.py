@@ -26,7 +26,7 @@ from portal.errors import Code, PortalError
 from portal.routes.access import member
 from portal.routes.parse import iso, read_body
 from portal.routes.state import Portal
-from portal.routes.templates import requester_of, start
+from portal.routes.templates import requester_of, start, template_at
 from portal.store import Transaction
 from portal.store.templates import BulkSend, LeasedRow
 
@@ -125,11 +125,8 @@ def bulk_json(bulk: BulkSend) -> dict[str, Any]:
 
 
 async def bulk_send(request: web.Request) -> web.Response:
-    workspace = request.match_info["ws"]
-    portal, who, _ = await member(request, workspace, Role.REQUESTER)
+    portal, who, template = await template_at(request, Role.REQUESTER)
     fields = await read_body(request, BULK)
-    template = await asyncio.to_thread(portal.store.template, workspace,
-                                       request.match_info["tpl"])
     rows = parse_csv(fields["csv"], [r["role"] for r in template.body["roles"]])
     requester = requester_of(who, fields.get("requester"))
     bulk = await asyncio.to_thread(portal.store.add_bulk, template, requester, who.user_id,

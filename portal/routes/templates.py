@@ -102,49 +102,48 @@ async def create_template(request: web.Request) -> web.Response:
     return web.json_response(template_json(template), status=201)
 
 
-async def get_template(request: web.Request) -> web.Response:
-    portal, _, _ = await member(request, request.match_info["ws"], Role.VIEWER)
+async def template_at(request: web.Request, need: Role
+                      ) -> tuple[Portal, Principal, Template]:
+    """The portal, the principal and the template `{tpl}` of the workspace `{ws}`, for a
+    member with at least `need`."""
+    portal, who, _ = await member(request, request.match_info["ws"], need)
     template = await asyncio.to_thread(portal.store.template, request.match_info["ws"],
                                        request.match_info["tpl"])
+    return portal, who, template
+
+
+async def get_template(request: web.Request) -> web.Response:
+    _, _, template = await template_at(request, Role.VIEWER)
     return web.json_response(template_json(template))
 
 
 async def update_template(request: web.Request) -> web.Response:
-    workspace = request.match_info["ws"]
-    portal, who, _ = await member(request, workspace, Role.REQUESTER)
+    portal, who, current = await template_at(request, Role.REQUESTER)
     fields = await read_body(request, TEMPLATE_UPDATE)
-    current = await asyncio.to_thread(portal.store.template, workspace,
-                                      request.match_info["tpl"])
     body = current.body
     merged = checked_body(fields.get("title", body["title"]).strip(), body["documents"],
                           fields.get("roles", body["roles"]),
                           fields.get("parameters", body["parameters"]))
     template = await asyncio.to_thread(
-        portal.store.update_template, workspace, current.id,
+        portal.store.update_template, current.workspace_id, current.id,
         fields.get("name", current.name).strip(), merged, fields.get("revision"))
     await _audit(portal, who, "template.update", template)
     return web.json_response(template_json(template))
 
 
 async def delete_template(request: web.Request) -> web.Response:
-    workspace = request.match_info["ws"]
-    portal, who, _ = await member(request, workspace, Role.REQUESTER)
-    template = await asyncio.to_thread(portal.store.template, workspace,
-                                       request.match_info["tpl"])
-    await asyncio.to_thread(portal.store.delete_template, workspace, template.id)
+    portal, who, template = await template_at(request, Role.REQUESTER)
+    await asyncio.to_thread(portal.store.delete_template, template.workspace_id, template.id)
     await _audit(portal, who, "template.delete", template)
     return web.Response(status=204)
 
 
 async def start_from_template(request: web.Request) -> web.Response:
-    workspace = request.match_info["ws"]
-    portal, who, _ = await member(request, workspace, Role.REQUESTER)
+    portal, who, template = await template_at(request, Role.REQUESTER)
     fields = await read_body(request, FROM_TEMPLATE)
-    template = await asyncio.to_thread(portal.store.template, workspace,
-                                       request.match_info["tpl"])
     requester = requester_of(who, fields.get("requester"))
-    tx = await start(portal, template.id, template.body, workspace, who.user_id, requester,
-                     fields["signers"], fields.get("title"))
+    tx = await start(portal, template.id, template.body, template.workspace_id, who.user_id,
+                     requester, fields["signers"], fields.get("title"))
     return web.json_response(transaction_json(portal, tx, for_requester=True), status=201)
 
 

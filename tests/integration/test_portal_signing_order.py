@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from email import message_from_bytes
-from email.message import Message
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from asn1crypto import x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import (
@@ -28,37 +25,20 @@ from pyhanko.sign.validation import (
 from portal.webhooks import SIGNATURE_HEADER, verify
 from tests.integration.test_portal_webhooks import EVENTS, WS, Receiver, receiving
 from tests.support.pcsc import RunningCard
-from tests.support.ports import free_port
 from tests.support.signing_stack import OnStack, Stack, with_stack
+from tests.support.smtp_sink import SmtpSink, smtp_sink
 from tests.support.waiting import wait_until_async
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def to(self, address: str) -> list[Message]:
-        return [m for m in self.messages if m["To"] == address]
-
-
 @pytest.fixture
-def sink() -> Any:
-    collect = _Sink()
-    controller = Controller(collect, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield collect, controller.port
-    finally:
-        controller.stop()
+def sink() -> Iterator[SmtpSink]:
+    with smtp_sink() as running:
+        yield running
 
 
 def test_the_second_signer_is_invited_after_the_first_signed(
-        simulated_card: RunningCard, tmp_path: Path, sink: tuple[_Sink, int]) -> None:
-    mails, smtp_port = sink
+        simulated_card: RunningCard, tmp_path: Path, sink: SmtpSink) -> None:
+    mails = sink
     receiver = Receiver(failures=0)
 
     async def scenario(stack: Stack, url: str) -> None:
@@ -100,7 +80,7 @@ def test_the_second_signer_is_invited_after_the_first_signed(
     async def run() -> None:
         async with receiving(receiver) as url:
             on_stack: OnStack = with_stack(
-                tmp_path, simulated_card, smtp_host="127.0.0.1", smtp_port=smtp_port,
+                tmp_path, simulated_card, smtp_host="127.0.0.1", smtp_port=sink.port,
                 webhook_url_prefixes=[url])
             # The stack runs its own event loop; this one serves the receiver meanwhile.
             await asyncio.to_thread(on_stack, lambda stack: scenario(stack, url))

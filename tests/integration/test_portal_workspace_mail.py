@@ -5,15 +5,10 @@ portal does not fill, or without the link, is refused naming its field."""
 from __future__ import annotations
 
 import asyncio
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
-from typing import Any
-
-from aiosmtpd.controller import Controller
 
 from tests.support.portal_service import running_portal
-from tests.support.ports import free_port
+from tests.support.smtp_sink import SmtpSink, smtp_sink
 from tests.support.waiting import wait_until_async
 
 WS = "/api/v1/workspaces/default"
@@ -21,22 +16,9 @@ INVITE = {"subject": "{requester} vous attend : {title}",
           "body": "Bonjour {name},\n\nSignez ici : {url}\n\n{message}\n"}
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
 def test_the_workspace_texts_and_sender_name_reach_the_signer(tmp_path: Path) -> None:
-    sink = _Collect()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-
-    async def main() -> None:
-        async with running_portal(tmp_path, smtp_host="127.0.0.1", smtp_port=controller.port,
+    async def main(sink: SmtpSink) -> None:
+        async with running_portal(tmp_path, smtp_host="127.0.0.1", smtp_port=sink.port,
                                   mail_from="qsign <portal@example.test>") as portal:
             for texts, field in (
                     ({"invite": {**INVITE, "body": "{name.__class__} {url}"}},
@@ -64,7 +46,5 @@ def test_the_workspace_texts_and_sender_name_reach_the_signer(tmp_path: Path) ->
                                      f"{tx['signers'][0]['inviteUrl']}\n\n"
                                      "Merci de signer avant vendredi.\n")
 
-    try:
-        asyncio.run(main())
-    finally:
-        controller.stop()
+    with smtp_sink() as sink:
+        asyncio.run(main(sink))

@@ -1,37 +1,40 @@
-"""The tests' SMTP sink (tests/support/portal_e2e.SmtpSink, aiosmtpd on loopback) served
-on a free port for the length of a block, with the secret of an e-mailed link awaited."""
+"""An SMTP server on loopback for tests (aiosmtpd): it keeps every message it receives."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.support.portal_e2e import SmtpSink as _Sink
 from tests.support.ports import free_port
-from tests.support.waiting import wait_until_async
 
 
-@dataclass
-class SmtpSink(_Sink):
-    port: int = 0
+class SmtpSink:
+    """aiosmtpd's handler: the messages received, in order."""
 
-    async def link(self, address: str, path: str, count: int = 1) -> str:
-        """The secret after `path` (e.g. "/join/") in the `count`-th such link mailed to
-        `address`, once it arrived."""
-        links = await wait_until_async(
-            lambda: len(self.links(address, path)) >= count and self.links(address, path),
-            f"link {count} of {path} to {address}")
-        return links[count - 1].split(path, 1)[1]
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.port = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.messages if m["To"] == address]
 
 
 @contextmanager
 def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink(port=free_port())
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    """A running sink on 127.0.0.1:`sink.port`, stopped on leaving."""
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
+    sink.port = controller.port
     try:
         yield sink
     finally:
