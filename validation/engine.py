@@ -62,6 +62,10 @@ from validation.xml_report import Validated, xml_report
 log = logging.getLogger(__name__)
 INDICATIONS = {AdESStatus.PASSED: TOTAL_PASSED, AdESStatus.FAILED: TOTAL_FAILED,
                AdESStatus.INDETERMINATE: INDETERMINATE}
+# What pyHanko's reader raises on a broken file (its own errors, and the builtins its
+# parser lets through on hostile structures).
+UNREADABLE = (PdfError, SignatureValidationError, ValueError, KeyError, TypeError,
+              AttributeError, IndexError, RecursionError, NotImplementedError)
 HEADER_WINDOW = 1024  # ISO 32000-2 §7.5.2: readers find %PDF- within the first 1024 bytes
 
 
@@ -80,7 +84,7 @@ def validate_pdf(data: bytes, settings: ValidationSettings, *, name: str = "docu
         # Document timestamps (ISO 32000-2 §12.8.5) are the signatures' evidence, not signatures.
         signatures = [s for s in reader.embedded_signatures
                       if s.sig_object_type != "/DocTimeStamp"]
-    except (PdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except UNREADABLE as exc:
         raise ValidationError("MALFORMED_PDF", f"the signature fields cannot be read: {exc}"
                               ) from exc
     timing = ValidationTimingInfo(at, at, False) if at else ValidationTimingInfo.now()
@@ -99,12 +103,11 @@ def _open(data: bytes) -> PdfFileReader:
                                   "(public-key security handler): cannot be opened")
         # ISO 32000-2 §7.6.4: an owner-password-only file opens with the empty user password.
         if reader.encrypted and reader.decrypt("").status == AuthStatus.FAILED:
-                raise ValidationError("ENCRYPTED_PDF", "encrypted with a user password")
+            raise ValidationError("ENCRYPTED_PDF", "encrypted with a user password")
         _ = reader.root
     except ValidationError:
         raise
-    except (PdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            RecursionError, NotImplementedError) as exc:
+    except UNREADABLE as exc:
         raise ValidationError("MALFORMED_PDF", f"not a readable PDF: {exc}") from exc
     return reader
 
