@@ -1,6 +1,6 @@
 """The signing order as turns (portal/store/turns.py): who is invited when a transaction
-starts and after each signature, for parallel, sequential and grouped orders, on the
-real store (SQLite)."""
+starts and after each completed signing session (Store.complete_signing), for grouped
+orders, on the real store (SQLite)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from portal.store import NewDocument, NewSigner, SignerStatus, Store
-from portal.store.turns import SigningOrder, due, turns_of
+from portal.store.turns import SigningOrder, turns_of
 
 
 def _create(store: Store, turns: list[int]) -> str:
@@ -24,13 +24,23 @@ def _create(store: Store, turns: list[int]) -> str:
 
 
 def _sign(store: Store, tx_id: str, position: int) -> list[int]:
-    """Mark one signer signed the way complete_signing does, and return the positions
-    `due` now invites."""
-    with store.db.transaction() as cur:
-        cur.execute("UPDATE signers SET status = 'signed' WHERE transaction_id = ? AND "
-                    "position = ?", (tx_id, position))
+    """The signer at `position` consents, accepts and completes a signing session through
+    the store's own calls (as the portal does after the checks on the signature); the
+    positions of the signers whose turn came with it."""
     tx = store.transaction(tx_id)
-    return [s.position for s in due(tx.signers)]
+    signer = tx.signers[position]
+    store.record_consents(signer.id, 0, [("privacy", "1", "en", "0" * 64)])
+    store.accept(signer.id, 0)
+    doc = tx.documents[0]
+    session = store.open_signing_session(
+        signer.id, 0, certificate=b"certificate", chain=[],
+        documents=[(doc.id, doc.current.version, "f" * 64)], hashes=["aGFzaA=="],
+        ttl=dt.timedelta(minutes=10))
+    _, invited = store.complete_signing(session.id, signer.id, 0,
+                                        signed=[(doc.id, "e" * 64, 2)],
+                                        certificate_sha256="d" * 64)
+    assert all(s.status is SignerStatus.INVITED for s in invited)
+    return [s.position for s in invited]
 
 
 def test_turns_of_each_order() -> None:
@@ -50,6 +60,9 @@ def test_groups_sign_in_parallel_and_follow_each_other(tmp_path: Path) -> None:
                             SignerStatus.WAITING, SignerStatus.WAITING]
         assert _sign(store, tx_id, 0) == []  # the first group is not done yet
         assert _sign(store, tx_id, 1) == [2]
+        assert _sign(store, tx_id, 2) == [3]
+        assert _sign(store, tx_id, 3) == []
+        assert store.transaction(tx_id).status.value == "completed"
     finally:
         store.close()
 
