@@ -21,9 +21,9 @@ async def _get(portal: RunningPortal, path: str, token: str, expect: int) -> Any
     return await call_as(portal, token, "GET", path, expect)
 
 
-def test_console(tmp_path: Path) -> None:
-    async def main() -> None:
-        async with running_portal(tmp_path) as portal:
+def test_console(tmp_path: Path, database_url: str) -> None:
+    async def main() -> None:  # SQLite and PostgreSQL: the usage queries join five tables
+        async with running_portal(tmp_path, database_url=database_url) as portal:
             workspace, token = await member_token(portal, Role.ADMIN)
             for path in ("workspaces", "users", "usage", "audit"):
                 refused = await _get(portal, f"/api/v1/console/{path}", token, 403)
