@@ -2,7 +2,9 @@
 // name, language, notifications, password, a new TOTP key (with a code of the current
 // one), API tokens (shown once, listed, revoked), sign-out.
 
-import { api, el, explain, say } from "/static/api.js";
+import { api, el } from "/static/api.js";
+import { caller } from "/static/credential.js";
+import { run } from "/static/notice.js";
 import { bindSwitcher, chooseLanguage, formatDate, onLanguageChange, setLanguage, t } from "/static/i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -11,17 +13,7 @@ let view = null;
 let tokens = [];
 let factor = null;
 
-const notice = (text, kind = "info") => say($("notice"), text, kind);
-const call = (method, path, body = undefined) => api(method, path, { body, csrf: view.csrf });
-
-async function run(action, success = null) {
-  try {
-    await action();
-    if (success) notice(t(success));
-  } catch (error) {
-    notice(explain(error), "error");
-  }
-}
+let call = null;  // the session's caller, with its CSRF token
 
 async function load() {
   const me = await call("GET", "/api/account");
@@ -62,6 +54,7 @@ async function main() {
   bindSwitcher();
   onLanguageChange(() => { if (view) render(); });
   view = await api("GET", "/api/auth/session");
+  call = caller({ csrf: view.csrf });
   if (view.stage !== "done") {
     $("signed-out").hidden = false;
     document.body.dataset.ready = "true";

@@ -1,7 +1,9 @@
 // workspace.js: /workspace, a signed-in requester's workspaces: choose one, create one,
 // its members and their roles (admins and owners change them), invitations by e-mail.
 
-import { api, el, explain, say } from "/static/api.js";
+import { api, el } from "/static/api.js";
+import { caller } from "/static/credential.js";
+import { run } from "/static/notice.js";
 import { bindSwitcher, chooseLanguage, onLanguageChange, setLanguage, t } from "/static/i18n.js";
 import { ROLES, roleName } from "/static/roles.js";
 
@@ -10,20 +12,11 @@ const RANK = Object.fromEntries(ROLES.map((role, i) => [role, i + 1]));
 let view = null;
 let current = null;
 
-const notice = (text, kind = "info") => say($("notice"), text, kind);
-const call = (method, path, body = undefined) => api(method, path, { body, csrf: view.csrf });
-
-async function run(action, success = null) {
-  try {
-    await action();
-    if (success) notice(t(success));
-  } catch (error) {
-    notice(explain(error), "error");
-  }
-}
+let call = null;  // the session's caller, with its CSRF token
 
 async function refresh(chosen = null) {
   view = await api("GET", "/api/auth/session");
+  call = caller({ csrf: view.csrf });
   const id = chosen || $("ws-select").value || (view.workspaces[0] && view.workspaces[0].id);
   $("ws-select").replaceChildren(...view.workspaces.map((w) =>
     el("option", { value: w.id, text: w.name, selected: w.id === id })));
@@ -72,6 +65,7 @@ async function main() {
   bindSwitcher();
   onLanguageChange(() => { if (view) render(); });
   view = await api("GET", "/api/auth/session");
+  call = caller({ csrf: view.csrf });
   if (view.stage !== "done") {
     $("signed-out").hidden = false;
     document.body.dataset.ready = "true";

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes
@@ -11,6 +12,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until_async
 
 
 class SmtpSink:
@@ -26,6 +28,21 @@ class SmtpSink:
 
     def to(self, address: str) -> list[Message]:
         return [m for m in self.messages if m["To"] == address]
+
+    async def link(self, address: str, path: str, count: int = 1) -> str:
+        """The secret after `path` (e.g. "/join/") in the `count`-th mail to `address`
+        that carries such a link, once it arrived."""
+        def secrets() -> list[str]:
+            found = []
+            for message in self.to(address):
+                body = message.get_payload(decode=True)
+                text = body.decode() if isinstance(body, bytes) else ""
+                found += re.findall(re.escape(path) + r"([A-Za-z0-9_-]+)", text)
+            return found
+
+        links = await wait_until_async(lambda: len(secrets()) >= count and secrets(),
+                                       f"link {count} of {path} to {address}")
+        return str(links[count - 1])
 
 
 @contextmanager
