@@ -4,7 +4,9 @@ creates the account, which must enrol TOTP before it is signed in; then sign-out
 sign-in with password and a TOTP code (a replayed code refused), CSRF (token and
 cross-site check) on cookie-authenticated writes, API tokens shown once and revoked,
 roles changed within what an admin may do, password reset by an e-mailed single-use
-link, and bad input named by field."""
+link, and bad input named by field. A session is kept in the store: a second portal
+process on the same database knows it and can end it; it ends after two idle hours and
+after twelve hours however busy."""
 
 from __future__ import annotations
 
@@ -12,7 +14,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.support.accounts import Browser, new_transaction
+from aiohttp.test_utils import TestServer
+
+from portal.accounts.credentials import hash_password, new_totp_secret
+from portal.service import create_app
+from portal.store import Store
+from tests.support.accounts import Browser, accounts, new_transaction
 from tests.support.portal_service import RunningPortal, running_portal
 from tests.support.smtp_sink import SmtpSink, smtp_sink
 
@@ -174,4 +181,63 @@ def test_a_requester_account_from_invitation_to_daily_use(tmp_path: Path,
                                       smtp_host="127.0.0.1", smtp_port=sink.port) as portal:
                 await _journey(portal, sink)
                 await _bad_input(portal)
+    asyncio.run(main())
+
+
+async def _shared_and_expiring(portal: RunningPortal) -> None:
+    store = accounts(portal)
+    user = store.create_user(email="sam@example.test", name="Sam", lang="en",
+                             password_hash=hash_password(PASSWORD))
+    secret = new_totp_secret()
+    store.set_totp(user.id, secret, 0)
+    other = create_app(portal.config, store=Store.open(portal.config.database_url,
+                                                       portal.config.state_dir, portal.clock))
+    second = TestServer(other, host="127.0.0.1")
+    await second.start_server()
+    try:
+        async with Browser(portal) as sam:
+            async def sign_in() -> None:
+                await sam.call("POST", "/api/auth/password",
+                               {"email": "sam@example.test", "password": PASSWORD})
+                await sam.refresh()
+                portal.clock.advance(seconds=30)  # a fresh step for each sign-in
+                await sam.call("POST", "/api/auth/totp", {"code": sam.code(secret)})
+                await sam.refresh()
+
+            async def stage_at(url: str) -> str:
+                async with sam.session.get(url + "/api/auth/session") as response:
+                    return str((await response.json())["stage"])
+
+            # signed in through one process, known to the other; signed out there
+            await sign_in()
+            other_url = str(second.make_url("")).rstrip("/")
+            assert await stage_at(other_url) == "done"
+            async with sam.session.post(other_url + "/api/auth/sign-out", headers={
+                    "X-CSRF-Token": sam.csrf, "Sec-Fetch-Site": "same-origin"}) as response:
+                assert response.status == 200
+            assert await stage_at(portal.url) == "none"
+
+            # two idle hours end a session
+            await sign_in()
+            portal.clock.advance(hours=1, minutes=59)
+            assert await stage_at(portal.url) == "done"
+            portal.clock.advance(hours=2)
+            assert await stage_at(portal.url) == "none"
+
+            # twelve hours end it, however busy
+            await sign_in()
+            for _ in range(7):
+                portal.clock.advance(hours=1, minutes=30)
+                assert await stage_at(portal.url) == "done"
+            portal.clock.advance(hours=1, minutes=30)
+            assert await stage_at(portal.url) == "none"
+    finally:
+        await second.close()
+
+
+def test_sessions_are_shared_by_portal_processes_and_expire(tmp_path: Path,
+                                                            database_url: str) -> None:
+    async def main() -> None:
+        async with running_portal(tmp_path, database_url=database_url) as portal:
+            await _shared_and_expiring(portal)
     asyncio.run(main())
