@@ -211,24 +211,27 @@ def read_anchor(path: Path) -> Head | None:
 
 def anchor(db: Database, path: Path) -> Head | None:
     """Move the head kept in `path` forward to the chain's head, after checking that the
-    entry it named is still there, unchanged, and linked to by the entries after it. A
+    entry it named is still there, unchanged, and linked to by the entries after it (the
+    first anchoring takes the head as it is: `verify` checks what lies before). A
     mismatch is logged and the file kept as it is: it is the evidence. Returns the head
     now anchored (None: nothing to anchor, or the mismatch)."""
     kept = read_anchor(path)
-    start = 0 if kept is None else kept.seq
-    rows = _rows(db, f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= ? "  # noqa: S608
-                 "ORDER BY seq", (start,))
-    if kept is not None and (not rows or rows[0].seq != kept.seq
-                             or rows[0].hash != kept.hash):
-        log.error("audit log: the anchored head %s is no longer in the chain", kept)
-        return None
-    prev = rows[0] if kept is not None else None
-    for entry in rows[1:] if kept is not None else rows:
-        expected = GENESIS if prev is None else prev.hash
-        if _broken(entry, 1 if prev is None else prev.seq + 1, expected) is not None:
-            log.error("audit log: entry %d breaks the chain after the anchor", entry.seq)
+    if kept is None:
+        newest = entries(db, limit=1)
+        prev = newest[0] if newest else None
+    else:
+        rows = _rows(db, f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= ? "  # noqa: S608
+                     "ORDER BY seq", (kept.seq,))
+        if not rows or rows[0].seq != kept.seq or rows[0].hash != kept.hash:
+            log.error("audit log: the anchored head %s is no longer in the chain", kept)
             return None
-        prev = entry
+        prev = rows[0]
+        for entry in rows[1:]:
+            if _broken(entry, prev.seq + 1, prev.hash) is not None:
+                log.error("audit log: entry %d breaks the chain after the anchor",
+                          entry.seq)
+                return None
+            prev = entry
     if prev is None:
         return None
     head = Head(prev.seq, prev.hash)
