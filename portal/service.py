@@ -155,8 +155,8 @@ async def sweep_expired(portal: Portal) -> list[Transaction]:
     for tx in expired:
         log.info("transaction %s expired", tx.id)
         signed = [s.name or s.email for s in tx.signers if s.status is SignerStatus.SIGNED]
-        await portal.mail(tx.requester_email, "expired", "en", title=tx.title,
-                          signed=", ".join(signed) or "nobody")
+        await portal.mail_requester(tx, "expired", title=tx.title,
+                                    signed=", ".join(signed) or "nobody")
         await portal.webhooks.emit(tx, "expired")
     return expired
 

@@ -66,11 +66,11 @@ async def _personal_data(call: StepCall) -> StepAnswer:
     await portal.invite(tx, signer, replaces=True)
     # The thread has it when messaging is on (the store posts it); the mail either way.
     if portal.notify_requester_on_correction(tx):
-        await portal.mail(tx.requester_email, "corrected", "en",
-                          requester=tx.requester_name, name=signer.name, title=tx.title,
-                          old_name=before.name or "-", new_name=signer.name,
-                          old_phone=before.phone or "-", new_phone=signer.phone or "-",
-                          url=portal.transaction_url(tx))
+        await portal.mail_requester(
+            tx, "corrected", requester=tx.requester_name, name=signer.name, title=tx.title,
+            old_name=before.name or "-", new_name=signer.name,
+            old_phone=before.phone or "-", new_phone=signer.phone or "-",
+            url=portal.transaction_url(tx))
     return extra
 
 

@@ -147,8 +147,8 @@ async def signer_refuse(request: web.Request) -> web.Response:
     reason = (await read_body(request, REFUSAL))["reason"].strip()
     tx = await asyncio.to_thread(portal.store.refuse, signer_id, generation, reason)
     signer = tx.signer(signer_id)
-    await portal.mail(tx.requester_email, "refused", "en",
-                      name=signer.name or signer.email, title=tx.title, reason=reason)
+    await portal.mail_requester(tx, "refused", name=signer.name or signer.email,
+                                title=tx.title, reason=reason)
     log.info("signer %s refused transaction %s", signer_id, tx.id)
     await portal.webhooks.emit(tx, "refused", signer)
     return web.json_response(await signer_view(portal, signer_id, generation))
@@ -166,8 +166,8 @@ async def signer_messages(request: web.Request) -> web.Response:
     message = await asyncio.to_thread(
         portal.store.add_message, tx.id, author="signer", signer_id=signer_id,
         generation=generation, name=signer.name or signer.email, text=said)
-    await portal.mail(tx.requester_email, "message", "en", name=message.name,
-                      title=tx.title, text=said)
+    await portal.mail_requester(tx, "message", name=message.name, title=tx.title,
+                                text=said)
     return web.json_response(message_json(message), status=201)
 
 
@@ -204,7 +204,6 @@ async def signer_complete(request: web.Request) -> web.Response:
             await portal.mail(signer.email, "completed", signer.lang,
                               name=signer.name or signer.email, title=tx.title,
                               url=portal.space_url(signer.email))
-        await portal.mail(tx.requester_email, "completed-requester", "en",
-                          name=tx.requester_name, title=tx.title,
-                          url=portal.transaction_url(tx))
+        await portal.mail_requester(tx, "completed-requester", name=tx.requester_name,
+                                    title=tx.title, url=portal.transaction_url(tx))
     return web.json_response(await signer_view(portal, signer_id, generation))

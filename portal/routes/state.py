@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ground.files import write_atomically
+from portal.accounts.notifications import requester_wants
 from portal.blobs import BlobStore
 from portal.config import PortalConfig
 from portal.enrolment import EnrolmentDesk
@@ -58,6 +59,14 @@ class Portal:
         subject, body = compose(kind, lang, **values)
         await asyncio.to_thread(self.store.queue_mail, to, subject, body)
         self.mailer.wake()
+
+    async def mail_requester(self, tx: Transaction, kind: str, **values: str) -> None:
+        """Mail `kind` to `tx`'s requester, in their account's language, unless their
+        notification preferences turn it off (portal/accounts/notifications.py)."""
+        wanted, lang = await asyncio.to_thread(requester_wants, self.store.db,
+                                               tx.requester_email, kind)
+        if wanted:
+            await self.mail(tx.requester_email, kind, lang, **values)
 
     def transaction_url(self, tx: Transaction) -> str:
         """The requester's view of `tx` (the requester page opens it)."""
