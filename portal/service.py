@@ -115,7 +115,7 @@ def create_app(config: PortalConfig, *, store: Store | None = None,
     otp = SmsOtp.from_state(store, gateway or OutboxGateway(store), config.state_dir)
     mailer = Mailer(store, config)
     desk = SigningDesk(config, store, blobs, otp)
-    identity = identity or reference_identity(config, store.clock)
+    identity = identity or reference_identity(config, store.clock, store)
     portal = Portal(config=config, store=store, blobs=blobs,
                     links=LinkSigner.from_state(config.state_dir), otp=otp, mailer=mailer,
                     desk=desk, enrolment=EnrolmentDesk(store, identity, desk.check, otp),

@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -57,6 +56,7 @@ from portal.identity.model import (
     utc_now,
 )
 from portal.identity.mrz import Mrz, MrzInvalid, MrzReason
+from portal.identity.sessions import MemorySessions, SessionCache, SessionStore
 from portal.identity.specimen import MARK, Side
 
 Clock = Callable[[], dt.datetime]
@@ -97,17 +97,20 @@ class _Session:
 class ReferenceIdentityService:
     """The reference IdentityProvider: tesseract OCR, ICAO 9303 checks, timed challenges.
 
-    Sessions live in memory (a restart means verifying again); images are not kept
-    after their side is verified, only what was read from them.
+    Sessions are kept in a `SessionStore` (the portal's database: a restart loses no
+    signer's progress; in memory by default); images are not kept after their side is
+    verified, only what was read from them.
     """
 
     def __init__(self, signer: EvidenceSigner, policy: IdentityPolicy | None = None, *,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, sessions: SessionStore | None = None) -> None:
         self.signer = signer
         self.policy = policy or IdentityPolicy()
         self.clock = clock
-        self._sessions: dict[str, _Session] = {}
-        self._lock = threading.Lock()
+        # Sessions in memory, written to `sessions` each time the lock is released
+        # (the portal's database: a restart keeps every signer's progress).
+        self._sessions = SessionCache(sessions or MemorySessions(), _Session)
+        self._lock = self._sessions
         self._frames = face_step.FrameLedger()
 
     # sessions ----------------------------------------------------------------------
@@ -121,7 +124,7 @@ class ReferenceIdentityService:
                            now + dt.timedelta(minutes=self.policy.session_minutes))
         with self._lock:
             self._expire(now)
-            self._sessions[session.id] = session
+            self._sessions.put(session)
             return self._view(session)
 
     def session(self, session_id: str) -> SessionView:
@@ -135,8 +138,7 @@ class ReferenceIdentityService:
             raise IdentityError("BAD_REQUEST", "document: 'id-card' or 'passport'") from None
 
     def _expire(self, now: dt.datetime) -> None:
-        for key in [k for k, s in self._sessions.items() if s.expires <= now]:
-            del self._sessions[key]
+        self._sessions.expire(now)
 
     def _get(self, session_id: str) -> _Session:
         if not isinstance(session_id, str):
@@ -145,7 +147,7 @@ class ReferenceIdentityService:
         if session is None:
             raise IdentityError("IDENTITY_SESSION_UNKNOWN", "no such identity session")
         if session.expires <= self.clock():
-            del self._sessions[session_id]
+            self._sessions.drop(session_id)
             raise IdentityError("IDENTITY_SESSION_EXPIRED", "the identity session has expired")
         if session.failures >= _LOCKED:
             raise IdentityError("IDENTITY_LOCKED", "too many failed attempts: start again")
@@ -157,6 +159,7 @@ class ReferenceIdentityService:
                            session.expires, session.identity if session.verified else None)
 
     def _fail(self, session: _Session, error: IdentityError) -> IdentityError:
+        self._sessions.touch(session)
         session.failures += 1
         if session.failures >= self.policy.max_document_failures:
             session.failures = _LOCKED
@@ -284,6 +287,7 @@ class ReferenceIdentityService:
         return series
 
     def _liveness_failed(self, session: _Session) -> None:
+        self._sessions.touch(session)
         session.open_challenge = None
         session.challenges = []
         session.passed = 0

@@ -15,17 +15,20 @@ from portal.identity.evidence import EvidenceSigner
 from portal.identity.http import create_identity_app
 from portal.identity.model import IdentityPolicy, IdentityProvider
 from portal.identity.service import ReferenceIdentityService
+from portal.identity.sessions import SessionStore
 
 PREFIX = "/api/identity/"
 
 
-def reference_identity(config: PortalConfig, clock: Callable[[], dt.datetime]
-                       ) -> IdentityProvider:
-    """The reference identity service, its evidence key in `<state>/identity`."""
+def reference_identity(config: PortalConfig, clock: Callable[[], dt.datetime],
+                       sessions: SessionStore | None = None) -> IdentityProvider:
+    """The reference identity service, its evidence key in `<state>/identity`, its
+    sessions in `sessions` (the portal's store: a restart keeps them)."""
     return ReferenceIdentityService(
         EvidenceSigner.open(config.state_dir / "identity"),
         config.identity_policy
-        or IdentityPolicy(accept_specimens=config.identity_accept_specimens), clock=clock)
+        or IdentityPolicy(accept_specimens=config.identity_accept_specimens), clock=clock,
+        sessions=sessions)
 
 
 def mount_identity(app: web.Application, identity: IdentityProvider,

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from portal.identity.mrz import DocumentFormat
-from tests.support.identity_fixtures import frames, make_specimen
+from tests.support.identity_fixtures import make_specimen, selfie
 from tests.support.portal_service import RunningPortal, running_portal
 
 
 async def _verified(portal: RunningPortal, invite: str, surname: str, given: str) -> Any:
     """The enrolment of `invite` taken to identity-done with a specimen of `given
-    surname` (OCR of the real images) and the liveness challenges answered in time."""
+    surname` (OCR of the real images) and the liveness challenges answered in time by the
+    specimen's person."""
     async def step(name: str, body: dict[str, Any] | None = None, expect: int = 200) -> Any:
         return await portal.call("POST", f"/api/s/{invite}/enrolment/{name}", body or {},
                                  expect=expect)
@@ -41,7 +42,7 @@ async def _verified(portal: RunningPortal, invite: str, surname: str, given: str
         portal.clock.advance(seconds=2)
         await portal.call("POST", f"{base}/challenges/{challenge['id']}", {
             "nonce": challenge["nonce"],
-            "frames": [base64.b64encode(f).decode() for f in frames(3)]})
+            "frames": [base64.b64encode(f).decode() for f in selfie(challenge["action"])]})
     return await step("identity-done", expect=200)
 
 
