@@ -163,13 +163,25 @@ export class IdentityCapture {
 
   fail(error, region = this.error) {
     say(region, explainIdentity(error), "error");
-    if (error && (error.code === "IDENTITY_LOCKED" || (error.body && error.body.locked))) {
+    const ended = error && (error.code === "IDENTITY_LOCKED" || (error.body && error.body.locked)
+      || ["IDENTITY_SESSION_UNKNOWN", "IDENTITY_SESSION_EXPIRED"].includes(error.code));
+    if (ended) {
       this.stop();
+      this.closeSession();
       this.onLocked();
     }
-    if (error && ["IDENTITY_SESSION_UNKNOWN", "IDENTITY_SESSION_EXPIRED"].includes(error.code)) {
-      this.stop();
-      this.onLocked();
+  }
+
+  /** The session cannot go on (locked, expired): nothing left to capture, and no way to
+   *  continue it on a smartphone; the page offers to start again (onLocked). */
+  closeSession() {
+    this.root.dataset.identityStep = "locked";
+    this.handoffActions.hidden = true;
+    this.handoffPanel.hidden = true;
+    this.handoffPanel.replaceChildren();
+    this.liveness.hidden = true;
+    for (const control of this.root.querySelectorAll(".side input, .side button, .side label")) {
+      control.hidden = true;
     }
   }
 
