@@ -110,6 +110,13 @@ async function save(event) {
   }
 }
 
+/** The requester the signers see, when typed (else the signed-in user's account). */
+function requester() {
+  const name = $("req-name").value.trim();
+  const email = $("req-email").value.trim();
+  return name && email ? { requester: { name, email } } : {};
+}
+
 async function start(event) {
   event.preventDefault();
   const signers = [];
@@ -127,7 +134,7 @@ async function start(event) {
   $("use-submit").disabled = true;
   try {
     const tx = await call("POST", `${base()}/templates/${encodeURIComponent(chosen.id)}/transactions`, {
-      title: $("use-title").value.trim() || chosen.title, signers });
+      title: $("use-title").value.trim() || chosen.title, signers, ...requester() });
     say($("use-status"), t("templates.started", { id: tx.id }), "ok");
   } catch (error) {
     say($("use-status"), explain(error), "error");
@@ -170,7 +177,7 @@ async function bulkSend(event) {
   $("csv-errors").hidden = true;
   try {
     const bulk = await call("POST", `${base()}/templates/${encodeURIComponent(chosen.id)}/bulk`,
-      { csv: await file.text() });
+      { csv: await file.text(), ...requester() });
     renderProgress(bulk);
     watch(bulk.id);
   } catch (error) {
@@ -198,6 +205,7 @@ async function main() {
     call = caller;
     await load();
   }, { notice, accept: (session) => { workspace = workspaceOf(session); return true; } });
+  document.body.dataset.ready = "true";
 }
 
 main();

@@ -1,0 +1,79 @@
+"""The /templates page in Chromium (issue 15), on a portal served on loopback: a
+requester saves a transaction in groups as a template, starts a transaction from it with
+its roles filled, sends a CSV whose bad line the page names by line and column, then a
+good one whose progress reaches every line sent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from playwright.async_api import FilePayload, async_playwright
+
+from tests.support.chromium import launch_chromium
+from tests.support.portal_e2e import check_page, ready, until
+from tests.support.portal_service import running_portal
+
+HEADER = "Tenant.email,Tenant.name,Landlord.email\n"
+
+
+def _csv(second_line: str) -> FilePayload:
+    """A two-line CSV file as the file input gets it."""
+    return {"name": "signers.csv", "mimeType": "text/csv",
+            "buffer": (HEADER + "a@example.test,Ann,b@example.test\n" + second_line).encode()}
+
+
+def test_templates_page_saves_starts_and_sends_in_bulk(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_portal(tmp_path) as portal, async_playwright() as playwright:
+            tx = await portal.create(signers=[
+                {"name": "Tenant", "email": "t@example.test", "group": 1},
+                {"name": "Landlord", "email": "l@example.test", "group": 2}],
+                documents=1, signingOrder="groups")
+            browser = await launch_chromium(playwright)
+            page = await (await browser.new_context()).new_page()
+            try:
+                await page.goto(f"{portal.url}/templates?lang=fr")
+                await ready(page)
+                await page.fill("#token", portal.token)
+                await page.click("#token-form button[type=submit]")
+                await page.locator("#templates-page").wait_for()
+                await page.fill("#save-name", "Bail")
+                await page.fill("#save-tx", tx["id"])
+                await page.click("#save-submit")
+                item = page.locator("#template-list li")
+                await item.wait_for()
+                assert "Tenant, Landlord" in await item.inner_text()
+                assert "par groupes" in await item.inner_text()
+                await check_page(page)
+
+                await item.locator("button").click()
+                await page.fill("#req-name", "Agence Dupont")  # the bootstrap token has none
+                await page.fill("#req-email", "agence@example.test")
+                await page.fill("#role-0-email", "anne@example.test")
+                await page.fill("#role-1-email", "louis@example.test")
+                await page.click("#use-submit")
+                await until(page, "document.querySelector('#use-status').dataset.kind "
+                                  "=== 'ok'")
+                started = [t for t in portal.store.transactions() if t.id != tx["id"]]
+                assert [s.email for s in started[0].signers] == [
+                    "anne@example.test", "louis@example.test"]
+
+                await page.set_input_files("#csv-file", files=_csv(
+                    "c@example.test,Cid,not-an-address\n"))
+                await page.click("#bulk-submit")
+                problem = page.locator("#csv-errors li[data-line='3']"
+                                       "[data-column='Landlord.email']")
+                await problem.wait_for()
+                assert "Ligne 3, colonne Landlord.email" in await problem.inner_text()
+                await page.set_input_files("#csv-file", files=_csv(
+                    "c@example.test,Cid,d@example.test\n"))
+                await page.click("#bulk-submit")
+                await until(page, "document.querySelector('#progress-bar').value === 2")
+                assert await page.locator("#rows tr").count() == 2
+                assert "2 envoyées" in await page.inner_text("#progress-text")
+                await check_page(page)
+            finally:
+                await browser.close()
+
+    asyncio.run(main())
