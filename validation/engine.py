@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import zlib
 from io import BytesIO
 
 from asn1crypto import cms, x509
@@ -62,10 +63,12 @@ from validation.xml_report import Validated, xml_report
 log = logging.getLogger(__name__)
 INDICATIONS = {AdESStatus.PASSED: TOTAL_PASSED, AdESStatus.FAILED: TOTAL_FAILED,
                AdESStatus.INDETERMINATE: INDETERMINATE}
-# What pyHanko's reader raises on a broken file (its own errors, and the builtins its
-# parser lets through on hostile structures).
+# What pyHanko's reader raises on a broken file: its own errors, the builtins its parser
+# lets through on hostile structures, zlib's on a corrupt stream, and AssertionError (its
+# xref reader asserts /Type /XRef).
 UNREADABLE = (PdfError, SignatureValidationError, ValueError, KeyError, TypeError,
-              AttributeError, IndexError, RecursionError, NotImplementedError)
+              AttributeError, IndexError, RecursionError, NotImplementedError, zlib.error,
+              AssertionError)
 HEADER_WINDOW = 1024  # ISO 32000-2 §7.5.2: readers find %PDF- within the first 1024 bytes
 
 
@@ -145,8 +148,7 @@ async def _validate_one(signature: EmbeddedPdfSignature, spec: PdfSignatureValid
         if sub is not result.ades_subindic:
             result = dataclasses.replace(result, ades_subindic=sub, failure_msg=None)
         return Validated(signature, result, _report(field, signature, result, settings))
-    except (SignatureValidationError, PdfError, ValueError, KeyError, TypeError,
-            AttributeError, NotImplementedError) as exc:
+    except UNREADABLE as exc:
         # A signature pyHanko cannot even take apart (EN 319 102-1 §5.2.2 format checks).
         log.info("signature %s cannot be processed: %s", field, exc)
         return Validated(signature, None, _unreadable(field, signature, exc))
