@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from portal.accounts.credentials import hash_password, new_totp_secret
+from portal.routes.access import PLAIN_COOKIE
 from portal.service import create_app
 from portal.store import Store
 from tests.support.accounts import Browser, accounts, new_transaction
@@ -51,6 +53,10 @@ async def _invited(portal: RunningPortal, sink: SmtpSink, browser: Browser, emai
                               {"name": "Again", "password": PASSWORD}, expect=403)
     assert used["error"] == "LINK_INVALID"
     return await browser.enrol_totp()
+
+
+def _cookie(browser: Browser) -> str:
+    return next(c.value for c in browser.session.cookie_jar if c.key == PLAIN_COOKIE)
 
 
 async def _journey(portal: RunningPortal, sink: SmtpSink) -> None:
@@ -124,6 +130,7 @@ async def _journey(portal: RunningPortal, sink: SmtpSink) -> None:
         assert first == {"stage": "totp"}
         await olga.call("GET", path, expect=401)
         await olga.refresh()
+        half_done = _cookie(olga)
         replayed = await olga.call("POST", "/api/auth/totp", {"code": olga.code(secret)},
                                    expect=409)
         assert replayed["error"] == "OTP_REPLAYED"  # the enrolment used this step
@@ -131,6 +138,46 @@ async def _journey(portal: RunningPortal, sink: SmtpSink) -> None:
         await olga.call("POST", "/api/auth/totp", {"code": olga.code(secret)})
         await olga.refresh()
         await olga.call("GET", path)
+        assert _cookie(olga) != half_done  # a new session id once signed in
+        async with Browser(portal) as fixated:  # the half-done session's id opens nothing
+            fixated.session.cookie_jar.update_cookies({PLAIN_COOKIE: half_done},
+                                                      URL(portal.url))
+            assert (await fixated.refresh())["stage"] == "none"
+
+        # an invitation to a second workspace: accepted signed in as the invited account
+        other = await portal.call("POST", "/api/v1/workspaces", {"name": "Second"},
+                                  auth=True, expect=201)
+        await portal.call("POST", f"/api/v1/workspaces/{other['id']}/invitations",
+                          {"email": "olga@example.test", "role": "viewer"}, auth=True,
+                          expect=201)
+        token = await sink.link("olga@example.test", "/join/", 2)
+        assert (await olga.call("GET", f"/api/auth/invitations/{token}"))["hasAccount"]
+        async with Browser(portal) as stranger:
+            refused = await stranger.call("POST", f"/api/auth/invitations/{token}",
+                                          expect=401)
+            assert refused["error"] == "UNAUTHORIZED"
+        assert (await olga.call("POST", f"/api/auth/invitations/{token}"))["stage"] == "done"
+        roles = {w["name"]: w["role"] for w in (await olga.refresh())["workspaces"]}
+        assert roles == {"Agence Dupont": "owner", "Second": "viewer"}
+
+        # a second factor is replaced only with a code of the current one (SECURITY #33)
+        fresh = await olga.call("GET", "/api/account/totp/new")
+        portal.clock.advance(seconds=30)
+        refused = await olga.call("POST", "/api/account/totp",
+                                  {"secret": fresh["secret"], "code": olga.code(fresh["secret"])},
+                                  expect=401)
+        assert (refused["error"], refused["field"]) == ("OTP_INVALID", "currentCode")
+        await olga.call("POST", "/api/account/totp",
+                        {"secret": fresh["secret"], "code": olga.code(fresh["secret"]),
+                         "currentCode": olga.code(secret)})
+        assert (await olga.call("GET", "/api/account"))["hasTotp"]
+        # and the password changes only with the current one
+        wrong = await olga.call("POST", "/api/account/password",
+                                {"current": "not it", "password": "another long secret"},
+                                expect=401)
+        assert wrong["field"] == "current"
+        await olga.call("POST", "/api/account/password",
+                        {"current": PASSWORD, "password": "another long secret"})
 
         # password reset: an e-mailed link, single use; sessions end
         await rita.call("POST", "/api/auth/reset", {"email": "rita@example.test"},
