@@ -8,6 +8,7 @@ import {
 } from "/static/i18n.js";
 import { signedIn } from "/static/credential.js";
 import { renderThread, typedMessage } from "/static/messages.js";
+import { cancelControl, signerControls } from "/static/transaction_actions.js";
 import { showReport } from "/static/validation.js";
 
 const $ = (id) => document.getElementById(id);
@@ -286,6 +287,7 @@ function renderDetail() {
       el("p", { class: "small muted", text: [s.email, s.phone, s.lang].filter(Boolean).join(" · ") }));
     if (s.signedAt) item.append(el("p", { class: "small", text: t("detail.signedAt", { at: formatDate(s.signedAt) }) }));
     if (s.refusalReason) item.append(el("p", { class: "small", text: t("detail.refusalReason", { reason: s.refusalReason }) }));
+    item.append(signerControls(tx, s, call, redraw, $("detail-error")) || "");
     if (s.inviteUrl) {
       const link = new URL(s.inviteUrl, location.origin).href;
       const field = `invite-${s.id}`;
@@ -310,6 +312,14 @@ function renderDetail() {
                        onclick: (event) => downloadDocument(event.currentTarget, d) }))),
     el("div", { class: "validation", hidden: true }))));
   $("detail-messaging").hidden = !tx.messaging;
+  $("detail-actions").replaceChildren(cancelControl(tx, call, redraw, $("detail-error")) || "");
+}
+
+/** After an action on the opened transaction (transaction_actions.js). */
+function redraw(tx) {
+  opened = tx;
+  renderDetail();
+  refresh();
 }
 
 /** The document's validation report (portal/API.md "Validation"), under its row. */

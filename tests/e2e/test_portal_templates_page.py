@@ -1,7 +1,8 @@
 """The /templates page in Chromium (issue 15), on a portal served on loopback: a
 requester saves a transaction in groups as a template, starts a transaction from it with
 its roles filled, sends a CSV whose bad line the page names by line and column, then a
-good one whose progress reaches every line sent."""
+good one whose progress reaches every line sent. On the requester page, the same
+requester resends an invitation, replaces a signer and cancels the transaction."""
 
 from __future__ import annotations
 
@@ -73,6 +74,40 @@ def test_templates_page_saves_starts_and_sends_in_bulk(tmp_path: Path) -> None:
                 assert await page.locator("#rows tr").count() == 2
                 assert "2 envoyées" in await page.inner_text("#progress-text")
                 await check_page(page)
+            finally:
+                await browser.close()
+
+    asyncio.run(main())
+
+
+def test_the_requester_page_cancels_resends_and_replaces(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_portal(tmp_path) as portal, async_playwright() as playwright:
+            tx = await portal.create(signers=2, documents=1, signingOrder="parallel")
+            browser = await launch_chromium(playwright)
+            page = await (await browser.new_context()).new_page()
+            try:
+                await page.goto(f"{portal.url}/requester?lang=en")
+                await ready(page)
+                await page.fill("#token", portal.token)
+                await page.click("#token-submit")
+                await page.click("#transactions button")
+                await page.wait_for_selector("#detail:not([hidden])")
+                first, second = (s["id"] for s in tx["signers"])
+                await page.click(f"button[data-resend='{first}']")
+                await until(page, "document.querySelector('#detail-error').dataset.kind "
+                                  "=== 'ok'")
+                assert len(portal.store.mails(to="s1@example.test")) == 2
+                replace = page.locator(f"form[data-replace='{second}']")
+                await replace.locator("input").fill("claire@example.test")
+                await replace.locator("button").click()
+                shown = page.locator(f"li[data-signer='{second}'] strong", has_text="claire")
+                await shown.wait_for()
+                assert portal.store.mails(to="claire@example.test")
+                await check_page(page)
+                await page.click("#tx-cancel")
+                await page.locator("#tx-cancel").wait_for(state="detached")
+                assert portal.store.transaction(tx["id"]).status.value == "cancelled"
             finally:
                 await browser.close()
 
