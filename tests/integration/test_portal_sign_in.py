@@ -178,6 +178,23 @@ async def _journey(portal: RunningPortal, sink: SmtpSink) -> None:
         assert wrong["field"] == "current"
         await olga.call("POST", "/api/account/password",
                         {"current": PASSWORD, "password": "another long secret"})
+        for method, where, body, field in [
+                ("PATCH", "/api/account", {"lang": "de"}, "lang"),
+                ("PATCH", "/api/account", {"notifications": {"sms": True}},
+                 "notifications.sms"),
+                ("POST", "/api/account/password", {"current": "x", "password": "short"},
+                 "password"),
+                ("POST", "/api/account/totp", {"secret": "abc", "code": "123456"}, "secret"),
+                ("POST", "/api/account/tokens",
+                 {"name": "CI", "workspace": ws, "expiresInDays": 0}, "expiresInDays"),
+                ("POST", "/api/account/tokens", {"name": "CI", "expiresInDays": 3},
+                 "workspace"),
+                ("PATCH", f"/api/v1/workspaces/{ws}/members/{rita_id}", {"role": "god"},
+                 "role"),
+                ("POST", f"/api/v1/workspaces/{ws}/invitations",
+                 {"email": "a@example.test"}, "role")]:
+            answer = await olga.call(method, where, body, expect=400)
+            assert (answer["error"], answer["field"]) == ("BAD_REQUEST", field), answer
 
         # password reset: an e-mailed link, single use; sessions end
         await rita.call("POST", "/api/auth/reset", {"email": "rita@example.test"},
@@ -287,4 +304,33 @@ def test_sessions_are_shared_by_portal_processes_and_expire(tmp_path: Path,
     async def main() -> None:
         async with running_portal(tmp_path, database_url=database_url) as portal:
             await _shared_and_expiring(portal)
+    asyncio.run(main())
+
+
+def test_the_session_cookie_over_https_and_over_http(tmp_path: Path) -> None:
+    """`__Host-` prefixed, Secure, HttpOnly, SameSite=Lax, Path=/ when the portal is
+    reached over https (RFC 6265bis §4.1.3.2); the bare name without Secure over http."""
+    async def cookie(public_url: str | None) -> str:
+        settings = {"public_url": public_url} if public_url else {}
+        async with running_portal(tmp_path / (public_url or "http").split(":")[0],
+                                  **settings) as portal:
+            store = accounts(portal)
+            store.create_user(email="sam@example.test", name="Sam", lang="en",
+                              password_hash=hash_password(PASSWORD))
+            async with portal.session.post(portal.url + "/api/auth/password", json={
+                    "email": "sam@example.test", "password": PASSWORD}) as response:
+                assert response.status == 200
+                return response.headers["Set-Cookie"]
+
+    async def main() -> None:
+        secure = await cookie("https://portal.example.test")
+        assert secure.startswith("__Host-qsign-session=")
+        assert {"Secure", "HttpOnly", "SameSite=Lax", "Path=/"} <= {
+            part.strip() for part in secure.split(";")}
+        assert "Domain" not in secure
+        plain = await cookie(None)
+        assert plain.startswith("qsign-session=")
+        assert {"HttpOnly", "SameSite=Lax", "Path=/"} <= {
+            part.strip() for part in plain.split(";")}
+        assert "Secure" not in plain
     asyncio.run(main())
