@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from portal.identity.model import IdentityPolicy
 from portal.validation_config import ValidationConfig
@@ -146,7 +147,23 @@ class PortalConfig:
                 raise ConfigError(f"{source}: portal.{name} out of range")
         if config.default_lang not in ("en", "fr"):
             raise ConfigError(f"{source}: portal.default_lang: 'en' or 'fr'")
+        if config.oidc_issuer is not None:
+            _check_oidc(config, source)
         return config
+
+
+def _check_oidc(config: PortalConfig, source: str) -> None:
+    """The provider's keys come from its discovery document: only over https (plain http
+    on loopback, for tests and a provider on the same machine)."""
+    issuer = urlsplit(config.oidc_issuer or "")
+    if not (issuer.scheme == "https" or (
+            issuer.scheme == "http" and issuer.hostname in ("127.0.0.1", "::1", "localhost"))):
+        raise ConfigError(f"{source}: portal.oidc_issuer: an https URL")
+    if not config.oidc_client_id:
+        raise ConfigError(f"{source}: portal.oidc_client_id: needed with oidc_issuer")
+    if not (config.oidc_client_secret or config.oidc_client_secret_file):
+        raise ConfigError(f"{source}: portal.oidc_client_secret(_file): needed with "
+                          "oidc_issuer")
 
 
 def _convert(kind: str, value: Any, where: str) -> Any:
