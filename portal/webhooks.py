@@ -10,8 +10,9 @@ receiver recomputes it and refuses a timestamp too far from its clock (replays).
 A webhook URL is a request the portal makes on a requester's behalf (SSRF): it must be
 http(s) to a host whose every address is public, unless it starts with one of the
 configured `webhook_url_prefixes` (for a receiver on a private network, or loopback in
-tests). The check runs at registration and again before each attempt (DNS may change);
-redirects are never followed."""
+tests). The check runs at registration, and at each attempt on the very addresses the
+connection uses (the client's resolver refuses a private one: no DNS rebinding between
+check and connect); redirects are never followed."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ import logging
 import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from portal.accounts import Accounts
 from portal.errors import Code, PortalError
@@ -62,29 +65,59 @@ def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: floa
             and hmac.compare_digest(expected, parts.get("v1", "")))
 
 
+def _refuse(why: str) -> PortalError:
+    return PortalError(Code.BAD_REQUEST, f"url: {why}", field="url")
+
+
+def _checked_parts(url: str) -> SplitResult:
+    """The URL's parts, if it is http(s) with a host and no user name or password."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _refuse("an http or https URL")
+    if parts.username is not None or parts.password is not None:
+        raise _refuse("no user name or password in the URL")
+    return parts
+
+
+def _private(address: str) -> bool:
+    return not ipaddress.ip_address(address.split("%", 1)[0]).is_global
+
+
 def check_url(url: str, allowed_prefixes: tuple[str, ...]) -> None:
     """BAD_REQUEST naming `url` unless the portal may POST there (module docstring);
     blocking (resolves the host)."""
-    def refuse(why: str) -> PortalError:
-        return PortalError(Code.BAD_REQUEST, f"url: {why}", field="url")
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise refuse("an http or https URL")
-    if parts.username is not None or parts.password is not None:
-        raise refuse("no user name or password in the URL")
+    parts = _checked_parts(url)
     if any(url.startswith(prefix) for prefix in allowed_prefixes):
         return
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError, UnicodeError):
-        raise refuse("its host does not resolve") from None
+        raise _refuse("its host does not resolve") from None
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global:
-            raise refuse(f"its host is a {'loopback' if address.is_loopback else 'private'} "
-                         "address (allowed only by the portal's webhook_url_prefixes)")
+        address = str(info[4][0])
+        if _private(address):
+            loopback = ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+            raise _refuse(f"its host is a {'loopback' if loopback else 'private'} address "
+                          "(allowed only by the portal's webhook_url_prefixes)")
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """The default resolver, refusing a host with any private or loopback address: the
+    addresses checked are the ones the connection then uses."""
+
+    def __init__(self) -> None:
+        self._resolver = ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._resolver.resolve(host, port, family)
+        if any(_private(r["host"]) for r in found):
+            raise OSError(f"{host} resolves to a private or loopback address")
+        return found
+
+    async def close(self) -> None:
+        await self._resolver.close()
 
 
 def transaction_data(tx: Transaction, signer: Signer | None = None) -> dict[str, Any]:
@@ -136,32 +169,41 @@ class WebhookDesk:
             self.wake()
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT)) as session:
+        timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as allowed, aiohttp.ClientSession(
+                timeout=timeout,
+                connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver())) as public:
             while True:
                 self._wake.clear()
                 try:
-                    await self.deliver_due(session)
+                    await self.deliver_due(allowed, public)
                 except Exception:
                     log.exception("webhook deliveries failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=POLL)
 
-    async def deliver_due(self, session: aiohttp.ClientSession) -> int:
-        """Lease and attempt every due delivery; how many were attempted."""
+    async def deliver_due(self, allowed: aiohttp.ClientSession,
+                          public: aiohttp.ClientSession) -> int:
+        """Lease and attempt every due delivery, a URL under `webhook_url_prefixes`
+        through `allowed`, any other through `public` (PublicOnlyResolver); how many
+        were attempted."""
         count = 0
         while batch := await asyncio.to_thread(self.store.lease_deliveries):
             for delivery in batch:
-                await self._attempt(session, delivery)
+                under = any(delivery.url.startswith(p) for p in self.allowed_prefixes)
+                await self._attempt(allowed if under else public, delivery, public=not under)
                 count += 1
         return count
 
-    async def _attempt(self, session: aiohttp.ClientSession, delivery: Delivery) -> None:
+    async def _attempt(self, session: aiohttp.ClientSession, delivery: Delivery, *,
+                       public: bool) -> None:
         status: int | None = None
         body: str | None = None
         error: str | None = None
         try:
-            await asyncio.to_thread(check_url, delivery.url, self.allowed_prefixes)
+            _checked_parts(delivery.url)
+            if public:  # an IP address in the URL meets no resolver: checked here
+                await asyncio.to_thread(check_url, delivery.url, ())
             payload = delivery.payload.encode()
             headers = {"Content-Type": "application/json", "User-Agent": "qsign-webhooks/1",
                        "Qsign-Event": delivery.event, "Qsign-Delivery": delivery.id,

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from portal.service import sweep_expired
-from portal.webhooks import SIGNATURE_HEADER, verify
+from portal.webhooks import SIGNATURE_HEADER, PublicOnlyResolver, verify
 from tests.support.portal_service import RunningPortal, running_portal
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until_async
@@ -133,5 +134,45 @@ def test_a_webhook_url_outside_the_allowed_prefixes_is_refused(tmp_path: Path) -
                                     expect=400)
             assert bad["field"] == "events[0]"
             await _hook(portal, allowed)  # the configured prefix is allowed
+
+    asyncio.run(main())
+
+
+def test_a_delivery_never_reaches_a_private_address_outside_the_prefixes(
+        tmp_path: Path) -> None:
+    """A webhook saved while its loopback URL was allowed, then the portal restarted
+    without that prefix: each attempt's connection is refused on the address it would
+    use, and the receiver gets nothing."""
+    receiver = Receiver(failures=0)
+
+    async def main() -> None:
+        async with receiving(receiver) as url:
+            async with running_portal(tmp_path, webhook_url_prefixes=[url]) as portal:
+                hook = await _hook(portal, url)
+            async with running_portal(tmp_path) as portal:
+                tx = await portal.create(signers=1, documents=1)
+                await portal.call("GET", f"/api/s/{portal.invite_path(tx, 0)}")
+
+                async def refused() -> Any:
+                    log = (await portal.call("GET", f"{WS}/webhooks/{hook['id']}/deliveries",
+                                             auth=True))["deliveries"]
+                    return log and log[0]["attempts"] and log[0]["attempts"][0]["error"]
+
+                error = await wait_until_async(refused, "an attempt refused")
+                assert "loopback address" in error
+                assert receiver.received == []
+
+    asyncio.run(main())
+
+
+def test_the_delivery_resolver_refuses_a_name_for_a_loopback_address() -> None:
+    """Names are checked on the addresses the connection would use (DNS rebinding)."""
+    async def main() -> None:
+        resolver = PublicOnlyResolver()
+        try:
+            with pytest.raises(OSError, match="private or loopback"):
+                await resolver.resolve("localhost", 80)
+        finally:
+            await resolver.close()
 
     asyncio.run(main())
