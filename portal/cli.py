@@ -40,6 +40,13 @@ def register(subparsers: Any) -> None:
     else:
         identity_cli.register(sub)
 
+    p = sub.add_parser("admin", help="make an account a service administrator (master "
+                       "console, every workspace), or no longer with --remove")
+    p.add_argument("email", help="the account's e-mail address")
+    p.add_argument("--remove", action="store_true")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=_admin)
+
     p = sub.add_parser("migrate", help="bring the database to the latest schema (the "
                        "service does it at start too)")
     p.add_argument("--config", type=Path)
@@ -95,6 +102,26 @@ def _token(args: argparse.Namespace) -> int:
     from portal.routes.state import requester_token
 
     print(requester_token(PortalConfig.load(args.config).state_dir))
+    return 0
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from portal import audit
+    from portal.accounts import Accounts
+    from portal.errors import PortalError
+
+    config = PortalConfig.load(args.config)
+    store = Store.open(config.database_url, config.state_dir)
+    try:
+        user = Accounts(store.db, store.clock).set_service_admin(args.email, not args.remove)
+        audit.record(store.db, actor="cli", action="account.service-admin",
+                     subject=f"user:{user.id}", details={"serviceAdmin": not args.remove})
+    except PortalError as exc:
+        print(f"qsign portal admin: {exc}")
+        return 1
+    finally:
+        store.close()
+    print(f"{user.email}: {'service administrator' if user.is_service_admin else 'member'}")
     return 0
 
 

@@ -223,3 +223,13 @@ class Users(Tables):
         if row is None or dt.datetime.fromisoformat(row[2]) <= self.clock():
             return None
         return str(row[0]), str(row[1])
+
+    def set_service_admin(self, email: str, flag: bool) -> User:
+        """Flag (or unflag) the account at `email` as service administrator
+        (`qsign portal admin`: only at the machine, like the bootstrap token)."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE users SET is_service_admin = ? WHERE email = ?",
+                        (int(flag), email.lower()))
+            if cur.rowcount != 1:
+                raise PortalError(Code.NOT_FOUND, f"no account for {email}")
+            return self._user(cur, "WHERE email = ?", email.lower())
