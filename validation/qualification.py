@@ -80,7 +80,9 @@ def qualify(indication: str, sub_indication: str | None, signer: x509.Certificat
     level, reason = _certificate_level(signer, path, moment, settings)
     if indication == INDETERMINATE:
         why = explain(sub_indication)
-        return INDETERMINATE_PREFIX + level, why + (f"; {reason}" if reason else "")
+        # Without a chain the certificate's level says nothing the sub-indication does not.
+        extra = f"; {reason}" if reason and path is not None else ""
+        return INDETERMINATE_PREFIX + level, why + extra
     return level, reason
 
 
