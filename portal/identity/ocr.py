@@ -401,9 +401,18 @@ def _words_for_runs(text: str, runs: list[tuple[int, int]]) -> list[str | None]:
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
-def read_text(data: bytes | Image.Image) -> tuple[list[str], float]:
+def read_text(data: bytes | Image.Image, *, thorough: bool = False
+              ) -> tuple[list[str], float]:
     """The words printed on a side (full-page mode, any characters), upper case, the
-    side straightened first (rectify.straighten: a photograph's tilt and light)."""
+    side straightened first (rectify.straighten: a photograph's tilt and light).
+    `thorough`: the grey page read too and its words added (slower; tesseract reads
+    accented and blurred print better without a threshold, and worse elsewhere)."""
     image = data if isinstance(data, Image.Image) else load_image(data)
-    text, seconds = _tesseract(binarise(rectify.straighten(image)), "--psm", "11")
-    return [w.upper() for w in _WORD.findall(text)], seconds
+    page = rectify.straighten(image)
+    text, seconds = _tesseract(binarise(page), "--psm", "11")
+    words = [w.upper() for w in _WORD.findall(text)]
+    if thorough:
+        grey, more = _tesseract(page, "--psm", "11")
+        seconds += more
+        words += [w.upper() for w in _WORD.findall(grey)]
+    return words, seconds

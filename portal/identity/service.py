@@ -220,7 +220,7 @@ class ReferenceIdentityService:
             self._check_document(kind, reading)
             # The printed zone only: above the MRZ (whose words would echo the MRZ).
             picture = picture.crop((0, 0, picture.width, round(picture.height * 0.62)))
-        words, _ = ocr.read_text(picture)
+        words, _ = ocr.read_text(picture, thorough=side is not Side.BACK)
         specimen = MARK in words
         if specimen and not self.policy.accept_specimens:
             raise IdentityError("DOCUMENT_SPECIMEN", "this is a SPECIMEN, not an ID document")
