@@ -14,6 +14,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
@@ -26,6 +27,7 @@ from tests.support.portal_service import RunningPortal, running_portal
 from tests.support.smtp_sink import SmtpSink, smtp_sink
 
 PASSWORD = "correct horse battery"
+DEEP = "[" * 50_000 + "]" * 50_000
 
 
 async def _invited(portal: RunningPortal, sink: SmtpSink, browser: Browser, email: str,
@@ -195,6 +197,8 @@ async def _journey(portal: RunningPortal, sink: SmtpSink) -> None:
                  {"email": "a@example.test"}, "role")]:
             answer = await olga.call(method, where, body, expect=400)
             assert (answer["error"], answer["field"]) == ("BAD_REQUEST", field), answer
+            await _too_deep(olga.session, method, portal.url + where, {
+                "X-CSRF-Token": olga.csrf, "Sec-Fetch-Site": "same-origin"})
 
         # password reset: an e-mailed link, single use; sessions end
         await rita.call("POST", "/api/auth/reset", {"email": "rita@example.test"},
@@ -214,6 +218,17 @@ async def _journey(portal: RunningPortal, sink: SmtpSink) -> None:
                                  "password": "a brand new secret"}))["stage"] == "totp"
 
 
+async def _too_deep(session: aiohttp.ClientSession, method: str, url: str,
+                    headers: dict[str, str]) -> None:
+    """A 50,000-deep JSON body is a typed 400, never a 500 (SECURITY #46)."""
+    async with session.request(method, url, data=DEEP, headers={
+            "Content-Type": "application/json", **headers}) as response:
+        answer = await response.json()
+    expected = (401, "UNAUTHORIZED") if url.endswith("/api/auth/totp") else \
+        (400, "BAD_REQUEST")  # /api/auth/totp without a half-done session: refused first
+    assert (response.status, answer["error"]) == expected, (url, answer)
+
+
 async def _bad_input(portal: RunningPortal) -> None:
     made = await portal.call("POST", "/api/v1/workspaces", {"name": "W"}, auth=True,
                              expect=201)
@@ -230,6 +245,7 @@ async def _bad_input(portal: RunningPortal) -> None:
          {"email": "a@example.test", "role": "boss"}, "role"),
     ]
     for method, path, body, field in cases:
+        await _too_deep(portal.session, method, portal.url + path, portal.auth())
         answer = await portal.call(method, path, body, auth=True, expect=None)
         if path == "/api/auth/totp":
             assert answer["error"] == "UNAUTHORIZED"  # no session: refused before the body
