@@ -36,6 +36,7 @@ PAGES = {
     "/workspace/{ws}/start": "start.html",  # getting started: a first transaction
     "/workspace/{ws}/identity-documents": "identity_documents.html",
     "/templates": "templates.html",  # a workspace's templates and bulk sends (?ws=)
+    "/advanced": "advanced.html",  # a workspace's webhooks and mail settings (?ws=)
     "/validate": "validate.html",  # anyone checks a signed PDF (issue 16)
     # Requesters' accounts (issue 15): sign-in, the e-mailed links, their own pages.
     "/signin": "signin.html",

@@ -2,7 +2,10 @@
 requester saves a transaction in groups as a template, starts a transaction from it with
 its roles filled, sends a CSV whose bad line the page names by line and column, then a
 good one whose progress reaches every line sent. On the requester page, the same
-requester resends an invitation, replaces a signer and cancels the transaction."""
+requester resends an invitation, replaces a signer and cancels the transaction. On the
+advanced page, a webhook to the portal's own address is refused, one to a receiver on
+loopback is added (its secret shown once, which the receiver's events verify with), its
+delivery log shows the receiver's answer, and the sender name is saved."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from playwright.async_api import FilePayload, async_playwright
 from tests.support.chromium import launch_chromium
 from tests.support.portal_e2e import check_page, ready, until
 from tests.support.portal_service import running_portal
+from tests.support.waiting import wait_until_async
+from tests.support.webhook_receiver import Receiver, receiving
 
 HEADER = "Tenant.email,Tenant.name,Landlord.email\n"
 
@@ -108,6 +113,51 @@ def test_the_requester_page_cancels_resends_and_replaces(tmp_path: Path) -> None
                 await page.click("#tx-cancel")
                 await page.locator("#tx-cancel").wait_for(state="detached")
                 assert portal.store.transaction(tx["id"]).status.value == "cancelled"
+            finally:
+                await browser.close()
+
+    asyncio.run(main())
+
+
+def test_the_advanced_page_adds_a_webhook_and_shows_its_deliveries(tmp_path: Path) -> None:
+    receiver = Receiver(failures=0)
+
+    async def main() -> None:
+        async with receiving(receiver) as url, running_portal(
+                tmp_path, webhook_url_prefixes=[url]) as portal, \
+                async_playwright() as playwright:
+            browser = await launch_chromium(playwright)
+            page = await (await browser.new_context()).new_page()
+            try:
+                await page.goto(f"{portal.url}/advanced?lang=fr")
+                await ready(page)
+                await page.fill("#token", portal.token)
+                await page.click("#token-form button[type=submit]")
+                await page.locator("#advanced").wait_for()
+                await page.fill("#hook-url", f"{portal.url}/api/v1/console/workspaces")
+                await page.click("#hook-submit")
+                await until(page, "document.querySelector('#notice').dataset.kind "
+                                  "=== 'error'")  # the portal's own address: refused
+                await page.fill("#hook-url", url)
+                await page.click("#hook-submit")
+                await page.locator("#hook-secret:not([hidden])").wait_for()
+                secret = await page.input_value("#secret")
+                assert secret.startswith("whsec_")
+                await check_page(page)
+                tx = await portal.create(signers=1, documents=1)
+                await portal.call("GET", f"/api/s/{portal.invite_path(tx, 0)}")
+                await wait_until_async(lambda: receiver.received, "the viewed event")
+                assert receiver.events(secret)[0]["event"] == "viewed"
+                await page.click("#hooks button[data-log]")
+                row = page.locator("#delivery-rows tr")
+                await row.wait_for()
+                assert "200" in await row.inner_text()
+                await page.fill("#sender-name", "Agence Dupont")
+                await page.click("#mail-submit")
+                await until(page, "document.querySelector('#notice').dataset.kind === 'ok'")
+                settings = await portal.call("GET", "/api/v1/workspaces/default/mail",
+                                             auth=True)
+                assert settings["senderName"] == "Agence Dupont"
             finally:
                 await browser.close()
 

@@ -23,11 +23,12 @@ from pyhanko.sign.validation import (
 )
 
 from portal.webhooks import SIGNATURE_HEADER, verify
-from tests.integration.test_portal_webhooks import EVENTS, WS, Receiver, receiving
+from tests.integration.test_portal_webhooks import WS
 from tests.support.pcsc import RunningCard
 from tests.support.signing_stack import OnStack, Stack, with_stack
 from tests.support.smtp_sink import SmtpSink, smtp_sink
 from tests.support.waiting import wait_until_async
+from tests.support.webhook_receiver import EVENTS, Receiver, receiving
 
 
 @pytest.fixture
