@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -31,18 +33,21 @@ from typing import Any
 
 from playwright.async_api import FilePayload, Page, async_playwright
 
+from portal.accounts import Role
 from portal.webhooks import SIGNATURE_HEADER, verify
 from tests.integration.test_portal_webhooks import EVENTS, Receiver, receiving
+from tests.support.accounts import accounts, new_transaction, requester_in
 from tests.support.chromium import launch_chromium
 from tests.support.cli import run_qsign
 from tests.support.pcsc import RunningCard
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_e2e import check_page, ready, until
-from tests.support.portal_service import RunningPortal
-from tests.support.requester_pages import join
+from tests.support.portal_service import RunningPortal, running_portal
+from tests.support.requester_pages import join, new_api_token, session_call
 from tests.support.signing_stack import OnStack, Stack, with_stack
 from tests.support.smtp_sink import SmtpSink, smtp_sink
 from tests.support.waiting import wait_until_async
+from tests.support.workspace_members import call_as
 
 RITA, REMI = "rita@example.test", "remi@example.test"  # the two requesters
 ALICE, BOB = "alice@example.test", "bob@example.test"  # the signers (the card's names)
@@ -208,3 +213,165 @@ def test_two_requesters_a_template_and_a_sequential_b_lta_transaction(
                                         lambda stack: scenario(stack, sink, url))
 
     asyncio.run(run())
+
+
+# Workspaces apart ----------------------------------------------------------------------
+
+# Routes whose credential is a link or none (signer, Personal Space, identity capture,
+# sign-in and invitation links, the agent's SMS routes, public validation and pages'
+# static files): not a requester's routes.
+NOT_REQUESTER = ("/api/s/", "/api/me", "/api/identity/", "/api/auth/", "/api/v1/sms-otp/",
+                 "/api/v1/validations", "/api/v1/start", "/api/v1/openapi.json", "/static/",
+                 "/legal/", "/s/", "/me/", "/id/", "/join/", "/reset/", "/health",
+                 "/favicon.ico")
+ANN, VIC = "ann@example.test", "vic@example.test"  # A's requester and viewer
+PLACEHOLDER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+B_SECRETS = ("Bravo lease", "Bravo template", "b-signer@example.test", "Bob's workspace",
+             "bob@example.test")
+
+
+def _requester_routes(portal: RunningPortal) -> list[tuple[str, str]]:
+    """(method, path template) of every route of the app but those of NOT_REQUESTER."""
+    found = []
+    for route in portal.server.app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if path.startswith(NOT_REQUESTER):
+            continue
+        methods = ["GET", "POST"] if route.method == "*" else [route.method]
+        found += [(m, path) for m in methods if m != "HEAD"]
+    return found
+
+
+def _expected(template: str, by_token: bool) -> set[tuple[int, str]]:
+    """What A gets at a route naming B's identifiers (portal/API.md): the console is the
+    service administrator's, personal settings a browser session's (FORBIDDEN); anything
+    of another workspace is NOT_FOUND, as what does not exist."""
+    if template.startswith("/api/v1/console/") or (
+            by_token and template.startswith("/api/account")):
+        return {(403, "FORBIDDEN")}
+    return {(404, "NOT_FOUND")}
+
+
+async def _b_workspace(portal: RunningPortal) -> dict[str, str]:
+    """Workspace B with a transaction, a template, a bulk send and a webhook, made by its
+    owner's API token: their identifiers by the routes' placeholder names."""
+    b = requester_in(portal, "bob@example.test", Role.OWNER)
+    ws = f"/api/v1/workspaces/{b.workspace}"
+    body = {**new_transaction("Bravo lease"),
+            "signers": [{"name": "Bea Roux", "email": "b-signer@example.test"}]}
+    tx = await call_as(portal, b.token, "POST", ws + "/transactions", 201, body)
+    template = await call_as(portal, b.token, "POST", ws + "/templates", 201,
+                             {"name": "Bravo template", "fromTransaction": tx["id"]})
+    bulk = await call_as(portal, b.token, "POST", f"{ws}/templates/{template['id']}/bulk",
+                         202, {"csv": "Bea Roux.email\nb-signer@example.test\n"})
+    hook = await call_as(portal, b.token, "POST", ws + "/webhooks", 201,
+                         {"url": "http://127.0.0.1:9/hook", "events": ["signed"]})
+    [b_token] = accounts(portal).tokens_of(b.user.id)
+    return {"ws": b.workspace, "id": tx["id"], "doc": tx["documents"][0]["id"],
+            "signer": tx["signers"][0]["id"], "user": b.user.id, "tpl": template["id"],
+            "bulk": bulk["id"], "hook": hook["id"], "token": b_token.id}
+
+
+async def _sweep(portal: RunningPortal, ann: Page, token: str, b: dict[str, str]) -> int:
+    """Every requester route with B's identifiers, with Ann's session and her token;
+    the number of calls made."""
+    calls = 0
+    for method, template in _requester_routes(portal):
+        ids = {**b, "id": b["ws"] if "/console/workspaces/" in template else
+               b["user"] if "/console/users/" in template else b["id"]}
+        path = PLACEHOLDER.sub(lambda m, ids=ids: ids.get(m.group(1), "x"), template)
+        if path == template and method != "GET":
+            continue  # no identifier to try: it acts in A's own workspace or account
+        body = {"text": "hello"}
+        by_session = await session_call(ann, portal, method, path, body)
+        answers = [(False, by_session.status, await by_session.text())]
+        async with portal.session.request(method, portal.url + path, json=body, headers={
+                "Authorization": f"Bearer {token}"}) as response:
+            answers.append((True, response.status, await response.text()))
+        for by_token, status, text in answers:
+            calls += 1
+            where = (method, path, "token" if by_token else "session", status, text[:200])
+            assert not [s for s in B_SECRETS if s in text], where
+            if path != template and template.startswith("/api/"):
+                answer = json.loads(text)
+                assert (status, answer.get("error")) in _expected(template, by_token), where
+    return calls
+
+
+async def _pages_show_nothing_of_b(ann: Page, portal: RunningPortal,
+                                   b: dict[str, str]) -> None:
+    for path in (f"/requester?tx={b['id']}&ws={b['ws']}", f"/templates?ws={b['ws']}",
+                 f"/workspace?ws={b['ws']}", f"/workspace/{b['ws']}/identity-documents",
+                 f"/workspace/{b['ws']}/start"):
+        await ann.goto(f"{portal.url}{path}{'&' if '?' in path else '?'}lang=en")
+        await ready(ann)
+        shown = await ann.evaluate("() => document.body.innerText")
+        assert not [s for s in B_SECRETS if s in shown], (path, shown)
+
+
+async def _viewer_cannot_write(vic: Page, portal: RunningPortal, ws: str,
+                               tx: dict[str, Any]) -> None:
+    """Vic, a viewer of A: the API refuses her creating, cancelling or starting a
+    template (FORBIDDEN), and so do the pages, which leave the transaction as it was."""
+    for method, path, body in (
+            ("POST", f"/api/v1/workspaces/{ws}/transactions", new_transaction("Mine")),
+            ("POST", f"/api/v1/workspaces/{ws}/transactions/{tx['id']}/cancel", {}),
+            ("POST", f"/api/v1/workspaces/{ws}/templates",
+             {"name": "Mine", "fromTransaction": tx["id"]})):
+        refused = await session_call(vic, portal, method, path, body)
+        assert (refused.status, (await refused.json())["error"]) == (403, "FORBIDDEN")
+
+    await vic.goto(f"{portal.url}/requester?lang=en")
+    await ready(vic)
+    await vic.locator(f"li[data-transaction='{tx['id']}'] button").click()
+    await vic.locator("#detail:not([hidden])").wait_for()
+    cancel = vic.locator("#tx-cancel")
+    if await cancel.count():
+        await cancel.click()
+        await until(vic, "document.querySelector('#detail-error').dataset.kind === 'error'")
+    create = vic.locator("#create-submit")
+    if await create.is_visible():
+        await vic.fill("#title", "Mine")
+        await vic.set_input_files("#documents", files=[{
+            "name": "a.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(1)}])
+        await vic.locator("#signers [data-field=email]").fill("x@example.test")
+        await vic.fill("#req-name", "Vic")
+        await vic.fill("#req-email", VIC)
+        await create.click()
+        await until(vic, "document.querySelector('#create-status').dataset.kind "
+                         "=== 'error'")
+    listed = await portal.call("GET", f"/api/v1/workspaces/{ws}/transactions", auth=True)
+    assert [(t["id"], t["status"]) for t in listed["transactions"]] == [(tx["id"], "open")]
+
+
+def test_a_viewer_cannot_write_and_workspace_a_sees_nothing_of_b(tmp_path: Path) -> None:
+    async def main() -> None:
+        with smtp_sink() as sink:
+            async with running_portal(tmp_path, smtp_host="127.0.0.1", smtp_port=sink.port,
+                                      webhook_url_prefixes=["http://127.0.0.1:9/"]
+                                      ) as portal, async_playwright() as playwright:
+                ws = (await _admin(portal, "POST", "/api/v1/workspaces", {"name": "Alpha"},
+                                   expect=201))["id"]
+                for email, role in ((ANN, "requester"), (VIC, "viewer")):
+                    await _admin(portal, "POST", f"/api/v1/workspaces/{ws}/invitations",
+                                 {"email": email, "role": role}, expect=201)
+                tx = await _admin(portal, "POST", f"/api/v1/workspaces/{ws}/transactions", {
+                    **new_transaction("Alpha lease"),
+                    "signers": [{"name": "Aude Roy", "email": "a-signer@example.test"}]},
+                    expect=201)
+                b = await _b_workspace(portal)
+                browser = await launch_chromium(playwright)
+                try:
+                    ann = await (await browser.new_context()).new_page()
+                    vic = await (await browser.new_context()).new_page()
+                    await join(ann, portal, sink, ANN, "Ann Perrin")
+                    portal.clock.advance(seconds=30)  # a code is accepted once per step
+                    await join(vic, portal, sink, VIC, "Vic Moreau")
+                    await _viewer_cannot_write(vic, portal, ws, tx)
+                    token = await new_api_token(ann, portal, "CI")
+                    assert await _sweep(portal, ann, token, b) >= 80
+                    await _pages_show_nothing_of_b(ann, portal, b)
+                finally:
+                    await browser.close()
+
+    asyncio.run(main())
