@@ -1,6 +1,7 @@
 // join.js: /join/<token>, a workspace invitation (single use): a new account (name and
-// password), then its TOTP second factor, then the workspace page. An address that has
-// an account joins signed in as that account.
+// password), then its TOTP second factor, then the workspace page; or, where the portal
+// has an OpenID Connect provider, the account made from its identity. An address that
+// has an account joins signed in as that account.
 
 import { api, explain, say } from "/static/api.js";
 import { bindSwitcher, chooseLanguage, setLanguage, t } from "/static/i18n.js";
@@ -52,6 +53,12 @@ async function main() {
   $("has-account").hidden = !invitation.hasAccount;
   $("join-step").hidden = false;
   $("join-form").addEventListener("submit", join);
+  const view = await api("GET", "/api/auth/session");
+  if (view.oidc.enabled && !invitation.hasAccount) {  // or with the organisation's provider
+    $("join-oidc").textContent = t("join.oidc", { name: view.oidc.name });
+    $("join-oidc").href = `/api/auth/oidc/start?join=${encodeURIComponent(token)}`;
+    $("join-oidc-row").hidden = false;
+  }
   document.body.dataset.ready = "true";
 }
 

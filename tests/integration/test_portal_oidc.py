@@ -1,7 +1,9 @@
 """OpenID Connect sign-in against a real provider on loopback (IdentityPython's OP,
 tests/support/oidc_provider.py): an HTTP client follows the redirects from the portal to
 the provider and back, and the invited account is signed in; an address the portal does
-not know is not; a callback opened in another browser, or twice, signs nobody in. ID
+not know is not; a callback opened in another browser, or twice, signs nobody in; an
+invitation is accepted with the provider's identity when its verified address is the
+invited one. ID
 tokens made with the provider's own key but the wrong audience, nonce, issuer or expiry,
 or signed by another key, are each refused by the portal's checks."""
 
@@ -20,20 +22,22 @@ from joserfc.jwk import ECKey, RSAKey
 from yarl import URL
 
 from portal.accounts.oidc import OidcError, client_for
+from portal.routes.access import digest
 from portal.routes.oidc_signin import CALLBACK, STATE_COOKIE
 from tests.support.accounts import accounts
 from tests.support.oidc_provider import RunningProvider, oidc_provider
 from tests.support.portal_service import RunningPortal, running_portal
 from tests.support.ports import free_port
+from tests.support.smtp_sink import SmtpSink, smtp_sink
 
 OLGA = {"sub": "olga-at-idp", "email": "olga@example.test", "email_verified": True,
         "name": "Olga Kowalska"}
 
 
-async def _sign_in(portal: RunningPortal, jar: aiohttp.CookieJar) -> str:
+async def _sign_in(portal: RunningPortal, jar: aiohttp.CookieJar, join: str = "") -> str:
     """Follow the redirects from the portal to the provider and back as a browser does;
     returns the page the portal sends the browser to at the end."""
-    url = portal.url + "/api/auth/oidc/start"
+    url = portal.url + "/api/auth/oidc/start" + (f"?join={join}" if join else "")
     async with aiohttp.ClientSession(cookie_jar=jar) as browser:
         while url.startswith("http"):
             async with browser.get(url, allow_redirects=False) as response:
@@ -106,6 +110,32 @@ async def _flow(portal: RunningPortal, provider: RunningProvider) -> None:
     assert await _redirected(replayer, callback) == "/signin?error=LINK_EXPIRED"
 
 
+async def _joined(portal: RunningPortal, provider: RunningProvider, sink: SmtpSink) -> None:
+    """An invitation accepted with the provider's identity: the account is made without a
+    password; an identity whose verified address is not the invited one joins nothing."""
+    made = await portal.call("POST", "/api/v1/workspaces", {"name": "Agence"}, auth=True,
+                             expect=201)
+    for email in ("nina@example.test", "other@example.test"):
+        await portal.call("POST", f"/api/v1/workspaces/{made['id']}/invitations",
+                          {"email": email, "role": "requester"}, auth=True, expect=201)
+    provider.set_user({"sub": "nina", "email": "nina@example.test", "email_verified": True,
+                       "name": "Nina Simone"})
+    wrong = await sink.link("other@example.test", "/join/")
+    assert await _sign_in(portal, aiohttp.CookieJar(unsafe=True), wrong) == \
+        "/signin?error=FORBIDDEN"
+    assert accounts(portal).invitation(digest(wrong)).email == "other@example.test"  # unused
+
+    jar = aiohttp.CookieJar(unsafe=True)
+    assert await _sign_in(portal, jar, await sink.link("nina@example.test", "/join/")) == \
+        "/requester"
+    view = await _stage(portal, jar)
+    assert (view["stage"], view["user"]["name"]) == ("done", "Nina Simone")
+    assert view["workspaces"] == [{"id": made["id"], "name": "Agence", "role": "requester",
+                                   "suspended": False}]
+    nina = accounts(portal).user_by_email("nina@example.test")
+    assert nina is not None and not nina.has_password and not nina.has_totp
+
+
 async def _forged_id_tokens(provider: RunningProvider, redirect: str) -> None:
     client = client_for(provider.issuer, provider.client_id, provider.client_secret,
                         redirect)
@@ -143,11 +173,13 @@ def test_oidc_sign_in_through_a_real_provider(tmp_path: Path, database_url: str)
         port = free_port()
         redirect = f"http://127.0.0.1:{port}{CALLBACK}"
         async with oidc_provider(tmp_path / "op", redirect, OLGA) as provider:
-            async with running_portal(
-                    tmp_path, database_url=database_url, port=port,
-                    oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
-                    oidc_client_secret=provider.client_secret,
-                    oidc_name="Example IdP") as portal:
-                await _flow(portal, provider)
+            with smtp_sink() as sink:
+                async with running_portal(
+                        tmp_path, database_url=database_url, port=port,
+                        oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
+                        oidc_client_secret=provider.client_secret, oidc_name="Example IdP",
+                        smtp_host="127.0.0.1", smtp_port=sink.port) as portal:
+                    await _flow(portal, provider)
+                    await _joined(portal, provider, sink)
             await _forged_id_tokens(provider, redirect)
     asyncio.run(main())
