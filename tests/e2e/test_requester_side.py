@@ -28,6 +28,7 @@ import json
 import re
 import sqlite3
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ from playwright.async_api import FilePayload, Page, async_playwright
 
 from portal.accounts import Role
 from portal.webhooks import SIGNATURE_HEADER, verify
-from tests.integration.test_portal_webhooks import EVENTS, Receiver, receiving
 from tests.support.accounts import accounts, new_transaction, requester_in
 from tests.support.chromium import launch_chromium
 from tests.support.cli import run_qsign
@@ -47,10 +47,15 @@ from tests.support.requester_pages import join, new_api_token, session_call
 from tests.support.signing_stack import OnStack, Stack, with_stack
 from tests.support.smtp_sink import SmtpSink, smtp_sink
 from tests.support.waiting import wait_until_async
+from tests.support.webhook_receiver import EVENTS, Receiver, receiving
 from tests.support.workspace_members import call_as
 
 RITA, REMI = "rita@example.test", "remi@example.test"  # the two requesters
 ALICE, BOB = "alice@example.test", "bob@example.test"  # the signers (the card's names)
+
+
+def _pdf(name: str) -> FilePayload:
+    return {"name": name, "mimeType": "application/pdf", "buffer": blank_pdf(1)}
 
 
 async def _admin(portal: RunningPortal, method: str, path: str, body: Any = None,
@@ -67,9 +72,7 @@ async def _make_template(page: Page, portal: RunningPortal, ws: str) -> dict[str
     await page.fill("#title", "Lease (model)")
     await page.fill("#req-name", "Rita Lopez")
     await page.fill("#req-email", RITA)
-    pdf: FilePayload = {"name": "lease.pdf", "mimeType": "application/pdf",
-                        "buffer": blank_pdf(1)}
-    await page.set_input_files("#documents", files=[pdf])
+    await page.set_input_files("#documents", files=[_pdf("lease.pdf")])
     await page.click("#add-signer")
     rows = page.locator("#signers .signer-row")
     for index, (role, email) in enumerate((("Tenant", "model-t@example.test"),
@@ -272,6 +275,10 @@ async def _b_workspace(portal: RunningPortal) -> dict[str, str]:
             "bulk": bulk["id"], "hook": hook["id"], "token": b_token.id}
 
 
+def _identifier(ids: dict[str, str], placeholder: re.Match[str]) -> str:
+    return ids.get(placeholder.group(1), "x")
+
+
 async def _sweep(portal: RunningPortal, ann: Page, token: str, b: dict[str, str]) -> int:
     """Every requester route with B's identifiers, with Ann's session and her token;
     the number of calls made."""
@@ -279,7 +286,7 @@ async def _sweep(portal: RunningPortal, ann: Page, token: str, b: dict[str, str]
     for method, template in _requester_routes(portal):
         ids = {**b, "id": b["ws"] if "/console/workspaces/" in template else
                b["user"] if "/console/users/" in template else b["id"]}
-        path = PLACEHOLDER.sub(lambda m, ids=ids: ids.get(m.group(1), "x"), template)
+        path = PLACEHOLDER.sub(partial(_identifier, ids), template)
         if path == template and method != "GET":
             continue  # no identifier to try: it acts in A's own workspace or account
         body = {"text": "hello"}
@@ -332,8 +339,7 @@ async def _viewer_cannot_write(vic: Page, portal: RunningPortal, ws: str,
     create = vic.locator("#create-submit")
     if await create.is_visible():
         await vic.fill("#title", "Mine")
-        await vic.set_input_files("#documents", files=[{
-            "name": "a.pdf", "mimeType": "application/pdf", "buffer": blank_pdf(1)}])
+        await vic.set_input_files("#documents", files=[_pdf("a.pdf")])
         await vic.locator("#signers [data-field=email]").fill("x@example.test")
         await vic.fill("#req-name", "Vic")
         await vic.fill("#req-email", VIC)
