@@ -21,6 +21,7 @@ from portal.links import LinkSigner
 from portal.mail import Mailer
 from portal.otp import OutboxGateway, SmsGateway, SmsOtp
 from portal.routes import accounts, advanced, agent_sms, enrolment, pages, requester, signer, space
+from portal.routes.access import SESSION_IDLE, accounts_of
 from portal.routes.console import add_routes as add_console_routes
 from portal.routes.identity import mount_identity, reference_identity
 from portal.routes.identity_documents import (
@@ -165,6 +166,7 @@ async def _sweeper(portal: Portal, every: float = 60) -> None:
     while True:
         try:
             await sweep_expired(portal)
+            await asyncio.to_thread(accounts_of(portal).purge_expired, SESSION_IDLE)
         except Exception:
             log.exception("expiry sweep failed")
         await asyncio.sleep(every)

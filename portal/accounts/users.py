@@ -233,3 +233,16 @@ class Users(Tables):
             if cur.rowcount != 1:
                 raise PortalError(Code.NOT_FOUND, f"no account for {email}")
             return self._user(cur, "WHERE email = ?", email.lower())
+
+    def purge_expired(self, idle: dt.timedelta) -> int:
+        """Delete sessions past their absolute or idle expiry, and sign-ins and reset
+        links past theirs (the portal's sweeper, every minute); returns the rows gone."""
+        now = self.clock()
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM account_sessions WHERE expires_at <= ? OR "
+                        "last_seen_at <= ?", (iso(now), iso(now - idle)))
+            gone = int(cur.rowcount)
+            cur.execute("DELETE FROM oidc_logins WHERE expires_at <= ?", (iso(now),))
+            gone += int(cur.rowcount)
+            cur.execute("DELETE FROM password_resets WHERE expires_at <= ?", (iso(now),))
+            return gone + int(cur.rowcount)

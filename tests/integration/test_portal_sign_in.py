@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from portal.accounts.credentials import hash_password, new_totp_secret
-from portal.routes.access import PLAIN_COOKIE
+from portal.routes.access import PLAIN_COOKIE, SESSION_IDLE
 from portal.service import create_app
 from portal.store import Store
 from tests.support.accounts import Browser, accounts, new_transaction
@@ -311,6 +311,15 @@ async def _shared_and_expiring(portal: RunningPortal) -> None:
                 assert await stage_at(portal.url) == "done"
             portal.clock.advance(hours=1, minutes=30)
             assert await stage_at(portal.url) == "none"
+
+            # the sweeper's purge deletes sessions nobody came back to
+            await sign_in()
+            portal.clock.advance(hours=2)
+            assert store.purge_expired(SESSION_IDLE) >= 1
+            with portal.store.db.transaction() as cur:
+                cur.execute("SELECT COUNT(*) FROM account_sessions WHERE user_id = ?",
+                            (user.id,))
+                assert cur.fetchone()[0] == 0
     finally:
         await second.close()
 
