@@ -34,7 +34,9 @@ _SESSION: web.RequestKey[tuple[str, Session] | None] = web.RequestKey(
 
 
 def requester(request: web.Request) -> Portal:
-    """The portal, if the request carries the requester's token (RFC 6750 §2.1)."""
+    """The portal, if the request carries the bootstrap bearer token (RFC 6750 §2.1): the
+    service administrator's first credential, all that `/api/v1/outbox` accepts. Every
+    other requester route goes through `principal` / `member`."""
     portal = request.app[PORTAL]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

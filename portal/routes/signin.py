@@ -28,8 +28,8 @@ from portal.accounts.credentials import (
 )
 from portal.audit import arecord
 from portal.body_schema import BodySchema, closed, openapi_component, text
+from portal.cross_site import SAFE_METHODS, origin_of
 from portal.cross_site import check as cross_site_check
-from portal.cross_site import origin_of
 from portal.errors import Code, PortalError
 from portal.routes.access import (
     PENDING_LIFETIME,
@@ -280,7 +280,7 @@ async def pending_session(request: web.Request, *stages: str) -> tuple[Portal, S
     current = await browser_session(request)
     if current is None or current[1].stage not in stages:
         raise PortalError(Code.UNAUTHORIZED, "sign in first")
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
+    if request.method not in SAFE_METHODS:
         csrf_check(request)
     return request.app[PORTAL], current[1], current[0]
 
