@@ -2,7 +2,9 @@
 
     python bench/identity.py [SECTION ...] [--quick N] [--seed S]
 
-Sections: `mrz` (documents photographed as a phone would, read by the service).
+Sections: `mrz` (documents photographed as a phone would, read by the service), `faces`
+(the face-match false-accept / false-reject table, the liveness moves seen, ms per frame:
+bench/identity_faces.py).
 `--quick N` measures N documents instead of the full set (at least 1,000 for the MRZ).
 Prints numbers; asserts nothing (DESIGN: benchmarks are never timed tests).
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.identity_faces import faces_section
 from portal.identity import camera, mrz, ocr, portraits, specimen
 from portal.identity.evidence import EvidenceSigner
 from portal.identity.model import (
@@ -167,7 +170,8 @@ def mrz_section(args: argparse.Namespace) -> None:
             print(f"    {outcome.format} {outcome.mrz} {outcome.document} {outcome.note}")
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"mrz": mrz_section}
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"mrz": mrz_section,
+                                                             "faces": faces_section}
 
 
 def main() -> None:

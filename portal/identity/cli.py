@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from portal.identity import specimen
+from portal.identity import portraits, specimen
 from portal.identity.evidence import CERT_FILE, EvidenceSigner
 from portal.identity.mrz import DocumentFormat
 
@@ -35,6 +35,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--number", help="document number (default: random)")
     p.add_argument("--defect", choices=[d.value for d in specimen.Defect],
                    help="a deliberate defect, for refusal tests")
+    p.add_argument("--portrait", default="astronaut", metavar="FILE|NAME",
+                   help="the holder's photo: a PNG/JPEG file, or a public-domain sample "
+                   f"({', '.join(sorted(portraits.SAMPLES))}: with qsign[dev]); the "
+                   "video check compares the selfie with it (default: astronaut)")
     p.add_argument("--out", type=Path, nargs="+", required=True,
                    help="PNG files: front and back (td1) or the data page (td3)")
     p.set_defaults(func=_specimen)
@@ -58,8 +62,9 @@ def _specimen(args: argparse.Namespace) -> int:
                                   given_names=args.given, sex=args.sex, birth_date=args.birth,
                                   expiry_date=args.expiry, number=args.number)
         made = specimen.render(data, defect=specimen.Defect(args.defect)
-                               if args.defect else None)
-    except specimen.SpecimenError as exc:
+                               if args.defect else None,
+                               portrait=portraits.load(args.portrait))
+    except (specimen.SpecimenError, portraits.PortraitUnavailable) as exc:
         print(f"qsign: error: {exc}", file=sys.stderr)
         return 2
     for side, path in zip(sides, args.out, strict=True):

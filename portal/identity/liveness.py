@@ -34,12 +34,12 @@ log = logging.getLogger(__name__)
 # a vendor calibrates these on recorded attacks, ISO/IEC 30107-3).
 YAW_CHANGE = 0.07
 PITCH_CHANGE = 0.05
-BLINK_DIP = 0.7  # the eyes at most 70% as open as before and after
+BLINK_DIP = 0.5  # the eyes at most half as open as before and after (looking up: 0.7)
 CLOSER_GROWTH = 1.15
 # Below these the face did not move in the picture: a fraction of the distance between
 # the eyes (place), of the size, and degrees (roll).
-STILL = 0.05
-STILL_ROLL = 1.0
+STILL = 0.08
+STILL_ROLL = 2.0
 ACTIONS = ("turn-head-left", "turn-head-right", "look-up", "blink", "come-closer")
 
 

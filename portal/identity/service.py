@@ -13,13 +13,12 @@ The reference flow, per signer session:
    captured frames before its deadline.
 
 What the reference service checks about liveness frames: that they are PNG/JPEG images
-of a plausible size, all the same size, different from each other and from every frame
-sent before in the session, and that they answer the challenge currently open (its id
-and nonce) in its time window. It does NOT look at the frames' content: it cannot tell
-whether a head turned, an eye blinked or three fingers were shown, nor whether the face
-is the document photo's. That needs face detection, pose estimation and face matching,
-which a vendor's provider brings; until then a person who replays fresh frames of
-anyone in time passes liveness. The timing and binding checks stay meaningful.
+of one camera, different from each other and from every frame the service accepted in
+any session, answering the open challenge (its id and nonce) in its time window; that
+every frame shows one face, the document portrait's person (dlib descriptors), and that
+the landmarks move as the challenge asks from where the face was when it showed
+(face_step.py, liveness.py). What it does not establish (presentation attack detection
+proper: a replayed video, a mask, a deepfake) is in README.md.
 """
 
 from __future__ import annotations

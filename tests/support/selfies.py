@@ -60,10 +60,12 @@ def warp(frame: Image.Image, face: faces.Face, *, yaw: float = 0.0, pitch: float
     left) or tilted (`pitch` > 0: looking up), as a fraction of the head's size."""
     pixels = np.asarray(frame.convert("RGB"))
     h, w = pixels.shape[:2]
-    left, top, right, bottom = face.box
-    # The head: a little wider and taller than dlib's box (hair, chin).
-    hw, hh = (right - left) * 1.3, (bottom - top) * 1.5
-    cx, cy = (left + right) / 2, (top + bottom) / 2
+    top, bottom = face.box[1], face.box[3]
+    # The face between its jaw line's ends (which stay, as a turning head's outline
+    # does), and a little taller than dlib's box (forehead, chin).
+    jaw_left, jaw_right = face.landmarks[0][0], face.landmarks[16][0]
+    hw, hh = (jaw_right - jaw_left) * 1.1, (bottom - top) * 1.5
+    cx, cy = (jaw_left + jaw_right) / 2, (top + bottom) / 2
     x0, y0 = cx - hw / 2, cy - hh / 2 - (bottom - top) * 0.1
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     tx, ty = (xs - x0) / hw, (ys - y0) / hh
