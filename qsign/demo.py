@@ -120,7 +120,8 @@ qsign demo is running (state in {root}):
   sign now    {invite}
   card        Virtual PCD reader, PIN {DEMO_PIN}; certificate: {certificate}
   ID document qsign portal specimen --type td1 --country FRA --surname Martin --given Alice
-                --out front.png back.png   (a SPECIMEN the demo's identity service accepts)
+                --portrait YOUR_PHOTO.jpg --out front.png back.png   (a SPECIMEN the
+                demo's identity service accepts; its video check wants that photo's face)
   SMS codes   qsign portal outbox --config {portal_config}
               or http://127.0.0.1:{ports.portal}/outbox with the requester token:
               cat {root / 'portal' / 'requester.token'}
