@@ -35,6 +35,11 @@ function readToken() {
 let session = null;
 let workspace = null;
 
+/** A viewer's session reads only (portal/API.md "Workspaces and roles"): no writing controls. */
+function readOnly() {
+  return Boolean(session) && session.workspaces.some((w) => w.id === workspace && w.role === "viewer");
+}
+
 function call(method, path, options = {}) {
   if (session) {
     const scoped = path.replace(/^\/api\/v1\/transactions/,
@@ -69,7 +74,7 @@ async function useToken(value) {
 function showSignedIn(yes) {
   $("token-form").hidden = yes;
   $("token-ok").hidden = !yes;
-  $("create").hidden = !yes;
+  $("create").hidden = !yes || readOnly();
   $("list").hidden = !yes;
   if (!yes) $("detail").hidden = true;
 }
@@ -287,7 +292,7 @@ function renderDetail() {
       el("p", { class: "small muted", text: [s.email, s.phone, s.lang].filter(Boolean).join(" · ") }));
     if (s.signedAt) item.append(el("p", { class: "small", text: t("detail.signedAt", { at: formatDate(s.signedAt) }) }));
     if (s.refusalReason) item.append(el("p", { class: "small", text: t("detail.refusalReason", { reason: s.refusalReason }) }));
-    item.append(signerControls(tx, s, call, redraw, $("detail-error")) || "");
+    if (!readOnly()) item.append(signerControls(tx, s, call, redraw, $("detail-error")) || "");
     if (s.inviteUrl) {
       const link = new URL(s.inviteUrl, location.origin).href;
       const field = `invite-${s.id}`;
@@ -312,7 +317,8 @@ function renderDetail() {
                        onclick: (event) => downloadDocument(event.currentTarget, d) }))),
     el("div", { class: "validation", hidden: true }))));
   $("detail-messaging").hidden = !tx.messaging;
-  $("detail-actions").replaceChildren(cancelControl(tx, call, redraw, $("detail-error")) || "");
+  $("reply-form").hidden = readOnly();
+  $("detail-actions").replaceChildren((!readOnly() && cancelControl(tx, call, redraw, $("detail-error"))) || "");
 }
 
 /** After an action on the opened transaction (transaction_actions.js). */
