@@ -31,6 +31,7 @@ from pyhanko.sign.ades.report import (
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation.ades import AdESLTAValidationResult, ades_lta_validation
 from pyhanko.sign.validation.errors import SignatureValidationError
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.policy_decl import (
     CertificateFetchingRule,
@@ -42,7 +43,11 @@ from pyhanko.sign.validation.policy_decl import (
 from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
 from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
-from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
+from pyhanko_certvalidator.policy_decl import (
+    CertRevTrustPolicy,
+    FreshnessReqType,
+    RevocationCheckingPolicy,
+)
 from pyhanko_certvalidator.registry import SimpleTrustManager
 
 from validation.errors import ValidationError
@@ -69,6 +74,8 @@ INDICATIONS = {AdESStatus.PASSED: TOTAL_PASSED, AdESStatus.FAILED: TOTAL_FAILED,
 UNREADABLE = (PdfError, SignatureValidationError, ValueError, KeyError, TypeError,
               AttributeError, IndexError, RecursionError, NotImplementedError, zlib.error,
               AssertionError)
+# A certificate naming OCSP or a CRL needs its status (TS 119 172-3 "eithercheck").
+HARD_FAIL = RevocationCheckingPolicy.from_legacy("hard-fail")
 HEADER_WINDOW = 1024  # ISO 32000-2 §7.5.2: readers find %PDF- within the first 1024 bytes
 
 
@@ -117,29 +124,66 @@ def _open(data: bytes) -> PdfFileReader:
 
 async def _validate_all(signatures: list[EmbeddedPdfSignature], settings: ValidationSettings,
                         timing: ValidationTimingInfo) -> list[Validated]:
+    out = []
+    for signature in signatures:
+        out.append(await _validate_one(signature, settings, timing))
+    return out
+
+
+def _spec(settings: ValidationSettings, freshness: CertRevTrustPolicy
+          ) -> PdfSignatureValidationSpec:
     online = settings.online
-    spec = PdfSignatureValidationSpec(SignatureValidationSpec(
+    return PdfSignatureValidationSpec(SignatureValidationSpec(
         cert_validation_policy=CertValidationPolicySpec(
             trust_manager=SimpleTrustManager.build(trust_roots=settings.trust_anchors),
-            # A certificate naming OCSP or a CRL needs its status (TS 119 172-3 "eithercheck").
-            revinfo_policy=CertRevTrustPolicy(RevocationCheckingPolicy.from_legacy("hard-fail"))),
+            revinfo_policy=freshness),
         revinfo_gathering_policy=RevocationInfoGatheringSpec(
             online_fetching_rule=(RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH if online
                                   else RevinfoOnlineFetchingRule.LOCAL_ONLY),
             certificate_fetching_rule=(CertificateFetchingRule.FOLLOW_ONLINE_RULE if online
                                        else CertificateFetchingRule.NEVER_FETCH))))
-    out = []
-    for signature in signatures:
-        out.append(await _validate_one(signature, spec, settings, timing))
-    return out
 
 
-async def _validate_one(signature: EmbeddedPdfSignature, spec: PdfSignatureValidationSpec,
-                        settings: ValidationSettings, timing: ValidationTimingInfo
-                        ) -> Validated:
+def _freshness(signature: EmbeddedPdfSignature, timing: ValidationTimingInfo,
+               max_age: dt.timedelta) -> tuple[CertRevTrustPolicy, ValidationTimingInfo]:
+    """The revocation freshness (EN 319 102-1 §5.2.5.4) and timing for one signature.
+    With a signature timestamp, the freshness is judged at the best-signature-time, as
+    past signature validation (§5.6.2.4) does: revocation data issued after the
+    timestamp, or at most `max_age` before it (the policy's maximum accepted age X of
+    §5.2.5.4), covers the signature; so a B-LT keeps validating offline once its OCSP
+    response is past its nextUpdate. The timestamp's own validation (§5.4) is what makes
+    that time trusted: a signature whose timestamp fails does not pass whatever this
+    says. Without one, revocation data must be current at the validation time."""
+    stamped = _timestamp_time(signature)
+    if stamped is None or stamped >= timing.validation_time:
+        return CertRevTrustPolicy(HARD_FAIL), timing
+    # pyHanko's TIME_AFTER_SIGNATURE with no cooldown: usable when thisUpdate >= the
+    # best_signature_time it is given, here the timestamp's second less the maximum age
+    # (revocation times are whole seconds: RFC 5280 §4.1.2.5.2).
+    cutoff = stamped.replace(microsecond=0) - max_age
+    return (CertRevTrustPolicy(HARD_FAIL, freshness=dt.timedelta(0),
+                               freshness_req_type=FreshnessReqType.TIME_AFTER_SIGNATURE),
+            dataclasses.replace(timing, best_signature_time=cutoff))
+
+
+def _timestamp_time(signature: EmbeddedPdfSignature) -> dt.datetime | None:
+    """The genTime of the signature's timestamp token (RFC 3161 §2.4.2), unverified."""
+    try:
+        token = next(extract_tst_data_iter(signature.signer_info, signed=False))
+        gen_time = token["encap_content_info"]["content"].parsed["gen_time"].native
+    except (StopIteration, *UNREADABLE):
+        return None
+    return gen_time if isinstance(gen_time, dt.datetime) else None
+
+
+async def _validate_one(signature: EmbeddedPdfSignature, settings: ValidationSettings,
+                        timing: ValidationTimingInfo) -> Validated:
     field = _field_name(signature)
     try:
-        result = await ades_lta_validation(signature, spec, timing_info=timing)
+        freshness, timing = _freshness(signature, timing,
+                                        settings.revocation_max_age)
+        result = await ades_lta_validation(signature, _spec(settings, freshness),
+                                           timing_info=timing)
         sub = _sub_indication(result)
         if sub == AdESPassed.OK and _changed_beyond_allowed(result.api_status):
             # EN 319 102-1 §5.2.9 (signature acceptance): our policy accepts later revisions

@@ -35,6 +35,7 @@ STATUS_GRANTED = eutl_parse.STATUS_GRANTED
 MAX_LIST_BYTES = 32 * 1024 * 1024  # the EU LOTL is ~0.5 MB, the largest national list ~10 MB
 FETCH_TIMEOUT_S = 30.0
 MAX_SIZE_DEFAULT = 64 * 1024 * 1024
+REVOCATION_MAX_AGE = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class ValidationSettings:
     # the file carries (its DSS). Off by default: a file's URLs are the signer's choice.
     online: bool = False
     max_size: int = MAX_SIZE_DEFAULT
+    # EN 319 102-1 §5.2.5.4's maximum accepted age of revocation data, measured back from
+    # the signature timestamp: a signing service gathers it before the signer signs.
+    revocation_max_age: dt.timedelta = REVOCATION_MAX_AGE
 
     @property
     def trust_anchors(self) -> tuple[x509.Certificate, ...]:

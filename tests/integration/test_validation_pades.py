@@ -4,6 +4,7 @@ third-party corpus through `qsign validate`."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import queue
@@ -93,6 +94,37 @@ def test_b_lta_still_qes_after_its_revocation_data_went_stale(lists: DemoLists,
     settings = ValidationSettings.load([str(lists.granted)], operator_certs=[lists.operator])
     (signature,) = validate_pdf(b_lta, settings, at=later).signatures
     assert (signature.indication, signature.qualification) == ("TOTAL-PASSED", "QES")
+
+
+@pytest.mark.parametrize("days", [2, 30])
+def test_b_lt_still_qes_days_later_offline(lists: DemoLists, b_lt: bytes, days: int) -> None:
+    """A B-LT validated offline days after signing: its OCSP response, issued after the
+    signature timestamp and covering that time, is fresh enough (EN 319 102-1 §5.2.5
+    freshness checker, §5.6.2.4 past signature validation); pyHanko's default asked for
+    data fresher than the validation time (INDETERMINATE/TRY_LATER after an hour)."""
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    settings = ValidationSettings.load([str(lists.granted)], operator_certs=[lists.operator])
+    (signature,) = validate_pdf(b_lt, settings, at=later).signatures
+    assert (signature.indication, signature.sub_indication) == ("TOTAL-PASSED", None)
+    assert signature.qualification == "QES" and signature.level == "B-LT"
+    # Data older than the accepted age before the timestamp does not cover it.
+    strict = dataclasses.replace(settings, revocation_max_age=-dt.timedelta(hours=1))
+    (signature,) = validate_pdf(b_lt, strict, at=later).signatures
+    assert signature.indication == "INDETERMINATE" and signature.qualification != "QES"
+
+
+def test_b_b_and_b_t_without_revocation_data_do_not_pass_offline(
+        pki: PortalPki, alice: SoftwareSigner, lists: DemoLists) -> None:
+    """The freshness relaxed for B-LT still needs revocation data: a B-B or B-T whose
+    file carries none cannot pass offline, now or later."""
+    settings = ValidationSettings.load([str(lists.granted)], operator_certs=[lists.operator])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    for level in ("B-B", "B-T"):
+        signed = sign(pki, blank_pdf(), alice, level)
+        for at in (None, later):
+            (signature,) = validate_pdf(signed, settings, at=at).signatures
+            assert signature.indication == "INDETERMINATE", (level, at)
+            assert signature.qualification != "QES"
 
 
 def test_withdrawn_before_signing_is_not_qualified(lists: DemoLists, b_lt: bytes) -> None:
