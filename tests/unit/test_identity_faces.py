@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
+from portal.config import ConfigError, PortalConfig
 from portal.identity import faces, liveness, portraits, specimen
 from portal.identity.model import IdentityPolicy
 from portal.identity.mrz import DocumentFormat
@@ -116,3 +117,11 @@ def test_a_frame_without_a_face_or_with_two_fails(
     assert _verdict("blink", blank, document("astronaut")) is liveness.Verdict.NO_FACE
     two = [*frames[:2], selfies.several([astronaut, portraits.sample("hopper")])]
     assert _verdict("blink", two, document("astronaut")) is liveness.Verdict.SEVERAL
+
+
+def test_the_threshold_is_configuration() -> None:
+    config = PortalConfig.from_mapping({"identity": {"face_distance": 0.5}})
+    assert config.identity_policy is not None
+    assert config.identity_policy.face_distance == 0.5
+    with pytest.raises(ConfigError, match="face_distance"):
+        PortalConfig.from_mapping({"identity": {"face_distance": "strict"}})
