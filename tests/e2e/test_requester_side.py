@@ -1,9 +1,10 @@
 """The requester's side (issue 15 acceptance) in Chromium, on the portal served on
 loopback with a real SMTP server (aiosmtpd) and a webhook receiver (aiohttp) there too.
 
-The journey: the service administrator (the bootstrap token, which has no session, so
-through the API) creates a workspace, adds a webhook for every event and invites two
-requesters; each opens the mailed /join/ link in Chromium, chooses a password and
+The journey: the service administrator (the bootstrap token) creates a workspace and
+invites two requesters through the API (the token has no session for /workspace, and
+/console neither creates nor invites), and adds a webhook for every event in /advanced;
+each requester opens the mailed /join/ link in Chromium, chooses a password and
 enrols TOTP from the key the page shows. The first makes a two-signer sequential B-LTA
 transaction in /requester and saves it as a template in /templates; the second starts a
 transaction from that template in /templates. The signers sign with the simulated card
@@ -113,6 +114,22 @@ async def _start_from_template(page: Page, portal: RunningPortal) -> None:
     await until(page, "document.querySelector('#use-status').dataset.kind === 'ok'")
 
 
+async def _add_webhook(page: Page, portal: RunningPortal, ws: str, url: str) -> str:
+    """The administrator adds a webhook for every event (the page's default) in
+    /advanced with the bootstrap token; its secret as the page shows it once."""
+    await page.goto(f"{portal.url}/advanced?ws={ws}&lang=en")
+    await ready(page)
+    await page.fill("#token", portal.token)
+    await page.click("#token-form button[type=submit]")
+    await page.locator("#advanced").wait_for()
+    await page.fill("#hook-url", url)
+    await page.click("#hook-submit")
+    await page.locator("#hook-secret:not([hidden])").wait_for()
+    [hook] = (await _admin(portal, "GET", f"/api/v1/workspaces/{ws}/webhooks"))["webhooks"]
+    assert sorted(hook["events"]) == sorted(EVENTS)
+    return await page.input_value("#secret")
+
+
 def _mailed(sink: SmtpSink, address: str) -> bool:
     return bool(sink.to(address))
 
@@ -132,14 +149,14 @@ def test_two_requesters_a_template_and_a_sequential_b_lta_transaction(
         portal = stack.portal
         ws = (await _admin(portal, "POST", "/api/v1/workspaces", {"name": "Agence Dupont"},
                            expect=201))["id"]
-        hook = await _admin(portal, "POST", f"/api/v1/workspaces/{ws}/webhooks",
-                            {"url": url, "events": EVENTS}, expect=201)
         for email in (RITA, REMI):
             await _admin(portal, "POST", f"/api/v1/workspaces/{ws}/invitations",
                          {"email": email, "role": "requester"}, expect=201)
         async with async_playwright() as playwright:
             browser = await launch_chromium(playwright)
             try:
+                admin = await (await browser.new_context()).new_page()
+                secret = await _add_webhook(admin, portal, ws, url)
                 rita = await (await browser.new_context()).new_page()
                 remi = await (await browser.new_context()).new_page()
                 await join(rita, portal, sink, RITA, "Rita Lopez")
@@ -178,12 +195,12 @@ def test_two_requesters_a_template_and_a_sequential_b_lta_transaction(
                     ("accepted", 2), ("signed", 2), ("completed", None)]
 
         def of_tx() -> list[dict[str, Any]]:
-            return [e for e in receiver.events(hook["secret"])
+            return [e for e in receiver.events(secret)
                     if e["data"]["transaction"]["id"] == tx["id"]]
 
         await wait_until_async(lambda: len(of_tx()) >= len(expected), "every event")
         for headers, raw in receiver.received:  # every request the receiver got
-            assert verify(hook["secret"], headers[SIGNATURE_HEADER], raw, now=time.time())
+            assert verify(secret, headers[SIGNATURE_HEADER], raw, now=time.time())
         assert [(e["event"], e["data"].get("signer", {}).get("order"))
                 for e in of_tx()] == expected
 
