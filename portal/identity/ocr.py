@@ -31,7 +31,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from portal.identity import mrz, rectify
+from portal.identity import mrz, ocrb, rectify
 from portal.identity.mrz import DocumentFormat, MrzInvalid, MrzReason
 
 TESSERACT = "tesseract"
@@ -317,12 +317,15 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
     text, seconds = _tesseract(crop, "--psm", "6", "-c", whitelist)
     raw = [line for line in text.splitlines() if line.strip()]
     if len(raw) != len(lines):
-        raise MrzInvalid(MrzReason.UNREADABLE, "the MRZ lines could not be told apart")
+        raw = [""] * len(lines)  # lines run together: every run is read alone below
     choices: list[list[str]] = []  # per line, the readings worth trying
     for line, read_line, runs in zip(lines, raw, runs_per_line, strict=True):
-        words = _words_for_runs(read_line, runs)
+        words = _words_for_runs(read_line, runs) if read_line else [None] * len(runs)
         per_run: list[list[str]] = []
+        by_shape: list[str] = []
         for index, (a, b) in enumerate(runs):
+            shapes = "".join(ocrb.read_cell(masked.crop((x0, line.top, x1, line.bottom)))
+                             or mrz.FILLER for x0, x1 in line.cells[a:b])
             fits = _fit(words[index], b - a)
             if not fits:
                 # Misread run (a glyph doubled or dropped): read it alone as one word.
@@ -331,15 +334,20 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
                 alone, more = _tesseract(masked.crop(box), "--psm", "8", "-c", whitelist)
                 seconds += more
                 fits = _fit("".join(alone.split()), b - a)
-            if not fits:
-                raise MrzInvalid(MrzReason.UNREADABLE, "part of the MRZ could not be read")
-            per_run.append(fits)
-        options = []
-        for combination in itertools.islice(itertools.product(*per_run), _MAX_TRIES):
+            # Each place read by its OCR-B shape too (ocrb.py): a run tesseract cannot
+            # fit to its length still has a reading, and the check digits choose.
+            per_run.append([*fits, shapes] if shapes not in fits else fits)
+            by_shape.append(shapes)
+        options: list[str] = []
+        combinations = itertools.chain(
+            [tuple(r[0] for r in per_run), tuple(by_shape)],
+            itertools.islice(itertools.product(*per_run), _MAX_TRIES))
+        for combination in combinations:
             chars = [mrz.FILLER] * len(line.cells)
             for found, (a, b) in zip(combination, runs, strict=True):
                 chars[a:b] = list(found)
-            options.append("".join(chars))
+            if "".join(chars) not in options:
+                options.append("".join(chars))
         choices.append(options)
     error: MrzInvalid | None = None
     for assembled in itertools.islice(itertools.product(*choices), _MAX_TRIES):

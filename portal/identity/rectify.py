@@ -76,6 +76,13 @@ def _glyphs(ink: np.ndarray) -> list[_Glyph]:
     return out
 
 
+def _sized(row: list[_Glyph], low: float) -> list[_Glyph]:
+    """A row's glyphs of a glyph's height: at least `low` of the row's usual height
+    (specks), at most 1.6 times it (a glyph run into the document's edge)."""
+    usual = float(np.percentile([g.height for g in row], 80))  # letters, not fillers
+    return [g for g in row if low * usual <= g.height <= 1.6 * usual]
+
+
 def _skew(glyphs: list[_Glyph], bin_size: float) -> float:
     """The angle (radians) at which the glyph centres stack into the sharpest rows."""
     x = np.array([g.cx for g in glyphs])
@@ -119,7 +126,7 @@ def _zone_rows(rows: list[list[_Glyph]], fmt: DocumentFormat, angle: float
         return g.cx * math.cos(angle) + g.cy * math.sin(angle)
 
     def fits(row: list[_Glyph]) -> bool:
-        tall = [g for g in row if g.height >= 0.5 * max(h.height for h in row)]
+        tall = _sized(row, 0.5)
         return 0.7 * width <= len(tall) <= 1.5 * width
 
     def level(row: list[_Glyph]) -> float:
@@ -145,7 +152,7 @@ def _zone_rows(rows: list[list[_Glyph]], fmt: DocumentFormat, angle: float
 
 def _line_fit(row: list[_Glyph]) -> tuple[float, float]:
     """y = a * x + b through the centres of a row's full-height glyphs."""
-    tall = [g for g in row if g.height >= 0.7 * max(h.height for h in row)]
+    tall = _sized(row, 0.7)
     xs = np.array([g.cx for g in tall])
     ys = np.array([g.cy for g in tall])
     a, b = np.polyfit(xs, ys, 1)
@@ -206,7 +213,7 @@ def upright_zone(image: Image.Image, fmt: DocumentFormat) -> Image.Image:
 def _clean(row: list[_Glyph]) -> list[_Glyph]:
     """A row's glyphs without specks (short ones, or beyond its ends further than two
     pitches from their neighbour), the pieces of a glyph the threshold broke merged."""
-    tall = [g for g in row if g.height >= 0.35 * max(h.height for h in row)]
+    tall = _sized(row, 0.35)
     pitch = float(np.median(np.diff([g.cx for g in tall])))
     while len(tall) > 2 and tall[1].cx - tall[0].cx > 2 * pitch:
         tall = tall[1:]
