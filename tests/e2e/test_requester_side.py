@@ -134,6 +134,13 @@ def _mailed(sink: SmtpSink, address: str) -> bool:
     return bool(sink.to(address))
 
 
+def _about(sink: SmtpSink, address: str, tx_id: str) -> list[str]:
+    """The bodies of the mails to `address` that link /requester?tx=`tx_id`."""
+    bodies = [m.get_payload(decode=True) for m in sink.to(address)]
+    return [b.decode() for b in bodies
+            if isinstance(b, bytes) and f"/requester?tx={tx_id}" in b.decode()]
+
+
 def _audit_cli(state: Path) -> tuple[int, str]:
     config = state.parent / "audit-portal.toml"
     config.write_text(f'[portal]\nstate_dir = "{state}"\n')
@@ -190,6 +197,9 @@ def test_two_requesters_a_template_and_a_sequential_b_lta_transaction(
         await stack.sign(await stack.ready_to_sign(after, 1))
         done = await _admin(portal, "GET", f"/api/v1/transactions/{tx['id']}")
         assert done["status"] == "completed"
+        # The completion mail goes to the requester who started it, linking the transaction.
+        await wait_until_async(lambda: _about(sink, REMI, tx["id"]), "Rémi's completion mail")
+        assert not _about(sink, RITA, tx["id"])
 
         expected = [("viewed", 1), ("accepted", 1), ("signed", 1), ("viewed", 2),
                     ("accepted", 2), ("signed", 2), ("completed", None)]
