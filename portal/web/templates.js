@@ -70,8 +70,40 @@ function roleFields(role, index) {
     el("input", { id: id("phone"), type: "tel", maxlength: "20" }));
 }
 
+function fillEditor(tpl) {
+  $("edit").hidden = false;
+  $("edit-name").value = tpl.name;
+  $("edit-title").value = tpl.title;
+  $("edit-level").value = tpl.parameters.level || "B-LT";
+  $("edit-reminders").value = tpl.parameters.reminderDays || "";
+  $("edit-message").value = tpl.parameters.message || "";
+}
+
+async function saveEdit(event) {
+  event.preventDefault();
+  const days = Number($("edit-reminders").value);
+  const parameters = { ...chosen.parameters, level: $("edit-level").value,
+    message: $("edit-message").value.trim() };
+  if (days) parameters.reminderDays = days;
+  else delete parameters.reminderDays;
+  $("edit-submit").disabled = true;
+  try {
+    const tpl = await call("PATCH", `${base()}/templates/${encodeURIComponent(chosen.id)}`, {
+      revision: chosen.revision, name: $("edit-name").value.trim(),
+      title: $("edit-title").value.trim(), parameters });
+    notice(t("templates.saved", { name: tpl.name }), "ok");
+    await load();
+    choose(templates.find((one) => one.id === tpl.id) || tpl);
+  } catch (error) {
+    notice(explain(error), "error");
+  } finally {
+    $("edit-submit").disabled = false;
+  }
+}
+
 function choose(tpl) {
   chosen = tpl;
+  fillEditor(tpl);
   $("use").hidden = false;
   $("use-title").value = tpl.title;
   $("use-about").textContent = t("templates.chosen", { name: tpl.name });
@@ -199,6 +231,7 @@ async function main() {
   onLanguageChange(() => { if (templates.length) renderList(); });
   $("save-form").addEventListener("submit", save);
   $("use-form").addEventListener("submit", start);
+  $("edit-form").addEventListener("submit", saveEdit);
   $("bulk-form").addEventListener("submit", bulkSend);
   workspace = workspaceOf(null);
   await enter(async (caller) => {

@@ -1,5 +1,6 @@
 """The /templates page in Chromium (issue 15), on a portal served on loopback: a
-requester saves a transaction in groups as a template, starts a transaction from it with
+requester saves a transaction in groups as a template, edits it (title, level,
+reminders; the stale revision is the page's own), starts a transaction from it with
 its roles filled, sends a CSV whose bad line the page names by line and column, then a
 good one whose progress reaches every line sent. On the requester page, the same
 requester resends an invitation, replaces a signer and cancels the transaction. On the
@@ -54,13 +55,28 @@ def test_templates_page_saves_starts_and_sends_in_bulk(tmp_path: Path) -> None:
                 await check_page(page)
 
                 await item.locator("button").click()
+                await page.fill("#edit-title", "Bail 2027")
+                await page.select_option("#edit-level", "B-LTA")
+                await page.fill("#edit-reminders", "3")
+                await page.click("#edit-submit")
+                await until(page, "document.querySelector('#notice').dataset.kind === 'ok'")
+                [kept] = portal.store.templates("default")
+                assert (kept.revision, kept.body["title"]) == (2, "Bail 2027")
+                assert kept.body["parameters"]["level"] == "B-LTA"
+                assert kept.body["parameters"]["reminderDays"] == 3
+                await page.select_option("#edit-level", "B-B")  # B-LTA needs a TSA here
+                await page.click("#edit-submit")
+                await wait_until_async(
+                    lambda: portal.store.templates("default")[0].revision == 3, "revision 3")
+                await until(page, "document.querySelector('#edit-submit').disabled === false")
                 await page.fill("#req-name", "Agence Dupont")  # the bootstrap token has none
                 await page.fill("#req-email", "agence@example.test")
                 await page.fill("#role-0-email", "anne@example.test")
                 await page.fill("#role-1-email", "louis@example.test")
                 await page.click("#use-submit")
-                await until(page, "document.querySelector('#use-status').dataset.kind "
-                                  "=== 'ok'")
+                await until(page, "!document.querySelector('#use-status').hidden")
+                assert await page.get_attribute("#use-status", "data-kind") == "ok", \
+                    await page.inner_text("#use-status")
                 started = [t for t in portal.store.transactions() if t.id != tx["id"]]
                 assert [s.email for s in started[0].signers] == [
                     "anne@example.test", "louis@example.test"]
