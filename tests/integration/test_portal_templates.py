@@ -85,9 +85,9 @@ async def test_a_csv_with_a_bad_line_is_refused_naming_it(portal: RunningPortal)
     assert refused["error"] == "CSV_INVALID"
     assert [(e["line"], e["column"]) for e in refused["errors"]] == [
         (3, "Guarantor.email"), (3, "Landlord.lang")]
-    unknown = await portal.call("POST", path, {"requester": REQUESTER,
-                                               "csv": "Tenant.email,Pet.email\nx@y.test,z@y.test\n"},
-                                auth=True, expect=400)
+    unknown = await portal.call("POST", path, {
+        "requester": REQUESTER, "csv": "Tenant.email,Pet.email\nx@y.test,z@y.test\n"},
+        auth=True, expect=400)
     assert {(e["line"], e["column"]) for e in unknown["errors"]} >= {
         (1, "Pet.email"), (1, "Guarantor.email"), (1, "Landlord.email")}
     sent = await portal.call("POST", path, {"requester": REQUESTER, "csv": header
