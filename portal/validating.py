@@ -81,7 +81,8 @@ class ValidationDesk:
                     self._settings = await asyncio.to_thread(
                         ValidationSettings.load, list(chosen.trusted_lists),
                         operator_certs=list(chosen.operator_certs),
-                        max_size=self.config.max_document_bytes)
+                        max_size=self.config.max_document_bytes,
+                        use_expired_lists=chosen.use_expired_lists)
                 except TrustedListConfigError as exc:  # a file missing: the operator's
                     log.error("validation: [validation] unusable: %s", exc)
                     raise PortalError(Code.UNAVAILABLE, "the validation service is not "

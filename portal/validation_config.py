@@ -8,6 +8,7 @@ its path, as in portal/config.py.
     trusted_lists = ["/etc/qsign/tl.xml", "https://ec.europa.eu/tools/lotl/eu-lotl.xml"]
     operator_certs = ["/etc/qsign/tl-operator.pem"]
     per_address_per_hour = 60
+    use_expired_lists = true                    # a list past its NextUpdate: used, flagged
     seal_key = "/etc/qsign/seal.key"            # default: STATE_DIR/seal/key.pem
     seal_certificate = "/etc/qsign/seal.pem"    # default: STATE_DIR/seal/certificate.pem
     seal_chain = ["/etc/qsign/issuing.pem"]     # default: STATE_DIR/seal/chain.pem
@@ -26,6 +27,8 @@ class ValidationConfig:
     operator_certs: tuple[Path, ...] = ()
     # Validations one client address may ask per hour at /validate and the API.
     per_address_per_hour: int = 60
+    # A trusted list past its NextUpdate (TS 119 612 §5.3.15): used (flagged) or not.
+    use_expired_lists: bool = True
     seal_key: Path | None = None
     seal_certificate: Path | None = None
     seal_chain: tuple[Path, ...] = ()
@@ -44,6 +47,10 @@ class ValidationConfig:
             if key == "per_address_per_hour":
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise ValueError(f"{where}: a positive integer")
+                values[key] = value
+            elif key == "use_expired_lists":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{where}: true or false")
                 values[key] = value
             elif key in ("trusted_lists", "operator_certs", "seal_chain"):
                 if not isinstance(value, list) or not all(

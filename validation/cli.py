@@ -33,6 +33,9 @@ def register(subparsers: Any) -> None:
                    "pyHanko knows)")
     p.add_argument("--online", action="store_true", help="fetch revocation data and "
                    "certificates the files do not carry (off: the files' DSS only)")
+    p.add_argument("--no-expired-lists", action="store_true",
+                   help="do not use a trusted list past its NextUpdate (default: used, "
+                   "and flagged in the report)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true",
                      help="one JSON object per file, one per line (see README)")
@@ -53,10 +56,12 @@ def _validate(args: argparse.Namespace) -> int:
         print("qsign validate: no trusted list (--tl): no signature can be trusted",
               file=sys.stderr)
     settings = ValidationSettings.load(args.tl, operator_certs=args.tl_cert,
-                                       online=args.online)
-    for status in settings.trusted_lists:
-        if not status.ok:
-            print(f"qsign validate: trusted list {status.source} not used: {status.problem}",
+                                       online=args.online,
+                                       use_expired_lists=not args.no_expired_lists)
+    for status in settings.as_of(dt.datetime.now(dt.UTC)).trusted_lists:
+        if status.problem:
+            used = "used" if status.ok else "not used"
+            print(f"qsign validate: trusted list {status.source} {used}: {status.problem}",
                   file=sys.stderr)
     all_passed = True
     for path in args.files:

@@ -98,6 +98,8 @@ def validate_pdf(data: bytes, settings: ValidationSettings, *, name: str = "docu
         raise ValidationError("MALFORMED_PDF", f"the signature fields cannot be read: {exc}"
                               ) from exc
     timing = ValidationTimingInfo(at, at, False) if at else ValidationTimingInfo.now()
+    # Lists past their NextUpdate are flagged (and dropped if so configured) as of then.
+    settings = settings.as_of(timing.validation_time)
     validated = asyncio.run(_validate_all(signatures, settings, timing)) if signatures else []
     return FileReport(name=name, sha256=hashlib.sha256(data).hexdigest(),
                       signatures=tuple(v.report for v in validated),

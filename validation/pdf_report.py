@@ -159,7 +159,8 @@ def _lines(report: FileReport, when: dt.datetime, seal: ReportSeal | None
     if not report.trusted_lists:
         yield BODY, "None configured: no signature can be shown as qualified."
     for tl in report.trusted_lists:
-        state = "used" if tl.ok else f"NOT used: {tl.problem or 'unusable'}"
+        state = (f"used{': ' + tl.problem if tl.problem else ''}" if tl.ok
+                 else f"NOT used: {tl.problem or 'unusable'}")
         yield BODY, f"{tl.territory or '--'}  {tl.source}  ({state})"
     if seal is not None:
         yield SMALL, (f"This report is sealed by {seal.name}: its electronic seal proves "

@@ -99,6 +99,13 @@ def _certificate_level(signer: x509.Certificate | None, path: ValidationPath | N
     own = _own_statements(signer)
     if not status.qualified:
         return ADES, _why_not_qualified(path, moment, settings, "qc_compliance" in own)
+    issued = signer.not_valid_before
+    if issued < moment and not QualificationAssessor(settings.registry) \
+            .check_entity_cert_qualified(path, moment=issued).status.qualified:
+        # TS 119 615 §4.3: a certificate is qualified when it was issued under a granted
+        # CA/QC service, and still at the signing time; pyHanko judges the latter only.
+        return ADES, _why_not_qualified(path, issued, settings, "qc_compliance" in own,
+                                        when="when the certificate was issued")
     seal = status.qc_type == QcCertType.QC_ESEAL
     if status.qc_type == QcCertType.QC_WEB:
         return ADES, "the certificate is qualified for website authentication, not signatures"
@@ -124,7 +131,8 @@ def _own_statements(cert: x509.Certificate) -> set[str]:
 
 
 def _why_not_qualified(path: ValidationPath, moment: dt.datetime,
-                       settings: ValidationSettings, claims_qualified: bool) -> str:
+                       settings: ValidationSettings, claims_qualified: bool,
+                       when: str = "at the signing time") -> str:
     """The first reason along TS 119 615 §4.3's steps: the issuer's service on a list,
     its status at the signing time, then the certificate's own statements."""
     issuers = [c for c in path.iter_certs(include_root=True) if c is not path.leaf]
@@ -139,10 +147,10 @@ def _why_not_qualified(path: ValidationPath, moment: dt.datetime,
         period = service.status_at(moment)
         if period is None:
             return (f"the issuer's service \"{service.name}\" had no status on its trusted "
-                    f"list at the signing time ({day:%Y-%m-%d %H:%M}Z)")
+                    f"list {when} ({day:%Y-%m-%d %H:%M}Z)")
         if period.status != STATUS_GRANTED:
             return (f"the issuer's service was {period.name} on "
-                    f"{period.since.astimezone(dt.UTC):%Y-%m-%d}, before the signing time "
+                    f"{period.since.astimezone(dt.UTC):%Y-%m-%d}, not granted {when} "
                     f"({day:%Y-%m-%d %H:%M}Z)")
     if claims_qualified:
         return ("the trusted list's qualifiers (TS 119 612 §5.5.9.2, e.g. NotQualified) "

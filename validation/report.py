@@ -32,10 +32,14 @@ class TrustedListStatus:
     territory: str | None
     ok: bool
     problem: str | None = None
+    next_update: dt.datetime | None = None  # TS 119 612 §5.3.15, as the signed list says
+    via: str | None = None  # the list of trusted lists that pointed at it, if any
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "territory": self.territory, "ok": self.ok,
-                "problem": self.problem}
+                "problem": self.problem,
+                "nextUpdate": (self.next_update.astimezone(dt.UTC).isoformat()
+                               .replace("+00:00", "Z") if self.next_update else None)}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ the report; a list of trusted lists read from a file, not only from the EU's add
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import urllib.parse
 import urllib.request
@@ -58,6 +59,7 @@ class ListedService:
     certificates: tuple[x509.Certificate, ...]
     history: tuple[StatusPeriod, ...]
     territory: str | None
+    source: str = ""  # the trusted list that names it
 
     def status_at(self, moment: dt.datetime) -> StatusPeriod | None:
         current = None
@@ -89,6 +91,12 @@ class ValidationSettings:
     # EN 319 102-1 §5.2.5.4's maximum accepted age of revocation data, measured back from
     # the signature timestamp: a signing service gathers it before the signer signs.
     revocation_max_age: dt.timedelta = REVOCATION_MAX_AGE
+    # A list past its NextUpdate (TS 119 612 §5.3.15) is flagged in every report; used
+    # when True (its operator failed to publish, the content may be outdated), else not.
+    use_expired_lists: bool = True
+    # (source, signed XML) of each list used: a registry without the expired ones is
+    # rebuilt from them (pyHanko's TSPRegistry cannot drop entries).
+    signed_lists: tuple[tuple[str, str], ...] = ()
 
     @property
     def trust_anchors(self) -> tuple[x509.Certificate, ...]:
@@ -98,10 +106,44 @@ class ValidationSettings:
                 seen.setdefault(cert.sha256, cert)
         return tuple(seen.values())
 
+    def as_of(self, moment: dt.datetime) -> ValidationSettings:
+        """These settings at the validation time: every list past its NextUpdate then
+        says so in its `problem`, and is dropped (with the lists it points at) unless
+        `use_expired_lists`."""
+        statuses: list[TrustedListStatus] = []
+        dropped: set[str] = set()
+        for status in self.trusted_lists:
+            if status.via in dropped:
+                dropped.add(status.source)
+                statuses.append(dataclasses.replace(status, ok=False, problem=(
+                    "the list of trusted lists that points at it is expired, not used")))
+                continue
+            if not status.ok or status.next_update is None or status.next_update >= moment:
+                statuses.append(status)
+                continue
+            since = f"expired since {status.next_update.astimezone(dt.UTC):%Y-%m-%d %H:%M}Z"
+            if self.use_expired_lists:
+                statuses.append(dataclasses.replace(status, problem=(
+                    f"{since} (its NextUpdate): used, its content may be outdated")))
+            else:
+                dropped.add(status.source)
+                statuses.append(dataclasses.replace(status, ok=False, problem=(
+                    f"{since} (its NextUpdate): not used")))
+        if not dropped:
+            return dataclasses.replace(self, trusted_lists=tuple(statuses))
+        registry = TSPRegistry()
+        for source, signed in self.signed_lists:
+            if source not in dropped:
+                eutl_parse.trust_list_to_registry_unsafe(signed, registry)
+        return dataclasses.replace(
+            self, registry=registry, trusted_lists=tuple(statuses),
+            services=tuple(s for s in self.services if s.source not in dropped),
+            signed_lists=tuple(x for x in self.signed_lists if x[0] not in dropped))
+
     @classmethod
     def load(cls, sources: Sequence[str], *, operator_certs: Sequence[bytes | str | Path] = (),
-             fetch: bool = True, online: bool = False,
-             max_size: int = MAX_SIZE_DEFAULT) -> ValidationSettings:
+             fetch: bool = True, online: bool = False, max_size: int = MAX_SIZE_DEFAULT,
+             use_expired_lists: bool = True) -> ValidationSettings:
         """Read each source (a path, a file: or an http(s) URL; URLs only when `fetch`),
         check its signature against `operator_certs` (PEM/DER bytes or files; for a list
         of trusted lists, pyHanko's known EU LOTL signers when none is given), follow a
@@ -110,9 +152,12 @@ class ValidationSettings:
         registry = TSPRegistry()
         services: list[ListedService] = []
         statuses: list[TrustedListStatus] = []
+        signed: list[tuple[str, str]] = []
         for source in sources:
-            statuses.extend(_load_source(source, certs, fetch, registry, services))
-        return cls(registry, tuple(services), tuple(statuses), online, max_size)
+            statuses.extend(_load_source(source, certs, fetch, Loaded(registry, services,
+                                                                       signed)))
+        return cls(registry, tuple(services), tuple(statuses), online, max_size,
+                   use_expired_lists=use_expired_lists, signed_lists=tuple(signed))
 
     @classmethod
     def empty(cls) -> ValidationSettings:
@@ -121,6 +166,16 @@ class ValidationSettings:
 
     def services_for(self, certificate: x509.Certificate) -> list[ListedService]:
         return [s for s in self.services if s.identifies(certificate)]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What loading the lists accumulates: pyHanko's registry, the services with their
+    history, the signed XML of each list used."""
+
+    registry: TSPRegistry
+    services: list[ListedService]
+    signed: list[tuple[str, str]]
 
 
 def _read_certificates(items: Iterable[bytes | str | Path]) -> list[x509.Certificate]:
@@ -156,8 +211,7 @@ def _read(source: str, fetch: bool) -> str:
     return data.decode("utf-8")
 
 
-def _load_source(source: str, certs: list[x509.Certificate], fetch: bool,
-                 registry: TSPRegistry, services: list[ListedService]
+def _load_source(source: str, certs: list[x509.Certificate], fetch: bool, loaded: Loaded
                  ) -> list[TrustedListStatus]:
     try:
         xml = _read(source, fetch)
@@ -170,13 +224,12 @@ def _load_source(source: str, certs: list[x509.Certificate], fetch: bool,
     if info is None:  # TS 119 612 §5.3: every list has one
         return [TrustedListStatus(source, None, False, "not a trusted list: no SchemeInformation")]
     if info.tsltype is not None and info.tsltype.value == LOTL_TYPE:
-        return _load_lotl(source, xml, certs, fetch, registry, services)
-    return [_load_list(source, xml, certs, registry, services)]
+        return _load_lotl(source, xml, certs, fetch, loaded)
+    return [_load_list(source, xml, certs, loaded)]
 
 
 def _load_lotl(source: str, xml: str, certs: list[x509.Certificate], fetch: bool,
-               registry: TSPRegistry, services: list[ListedService]
-               ) -> list[TrustedListStatus]:
+               loaded: Loaded) -> list[TrustedListStatus]:
     """A list of trusted lists (TS 119 612 §5.3.13 pointers): its signature checked,
     then each list it points at, checked with the certificates the pointer names."""
     territory = _territory(eutl_parse._raw_tl_parse(xml))
@@ -185,7 +238,8 @@ def _load_lotl(source: str, xml: str, certs: list[x509.Certificate], fetch: bool
     except SignatureValidationError as exc:
         return [TrustedListStatus(source, territory, False,
                                   f"signature not valid, list not used: {exc.failure_message}")]
-    out = [TrustedListStatus(source, territory, True, None)]
+    out = [TrustedListStatus(source, territory, True, None,
+                             _next_update(eutl_parse._raw_tl_parse(xml)))]
     for ref in lotl.references:
         if eutl_parse.LOTL_RULE in ref.scheme_rules:
             continue  # the pointer to the LOTL itself
@@ -193,16 +247,16 @@ def _load_lotl(source: str, xml: str, certs: list[x509.Certificate], fetch: bool
             tl_xml = _read(ref.location_uri, fetch)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             out.append(TrustedListStatus(ref.location_uri, ref.territory, False,
-                                         f"cannot be read: {exc}"))
+                                         f"cannot be read: {exc}", via=source))
             continue
-        out.append(_load_list(ref.location_uri, tl_xml, ref.tlso_certs, registry, services,
-                              territory=ref.territory))
+        out.append(dataclasses.replace(_load_list(
+            ref.location_uri, tl_xml, ref.tlso_certs, loaded, territory=ref.territory),
+            via=source))
     return out
 
 
-def _load_list(source: str, xml: str, certs: list[x509.Certificate], registry: TSPRegistry,
-               services: list[ListedService], territory: str | None = None
-               ) -> TrustedListStatus:
+def _load_list(source: str, xml: str, certs: list[x509.Certificate], loaded: Loaded,
+               territory: str | None = None) -> TrustedListStatus:
     if not certs:
         return TrustedListStatus(source, territory, False,
                                  "no scheme operator certificate to check its signature "
@@ -210,7 +264,7 @@ def _load_list(source: str, xml: str, certs: list[x509.Certificate], registry: T
     try:
         # What the signature covers: everything below is read from the signed XML only.
         signed = eutl_parse._validate_and_extract_tl_data_multiple_certs(xml, certs, None)
-        eutl_parse.trust_list_to_registry_unsafe(signed, registry)
+        eutl_parse.trust_list_to_registry_unsafe(signed, loaded.registry)
         parsed = eutl_parse._raw_tl_parse(signed)
     except SignatureValidationError as exc:
         return TrustedListStatus(source, territory, False,
@@ -218,8 +272,16 @@ def _load_list(source: str, xml: str, certs: list[x509.Certificate], registry: T
     except Exception as exc:  # xsdata's and pyHanko's parse errors
         return TrustedListStatus(source, territory, False, f"not a trusted list: {exc}")
     territory = _territory(parsed) or territory
-    services.extend(_services(parsed, territory))
-    return TrustedListStatus(source, territory, True, None)
+    loaded.services.extend(_services(parsed, territory, source))
+    loaded.signed.append((source, signed))
+    return TrustedListStatus(source, territory, True, None, _next_update(parsed))
+
+
+def _next_update(parsed: Any) -> dt.datetime | None:
+    """TS 119 612 §5.3.15 NextUpdate (absent for a list whose scheme has ended)."""
+    info = parsed.scheme_information
+    when = info.next_update.date_time if info and info.next_update else None
+    return when.to_datetime() if when is not None else None
 
 
 def _territory(parsed: Any) -> str | None:
@@ -229,7 +291,7 @@ def _territory(parsed: Any) -> str | None:
     return str(info.scheme_territory.value) or None
 
 
-def _services(parsed: Any, territory: str | None) -> Iterable[ListedService]:
+def _services(parsed: Any, territory: str | None, source: str) -> Iterable[ListedService]:
     providers = getattr(parsed, "trust_service_provider_list", None)
     for provider in (providers.trust_service_provider if providers else ()):
         for service in (provider.tspservices.tspservice if provider.tspservices else ()):
@@ -249,4 +311,4 @@ def _services(parsed: Any, territory: str | None) -> Iterable[ListedService]:
                           ) if info.service_digital_identity else ()
             yield ListedService(eutl_parse._service_name_from_intl_string(info.service_name),
                                 info.service_type_identifier.value, certs, tuple(history),
-                                territory)
+                                territory, source)

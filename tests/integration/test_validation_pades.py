@@ -17,6 +17,8 @@ from xml.etree import ElementTree
 
 import pytest
 
+from ca.profiles import Validity
+from ca.trusted_list import list_of_lists, trusted_list
 from tests.support.cli import run_qsign
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_pki import PortalPki, SoftwareSigner, running_pki
@@ -133,6 +135,53 @@ def test_withdrawn_before_signing_is_not_qualified(lists: DemoLists, b_lt: bytes
     assert signature.qualification == "AdES"
     assert signature.qualification_reason is not None
     assert f"withdrawn on {lists.withdrawn_at:%Y-%m-%d}" in signature.qualification_reason
+
+
+@pytest.mark.parametrize("use", [True, False])
+def test_a_list_past_its_next_update_is_flagged(pki: PortalPki, lists: DemoLists,
+                                                b_lt: bytes, tmp_path: Path,
+                                                use: bool) -> None:
+    """TS 119 612 §5.3.15: a list past its NextUpdate is flagged in the report, and
+    used or not as configured (use_expired_lists); a LOTL's expiry drops its lists."""
+    issued = dt.datetime.now(dt.UTC) - dt.timedelta(days=200)  # NextUpdate 180 days later
+    tl, lotl = tmp_path / "tl.xml", tmp_path / "lotl.xml"
+    tl.write_bytes(trusted_list(pki.authority, location=tl.as_uri(), issued=issued))
+    lotl.write_bytes(list_of_lists(pki.authority, [(lists.granted.as_uri(), "FR",
+                                                    lists.operator.read_bytes())],
+                                   issued=issued))
+    for source, count in ((tl, 1), (lotl, 2)):
+        settings = ValidationSettings.load([str(source)], operator_certs=[lists.operator],
+                                           use_expired_lists=use)
+        report = validate_pdf(b_lt, settings)
+        assert len(report.trusted_lists) == count
+        first = report.to_json()["trustedLists"][0]
+        assert first["ok"] is use and first["problem"].startswith("expired since ")
+        assert first["nextUpdate"].endswith("Z")
+        assert all(t.ok is use for t in report.trusted_lists), report.trusted_lists
+        (signature,) = report.signatures
+        if use:
+            assert (signature.indication, signature.qualification) == ("TOTAL-PASSED", "QES")
+        else:
+            assert signature.sub_indication == "NO_CERTIFICATE_CHAIN_FOUND"
+            assert signature.qualification != "QES"
+
+
+def test_qualified_only_if_granted_when_the_certificate_was_issued(
+        pki: PortalPki, lists: DemoLists, tmp_path: Path) -> None:
+    """TS 119 615 §4.3: the issuer's CA/QC service must have been granted when the
+    certificate was issued, not only at the signing time (pyHanko checks the latter)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    early = pki.issue_variant(validity=Validity(now - dt.timedelta(days=10),
+                                                now + dt.timedelta(days=30)))
+    signed = sign(pki, blank_pdf(), early, "B-LT")
+    tl = tmp_path / "tl-late.xml"
+    tl.write_bytes(trusted_list(pki.authority, location=tl.as_uri(),
+                                granted_since=now - dt.timedelta(days=5)))
+    (signature,) = _under(lists, tl, signed).signatures
+    assert signature.indication == "TOTAL-PASSED"
+    assert signature.qualification == "AdES"
+    assert signature.qualification_reason is not None
+    assert "when the certificate was issued" in signature.qualification_reason
 
 
 @pytest.mark.parametrize(("qualifier", "qualification"), [("QCNoQSCD", "AdES/QC"),
