@@ -108,8 +108,7 @@ async function saveMail(event) {
     await call("PUT", `${base()}/mail`, { senderName: $("sender-name").value.trim(), texts });
     notice(t("advanced.mailSaved"), "ok");
   } catch (error) {
-    const field = error.body && error.body.field;
-    notice(field ? `${field}: ${explain(error)}` : explain(error), "error");
+    notice(explain(error), "error");  // explain names the refused field
   } finally {
     $("mail-submit").disabled = false;
   }

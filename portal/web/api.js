@@ -90,8 +90,10 @@ export function explain(error) {
       return t("error.OTP_THROTTLED_NOWAIT");
     }
     const key = `error.${error.code}`;
-    if (has(key)) return t(key, vars);
-    return t("error.UNKNOWN", { code: error.code });
+    const text = has(key) ? t(key, vars) : t("error.UNKNOWN", { code: error.code });
+    // A refused body names its field (API.md "Requests and connections"): say which.
+    const field = typeof error.body.field === "string" ? error.body.field : "";
+    return field ? `${field}: ${text}` : text;
   }
   return t("error.UNKNOWN", { code: (error && error.message) || "?" });
 }

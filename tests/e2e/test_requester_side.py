@@ -100,7 +100,8 @@ async def _make_template(page: Page, portal: RunningPortal, ws: str) -> dict[str
 
 
 async def _start_from_template(page: Page, portal: RunningPortal) -> None:
-    """Rémi fills the template's two roles in /templates and sends."""
+    """Rémi fills the template's two roles in /templates and sends: a malformed address
+    first, which the page's error names by its field, then the right one."""
     await page.goto(f"{portal.url}/templates?lang=en")
     await ready(page)
     await page.locator("#template-list li button").click()
@@ -110,6 +111,11 @@ async def _start_from_template(page: Page, portal: RunningPortal) -> None:
         await page.fill(f"#role-{index}-name", name)
         await page.fill(f"#role-{index}-email", email)
         await page.fill(f"#role-{index}-phone", phone)
+    await page.fill("#role-1-email", "bob-at-example.test")  # refused by the portal
+    await page.click("#use-submit")
+    await until(page, "document.querySelector('#use-status').dataset.kind === 'error'")
+    assert "signers[1].email" in await page.inner_text("#use-status")  # the field named
+    await page.fill("#role-1-email", BOB)
     await page.click("#use-submit")
     await until(page, "document.querySelector('#use-status').dataset.kind === 'ok'")
 
