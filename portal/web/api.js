@@ -91,8 +91,8 @@ export function explain(error) {
     }
     const key = `error.${error.code}`;
     const text = has(key) ? t(key, vars) : t("error.UNKNOWN", { code: error.code });
-    // A refused body names its field (API.md "Requests and connections"): say which.
-    const field = typeof error.body.field === "string" ? error.body.field : "";
+    // A body refused by its schema names its field (API.md "Requests and connections").
+    const field = error.code === "BAD_REQUEST" && typeof error.body.field === "string" ? error.body.field : "";
     return field ? `${field}: ${text}` : text;
   }
   return t("error.UNKNOWN", { code: (error && error.message) || "?" });
