@@ -156,9 +156,11 @@ def mrz_section(args: argparse.Namespace) -> None:
         mrz_wrong = sum(o.mrz == "wrong" for o in mine)
         accepted = sum(o.document == "accepted" for o in mine)
         wrong = sum(o.document == "wrong" for o in mine)
-        print(f"  {label}: MRZ read {_rate(mrz_read, len(mine))}, MRZ read wrongly "
-              f"{_rate(mrz_wrong, len(mine))}; document accepted {_rate(accepted, len(mine))}"
-              f", accepted wrongly {_rate(wrong, len(mine))}")
+        print(f"  {label}: read rate {_rate(accepted, len(mine))} (documents accepted with "
+              f"the drawn identity), wrong-read rate {_rate(wrong, len(mine))} (accepted "
+              f"with another); MRZ alone: read {_rate(mrz_read, len(mine))}, verified but "
+              f"not the drawn one {_rate(mrz_wrong, len(mine))} (a name: the printed zone "
+              "refuses those)")
     seconds = [o.seconds for o in outcomes]
     print(f"  document step per specimen: median {statistics.median(seconds):.2f} s, "
           f"max {max(seconds):.2f} s")

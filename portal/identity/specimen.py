@@ -195,7 +195,9 @@ def _photo(image: Image.Image, box: tuple[int, int, int, int],
 def _printed_data(draw: ImageDraw.ImageDraw, data: SpecimenData, x: int, y: int) -> None:
     state = countries.lookup(data.nationality)
     _field(draw, x, y, "Surname / Nom", data.surname.upper())
-    _field(draw, x, y + 70, "Given names / Prénoms", data.given_names)
+    # Names in capitals, as ICAO's own specimens print them (9303-4 Appendix A: ANNA
+    # MARIA ERIKSSON) and most European documents do.
+    _field(draw, x, y + 70, "Given names / Prénoms", data.given_names.upper())
     _field(draw, x, y + 140, "Sex / Sexe", data.sex)
     _field(draw, x + 200, y + 140, "Nationality", state.mrz_code if state else data.nationality)
     _field(draw, x, y + 210, "Date of birth", _date(data.birth_date))
