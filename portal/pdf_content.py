@@ -32,8 +32,9 @@ from enum import StrEnum
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.crypt import AuthStatus
-from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
+
+from validation.errors import PDF_READER_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _only_opens_a_page(value: generic.PdfObject) -> bool:
     """An /OpenAction that is a destination (§12.3.2) or a lone GoTo action."""
     try:
         target = value.get_object()  # type: ignore[no-untyped-call]
-    except (PdfError, ValueError, KeyError, TypeError):
+    except PDF_READER_ERRORS:
         return False
     if isinstance(target, generic.ArrayObject | generic.NameObject | generic.TextStringObject
                   | generic.ByteStringObject):
@@ -156,7 +157,7 @@ def _reader(data: bytes) -> PdfFileReader:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         if reader.encrypted and reader.decrypt("").status is AuthStatus.FAILED:
             raise PdfUnreadable("the document is encrypted with a password")
-    except (PdfError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+    except PDF_READER_ERRORS as exc:
         raise PdfUnreadable(f"the PDF cannot be read: {type(exc).__name__}") from None
     return reader
 
@@ -167,11 +168,14 @@ def scan(data: bytes, *, max_objects: int = MAX_OBJECTS, max_values: int = MAX_V
     Work is bounded by `max_objects` objects and `max_values` values looked at."""
     reader = _reader(data)
     walk = _Walk(max_values)
-    complete = walk.visit(reader.trailer, "trailer")
-    refs: set[tuple[int, int]] = set()
-    for revision in range(reader.xrefs.total_revisions):
-        refs |= {(r.idnum, r.generation)
-                 for r in reader.xrefs.explicit_refs_in_revision(revision)}
+    try:  # the trailer and the xref sections are read lazily, on a file pyHanko opened
+        complete = walk.visit(reader.trailer, "trailer")
+        refs: set[tuple[int, int]] = set()
+        for revision in range(reader.xrefs.total_revisions):
+            refs |= {(r.idnum, r.generation)
+                     for r in reader.xrefs.explicit_refs_in_revision(revision)}
+    except PDF_READER_ERRORS as exc:
+        raise PdfUnreadable(f"the PDF cannot be read: {type(exc).__name__}") from None
     visited = 0
     for idnum, generation in sorted(refs):
         if not complete or visited >= max_objects:
@@ -182,12 +186,16 @@ def scan(data: bytes, *, max_objects: int = MAX_OBJECTS, max_values: int = MAX_V
         try:
             obj = reader.get_object(  # type: ignore[no-untyped-call]
                 generic.Reference(idnum, generation, reader))
-        except (PdfError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+        except PDF_READER_ERRORS as exc:
             # A viewer that repairs what pyHanko cannot read could still run it.
             log.info("PDF %s unreadable: %s", where, type(exc).__name__)
             walk.report(ActiveKind.UNCHECKED, where)
             continue
-        complete = walk.visit(obj, where)
+        try:
+            complete = walk.visit(obj, where)
+        except PDF_READER_ERRORS as exc:
+            log.info("PDF %s unreadable: %s", where, type(exc).__name__)
+            walk.report(ActiveKind.UNCHECKED, where)
     if not complete:
         walk.report(ActiveKind.UNCHECKED, f"after {visited} objects")
     kinds = tuple(k for k in ActiveKind if k in walk.found)

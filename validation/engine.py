@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import zlib
 from io import BytesIO
 
 from asn1crypto import cms, x509
@@ -50,7 +49,7 @@ from pyhanko_certvalidator.policy_decl import (
 )
 from pyhanko_certvalidator.registry import SimpleTrustManager
 
-from validation.errors import ValidationError
+from validation.errors import PDF_READER_ERRORS, ValidationError
 from validation.qualification import qualify
 from validation.report import (
     ENTIRE_FILE,
@@ -68,12 +67,8 @@ from validation.xml_report import Validated, xml_report
 log = logging.getLogger(__name__)
 INDICATIONS = {AdESStatus.PASSED: TOTAL_PASSED, AdESStatus.FAILED: TOTAL_FAILED,
                AdESStatus.INDETERMINATE: INDETERMINATE}
-# What pyHanko's reader raises on a broken file: its own errors, the builtins its parser
-# lets through on hostile structures, zlib's on a corrupt stream, and AssertionError (its
-# xref reader asserts /Type /XRef).
-UNREADABLE = (PdfError, SignatureValidationError, ValueError, KeyError, TypeError,
-              AttributeError, IndexError, RecursionError, NotImplementedError, zlib.error,
-              AssertionError)
+# A reader's errors, and pyHanko's when a signature's structure is broken.
+UNREADABLE: tuple[type[Exception], ...] = (*PDF_READER_ERRORS, SignatureValidationError)
 # A certificate naming OCSP or a CRL needs its status (TS 119 172-3 "eithercheck").
 HARD_FAIL = RevocationCheckingPolicy.from_legacy("hard-fail")
 HEADER_WINDOW = 1024  # ISO 32000-2 §7.5.2: readers find %PDF- within the first 1024 bytes
@@ -170,10 +165,13 @@ def _freshness(signature: EmbeddedPdfSignature, timing: ValidationTimingInfo,
 
 def _timestamp_time(signature: EmbeddedPdfSignature) -> dt.datetime | None:
     """The genTime of the signature's timestamp token (RFC 3161 §2.4.2), unverified."""
+    tokens = extract_tst_data_iter(signature.signer_info, signed=False)
     try:
-        token = next(extract_tst_data_iter(signature.signer_info, signed=False))
+        token = next(tokens, None)
+        if token is None:
+            return None
         gen_time = token["encap_content_info"]["content"].parsed["gen_time"].native
-    except (StopIteration, *UNREADABLE):
+    except UNREADABLE:
         return None
     return gen_time if isinstance(gen_time, dt.datetime) else None
 

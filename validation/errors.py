@@ -3,6 +3,18 @@ configuration it cannot use."""
 
 from __future__ import annotations
 
+import zlib
+
+from pyhanko.pdf_utils.misc import PdfError
+
+# What pyHanko's PDF reader raises on a broken file: its own errors, the builtins its
+# parser lets through on hostile structures, zlib's on a corrupt stream, and
+# AssertionError (its xref reader asserts /Type /XRef). Every reader of strangers' PDFs
+# (the validator, the portal's intake) catches these.
+PDF_READER_ERRORS: tuple[type[Exception], ...] = (
+    PdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
+    NotImplementedError, zlib.error, AssertionError)
+
 
 class ValidationError(Exception):
     """The input is no PDF the validator can read. `code` is one of CODES, for the

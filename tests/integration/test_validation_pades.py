@@ -7,10 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import queue
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
@@ -20,6 +17,7 @@ import pytest
 from ca.profiles import Validity
 from ca.trusted_list import list_of_lists, trusted_list
 from tests.support.cli import run_qsign
+from tests.support.line_deadline import lines_within
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_pki import PortalPki, SoftwareSigner, running_pki
 from tests.support.validation_pki import DemoLists, demo_lists, page_changed, sign
@@ -283,32 +281,9 @@ def test_corpus_neither_crashes_nor_hangs(tmp_path: Path) -> None:
     files = sorted(str(p) for p in CORPUS.rglob("*.pdf"))
     assert len(files) > 100
     errors = tmp_path / "stderr"
-    with errors.open("w") as sink:  # a file: a full stderr pipe would block the child
-        child = subprocess.Popen([sys.executable, "-m", "qsign", "validate", "--json", *files],
-                                 stdout=subprocess.PIPE, stderr=sink, text=True)
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        assert child.stdout is not None
-        for out in child.stdout:
-            lines.put(out)
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    answers = []
-    try:
-        for path in files:
-            try:
-                line = lines.get(timeout=PER_FILE_S)
-            except queue.Empty:
-                pytest.fail(f"no answer within {PER_FILE_S} s for {path}")
-            assert line is not None, f"the validator stopped before {path}"
-            answers.append(json.loads(line))
-        assert child.wait(PER_FILE_S) == 1  # not every signature passed: no trust given
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    answers = [json.loads(line) for line in lines_within(
+        [sys.executable, "-m", "qsign", "validate", "--json", *files], files, PER_FILE_S,
+        errors)]
     assert "Traceback" not in errors.read_text()
     for path, answer in zip(files, answers, strict=True):
         assert answer["file"] == Path(path).name
