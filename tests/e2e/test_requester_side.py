@@ -14,7 +14,9 @@ the first signed; the receiver gets every event with a valid HMAC-SHA256 signatu
 (portal/API.md "Webhooks"); `qsign portal audit verify` passes, then names the entry an
 SQL UPDATE changed.
 
-Then workspaces apart: a viewer's pages and API calls cannot create or cancel; a
+Then workspaces apart: a viewer, who joined with the organisation's OpenID Connect
+provider (IdentityPython's OP on loopback, tests/support/oidc_provider.py) from the
+invitation page, cannot create or cancel by page or API; a
 requester of workspace A, with their browser session and with their API token made in
 /settings, tries every requester route of the portal's route table (app.router, so a
 route added later is tried too) with workspace B's identifiers and gets NOT_FOUND, or
@@ -36,15 +38,18 @@ from typing import Any
 from playwright.async_api import FilePayload, Page, async_playwright
 
 from portal.accounts import Role
+from portal.routes.oidc_signin import CALLBACK
 from portal.webhooks import SIGNATURE_HEADER, verify
 from tests.support.accounts import accounts, new_transaction, requester_in
 from tests.support.chromium import launch_chromium
 from tests.support.cli import run_qsign
+from tests.support.oidc_provider import oidc_provider
 from tests.support.pcsc import RunningCard
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_e2e import check_page, ready, until
 from tests.support.portal_service import RunningPortal, running_portal
-from tests.support.requester_pages import join, new_api_token, session_call
+from tests.support.ports import free_port
+from tests.support.requester_pages import join, join_with_provider, new_api_token, session_call
 from tests.support.signing_stack import OnStack, Stack, with_stack
 from tests.support.smtp_sink import SmtpSink, smtp_sink
 from tests.support.waiting import wait_until_async
@@ -261,6 +266,8 @@ NOT_REQUESTER = ("/api/s/", "/api/me", "/api/identity/", "/api/auth/", "/api/v1/
                  "/legal/", "/s/", "/me/", "/id/", "/join/", "/reset/", "/health",
                  "/favicon.ico")
 ANN, VIC = "ann@example.test", "vic@example.test"  # A's requester and viewer
+VIC_AT_PROVIDER = {"sub": "vic-at-idp", "email": VIC, "email_verified": True,
+                   "name": "Vic Moreau"}
 PLACEHOLDER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 B_SECRETS = ("Bravo lease", "Bravo template", "b-signer@example.test", "Bob's workspace",
              "bob@example.test")
@@ -384,9 +391,14 @@ async def _viewer_cannot_write(vic: Page, portal: RunningPortal, ws: str,
 def test_a_viewer_cannot_write_and_workspace_a_sees_nothing_of_b(tmp_path: Path) -> None:
     async def main() -> None:
         with smtp_sink() as sink:
-            async with running_portal(tmp_path, smtp_host="127.0.0.1", smtp_port=sink.port,
-                                      webhook_url_prefixes=["http://127.0.0.1:9/"]
-                                      ) as portal, async_playwright() as playwright:
+            port = free_port()  # the callback registered at the provider names it
+            async with oidc_provider(tmp_path / "op", f"http://127.0.0.1:{port}{CALLBACK}",
+                                     VIC_AT_PROVIDER) as provider, running_portal(
+                    tmp_path, port=port, smtp_host="127.0.0.1", smtp_port=sink.port,
+                    webhook_url_prefixes=["http://127.0.0.1:9/"],
+                    oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
+                    oidc_client_secret=provider.client_secret, oidc_name="Example IdP",
+            ) as portal, async_playwright() as playwright:
                 ws = (await _admin(portal, "POST", "/api/v1/workspaces", {"name": "Alpha"},
                                    expect=201))["id"]
                 for email, role in ((ANN, "requester"), (VIC, "viewer")):
@@ -402,7 +414,11 @@ def test_a_viewer_cannot_write_and_workspace_a_sees_nothing_of_b(tmp_path: Path)
                     ann = await (await browser.new_context()).new_page()
                     vic = await (await browser.new_context()).new_page()
                     await join(ann, portal, sink, ANN, "Ann Perrin")
-                    await join(vic, portal, sink, VIC, "Vic Moreau")
+                    await join_with_provider(vic, portal, sink, VIC)
+                    view = await (await session_call(vic, portal, "GET",
+                                                     "/api/auth/session")).json()
+                    assert (view["user"]["name"], view["workspaces"][0]["role"]) == (
+                        "Vic Moreau", "viewer")  # as the provider named her
                     await _viewer_cannot_write(vic, portal, ws, tx)
                     token = await new_api_token(ann, portal, "CI")
                     assert await _sweep(portal, ann, token, b) >= 80

@@ -59,3 +59,16 @@ async def session_call(page: Page, portal: RunningPortal, method: str, path: str
                "Content-Type": "application/json"}
     return await page.context.request.fetch(portal.url + path, method=method,
                                             headers=headers, data=body)
+
+
+async def join_with_provider(page: Page, portal: RunningPortal, sink: SmtpSink,
+                             email: str) -> None:
+    """The invitation mailed to `email` accepted with the organisation's OpenID Connect
+    provider: /join/'s provider button, the provider's redirects followed by the browser,
+    back on /requester signed in (the provider is trusted for the second factor)."""
+    token = await sink.link(email, "/join/")
+    await page.goto(f"{portal.url}/join/{token}?lang=en")
+    await ready(page)
+    await page.click("#join-oidc")
+    await page.wait_for_url("**/requester**")
+    await ready(page)
