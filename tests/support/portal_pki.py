@@ -275,7 +275,7 @@ async def validate_pdf(pdf: bytes, trust_roots: list[bytes], *, offline: bool = 
     statuses = []
     backend = AIOHttpFetcherBackend()
     try:
-        for signature in reader.embedded_signatures:
+        for signature in reader.embedded_regular_signatures:  # B-LTA's timestamps apart
             kwargs: dict[str, Any] = {
                 "trust_roots": [x509.Certificate.load(r) for r in trust_roots],
                 "other_certs": [x509.Certificate.load(c) for c in other_certs],

@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.signers import ExternalSigner
+from pyhanko.sign.validation import async_validate_pdf_timestamp
 from pyhanko.sign.validation.status import PdfSignatureStatus
+from pyhanko_certvalidator import ValidationContext
 
 from portal import pades
 from portal.pades import Level, Prepared, revocation
@@ -73,15 +75,27 @@ def assert_level(status: PdfSignatureStatus, level: Level) -> None:
 
 
 async def check(pki: PortalPki, pdf: bytes, level: Level, signatures: int) -> None:
-    """B-LT: DSS present and every signature validates offline from it. B-B and B-T:
-    valid online (the verifier fetches OCSP; it knows the issuing CA, which the CA's
+    """B-LT and B-LTA: DSS present and every signature validates offline from it; B-LTA:
+    a document time-stamp after each signature (EN 319 142-1 §6.4), each valid. B-B and
+    B-T: valid online (the verifier fetches OCSP; it knows the issuing CA, which the CA's
     timestamp tokens do not carry)."""
-    result = await validate_pdf(pdf, [pki.root], offline=level is Level.B_LT,
-                                other_certs=[] if level is Level.B_LT else [pki.issuing])
+    result = await validate_pdf(pdf, [pki.root], offline=level.long_term,
+                                other_certs=[] if level.long_term else [pki.issuing])
     assert len(result.statuses) == signatures
-    assert result.has_dss == (level is Level.B_LT)
+    assert result.has_dss == level.long_term
     for status in result.statuses:
         assert_level(status, level)
+    reader = PdfFileReader(BytesIO(pdf))
+    if reader.encrypted:
+        reader.decrypt("")
+    stamps = reader.embedded_timestamp_signatures
+    assert len(stamps) == (signatures if level is Level.B_LTA else 0)
+    context = ValidationContext(trust_roots=[x509.Certificate.load(pki.root)],
+                                other_certs=[x509.Certificate.load(pki.issuing)],
+                                allow_fetching=False, revocation_mode="soft-fail")
+    for stamp in stamps:
+        stamped = await async_validate_pdf_timestamp(stamp, validation_context=context)
+        assert stamped.valid and stamped.intact and stamped.trusted, stamped
 
 
 @pytest.mark.parametrize("kind", KEY_KINDS)
@@ -136,11 +150,11 @@ def test_two_signers_incremental(pki: PortalPki, level: Level) -> None:
     _, twice = run(sign(pki, once, second, level, "Signer2"))
     assert twice.startswith(once)  # an incremental update: the first revision untouched
     run(check(pki, twice, level, 2))
-    statuses = run(validate_pdf(twice, [pki.root], offline=level is Level.B_LT,
+    statuses = run(validate_pdf(twice, [pki.root], offline=level.long_term,
                                 other_certs=[pki.issuing])).statuses
     assert statuses[0].coverage.name == "ENTIRE_REVISION"
-    # after a B-LT signature comes its DSS revision
-    assert statuses[1].coverage.name == ("ENTIRE_REVISION" if level is Level.B_LT
+    # after a B-LT signature comes its DSS revision (and B-LTA's document time-stamp)
+    assert statuses[1].coverage.name == ("ENTIRE_REVISION" if level.long_term
                                          else "ENTIRE_FILE")
     for status in statuses:  # later revisions only add signatures and validation data
         assert status.docmdp_ok in (True, None)
@@ -290,7 +304,7 @@ def test_too_large_pdf(pki: PortalPki, alice: SoftwareSigner) -> None:
 @pytest.mark.parametrize("kwargs", [
     {"field_name": "a.b"}, {"field_name": ""}, {"field_name": "x" * 65},
     {"signer_name": ""}, {"signer_name": "  "}, {"signer_name": "a\nb"},
-    {"reason": "r" * 300}, {"location": "\x00"}, {"level": "B-LTA"},
+    {"reason": "r" * 300}, {"location": "\x00"}, {"level": "B-LX"},
 ])
 def test_bad_arguments(pki: PortalPki, alice: SoftwareSigner, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
