@@ -16,12 +16,11 @@ SQL UPDATE changed.
 
 Then workspaces apart: a viewer, who joined with the organisation's OpenID Connect
 provider (IdentityPython's OP on loopback, tests/support/oidc_provider.py) from the
-invitation page, cannot create or cancel by page or API; a
-requester of workspace A, with their browser session and with their API token made in
-/settings, tries every requester route of the portal's route table (app.router, so a
-route added later is tried too) with workspace B's identifiers and gets NOT_FOUND, or
-FORBIDDEN where portal/API.md says so, never B's data; A's pages opened at B's
-identifiers show nothing of B."""
+invitation page, cannot create or cancel by page or API; a requester of workspace A,
+with her browser session and with the API token she made in /settings, tries every
+requester route of the portal's route table (app.router, so a route added later is tried
+too) with workspace B's identifiers and gets NOT_FOUND, or FORBIDDEN where portal/API.md
+says so, never B's data; A's pages opened at B's identifiers show nothing of B."""
 
 from __future__ import annotations
 
