@@ -34,7 +34,7 @@ def cross_check(kind: DocumentKind, mrz_side: SideResult, printed: SideResult
         _shown(_collapse(word), printed_names, field_name, prefix=cut)
     # Dates print as digit groups; an O or an I read in one is a printed-zone slip
     # (the MRZ's dates are already check-digit verified).
-    groups = [w.translate(_AS_DIGITS) for w in printed.words if len(w) <= 4]
+    groups = [w.translate(_AS_DIGITS) for w in printed.words if len(w) <= 8]
     digits = "".join(w for w in groups if w.isdigit())
     windows = {digits[i:i + n] for n in (7, 8, 9) for i in range(len(digits) - n + 1)}
     for field_name, date in (("birth_date", reading.birth_date),
