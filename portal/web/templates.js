@@ -14,6 +14,7 @@ let workspace = "default";
 let templates = [];
 let chosen = null;
 let watching = null;
+let readOnly = false; // a viewer's session: the list only (portal/API.md "Workspaces and roles")
 
 function notice(text, kind = "info") {
   say($("notice"), text, kind);
@@ -52,7 +53,7 @@ function renderList() {
     el("p", { class: "small", text: t("templates.summary", {
       roles: tpl.roles.map((r) => r.role).join(", "), order: orderName(tpl.parameters),
       level: tpl.parameters.level || "B-LT", documents: tpl.documents.length }) }),
-    el("div", { class: "actions" }, el("button", {
+    readOnly ? "" : el("div", { class: "actions" }, el("button", {
       type: "button", class: "primary", text: t("templates.use"),
       onclick: () => choose(tpl),
     })))));
@@ -118,6 +119,7 @@ function choose(tpl) {
 async function load() {
   templates = (await call("GET", `${base()}/templates`)).templates;
   renderList();
+  $("save-form").closest("section").hidden = readOnly;
   $("templates-page").hidden = false;
 }
 
@@ -237,7 +239,11 @@ async function main() {
   await enter(async (caller) => {
     call = caller;
     await load();
-  }, { notice, accept: (session) => { workspace = workspaceOf(session); return true; } });
+  }, { notice, accept: (session) => {
+    workspace = workspaceOf(session);
+    readOnly = session.workspaces.some((w) => w.id === workspace && w.role === "viewer");
+    return true;
+  } });
   document.body.dataset.ready = "true";
 }
 

@@ -357,11 +357,15 @@ async def _pages_show_nothing_of_b(ann: Page, portal: RunningPortal,
 
 async def _viewer_cannot_write(vic: Page, portal: RunningPortal, ws: str,
                                tx: dict[str, Any]) -> None:
-    """Vic, a viewer of A: the API refuses her creating, cancelling or saving a template
-    (FORBIDDEN); /requester shows her no writing control, /templates's saving is
-    refused; the transaction is left as it was."""
+    """Vic, a viewer of A: the API refuses her creating, starting from a template,
+    cancelling or saving a template (FORBIDDEN); /requester and /templates show her no
+    writing control; the transaction and the templates are left as they were."""
+    model = await _admin(portal, "POST", f"/api/v1/workspaces/{ws}/templates",
+                         {"name": "Alpha model", "fromTransaction": tx["id"]}, expect=201)
     for method, path, body in (
             ("POST", f"/api/v1/workspaces/{ws}/transactions", new_transaction("Mine")),
+            ("POST", f"/api/v1/workspaces/{ws}/templates/{model['id']}/transactions",
+             {"signers": [{"role": "Aude Roy", "email": "x@example.test"}]}),
             ("POST", f"/api/v1/workspaces/{ws}/transactions/{tx['id']}/cancel", {}),
             ("POST", f"/api/v1/workspaces/{ws}/templates",
              {"name": "Mine", "fromTransaction": tx["id"]})):
@@ -375,16 +379,15 @@ async def _viewer_cannot_write(vic: Page, portal: RunningPortal, ws: str,
     assert await vic.is_hidden("#create")  # no new-transaction form for a viewer
     assert await vic.locator("#tx-cancel, [data-resend], [data-replace]").count() == 0
     assert await vic.is_hidden("#reply-form")
-    await vic.goto(f"{portal.url}/templates?lang=en")  # its forms are there: refused
+    await vic.goto(f"{portal.url}/templates?lang=en")  # the list, nothing to save or start
     await ready(vic)
-    await vic.fill("#save-name", "Mine")
-    await vic.fill("#save-tx", tx["id"])
-    await vic.click("#save-submit")
-    await until(vic, "document.querySelector('#notice').dataset.kind === 'error'")
+    await vic.locator("li[data-template]").wait_for()
+    assert await vic.locator("#template-list button").count() == 0
+    assert await vic.is_hidden("#save-form")
     listed = await portal.call("GET", f"/api/v1/workspaces/{ws}/transactions", auth=True)
     assert [(t["id"], t["status"]) for t in listed["transactions"]] == [(tx["id"], "open")]
     templates = await portal.call("GET", f"/api/v1/workspaces/{ws}/templates", auth=True)
-    assert templates["templates"] == []
+    assert [t["id"] for t in templates["templates"]] == [model["id"]]
 
 
 def test_a_viewer_cannot_write_and_workspace_a_sees_nothing_of_b(tmp_path: Path) -> None:
