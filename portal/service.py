@@ -34,6 +34,7 @@ from portal.routes.state import PORTAL, Portal, requester_token
 from portal.routes.validations import (
     VALIDATION,
     create_validation,
+    recent_validation,
     requester_validation,
     space_validation,
 )
@@ -92,6 +93,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/me/documents/{tx}/{doc}", space.space_document)
     # The validation service (anyone; the requester's and the signers' documents).
     r.add_post("/api/v1/validations", create_validation)
+    r.add_get("/api/v1/validations/{sha256}", recent_validation)
     r.add_get("/api/v1/transactions/{id}/documents/{doc}/validation", requester_validation)
     r.add_get("/api/me/documents/{tx}/{doc}/validation", space_validation)
     # What a browser opens.

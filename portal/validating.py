@@ -13,12 +13,13 @@ kept a while in memory by their SHA-256 (a cache: any process can make them agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from portal.config import PortalConfig
@@ -42,6 +43,11 @@ UPLOADS = 8  # anonymous uploads held in memory at once per process (each <= max
 WINDOW = dt.timedelta(hours=1)
 CACHE_SIZE = 128
 CACHE_SECONDS = 600.0  # revocation and trusted lists change: a report ages out
+# An anonymous report is kept for its client this long, by the file's SHA-256, so that
+# the page's XML and PDF buttons fetch it without sending (and counting) the file again.
+RECENT_SECONDS = 300.0
+RECENT_SIZE = 128
+BUSY_RETRY_S = 5  # what a caller refused for lack of an upload slot is told to wait
 
 
 def client_bucket(address: str | None) -> str:
@@ -70,6 +76,36 @@ class ValidationDesk:
     # Held from an upload's first byte to its answer: memory stays under UPLOADS bodies.
     uploads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UPLOADS))
     _cache: OrderedDict[str, tuple[float, FileReport]] = field(default_factory=OrderedDict)
+    _recent: OrderedDict[tuple[str, str], tuple[float, FileReport]] = field(
+        default_factory=OrderedDict)
+
+    @contextlib.asynccontextmanager
+    async def upload_slot(self) -> AsyncIterator[None]:
+        """One of the UPLOADS slots for an anonymous upload, or UNAVAILABLE (503, with
+        retryAfter) at once when all are held: a waiting upload would hold its
+        connection, and the caller's body, for as long as the slowest client."""
+        if self.uploads.locked():
+            raise PortalError(Code.UNAVAILABLE, "the validation service is busy: try again "
+                              "in a moment", retryAfter=BUSY_RETRY_S)
+        async with self.uploads:
+            yield
+
+    def remember(self, address: str | None, report: FileReport) -> None:
+        """Keep `report` RECENT_SECONDS for its client (the rate-limit bucket)."""
+        key = (client_bucket(address), report.sha256)
+        self._recent[key] = (time.monotonic(), report)
+        self._recent.move_to_end(key)
+        while len(self._recent) > RECENT_SIZE:
+            self._recent.popitem(last=False)
+
+    def recent(self, address: str | None, sha256: str) -> FileReport:
+        """The report this client had of the file `sha256` within RECENT_SECONDS, or
+        NOT_FOUND (another client's report is not given: send the file)."""
+        found = self._recent.get((client_bucket(address), sha256.lower()))
+        if found is None or time.monotonic() - found[0] >= RECENT_SECONDS:
+            raise PortalError(Code.NOT_FOUND, "no recent report of this file for this "
+                              "address: send the file again")
+        return found[1]
 
     async def settings(self) -> ValidationSettings:
         """The trusted lists, read once (a list whose signature fails is kept as

@@ -1,8 +1,10 @@
 """The validation service over HTTP (portal/API.md "Validation"): anyone may validate a
 signed PDF (`POST /api/v1/validations`, the page /validate; no account, counted per
-client address), and the requester and the signers read the report of each document
-signed here (`.../documents/{doc}/validation`). One report, three forms, by `Accept`:
-JSON (default), `application/xml` (ETSI TS 119 102-2), `application/pdf` (sealed).
+client address; its report fetched again by the same address for a few minutes,
+`GET /api/v1/validations/{sha256}`), and the requester and the signers read the report
+of each document signed here (`.../documents/{doc}/validation`). One report, three
+forms, by `Accept`: JSON (default), `application/xml` (ETSI TS 119 102-2),
+`application/pdf` (sealed).
 
 An upload is read as it arrives and refused once past `max_document_bytes`: a raw
 `application/pdf` body, one `file` part of `multipart/form-data`, or the JSON document
@@ -31,17 +33,29 @@ VALIDATION = web.AppKey("validation", ValidationDesk)
 NEW_VALIDATION = openapi_request("/api/v1/validations", "post")
 CHUNK = 64 * 1024
 DEFAULT_NAME = "document.pdf"
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _TYPES = {"json": "application/json", "xml": "application/xml", "pdf": "application/pdf"}
 
 
 async def create_validation(request: web.Request) -> web.StreamResponse:
     desk = request.app[VALIDATION]
-    await asyncio.to_thread(desk.admit, request.remote)
-    async with desk.uploads:
+    async with desk.upload_slot():  # refused at once when all are held, not counted
+        await asyncio.to_thread(desk.admit, request.remote)
         name, data = await _upload(request, request.app[PORTAL].config.max_document_bytes)
         if not data:
             raise PortalError(Code.NOT_A_PDF, "the body is empty: send the PDF")
-        return await answer(request, await desk.validate(data, name))
+        report = await desk.validate(data, name)
+    desk.remember(request.remote, report)
+    return await answer(request, report)
+
+
+async def recent_validation(request: web.Request) -> web.StreamResponse:
+    """The report this client address had of the file (its SHA-256) in the last minutes,
+    in any form: the page's XML and PDF buttons, without sending the file again."""
+    sha256 = request.match_info["sha256"]
+    if not SHA256.fullmatch(sha256):
+        raise PortalError(Code.NOT_FOUND, "not a SHA-256 (64 hexadecimal digits)")
+    return await answer(request, request.app[VALIDATION].recent(request.remote, sha256))
 
 
 async def requester_validation(request: web.Request) -> web.StreamResponse:

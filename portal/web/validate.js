@@ -1,6 +1,8 @@
 // validate.js: the validation page (/validate, portal/API.md "Validation"): anyone
-// uploads a PDF (sent as it is, application/pdf: nothing kept), reads each signature's
-// result, and downloads the report as JSON, as ETSI TS 119 102-2 XML or as a sealed PDF.
+// uploads a PDF (sent as it is, application/pdf), reads each signature's result, and
+// downloads the report as JSON, as ETSI TS 119 102-2 XML or as a sealed PDF: the last two
+// are fetched by the file's SHA-256 (the portal keeps this address's report 5 minutes),
+// not by sending the file again; sent again only once the portal no longer has it.
 
 import { ApiError, explain, saveBlob, say } from "/static/api.js";
 import { bindSwitcher, chooseLanguage, onLanguageChange, setLanguage, t } from "/static/i18n.js";
@@ -11,14 +13,11 @@ const ACCEPT = { json: "application/json", xml: "application/xml", pdf: "applica
 let file = null;
 let report = null;
 
-/** The report of `chosen` in the form `kind` ("json" answers the parsed report). */
-async function validate(chosen, kind) {
+/** The answer as the report ("json") or a blob; ApiError for a refusal. */
+async function read(request, kind) {
   let response;
   try {
-    response = await fetch(`/api/v1/validations?name=${encodeURIComponent(chosen.name)}`, {
-      method: "POST", body: chosen, cache: "no-store", credentials: "same-origin",
-      headers: { "Content-Type": "application/pdf", Accept: ACCEPT[kind] },
-    });
+    response = await request();
   } catch (_) {
     throw new ApiError("NETWORK", 0);
   }
@@ -29,6 +28,21 @@ async function validate(chosen, kind) {
       response.status, reply);
   }
   return kind === "json" ? response.json() : response.blob();
+}
+
+/** The report of `chosen` in the form `kind` ("json" answers the parsed report). */
+function validate(chosen, kind) {
+  return read(() => fetch(`/api/v1/validations?name=${encodeURIComponent(chosen.name)}`, {
+    method: "POST", body: chosen, cache: "no-store", credentials: "same-origin",
+    headers: { "Content-Type": "application/pdf", Accept: ACCEPT[kind] },
+  }), kind);
+}
+
+/** The report the portal kept of the file `sha256` for this address, as `kind`. */
+function kept(sha256, kind) {
+  return read(() => fetch(`/api/v1/validations/${encodeURIComponent(sha256)}`, {
+    cache: "no-store", credentials: "same-origin", headers: { Accept: ACCEPT[kind] },
+  }), kind);
 }
 
 function render() {
@@ -72,7 +86,14 @@ async function download(button, kind) {
   }
   button.disabled = true;
   try {
-    saveBlob(await validate(file, kind), `${stem}-validation.${kind}`);
+    let blob;
+    try {
+      blob = await kept(report.sha256, kind);
+    } catch (error) {
+      if (error.code !== "NOT_FOUND") throw error;
+      blob = await validate(file, kind);  // the portal's copy aged out: send it again
+    }
+    saveBlob(blob, `${stem}-validation.${kind}`);
   } catch (error) {
     say($("notice"), explain(error), "error");
   } finally {

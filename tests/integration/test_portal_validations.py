@@ -212,3 +212,96 @@ def test_the_requester_reads_the_report_of_a_document(served: Served) -> None:
                 assert response.status == 401
 
     asyncio.run(main())
+
+
+async def _post_from(served: Served, address: str, body: bytes, *, timeout: float = 30.0,
+                     accept: str = "application/json") -> tuple[int, Any]:
+    """POST from the loopback `address` (127.x.y.z): another client address."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as session, session.post(
+            f"{served.url}/api/v1/validations?name=probe.pdf", data=body,
+            headers={"Content-Type": "application/pdf", "Accept": accept},
+            timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        if response.content_type == "application/json":
+            return response.status, await response.json()
+        return response.status, await response.read()
+
+
+async def _get_kept(served: Served, sha256: str, accept: str, address: str = "127.0.0.1"
+                    ) -> tuple[int, Any, str]:
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as session, session.get(
+            f"{served.url}/api/v1/validations/{sha256}", headers={"Accept": accept}
+            ) as response:
+        data = await (response.json() if response.content_type == "application/json"
+                      else response.read())
+        return response.status, data, response.content_type
+
+
+def test_the_report_is_fetched_again_by_sha256_without_counting(served: Served) -> None:
+    """The page's XML and PDF buttons: the same address reads its report again by the
+    file's SHA-256, in every form, without sending or counting the file; another
+    address cannot."""
+    served.fresh_window()
+    status, report, _ = _run(_post(served, blank_pdf()))
+    assert status == 200, report
+    sha256 = report["sha256"]
+    for _ in range(PER_HOUR):  # more reads than the hourly allowance of uploads
+        status, xml, kind = _run(_get_kept(served, sha256, "application/xml"))
+        assert (status, kind) == (200, "application/xml") and b"ValidationReport" in xml
+    status, sealed, kind = _run(_get_kept(served, sha256, "application/pdf"))
+    assert (status, kind) == (200, "application/pdf") and sealed.startswith(b"%PDF-")
+    status, again, _ = _run(_get_kept(served, sha256.upper(), "application/json"))
+    assert status == 200 and again == report
+    for _ in range(PER_HOUR - 1):  # the reads were not counted: uploads are still allowed
+        status, reply, _ = _run(_post(served, blank_pdf()))
+        assert status == 200, reply
+    status, reply, _ = _run(_get_kept(served, sha256, "application/xml", "127.0.0.2"))
+    assert (status, reply["error"]) == (404, "NOT_FOUND"), reply
+    status, reply, _ = _run(_get_kept(served, "0" * 64, "application/xml"))
+    assert (status, reply["error"]) == (404, "NOT_FOUND"), reply
+
+
+def test_a_ninth_upload_at_once_is_refused(served: Served) -> None:
+    """8 slow uploads held open from 8 addresses (real sockets, half a body sent): a 9th
+    is refused at once with UNAVAILABLE and retryAfter, not kept waiting; once the slow
+    clients go away, uploads are taken again."""
+    served.fresh_window()
+    host, port = served.url.removeprefix("http://").split(":")
+
+    async def main() -> None:
+        held = []
+        for n in range(2, 10):
+            reader, writer = await asyncio.open_connection(
+                host, int(port), local_addr=(f"127.0.0.{n}", 0))
+            writer.write(b"POST /api/v1/validations?name=slow.pdf HTTP/1.1\r\n"
+                         b"Host: portal\r\nContent-Type: application/pdf\r\n"
+                         b"Content-Length: 100000\r\n\r\n%PDF-1.7\n" + b"0" * 1000)
+            await writer.drain()
+            held.append((reader, writer))
+        try:
+            refusal = await _probe_until(served, lambda status: status == 503)
+            assert refusal["error"] == "UNAVAILABLE" and refusal["retryAfter"] > 0, refusal
+        finally:
+            for _, writer in held:
+                writer.close()
+        await _probe_until(served, lambda status: status == 200)
+
+    asyncio.run(main())
+
+
+async def _probe_until(served: Served, done: Any, deadline_s: float = 60.0) -> Any:
+    """Small uploads from fresh addresses (each counted once) until `done(status)`; a
+    probe left waiting is not an answer. Fails after `deadline_s`."""
+    loop = asyncio.get_running_loop()
+    start, n = loop.time(), 0
+    while loop.time() - start < deadline_s:
+        n += 1
+        try:
+            status, reply = await _post_from(served, f"127.0.1.{n % 250 + 1}", blank_pdf(),
+                                             timeout=5.0)
+        except TimeoutError:
+            continue
+        if done(status):
+            return reply
+    pytest.fail(f"no such answer within {deadline_s} s")
