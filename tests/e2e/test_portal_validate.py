@@ -65,11 +65,15 @@ def test_a_signer_validates_their_signed_document(simulated_card: RunningCard,
             "timeStyle: 'short'}).format(new Date(iso))", iso)
         assert written in shown, (written, shown)
 
-        # The sealed PDF report, as the person keeps it, validates too.
+        # The sealed PDF report, as the person keeps it, validates too; it is fetched by
+        # the file's SHA-256, the file is not sent (nor counted) again.
+        uploads: list[str] = []
+        page.on("request", lambda r: uploads.append(r.url) if r.method == "POST" else None)
         async with page.expect_download() as download:
             await page.click("#download-pdf")
         kept = Path(await (await download.value).path()).read_bytes()
         assert kept.startswith(b"%PDF-")
+        assert uploads == [], uploads
         async with stack.session.post(stack.api("/api/v1/validations"), json={
                 "name": "report.pdf", "content": base64.b64encode(kept).decode()}) as reply:
             sealed = await reply.json()
