@@ -20,6 +20,7 @@ bench: setup
 	$(PY) bench/ca.py
 	$(PY) bench/agent.py
 	$(PY) bench/portal_pades.py
+	$(PY) bench/validation.py
 
 lint: setup
 	$(VENV)/bin/ruff check ground qsign firmware_sim agent ca portal tests bench
