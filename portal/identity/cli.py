@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import random
 import sys
 from pathlib import Path
 from typing import Any
 
-from portal.identity import portraits, specimen
+from portal.identity import camera, portraits, specimen
 from portal.identity.evidence import CERT_FILE, EvidenceSigner
 from portal.identity.mrz import DocumentFormat
 
@@ -41,6 +42,10 @@ def register(subparsers: Any) -> None:
                    "video check compares the selfie with it (default: astronaut)")
     p.add_argument("--out", type=Path, nargs="+", required=True,
                    help="PNG files: front and back (td1) or the data page (td3)")
+    p.add_argument("--photographed", type=int, metavar="SEED",
+                   help="write JPEG photographs of the sides instead, as a phone takes "
+                   "them (tilted up to 7 degrees, at a slant, unevenly lit, blurred, "
+                   "JPEG 60; the same SEED gives the same photographs)")
     p.set_defaults(func=_specimen)
 
     p = subparsers.add_parser("identity-key", help="create (once) and print the identity "
@@ -67,8 +72,12 @@ def _specimen(args: argparse.Namespace) -> int:
     except (specimen.SpecimenError, portraits.PortraitUnavailable) as exc:
         print(f"qsign: error: {exc}", file=sys.stderr)
         return 2
+    rng = random.Random(args.photographed)
     for side, path in zip(sides, args.out, strict=True):
-        path.write_bytes(made.images[side])
+        image = made.images[side]
+        if args.photographed is not None:
+            image = camera.photograph(image, camera.random_shot(rng), rng)
+        path.write_bytes(image)
         print(f"{side.value}: {path}")
     print("MRZ:")
     for line in made.mrz_lines:
