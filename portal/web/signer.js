@@ -72,7 +72,13 @@ async function load() {
     fatal(error);
     return;
   }
-  await setLanguage(chooseLanguage(view.signer.lang));
+  // Only the languages the requester offers (portal/API.md "Transaction parameters").
+  const offered = view.transaction.languages || [];
+  const wanted = chooseLanguage(view.signer.lang);
+  await setLanguage(offered.length && !offered.includes(wanted) ? offered[0] : wanted);
+  for (const option of document.querySelectorAll("#lang-switch option")) {
+    option.disabled = option.hidden = offered.length > 0 && !offered.includes(option.value);
+  }
   bindSwitcher();
   onLanguageChange(() => render());
   wire();

@@ -6,7 +6,8 @@ good one whose progress reaches every line sent. On the requester page, the same
 requester resends an invitation, replaces a signer and cancels the transaction. On the
 advanced page, a webhook to the portal's own address is refused, one to a receiver on
 loopback is added (its secret shown once, which the receiver's events verify with), its
-delivery log shows the receiver's answer, and the sender name is saved."""
+delivery log shows the receiver's answer, and the sender name is saved. The signer's page
+offers only the languages the requester chose."""
 
 from __future__ import annotations
 
@@ -174,6 +175,22 @@ def test_the_advanced_page_adds_a_webhook_and_shows_its_deliveries(tmp_path: Pat
                 settings = await portal.call("GET", "/api/v1/workspaces/default/mail",
                                              auth=True)
                 assert settings["senderName"] == "Agence Dupont"
+            finally:
+                await browser.close()
+
+    asyncio.run(main())
+
+
+def test_the_signer_page_offers_only_the_requesters_languages(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_portal(tmp_path) as portal, async_playwright() as playwright:
+            tx = await portal.create(signers=1, documents=1, languages=["fr"])
+            browser = await launch_chromium(playwright)
+            page = await (await browser.new_context()).new_page()
+            try:
+                await page.goto(f"{portal.url}/s/{portal.invite_path(tx, 0)}?lang=en")
+                await until(page, "document.documentElement.lang === 'fr'")
+                assert await page.locator("#lang-switch option[value='en']").is_disabled()
             finally:
                 await browser.close()
 
