@@ -14,6 +14,7 @@ from pyhanko.sign.validation.qualified.eutl_parse import trust_list_to_registry
 
 from ca.authority import Authority
 from ca.trusted_list import SchemeOperator, list_of_lists, trusted_list
+from portal.validation_config import ValidationConfig
 from qsign.cli import main
 from tests.support.pdfs import blank_pdf
 from tests.support.ports import free_port
@@ -137,3 +138,29 @@ def test_withdrawn_list_keeps_the_history(ca_dir: Path, operator: Path, tmp_path
         ("granted", "2026-01-01"), ("withdrawn", "2026-06-01")]
     period = service.status_at(dt.datetime(2026, 7, 1, tzinfo=dt.UTC))
     assert period is not None and period.name == "withdrawn"
+
+
+def test_a_list_expires_at_the_validation_time(tl: Path, operator: Path) -> None:
+    """TS 119 612 §5.3.15: judged as of each validation, not when the list was read (a
+    portal process outlives a list's NextUpdate); dropped only when so configured."""
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=200)  # the demo's NextUpdate: 180
+    for use in (True, False):
+        settings = ValidationSettings.load([str(tl)], operator_certs=[operator],
+                                           use_expired_lists=use)
+        (now,) = validate_pdf(blank_pdf(), settings).trusted_lists
+        assert now.ok and now.problem is None and now.next_update is not None
+        (then,) = validate_pdf(blank_pdf(), settings, at=later).trusted_lists
+        assert then.ok is use and then.problem is not None
+        assert then.problem.startswith(f"expired since {now.next_update:%Y-%m-%d}")
+        kept = settings.as_of(later)
+        assert bool(kept.trust_anchors) is use and bool(kept.services) is use
+        assert bool(list(kept.registry.known_certificate_authorities)) is use
+        assert settings.trust_anchors  # the loaded settings themselves are unchanged
+
+
+def test_the_validation_table_takes_use_expired_lists() -> None:
+    table = ValidationConfig.from_table({"use_expired_lists": False}, "portal.toml")
+    assert table.use_expired_lists is False
+    assert ValidationConfig.from_table({}, "portal.toml").use_expired_lists is True
+    with pytest.raises(ValueError, match=r"validation\.use_expired_lists: true or false"):
+        ValidationConfig.from_table({"use_expired_lists": "no"}, "portal.toml")
