@@ -38,6 +38,11 @@ from pyhanko_certvalidator.policy_decl import (
 
 QCP_N_QSCD = "0.4.0.194112.1.2"
 MAX_CERTIFICATE_BYTES = 16 * 1024
+# Clock skew tolerated between this portal and the CA when judging validity periods of
+# certificates and OCSP responses (pyhanko-certvalidator's default is 1 s): a response
+# made a few seconds "after" our clock is current, not unknown. 5 minutes, as OpenSSL's
+# `ocsp -validity_period` default (MAX_VALIDITY_PERIOD).
+CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_CHAIN = 8
 
 # The reason codes, in the order they are reported.
@@ -189,7 +194,8 @@ async def _path_reasons(cert: x509.Certificate, chain: list[x509.Certificate],
     backend = AIOHttpFetcherBackend(per_request_timeout=timeout) if ocsp else None
     context = ValidationContext(
         trust_roots=roots, other_certs=chain, moment=moment, allow_fetching=ocsp,
-        revinfo_policy=_OCSP if ocsp else _NO_REVOCATION, fetcher_backend=backend)
+        revinfo_policy=_OCSP if ocsp else _NO_REVOCATION, fetcher_backend=backend,
+        time_tolerance=CLOCK_SKEW)
     validator = CertificateValidator(cert, intermediate_certs=chain,
                                      validation_context=context)
     try:

@@ -62,6 +62,18 @@ def test_the_ca_profile_is_qualified(pki: PortalPki, kind: str, ocsp: bool) -> N
     assert result.status == "valid"
 
 
+def test_a_clock_behind_the_ca_by_seconds_still_gets_a_status(pki: PortalPki) -> None:
+    """The portal's clock a minute behind the CA's (skew, or a test's fixed clock): the
+    OCSP response the CA just made is current, not "revocation unknown"; an hour behind,
+    it is not (the certificate is not even valid yet)."""
+    signer = pki.issue("p256", "Skewed")
+    behind = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    result = check(pki, signer, ocsp=True, at=behind)
+    assert result.qualified and result.status == "valid", result.reasons
+    assert not check(pki, signer, ocsp=True,
+                     at=behind - dt.timedelta(hours=1)).qualified
+
+
 def test_revoked_with_ocsp_only(pki: PortalPki) -> None:
     signer = pki.issue("p256", "Revoked")
     pki.revoke(signer.serial)
