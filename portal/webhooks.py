@@ -60,9 +60,9 @@ def verify(secret: str, header: str, body: bytes, *, now: float, tolerance: floa
         timestamp = int(parts["t"])
     except (KeyError, ValueError):
         return False
-    expected = signature(secret, timestamp, body).split("v1=", 1)[1]
+    expected_mac = signature(secret, timestamp, body).split("v1=", 1)[1]
     return (abs(now - timestamp) <= tolerance
-            and hmac.compare_digest(expected, parts.get("v1", "")))
+            and hmac.compare_digest(expected_mac, parts.get("v1", "")))
 
 
 def _refuse(why: str) -> PortalError:

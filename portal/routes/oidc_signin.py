@@ -86,8 +86,9 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
     client = oidc_client(portal)
     store = accounts_of(portal)
     state, code = request.query.get("state", ""), request.query.get("code", "")
-    mine = request.cookies.get(STATE_COOKIE, "")
-    if not state or not mine or not hmac.compare_digest(state.encode(), mine.encode()):
+    cookie_nonce = request.cookies.get(STATE_COOKIE, "")  # OIDC's state: a CSRF nonce
+    if not state or not cookie_nonce or not hmac.compare_digest(state.encode(),
+                                                                cookie_nonce.encode()):
         return _back("LINK_INVALID")
     kept = await asyncio.to_thread(store.take_oidc_login, state)
     if kept is None:

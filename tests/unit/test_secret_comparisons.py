@@ -28,6 +28,7 @@ PACKAGES = ("ground", "firmware_sim", "agent", "ca", "portal", "qsign")
 # The modules that compare secrets (found by grepping compare_digest and secret names).
 SECRET_MODULES = frozenset({
     "agent/identity/otp.py",  # TOTP codes
+    "agent/identity/hotp.py",  # HOTP codes
     "agent/policy.py",  # SADs (by their SHA-256)
     "agent/journal.py",  # a replay's SAD hash
     "agent/state.py",  # pairing codes
@@ -38,6 +39,9 @@ SECRET_MODULES = frozenset({
     "portal/links.py",  # link MACs
     "portal/agent_auth.py",  # the agents' bearer credential
     "portal/routes/access.py",  # the requester's bearer token
+    "portal/routes/oidc_signin.py",  # OpenID Connect state and nonce
+    "portal/accounts/credentials.py",  # API tokens, sessions, CSRF tokens
+    "portal/webhooks.py",  # webhook signatures (HMAC)
     "portal/identity/service.py",  # liveness challenge nonces
     "portal/blobs.py",  # content digests
     "ca/service.py",  # the CA's admin token
@@ -56,7 +60,8 @@ QUALIFIERS = frozenset({
     "id", "ids", "mode", "type", "kind", "status", "state", "error", "reason", "purpose",
     "policy", "ref", "reference", "path", "file", "url", "name", "label", "len", "length",
     "size", "count", "retries", "attempts", "left", "serial", "sw", "method", "algorithm",
-    "scheme", "format", "version", "step", "period", "digits", "expires", "ttl", "at"})
+    "scheme", "format", "version", "step", "period", "digits", "expires", "ttl", "at",
+    "workspace"})
 NOT_VALUES = frozenset({"len", "isinstance", "type", "bool", "int", "float", "hasattr",
                         "callable", "id"})
 PREDICATES = frozenset({"startswith", "endswith", "isdigit", "isascii", "isprintable",
