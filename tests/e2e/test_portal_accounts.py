@@ -100,5 +100,11 @@ def test_invitation_enrolment_and_sign_in_in_chromium(tmp_path: Path) -> None:
                 await page.fill("#reply-text", "Page 2, please")
                 await page.click("#reply-form button[type=submit]")
                 await until_async(lambda: _messages(portal, tx["id"]), "the message stored")
+
+                await page.set_viewport_size({"width": 375, "height": 800})  # a phone
+                for path in ("/workspace", "/settings", "/requester"):
+                    await page.goto(f"{portal.url}{path}?lang=fr")
+                    await ready(page)
+                    await check_page(page)  # labelled, no horizontal scroll
                 await browser.close()
     asyncio.run(main())
