@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from portal.identity import names
+from portal.identity import countries, names
 
 FILLER = "<"
 _ALPHABET = re.compile(r"^[A-Z0-9<]*$")
@@ -402,6 +402,33 @@ _MAX_SWAPS = 2
 _MAX_CANDIDATES = 20_000
 
 
+# Letters an OCR engine swaps in a three-letter code (D read as O turned DNK into ONK).
+_CODE_LOOKALIKES = {"O": "DQC", "D": "O", "Q": "O", "C": "GO", "G": "C", "I": "L", "L": "I",
+                    "E": "F", "F": "E", "P": "R", "R": "P", "U": "V", "V": "U", "M": "N",
+                    "N": "MH", "H": "N"}
+
+
+def _state_codes(lines: tuple[str, ...], fmt: DocumentFormat) -> tuple[str, ...]:
+    """No check digit covers the issuing state or the nationality (9303-3 §4.9): a code
+    no state has (countries.py) that one look-alike letter turns into exactly one
+    known code is that code; any other unknown code is left for the policy to refuse."""
+    rows = [list(line) for line in lines]
+    for fld in LAYOUT[fmt]:
+        if fld.name not in ("issuing_state", "nationality"):
+            continue
+        code = "".join(rows[fld.line][fld.start:fld.end]).rstrip(FILLER)
+        if not code or countries.lookup(code) is not None:
+            continue
+        known = {state.mrz_code for i, char in enumerate(code)
+                 for alt in _CODE_LOOKALIKES.get(char, "")
+                 if (state := countries.lookup(code[:i] + alt + code[i + 1:])) is not None
+                 and state.mrz_code == code[:i] + alt + code[i + 1:]}
+        if len(known) == 1:
+            rows[fld.line][fld.start:fld.end] = list(known.pop().ljust(fld.end - fld.start,
+                                                                       FILLER))
+    return tuple("".join(row) for row in rows)
+
+
 def _number_places(fmt: DocumentFormat, lines: tuple[str, ...]) -> list[tuple[int, int]]:
     """(line, column) of the document number's characters, with a TD1 long number's
     continuation in the optional data (9303-5 note j) up to the first filler."""
@@ -448,7 +475,7 @@ def readings(lines: Sequence[str], *, today: dt.date | None = None) -> tuple[Mrz
     """
     cleaned = [re.sub(r"\s+", "", line.upper()) for line in lines if line.strip()]
     fmt = _shape(cleaned)
-    fixed = repair(cleaned, fmt)
+    fixed = _state_codes(repair(cleaned, fmt), fmt)
     places = _number_places(fmt, fixed)
     first: MrzInvalid | None = None
     found: dict[tuple[str, ...], Mrz] = {}

@@ -289,3 +289,18 @@ def test_compose_then_parse_round_trip(fmt: DocumentFormat, number: str, birth: 
     assert found.surname == surname[: (30 if fmt is DocumentFormat.TD1 else 39)]
     if "K" not in surname + given_names:  # a name of Ks alone is ambiguous with fillers
         assert mrz.readings(lines, today=dt.date(2026, 11, 25))[0] == found
+
+
+def test_a_state_code_no_check_digit_covers_is_repaired_to_the_one_known_state() -> None:
+    """bench/identity.py found DNK read as ONK and D<< as O<< (nationality, no check
+    digit) accepted with the rest verified: a code no state has that one look-alike
+    turns into exactly one known code is that code."""
+    td1 = _composed(mrz.compose_td1, nationality="DNK")
+    ocr = (td1[0], td1[1][:15] + "ONK" + td1[1][18:], td1[2])
+    assert mrz.readings(ocr)[0].nationality == "DNK"
+    td3 = _composed(mrz.compose_td3, issuing_state="D", nationality="D")
+    ocr = (td3[0], td3[1][:10] + "O<<" + td3[1][13:])
+    assert mrz.readings(ocr)[0].nationality == "D"
+    # A code with no known look-alike is left as read, for the policy to judge.
+    td3 = _composed(mrz.compose_td3, nationality="JPN")
+    assert mrz.readings(td3)[0].nationality == "JPN"
