@@ -33,19 +33,6 @@ _SESSION: web.RequestKey[tuple[str, Session] | None] = web.RequestKey(
     "qsign_session", object)  # type: ignore[arg-type]  # (digest, Session), looked up once
 
 
-def requester(request: web.Request) -> Portal:
-    """The portal, if the request carries the bootstrap bearer token (RFC 6750 §2.1): the
-    service administrator's first credential, all that `/api/v1/outbox` accepts. Every
-    other requester route goes through `principal` / `member`."""
-    portal = request.app[PORTAL]
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), portal.requester_token.encode()):
-        raise PortalError(Code.UNAUTHORIZED)
-    return portal
-
-
 def _open(portal: Portal, purpose: Purpose, token: str) -> Link:
     try:
         return portal.links.open(purpose, token, now=portal.store.clock().timestamp())

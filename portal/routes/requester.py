@@ -21,7 +21,7 @@ from portal.accounts import Principal, Role
 from portal.audit import arecord
 from portal.body_schema import openapi_request
 from portal.errors import Code, PortalError
-from portal.routes.access import accounts_of, member, principal, requester
+from portal.routes.access import accounts_of, member, principal, service_admin
 from portal.routes.parse import e164, iso, read_body
 from portal.routes.sending import Outline, parameters_of, send, take_documents
 from portal.routes.state import PORTAL, Portal
@@ -65,6 +65,13 @@ async def scoped_transaction(request: web.Request, need: Role
 async def create_transaction(request: web.Request) -> web.Response:
     portal, who, workspace = await scope(request, Role.REQUESTER)
     body = await read_body(request, NEW_TRANSACTION)
+    if "workspace" in body:  # the service administrator's choice; a member's own only
+        named = body["workspace"]
+        if workspace is None:
+            await asyncio.to_thread(accounts_of(portal).workspace, named)  # NOT_FOUND
+        elif named != workspace:
+            raise PortalError(Code.NOT_FOUND, "workspace: no such workspace")
+        workspace = named
     parameters, turns = parameters_of(body, body["signers"])  # portal/routes/sending.py
     new_docs = await take_documents(portal, body)
     new_signers = [NewSigner(s.get("name", "").strip(), s["email"].strip(),
@@ -126,8 +133,9 @@ async def requester_messages(request: web.Request) -> web.Response:
 
 
 async def outbox(request: web.Request) -> web.Response:
-    """The SMS and mails sent, for testers (the requester's token)."""
-    portal = requester(request)
+    """The SMS and mails sent, for testers: the service administrator only (bootstrap
+    token, or an account marked administrator), as they hold every signer's codes."""
+    portal, _ = await service_admin(request)
     to = request.query.get("to")
     sms = await asyncio.to_thread(portal.store.sms, to)
     mails = await asyncio.to_thread(portal.store.mails, to=to)

@@ -44,12 +44,17 @@ from portal.routes.access import (
 from portal.routes.parse import read_body
 from portal.routes.state import PORTAL, Portal
 from portal.throttle import CoolDown, Throttles
+from portal.validating import client_bucket
 
 RESET_LINK = dt.timedelta(hours=1)
 INVITATION_LINK = dt.timedelta(days=7)
 # Wrong passwords or codes: 5 free, then 1 s doubling to 15 min (NIST SP 800-63B §5.2.2).
 SIGN_IN_COOL_DOWN = CoolDown(first=dt.timedelta(seconds=1), cap=dt.timedelta(minutes=15),
                              free=5)
+# Wrong tries from one client over any addresses (password spraying, OWASP Authentication
+# Cheat Sheet "Account lockout"): 20 free, then the same doubling.
+SIGN_IN_CLIENT_COOL_DOWN = CoolDown(first=dt.timedelta(seconds=1),
+                                    cap=dt.timedelta(minutes=15), free=20)
 
 EMAIL = openapi_component("Email")
 PASSWORD = {"type": "string", "minLength": MIN_PASSWORD, "maxLength": MAX_PASSWORD}
@@ -89,21 +94,33 @@ async def open_session(request: web.Request, response: web.StreamResponse, user:
                         max_age=int(lifetime.total_seconds()))
 
 
-def _throttled(store: Accounts, throttles: Throttles, email: str) -> None:
+def _buckets(email: str, remote: str | None) -> tuple[str, ...]:
+    """The sign-in cool-down buckets: the address tried and, for a sign-in, the client's
+    network (portal/validating.py's bucket: an IPv6 /64, an IPv4 itself)."""
+    client = () if remote is None else (f"signin:{client_bucket(remote)}",)
+    return (f"signin:{email.lower()}", *client)
+
+
+def _throttled(store: Accounts, throttles: Throttles, email: str,
+               remote: str | None = None) -> None:
     with store.db.transaction() as cur:
-        wait = throttles.wait(cur, (f"signin:{email.lower()}",), store.clock())
+        wait = throttles.wait(cur, _buckets(email, remote), store.clock())
     if wait is not None:
         raise PortalError(Code.OTP_THROTTLED, retryAfter=int(wait.total_seconds()) + 1)
 
 
-def _strike(store: Accounts, throttles: Throttles, email: str) -> None:
+def _strike(store: Accounts, throttles: Throttles, email: str,
+            remote: str | None = None) -> None:
+    by_address, *by_client = _buckets(email, remote)
     with store.db.transaction() as cur:
-        throttles.strike(cur, (f"signin:{email.lower()}",), store.clock(), SIGN_IN_COOL_DOWN)
+        throttles.strike(cur, (by_address,), store.clock(), SIGN_IN_COOL_DOWN)
+        throttles.strike(cur, tuple(by_client), store.clock(), SIGN_IN_CLIENT_COOL_DOWN)
 
 
 def _forgive(store: Accounts, throttles: Throttles, email: str) -> None:
+    # the client's bucket is kept: one good account must not reset a guesser's count
     with store.db.transaction() as cur:
-        throttles.clear(cur, (f"signin:{email.lower()}",))
+        throttles.clear(cur, _buckets(email, None))
 
 
 async def password_sign_in(request: web.Request) -> web.Response:
@@ -113,12 +130,12 @@ async def password_sign_in(request: web.Request) -> web.Response:
     body = await read_body(request, PASSWORD_SIGN_IN)
     store, throttles = accounts_of(portal), Throttles(portal.store.db)
     email = body["email"].strip().lower()
-    await asyncio.to_thread(_throttled, store, throttles, email)
+    await asyncio.to_thread(_throttled, store, throttles, email, request.remote)
     user = await asyncio.to_thread(store.user_by_email, email)
     stored = None if user is None else await asyncio.to_thread(store.password_hash, user.id)
     ok = await asyncio.to_thread(password_matches, stored, body["password"])
     if user is None or not ok or user.suspended_at is not None:
-        await asyncio.to_thread(_strike, store, throttles, email)
+        await asyncio.to_thread(_strike, store, throttles, email, request.remote)
         await arecord(portal.store.db, actor=f"email:{email}", action="auth.sign-in-failed",
                       subject=f"user:{user.id}" if user else f"email:{email}",
                       details={"factor": "password"})
@@ -139,11 +156,11 @@ async def totp_sign_in(request: web.Request) -> web.Response:
     body = await read_body(request, TOTP_SIGN_IN)
     store, throttles = accounts_of(portal), Throttles(portal.store.db)
     user = await asyncio.to_thread(store.user, current[1].user_id)
-    await asyncio.to_thread(_throttled, store, throttles, user.email)
+    await asyncio.to_thread(_throttled, store, throttles, user.email, request.remote)
     secret, _ = await asyncio.to_thread(store.totp, user.id)
     step = None if secret is None else matching_step(secret, body["code"], store.clock())
     if step is None or not await asyncio.to_thread(store.take_totp_step, user.id, step):
-        await asyncio.to_thread(_strike, store, throttles, user.email)
+        await asyncio.to_thread(_strike, store, throttles, user.email, request.remote)
         await arecord(portal.store.db, actor=f"user:{user.id}", action="auth.sign-in-failed",
                       subject=f"user:{user.id}", details={"factor": "totp"})
         raise PortalError(Code.OTP_INVALID if step is None else Code.OTP_REPLAYED)
