@@ -18,10 +18,14 @@ from portal.routes.access import accounts_of, digest, member, principal
 from portal.routes.parse import iso, read_body
 from portal.routes.signin import INVITATION_LINK
 from portal.routes.state import PORTAL
+from portal.translations import N_, translate
 
 NEW_WORKSPACE = openapi_request("/api/v1/workspaces", "post")
 NEW_INVITATION = openapi_request("/api/v1/workspaces/{ws}/invitations", "post")
 ROLE_CHANGE = openapi_request("/api/v1/workspaces/{ws}/members/{userId}", "patch")
+# The role as the invitation mail words it ("... as {role}."), in the mail's language.
+ROLE_WORDS = {Role.OWNER: N_("owner"), Role.ADMIN: N_("administrator"),
+              Role.REQUESTER: N_("requester"), Role.VIEWER: N_("viewer")}
 
 
 def _workspace_json(workspace: Workspace, role: Role) -> dict[str, object]:
@@ -88,9 +92,11 @@ async def invitation_create(request: web.Request) -> web.Response:
     expires = store.clock() + INVITATION_LINK
     await asyncio.to_thread(store.add_invitation, digest(secret), ws, email, role,
                             who.actor, expires)
-    await portal.mail(email, "workspace-invite", portal.config.default_lang,
-                      inviter=who.name or who.email or "The administrator",
-                      workspace=workspace.name, role=role.label,
+    lang = portal.config.default_lang
+    await portal.mail(email, "workspace-invite", lang,
+                      inviter=translate(lang, N_("The service administrator"))
+                      if who.via == "bootstrap" else who.name or who.email,
+                      workspace=workspace.name, role=translate(lang, ROLE_WORDS[role]),
                       expires=expires.strftime("%Y-%m-%d %H:%M UTC"),
                       url=f"{portal.config.base_url}/join/{secret}")
     await arecord(portal.store.db, actor=who.actor, action="workspace.invite",

@@ -67,3 +67,21 @@ async def test_sign_in_failures_from_one_client_are_throttled(
                                                expect=None))["error"])
         assert answers[:20] == ["UNAUTHORIZED"] * 20
         assert "OTP_THROTTLED" in answers[20:], answers
+
+
+@with_portal(default_lang="fr")
+async def test_a_french_invitation_words_the_role_in_french(portal: RunningPortal) -> None:
+    owner = requester_in(portal, "owner@example.test", Role.OWNER)
+    await portal.call("POST", f"/api/v1/workspaces/{owner.workspace}/invitations",
+                      {"email": "vic@example.test", "role": "viewer"}, auth=True,
+                      expect=201)
+    async with portal.session.post(
+            f"{portal.url}/api/v1/workspaces/{owner.workspace}/invitations",
+            json={"email": "rae@example.test", "role": "requester"},
+            headers=owner.auth()) as response:
+        assert response.status == 201, await response.text()
+    viewer, = portal.store.mails(to="vic@example.test")
+    assert "L'administrateur du service vous invite" in viewer.body, viewer.body
+    assert "comme lecteur." in viewer.body, viewer.body
+    requester, = portal.store.mails(to="rae@example.test")
+    assert "comme demandeur." in requester.body, requester.body
