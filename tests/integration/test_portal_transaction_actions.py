@@ -95,8 +95,12 @@ async def test_reminders_go_once_per_due_time(portal: RunningPortal) -> None:
     # Two processes look at once: each due reminder is claimed by one of them.
     sent = await asyncio.gather(send_reminders(portal.state), send_reminders(portal.state))
     assert sum(sent) == 2
-    reminders = [m for m in portal.store.mails() if m.subject.startswith("Reminder")]
-    assert sorted(m.to for m in reminders) == ["s1@example.test", "s2@example.test"]
+    # each in the signer's language: s1 reads English, s2 French (portal.create)
+    reminders = {m.to: m.subject for m in portal.store.mails()
+                 if m.subject.startswith(("Reminder: ", "Rappel : "))}
+    assert sorted(reminders) == ["s1@example.test", "s2@example.test"]
+    assert reminders["s1@example.test"].startswith("Reminder: documents to sign: ")
+    assert reminders["s2@example.test"].startswith("Rappel : documents à signer : ")
     assert await send_reminders(portal.state) == 0
     portal.clock.advance(days=2, seconds=1)
     assert await send_reminders(portal.state) == 2
