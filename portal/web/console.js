@@ -1,6 +1,7 @@
 // console.js: the master console (/console) for the service's administrator, over
 // /api/v1/console/... (portal/API.md "Master console"): workspaces and members, accounts,
-// usage per month, suspending a workspace or an account, the audit log and its check.
+// usage per month, suspending a workspace or an account, the audit log and its check;
+// creating a workspace and inviting into one.
 
 import { el, explain, say } from "/static/api.js";
 import { enter } from "/static/credential.js";
@@ -58,6 +59,40 @@ function renderWorkspaces() {
     el("div", { class: "actions" }, suspendButton(w, "/api/v1/console/workspaces")))));
 }
 
+function renderInviteChoices() {
+  const chosen = $("invite-ws").value;
+  $("invite-ws").replaceChildren(...data.workspaces.map((w) =>
+    el("option", { value: w.id, text: w.name, selected: w.id === chosen })));
+}
+
+// Creating and inviting go through the workspace routes themselves (the service
+// administrator is an owner of every workspace there; they write the audit entries).
+function submitting(id, action, success) {
+  $(id).addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await action();
+      notice(t(success), "ok");
+      await load();
+    } catch (error) {
+      notice(explain(error), "error");
+    }
+  });
+}
+
+function bindForms() {
+  submitting("ws-create", async () => {
+    const made = await call("POST", "/api/v1/workspaces", { name: $("ws-name").value.trim() });
+    $("ws-name").value = "";
+    $("invite-ws").replaceChildren(el("option", { value: made.id, text: made.name, selected: true }));
+  }, "console.created");
+  submitting("invite-form", async () => {
+    await call("POST", `/api/v1/workspaces/${encodeURIComponent($("invite-ws").value)}/invitations`,
+      { email: $("invite-email").value.trim(), role: $("invite-role").value });
+    $("invite-email").value = "";
+  }, "workspace.invited");
+}
+
 function renderUsers() {
   const list = data.users;
   $("users-empty").hidden = list.length > 0;
@@ -102,6 +137,7 @@ function renderAudit() {
 function render() {
   if (!data) return;
   renderWorkspaces();
+  renderInviteChoices();
   renderUsers();
   renderUsage();
   renderAudit();
@@ -133,6 +169,7 @@ async function main() {
   bindSwitcher();
   onLanguageChange(render);
   $("audit-more").addEventListener("click", older);
+  bindForms();
   await enter(async (caller_) => {
     call = caller_;
     await load();

@@ -1,7 +1,8 @@
 """The master console and a workspace's accepted identity documents in Chromium (issue
 15), on a portal served on loopback: the administrator opens /console with the bootstrap
-token, sees the workspaces and the audit chain verified, suspends a workspace (the page
-says so, and its member's token is then refused); an admin of the workspace narrows its
+token, sees the workspaces and the audit chain verified, creates a workspace and invites
+its owner (mailed, both in the audit log), suspends a workspace (the page says so, and its
+member's token is then refused); an admin of the workspace narrows its
 accepted documents to French passports on its page, which the signer of a transaction
 made in the workspace with the getting-started sample is then shown; the getting-started
 page sends a first transaction to the requester."""
@@ -37,6 +38,21 @@ def test_the_console_and_the_accepted_documents_page(tmp_path: Path) -> None:
                 await until(page, "document.querySelector('#audit-status').dataset.ok "
                                   "=== 'true'")
                 await check_page(page)
+                # a new workspace and its owner's invitation, from the console's forms
+                await page.fill("#ws-name", "Atelier")
+                await page.click("#ws-create button[type=submit]")
+                await page.locator("#workspaces li", has_text="Atelier").wait_for()
+                assert await page.locator("#invite-ws option:checked").inner_text() == \
+                    "Atelier"
+                await page.fill("#invite-email", "owner@atelier.test")
+                await page.click("#invite-form button[type=submit]")
+                await until(page, "document.querySelector('#notice').dataset.kind "
+                                  "=== 'ok' && !document.querySelector('#invite-email')"
+                                  ".value")
+                mail, = portal.store.mails(to="owner@atelier.test")
+                assert "Atelier" in mail.subject and "/join/" in mail.body
+                for action in ("workspace.create", "workspace.invite"):
+                    await page.locator("#audit td", has_text=action).wait_for()
                 await item.locator("button").click()
                 await item.locator(".badge").wait_for()
                 assert "suspendu" in await item.inner_text()
