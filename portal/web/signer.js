@@ -20,6 +20,7 @@ import {
   findCertificates, holderName, renderCertificateChoices,
 } from "/static/signer-certificates.js";
 import { createDocuments } from "/static/signer-documents.js";
+import { byTotp, codeParams, factorProblem, showFactor } from "/static/signer-factor.js";
 import { createSignerThread } from "/static/signer-messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -188,6 +189,7 @@ async function submitConsent(event) {
 // ---------------------------------------------------------------------------- signing
 
 function renderSign() {
+  showFactor(view);
   const phone = view.signer.phoneMasked;
   $("phone-confirm-text").textContent = phone ? t("sign.phoneConfirm", { phone }) : t("sign.noPhone");
   $("phone-confirm").disabled = !phone;
@@ -362,7 +364,7 @@ function selectedCredential() {
 
 function dropSession() {
   session = null;
-  $("otp-step").hidden = true;
+  $("otp-step").hidden = !byTotp(view);  // a TOTP code needs no step before it
   $("otp").value = "";
 }
 
@@ -370,9 +372,16 @@ function checkForm() {
   const credential = selectedCredential();
   if (!credential) return [null, t("sign.chooseCertificate")];
   if (agent.blocked.has(credential.tokenID)) return [null, t("agentError.PIN_BLOCKED")];
-  if (!$("phone-confirm").checked) return [null, t("sign.confirmPhone")];
+  if (!byTotp(view) && !$("phone-confirm").checked) return [null, t("sign.confirmPhone")];
   if (!/^[0-9]{4,8}$/.test($("pin").value)) return [null, t("sign.pinFormat")];
   return [credential, null];
+}
+
+async function prepareSession(credential) {
+  const prepared = await api("POST", `${base}/sign/prepare`, {
+    body: { certificate: credential.certificate, chain: credential.chain, phoneConfirmed: true },
+  });
+  return { ...prepared, credentialID: credential.credentialID, tokenID: credential.tokenID };
 }
 
 async function sendOtp(button) {
@@ -394,10 +403,7 @@ async function sendOtp(button) {
   await guarded(button, async () => {
     if (!session || session.credentialID !== credential.credentialID) {
       progress(t("sign.preparing"));
-      const prepared = await api("POST", `${base}/sign/prepare`, {
-        body: { certificate: credential.certificate, chain: credential.chain, phoneConfirmed: true },
-      });
-      session = { ...prepared, credentialID: credential.credentialID, tokenID: credential.tokenID };
+      session = await prepareSession(credential);
     }
     progress(t("sign.sendingOtp"));
     let sent;
@@ -408,10 +414,7 @@ async function sendOtp(button) {
     } catch (error) {
       // This session's code was used (e.g. a wrong PIN after a good code): prepare anew once.
       if (!isSpentOtp(error) && !SESSION_ERRORS.includes(error.code)) throw error;
-      const prepared = await api("POST", `${base}/sign/prepare`, {
-        body: { certificate: credential.certificate, chain: credential.chain, phoneConfirmed: true },
-      });
-      session = { ...prepared, credentialID: credential.credentialID, tokenID: credential.tokenID };
+      session = await prepareSession(credential);
       sent = await agent.client.sendOTP({
         credentialID: credential.credentialID, hashes: session.hashes, otpSession: session.otpSession,
       });
@@ -454,7 +457,7 @@ async function sign(event) {
     signError(t("sign.otpFormat"));
     return;
   }
-  if (!session || session.credentialID !== credential.credentialID) {
+  if (!byTotp(view) && (!session || session.credentialID !== credential.credentialID)) {
     signError(t("sign.codeFirst"));
     return;
   }
@@ -463,14 +466,18 @@ async function sign(event) {
   let pin = $("pin").value;
   $("pin").value = "";
   $("otp").value = "";
-  const current = session;
+  let current = session;
   await guarded($("sign-submit"), async () => {
+    if (!current || current.credentialID !== credential.credentialID) {  // TOTP: prepare now
+      progress(t("sign.preparing"));
+      current = session = await prepareSession(credential);
+    }
     progress(t("sign.authorizing"));
     let authorization;
     try {
       authorization = await agent.client.authorize({
-        credentialID: current.credentialID, hashes: current.hashes, pin, otp,
-        otpSession: current.otpSession,
+        credentialID: current.credentialID, hashes: current.hashes, pin,
+        ...codeParams(current, otp),
       });
     } finally {
       pin = null;
@@ -507,8 +514,10 @@ async function sign(event) {
     // that code is used up, a new one is needed. A wrong code leaves the session as is.
     let hint = "";
     if (error.code === "INVALID_OTP" && session) hint = t("sign.retypeBoth");
-    else if (!agent.blocked.has(credential.tokenID)) hint = t("sign.retryFromCode");
-    signError(hint ? `${explain(error)} ${hint}` : explain(error));
+    else if (!agent.blocked.has(credential.tokenID)) {
+      hint = t(byTotp(view) ? "sign.retypeBoth" : "sign.retryFromCode");
+    }
+    signError(factorProblem(error) || (hint ? `${explain(error)} ${hint}` : explain(error)));
     $("pin").focus();
     return true;
   });

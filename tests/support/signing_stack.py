@@ -75,9 +75,10 @@ class Stack:
         return tx, invite, prepared, await self.send_code(prepared)
 
     async def authorize(self, prepared: Any, code: str, pin: str = PIN) -> dict[str, Any]:
+        session = prepared["otpSession"]  # None: a TOTP transaction, the agent's own code
         return await self.rpc("credentials/authorize", {
             "credentialID": self.credential, "hashes": prepared["hashes"], "PIN": pin,
-            "OTP": code, "otpSession": prepared["otpSession"]})
+            "OTP": code, **({} if session is None else {"otpSession": session})})
 
     async def sign(self, invite: str) -> Any:
         """Every step of the page, for the signer behind `invite`."""
@@ -108,8 +109,10 @@ class Stack:
 OnStack = Callable[[Callable[[Stack], Awaitable[None]]], None]
 
 
-def with_stack(tmp_path: Path, card: RunningCard, **settings: Any) -> OnStack:
-    """`settings`: more of the portal's configuration (e.g. its SMTP server)."""
+def with_stack(tmp_path: Path, card: RunningCard, *, otp_mode: str = "sms",
+               **settings: Any) -> OnStack:
+    """`settings`: more of the portal's configuration (e.g. its SMTP server);
+    `otp_mode`: the agent's (agent/signing.py: "any" also takes its TOTP codes)."""
     def runner(scenario: Callable[[Stack], Awaitable[None]]) -> None:
         pki = start_pki(tmp_path / "ca")
         try:
@@ -124,7 +127,7 @@ def with_stack(tmp_path: Path, card: RunningCard, **settings: Any) -> OnStack:
                                           ca_issuers_prefixes=[f"{pki.base}/certs/"],
                                           **settings) as portal, page_socket(
                         portal.session, tmp_path / "agent", ORIGIN, portal_url=portal.url,
-                        otp_mode="sms", portal_token_file=portal.agent_token_file) as ws:
+                        otp_mode=otp_mode, portal_token_file=portal.agent_token_file) as ws:
                     stack = Stack(pki, portal, ws, card, "", certificate, [])
                     tokens = await _tokens(stack)
                     stack.credential = f"{tokens[0]['id']}/9C"
