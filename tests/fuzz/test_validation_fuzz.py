@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.support.pdfs import blank_pdf
 from validation import ValidationError, ValidationSettings, validate_pdf
 
-SEEDS = {"corpus-b-lta": (Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
+SEEDS = {"corpus-b-lta": (Path(__file__).resolve().parents[1] / "corpus" / "pdf"
                           / "pades-lta-dss-indirect-arrs-test.pdf").read_bytes(),
          "pyhanko-written": blank_pdf(2)}
 EMPTY = ValidationSettings.empty()

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.support.intake_corpus import inputs
 from tests.support.line_deadline import lines_within
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "pdf"  # ../shared/corpus/pdf, vendored
 PER_INPUT_S = 30  # an input the intake has not answered for in this long hangs it
 DAMAGED = 4  # copies per file
 

@@ -14,16 +14,18 @@ from xml.etree import ElementTree
 
 import pytest
 
+from ca.authority import Authority
 from ca.profiles import Validity
 from ca.trusted_list import list_of_lists, trusted_list
+from ca.tsa import TimestampAuthority
 from tests.support.cli import run_qsign
 from tests.support.line_deadline import lines_within
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_pki import PortalPki, SoftwareSigner, running_pki
-from tests.support.validation_pki import DemoLists, demo_lists, page_changed, sign
+from tests.support.validation_pki import DemoLists, demo_lists, page_changed, restamped, sign
 from validation import FileReport, ValidationSettings, validate_pdf
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "pdf"  # ../shared/corpus/pdf, vendored
 PER_FILE_S = 60  # a file the validator has not answered for in this long hangs it
 
 
@@ -111,6 +113,21 @@ def test_b_lt_still_qes_days_later_offline(lists: DemoLists, b_lt: bytes, days: 
     strict = dataclasses.replace(settings, revocation_max_age=-dt.timedelta(hours=1))
     (signature,) = validate_pdf(b_lt, strict, at=later).signatures
     assert signature.indication == "INDETERMINATE" and signature.qualification != "QES"
+
+
+def test_stale_revocation_data_needs_a_trusted_timestamp(
+        pki: PortalPki, alice: SoftwareSigner, lists: DemoLists,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The freshness is judged at the timestamp's time only because the timestamp proves
+    it: the same B-LT re-stamped by a TSA on no list used is not TOTAL-PASSED, days
+    later (its OCSP response stale) or now."""
+    other = TimestampAuthority(Authority.init(tmp_path_factory.mktemp("other-tsa") / "ca"))
+    forged = restamped(sign(pki, blank_pdf(), alice, "B-LT"), other)
+    settings = ValidationSettings.load([str(lists.granted)], operator_certs=[lists.operator])
+    for at in (None, dt.datetime.now(dt.UTC) + dt.timedelta(days=2)):
+        (signature,) = validate_pdf(forged, settings, at=at).signatures
+        assert signature.indication == "INDETERMINATE", (at, signature)
+        assert signature.time_source != "timestamp" and signature.qualification != "QES"
 
 
 def test_b_b_and_b_t_without_revocation_data_do_not_pass_offline(

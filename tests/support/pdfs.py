@@ -1,6 +1,6 @@
 """PDFs made here for tests that must run anywhere (a clean clone has no ../shared).
 
-The third-party corpus (../shared/corpus/pdf) is for robustness sweeps where present;
+The third-party corpus (tests/corpus/pdf, a copy of ../shared/corpus/pdf) is for robustness sweeps;
 the signing tests use these: one or more blank A4 pages, optionally AES-256 encrypted.
 """
 
