@@ -185,6 +185,12 @@ async def _validate_one(signature: EmbeddedPdfSignature, settings: ValidationSet
         result = await ades_lta_validation(signature, _spec(settings, freshness),
                                            timing_info=timing)
         sub = _sub_indication(result)
+        if sub == AdESPassed.OK and freshness.freshness_req_type \
+                is FreshnessReqType.TIME_AFTER_SIGNATURE \
+                and not _timestamp_proven(result.api_status):
+            # Revocation data was judged at the timestamp's time: only a valid, trusted
+            # timestamp makes that time the signature's (EN 319 102-1 §5.6.2.4).
+            sub = AdESIndeterminate.TRY_LATER
         if sub == AdESPassed.OK and _changed_beyond_allowed(result.api_status):
             # EN 319 102-1 §5.2.9 (signature acceptance): our policy accepts later revisions
             # that add validation data, timestamps, signatures, form filling, annotations.
@@ -245,6 +251,12 @@ def _sub_indication(result: AdESLTAValidationResult) -> AdESSubIndic:
     if status.revoked and current in (None, AdESIndeterminate.REVOKED_NO_POE):
         return AdESIndeterminate.REVOKED_NO_POE
     return current or sub
+
+
+def _timestamp_proven(status: PdfSignatureStatus | None) -> bool:
+    """The signature timestamp validated: intact, its signature valid, its TSA trusted."""
+    stamp = status.timestamp_validity if status is not None else None
+    return stamp is not None and stamp.intact and stamp.valid and stamp.trusted
 
 
 def _changed_beyond_allowed(status: PdfSignatureStatus | None) -> bool:

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
+from asn1crypto import cms
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.signers import PdfTimeStamper
 from pyhanko.sign.timestamps import HTTPTimeStamper
 
 from ca.trusted_list import SchemeOperator, list_of_lists, trusted_list
+from ca.tsa import TimestampAuthority, request_for_digest, token_from_response
 from portal import pades
 from portal.pades import Level
 from tests.support.portal_pki import PortalPki, SoftwareSigner
@@ -26,6 +30,25 @@ def sign(pki: PortalPki, pdf: bytes, signer: SoftwareSigner, level: str,
     """`level` B-B, B-T, B-LT (the portal's levels) or B-LTA (B-LT, then a document
     timestamp, EN 319 142-1 §5.5)."""
     return asyncio.run(_sign(pki, pdf, signer, level, field))
+
+
+def restamped(pdf: bytes, tsa: TimestampAuthority) -> bytes:
+    """The signature's timestamp token replaced by one from `tsa` over the same signature
+    value (RFC 3161 §2.4.2 imprint), in the same /Contents."""
+    reader = PdfFileReader(BytesIO(pdf), strict=False)
+    [signature] = reader.embedded_signatures
+    first, length, after, _ = (int(x) for x in signature.sig_object["/ByteRange"])
+    start, end = first + length + 1, after - 1  # the hex digits between < and >
+    info = cms.ContentInfo.load(bytes.fromhex(pdf[start:end].decode()))
+    signer = info["content"]["signer_infos"][0]
+    request = request_for_digest(hashlib.sha256(signer["signature"].native).digest())
+    token = token_from_response(tsa.respond(request), request)
+    for attribute in signer["unsigned_attrs"]:
+        if attribute["type"].native == "signature_time_stamp_token":
+            attribute["values"] = [token]
+    contents = info.dump().hex().encode()
+    assert len(contents) <= end - start, "the new token does not fit /Contents"
+    return pdf[:start] + contents.ljust(end - start, b"0") + pdf[end:]
 
 
 def page_changed(pdf: bytes) -> bytes:
