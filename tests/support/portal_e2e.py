@@ -221,9 +221,10 @@ def portal_identity_key(state: Path) -> Path:
 @asynccontextmanager
 async def portal_stack(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
                        *, enrol: bool = True, browser_args: Sequence[str] = (),
-                       ) -> AsyncIterator[Stack]:
+                       otp_mode: str = "sms") -> AsyncIterator[Stack]:
     """`enrol=False` leaves the card factory-fresh (no key, factory PIN) for the
-    first-time signer; `browser_args` are added to Chromium's command line."""
+    first-time signer; `browser_args` are added to Chromium's command line; `otp_mode`
+    is the agent's ("any" takes its TOTP codes too)."""
     identity_pem = portal_identity_key(tmp_path / "portal")
     ca = await asyncio.to_thread(start_ca, tmp_path, manufacturer, [identity_pem])
     try:
@@ -233,7 +234,8 @@ async def portal_stack(tmp_path: Path, manufacturer: Manufacturer, card: Running
         smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
         smtp.start()
         try:
-            async with _servers(tmp_path, ca, sink, smtp.port, browser_args) as stack:
+            async with _servers(tmp_path, ca, sink, smtp.port, browser_args,
+                                otp_mode) as stack:
                 stack.identity_pem = identity_pem
                 yield stack
         finally:
@@ -244,11 +246,11 @@ async def portal_stack(tmp_path: Path, manufacturer: Manufacturer, card: Running
 
 def run_on_stack(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
                  scenario: Callable[[Stack], Awaitable[None]], *,
-                 secrets: Sequence[str] = ()) -> None:
+                 secrets: Sequence[str] = (), otp_mode: str = "sms") -> None:
     """`scenario` on a fresh stack: the browser console printed when it fails; after it,
     no page error and none of `secrets` (PINs) in the console."""
     async def main() -> None:
-        async with portal_stack(tmp_path, manufacturer, card) as stack:
+        async with portal_stack(tmp_path, manufacturer, card, otp_mode=otp_mode) as stack:
             try:
                 await scenario(stack)
             except BaseException:
@@ -264,7 +266,8 @@ def run_on_stack(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard,
 
 @asynccontextmanager
 async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int,
-                   browser_args: Sequence[str] = ()) -> AsyncIterator[Stack]:
+                   browser_args: Sequence[str] = (), otp_mode: str = "sms"
+                   ) -> AsyncIterator[Stack]:
     portal_port, agent_port = free_port(), free_port()
     origin = f"http://portal.example.test:{portal_port}"
     state = tmp_path / "portal"
@@ -288,7 +291,7 @@ async def _servers(tmp_path: Path, ca: RunningCa, sink: SmtpSink, smtp_port: int
     await portal.start_server()
     agent_config = AgentConfig(port=agent_port, state_dir=tmp_path / "agent", pcsc=False,
                                pkcs11_modules=(), allowed_origins=(origin,),
-                               portal_url=f"http://127.0.0.1:{portal_port}", otp_mode="sms",
+                               portal_url=f"http://127.0.0.1:{portal_port}", otp_mode=otp_mode,
                                portal_token_file=agent_token_file, ca_url=ca.base)
     agent = TestServer(create_agent(agent_config, TokenRegistry()), host="127.0.0.1",
                        port=agent_port)
