@@ -17,7 +17,7 @@ import datetime as dt
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,10 @@ class ValidationSettings:
     # (source, signed XML) of each list used: a registry without the expired ones is
     # rebuilt from them (pyHanko's TSPRegistry cannot drop entries).
     signed_lists: tuple[tuple[str, str], ...] = ()
+    # Registries without some expired lists, by the lists dropped: rebuilt once, not per
+    # validation (a national list takes seconds to parse).
+    _without: dict[frozenset[str], TSPRegistry] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def trust_anchors(self) -> tuple[x509.Certificate, ...]:
@@ -131,10 +135,14 @@ class ValidationSettings:
                     f"{since} (its NextUpdate): not used")))
         if not dropped:
             return dataclasses.replace(self, trusted_lists=tuple(statuses))
-        registry = TSPRegistry()
-        for source, signed in self.signed_lists:
-            if source not in dropped:
-                eutl_parse.trust_list_to_registry_unsafe(signed, registry)
+        key = frozenset(dropped)
+        registry = self._without.get(key)
+        if registry is None:
+            registry = TSPRegistry()
+            for source, signed in self.signed_lists:
+                if source not in dropped:
+                    eutl_parse.trust_list_to_registry_unsafe(signed, registry)
+            self._without[key] = registry
         return dataclasses.replace(
             self, registry=registry, trusted_lists=tuple(statuses),
             services=tuple(s for s in self.services if s.source not in dropped),
