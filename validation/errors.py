@@ -9,11 +9,12 @@ from pyhanko.pdf_utils.misc import PdfError
 
 # What pyHanko's PDF reader raises on a broken file: its own errors, the builtins its
 # parser lets through on hostile structures, zlib's on a corrupt stream, and
-# AssertionError (its xref reader asserts /Type /XRef). Every reader of strangers' PDFs
-# (the validator, the portal's intake) catches these.
+# AssertionError (its xref reader asserts /Type /XRef), ArithmeticError (decimal's
+# InvalidOperation on a malformed real number such as 1.2.3). Every reader of strangers'
+# PDFs (the validator, the portal's intake) catches these.
 PDF_READER_ERRORS: tuple[type[Exception], ...] = (
     PdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
-    NotImplementedError, zlib.error, AssertionError)
+    NotImplementedError, zlib.error, AssertionError, ArithmeticError)
 
 
 class ValidationError(Exception):
