@@ -8,6 +8,7 @@ import {
 } from "/static/i18n.js";
 import { signedIn } from "/static/credential.js";
 import { renderThread, typedMessage } from "/static/messages.js";
+import { bindOrder, groupField, orderParameters, orderProblem, rowValues } from "/static/signing-order.js";
 import { cancelControl, signerControls } from "/static/transaction_actions.js";
 import { showReport } from "/static/validation.js";
 
@@ -98,7 +99,8 @@ function addSigner(values = {}) {
         el("select", { id: id("lang"), "data-field": "lang" },
           el("option", { value: "", "data-i18n": "create.langAsk", text: t("create.langAsk") }),
           el("option", { value: "en", text: "English" }),
-          el("option", { value: "fr", text: "Français" })))),
+          el("option", { value: "fr", text: "Français" }))),
+      groupField(id)),
     el("div", { class: "actions" },
       el("button", { type: "button", "data-move": "-1" }),
       el("button", { type: "button", "data-move": "1" }),
@@ -165,19 +167,13 @@ async function create(event) {
   try {
     const documents = [];
     for (const file of files) documents.push({ name: file.name, content: await blobToBase64(file) });
-    const signers = [...$("signers").children].map((row) => {
-      const signer = {};
-      for (const input of row.querySelectorAll("[data-field]")) {
-        const value = input.value.trim();
-        if (value) signer[input.dataset.field] = value;
-      }
-      return signer;
-    });
+    const order = $("order").value;
+    const signers = [...$("signers").children].map((row) => rowValues(row, order));
     const body = {
       title: $("title").value.trim(),
       requester: { name: $("req-name").value.trim(), email: $("req-email").value.trim() },
       documents, signers,
-      sequential: $("sequential").checked, expiresInDays: Number($("expires").value),
+      ...orderParameters(order, $("reminders").value), expiresInDays: Number($("expires").value),
       qualified: $("qualified").checked, messaging: $("messaging").checked, level: $("level").value,
     };
     try { localStorage.setItem(PROFILE_KEY, JSON.stringify(body.requester)); } catch (_) { /* ignore */ }
@@ -223,7 +219,7 @@ function validate() {
   }
   const days = Number($("expires").value);
   if (!Number.isInteger(days) || days < 1 || days > 90) return t("create.badExpiry");
-  return null;
+  return orderProblem($("order").value, $("reminders").value, $("signers"));
 }
 
 // ---------------------------------------------------------------------------- list
@@ -416,6 +412,7 @@ async function main() {
   $("add-signer").addEventListener("click", () => addSigner().querySelector("input").focus());
   $("documents").addEventListener("change", showFiles);
   $("create-form").addEventListener("submit", create);
+  bindOrder($("order"), $("signers"));
   $("refresh").addEventListener("click", () => refresh().catch((error) => notice(explain(error), "error")));
   $("detail-close").addEventListener("click", () => { $("detail").hidden = true; opened = null; $("refresh").focus(); });
   $("reply-form").addEventListener("submit", reply);

@@ -1,11 +1,12 @@
 // templates.js: a workspace's templates (/templates?ws=<id>) over
 // /api/v1/workspaces/{ws}/templates (portal/API.md "Templates", "Bulk send"): the list,
-// saving a transaction as a template, starting a transaction from one with its roles
+// saving a transaction as a template (or making one: template-new.js), starting a transaction from one with its roles
 // filled, and a bulk send from a CSV file with its progress and each line's result.
 
 import { e164, el, explain, say } from "/static/api.js";
 import { enter } from "/static/credential.js";
 import { bindSwitcher, chooseLanguage, formatDate, onLanguageChange, setLanguage, t } from "/static/i18n.js";
+import { relabelNewTemplate, wireNewTemplate } from "/static/template-new.js";
 
 const $ = (id) => document.getElementById(id);
 const PROGRESS_EVERY = 1000; // ms between looks at a bulk send's progress
@@ -120,6 +121,7 @@ async function load() {
   templates = (await call("GET", `${base()}/templates`)).templates;
   renderList();
   $("save-form").closest("section").hidden = readOnly;
+  $("new-card").hidden = readOnly;
   $("templates-page").hidden = false;
 }
 
@@ -230,7 +232,9 @@ async function bulkSend(event) {
 async function main() {
   await setLanguage(chooseLanguage());
   bindSwitcher();
-  onLanguageChange(() => { if (templates.length) renderList(); });
+  onLanguageChange(() => { relabelNewTemplate(); if (templates.length) renderList(); });
+  wireNewTemplate({ notice, post: (body) => call("POST", `${base()}/templates`, body),
+    done: async (tpl) => { notice(t("templates.saved", { name: tpl.name }), "ok"); await load(); } });
   $("save-form").addEventListener("submit", save);
   $("use-form").addEventListener("submit", start);
   $("edit-form").addEventListener("submit", saveEdit);

@@ -84,7 +84,7 @@ async def _make_template(page: Page, portal: RunningPortal, ws: str) -> dict[str
                                            ("Landlord", "model-l@example.test"))):
         await rows.nth(index).locator("[data-field=name]").fill(role)
         await rows.nth(index).locator("[data-field=email]").fill(email)
-    assert await page.is_checked("#sequential")
+    assert await page.input_value("#order") == "sequential"
     await page.select_option("#level", "B-LTA")
     await page.click("#create-submit")
     await page.locator("#detail:not([hidden])").wait_for()
