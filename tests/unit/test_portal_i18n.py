@@ -328,9 +328,9 @@ def test_every_ca_refusal_and_challenge_has_a_sentence() -> None:
     missing = sorted(a for a in CHALLENGE_ACTIONS if f"challenge.{a}" not in en)
     assert missing == [], f"liveness challenges without a text: {missing}"
     assert "{count}" in en["challenge.show-fingers"]
-    fields = set(re.findall(r'field="([a-z_]+)"',
-                            (ROOT / "portal" / "identity" / "service.py").read_text()))
-    assert {"document_number", "surname"} <= fields
+    fields = {f for module in (ROOT / "portal" / "identity").glob("*.py")
+              for f in re.findall(r'field="([a-z_]+)"', module.read_text())}
+    assert {"document_number", "specimen"} <= fields
     assert sorted(f for f in fields if f"capture.mismatchField.{f}" not in en) == []
     for why in re.findall(r'"(denied|unavailable|unsupported)"', CAPTURE):
         assert f"capture.noCamera.{why}" in en
