@@ -166,6 +166,8 @@ class SideResult:
     mrz: Mrz | None  # from the back or the data page
     readings: tuple[Mrz, ...] = ()  # every reading the check digits allow (mrz first)
     portrait: tuple[float, ...] | None = None  # the photo side's face descriptor
+    # Per MRZ line, what tesseract and the OCR-B shape reading both read ('?' elsewhere).
+    agreed: tuple[str, ...] = ()
 
 @dataclass(frozen=True)
 class SessionView:

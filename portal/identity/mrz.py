@@ -395,9 +395,13 @@ def read(lines: Sequence[str], *, today: dt.date | None = None) -> Mrz:
 _LOOKALIKES = {"0": "OQD", "O": "0QD", "Q": "0O", "D": "0O", "1": "IL", "I": "1L",
                "L": "1I", "2": "Z", "Z": "2", "5": "S", "S": "5", "8": "B", "B": "8",
                "6": "G", "G": "6", "K": "<", "<": "K"}
-# Pairs of equal value modulo 10 (L = 21, G = 16, K = 20, '<' = 0): every weight of 9303-3
-# §4.9 (7, 3, 1) is prime to 10, so no check digit, composite included, tells them apart.
-_TWINS = {"1": "L", "L": "1", "6": "G", "G": "6", "K": FILLER, FILLER: "K"}
+# Look-alikes of equal value modulo 10 (L = 21 and 1, G = 16 and 6, K = 20 and '<' = 0):
+# every weight of 9303-3 §4.9 (7, 3, 1) is prime to 10, so no check digit, composite
+# included, tells them apart; one character's check digit is its value times 7.
+TWINS = {char: twins for char, alts in _LOOKALIKES.items()
+         if (twins := "".join(a for a in alts if check_digit(a) == check_digit(char)))}
+_TWINS = TWINS
+LOOKALIKES = _LOOKALIKES
 _MAX_SWAPS = 2
 _MAX_CANDIDATES = 20_000
 

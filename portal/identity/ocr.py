@@ -53,6 +53,8 @@ class MrzReading:
     readings: tuple[mrz.Mrz, ...]  # every reading the check digits allow, OCR's first
     raw_lines: tuple[str, ...]  # what the OCR gave, before repair
     seconds: float  # time spent in tesseract
+    # Per line, the places where tesseract and the OCR-B shapes read the same ('?' else).
+    agreed: tuple[str, ...] = ()
 
     @property
     def mrz(self) -> mrz.Mrz:
@@ -319,10 +321,12 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
     if len(raw) != len(lines):
         raw = [""] * len(lines)  # lines run together: every run is read alone below
     choices: list[list[str]] = []  # per line, the readings worth trying
+    agreed: list[str] = []
     for line, read_line, runs in zip(lines, raw, runs_per_line, strict=True):
         words = _words_for_runs(read_line, runs) if read_line else [None] * len(runs)
         per_run: list[list[str]] = []
         by_shape: list[str] = []
+        same = [mrz.FILLER] * len(line.cells)
         for index, (a, b) in enumerate(runs):
             shapes = "".join(ocrb.read_cell(masked.crop((x0, line.top, x1, line.bottom)))
                              or mrz.FILLER for x0, x1 in line.cells[a:b])
@@ -338,6 +342,8 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
             # fit to its length still has a reading, and the check digits choose.
             per_run.append([*fits, shapes] if shapes not in fits else fits)
             by_shape.append(shapes)
+            same[a:b] = list(shapes) if fits[:1] == [shapes] else ["?"] * (b - a)
+        agreed.append("".join(same))
         options: list[str] = []
         combinations = itertools.chain(
             [tuple(r[0] for r in per_run), tuple(by_shape)],
@@ -353,7 +359,7 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
     for assembled in itertools.islice(itertools.product(*choices), _MAX_TRIES):
         raws.append(tuple(assembled))
         try:
-            return MrzReading(mrz.readings(assembled), tuple(raw), seconds)
+            return MrzReading(mrz.readings(assembled), tuple(raw), seconds, tuple(agreed))
         except MrzInvalid as exc:
             error = exc
     assert error is not None

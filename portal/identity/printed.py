@@ -1,15 +1,21 @@
-"""The printed (visual inspection) zone confirms the MRZ (issue 17): the document
-number character for character, the names and dates as they are printed. No check
-digit covers the names, and none tells G from 6 or L from 1 (equal values, ICAO
-9303-3 §4.9): the printed zone decides, and what it does not confirm is never
-accepted. An OCR slip (one edit away) asks for a better picture; more is a mismatch.
+"""The printed (visual inspection) zone confirms the MRZ (issue 17), only as far as the
+check digits cannot. A check digit (ICAO 9303-3 §4.9, weights 7-3-1 prime to 10) catches
+any one character changed for one of another value modulo 10, so: the printed number may
+differ from the MRZ's in one place where the MRZ holds no equal-value look-alike (mrz.TWINS:
+G/6, L/1, K/<) and the printed character is an OCR look-alike of it (O for 0), a printed
+date in one digit; two misreads can cancel in a check digit, so never more. Twins are
+compared exactly. No check digit covers names: each word must be printed (transliterated
+per 9303-3 §6), one OCR edit away only where tesseract and the OCR-B shapes read the MRZ
+name alike. What the printed zone does not confirm is never accepted.
 """
 
 from __future__ import annotations
 
+import re
+
 from portal.identity import names
 from portal.identity.model import DocumentKind, IdentityError, SideResult, VerifiedIdentity
-from portal.identity.mrz import Mrz
+from portal.identity.mrz import LAYOUT, LOOKALIKES, TWINS, Mrz
 
 
 def cross_check(kind: DocumentKind, mrz_side: SideResult, printed: SideResult
@@ -25,21 +31,24 @@ def cross_check(kind: DocumentKind, mrz_side: SideResult, printed: SideResult
         printed_names |= _name_forms(word)
         # D'ANGELO prints as two words and is DANGELO in the MRZ.
         printed_names |= _name_forms("".join(printed.words[index:index + 2]))
-    name_field = reading.lines[2] if kind is DocumentKind.ID_CARD else reading.lines[0]
+    name = next(f for f in LAYOUT[reading.format] if f.name == "name")
+    name_field = reading.lines[name.line][name.start:name.end]
+    # Two readers agreeing on the MRZ name is what allows OCR noise on the printed one.
+    agreed = (len(mrz_side.agreed) > name.line
+              and mrz_side.agreed[name.line][name.start:name.end] == name_field)
     named = ([(w, "surname") for w in reading.primary_identifier]
              + [(w, "given_names") for w in reading.secondary_identifier])
     for index, (word, field_name) in enumerate(named):
         # A full name field may end in a word cut short (9303-3 §4.6.5).
         cut = index == len(named) - 1 and not name_field.endswith("<")
-        _shown(_collapse(word), printed_names, field_name, prefix=cut)
-    # Dates print as digit groups; an O or an I read in one is a printed-zone slip
-    # (the MRZ's dates are already check-digit verified).
+        _shown(_collapse(word), printed_names, field_name, prefix=cut, noisy=agreed)
+    # Dates print as digit groups; an O or an I read in one is a printed-zone slip.
     groups = [w.translate(_AS_DIGITS) for w in printed.words if len(w) <= 8]
     digits = "".join(w for w in groups if w.isdigit())
-    windows = {digits[i:i + n] for n in (7, 8, 9) for i in range(len(digits) - n + 1)}
+    windows = {digits[i:i + 8] for i in range(len(digits) - 7)}
     for field_name, date in (("birth_date", reading.birth_date),
                              ("expiry_date", reading.expiry_date)):
-        _shown(date.strftime("%d%m%Y"), windows, field_name, prefix=False)
+        _date_shown(date.strftime("%d%m%Y"), windows, field_name)
     return VerifiedIdentity(kind, reading.issuing_state, reading.document_number,
                             reading.primary_identifier, reading.secondary_identifier,
                             reading.birth_date, reading.sex, reading.nationality,
@@ -51,49 +60,86 @@ _CONFUSABLE = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "
 
 
 _AS_DIGITS = str.maketrans({"O": "0", "D": "0", "I": "1", "L": "1"})
+# The stock model reads an Ø as 0 or a blurred S as 5 in a printed name.
+_AS_LETTERS = str.maketrans({"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "6": "G"})
 
 
-def _shown(value: str, printed: set[str], field_name: str, *, prefix: bool) -> None:
-    """An MRZ value the printed zone must show as it is (folded as names.py folds):
-    no check digit covers names, and an OCR slip in either zone must never be taken
-    for agreement. Not found asks for a better picture: printed names in national
+def _shown(value: str, printed: set[str], field_name: str, *, prefix: bool,
+           noisy: bool) -> None:
+    """An MRZ name word the printed zone must show as it is (folded as names.py folds),
+    or, when `noisy` (both MRZ readers read the name alike), one OCR edit away: no check
+    digit covers names. Not found asks for a better picture: printed names in national
     letters (Ø, Å ...) are beyond the stock OCR model, so their absence says little."""
     if any(p == value or (prefix and p.startswith(value)) for p in printed):
         return
+    n = len(value)
+    if noisy and any(_near(value, q, shortest=3) for p in printed
+                     for q in ((p[:n], p[:n + 1]) if prefix else (p,))):
+        return
+    _unreadable(field_name)
+
+
+def _date_shown(value: str, windows: set[str], field_name: str) -> None:
+    """A check-digit-verified MRZ date (ddmmyyyy) printed as it is, or with one digit
+    misread: one wrong digit always fails the MRZ's date check digit (9303-3 §4.9), two
+    may cancel, so the printed zone must confirm all but one digit."""
+    if any(sum(a != b for a, b in zip(value, w, strict=True)) <= 1 for w in windows):
+        return
+    _unreadable(field_name)
+
+
+def _unreadable(field_name: str) -> None:
     what = field_name.replace("_", " ")
     raise IdentityError("PRINTED_UNREADABLE", f"the printed {what} could not be read well "
                         "enough to confirm the machine readable lines: take a sharper "
                         "photo, flat and well lit", field=field_name)
 
 
+def _number_shown(number: str, printed: str) -> int | None:
+    """How many places the printed word differs from the MRZ's number in: 0, 1 where the
+    check digit covers that place (the MRZ's character has no equal-value look-alike and
+    the printed one is an OCR look-alike of it, of another value), else None."""
+    if len(number) != len(printed):
+        return None
+    slips = [(m, p) for m, p in zip(number, printed, strict=True) if m != p]
+    if not slips:
+        return 0
+    if len(slips) == 1:
+        m, p = slips[0]
+        if m not in TWINS and p in LOOKALIKES.get(m, ""):
+            return 1
+    return None
+
+
 def confirmed(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> Mrz:
-    """The one MRZ reading whose document number is printed on the document, character
-    for character (issue 17): a check digit cannot tell G from 6 or L from 1 (equal
-    values, ICAO 9303-3 §4.9), nor a reading that two misreads made verify, so the
-    printed zone decides, and a reading it does not confirm is never accepted. A
-    printed number that only looks like one (an OCR slip on the printed zone) asks for
-    a better picture; one that is nothing like it is a mismatch."""
-    exact = [r for r in readings if r.document_number in printed]
-    if len(exact) == 1:
-        return exact[0]
-    if len(exact) > 1 or any(
-            _near(r.document_number.translate(_CONFUSABLE), w.translate(_CONFUSABLE))
-            for r in readings for w in printed):
-        raise IdentityError("PRINTED_UNREADABLE", "the printed document number could not "
-                            "be read well enough to confirm the machine readable lines: "
-                            "take a sharper photo, flat and well lit",
-                            field="document_number")
+    """The one MRZ reading whose document number is printed on the document (issue 17):
+    exactly, or with one printed-zone slip the check digit covers (_number_shown). A
+    check digit cannot tell G from 6 or L from 1 (equal values, ICAO 9303-3 §4.9), nor
+    a reading that two misreads made verify, so the printed zone decides, and a reading
+    it does not confirm is never accepted. A printed number that only looks like one
+    asks for a better picture; one that is nothing like it is a mismatch."""
+    shown = {r.lines: {_number_shown(r.document_number, w) for w in printed} - {None}
+             for r in readings}
+    for slips in (0, 1):
+        picked = [r for r in readings if slips in shown[r.lines]]
+        if len(picked) == 1:
+            return picked[0]
+        if picked:
+            break
+    if any(_near(r.document_number.translate(_CONFUSABLE), w.translate(_CONFUSABLE))
+           for r in readings for w in printed):
+        _unreadable("document_number")
     raise IdentityError("SIDES_MISMATCH", "the document number printed on the front is not "
                         "the one in the MRZ", field="document_number")
 
 
-def _near(expected: str, printed: str) -> bool:
-    """Equal, or for words of five characters or more one edit apart (Levenshtein):
+def _near(expected: str, printed: str, *, shortest: int = 5) -> bool:
+    """Equal, or for words of `shortest` characters or more one edit apart (Levenshtein):
     OCR of the printed zone drops or doubles a glyph now and then (Ø, O0). The MRZ,
     with its check digits, stays the source; this only ties the sides together."""
     if expected == printed:
         return True
-    if len(expected) < 5 or abs(len(expected) - len(printed)) > 1:
+    if len(expected) < shortest or abs(len(expected) - len(printed)) > 1:
         return False
     previous = list(range(len(printed) + 1))
     for i, a in enumerate(expected, 1):
@@ -115,8 +161,12 @@ def _collapse(word: str) -> str:
 
 def _name_forms(word: str) -> set[str]:
     """A printed word folded, digraphs collapsed; empty if not a name."""
-    try:
-        return {_collapse("".join(names.words(word))),
-                _collapse("".join(names.words(word, icao=True)))}
-    except names.NameInvalid:
-        return set()
+    forms: set[str] = set()
+    # A word without letters is a number or a date, never a name misread.
+    for text in (word, word.translate(_AS_LETTERS)) if re.search("[^0-9]", word) else ():
+        try:
+            forms |= {_collapse("".join(names.words(text))),
+                      _collapse("".join(names.words(text, icao=True)))}
+        except names.NameInvalid:
+            continue
+    return forms

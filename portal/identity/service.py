@@ -210,11 +210,13 @@ class ReferenceIdentityService:
             raise IdentityError("IMAGE_INVALID", str(exc)) from exc
         reading: Mrz | None = None
         readings: tuple[Mrz, ...] = ()
+        agreed: tuple[str, ...] = ()
         if side in (Side.BACK, Side.DATA_PAGE):
             try:
-                readings = ocr.read_mrz(picture, kind.mrz_format).readings
+                found = ocr.read_mrz(picture, kind.mrz_format)
             except MrzInvalid as exc:
                 raise _mrz_error(exc) from exc
+            readings, agreed = found.readings, found.agreed
             reading = readings[0]
             self._check_document(kind, reading)
             # The printed zone only: above the MRZ (whose words would echo the MRZ).
@@ -225,7 +227,7 @@ class ReferenceIdentityService:
             raise IdentityError("DOCUMENT_SPECIMEN", "this is a SPECIMEN, not an ID document")
         if side is Side.FRONT and not any(_looks_like_number(w) for w in words):
             raise IdentityError("SIDE_UNREADABLE", "no document number was found on the front")
-        return SideResult(side, specimen, tuple(words), reading, readings)
+        return SideResult(side, specimen, tuple(words), reading, readings, agreed=agreed)
 
     def _check_document(self, kind: DocumentKind, reading: Mrz) -> None:
         state = reading.issuing_state
