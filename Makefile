@@ -24,7 +24,7 @@ bench: setup
 	$(PY) bench/identity.py --quick 200
 
 lint: setup
-	$(VENV)/bin/ruff check ground qsign firmware_sim agent ca portal tests bench
+	$(VENV)/bin/ruff check ground qsign firmware_sim agent ca portal validation tests bench
 	$(VENV)/bin/mypy
 
 deb: setup
