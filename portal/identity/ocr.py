@@ -330,14 +330,14 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
         for index, (a, b) in enumerate(runs):
             shapes = "".join(ocrb.read_cell(masked.crop((x0, line.top, x1, line.bottom)))
                              or mrz.FILLER for x0, x1 in line.cells[a:b])
-            fits = _fit(words[index], b - a)
+            fits = fit_word(words[index], b - a)
             if not fits:
                 # Misread run (a glyph doubled or dropped): read it alone as one word.
                 box = (line.cells[a][0] - pad, line.top - pad, line.cells[b - 1][1] + pad,
                        line.bottom + pad)
                 alone, more = _tesseract(masked.crop(box), "--psm", "8", "-c", whitelist)
                 seconds += more
-                fits = _fit("".join(alone.split()), b - a)
+                fits = fit_word("".join(alone.split()), b - a)
             # Each place read by its OCR-B shape too (ocrb.py): a run tesseract cannot
             # fit to its length still has a reading, and the check digits choose.
             per_run.append([*fits, shapes] if shapes not in fits else fits)
@@ -371,7 +371,7 @@ _MAX_TRIES = 16
 _TWINS = ("O0DQ", "I1L", "S5", "B8", "Z2", "G6")
 
 
-def _fit(word: str | None, length: int) -> list[str]:
+def fit_word(word: str | None, length: int) -> list[str]:
     """Readings of `word` with `length` characters: itself, or, when it has one
     character too many, each way of dropping one of an adjacent letter-digit pair of
     look-alikes. Layout repair and the check digits decide between them."""

@@ -11,9 +11,10 @@ name alike. What the printed zone does not confirm is never accepted.
 
 from __future__ import annotations
 
+import itertools
 import re
 
-from portal.identity import names
+from portal.identity import names, ocr
 from portal.identity.model import DocumentKind, IdentityError, SideResult, VerifiedIdentity
 from portal.identity.mrz import LAYOUT, LOOKALIKES, TWINS, Mrz
 
@@ -98,7 +99,18 @@ def _unreadable(field_name: str) -> None:
 def _number_shown(number: str, printed: str) -> int | None:
     """How many places the printed word differs from the MRZ's number in: 0, 1 where the
     check digit covers that place (the MRZ's character has no equal-value look-alike and
-    the printed one is an OCR look-alike of it, of another value), else None."""
+    the printed one is an OCR look-alike of it, of another value, or read beside it as
+    well), else None."""
+    if len(printed) == len(number) + 1:
+        # One glyph read twice (WWW for WW, S5 for 5, ocr.fit_word): that place's one
+        # slip; a look-alike pair never beside a twin (G6 shows both).
+        drops = [i for i in range(len(printed)) if printed[:i] + printed[i + 1:] == number]
+        if any(printed[i] in printed[max(0, i - 1):i] + printed[i + 1:i + 2] for i in drops):
+            return 1
+        if number not in ocr.fit_word(printed, len(number)):
+            return None
+        return 1 if all(not set(printed[max(0, i - 1):i + 2]) & TWINS.keys()
+                        for i in drops) else None
     if len(number) != len(printed):
         return None
     slips = [(m, p) for m, p in zip(number, printed, strict=True) if m != p]
@@ -118,7 +130,9 @@ def confirmed(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> Mrz:
     a reading that two misreads made verify, so the printed zone decides, and a reading
     it does not confirm is never accepted. A printed number that only looks like one
     asks for a better picture; one that is nothing like it is a mismatch."""
-    shown = {r.lines: {_number_shown(r.document_number, w) for w in printed} - {None}
+    # A number printed in two groups (YC747 8573) is read as two words.
+    joined = {*printed, *(a + b for a, b in itertools.pairwise(printed))}
+    shown = {r.lines: {_number_shown(r.document_number, w) for w in joined} - {None}
              for r in readings}
     for slips in (0, 1):
         picked = [r for r in readings if slips in shown[r.lines]]

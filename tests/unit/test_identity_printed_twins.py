@@ -115,3 +115,16 @@ def test_a_printed_date_confirms_with_one_digit_misread_never_two() -> None:
     assert _cross(_side(lines, (*base, "17", "05", "1990"))) is None
     assert _cross(_side(lines, (*base, "17", "05", "1980"))) is None
     assert _cross(_side(lines, (*base, "17", "06", "1980"))) == "PRINTED_UNREADABLE"
+
+
+def test_a_number_printed_in_two_groups_or_with_a_glyph_read_twice() -> None:
+    lines = _td3("YC7478573")
+    readings = (mrz.parse(lines),)
+    assert confirmed(readings, ("YC747", "8573")).document_number == "YC7478573"
+    assert confirmed(readings, ("YYC7478573",)).document_number == "YC7478573"
+    assert confirmed(readings, ("YC74785S73",)).document_number == "YC7478573"
+    # A doubled glyph is that place's one slip: no other slip beside it.
+    assert _code(("YYC747857S",), readings) is not None
+    # A look-alike pair beside a twin shows both twins: it confirms neither.
+    twin = _td3("YC7476573")
+    assert _code(("YC7476G573",), (mrz.parse(twin),)) is not None
