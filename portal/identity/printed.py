@@ -2,8 +2,9 @@
 check digits cannot. A check digit (ICAO 9303-3 §4.9, weights 7-3-1 prime to 10) catches
 any one character changed for one of another value modulo 10, so: the printed number may
 differ from the MRZ's in one place where the MRZ holds no equal-value look-alike (mrz.TWINS:
-G/6, L/1, K/<) and the printed character is an OCR look-alike of it (O for 0), a printed
-date in one digit; two misreads can cancel in a check digit, so never more. Twins are
+G/6, L/1, K/<) and the printed character is an OCR look-alike of it (O for 0), or one
+glyph read twice or two equal ones read as one; a printed date in one digit; two misreads
+can cancel in a check digit, so never more. Twins are
 compared exactly. No check digit covers names: each word must be printed (transliterated
 per 9303-3 §6), one OCR edit away only where tesseract and the OCR-B shapes read the MRZ
 name alike. What the printed zone does not confirm is never accepted.
@@ -101,6 +102,10 @@ def _number_shown(number: str, printed: str) -> int | None:
     check digit covers that place (the MRZ's character has no equal-value look-alike and
     the printed one is an OCR look-alike of it, of another value, or read beside it as
     well), else None."""
+    if len(printed) == len(number) - 1 and any(
+            number[:i] + number[i + 1:] == printed for i in range(1, len(number))
+            if number[i] == number[i - 1]):
+        return 1  # one of two equal glyphs run together (JJ read J): that place's slip
     if len(printed) == len(number) + 1:
         # One glyph read twice (WWW for WW, S5 for 5, ocr.fit_word): that place's one
         # slip; a look-alike pair never beside a twin (G6 shows both).

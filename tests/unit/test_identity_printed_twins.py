@@ -128,3 +128,10 @@ def test_a_number_printed_in_two_groups_or_with_a_glyph_read_twice() -> None:
     # A look-alike pair beside a twin shows both twins: it confirms neither.
     twin = _td3("YC7476573")
     assert _code(("YC7476G573",), (mrz.parse(twin),)) is not None
+
+
+def test_a_number_with_one_of_two_equal_glyphs_run_together() -> None:
+    readings = (mrz.parse(_td3("JJ0424435")),)
+    assert confirmed(readings, ("J", "0424435")).document_number == "JJ0424435"
+    assert _code(("J042443",), readings) is not None  # a glyph lost that had no twin
+    assert _code(("JO424435",), readings) is not None  # and a second slip
