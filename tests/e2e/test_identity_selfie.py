@@ -25,7 +25,7 @@ from tests.support.fake_camera import FakeCamera
 from tests.support.identity_fixtures import make_specimen
 from tests.support.pcsc import RunningCard
 from tests.support.portal_e2e import Stack, check_page, portal_stack, ready
-from tests.support.selfie_e2e import doing, identity_session, idle, perform
+from tests.support.selfie_e2e import doing, identity_session, idle, perform, perform_as_holder
 
 PHONE = "+33612345678"
 
@@ -69,7 +69,7 @@ def test_the_video_check_wants_the_documents_person_alive(
             await stack.shot(page, "41-liveness-no-face")
             # The document's person does each thing asked, in the server's order.
             camera.show(idle())
-            assert await perform(page, camera, doing("astronaut")) is None
+            assert await perform_as_holder(page, camera, doing("astronaut")) is None
             await page.wait_for_selector("body[data-enrolment='identity-confirm']",
                                          timeout=60000)
             await stack.shot(page, "42-liveness-passed")

@@ -56,7 +56,14 @@ from tests.support.portal_e2e import (
     until as _until,
 )
 from tests.support.provision import PyscardConnection
-from tests.support.selfie_e2e import api, doing, identity_session, idle, perform
+from tests.support.selfie_e2e import (
+    api,
+    doing,
+    identity_session,
+    idle,
+    perform,
+    perform_as_holder,
+)
 from tests.support.selfies import noisy
 from tests.support.waiting import wait_until_async
 
@@ -351,7 +358,7 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     late = await page.text_content("#liveness-error") or ""
     assert "Too late" in late, late
     await stack.shot(page, "11-liveness-late")
-    assert await perform(page, camera, doing("astronaut")) is None
+    assert await perform_as_holder(page, camera, doing("astronaut")) is None
     await _sub(page, "identity-confirm")
     assert await page.locator("#compare tr.diff").count() >= 1
     assert "Durand" in (await page.text_content("#compare") or "")
@@ -401,7 +408,8 @@ async def _journey(stack: Stack, card: RunningCard, marie: specimen.Specimen,
     await phone.wait_for_selector("#liveness:not([hidden])", timeout=30000)
     await check_page(phone)
     camera.show(idle())
-    assert await perform(phone, camera, doing("astronaut"), capture="phone-capture") is None
+    assert await perform_as_holder(phone, camera, doing("astronaut"),
+                                   capture="phone-capture") is None
     await phone.wait_for_selector("#phone-done:not([hidden])")
     await stack.shot(phone, "16b-phone-verified")
     await phone_context.close()

@@ -109,3 +109,16 @@ async def perform(page: Page, camera: FakeCamera, act: Act, *, capture: str = "c
         await page.click("#challenge-done")
         await until(page, "document.getElementById('liveness').dataset.challengeIndex "
                           f"!== '{index}' || {failed} || {verified}", tries=2400)
+
+
+async def perform_as_holder(page: Page, camera: FakeCamera, act: Act, *,
+                            capture: str = "capture") -> str | None:
+    """`perform` for the document's holder, who passes: once more (within the session's
+    attempts) when a move was not seen. Chromium plays the fake camera's file in a loop at
+    its own phase, and under a loaded CI machine the page's kept frames have once missed
+    the synthesised turn; the judgement itself is tested frame by frame, with no camera,
+    in tests/integration/test_identity_selfie.py."""
+    outcome = await perform(page, camera, act, capture=capture)
+    if outcome == "CHALLENGE_NOT_SEEN":
+        outcome = await perform(page, camera, act, capture=capture)
+    return outcome
