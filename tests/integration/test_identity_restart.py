@@ -7,87 +7,21 @@ identity sessions lived in the process's memory and the signer had to start agai
 from __future__ import annotations
 
 import base64
-import json
-import os
-import signal
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from portal.identity.mrz import DocumentFormat
 from tests.support.identity_fixtures import make_specimen
 from tests.support.pdfs import blank_pdf
-from tests.support.ports import free_port
-from tests.support.waiting import wait_until
-
-
-class PortalProcess:
-    """`qsign portal serve` on loopback with a state directory that outlives it."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.config = directory / "portal.toml"
-        self.config.write_text(f'[portal]\nstate_dir = "{directory / "state"}"\n'
-                               f"port = {self.port}\nidentity_accept_specimens = true\n")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        process = self.process = subprocess.Popen(
-            [sys.executable, "-m", "qsign", "portal", "serve", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def healthy() -> bool:
-            assert process.poll() is None, f"the portal exited ({process.returncode})"
-            try:
-                with urllib.request.urlopen(self.base + "/health", timeout=5):  # noqa: S310
-                    return True
-            except OSError:
-                return False
-
-        wait_until(healthy, "the portal's /health", interval=0.1)
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def call(self, method: str, path: str, body: Any = None, *, token: bool = False,
-             image: bytes | None = None) -> tuple[int, Any]:
-        headers = {"Content-Type": "image/png" if image else "application/json"}
-        if token:
-            key = (self.directory / "state" / "requester.token").read_text().strip()
-            headers["Authorization"] = f"Bearer {key}"
-        data = image if image else None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, method=method,  # noqa: S310
-                                         headers=headers, data=data)
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def ok(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-        status, answer = self.call(method, path, body, **kwargs)
-        assert status in (200, 201), (path, status, answer)
-        return answer
+from tests.support.portal_process import PortalProcess, running_portal
 
 
 @pytest.fixture
 def portal(tmp_path: Path) -> Iterator[PortalProcess]:
-    running = PortalProcess(tmp_path)
-    running.start()
-    try:
+    with running_portal(tmp_path, {"identity_accept_specimens": True}) as running:
         yield running
-    finally:
-        running.kill()
 
 
 def test_a_restart_keeps_the_identity_session(portal: PortalProcess) -> None:
@@ -113,8 +47,7 @@ def test_a_restart_keeps_the_identity_session(portal: PortalProcess) -> None:
     assert before["step"] == "liveness"
     challenge = portal.ok("POST", f"{base}/challenges/next")
 
-    portal.kill()
-    portal.start()
+    portal.restart()  # SIGKILL, then a new process on the same state
 
     after = portal.ok("GET", base)
     assert (after["step"], after["sides"]) == ("liveness", ["data-page"])

@@ -5,13 +5,8 @@ signed, no signed document is lost, and the signer can finish or sees it finishe
 from __future__ import annotations
 
 import base64
-import json
-import os
 import re
-import subprocess
-import sys
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +21,7 @@ from portal.blobs import BlobStore
 from portal.store import Store
 from tests.support.pdfs import blank_pdf
 from tests.support.portal_pki import PortalPki, start_pki
-from tests.support.ports import free_port
-from tests.support.waiting import wait_until
+from tests.support.portal_process import TEAR_VARIABLE, PortalProcess
 
 
 @pytest.fixture
@@ -37,63 +31,21 @@ def pki(tmp_path: Path) -> Iterator[PortalPki]:
     running.stop()
 
 
-class Portal:
+class Portal(PortalProcess):
+    """The portal trusting the test CA, with one agent credential for the SMS OTP routes."""
+
     def __init__(self, directory: Path, pki: PortalPki) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         (directory / "root.der").write_bytes(pki.root)
         self.agent_token, digest = new_agent_token()  # the SMS OTP routes' caller
-        self.config = directory / "portal.toml"
-        self.config.write_text(
-            f'[portal]\nstate_dir = "{directory / "state"}"\nport = {self.port}\n'
-            f'trust_roots = ["{directory / "root.der"}"]\ncheck_revocation = false\n'
-            f'agent_token_sha256 = ["{digest}"]\n')
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(directory, {"trust_roots": [str(directory / "root.der")],
+                                     "check_revocation": False,
+                                     "agent_token_sha256": [digest]})
 
-    def start(self, tear: str | None = None) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "QSIGN_PORTAL_TEAR"}
-        if tear:
-            env["QSIGN_PORTAL_TEAR"] = tear
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "qsign", "portal", "serve", "--config", str(self.config)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        process = self.process
-
-        def healthy() -> bool:
-            assert process.poll() is None, f"the portal exited ({process.returncode})"
-            try:
-                with urllib.request.urlopen(self.base + "/health", timeout=5):  # noqa: S310
-                    return True
-            except OSError:
-                return False
-
-        wait_until(healthy, "the portal's /health", interval=0.1)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-    def call(self, method: str, path: str, body: Any = None, token: bool = False
-             ) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            key = (self.directory / "state" / "requester.token").read_text().strip()
-            headers["Authorization"] = f"Bearer {key}"
-        elif path.startswith("/api/v1/sms-otp/"):
-            headers["Authorization"] = f"Bearer {self.agent_token}"
-        request = urllib.request.Request(  # noqa: S310
-            self.base + path, method=method, headers=headers,
-            data=None if body is None else json.dumps(body).encode())
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+    def sms_otp(self, step: str, body: Any) -> tuple[int, Any]:
+        return self.call("POST", f"/api/v1/sms-otp/{step}", body, bearer=self.agent_token)
 
     def store(self) -> Store:
-        return Store.open(None, self.directory / "state")
+        return Store.open(None, self.state)
 
 
 def _b64(data: bytes) -> str:
@@ -105,7 +57,7 @@ def test_crash_while_storing_signed_documents(tmp_path: Path, pki: PortalPki,
                                               tear: str) -> None:
     signer = pki.issue("p256")
     portal = Portal(tmp_path, pki)
-    portal.start(tear=tear)
+    portal.start({TEAR_VARIABLE: tear})
     try:
         status, tx = portal.call("POST", "/api/v1/transactions", {
             "title": "Crash", "requester": {"name": "R", "email": "r@example.test"},
@@ -125,13 +77,12 @@ def test_crash_while_storing_signed_documents(tmp_path: Path, pki: PortalPki,
             "chain": [_b64(c) for c in signer.chain[:1]], "phoneConfirmed": True})
         assert status == 200, prepared
         otp = {"session": prepared["otpSession"], "hashes": prepared["hashes"]}
-        assert portal.call("POST", "/api/v1/sms-otp/send", otp)[0] == 200
+        assert portal.sms_otp("send", otp)[0] == 200
         store = portal.store()
         code = re.search(r"\d{6}", store.sms("+33611111111")[-1][1])
         store.close()
         assert code is not None
-        status, verified = portal.call("POST", "/api/v1/sms-otp/verify",
-                                       {**otp, "code": code.group()})
+        status, verified = portal.sms_otp("verify", {**otp, "code": code.group()})
         assert status == 200, verified
         signatures = [_b64(signer.key.sign(base64.b64decode(h),  # type: ignore[union-attr]
                                            ec.ECDSA(Prehashed(hashes.SHA256()))))
