@@ -16,7 +16,7 @@ from portal.body_schema import openapi_request
 from portal.errors import Code, PortalError
 from portal.routes.parse import e164, read_body
 from portal.routes.requester import scoped_transaction
-from portal.routes.views import transaction_json
+from portal.routes.views import requester_transaction
 from portal.store import NewSigner, SignerStatus, TxStatus
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ async def cancel_transaction(request: web.Request) -> web.Response:
                   subject=f"transaction:{tx.id}", details={"reason": reason or ""})
     await portal.webhooks.emit(tx, "cancelled")
     log.info("transaction %s cancelled", tx.id)
-    return web.json_response(transaction_json(portal, tx, for_requester=True))
+    return web.json_response(await requester_transaction(portal, tx))
 
 
 async def resend_invitation(request: web.Request) -> web.Response:
@@ -63,7 +63,7 @@ async def resend_invitation(request: web.Request) -> web.Response:
     await portal.invite(tx, signer)
     await arecord(portal.store.db, actor=who.actor, action="signer.resend",
                   subject=f"transaction:{tx.id}", details={"signer": signer.id})
-    return web.json_response(transaction_json(portal, tx, for_requester=True))
+    return web.json_response(await requester_transaction(portal, tx))
 
 
 async def replace_signer(request: web.Request) -> web.Response:
@@ -79,4 +79,4 @@ async def replace_signer(request: web.Request) -> web.Response:
     await arecord(portal.store.db, actor=who.actor, action="signer.replace",
                   subject=f"transaction:{tx.id}",
                   details={"signer": signer.id, "from": old.email, "to": signer.email})
-    return web.json_response(transaction_json(portal, tx, for_requester=True))
+    return web.json_response(await requester_transaction(portal, tx))

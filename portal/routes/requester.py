@@ -25,7 +25,12 @@ from portal.routes.access import accounts_of, member, principal, service_admin
 from portal.routes.parse import e164, iso, read_body
 from portal.routes.sending import Outline, parameters_of, send, take_documents
 from portal.routes.state import PORTAL, Portal
-from portal.routes.views import message_json, pdf_response, transaction_json
+from portal.routes.views import (
+    message_json,
+    pdf_response,
+    requester_transaction,
+    requester_transactions,
+)
 from portal.store import NewSigner, SignerStatus, Transaction
 from portal.store.transactions import DEFAULT_WORKSPACE
 
@@ -35,18 +40,20 @@ NEW_TRANSACTION = openapi_request("/api/v1/transactions", "post")
 NEW_MESSAGE = openapi_request("/api/v1/transactions/{id}/messages", "post")
 
 
-async def scope(request: web.Request, need: Role) -> tuple[Portal, Principal, str | None]:
-    """The portal, the principal and the workspace the request works in (None: the
-    service administrator on `/api/v1/transactions`, every workspace)."""
+async def scope(request: web.Request, need: Role
+                ) -> tuple[Portal, Principal, str | None, Role]:
+    """The portal, the principal, the workspace the request works in (None: the
+    service administrator on `/api/v1/transactions`, every workspace) and their role
+    there (the service administrator: an owner of every workspace)."""
     if "ws" in request.match_info:
-        portal, who, _ = await member(request, request.match_info["ws"], need)
-        return portal, who, request.match_info["ws"]
+        portal, who, role = await member(request, request.match_info["ws"], need)
+        return portal, who, request.match_info["ws"], role
     who = await principal(request)
     if who.token_workspace is not None:
-        portal, who, _ = await member(request, who.token_workspace, need)
-        return portal, who, who.token_workspace
+        portal, who, role = await member(request, who.token_workspace, need)
+        return portal, who, who.token_workspace, role
     if who.is_service_admin:
-        return request.app[PORTAL], who, None
+        return request.app[PORTAL], who, None, Role.OWNER
     raise PortalError(Code.NOT_FOUND, "use /api/v1/workspaces/{ws}/transactions")
 
 
@@ -54,7 +61,7 @@ async def scoped_transaction(request: web.Request, need: Role
                              ) -> tuple[Portal, Principal, Transaction]:
     """The transaction `{id}` if it belongs to the request's workspace (NOT_FOUND
     otherwise, as if it did not exist)."""
-    portal, who, workspace = await scope(request, need)
+    portal, who, workspace, _ = await scope(request, need)
     tx_id = request.match_info["id"]
     if workspace is not None and await asyncio.to_thread(
             accounts_of(portal).workspace_of_transaction, tx_id) != workspace:
@@ -63,7 +70,7 @@ async def scoped_transaction(request: web.Request, need: Role
 
 
 async def create_transaction(request: web.Request) -> web.Response:
-    portal, who, workspace = await scope(request, Role.REQUESTER)
+    portal, who, workspace, _ = await scope(request, Role.REQUESTER)
     body = await read_body(request, NEW_TRANSACTION)
     if "workspace" in body:  # the service administrator's choice; a member's own only
         named = body["workspace"]
@@ -88,23 +95,24 @@ async def create_transaction(request: web.Request) -> web.Response:
         new_signers, parameters, turns)
     log.info("transaction %s created: %d document(s), %d signer(s)", tx.id,
              len(tx.documents), len(tx.signers))
-    return web.json_response(transaction_json(portal, tx, for_requester=True), status=201)
+    return web.json_response(await requester_transaction(portal, tx), status=201)
 
 
 async def list_transactions(request: web.Request) -> web.Response:
-    portal, _, workspace = await scope(request, Role.VIEWER)
+    portal, _, workspace, role = await scope(request, Role.VIEWER)
     if workspace is None:
         txs = await asyncio.to_thread(portal.store.transactions)
     else:
         ids = await asyncio.to_thread(accounts_of(portal).transaction_ids, workspace)
         txs = [await asyncio.to_thread(portal.store.transaction, tx_id) for tx_id in ids]
-    return web.json_response({"transactions": [
-        transaction_json(portal, tx, for_requester=True) for tx in txs]})
+    # The caller's role: a page offers only what it may do (portal/API.md).
+    return web.json_response({"transactions": await requester_transactions(portal, txs),
+                              "role": role.label})
 
 
 async def get_transaction(request: web.Request) -> web.Response:
     portal, _, tx = await scoped_transaction(request, Role.VIEWER)
-    return web.json_response(transaction_json(portal, tx, for_requester=True))
+    return web.json_response(await requester_transaction(portal, tx))
 
 
 async def requester_document(request: web.Request) -> web.Response:

@@ -20,7 +20,7 @@ from portal.routes.access import accounts_of, member
 from portal.routes.parse import e164, iso, read_body
 from portal.routes.sending import Outline, parameters_of, refuse, send, take_documents
 from portal.routes.state import Portal
-from portal.routes.views import transaction_json
+from portal.routes.views import requester_transaction
 from portal.store import NewDocument, NewSigner, Transaction
 from portal.store.templates import Template
 from portal.store.turns import SigningOrder
@@ -144,7 +144,7 @@ async def start_from_template(request: web.Request) -> web.Response:
     requester = requester_of(who, fields.get("requester"))
     tx = await start(portal, template.id, template.body, template.workspace_id, who.user_id,
                      requester, fields["signers"], fields.get("title"))
-    return web.json_response(transaction_json(portal, tx, for_requester=True), status=201)
+    return web.json_response(await requester_transaction(portal, tx), status=201)
 
 
 async def start(portal: Portal, template_id: str, body: dict[str, Any], workspace: str,

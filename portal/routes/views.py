@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -24,15 +25,18 @@ from portal.store import (
     Transaction,
     TxStatus,
 )
+from portal.store.turns import SigningOrder
 
 
-def transaction_json(portal: Portal, tx: Transaction, *, for_requester: bool
-                     ) -> dict[str, Any]:
+def transaction_json(portal: Portal, tx: Transaction, order: SigningOrder, *,
+                     for_requester: bool) -> dict[str, Any]:
+    """`Transaction` (portal/API.md): `signingOrder` as kept in its parameters, each
+    signer's `group` (their turn) when by groups; `sequential` kept for older clients."""
     return {
         "id": tx.id, "title": tx.title, "status": tx.status.value,
         "createdAt": iso(tx.created_at), "expiresAt": iso(tx.expires_at),
-        "sequential": tx.sequential, "qualified": tx.qualified, "messaging": tx.messaging,
-        "level": tx.level,
+        "sequential": tx.sequential, "signingOrder": order.value,
+        "qualified": tx.qualified, "messaging": tx.messaging, "level": tx.level,
         "requester": {"name": tx.requester_name, "email": tx.requester_email},
         "documents": [{"id": d.id, "name": d.name, "sha256": d.current.sha256,
                        "size": d.current.size, "pages": d.pages,
@@ -40,12 +44,29 @@ def transaction_json(portal: Portal, tx: Transaction, *, for_requester: bool
         "signers": [{
             "id": s.id, "name": s.name, "email": s.email, "phone": s.phone, "lang": s.lang,
             "order": s.position + 1, "status": s.status.value,
+            "group": s.turn if order is SigningOrder.GROUPS else None,
             "refusalReason": s.refusal_reason, "signedAt": iso(s.signed_at),
             "inviteUrl": (portal.invite_url(tx, s) if for_requester
                           and s.status not in (SignerStatus.WAITING, SignerStatus.SIGNED)
                           and tx.status is TxStatus.OPEN else None),
         } for s in tx.signers],
     }
+
+
+async def requester_transactions(portal: Portal, txs: Sequence[Transaction]
+                                 ) -> list[dict[str, Any]]:
+    """The requester API's `Transaction` of each of `txs`, with its signing order."""
+    def orders() -> list[SigningOrder]:
+        return [portal.store.parameters(tx.id).signing_order for tx in txs]
+
+    found = await asyncio.to_thread(orders)
+    return [transaction_json(portal, tx, order, for_requester=True)
+            for tx, order in zip(txs, found, strict=True)]
+
+
+async def requester_transaction(portal: Portal, tx: Transaction) -> dict[str, Any]:
+    [view] = await requester_transactions(portal, [tx])
+    return view
 
 
 def message_json(message: Message) -> dict[str, Any]:

@@ -1,15 +1,19 @@
 """The requester's actions and a transaction's parameters over the real portal on
 loopback (SQLite and PostgreSQL): cancel, resend an invitation, replace a signer who has
 not signed (the old link dies), signers kept from unsigned downloads, reminders sent once
-per due time however many portal processes look, and typed errors naming the field."""
+per due time however many portal processes look, typed errors naming the field, and the
+signing order as the `Transaction` JSON says it (with the caller's role in the list)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from portal.accounts import Role
 from portal.routes.reminders import send_reminders
+from tests.support.accounts import new_transaction
 from tests.support.portal_service import RunningPortal, with_portal
+from tests.support.workspace_members import call_as, member_token
 
 
 def _mails_to(portal: RunningPortal, address: str) -> list[str]:
@@ -104,3 +108,50 @@ async def test_reminders_go_once_per_due_time(portal: RunningPortal) -> None:
     assert await send_reminders(portal.state) == 0
     portal.clock.advance(days=2, seconds=1)
     assert await send_reminders(portal.state) == 2
+
+
+def _order(tx: dict[str, Any]) -> tuple[str, bool, list[int | None], list[str]]:
+    return (tx["signingOrder"], tx["sequential"], [s["group"] for s in tx["signers"]],
+            [s["status"] for s in tx["signers"]])
+
+
+@with_portal()
+async def test_the_transaction_says_its_signing_order(portal: RunningPortal) -> None:
+    """Groups, parallel and sequential as created, read back by id, in the list and
+    after an action; `sequential` as before (true unless parallel)."""
+    people = [{"name": f"Signer {g}{i}", "email": f"g{g}{i}@example.test", "group": g}
+              for i, g in enumerate((2, 1, 2))]
+    groups = await portal.create(signers=people, documents=1, signingOrder="groups")
+    expected = ("groups", True, [2, 1, 2], ["waiting", "invited", "waiting"])
+    assert _order(groups) == expected
+    path = f"/api/v1/transactions/{groups['id']}"
+    assert _order(await portal.call("GET", path, auth=True)) == expected
+    replaced = await portal.call("PUT", f"{path}/signers/{groups['signers'][2]['id']}",
+                                 {"email": "claire@example.test"}, auth=True)
+    assert _order(replaced) == expected  # the new signer keeps the group
+    parallel = await portal.create(signers=2, documents=1, signingOrder="parallel")
+    sequential = await portal.create(signers=2, documents=1)
+    listed = await portal.call("GET", "/api/v1/transactions", auth=True)
+    assert listed["role"] == "owner"  # the service administrator owns every workspace
+    orders = {tx["id"]: _order(tx) for tx in listed["transactions"]}
+    assert orders == {
+        groups["id"]: expected,
+        parallel["id"]: ("parallel", False, [None, None], ["invited", "invited"]),
+        sequential["id"]: ("sequential", True, [None, None], ["invited", "waiting"])}
+
+
+@with_portal()
+async def test_the_list_says_the_callers_role(portal: RunningPortal) -> None:
+    """A page learns from the list what its caller may do: a viewer's token reads
+    `viewer` (and cannot create), a requester's `requester`, at both routes."""
+    ws, writer = await member_token(portal, Role.REQUESTER)
+    _, reader = await member_token(portal, Role.VIEWER, ws)
+    made = await call_as(portal, writer, "POST", "/api/v1/transactions", 201,
+                         new_transaction("Lease"))
+    await call_as(portal, reader, "POST", "/api/v1/transactions", 403,
+                  new_transaction("Mine"))
+    for token, role in ((writer, "requester"), (reader, "viewer")):
+        for path in ("/api/v1/transactions", f"/api/v1/workspaces/{ws}/transactions"):
+            listed = await call_as(portal, token, "GET", path, 200)
+            assert (listed["role"], [t["id"] for t in listed["transactions"]]) == (
+                role, [made["id"]]), path
