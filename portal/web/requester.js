@@ -35,10 +35,13 @@ function readToken() {
 // same calls under /api/v1/workspaces/<ws>/transactions, with its CSRF token.
 let session = null;
 let workspace = null;
+// The caller's role where the list is read (its `role`: a session's or an API token's).
+let role = null;
 
-/** A viewer's session reads only (portal/API.md "Workspaces and roles"): no writing controls. */
+/** Only requesters and above write (portal/API.md "Workspaces and roles"): a viewer, or a
+ * role not told, gets no writing control. */
 function readOnly() {
-  return Boolean(session) && session.workspaces.some((w) => w.id === workspace && w.role === "viewer");
+  return !["requester", "admin", "owner"].includes(role);
 }
 
 function call(method, path, options = {}) {
@@ -227,6 +230,7 @@ function validate() {
 async function refresh() {
   const reply = await call("GET", "/api/v1/transactions");
   transactions = reply.transactions;
+  role = reply.role || null;
   renderList();
   if (opened) {
     const again = transactions.find((tx) => tx.id === opened.id);
@@ -267,6 +271,9 @@ async function openTransaction(id) {
   await loadMessages();
 }
 
+// The transaction's `signingOrder` (portal/API.md `Transaction`) as the detail says it.
+const ORDER_NAMES = { parallel: "detail.parallel", sequential: "detail.sequential", groups: "detail.groups" };
+
 function fact(term, value) {
   return [el("dt", { text: term }), el("dd", {}, value)];
 }
@@ -278,14 +285,15 @@ function renderDetail() {
     ...fact(t("detail.status"), badge("transaction", tx.status)),
     ...fact(t("detail.created"), formatDate(tx.createdAt)),
     ...fact(t("detail.expires"), formatDate(tx.expiresAt)),
-    ...fact(t("detail.order"), t(tx.sequential ? "detail.sequential" : "detail.parallel")),
+    ...fact(t("detail.order"), t(ORDER_NAMES[tx.signingOrder] || "detail.sequential")),
     ...fact(t("detail.qualified"), t(tx.qualified ? "common.yes" : "common.no")),
     ...fact(t("detail.level"), tx.level),
     ...fact(t("detail.messaging"), t(tx.messaging ? "common.yes" : "common.no")));
   $("detail-signers").replaceChildren(...tx.signers.map((s) => {
     const item = el("li", { "data-signer": s.id },
       el("div", { class: "row" }, el("strong", { text: `${s.order}. ${s.name || s.email}` }), badge("signer", s.status)),
-      el("p", { class: "small muted", text: [s.email, s.phone, s.lang].filter(Boolean).join(" · ") }));
+      el("p", { class: "small muted", text: [s.email, s.phone, s.lang,
+        s.group && t("detail.group", { n: s.group })].filter(Boolean).join(" · ") }));
     if (s.signedAt) item.append(el("p", { class: "small", text: t("detail.signedAt", { at: formatDate(s.signedAt) }) }));
     if (s.refusalReason) item.append(el("p", { class: "small", text: t("detail.refusalReason", { reason: s.refusalReason }) }));
     if (!readOnly()) item.append(signerControls(tx, s, call, redraw, $("detail-error")) || "");
@@ -404,6 +412,7 @@ async function main() {
   $("token-forget").addEventListener("click", () => {
     try { sessionStorage.removeItem(TOKEN_KEY); } catch (_) { /* ignore */ }
     token = null;
+    role = null;
     transactions = [];
     opened = null;
     showSignedIn(false);
