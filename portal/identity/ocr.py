@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import os
 import re
 import shutil
 import subprocess
@@ -38,6 +39,10 @@ TESSERACT = "tesseract"
 MRZ_WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
 MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding
 TIMEOUT = 30.0
+# One thread per tesseract: the portal reads several signers' pictures at once, and
+# OpenMP's spinning threads then cost several times the CPU (tesseract-ocr/tesseract
+# issue 3109: single-threaded instances in parallel are the fastest).
+_THREADS = {"OMP_THREAD_LIMIT": "1"}
 
 
 class OcrUnavailable(RuntimeError):
@@ -89,7 +94,7 @@ def _tesseract(image: Image.Image, *args: str) -> tuple[str, float]:
     try:
         done = subprocess.run([TESSERACT, "stdin", "stdout", "-l", "eng", *args],
                               input=buffer.getvalue(), capture_output=True, timeout=TIMEOUT,
-                              check=False)
+                              check=False, env={**os.environ, **_THREADS})
     except subprocess.TimeoutExpired as exc:
         raise OcrUnavailable("tesseract took too long") from exc
     if done.returncode != 0:
