@@ -3,27 +3,16 @@
 // settings"): the webhooks with their delivery log, a new one (its secret shown once),
 // and the sender name and texts of the mails to the signers.
 
-import { el, explain, say } from "/static/api.js";
-import { enter } from "/static/credential.js";
-import { bindSwitcher, chooseLanguage, formatDate, setLanguage, t } from "/static/i18n.js";
+import { el, explain } from "/static/api.js";
+import { enterWorkspace, pageLanguage } from "/static/credential.js";
+import { formatDate, t } from "/static/i18n.js";
+import { notice } from "/static/notice.js";
 
 const $ = (id) => document.getElementById(id);
 const EVENTS = ["viewed", "accepted", "signed", "refused", "completed", "expired", "cancelled"];
 const TEXTS = ["invite", "reminder"];
 let call = null;
 let workspace = "default";
-
-function notice(text, kind = "info") {
-  say($("notice"), text, kind);
-}
-
-/** The workspace: ?ws=, else the session's first, else the bootstrap token's. */
-function workspaceOf(session) {
-  const asked = new URLSearchParams(location.search).get("ws");
-  if (asked) return asked;
-  const first = session && session.workspaces && session.workspaces[0];
-  return first ? first.id : "default";
-}
 
 function base() {
   return `/api/v1/workspaces/${encodeURIComponent(workspace)}`;
@@ -115,18 +104,17 @@ async function saveMail(event) {
 }
 
 async function main() {
-  await setLanguage(chooseLanguage());
-  bindSwitcher();
+  await pageLanguage();
   drawEvents();
   $("hook-form").addEventListener("submit", addHook);
   $("mail-form").addEventListener("submit", saveMail);
-  workspace = workspaceOf(null);
-  await enter(async (caller) => {
+  await enterWorkspace(async (caller, ws) => {
     call = caller;
+    workspace = ws;
     await loadHooks();
     await loadMail();
     $("advanced").hidden = false;
-  }, { notice, accept: (session) => { workspace = workspaceOf(session); return true; } });
+  }, { notice });
   document.body.dataset.ready = "true";
 }
 

@@ -4,7 +4,7 @@
 // or a user's API token. Shared with /requester and /outbox through sessionStorage.
 
 import { api, explain } from "/static/api.js";
-import { t } from "/static/i18n.js";
+import { bindSwitcher, chooseLanguage, onLanguageChange, setLanguage, t } from "/static/i18n.js";
 
 const TOKEN_KEY = "qsign.requesterToken";
 
@@ -16,6 +16,37 @@ export async function signedIn() {
   } catch (_) {
     return null;
   }
+}
+
+/** A page's start: its language (chosen, then switchable in the header); `relabel`
+ * redraws what the page's script wrote, after each later change of language. */
+export async function pageLanguage(relabel = null) {
+  await setLanguage(chooseLanguage());
+  bindSwitcher();
+  if (relabel) onLanguageChange(relabel);
+}
+
+/** A page for signed-in requesters only (/settings, /workspace): its language, then the
+ * session. Signed in: {view, call}, `call` sending the session's CSRF token; signed out:
+ * the page's #signed-out is shown, the page is ready (data-ready), and null returned. */
+export async function signedInPage({ relabel = null } = {}) {
+  await pageLanguage(relabel);
+  const view = await api("GET", "/api/auth/session");
+  if (view.stage !== "done") {
+    document.getElementById("signed-out").hidden = false;
+    document.body.dataset.ready = "true";
+    return null;
+  }
+  return { view, call: caller({ csrf: view.csrf }) };
+}
+
+/** The workspace a page on one workspace (?ws=<id>) acts on: the one asked, else the
+ * session's first, else "default" (the bootstrap token's). */
+export function workspaceOf(session) {
+  const asked = new URLSearchParams(location.search).get("ws");
+  if (asked) return asked;
+  const first = session && session.workspaces && session.workspaces[0];
+  return first ? first.id : "default";
 }
 
 /** The token kept in this tab, or null. */
@@ -68,4 +99,15 @@ export async function enter(open, { notice, accept = () => true }) {
   if (session && accept(session)) await attempt({ csrf: session.csrf });
   else if (token) await attempt({ token });
   else card.hidden = false;
+}
+
+/** `enter` for a page on one workspace (/advanced, /templates): `open(call, workspace)`
+ * loads it for workspaceOf(the session, when it is the way in); `accept(session,
+ * workspace)` may refuse the session. */
+export async function enterWorkspace(open, { notice, accept = () => true }) {
+  let workspace = workspaceOf(null);
+  await enter((call) => open(call, workspace), { notice, accept: (session) => {
+    workspace = workspaceOf(session);
+    return accept(session, workspace);
+  } });
 }

@@ -1,5 +1,6 @@
-// notice.js: the requester's own pages (/settings, /workspace) say what happened in their
-// #notice region: `run` an action, then its success sentence or the error explained.
+// notice.js: the requester's pages (/settings, /workspace, /advanced, /templates) say
+// what happened in their #notice region: `run` an action, then its success sentence or
+// the error explained.
 
 import { explain, say } from "/static/api.js";
 import { t } from "/static/i18n.js";

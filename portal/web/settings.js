@@ -2,10 +2,10 @@
 // name, language, notifications, password, a new TOTP key (with a code of the current
 // one), API tokens (shown once, listed, revoked), sign-out.
 
-import { api, el } from "/static/api.js";
-import { caller } from "/static/credential.js";
+import { el } from "/static/api.js";
+import { signedInPage } from "/static/credential.js";
 import { run } from "/static/notice.js";
-import { bindSwitcher, chooseLanguage, formatDate, onLanguageChange, setLanguage, t } from "/static/i18n.js";
+import { formatDate, t } from "/static/i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const NOTIFY = ["completed", "refused", "expired", "message", "personalData"];
@@ -50,16 +50,9 @@ function render() {
 }
 
 async function main() {
-  await setLanguage(chooseLanguage());
-  bindSwitcher();
-  onLanguageChange(() => { if (view) render(); });
-  view = await api("GET", "/api/auth/session");
-  call = caller({ csrf: view.csrf });
-  if (view.stage !== "done") {
-    $("signed-out").hidden = false;
-    document.body.dataset.ready = "true";
-    return;
-  }
+  const page = await signedInPage({ relabel: () => { if (view) render(); } });
+  if (!page) return;
+  ({ view, call } = page);
   $("settings").hidden = false;
   $("profile-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -4,8 +4,9 @@
 // filled, and a bulk send from a CSV file with its progress and each line's result.
 
 import { e164, el, explain, say } from "/static/api.js";
-import { enter } from "/static/credential.js";
-import { bindSwitcher, chooseLanguage, formatDate, onLanguageChange, setLanguage, t } from "/static/i18n.js";
+import { enterWorkspace, pageLanguage } from "/static/credential.js";
+import { formatDate, t } from "/static/i18n.js";
+import { notice } from "/static/notice.js";
 import { relabelNewTemplate, wireNewTemplate } from "/static/template-new.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,18 +17,6 @@ let templates = [];
 let chosen = null;
 let watching = null;
 let readOnly = false; // a viewer's session: the list only (portal/API.md "Workspaces and roles")
-
-function notice(text, kind = "info") {
-  say($("notice"), text, kind);
-}
-
-/** The workspace: ?ws=, else the session's first, else the bootstrap token's. */
-function workspaceOf(session) {
-  const asked = new URLSearchParams(location.search).get("ws");
-  if (asked) return asked;
-  const first = session && session.workspaces && session.workspaces[0];
-  return first ? first.id : "default";
-}
 
 function base() {
   return `/api/v1/workspaces/${encodeURIComponent(workspace)}`;
@@ -230,22 +219,19 @@ async function bulkSend(event) {
 }
 
 async function main() {
-  await setLanguage(chooseLanguage());
-  bindSwitcher();
-  onLanguageChange(() => { relabelNewTemplate(); if (templates.length) renderList(); });
+  await pageLanguage(() => { relabelNewTemplate(); if (templates.length) renderList(); });
   wireNewTemplate({ notice, post: (body) => call("POST", `${base()}/templates`, body),
     done: async (tpl) => { notice(t("templates.saved", { name: tpl.name }), "ok"); await load(); } });
   $("save-form").addEventListener("submit", save);
   $("use-form").addEventListener("submit", start);
   $("edit-form").addEventListener("submit", saveEdit);
   $("bulk-form").addEventListener("submit", bulkSend);
-  workspace = workspaceOf(null);
-  await enter(async (caller) => {
+  await enterWorkspace(async (caller, ws) => {
     call = caller;
+    workspace = ws;
     await load();
-  }, { notice, accept: (session) => {
-    workspace = workspaceOf(session);
-    readOnly = session.workspaces.some((w) => w.id === workspace && w.role === "viewer");
+  }, { notice, accept: (session, ws) => {
+    readOnly = session.workspaces.some((w) => w.id === ws && w.role === "viewer");
     return true;
   } });
   document.body.dataset.ready = "true";

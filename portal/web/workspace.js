@@ -2,9 +2,9 @@
 // its members and their roles (admins and owners change them), invitations by e-mail.
 
 import { api, el } from "/static/api.js";
-import { caller } from "/static/credential.js";
+import { caller, signedInPage } from "/static/credential.js";
 import { run } from "/static/notice.js";
-import { bindSwitcher, chooseLanguage, onLanguageChange, setLanguage, t } from "/static/i18n.js";
+import { t } from "/static/i18n.js";
 import { ROLES, roleName } from "/static/roles.js";
 
 const $ = (id) => document.getElementById(id);
@@ -61,16 +61,9 @@ function render() {
 }
 
 async function main() {
-  await setLanguage(chooseLanguage());
-  bindSwitcher();
-  onLanguageChange(() => { if (view) render(); });
-  view = await api("GET", "/api/auth/session");
-  call = caller({ csrf: view.csrf });
-  if (view.stage !== "done") {
-    $("signed-out").hidden = false;
-    document.body.dataset.ready = "true";
-    return;
-  }
+  const page = await signedInPage({ relabel: () => { if (view) render(); } });
+  if (!page) return;
+  ({ view, call } = page);
   $("workspace").hidden = false;
   $("ws-select").addEventListener("change", () => run(() => refresh($("ws-select").value)));
   $("create-form").addEventListener("submit", (event) => {
