@@ -1,10 +1,10 @@
 """The reference identity service's face steps (issue 17): the portrait read from the
-document's photo side, each liveness answer judged on the face (liveness.py), their
-refusals as the service's codes, and the frames the service has seen in any session."""
+document's photo side, each liveness answer judged on the face (liveness.py), and their
+refusals as the service's codes (the frames seen in any session: frames.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from PIL import Image
@@ -50,22 +50,3 @@ def judge(action: str, frames: Sequence[Image.Image], portrait: tuple[float, ...
         liveness.judge(action, frames, portrait, threshold)
     except liveness.LivenessFailed as exc:
         raise IdentityError(exc.verdict.value, str(exc), **exc.extra) from None
-
-
-class FrameLedger:
-    """Digests of the frames the service accepted, whatever the session, so that frames
-    recorded in one session cannot answer another's challenge. The oldest are
-    forgotten past `limit` (a session's frames are a few dozen)."""
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self._seen: dict[bytes, str] = {}
-        self._limit = limit
-
-    def foreign(self, session_id: str, digests: Iterable[bytes]) -> bool:
-        return any(self._seen.get(d, session_id) != session_id for d in digests)
-
-    def add(self, session_id: str, digests: Iterable[bytes]) -> None:
-        for digest in digests:
-            self._seen[digest] = session_id
-        while len(self._seen) > self._limit:
-            del self._seen[next(iter(self._seen))]

@@ -42,6 +42,7 @@ from portal.identity.evidence import (
     Subject,
     spki_sha256,
 )
+from portal.identity.frames import FrameStore, MemoryFrames
 from portal.identity.model import (
     CHALLENGE_ACTIONS,
     Challenge,
@@ -102,7 +103,8 @@ class ReferenceIdentityService:
     """
 
     def __init__(self, signer: EvidenceSigner, policy: IdentityPolicy | None = None, *,
-                 clock: Clock = utc_now, sessions: SessionStore | None = None) -> None:
+                 clock: Clock = utc_now, sessions: SessionStore | None = None,
+                 frames: FrameStore | None = None) -> None:
         self.signer = signer
         self.policy = policy or IdentityPolicy()
         self.clock = clock
@@ -110,7 +112,9 @@ class ReferenceIdentityService:
         # (the portal's database: a restart keeps every signer's progress).
         self._sessions = SessionCache(sessions or MemorySessions(), _Session)
         self._lock = self._sessions
-        self._frames = face_step.FrameLedger()
+        # Every session's frames, in the same database as the sessions: shared by the
+        # portal's processes and kept across a restart.
+        self._frames = frames or MemoryFrames()
 
     # sessions ----------------------------------------------------------------------
 
@@ -138,6 +142,7 @@ class ReferenceIdentityService:
 
     def _expire(self, now: dt.datetime) -> None:
         self._sessions.expire(now)
+        self._frames.expire_identity_frames(now)
 
     def _get(self, session_id: str) -> _Session:
         if not isinstance(session_id, str):
@@ -333,9 +338,9 @@ class ReferenceIdentityService:
             session = self._get(session_id)
             if session.open_challenge is None or session.open_challenge.id != challenge.id:
                 raise IdentityError("CHALLENGE_UNKNOWN", "this is not the open challenge")
-            if digests & session.frame_digests or self._frames.foreign(session.id, digests):
+            if digests & session.frame_digests or not self._frames.claim_identity_frames(
+                    session.id, digests, session.expires):
                 raise IdentityError("FRAMES_REPLAYED", "frames were already sent")
-            self._frames.add(session.id, digests)
             session.frame_digests |= digests
             session.open_challenge = None
             session.passed += 1
@@ -373,7 +378,7 @@ class ReferenceIdentityService:
             raise IdentityError("FRAMES_INVALID", "the frames are copies of each other")
         if digests & session.frame_digests:
             raise IdentityError("FRAMES_REPLAYED", "frames were already sent in this session")
-        if self._frames.foreign(session.id, digests):
+        if self._frames.foreign_identity_frames(session.id, digests):
             raise IdentityError("FRAMES_REPLAYED", "frames were sent in another session")
         return digests, pictures
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Protocol
 
 from aiohttp import web
 
 from portal.config import PortalConfig
 from portal.identity.evidence import EvidenceSigner
+from portal.identity.frames import FrameStore
 from portal.identity.http import create_identity_app
 from portal.identity.model import IdentityPolicy, IdentityProvider
 from portal.identity.service import ReferenceIdentityService
@@ -20,15 +22,20 @@ from portal.identity.sessions import SessionStore
 PREFIX = "/api/identity/"
 
 
+class IdentityStore(SessionStore, FrameStore, Protocol):
+    """Where the portal keeps the identity service's sessions and liveness frames."""
+
+
 def reference_identity(config: PortalConfig, clock: Callable[[], dt.datetime],
-                       sessions: SessionStore | None = None) -> IdentityProvider:
+                       store: IdentityStore | None = None) -> IdentityProvider:
     """The reference identity service, its evidence key in `<state>/identity`, its
-    sessions in `sessions` (the portal's store: a restart keeps them)."""
+    sessions and the frames it accepted in `store` (the portal's database: a restart and
+    every other portal process on it know them)."""
     return ReferenceIdentityService(
         EvidenceSigner.open(config.state_dir / "identity"),
         config.identity_policy
         or IdentityPolicy(accept_specimens=config.identity_accept_specimens), clock=clock,
-        sessions=sessions)
+        sessions=store, frames=store)
 
 
 def mount_identity(app: web.Application, identity: IdentityProvider,

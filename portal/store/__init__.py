@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ground.migrations import Migrated, Schema, migrate, open_migrated
 from portal.store.enrolments import Enrolments
+from portal.store.identity_frames import IdentityFrames
 from portal.store.identity_sessions import IdentitySessions
 from portal.store.otp_sessions import OtpSessions
 from portal.store.outbox import Outbox
@@ -67,7 +68,7 @@ def migrate_database(url: str | None, state_dir: Path) -> Migrated:
 
 
 class Store(SigningSessions, Enrolments, OtpSessions, Outbox, PersonalSpace, Parameters,
-            Templates, Webhooks, WorkspaceMail, IdentitySessions):
+            Templates, Webhooks, WorkspaceMail, IdentitySessions, IdentityFrames):
     """Every table's queries on one database."""
 
     @classmethod

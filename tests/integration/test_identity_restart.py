@@ -6,16 +6,12 @@ identity sessions lived in the process's memory and the signer had to start agai
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from portal.identity.mrz import DocumentFormat
-from tests.support.identity_fixtures import make_specimen
-from tests.support.pdfs import blank_pdf
-from tests.support.portal_process import PortalProcess, running_portal
+from tests.support.portal_process import PortalProcess, at_liveness, running_portal
 
 
 @pytest.fixture
@@ -25,26 +21,7 @@ def portal(tmp_path: Path) -> Iterator[PortalProcess]:
 
 
 def test_a_restart_keeps_the_identity_session(portal: PortalProcess) -> None:
-    tx = portal.ok("POST", "/api/v1/transactions", {
-        "title": "Lease", "requester": {"name": "R", "email": "r@example.test"},
-        "documents": [{"name": "d.pdf", "content": base64.b64encode(blank_pdf(1)).decode()}],
-        "signers": [{"name": "Léa Martin", "email": "s@example.test",
-                     "phone": "+33611111111"}], "level": "B-B"}, token=True)
-    invite = tx["signers"][0]["inviteUrl"].split("/s/")[1]
-    view = portal.ok("GET", f"/api/s/{invite}")
-    portal.ok("POST", f"/api/s/{invite}/consents", {"accepted": [
-        {k: c[k] for k in ("kind", "version", "sha256")} for c in view["consents"]]})
-    step = f"/api/s/{invite}/enrolment"
-    portal.ok("POST", f"{step}/start", {})
-    view = portal.ok("POST", f"{step}/personal-data", {"correct": True})
-    portal.ok("POST", f"{step}/consents", {"accepted": [
-        {k: c[k] for k in ("kind", "version", "sha256")}
-        for c in view["enrolment"]["consents"]]})
-    session = portal.ok("POST", f"{step}/identity", {"document": "passport"})["identitySession"]
-    base = f"/api/identity/sessions/{session}"
-    page = make_specimen(DocumentFormat.TD3, seed=3).images
-    before = portal.ok("PUT", f"{base}/sides/data-page", image=next(iter(page.values())))
-    assert before["step"] == "liveness"
+    invite, base, before = at_liveness(portal)
     challenge = portal.ok("POST", f"{base}/challenges/next")
 
     portal.restart()  # SIGKILL, then a new process on the same state
@@ -55,4 +32,5 @@ def test_a_restart_keeps_the_identity_session(portal: PortalProcess) -> None:
     again = portal.ok("POST", f"{base}/challenges/next")  # the open one, not a new one
     assert (again["id"], again["nonce"], again["index"]) == (
         challenge["id"], challenge["nonce"], 1)
-    assert portal.ok("GET", f"/api/s/{invite}")["enrolment"]["identitySession"] == session
+    enrolment = portal.ok("GET", f"/api/s/{invite}")["enrolment"]
+    assert enrolment["identitySession"] == base.rsplit("/", 1)[1]

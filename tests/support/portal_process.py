@@ -11,6 +11,7 @@ where the killed one stopped (crash and restart tests).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -23,6 +24,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from portal.identity.mrz import DocumentFormat
+from tests.support.identity_fixtures import make_specimen
+from tests.support.pdfs import blank_pdf
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
@@ -132,3 +136,37 @@ def running_portal(directory: Path, settings: Mapping[str, Setting] | None = Non
         yield portal
     finally:
         portal.stop()
+
+
+def at_identity_step(portal: PortalProcess, name: str = "Léa Martin") -> tuple[str, str]:
+    """A new transaction's signer walked up to identity verification with a passport:
+    its invite and the identity session the enrolment opened."""
+    pdf = base64.b64encode(blank_pdf(1)).decode()
+    tx = portal.ok("POST", "/api/v1/transactions", {
+        "title": "Lease", "requester": {"name": "R", "email": "r@example.test"},
+        "documents": [{"name": "d.pdf", "content": pdf}],
+        "signers": [{"name": name, "email": "s@example.test", "phone": "+33611111111"}],
+        "level": "B-B"}, token=True)
+    invite = tx["signers"][0]["inviteUrl"].split("/s/")[1]
+    view = portal.ok("GET", f"/api/s/{invite}")
+    portal.ok("POST", f"/api/s/{invite}/consents", {"accepted": [
+        {k: c[k] for k in ("kind", "version", "sha256")} for c in view["consents"]]})
+    step = f"/api/s/{invite}/enrolment"
+    portal.ok("POST", f"{step}/start", {})
+    view = portal.ok("POST", f"{step}/personal-data", {"correct": True})
+    portal.ok("POST", f"{step}/consents", {"accepted": [
+        {k: c[k] for k in ("kind", "version", "sha256")}
+        for c in view["enrolment"]["consents"]]})
+    return invite, portal.ok("POST", f"{step}/identity",
+                             {"document": "passport"})["identitySession"]
+
+
+def at_liveness(portal: PortalProcess) -> tuple[str, str, Any]:
+    """`at_identity_step`, then the specimen passport with the astronaut's portrait read:
+    the invite, the identity session's API path, and the session at liveness."""
+    invite, session = at_identity_step(portal)
+    base = f"/api/identity/sessions/{session}"
+    page = make_specimen(DocumentFormat.TD3, seed=3).images
+    view = portal.ok("PUT", f"{base}/sides/data-page", image=next(iter(page.values())))
+    assert view["step"] == "liveness", view
+    return invite, base, view
