@@ -8,6 +8,7 @@ import {
 } from "/static/i18n.js";
 import { signedIn } from "/static/credential.js";
 import { renderThread, typedMessage } from "/static/messages.js";
+import { writes } from "/static/roles.js";
 import { bindOrder, groupField, orderParameters, orderProblem, rowValues } from "/static/signing-order.js";
 import { cancelControl, signerControls } from "/static/transaction_actions.js";
 import { showReport } from "/static/validation.js";
@@ -38,10 +39,9 @@ let workspace = null;
 // The caller's role where the list is read (its `role`: a session's or an API token's).
 let role = null;
 
-/** Only requesters and above write (portal/API.md "Workspaces and roles"): a viewer, or a
- * role not told, gets no writing control. */
+/** A viewer, or a role not told, gets no writing control (roles.js `writes`). */
 function readOnly() {
-  return !["requester", "admin", "owner"].includes(role);
+  return !writes(role);
 }
 
 function call(method, path, options = {}) {

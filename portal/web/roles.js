@@ -10,3 +10,9 @@ export function roleName(role) {
     owner: t("role.owner"),
   }[role] || role;
 }
+
+/** Whether `role` writes transactions and templates: requester and above (a viewer, or a
+ * role not told, reads only: portal/API.md "Workspaces and roles"). */
+export function writes(role) {
+  return ROLES.indexOf(role) >= ROLES.indexOf("requester");
+}

@@ -7,6 +7,7 @@ import { e164, el, explain, say } from "/static/api.js";
 import { enterWorkspace, pageLanguage } from "/static/credential.js";
 import { formatDate, t } from "/static/i18n.js";
 import { notice } from "/static/notice.js";
+import { writes } from "/static/roles.js";
 import { relabelNewTemplate, wireNewTemplate } from "/static/template-new.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,7 +17,7 @@ let workspace = "default";
 let templates = [];
 let chosen = null;
 let watching = null;
-let readOnly = false; // a viewer's session: the list only (portal/API.md "Workspaces and roles")
+let readOnly = true; // a viewer: the list only (portal/API.md "Workspaces and roles")
 
 function base() {
   return `/api/v1/workspaces/${encodeURIComponent(workspace)}`;
@@ -229,11 +230,11 @@ async function main() {
   await enterWorkspace(async (caller, ws) => {
     call = caller;
     workspace = ws;
+    // The caller's role there, a session's or an API token's (GET .../workspaces/{ws}).
+    const { role } = await call("GET", base());
+    readOnly = !writes(role);
     await load();
-  }, { notice, accept: (session, ws) => {
-    readOnly = session.workspaces.some((w) => w.id === ws && w.role === "viewer");
-    return true;
-  } });
+  }, { notice });
   document.body.dataset.ready = "true";
 }
 

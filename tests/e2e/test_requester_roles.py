@@ -1,10 +1,11 @@
-"""/requester offers only what the caller's role may do, in Chromium, on the portal
-served on loopback: a workspace's viewer, come with her browser session or with her API
-token typed in the page, sees the transactions but no writing control (no new-transaction
-form, cancel, resend, replace or reply: the API refuses them, portal/API.md "Workspaces
-and roles"); a requester (by token) and an owner (by session) see them all. The page
-learns the role from the list's `role`. The transaction, by groups, is said so in its
-detail with each signer's group.
+"""/requester and /templates offer only what the caller's role may do, in Chromium, on
+the portal served on loopback: a workspace's viewer, come with her browser session or
+with her API token typed in the page, sees the transactions and templates but no writing
+control (no new-transaction form, cancel, resend, replace or reply; no template saved,
+made or started: the API refuses them, portal/API.md "Workspaces and roles"); a
+requester (by token) and an owner (by session) see them all. The pages learn the role
+from the API (the transaction list's `role`, the workspace's). The transaction, by
+groups, is said so in its detail with each signer's group.
 
 Sessions are opened in the store (the sign-in pages have their own tests:
 test_portal_accounts.py, test_requester_side.py) and handed to Chromium as its cookie."""
@@ -29,6 +30,8 @@ from tests.support.workspace_members import call_as
 WRITING = {"new transaction": "#create:not([hidden])", "cancel": "#tx-cancel",
            "resend": "[data-resend]", "replace": "[data-replace]",
            "reply": "#reply-form:not([hidden])"}
+TEMPLATE_WRITING = {"use": "#template-list button", "save": "#save-form:visible",
+                    "new template": "#new-card:visible"}
 
 
 async def _requester_page(browser: Browser, portal: RunningPortal, who: Requester,
@@ -59,8 +62,16 @@ async def _open(page: Page, tx: dict[str, Any]) -> None:
     await page.locator(f"#detail-signers li[data-signer='{tx['signers'][1]['id']}']").wait_for()
 
 
-async def _shown(page: Page) -> dict[str, int]:
-    return {name: await page.locator(selector).count() for name, selector in WRITING.items()}
+async def _shown(page: Page, controls: dict[str, str]) -> dict[str, int]:
+    return {name: await page.locator(selector).count() for name, selector in controls.items()}
+
+
+async def _templates_shown(page: Page, workspace: str) -> dict[str, int]:
+    """/templates of `workspace` in the same tab (a typed token is kept in the tab)."""
+    await page.goto(f"{page.url.split('/requester')[0]}/templates?ws={workspace}&lang=en")
+    await ready(page)
+    await page.locator("li[data-template]").wait_for()
+    return await _shown(page, TEMPLATE_WRITING)
 
 
 def test_the_requester_page_offers_only_what_the_role_may_do(tmp_path: Path) -> None:
@@ -74,12 +85,17 @@ def test_the_requester_page_offers_only_what_the_role_may_do(tmp_path: Path) -> 
                 **new_transaction("Lease"), "signingOrder": "groups", "signers": [
                     {"name": "Alice Martin", "email": "s1@example.test", "group": 1},
                     {"name": "Bob Durand", "email": "s2@example.test", "group": 2}]})
+            await call_as(portal, writer.token, "POST",
+                          f"/api/v1/workspaces/{owner.workspace}/templates", 201,
+                          {"name": "Lease model", "fromTransaction": tx["id"]})
             browser = await launch_chromium(playwright)
             try:
                 for who, by_session in ((viewer, True), (viewer, False)):
                     page = await _requester_page(browser, portal, who, by_session)
                     await _open(page, tx)
-                    assert await _shown(page) == dict.fromkeys(WRITING, 0), by_session
+                    assert await _shown(page, WRITING) == dict.fromkeys(WRITING, 0), by_session
+                    assert await _templates_shown(page, owner.workspace) == dict.fromkeys(
+                        TEMPLATE_WRITING, 0), by_session
                     await page.context.close()
                 # invited Alice: resend and replace; waiting Bob: replace only
                 everything = {"new transaction": 1, "cancel": 1, "resend": 1, "replace": 2,
@@ -87,13 +103,15 @@ def test_the_requester_page_offers_only_what_the_role_may_do(tmp_path: Path) -> 
                 for who, by_session in ((writer, False), (owner, True)):
                     page = await _requester_page(browser, portal, who, by_session)
                     await _open(page, tx)
-                    assert await _shown(page) == everything, by_session
+                    assert await _shown(page, WRITING) == everything, by_session
                     facts = await page.inner_text("#detail-facts")
                     assert "By groups, one group after the other" in facts
                     bob = await page.inner_text(
                         f"#detail-signers li[data-signer='{tx['signers'][1]['id']}']")
                     assert "group 2" in bob
                     await check_page(page)
+                    assert await _templates_shown(page, owner.workspace) == dict.fromkeys(
+                        TEMPLATE_WRITING, 1), by_session
                     await page.context.close()
             finally:
                 await browser.close()
