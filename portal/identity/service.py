@@ -292,11 +292,22 @@ class ReferenceIdentityService:
                                     self.policy.challenges))
         return series
 
-    def _liveness_failed(self, session: _Session) -> None:
+    def _liveness_failed(self, session: _Session) -> bool:
+        """The series ends; after the last attempt the session locks at once (True)."""
         self._sessions.touch(session)
         session.open_challenge = None
         session.challenges = []
         session.passed = 0
+        if session.liveness_attempts >= self.policy.liveness_attempts:
+            session.failures = _LOCKED
+        return session.failures >= _LOCKED
+
+    def _answer_failed(self, session: _Session, error: IdentityError) -> IdentityError:
+        """`error`, saying `locked` when it was the last attempt: the page then asks to
+        start again, not to film once more."""
+        if self._liveness_failed(session):
+            error.extra["locked"] = True
+        return error
 
     def answer_challenge(self, session_id: str, challenge_id: str, nonce: str,
                          frames: list[bytes]) -> SessionView:
@@ -311,28 +322,27 @@ class ReferenceIdentityService:
                 raise IdentityError("CHALLENGE_UNKNOWN", "this is not the open challenge")
             if not isinstance(nonce, str) or not hmac.compare_digest(challenge.nonce.encode(),
                                                                       nonce.encode()):
-                self._liveness_failed(session)
-                raise IdentityError("CHALLENGE_BINDING", "the answer is not bound to the "
-                                    "challenge (nonce)")
+                raise self._answer_failed(session, IdentityError(
+                    "CHALLENGE_BINDING", "the answer is not bound to the challenge (nonce)"))
             if received > challenge.deadline:
-                self._liveness_failed(session)
-                raise IdentityError("CHALLENGE_LATE", "the challenge was answered after its "
-                                    "deadline", deadline=challenge.deadline.isoformat())
+                raise self._answer_failed(session, IdentityError(
+                    "CHALLENGE_LATE", "the challenge was answered after its deadline",
+                    deadline=challenge.deadline.isoformat()))
             if (received - challenge.issued_at).total_seconds() < self.policy.min_answer_seconds:
-                self._liveness_failed(session)
-                raise IdentityError("CHALLENGE_TOO_EARLY", "the challenge was answered "
-                                    "faster than a person can act")
+                raise self._answer_failed(session, IdentityError(
+                    "CHALLENGE_TOO_EARLY", "the challenge was answered faster than a person "
+                    "can act"))
             digests, pictures = self._check_frames(session, frames)
             portrait = face_step.portrait_of(session.document, session.sides)
         # The face outside the lock: a quarter of a second, other sessions go on meanwhile.
         try:
             face_step.judge(challenge.action, pictures, portrait, self.policy.face_distance)
-        except IdentityError:
+        except IdentityError as refused:
             with self._lock:
                 session = self._get(session_id)
                 if session.open_challenge is not None and \
                         session.open_challenge.id == challenge.id:
-                    self._liveness_failed(session)
+                    self._answer_failed(session, refused)
             raise
         with self._lock:
             session = self._get(session_id)

@@ -114,7 +114,8 @@ export class IdentityCapture {
     this.handoffPanel = el("div", { class: "handoff", id: "handoff", hidden: true });
     const handoffButton = el("button", { type: "button", id: "handoff-open", text: t("capture.handoff") });
     handoffButton.addEventListener("click", () => this.openHandoff(handoffButton));
-    this.handoffActions = el("div", { class: "actions", hidden: !this.handoff }, handoffButton);
+    // Offered once the session is known to be at its document step (setView).
+    this.handoffActions = el("div", { class: "actions", hidden: true }, handoffButton);
     // The video check.
     this.liveness = el("div", { class: "liveness", id: "liveness", hidden: true });
     r.append(this.status, this.error, this.sides, this.fallback, this.cameraPanel,
@@ -153,7 +154,7 @@ export class IdentityCapture {
       : view.step === "liveness" ? t("capture.statusLiveness") : t("capture.statusVerified");
     if (view.step === "liveness") this.renderLiveness();
     else this.liveness.hidden = true;
-    if (view.step !== "document") this.handoffActions.hidden = true;
+    this.handoffActions.hidden = !this.handoff || view.step !== "document";
     if (view.step === "verified" && !this.done) {
       this.done = true;
       this.stop();
@@ -176,6 +177,7 @@ export class IdentityCapture {
    *  continue it on a smartphone; the page offers to start again (onLocked). */
   closeSession() {
     this.root.dataset.identityStep = "locked";
+    this.status.textContent = "";  // "now the video check" no longer holds
     this.handoffActions.hidden = true;
     this.handoffPanel.hidden = true;
     this.handoffPanel.replaceChildren();
@@ -508,13 +510,16 @@ export class IdentityCapture {
     this.doneButton.hidden = true;
     this.challengeText.textContent = "";
     this.challengeTime.textContent = "";
-    say(this.livenessError, explainIdentity(error) + (error.code === "IDENTITY_LOCKED" ? "" : " " + t("capture.livenessAgain")), "error");
+    // The last attempt failed (locked): not "again" but start again (restart).
+    const ended = error.code === "IDENTITY_LOCKED" || (error.body && error.body.locked);
+    say(this.livenessError, explainIdentity(error) + (ended ? "" : " " + t("capture.livenessAgain")), "error");
     this.liveness.dataset.failed = error.code || "UNKNOWN";
     this.startButton.hidden = false;
     this.startButton.textContent = t("capture.livenessRetry");
-    if (error.code === "IDENTITY_LOCKED" || error.code === "WRONG_STEP") {
+    if (ended || error.code === "WRONG_STEP") {
       this.startButton.hidden = true;
-      this.fail(error, this.livenessError);
+      // A locked session's video check closes: its reason goes where it stays visible.
+      this.fail(error, ended ? this.error : this.livenessError);
     }
   }
 }

@@ -20,28 +20,16 @@ from pathlib import Path
 from playwright.async_api import Page
 
 from firmware_sim.attestation import Manufacturer
-from portal.identity.mrz import DocumentFormat
-from tests.support.fake_camera import FakeCamera
-from tests.support.identity_fixtures import make_specimen
 from tests.support.pcsc import RunningCard
-from tests.support.portal_e2e import Stack, check_page, portal_stack, ready
-from tests.support.selfie_e2e import doing, identity_session, idle, perform, perform_as_holder
-
-PHONE = "+33612345678"
-
-
-async def _at_the_video_check(stack: Stack, name: str) -> Page:
-    """A new signer whose passport is verified, on their page at the video check."""
-    transaction = await stack.one_signer_transaction("Lease", name, "anna@example.test",
-                                                     PHONE)
-    invite = transaction["signers"][0]["inviteUrl"].rsplit("/s/", 1)[1]
-    passport = make_specimen(DocumentFormat.TD3, "ITA", "Rossi", "Anna", seed=31)
-    await identity_session(stack, invite, passport, "passport")
-    _, page = await stack.page()
-    await page.goto(f"{stack.origin}/s/{invite}")
-    await ready(page)
-    await page.wait_for_selector("#liveness:not([hidden])", timeout=60000)
-    return page
+from tests.support.portal_e2e import check_page
+from tests.support.selfie_e2e import (
+    at_the_video_check,
+    doing,
+    filmed_stack,
+    idle,
+    perform,
+    perform_as_holder,
+)
 
 
 async def _message(page: Page) -> str:
@@ -50,13 +38,9 @@ async def _message(page: Page) -> str:
 
 def test_the_video_check_wants_the_documents_person_alive(
         simulated_card: RunningCard, manufacturer: Manufacturer, tmp_path: Path) -> None:
-    camera = FakeCamera(tmp_path / "camera.y4m")
-    camera.show(idle())
-
     async def main() -> None:
-        async with portal_stack(tmp_path, manufacturer, simulated_card, enrol=False,
-                                browser_args=camera.flags) as stack:
-            page = await _at_the_video_check(stack, "Anna Rossi")
+        async with filmed_stack(tmp_path, manufacturer, simulated_card) as (stack, camera):
+            page = await at_the_video_check(stack, "Anna Rossi")
             # Another person does what is asked: not the document's face.
             assert await perform(page, camera, doing("hopper")) == "FACE_MISMATCH"
             assert "not the one on the document" in await _message(page)
@@ -74,7 +58,7 @@ def test_the_video_check_wants_the_documents_person_alive(
                                          timeout=60000)
             await stack.shot(page, "42-liveness-passed")
             # Another signer holds a still picture of the document's person up.
-            other = await _at_the_video_check(stack, "Anna Rossi")
+            other = await at_the_video_check(stack, "Anna Rossi")
             assert await perform(other, camera, lambda action: idle()) == "FACE_STILL"
             assert "Nothing moved" in await _message(other)
             await check_page(other)

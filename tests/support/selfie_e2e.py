@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from playwright.async_api import Page
 
+from firmware_sim.attestation import Manufacturer
 from portal.identity import specimen
+from portal.identity.mrz import DocumentFormat
 from tests.support import selfies
 from tests.support.fake_camera import FakeCamera
-from tests.support.portal_e2e import Stack, until
+from tests.support.identity_fixtures import make_specimen
+from tests.support.pcsc import RunningCard
+from tests.support.portal_e2e import Stack, portal_stack, ready, until
 
 # A person reads the instruction (the page films them still), then acts: the camera's
 # loop (3 s at 10 frames/s) plays once and a little more before Done is pressed.
@@ -53,6 +59,33 @@ async def identity_session(stack: Stack, invite: str, document: specimen.Specime
     for side, image in document.images.items():
         await api(stack, "PUT", f"{session}/sides/{side.value}", image=image)
     return session
+
+
+async def at_the_video_check(stack: Stack, name: str) -> Page:
+    """A new signer whose passport (Anna Rossi's, with the astronaut's portrait) is
+    verified, on their page at the video check."""
+    transaction = await stack.one_signer_transaction("Lease", name, "anna@example.test",
+                                                     "+33612345678")
+    invite = transaction["signers"][0]["inviteUrl"].rsplit("/s/", 1)[1]
+    passport = make_specimen(DocumentFormat.TD3, "ITA", "Rossi", "Anna", seed=31)
+    await identity_session(stack, invite, passport, "passport")
+    _, page = await stack.page()
+    await page.goto(f"{stack.origin}/s/{invite}")
+    await ready(page)
+    await page.wait_for_selector("#liveness:not([hidden])", timeout=60000)
+    return page
+
+
+@asynccontextmanager
+async def filmed_stack(tmp_path: Path, manufacturer: Manufacturer, card: RunningCard
+                       ) -> AsyncIterator[tuple[Stack, FakeCamera]]:
+    """`portal_stack` for first-time signers (the card factory-fresh), Chromium filming
+    the fake camera, which shows the document's person facing it."""
+    camera = FakeCamera(tmp_path / "camera.y4m")
+    camera.show(idle())
+    async with portal_stack(tmp_path, manufacturer, card, enrol=False,
+                            browser_args=camera.flags) as stack:
+        yield stack, camera
 
 
 def idle(name: str | None = "astronaut", count: int = 30) -> list[Image.Image]:
