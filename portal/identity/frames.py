@@ -23,7 +23,8 @@ class FrameStore(Protocol):
     def claim_identity_frames(self, session_id: str, digests: Collection[bytes],
                               expires_at: dt.datetime) -> bool:
         """Record `digests` as `session_id`'s, all or none: False (nothing recorded)
-        when another session sent any of them, even in a race with this claim."""
+        when any of them was recorded before, by any session (this one too: a frame
+        answers one challenge), even in a race with this claim."""
 
     def expire_identity_frames(self, now: dt.datetime) -> None:
         """Forget the digests whose expiry has passed."""
@@ -47,7 +48,7 @@ class MemoryFrames:
     def claim_identity_frames(self, session_id: str, digests: Collection[bytes],
                               expires_at: dt.datetime) -> bool:
         with self._lock:
-            if self._foreign(session_id, digests):
+            if any(d in self._seen for d in digests):
                 return False
             for digest in digests:
                 self._seen[digest] = (session_id, expires_at)

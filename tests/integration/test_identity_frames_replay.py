@@ -66,15 +66,16 @@ def test_two_portals_on_one_database_share_the_frames(database_url: str,
     one, two = (Store.open(database_url, tmp_path) for _ in range(2))
     try:
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)
-        a, b, c = (bytes([i]) * 32 for i in range(3))
+        a, b, c, d = (bytes([i]) * 32 for i in range(4))
         assert one.claim_identity_frames("A", {a, b}, expires)
-        assert one.claim_identity_frames("A", {a, c}, expires)  # its own again, and more
-        assert two.foreign_identity_frames("B", {c}) and not two.foreign_identity_frames(
-            "A", {a, b, c})
-        assert not two.claim_identity_frames("B", {b, bytes([9]) * 32}, expires)
-        assert not one.foreign_identity_frames("A", {bytes([9]) * 32})  # none was kept
-        two.expire_identity_frames(expires)
-        assert two.claim_identity_frames("B", {a, b, c}, expires)
+        assert two.foreign_identity_frames("B", {c, a})
+        assert not two.foreign_identity_frames("A", {a, b, c})
+        # A frame answers once, whichever session sends it again; a claim is all or none.
+        assert not two.claim_identity_frames("B", {b, c}, expires)
+        assert not one.claim_identity_frames("A", {a, d}, expires)
+        assert two.claim_identity_frames("B", {c, d}, expires)
+        one.expire_identity_frames(expires)
+        assert not one.foreign_identity_frames("A", {c, d})
     finally:
         one.close()
         two.close()
