@@ -12,8 +12,6 @@ Prints numbers; asserts nothing (DESIGN: benchmarks are never timed tests).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import random
 import statistics
 import sys
 import time
@@ -27,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.identity_faces import faces_section
-from portal.identity import camera, mrz, ocr, portraits, specimen
+from portal.identity import mrz, ocr, sample_documents, specimen
 from portal.identity.evidence import EvidenceSigner
 from portal.identity.model import (
     DocumentKind,
@@ -40,19 +38,6 @@ from portal.identity.service import ReferenceIdentityService
 
 MRZ_DOCUMENTS = 1000
 WORKERS = 2  # the machine's two cores; tesseract runs single-threaded in each
-# Names that have broken readers: apostrophes, hyphens, particles, umlauts and the
-# ICAO digraphs, several given names, names long enough to be truncated in a TD1.
-SURNAMES = ["Martin", "Dupont-Lefèvre", "Müller", "van der Berg", "D'Angelo", "Kowalczyk",
-            "García Pérez", "Østergård", "Nguyen", "O'Neill", "Kirk", "Papadopoulos",
-            "Schäfer", "Łukasiewicz", "Björk", "Fernández de Córdoba", "Ó Súilleabháin",
-            "Wolfeschlegelsteinhausen", "Le", "Ng", "Gökçe", "Çelik", "Nowak-Jeziorańska"]
-GIVEN = ["Léa", "Hélène Marie", "Jürgen Karl", "Kees", "Maria Grazia", "Kazimierz", "José",
-         "Søren", "Anh", "Siobhán", "Kirk", "Ioannis", "Zoë", "Jan Kacper", "Ásta", "Inés",
-         "Jean-Baptiste Marie Joseph", "Zoltán", "Åse", "Ignacy Jan Paweł", "Bo"]
-COUNTRIES = ["FRA", "D", "NLD", "ITA", "POL", "ESP", "DNK", "BEL", "IRL", "SWE", "AUT",
-             "GRC", "PRT", "FIN", "CZE", "LUX", "HUN", "ROU", "GBR", "CHE", "NOR", "USA"]
-
-
 @dataclass(frozen=True)
 class Outcome:
     format: str
@@ -67,26 +52,9 @@ def _signer() -> EvidenceSigner:
     return EvidenceSigner.generate()
 
 
-def _document(index: int, seed: int) -> tuple[specimen.Specimen, dict[specimen.Side, bytes]]:
-    rng = random.Random(seed)
-    fmt = DocumentFormat.TD1 if index % 2 else DocumentFormat.TD3
-    country = rng.choice(COUNTRIES)
-    if fmt is DocumentFormat.TD1 and country in ("GBR", "USA"):
-        country = "FRA"  # no national ID card
-    born = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(365 * 65))
-    data = specimen.make_data(fmt, country=country, surname=rng.choice(SURNAMES),
-                              given_names=rng.choice(GIVEN), sex=rng.choice("FMX"),
-                              birth_date=born, rng=rng)
-    doc = specimen.render(data, rng=rng,
-                          portrait=portraits.sample(rng.choice(sorted(portraits.SAMPLES))))
-    photos = {side: camera.photograph(png, camera.random_shot(rng), rng)
-              for side, png in doc.images.items()}
-    return doc, photos
-
-
 def _mrz_one(job: tuple[int, int]) -> Outcome:
     index, seed = job
-    doc, photos = _document(index, seed)
+    doc, photos = sample_documents.photographed(index, seed)
     fmt = doc.data.format
     kind = DocumentKind.ID_CARD if fmt is DocumentFormat.TD1 else DocumentKind.PASSPORT
     mrz_side = specimen.Side.BACK if fmt is DocumentFormat.TD1 else specimen.Side.DATA_PAGE
@@ -139,8 +107,7 @@ def mrz_section(args: argparse.Namespace) -> None:
     noise, JPEG 60), TD1 and TD3 alternately, through the reference service's whole
     document step (MRZ, check digits, printed zone cross-check)."""
     total = args.quick or MRZ_DOCUMENTS
-    seeds = random.Random(args.seed)
-    jobs = [(index, seeds.randrange(1 << 30)) for index in range(total)]
+    jobs = sample_documents.seeds(total, args.seed)
     started = time.monotonic()
     with ProcessPoolExecutor(WORKERS) as pool:
         outcomes = list(pool.map(_mrz_one, jobs, chunksize=4))

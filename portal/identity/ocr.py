@@ -360,13 +360,21 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
             if "".join(chars) not in options:
                 options.append("".join(chars))
         choices.append(options)
+    # Every assembly whose check digits verify gives its readings (tesseract's first):
+    # when tesseract misreads a place (0 as N) and a swap of another place makes the
+    # check digit verify anyway, the OCR-B shapes' reading of the same run is still
+    # offered, and the printed zone picks (printed.confirmed).
     error: MrzInvalid | None = None
+    verified: dict[tuple[str, ...], mrz.Mrz] = {}
     for assembled in itertools.islice(itertools.product(*choices), _MAX_TRIES):
         raws.append(tuple(assembled))
         try:
-            return MrzReading(mrz.readings(assembled), tuple(raw), seconds, tuple(agreed))
+            for reading in mrz.readings(assembled):
+                verified.setdefault(reading.lines, reading)
         except MrzInvalid as exc:
             error = exc
+    if verified:
+        return MrzReading(tuple(verified.values()), tuple(raw), seconds, tuple(agreed))
     assert error is not None
     raise error
 
@@ -422,16 +430,25 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 def read_text(data: bytes | Image.Image, *, thorough: bool = False
               ) -> tuple[list[str], float]:
-    """The words printed on a side (full-page mode, any characters), upper case, the
+    """The words printed on a side (sparse-text mode, any characters), upper case, the
     side straightened first (rectify.straighten: a photograph's tilt and light).
-    `thorough`: the grey page read too and its words added (slower; tesseract reads
-    accented and blurred print better without a threshold, and worse elsewhere)."""
+    `thorough`: read four ways and every word kept: the binarised and the grey page
+    (tesseract reads accented and blurred print better without a threshold, and worse
+    elsewhere), each in sparse-text mode and in page-layout mode (which keeps a short
+    word such as NG or DE beside its line, where sparse mode drops it as noise)."""
     image = data if isinstance(data, Image.Image) else load_image(data)
     page = rectify.straighten(image)
-    text, seconds = _tesseract(binarise(page), "--psm", "11")
-    words = [w.upper() for w in _WORD.findall(text)]
+    ways = [(binarise(page), "11")]
     if thorough:
-        grey, more = _tesseract(page, "--psm", "11")
+        ways += [(page, "11"), (ways[0][0], "3"), (page, "3")]
+    words: list[str] = []
+    seconds = 0.0
+    for picture, mode in ways:
+        text, more = _tesseract(picture, "--psm", mode)
         seconds += more
-        words += [w.upper() for w in _WORD.findall(grey)]
+        words += [w.upper() for w in _WORD.findall(text.translate(_SYMBOLS))]
     return words, seconds
+
+
+# The stock model reads an O under an acute accent (Ó) as a copyright sign.
+_SYMBOLS = str.maketrans({"©": "O"})

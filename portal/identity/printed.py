@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from typing import NoReturn
 
 from portal.identity import names, ocr
 from portal.identity.model import DocumentKind, IdentityError, SideResult, VerifiedIdentity
@@ -22,12 +23,35 @@ from portal.identity.mrz import LAYOUT, LOOKALIKES, TWINS, Mrz
 
 def cross_check(kind: DocumentKind, mrz_side: SideResult, printed: SideResult
                 ) -> VerifiedIdentity:
-    """The identity the MRZ side states and the printed side confirms."""
+    """The identity the MRZ side states and the printed side confirms: of the MRZ's
+    readings whose number the printed zone shows, the one whose names and dates it
+    shows too; two such identities are no answer."""
     assert mrz_side.mrz is not None
     if mrz_side.specimen != printed.specimen:
         raise IdentityError("SIDES_MISMATCH", "only one side is marked SPECIMEN",
                             field="specimen")
-    reading = confirmed(mrz_side.readings or (mrz_side.mrz,), printed.words)
+    shown: dict[VerifiedIdentity, None] = {}
+    refusal: IdentityError | None = None
+    for reading in candidates(mrz_side.readings or (mrz_side.mrz,), printed.words):
+        try:
+            shown.setdefault(_identity(kind, reading, mrz_side, printed), None)
+        except IdentityError as exc:
+            refusal = refusal or exc
+    if len(shown) == 1:
+        return next(iter(shown))
+    if not shown:
+        assert refusal is not None
+        raise refusal
+    first, second = list(shown)[:2]
+    _unreadable(next(f for f in ("surname", "given_names", "birth_date", "expiry_date",
+                                 "sex", "nationality", "issuing_state")
+                     if getattr(first, f) != getattr(second, f)))
+
+
+def _identity(kind: DocumentKind, reading: Mrz, mrz_side: SideResult,
+              printed: SideResult) -> VerifiedIdentity:
+    """The identity one MRZ reading states, if the printed zone shows its names and
+    dates (IdentityError otherwise)."""
     printed_names: set[str] = set()
     for index, word in enumerate(printed.words):
         printed_names |= _name_forms(word)
@@ -90,7 +114,7 @@ def _date_shown(value: str, windows: set[str], field_name: str) -> None:
     _unreadable(field_name)
 
 
-def _unreadable(field_name: str) -> None:
+def _unreadable(field_name: str) -> NoReturn:
     what = field_name.replace("_", " ")
     raise IdentityError("PRINTED_UNREADABLE", f"the printed {what} could not be read well "
                         "enough to confirm the machine readable lines: take a sharper "
@@ -130,19 +154,29 @@ def _number_shown(number: str, printed: str) -> int | None:
 
 def confirmed(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> Mrz:
     """The one MRZ reading whose document number is printed on the document (issue 17):
-    exactly, or with one printed-zone slip the check digit covers (_number_shown). A
-    check digit cannot tell G from 6 or L from 1 (equal values, ICAO 9303-3 §4.9), nor
-    a reading that two misreads made verify, so the printed zone decides, and a reading
-    it does not confirm is never accepted. A printed number that only looks like one
-    asks for a better picture; one that is nothing like it is a mismatch."""
+    see `candidates`; several readings of that number are no answer here."""
+    found = candidates(readings, printed)
+    if len(found) > 1:
+        _unreadable("document_number")
+    return found[0]
+
+
+def candidates(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> list[Mrz]:
+    """The MRZ readings of the one document number printed on the document (issue 17):
+    exactly, or with one printed-zone slip the check digit covers (_number_shown); they
+    may differ elsewhere (a name letter two readers disagree on). A check digit cannot
+    tell G from 6 or L from 1 (equal values, ICAO 9303-3 §4.9), nor a reading that two
+    misreads made verify, so the printed zone decides, and a reading it does not
+    confirm is never accepted. A printed number that only looks like one asks for a
+    better picture; one that is nothing like it is a mismatch."""
     # A number printed in two groups (YC747 8573) is read as two words.
     joined = {*printed, *(a + b for a, b in itertools.pairwise(printed))}
     shown = {r.lines: {_number_shown(r.document_number, w) for w in joined} - {None}
              for r in readings}
     for slips in (0, 1):
         picked = [r for r in readings if slips in shown[r.lines]]
-        if len(picked) == 1:
-            return picked[0]
+        if len({r.document_number for r in picked}) == 1:
+            return picked
         if picked:
             break
     if any(_near(r.document_number.translate(_CONFUSABLE), w.translate(_CONFUSABLE))

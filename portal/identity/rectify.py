@@ -180,12 +180,12 @@ def upright_zone(image: Image.Image, fmt: DocumentFormat) -> Image.Image:
     count, width = fmt.shape
     source: list[tuple[float, float]] = []
     target: list[tuple[float, float]] = []
-    complete = False
-    for index, found in enumerate(rows):
-        row = _clean(found)
+    cleaned = [_clean(found) for found in rows]
+    model = next((row for row in cleaned if len(row) == width), None)
+    complete = model is not None
+    for index, row in enumerate(cleaned):
         a, b = _line_fit(row)
-        places = _places(row, width)
-        complete = complete or len(places) == width
+        places = _places(row, width, model)
         # OCR-B is monospaced with each glyph centred in its place: a row whose every
         # place was found gives every centre; otherwise its first and last glyphs.
         for place, x in places:
@@ -230,12 +230,30 @@ def _clean(row: list[_Glyph]) -> list[_Glyph]:
     return merged
 
 
-def _places(row: list[_Glyph], width: int) -> list[tuple[int, float]]:
+def _places(row: list[_Glyph], width: int, model: list[_Glyph] | None = None
+            ) -> list[tuple[int, float]]:
     """(place, centre x) of a clean row's glyphs: every place when there are `width`
-    of them, else the first and the last."""
+    of them; else, beside a `model` row whose every place was found (the zone's lines
+    share one pitch, 9303-3 §4.2), each glyph that falls on a place of the model's
+    (a speck past the line's end, or a lost filler, then moves nothing); else the
+    first and the last."""
     if len(row) == width:
         return [(place, g.cx) for place, g in enumerate(row)]
-    return [(0, row[0].cx), (width - 1, row[-1].cx)]
+    if model is None:
+        return [(0, row[0].cx), (width - 1, row[-1].cx)]
+    centres = np.array([g.cx for g in model])
+    pitch = float(np.median(np.diff(centres)))
+    shift = row[0].cx - model[0].cx  # the skew moves a lower line sideways a little
+    found: dict[int, float] = {}
+    for glyph in row:
+        x = glyph.cx - shift
+        if not centres[0] - pitch / 2 < x < centres[-1] + pitch / 2:
+            continue
+        position = float(np.interp(x, centres, np.arange(width)))
+        place = round(position)
+        if abs(position - place) < 0.3 and place not in found:
+            found[place] = glyph.cx
+    return sorted(found.items())
 
 
 def homography(source: Sequence[tuple[float, float]],
