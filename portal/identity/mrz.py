@@ -402,7 +402,7 @@ TWINS = {char: twins for char, alts in _LOOKALIKES.items()
          if (twins := "".join(a for a in alts if check_digit(a) == check_digit(char)))}
 _TWINS = TWINS
 LOOKALIKES = _LOOKALIKES
-_MAX_SWAPS = 2
+MAX_SWAPS = 2  # look-alikes swapped at most in one reading
 _MAX_CANDIDATES = 20_000
 
 
@@ -467,8 +467,15 @@ def _swaps(lines: tuple[str, ...], places: list[tuple[int, int]],
 
 
 def readings(lines: Sequence[str], *, today: dt.date | None = None) -> tuple[Mrz, ...]:
-    """Every reading of OCR lines that verifies all the check digits (ICAO 9303-3 §4.9,
-    the composite included), the OCR's own first.
+    """Every reading of OCR lines that verifies all the check digits (`swapped`)."""
+    return swapped(lines, today=today)[1]
+
+
+def swapped(lines: Sequence[str], *, today: dt.date | None = None
+            ) -> tuple[int, tuple[Mrz, ...]]:
+    """How many look-alikes had to be swapped, and every reading of OCR lines that
+    verifies all the check digits (ICAO 9303-3 §4.9, the composite included), the
+    OCR's own first.
 
     The layout settles digits-only and letters-only places (`repair`). At places that
     hold letters, digits or filler (the document number), look-alikes (O/0, I/1/L, B/8,
@@ -483,7 +490,7 @@ def readings(lines: Sequence[str], *, today: dt.date | None = None) -> tuple[Mrz
     places = _number_places(fmt, fixed)
     first: MrzInvalid | None = None
     found: dict[tuple[str, ...], Mrz] = {}
-    for count in range(_MAX_SWAPS + 1):
+    for count in range(MAX_SWAPS + 1):
         for candidate in _swaps(fixed, places, _LOOKALIKES, count) if count else [fixed]:
             try:
                 found.setdefault(candidate, parse(candidate, today=today))
@@ -506,4 +513,4 @@ def readings(lines: Sequence[str], *, today: dt.date | None = None) -> tuple[Mrz
                         found[twin] = parse(twin, today=today)
                     except MrzInvalid:
                         continue  # a filler inside the number is not a number
-    return tuple(found.values())
+    return count, tuple(found.values())

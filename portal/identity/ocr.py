@@ -360,19 +360,25 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
             if "".join(chars) not in options:
                 options.append("".join(chars))
         choices.append(options)
-    # Every assembly whose check digits verify gives its readings (tesseract's first):
-    # when tesseract misreads a place (0 as N) and a swap of another place makes the
-    # check digit verify anyway, the OCR-B shapes' reading of the same run is still
-    # offered, and the printed zone picks (printed.confirmed).
+    # The assemblies that verify with the fewest look-alike swaps give the readings
+    # (tesseract's first): when tesseract misreads a place (0 as N) and a swap elsewhere
+    # makes the check digit verify anyway, the OCR-B shapes' reading of the run, which
+    # verifies as it is, wins; the printed zone then picks (printed.candidates).
     error: MrzInvalid | None = None
+    fewest = mrz.MAX_SWAPS + 1
     verified: dict[tuple[str, ...], mrz.Mrz] = {}
     for assembled in itertools.islice(itertools.product(*choices), _MAX_TRIES):
         raws.append(tuple(assembled))
         try:
-            for reading in mrz.readings(assembled):
-                verified.setdefault(reading.lines, reading)
+            swaps, readings = mrz.swapped(assembled)
         except MrzInvalid as exc:
             error = exc
+            continue
+        if swaps < fewest:
+            fewest, verified = swaps, {}
+        if swaps == fewest:
+            for reading in readings:
+                verified.setdefault(reading.lines, reading)
     if verified:
         return MrzReading(tuple(verified.values()), tuple(raw), seconds, tuple(agreed))
     assert error is not None

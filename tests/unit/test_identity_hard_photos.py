@@ -23,6 +23,9 @@ HARD = {
     # Tesseract read 0 as N in the number and a 1-for-I swap made the check digit
     # verify: the OCR-B shapes' right reading was never offered to the printed zone.
     "misread-number": (48, 591598836),
+    # Printed UFO010174 is one slip from the right UF0010174 and from UFO01Q174, a
+    # reading two look-alike swaps made verify: only the fewest swaps are offered.
+    "one-slip-from-two": (74, 297195012),
     # A speck past the second line's end taken for its last place: the zone was
     # straightened with a shear and not found.
     "speck-past-the-line": (194, 536821093),
