@@ -146,12 +146,16 @@ async def perform(page: Page, camera: FakeCamera, act: Act, *, capture: str = "c
 
 async def perform_as_holder(page: Page, camera: FakeCamera, act: Act, *,
                             capture: str = "capture") -> str | None:
-    """`perform` for the document's holder, who passes: once more (within the session's
-    attempts) when a move was not seen. Chromium plays the fake camera's file in a loop at
-    its own phase, and under a loaded CI machine the page's kept frames have once missed
-    the synthesised turn; the judgement itself is tested frame by frame, with no camera,
-    in tests/integration/test_identity_selfie.py."""
+    """`perform` for the document's holder, who passes: once more when a move was not
+    seen, so the caller leaves the holder an attempt of the session to spare (policy
+    liveness_attempts; the last failed one locks the session). Chromium plays the fake
+    camera's file in a loop at its own phase, and under a loaded CI machine the page's
+    kept frames have once missed the synthesised turn; the judgement itself is tested
+    frame by frame, with no camera, in tests/integration/test_identity_selfie.py."""
     outcome = await perform(page, camera, act, capture=capture)
     if outcome == "CHALLENGE_NOT_SEEN":
+        locked = await page.evaluate(
+            f"() => document.getElementById('{capture}').dataset.identityStep === 'locked'")
+        assert not locked, "the holder's answer was the session's last liveness attempt"
         outcome = await perform(page, camera, act, capture=capture)
     return outcome
