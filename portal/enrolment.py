@@ -43,7 +43,8 @@ _IDENTITY_CODES = {"IDENTITY_SESSION_UNKNOWN": Code.SESSION_UNKNOWN,
                    "IDENTITY_SESSION_EXPIRED": Code.LINK_EXPIRED,
                    "EVIDENCE_KEY_MISMATCH": Code.KEY_MISMATCH,
                    "NAME_INVALID": Code.NAME_NOT_ON_DOCUMENT,
-                   "WRONG_STEP": Code.IDENTITY_NOT_VERIFIED}
+                   "WRONG_STEP": Code.IDENTITY_NOT_VERIFIED,
+                   "IDENTITY_SESSION_CHANGED": Code.CONFLICT}
 
 
 # OtpSession.purpose of a code that opens one token's PIN/PUK and key management.

@@ -49,7 +49,7 @@ class Code(StrEnum):
     NOT_A_PDF = "NOT_A_PDF"
     PDF_ENCRYPTED = "PDF_ENCRYPTED"
     RATE_LIMITED = "RATE_LIMITED"
-    CONFLICT = "CONFLICT"  # saved by someone else meanwhile (a template's revision)
+    CONFLICT = "CONFLICT"  # saved by someone else meanwhile (a template, an identity session)
     CSV_INVALID = "CSV_INVALID"  # a bulk send's CSV: `errors` names each line and column
     DOWNLOAD_DISABLED = "DOWNLOAD_DISABLED"  # unsigned documents, by the transaction
     INTERNAL = "INTERNAL"

@@ -108,8 +108,8 @@ class ReferenceIdentityService:
         self.signer = signer
         self.policy = policy or IdentityPolicy()
         self.clock = clock
-        # Sessions in memory, written to `sessions` each time the lock is released
-        # (the portal's database: a restart keeps every signer's progress).
+        # Each call reads its session from `sessions` and writes it back with a
+        # compare-and-set (the portal's database, shared by its processes).
         self._sessions = SessionCache(sessions or MemorySessions(), _Session)
         self._lock = self._sessions
         # Every session's frames, in the same database as the sessions: shared by the
@@ -192,8 +192,8 @@ class ReferenceIdentityService:
             result = face_step.with_portrait(
                 self._read_side(session.document, side, image), image)
         except IdentityError as exc:
-            with self._lock:
-                raise self._fail(session, exc) from None
+            with self._lock:  # counted on the session as stored now, not this call's copy
+                raise self._fail(self._get(session_id), exc) from None
         with self._lock:
             session = self._get(session_id)
             if session.step is not Step.DOCUMENT:

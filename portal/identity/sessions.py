@@ -1,7 +1,8 @@
 """Where the identity service keeps its sessions (issue 17): a `SessionStore` holds
-each session's state as JSON text, so that the portal's database can keep them across
-a restart (portal/store/identity_sessions.py); `MemorySessions` is the store of a
-service on its own (tests, a vendor's adapter).
+each session's state as JSON text with a version, so that the portal's database can
+keep them across a restart and share them between the portal's processes
+(portal/store/identity_sessions.py); `MemorySessions` is the store of a service on its
+own (tests, a vendor's adapter).
 
 The state is the service's session dataclass written field by field from its type
 hints (`encode` / `decode`): dataclasses, enums, dates and times, bytes, tuples,
@@ -21,14 +22,22 @@ import types
 import typing
 from typing import Any, Protocol
 
+from portal.identity.model import IdentityError
+
 
 class SessionStore(Protocol):
-    """Sessions' states by id; `expire` forgets those whose expiry has passed."""
+    """Sessions' states by id, each with a version; `expire` forgets those whose expiry
+    has passed."""
 
-    def load_identity_session(self, session_id: str) -> str | None: ...
+    def load_identity_session(self, session_id: str) -> tuple[str, int] | None:
+        """The state and its version."""
+        ...
 
     def save_identity_session(self, session_id: str, signer: str, expires_at: dt.datetime,
-                              state: str) -> None: ...
+                              state: str, version: int | None) -> bool:
+        """Write `state` if the session is still at `version` (None: a new session, not
+        stored yet), moving it to the next version; False (nothing written) otherwise."""
+        ...
 
     def delete_identity_session(self, session_id: str) -> None: ...
 
@@ -39,18 +48,22 @@ class MemorySessions:
     """A `SessionStore` in this process's memory: a restart forgets every session."""
 
     def __init__(self) -> None:
-        self._states: dict[str, tuple[dt.datetime, str]] = {}
+        self._states: dict[str, tuple[dt.datetime, str, int]] = {}
         self._lock = threading.Lock()
 
-    def load_identity_session(self, session_id: str) -> str | None:
+    def load_identity_session(self, session_id: str) -> tuple[str, int] | None:
         with self._lock:
             found = self._states.get(session_id)
-            return found[1] if found else None
+            return (found[1], found[2]) if found else None
 
     def save_identity_session(self, session_id: str, signer: str, expires_at: dt.datetime,
-                              state: str) -> None:
+                              state: str, version: int | None) -> bool:
         with self._lock:
-            self._states[session_id] = (expires_at, state)
+            found = self._states.get(session_id)
+            if (found[2] if found else None) != version:
+                return False
+            self._states[session_id] = (expires_at, state, (version or 0) + 1)
+            return True
 
     def delete_identity_session(self, session_id: str) -> None:
         with self._lock:
@@ -58,8 +71,17 @@ class MemorySessions:
 
     def expire_identity_sessions(self, now: dt.datetime) -> None:
         with self._lock:
-            for key in [k for k, (expires, _) in self._states.items() if expires <= now]:
+            for key in [k for k, (expires, _, _) in self._states.items() if expires <= now]:
                 del self._states[key]
+
+
+class SessionChanged(IdentityError):
+    """Another call (another portal process) wrote the session after this call read it:
+    this call's changes are not written, and the caller sends the request again."""
+
+    def __init__(self) -> None:
+        super().__init__("IDENTITY_SESSION_CHANGED", "the identity session changed "
+                         "meanwhile (another request on it): send the request again")
 
 
 def encode(value: Any) -> Any:
@@ -141,64 +163,74 @@ class Stored(Protocol):
 S = typing.TypeVar("S", bound=Stored)
 
 
+@dataclasses.dataclass
+class _Taken(typing.Generic[S]):
+    """A session a call took, with the state and version it was read at (None: new)."""
+
+    session: S
+    state: str | None
+    version: int | None
+
+
 class SessionCache(typing.Generic[S]):
-    """The sessions in use, in memory, and the lock that guards them: every session
-    taken (`get`, `put`, `touch`) while the lock is held is written back to the store
-    when it is released, if its state changed, so that whatever a call did to a
-    session (a failure counted, a challenge issued) outlives the process. A session
-    missing from memory (after a restart) is read from the store."""
+    """The lock that guards this process's calls on sessions, and the sessions a call
+    takes (`get`, `put`) while holding it: each is read from the store when the call
+    first takes it, never kept from an earlier call (another portal process may have
+    written it since), and written back when the lock is released if its state changed,
+    only if the store still holds the version read (a compare-and-set): a failure
+    counted or a lock written by another process is never overwritten with a stale
+    copy. A lost race raises `SessionChanged` and nothing of the call is written."""
 
     def __init__(self, store: SessionStore, kind: type[S]) -> None:
         self.store = store
         self._kind = kind
-        self._live: dict[str, S] = {}
-        self._saved: dict[str, str] = {}
-        self._touched: dict[str, S] = {}
+        self._taken: dict[str, _Taken[S]] = {}
         self._lock = threading.Lock()
 
     def __enter__(self) -> SessionCache[S]:
         self._lock.acquire()
-        self._touched = {}
+        self._taken = {}
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            for session in self._touched.values():
-                state = dumps(session)
-                if self._saved.get(session.id) != state:
-                    self.store.save_identity_session(session.id, session.signer,
-                                                     session.expires, state)
-                    self._saved[session.id] = state
+            for taken in self._taken.values():
+                state = dumps(taken.session)
+                if state != taken.state and not self.store.save_identity_session(
+                        taken.session.id, taken.session.signer, taken.session.expires,
+                        state, taken.version):
+                    raise SessionChanged()
         finally:
-            self._touched = {}
+            self._taken = {}
             self._lock.release()
 
     def get(self, session_id: str) -> S | None:
-        session = self._live.get(session_id)
-        if session is None:
-            state = self.store.load_identity_session(session_id)
-            if state is None:
+        """The session as the store holds it now (one read per call)."""
+        taken = self._taken.get(session_id)
+        if taken is None:
+            found = self.store.load_identity_session(session_id)
+            if found is None:
                 return None
-            session = loads(self._kind, state)
-            self._live[session_id] = session
-            self._saved[session_id] = state
-        self._touched[session_id] = session
-        return session
+            state, version = found
+            taken = self._taken[session_id] = _Taken(loads(self._kind, state), state,
+                                                     version)
+        return taken.session
 
     def put(self, session: S) -> None:
-        self._live[session.id] = session
-        self._touched[session.id] = session
+        """A new session, inserted when the lock is released."""
+        self._taken[session.id] = _Taken(session, None, None)
 
     def touch(self, session: S) -> None:
-        self._touched[session.id] = session
+        """Checks that `session` is the copy this call took: a copy from an earlier call
+        may be stale, and its changes would be lost or overwrite another's."""
+        taken = self._taken.get(session.id)
+        if taken is None or taken.session is not session:
+            raise RuntimeError("an identity session is changed only in the call that "
+                               "read it")
 
     def drop(self, session_id: str) -> None:
-        for held in (self._live, self._saved, self._touched):
-            held.pop(session_id, None)
+        self._taken.pop(session_id, None)
         self.store.delete_identity_session(session_id)
 
     def expire(self, now: dt.datetime) -> None:
-        for key in [k for k, s in self._live.items() if s.expires <= now]:
-            for held in (self._live, self._saved, self._touched):
-                held.pop(key, None)
         self.store.expire_identity_sessions(now)

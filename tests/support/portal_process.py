@@ -40,10 +40,11 @@ class PortalProcess:
     """One portal configuration (directory/portal.toml, state in directory/state) that
     can be started, killed and started again; the output goes to directory/portal.log."""
 
-    def __init__(self, directory: Path, settings: Mapping[str, Setting] | None = None
-                 ) -> None:
+    def __init__(self, directory: Path, settings: Mapping[str, Setting] | None = None,
+                 *, state: Path | None = None) -> None:
         self.directory = directory
-        self.state = directory / "state"
+        # Another process's `state`: a second portal process on the same database.
+        self.state = state or directory / "state"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = directory / "portal.log"

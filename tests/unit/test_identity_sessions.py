@@ -73,3 +73,26 @@ def test_a_second_service_on_the_same_store_continues_the_session() -> None:
     with pytest.raises(Exception, match="expired"):
         late.session(opened.id)
     assert store.load_identity_session(opened.id) is None
+
+
+def test_a_session_written_meanwhile_is_not_overwritten() -> None:
+    """Two caches on one store, as two portal processes: a call's copy of a session
+    another call wrote since it was read is refused (SessionChanged), never written."""
+    store = sessions.MemorySessions()
+    one = sessions.SessionCache(store, _Session)
+    two = sessions.SessionCache(store, _Session)
+    with one:
+        one.put(_session())
+    with pytest.raises(sessions.SessionChanged), one:
+        stale = one.get("s1")
+        assert stale is not None
+        stale.failures += 1
+        with two:  # the other process counts a liveness attempt meanwhile
+            other = two.get("s1")
+            assert other is not None
+            other.liveness_attempts += 1
+    with two:
+        now = two.get("s1")
+        assert now is not None and (now.failures, now.liveness_attempts) == (2, 2)
+    with one, pytest.raises(RuntimeError):  # a copy from an earlier call is not changed
+        one.touch(stale)
