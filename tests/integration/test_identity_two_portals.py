@@ -1,10 +1,10 @@
 """Two portal processes on one database, as behind the load balancer (issue 17, attempts
-and sessions): a signer's failing liveness attempts sent in turn to one `qsign portal
-serve` and the other lock the session after the policy's number of attempts in all,
-and both processes then refuse it. Before, each process kept its own copy of the
-session in memory and wrote it back over the other's: the attempts one process counted
-(and its lock) were undone by the other, so the limit could be walked around by
-alternating between them.
+and sessions): a signer's failing liveness attempts (and document pictures) sent in
+turn to one `qsign portal serve` and the other lock the session after the policy's
+number of attempts in all, and both processes then refuse it. Before, each process
+kept its own copy of the session in memory and wrote it back over the other's: the
+attempts one process counted (and its lock) were undone by the other, so the limit
+could be walked around by alternating between them.
 
 The specimen passport carries Eileen Collins's NASA portrait (public domain, bundled
 with scikit-image).
@@ -22,7 +22,12 @@ import pytest
 from portal.identity.http import STATUS
 from portal.identity.model import IdentityPolicy
 from portal.store import Store
-from tests.support.portal_process import PortalProcess, at_liveness, running_portal
+from tests.support.portal_process import (
+    PortalProcess,
+    at_identity_step,
+    at_liveness,
+    running_portal,
+)
 
 SETTINGS = {"identity_accept_specimens": True}
 
@@ -61,11 +66,28 @@ def test_attempts_alternated_between_two_processes_lock_the_session(
         assert (status, body["error"]) == (STATUS["CHALLENGE_BINDING"],
                                            "CHALLENGE_BINDING"), body
         assert body.get("locked", False) is (attempt == attempts), (attempt, body)
-    for portal in (one, two, one):
+    _refused_everywhere(portals, base)
+
+
+def _refused_everywhere(portals: tuple[PortalProcess, PortalProcess], base: str) -> None:
+    for portal in (*portals, portals[0]):
         for method, path in (("GET", base), ("POST", f"{base}/challenges/next")):
             status, body = portal.call(method, path)
             assert (status, body["error"]) == (STATUS["IDENTITY_LOCKED"],
                                                "IDENTITY_LOCKED"), (portal.port, path, body)
+
+
+def test_document_failures_alternated_between_two_processes_lock_the_session(
+        portals: tuple[PortalProcess, PortalProcess]) -> None:
+    _, session = at_identity_step(portals[0])
+    base = f"/api/identity/sessions/{session}"
+    failures = IdentityPolicy().max_document_failures
+    for attempt in range(1, failures + 1):
+        status, body = portals[attempt % 2].call("PUT", f"{base}/sides/data-page",
+                                                 image=b"\x89PNG not a picture")
+        assert (status, body["error"]) == (STATUS["IMAGE_INVALID"], "IMAGE_INVALID"), body
+        assert body.get("locked", False) is (attempt == failures), (attempt, body)
+    _refused_everywhere(portals, base)
 
 
 def test_a_session_is_written_only_at_the_version_read(database_url: str,
