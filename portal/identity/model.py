@@ -168,6 +168,7 @@ class SideResult:
     portrait: tuple[float, ...] | None = None  # the photo side's face descriptor
     # Per MRZ line, what tesseract and the OCR-B shape reading both read ('?' elsewhere).
     agreed: tuple[str, ...] = ()
+    swaps: tuple[int, ...] = ()  # per reading, the look-alikes swapped to verify it
 
 @dataclass(frozen=True)
 class SessionView:

@@ -60,6 +60,7 @@ class MrzReading:
     seconds: float  # time spent in tesseract
     # Per line, the places where tesseract and the OCR-B shapes read the same ('?' else).
     agreed: tuple[str, ...] = ()
+    swaps: tuple[int, ...] = ()  # per reading, the look-alikes swapped to verify it
 
     @property
     def mrz(self) -> mrz.Mrz:
@@ -360,13 +361,13 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
             if "".join(chars) not in options:
                 options.append("".join(chars))
         choices.append(options)
-    # The assemblies that verify with the fewest look-alike swaps give the readings
-    # (tesseract's first): when tesseract misreads a place (0 as N) and a swap elsewhere
-    # makes the check digit verify anyway, the OCR-B shapes' reading of the run, which
-    # verifies as it is, wins; the printed zone then picks (printed.candidates).
+    # Every assembly that verifies gives its readings, each with the fewest look-alike
+    # swaps it took (tesseract's first at equal swaps): when tesseract misreads a place
+    # (0 as N) and a swap elsewhere makes the check digit verify anyway, the OCR-B
+    # shapes' reading is still offered; the printed zone picks (printed.candidates),
+    # the swaps breaking a tie.
     error: MrzInvalid | None = None
-    fewest = mrz.MAX_SWAPS + 1
-    verified: dict[tuple[str, ...], mrz.Mrz] = {}
+    verified: dict[tuple[str, ...], tuple[int, mrz.Mrz]] = {}
     for assembled in itertools.islice(itertools.product(*choices), _MAX_TRIES):
         raws.append(tuple(assembled))
         try:
@@ -374,13 +375,13 @@ def _read_binary(binary: Image.Image, fmt: DocumentFormat,
         except MrzInvalid as exc:
             error = exc
             continue
-        if swaps < fewest:
-            fewest, verified = swaps, {}
-        if swaps == fewest:
-            for reading in readings:
-                verified.setdefault(reading.lines, reading)
+        for reading in readings:
+            if swaps < verified.get(reading.lines, (swaps + 1,))[0]:
+                verified[reading.lines] = (swaps, reading)
     if verified:
-        return MrzReading(tuple(verified.values()), tuple(raw), seconds, tuple(agreed))
+        ranked = sorted(verified.values(), key=lambda found: found[0])
+        return MrzReading(tuple(r for _, r in ranked), tuple(raw), seconds, tuple(agreed),
+                          tuple(n for n, _ in ranked))
     assert error is not None
     raise error
 

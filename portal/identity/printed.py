@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Set
 from typing import NoReturn
 
 from portal.identity import names, ocr
@@ -32,7 +33,8 @@ def cross_check(kind: DocumentKind, mrz_side: SideResult, printed: SideResult
                             field="specimen")
     shown: dict[VerifiedIdentity, None] = {}
     refusal: IdentityError | None = None
-    for reading in candidates(mrz_side.readings or (mrz_side.mrz,), printed.words):
+    for reading in candidates(mrz_side.readings or (mrz_side.mrz,), printed.words,
+                              mrz_side.swaps):
         try:
             shown.setdefault(_identity(kind, reading, mrz_side, printed), None)
         except IdentityError as exc:
@@ -67,7 +69,8 @@ def _identity(kind: DocumentKind, reading: Mrz, mrz_side: SideResult,
     for index, (word, field_name) in enumerate(named):
         # A full name field may end in a word cut short (9303-3 §4.6.5).
         cut = index == len(named) - 1 and not name_field.endswith("<")
-        _shown(_collapse(word), printed_names, field_name, prefix=cut, noisy=agreed)
+        _shown(_collapse(word), printed_names, field_name, prefix=cut, noisy=agreed,
+               lone={w for w in printed.words if len(w) == 1})
     # Dates print as digit groups; an O or an I read in one is a printed-zone slip.
     groups = [w.translate(_AS_DIGITS) for w in printed.words if len(w) <= 8]
     digits = "".join(w for w in groups if w.isdigit())
@@ -85,24 +88,36 @@ _CONFUSABLE = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "
                              "S": "5", "B": "8", "G": "6"})
 
 
+# What the stock model reads for a printed glyph of a document number: the MRZ's
+# look-alikes, and in the printed zone's proportional fonts T as 1 or 7, U as V. None
+# is a twin of equal check value (mrz.TWINS), so the MRZ's check digit covers the place.
+_PRINTED_LOOKALIKES = {**LOOKALIKES, "T": "17", "U": "V", "V": "U"}
 _AS_DIGITS = str.maketrans({"O": "0", "D": "0", "I": "1", "L": "1"})
 # The stock model reads an Ø as 0 or a blurred S as 5 in a printed name.
 _AS_LETTERS = str.maketrans({"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "6": "G"})
 
 
 def _shown(value: str, printed: set[str], field_name: str, *, prefix: bool,
-           noisy: bool) -> None:
+           noisy: bool, lone: Set[str] = frozenset()) -> None:
     """An MRZ name word the printed zone must show as it is (folded as names.py folds),
-    or, when `noisy` (both MRZ readers read the name alike), one OCR edit away: no check
-    digit covers names. Not found asks for a better picture: printed names in national
-    letters (Ø, Å ...) are beyond the stock OCR model, so their absence says little."""
+    or, when `noisy` (both MRZ readers read the name alike), one OCR edit away, or for
+    a one-letter word a lone glyph the stock model makes of that letter accented (6 for
+    Ó): no check digit covers names. Not found asks for a better picture: printed names
+    in national letters (Ø, Å ...) are beyond the stock OCR model, so their absence
+    says little."""
     if any(p == value or (prefix and p.startswith(value)) for p in printed):
         return
     n = len(value)
     if noisy and any(_near(value, q, shortest=3) for p in printed
                      for q in ((p[:n], p[:n + 1]) if prefix else (p,))):
         return
+    if noisy and lone & set(_ACCENTED.get(value, "")):
+        return
     _unreadable(field_name)
+
+
+# A capital under an accent, as the stock model reads it alone (Ó as 6, Ø as 0).
+_ACCENTED = {"O": "60"}
 
 
 def _date_shown(value: str, windows: set[str], field_name: str) -> None:
@@ -147,7 +162,7 @@ def _number_shown(number: str, printed: str) -> int | None:
         return 0
     if len(slips) == 1:
         m, p = slips[0]
-        if m not in TWINS and p in LOOKALIKES.get(m, ""):
+        if m not in TWINS and p in _PRINTED_LOOKALIKES.get(m, ""):
             return 1
     return None
 
@@ -161,29 +176,45 @@ def confirmed(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> Mrz:
     return found[0]
 
 
-def candidates(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> list[Mrz]:
+def candidates(readings: tuple[Mrz, ...], printed: tuple[str, ...],
+               swaps: tuple[int, ...] = ()) -> list[Mrz]:
     """The MRZ readings of the one document number printed on the document (issue 17):
     exactly, or with one printed-zone slip the check digit covers (_number_shown); they
     may differ elsewhere (a name letter two readers disagree on). A check digit cannot
     tell G from 6 or L from 1 (equal values, ICAO 9303-3 §4.9), nor a reading that two
     misreads made verify, so the printed zone decides, and a reading it does not
-    confirm is never accepted. A printed number that only looks like one asks for a
-    better picture; one that is nothing like it is a mismatch."""
+    confirm is never accepted. Two numbers it shows alike are told apart only by the
+    look-alikes each reading needed swapped (`swaps`, per reading: fewer wins, as
+    within one reading, mrz.swapped); else no answer. A printed number that only looks
+    like one asks for a better picture; one that is nothing like it is a mismatch."""
     # A number printed in two groups (YC747 8573) is read as two words.
     joined = {*printed, *(a + b for a, b in itertools.pairwise(printed))}
     shown = {r.lines: {_number_shown(r.document_number, w) for w in joined} - {None}
              for r in readings}
+    cost = dict(zip((r.lines for r in readings), swaps, strict=False)) if swaps else {}
     for slips in (0, 1):
         picked = [r for r in readings if slips in shown[r.lines]]
+        if len({r.document_number for r in picked}) > 1 and cost:
+            fewest = min(cost[r.lines] for r in picked)
+            picked = [r for r in picked if cost[r.lines] == fewest]
         if len({r.document_number for r in picked}) == 1:
             return picked
         if picked:
             break
-    if any(_near(r.document_number.translate(_CONFUSABLE), w.translate(_CONFUSABLE))
-           for r in readings for w in printed):
+    if any(_resembles(r.document_number, w) for r in readings for w in joined):
         _unreadable("document_number")
     raise IdentityError("SIDES_MISMATCH", "the document number printed on the front is not "
                         "the one in the MRZ", field="document_number")
+
+
+def _resembles(number: str, printed: str) -> bool:
+    """A printed word that is the MRZ's number misread (look-alikes folded, up to a
+    third of its places wrong, dropped or doubled), not another document's number: that
+    one differs almost everywhere."""
+    a, b = number.translate(_CONFUSABLE), printed.translate(_CONFUSABLE)
+    if abs(len(a) - len(b)) > len(a) // 3:
+        return False
+    return _distance(a, b) <= max(1, len(a) // 3)
 
 
 def _near(expected: str, printed: str, *, shortest: int = 5) -> bool:
@@ -194,14 +225,18 @@ def _near(expected: str, printed: str, *, shortest: int = 5) -> bool:
         return True
     if len(expected) < shortest or abs(len(expected) - len(printed)) > 1:
         return False
-    previous = list(range(len(printed) + 1))
-    for i, a in enumerate(expected, 1):
+    return _distance(expected, printed) <= 1
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein's edit distance."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
         current = [i]
-        for j, b in enumerate(printed, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (a != b)))
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
         previous = current
-    return previous[-1] <= 1
+    return previous[-1]
 
 
 def _collapse(word: str) -> str:

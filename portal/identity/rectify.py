@@ -98,6 +98,21 @@ def _skew(glyphs: list[_Glyph], bin_size: float) -> float:
     return best
 
 
+def _in_rows(glyphs: list[_Glyph], angle: float, height: float) -> list[_Glyph]:
+    """The glyphs with a neighbour beside them along `angle` (within two heights, at
+    about their level): MRZ places sit a pitch apart, while the specks of a
+    document's edge stack up and down and, taken for glyphs, bridge two lines."""
+    x = np.array([g.cx for g in glyphs])
+    y = np.array([g.cy for g in glyphs])
+    level = y * math.cos(angle) - x * math.sin(angle)
+    along = x * math.cos(angle) + y * math.sin(angle)
+    near = ((np.abs(level[:, None] - level[None, :]) < 0.35 * height)
+            & (np.abs(along[:, None] - along[None, :]) < 2.0 * height))
+    np.fill_diagonal(near, False)
+    kept = np.flatnonzero(near.any(axis=1))
+    return [glyphs[int(i)] for i in kept]
+
+
 def _rows(glyphs: list[_Glyph], angle: float, height: float) -> list[list[_Glyph]]:
     """Glyphs grouped into text rows along `angle`, top to bottom, each left to right."""
     def level(g: _Glyph) -> float:
@@ -176,7 +191,7 @@ def upright_zone(image: Image.Image, fmt: DocumentFormat) -> Image.Image:
     heights = np.array([g.height for g in glyphs])
     height = float(np.median(heights[heights >= np.percentile(heights, 40)]))
     angle = _skew(glyphs, height / 2)
-    rows = _zone_rows(_rows(glyphs, angle, height), fmt, angle)
+    rows = _zone_rows(_rows(_in_rows(glyphs, angle, height), angle, height), fmt, angle)
     count, width = fmt.shape
     source: list[tuple[float, float]] = []
     target: list[tuple[float, float]] = []

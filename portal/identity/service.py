@@ -216,12 +216,13 @@ class ReferenceIdentityService:
         reading: Mrz | None = None
         readings: tuple[Mrz, ...] = ()
         agreed: tuple[str, ...] = ()
+        swaps: tuple[int, ...] = ()
         if side in (Side.BACK, Side.DATA_PAGE):
             try:
                 found = ocr.read_mrz(picture, kind.mrz_format)
             except MrzInvalid as exc:
                 raise _mrz_error(exc) from exc
-            readings, agreed = found.readings, found.agreed
+            readings, agreed, swaps = _known_states(found)
             reading = readings[0]
             self._check_document(kind, reading)
             # The printed zone only: above the MRZ (whose words would echo the MRZ).
@@ -232,7 +233,8 @@ class ReferenceIdentityService:
             raise IdentityError("DOCUMENT_SPECIMEN", "this is a SPECIMEN, not an ID document")
         if side is Side.FRONT and not any(_looks_like_number(w) for w in words):
             raise IdentityError("SIDE_UNREADABLE", "no document number was found on the front")
-        return SideResult(side, specimen, tuple(words), reading, readings, agreed=agreed)
+        return SideResult(side, specimen, tuple(words), reading, readings, agreed=agreed,
+                          swaps=swaps)
 
     def _check_document(self, kind: DocumentKind, reading: Mrz) -> None:
         state = reading.issuing_state
@@ -484,6 +486,19 @@ _MRZ_CODES = {
     MrzReason.BAD_DATE: "MRZ_INVALID",
     MrzReason.BAD_FIELD: "MRZ_INVALID",
 }
+
+
+def _known_states(found: ocr.MrzReading
+                  ) -> tuple[tuple[Mrz, ...], tuple[str, ...], tuple[int, ...]]:
+    """The readings (with their swaps) whose issuing state and nationality are codes a
+    state has, when some are (countries.py): no check digit covers them, and a reading
+    of B for D must not decide that the document is not accepted."""
+    known = [i for i, r in enumerate(found.readings)
+             if countries.lookup(r.issuing_state) and countries.lookup(r.nationality)]
+    if not known or len(known) == len(found.readings):
+        return found.readings, found.agreed, found.swaps
+    return (tuple(found.readings[i] for i in known), found.agreed,
+            tuple(found.swaps[i] for i in known) if found.swaps else ())
 
 
 def _mrz_error(exc: MrzInvalid) -> IdentityError:

@@ -26,6 +26,18 @@ HARD = {
     # Printed UFO010174 is one slip from the right UF0010174 and from UFO01Q174, a
     # reading two look-alike swaps made verify: only the fewest swaps are offered.
     "one-slip-from-two": (74, 297195012),
+    # The specks of the card's edge bridged the TD1 zone's last two lines into one row.
+    "edge-specks": (327, 314936761),
+    # One assembly read the state B, another D: B, a code no state has, decided that
+    # the passport was not accepted.
+    "state-code": (644, 795221813),
+    # The printed number's T read as 1 (1T1950489): a printed-zone slip.
+    "printed-t": (214, 604662201),
+    # The shapes verified NWO3O486O with no swap, tesseract NW0304860 with one: the
+    # printed zone shows the latter exactly.
+    "exact-print-wins": (218, 362131753),
+    # Ó printed and read alone as 6: the one-letter name word O.
+    "lone-accented": (256, 223526570),
     # A speck past the second line's end taken for its last place: the zone was
     # straightened with a shear and not found.
     "speck-past-the-line": (194, 536821093),
