@@ -442,19 +442,70 @@ def read_text(data: bytes | Image.Image, *, thorough: bool = False
     `thorough`: read four ways and every word kept: the binarised and the grey page
     (tesseract reads accented and blurred print better without a threshold, and worse
     elsewhere), each in sparse-text mode and in page-layout mode (which keeps a short
-    word such as NG or DE beside its line, where sparse mode drops it as noise)."""
+    word such as NG or DE beside its line, where sparse mode drops it as noise); then
+    each word that looks like part of a document number read again alone
+    (`_numbers_again`)."""
     image = data if isinstance(data, Image.Image) else load_image(data)
     page = rectify.straighten(image)
-    ways = [(binarise(page), "11")]
+    binary = binarise(page)
+    table, seconds = _tesseract(binary, "--psm", "11", "tsv")
+    found = list(_tsv_words(table))
+    words = [w for w, _ in found]
     if thorough:
-        ways += [(page, "11"), (ways[0][0], "3"), (page, "3")]
+        for picture, mode in ((page, "11"), (binary, "3"), (page, "3")):
+            text, more = _tesseract(picture, "--psm", mode)
+            seconds += more
+            words += _words(text)
+        again, more = _numbers_again(page, [box for w, box in found
+                                            if sum(c.isdigit() for c in w) >= 5])
+        words += again
+        seconds += more
+    return words, seconds
+
+
+def _words(text: str) -> list[str]:
+    return [w.upper() for w in _WORD.findall(text.translate(_SYMBOLS))]
+
+
+def _tsv_words(table: str) -> Iterator[tuple[str, tuple[int, int, int, int]]]:
+    """Tesseract's TSV output: each word (as `_words` splits it) with its box."""
+    for row in table.splitlines()[1:]:
+        cells = row.split("\t")
+        if len(cells) < 12 or not cells[11].strip():
+            continue
+        left, top, width, height = (int(c) for c in cells[6:10])
+        for word in _words(cells[11]):
+            yield word, (left, top, left + width, top + height)
+
+
+def _numbers_again(page: Image.Image, boxes: list[tuple[int, int, int, int]]
+                   ) -> tuple[list[str], float]:
+    """Each word of five digits or more read again alone, in single-line mode, with
+    room on both sides: sparse-text mode drops or misreads a number's first letters
+    next to the portrait's frame (UJ7801161 read 17801). The reading may then begin
+    with some of the frame: its tails of six characters or more with a letter in them
+    are kept too (never digits alone, which would pass for dates)."""
     words: list[str] = []
     seconds = 0.0
-    for picture, mode in ways:
-        text, more = _tesseract(picture, "--psm", mode)
+    for (left, top, right, bottom), beyond in itertools.product(boxes[:_MAX_NUMBERS], (1, 3)):
+        # Room on the right for the rest of a number read as two words (17801 161),
+        # and without it: single-line mode reads nothing well past the number's end.
+        height = bottom - top
+        crop = page.crop((max(0, left - 4 * height), max(0, top - height // 3),
+                          min(page.width, right + beyond * height),
+                          min(page.height, bottom + height // 3)))
+        text, more = _tesseract(crop, "--psm", "7", "-c",
+                                f"tessedit_char_whitelist={ALPHANUMERIC}")
         seconds += more
-        words += [w.upper() for w in _WORD.findall(text.translate(_SYMBOLS))]
+        for word in _words(text):
+            words.append(word)
+            words += [word[i:] for i in range(1, len(word) - 5)
+                      if any(c.isalpha() for c in word[i:])]
     return words, seconds
+
+
+ALPHANUMERIC = MRZ_WHITELIST.rstrip("<")
+_MAX_NUMBERS = 4  # a side prints its number once; dates are not five digits long
 
 
 # The stock model reads an O under an acute accent (Ó) as a copyright sign.

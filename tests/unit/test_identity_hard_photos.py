@@ -38,6 +38,14 @@ HARD = {
     "exact-print-wins": (218, 362131753),
     # Ó printed and read alone as 6: the one-letter name word O.
     "lone-accented": (256, 223526570),
+    # Next to the portrait's frame sparse-text mode lost or misread the printed number's
+    # first letters (UJ7801161 read 17801 and 161; TM7147887 read 7147887; TT7215024
+    # read 717215024), or read an O for its 0 where another reading is one slip away
+    # too (CRO760052): each number read again alone, in single-line mode.
+    "number-split": (496, 553470863),
+    "number-letters-lost": (569, 1020349154),
+    "number-two-slips": (431, 944573440),
+    "number-tie": (585, 627585518),
     # A speck past the second line's end taken for its last place: the zone was
     # straightened with a shear and not found.
     "speck-past-the-line": (194, 536821093),
