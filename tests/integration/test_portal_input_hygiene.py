@@ -45,7 +45,8 @@ async def test_document_names_are_checked_at_upload(portal: RunningPortal) -> No
                                    expect=400)
         assert answer["error"] == "DOCUMENT_NAME_INVALID", (what, answer)
         assert answer["field"] == "documents[1].name", (what, answer)
-    assert await portal.call("GET", "/api/v1/transactions", auth=True) == {"transactions": []}
+    listed = await portal.call("GET", "/api/v1/transactions", auth=True)
+    assert listed["transactions"] == [], listed  # nothing was stored
     # NFC: a decomposed "é" is stored composed; 255 bytes of UTF-8 is the most.
     decomposed = "Contrat e\u0301te\u0301.pdf"
     longest = "é" * 124 + "abc.pdf"
