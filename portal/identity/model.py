@@ -169,6 +169,8 @@ class SideResult:
     # Per MRZ line, what tesseract and the OCR-B shape reading both read ('?' elsewhere).
     agreed: tuple[str, ...] = ()
     swaps: tuple[int, ...] = ()  # per reading, the look-alikes swapped to verify it
+    # Number-like words read again alone (ocr._numbers_again): the number's second chance.
+    numbers_again: tuple[str, ...] = ()
 
 @dataclass(frozen=True)
 class SessionView:

@@ -436,7 +436,7 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def read_text(data: bytes | Image.Image, *, thorough: bool = False
-              ) -> tuple[list[str], float]:
+              ) -> tuple[list[str], float, list[str]]:
     """The words printed on a side (sparse-text mode, any characters), upper case, the
     side straightened first (rectify.straighten: a photograph's tilt and light).
     `thorough`: read four ways and every word kept: the binarised and the grey page
@@ -444,7 +444,8 @@ def read_text(data: bytes | Image.Image, *, thorough: bool = False
     elsewhere), each in sparse-text mode and in page-layout mode (which keeps a short
     word such as NG or DE beside its line, where sparse mode drops it as noise); then
     each word that looks like part of a document number read again alone
-    (`_numbers_again`)."""
+    (`_numbers_again`), answered apart: weaker evidence, read with a whitelist that
+    makes an L a 1 now and then."""
     image = data if isinstance(data, Image.Image) else load_image(data)
     page = rectify.straighten(image)
     binary = binarise(page)
@@ -458,9 +459,8 @@ def read_text(data: bytes | Image.Image, *, thorough: bool = False
             words += _words(text)
         again, more = _numbers_again(page, [box for w, box in found
                                             if sum(c.isdigit() for c in w) >= 5])
-        words += again
-        seconds += more
-    return words, seconds
+        return words, seconds + more, again
+    return words, seconds, []
 
 
 def _words(text: str) -> list[str]:

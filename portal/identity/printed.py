@@ -34,7 +34,7 @@ def cross_check(kind: DocumentKind, mrz_side: SideResult, printed: SideResult
     shown: dict[VerifiedIdentity, None] = {}
     refusal: IdentityError | None = None
     for reading in candidates(mrz_side.readings or (mrz_side.mrz,), printed.words,
-                              mrz_side.swaps):
+                              mrz_side.swaps, printed.numbers_again):
         try:
             shown.setdefault(_identity(kind, reading, mrz_side, printed), None)
         except IdentityError as exc:
@@ -177,7 +177,7 @@ def confirmed(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> Mrz:
 
 
 def candidates(readings: tuple[Mrz, ...], printed: tuple[str, ...],
-               swaps: tuple[int, ...] = ()) -> list[Mrz]:
+               swaps: tuple[int, ...] = (), again: tuple[str, ...] = ()) -> list[Mrz]:
     """The MRZ readings of the one document number printed on the document (issue 17):
     exactly, or with one printed-zone slip the check digit covers (_number_shown); they
     may differ elsewhere (a name letter two readers disagree on). A check digit cannot
@@ -185,8 +185,25 @@ def candidates(readings: tuple[Mrz, ...], printed: tuple[str, ...],
     misreads made verify, so the printed zone decides, and a reading it does not
     confirm is never accepted. Two numbers it shows alike are told apart only by the
     look-alikes each reading needed swapped (`swaps`, per reading: fewer wins, as
-    within one reading, mrz.swapped); else no answer. A printed number that only looks
-    like one asks for a better picture; one that is nothing like it is a mismatch."""
+    within one reading, mrz.swapped); else no answer. The words read `again` are a
+    second chance, asked only when the page's words give no answer. A printed number
+    that only looks like one asks for a better picture; one that is nothing like it is
+    a mismatch."""
+    for words in (printed, (*printed, *again)) if again else (printed,):
+        picked = _picked(readings, words, swaps)
+        if picked:
+            return picked
+    joined = {*printed, *again, *(a + b for a, b in itertools.pairwise(printed))}
+    if any(_resembles(r.document_number, w) for r in readings for w in joined):
+        _unreadable("document_number")
+    raise IdentityError("SIDES_MISMATCH", "the document number printed on the front is not "
+                        "the one in the MRZ", field="document_number")
+
+
+def _picked(readings: tuple[Mrz, ...], printed: tuple[str, ...], swaps: tuple[int, ...]
+            ) -> list[Mrz]:
+    """`candidates` on one set of words: the readings of the one number they show with
+    the fewest slips, or none."""
     # A number printed in two groups (YC747 8573) is read as two words.
     joined = {*printed, *(a + b for a, b in itertools.pairwise(printed))}
     shown = {r.lines: {_number_shown(r.document_number, w) for w in joined} - {None}
@@ -200,11 +217,8 @@ def candidates(readings: tuple[Mrz, ...], printed: tuple[str, ...],
         if len({r.document_number for r in picked}) == 1:
             return picked
         if picked:
-            break
-    if any(_resembles(r.document_number, w) for r in readings for w in joined):
-        _unreadable("document_number")
-    raise IdentityError("SIDES_MISMATCH", "the document number printed on the front is not "
-                        "the one in the MRZ", field="document_number")
+            return []
+    return []
 
 
 def _resembles(number: str, printed: str) -> bool:

@@ -227,14 +227,14 @@ class ReferenceIdentityService:
             self._check_document(kind, reading)
             # The printed zone only: above the MRZ (whose words would echo the MRZ).
             picture = picture.crop((0, 0, picture.width, round(picture.height * 0.62)))
-        words, _ = ocr.read_text(picture, thorough=side is not Side.BACK)
+        words, _, again = ocr.read_text(picture, thorough=side is not Side.BACK)
         specimen = MARK in words
         if specimen and not self.policy.accept_specimens:
             raise IdentityError("DOCUMENT_SPECIMEN", "this is a SPECIMEN, not an ID document")
         if side is Side.FRONT and not any(_looks_like_number(w) for w in words):
             raise IdentityError("SIDE_UNREADABLE", "no document number was found on the front")
         return SideResult(side, specimen, tuple(words), reading, readings, agreed=agreed,
-                          swaps=swaps)
+                          swaps=swaps, numbers_again=tuple(again))
 
     def _check_document(self, kind: DocumentKind, reading: Mrz) -> None:
         state = reading.issuing_state

@@ -46,6 +46,10 @@ HARD = {
     "number-letters-lost": (569, 1020349154),
     "number-two-slips": (431, 944573440),
     "number-tie": (585, 627585518),
+    # The page shows LD1763402; the number read again with a whitelist made it
+    # 1D1763402, the L/1 twin: the second chance is asked only when the page gives no
+    # answer.
+    "twin-in-second-read": (40, 513133851),
     # A speck past the second line's end taken for its last place: the zone was
     # straightened with a shear and not found.
     "speck-past-the-line": (194, 536821093),
