@@ -21,7 +21,7 @@ bench: setup
 	$(PY) bench/agent.py
 	$(PY) bench/portal_pades.py
 	$(PY) bench/validation.py
-	$(PY) bench/identity.py --quick 200
+	$(PY) bench/identity.py
 
 lint: setup
 	$(VENV)/bin/ruff check ground qsign firmware_sim agent ca portal validation tests bench
