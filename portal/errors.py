@@ -52,6 +52,7 @@ class Code(StrEnum):
     CONFLICT = "CONFLICT"  # saved by someone else meanwhile (a template, an identity session)
     CSV_INVALID = "CSV_INVALID"  # a bulk send's CSV: `errors` names each line and column
     DOWNLOAD_DISABLED = "DOWNLOAD_DISABLED"  # unsigned documents, by the transaction
+    LEVEL_UNAVAILABLE = "LEVEL_UNAVAILABLE"  # B-T and above need a time-stamping service
     INTERNAL = "INTERNAL"
 
 
@@ -72,6 +73,7 @@ STATUS: dict[Code, int] = {
     Code.CROSS_SITE: 403, Code.UNSUPPORTED_MEDIA_TYPE: 415, Code.DOCUMENT_NAME_INVALID: 400,
     Code.PDF_ACTIVE_CONTENT: 422, Code.DOCUMENT_NOT_ACCEPTED: 422,
     Code.CONFLICT: 409, Code.CSV_INVALID: 400, Code.DOWNLOAD_DISABLED: 403,
+    Code.LEVEL_UNAVAILABLE: 422,
     Code.NOT_A_PDF: 422, Code.PDF_ENCRYPTED: 422, Code.RATE_LIMITED: 429,
     Code.INTERNAL: 500,
 }

@@ -99,7 +99,7 @@ async def send(portal: Portal, outline: Outline, signers: list[NewSigner],
     """Create the transaction with its parameters in one database transaction (with
     `also`'s rows: a bulk row marked done), then invite the signers whose turn it is."""
     if outline.level != "B-B" and not portal.config.timestamp_url:
-        raise PortalError(Code.BAD_REQUEST, f"level {outline.level} needs a time-stamping "
+        raise PortalError(Code.LEVEL_UNAVAILABLE, f"level {outline.level} needs a time-stamping "
                           "service (portal.timestamp_url)", field="level")
 
     def keep(cur: Cursor, tx: Transaction) -> None:

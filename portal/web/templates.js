@@ -83,9 +83,11 @@ async function saveEdit(event) {
     const tpl = await call("PATCH", `${base()}/templates/${encodeURIComponent(chosen.id)}`, {
       revision: chosen.revision, name: $("edit-name").value.trim(),
       title: $("edit-title").value.trim(), parameters });
-    notice(t("templates.saved", { name: tpl.name }), "ok");
     await load();
     choose(templates.find((one) => one.id === tpl.id) || tpl);
+    // Said once the editor shows the saved revision: a choice made after "saved" is
+    // never overwritten by the re-render.
+    notice(t("templates.saved", { name: tpl.name }), "ok");
   } catch (error) {
     notice(explain(error), "error");
   } finally {
@@ -126,9 +128,9 @@ async function save(event) {
   $("save-submit").disabled = true;
   try {
     const tpl = await call("POST", `${base()}/templates`, { name, fromTransaction: tx });
-    notice(t("templates.saved", { name: tpl.name }), "ok");
     $("save-form").reset();
     await load();
+    notice(t("templates.saved", { name: tpl.name }), "ok");
   } catch (error) {
     notice(explain(error), "error");
   } finally {
@@ -222,7 +224,7 @@ async function bulkSend(event) {
 async function main() {
   await pageLanguage(() => { relabelNewTemplate(); if (templates.length) renderList(); });
   wireNewTemplate({ notice, post: (body) => call("POST", `${base()}/templates`, body),
-    done: async (tpl) => { notice(t("templates.saved", { name: tpl.name }), "ok"); await load(); } });
+    done: async (tpl) => { await load(); notice(t("templates.saved", { name: tpl.name }), "ok"); } });
   $("save-form").addEventListener("submit", save);
   $("use-form").addEventListener("submit", start);
   $("edit-form").addEventListener("submit", saveEdit);

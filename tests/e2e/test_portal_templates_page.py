@@ -60,7 +60,10 @@ def test_templates_page_saves_starts_and_sends_in_bulk(tmp_path: Path) -> None:
                 await page.select_option("#edit-level", "B-LTA")
                 await page.fill("#edit-reminders", "3")
                 await page.click("#edit-submit")
-                await until(page, "document.querySelector('#notice').dataset.kind === 'ok'")
+                # The button comes back once the editor shows the saved revision: a
+                # choice made before that would be overwritten by the re-render.
+                await until(page, "document.querySelector('#edit-submit').disabled === false")
+                assert await page.get_attribute("#notice", "data-kind") == "ok"
                 [kept] = portal.store.templates("default")
                 assert (kept.revision, kept.body["title"]) == (2, "Bail 2027")
                 assert kept.body["parameters"]["level"] == "B-LTA"

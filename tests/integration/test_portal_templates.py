@@ -52,6 +52,22 @@ async def test_a_template_from_a_transaction_starts_another(portal: RunningPorta
         "requester": REQUESTER, "signers": [{"role": "Tenant", "email": "a@example.test"}]},
         auth=True, expect=400)
     assert missing["field"] == "signers" and "Guarantor" in missing["message"]
+    signers = [{"role": "Tenant", "email": "t2@example.test"},
+               {"role": "Guarantor", "email": "g2@example.test"},
+               {"role": "Landlord", "email": "l2@example.test"}]
+    lta = await portal.call("PATCH", f"{WS}/templates/{template['id']}", {
+        "revision": edited["revision"],
+        "parameters": {**edited["parameters"], "level": "B-LTA"}}, auth=True)
+    # This portal has no time-stamping service: the level is refused by name, and no
+    # transaction is made from the template.
+    before = len(portal.store.transactions())
+    unavailable = await portal.call(
+        "POST", f"{WS}/templates/{template['id']}/transactions",
+        {"requester": REQUESTER, "signers": signers}, auth=True, expect=422)
+    assert (unavailable["error"], unavailable["field"]) == ("LEVEL_UNAVAILABLE", "level")
+    assert len(portal.store.transactions()) == before
+    await portal.call("PATCH", f"{WS}/templates/{template['id']}", {
+        "revision": lta["revision"], "parameters": edited["parameters"]}, auth=True)
     tx = await portal.call("POST", f"{WS}/templates/{template['id']}/transactions", {
         "requester": REQUESTER, "signers": [
             {"role": "Landlord", "email": "l2@example.test", "name": "Léa Landlord"},
