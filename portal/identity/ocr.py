@@ -471,7 +471,9 @@ def _tsv_words(table: str) -> Iterator[tuple[str, tuple[int, int, int, int]]]:
     """Tesseract's TSV output: each word (as `_words` splits it) with its box."""
     for row in table.splitlines()[1:]:
         cells = row.split("\t")
-        if len(cells) < 12 or not cells[11].strip():
+        # A row without a word or with a box that is not four numbers carries nothing.
+        if len(cells) < 12 or not cells[11].strip() or not all(
+                c.isdigit() for c in cells[6:10]):
             continue
         left, top, width, height = (int(c) for c in cells[6:10])
         for word in _words(cells[11]):

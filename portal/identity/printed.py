@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Set
+from dataclasses import dataclass
 from typing import NoReturn
 
 from portal.identity import names, ocr
@@ -33,10 +34,11 @@ def cross_check(kind: DocumentKind, mrz_side: SideResult, printed: SideResult
                             field="specimen")
     shown: dict[VerifiedIdentity, None] = {}
     refusal: IdentityError | None = None
+    zone = _PrintedZone.read(printed)
     for reading in candidates(mrz_side.readings or (mrz_side.mrz,), printed.words,
                               mrz_side.swaps, printed.numbers_again):
         try:
-            shown.setdefault(_identity(kind, reading, mrz_side, printed), None)
+            shown.setdefault(_identity(kind, reading, mrz_side, zone), None)
         except IdentityError as exc:
             refusal = refusal or exc
     if len(shown) == 1:
@@ -50,15 +52,32 @@ def cross_check(kind: DocumentKind, mrz_side: SideResult, printed: SideResult
                      if getattr(first, f) != getattr(second, f)))
 
 
+@dataclass(frozen=True)
+class _PrintedZone:
+    """What the printed side's words offer every MRZ reading, worked out once."""
+
+    names: frozenset[str]  # each word and each pair of words, folded as names
+    lone: frozenset[str]  # one-glyph words (an accented capital read alone)
+    windows: frozenset[str]  # every eight digits in a row: the printed dates
+
+    @classmethod
+    def read(cls, printed: SideResult) -> _PrintedZone:
+        names: set[str] = set()
+        for index, word in enumerate(printed.words):
+            names |= _name_forms(word)
+            # D'ANGELO prints as two words and is DANGELO in the MRZ.
+            names |= _name_forms("".join(printed.words[index:index + 2]))
+        # Dates print as digit groups; an O or an I read in one is a printed-zone slip.
+        groups = [w.translate(_AS_DIGITS) for w in printed.words if len(w) <= 8]
+        digits = "".join(w for w in groups if w.isdigit())
+        return cls(frozenset(names), frozenset(w for w in printed.words if len(w) == 1),
+                   frozenset(digits[i:i + 8] for i in range(len(digits) - 7)))
+
+
 def _identity(kind: DocumentKind, reading: Mrz, mrz_side: SideResult,
-              printed: SideResult) -> VerifiedIdentity:
+              zone: _PrintedZone) -> VerifiedIdentity:
     """The identity one MRZ reading states, if the printed zone shows its names and
     dates (IdentityError otherwise)."""
-    printed_names: set[str] = set()
-    for index, word in enumerate(printed.words):
-        printed_names |= _name_forms(word)
-        # D'ANGELO prints as two words and is DANGELO in the MRZ.
-        printed_names |= _name_forms("".join(printed.words[index:index + 2]))
     name = next(f for f in LAYOUT[reading.format] if f.name == "name")
     name_field = reading.lines[name.line][name.start:name.end]
     # Two readers agreeing on the MRZ name is what allows OCR noise on the printed one.
@@ -69,15 +88,11 @@ def _identity(kind: DocumentKind, reading: Mrz, mrz_side: SideResult,
     for index, (word, field_name) in enumerate(named):
         # A full name field may end in a word cut short (9303-3 §4.6.5).
         cut = index == len(named) - 1 and not name_field.endswith("<")
-        _shown(_collapse(word), printed_names, field_name, prefix=cut, noisy=agreed,
-               lone={w for w in printed.words if len(w) == 1})
-    # Dates print as digit groups; an O or an I read in one is a printed-zone slip.
-    groups = [w.translate(_AS_DIGITS) for w in printed.words if len(w) <= 8]
-    digits = "".join(w for w in groups if w.isdigit())
-    windows = {digits[i:i + 8] for i in range(len(digits) - 7)}
+        _shown(_collapse(word), zone.names, field_name, prefix=cut, noisy=agreed,
+               lone=zone.lone)
     for field_name, date in (("birth_date", reading.birth_date),
                              ("expiry_date", reading.expiry_date)):
-        _date_shown(date.strftime("%d%m%Y"), windows, field_name)
+        _date_shown(date.strftime("%d%m%Y"), zone.windows, field_name)
     return VerifiedIdentity(kind, reading.issuing_state, reading.document_number,
                             reading.primary_identifier, reading.secondary_identifier,
                             reading.birth_date, reading.sex, reading.nationality,
@@ -97,7 +112,7 @@ _AS_DIGITS = str.maketrans({"O": "0", "D": "0", "I": "1", "L": "1"})
 _AS_LETTERS = str.maketrans({"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "6": "G"})
 
 
-def _shown(value: str, printed: set[str], field_name: str, *, prefix: bool,
+def _shown(value: str, printed: Set[str], field_name: str, *, prefix: bool,
            noisy: bool, lone: Set[str] = frozenset()) -> None:
     """An MRZ name word the printed zone must show as it is (folded as names.py folds),
     or, when `noisy` (both MRZ readers read the name alike), one OCR edit away, or for
@@ -120,7 +135,7 @@ def _shown(value: str, printed: set[str], field_name: str, *, prefix: bool,
 _ACCENTED = {"O": "60"}
 
 
-def _date_shown(value: str, windows: set[str], field_name: str) -> None:
+def _date_shown(value: str, windows: Set[str], field_name: str) -> None:
     """A check-digit-verified MRZ date (ddmmyyyy) printed as it is, or with one digit
     misread: one wrong digit always fails the MRZ's date check digit (9303-3 §4.9), two
     may cancel, so the printed zone must confirm all but one digit."""

@@ -65,3 +65,12 @@ def test_an_unreadable_picture_asks_for_a_better_one() -> None:
     with pytest.raises(MrzInvalid) as caught:
         ocr.read_mrz(blurred.convert("RGB"), DocumentFormat.TD3)
     assert caught.value.reason is MrzReason.UNREADABLE  # never "damaged or not genuine"
+
+
+def test_a_tesseract_row_without_a_box_is_skipped() -> None:
+    header = "\t".join(["level", "page_num", "block_num", "par_num", "line_num", "word_num",
+                        "left", "top", "width", "height", "conf", "text"])
+    good = "5\t1\t1\t1\t1\t1\t10\t20\t30\t12\t96.1\tMARTIN"
+    torn = "5\t1\t1\t1\t1\t2\t10\t\t30\t12\t90.0\tDUPONT"  # a box cell lost
+    assert list(ocr._tsv_words("\n".join((header, torn, good)))) == [
+        ("MARTIN", (10, 20, 40, 32))]
