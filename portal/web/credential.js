@@ -43,10 +43,25 @@ export async function signedInPage({ relabel = null } = {}) {
 /** The workspace a page on one workspace (?ws=<id>) acts on: the one asked, else the
  * session's first, else "default" (the bootstrap token's). */
 export function workspaceOf(session) {
-  const asked = new URLSearchParams(location.search).get("ws");
+  const asked = askedWorkspace();
   if (asked) return asked;
   const first = session && session.workspaces && session.workspaces[0];
   return first ? first.id : "default";
+}
+
+function askedWorkspace() {
+  return new URLSearchParams(location.search).get("ws");
+}
+
+/** The workspace a typed token acts on when none is asked: a user's API token works in
+ * its own one only, so ask the API which (GET /api/v1/workspaces); the bootstrap token
+ * sees them all and keeps "default". */
+async function tokenWorkspace(call) {
+  const asked = askedWorkspace();
+  if (asked) return asked;
+  const { workspaces } = await call("GET", "/api/v1/workspaces");
+  const mine = workspaces.find((w) => w.id === "default") || workspaces[0];
+  return mine ? mine.id : "default";
 }
 
 /** The token kept in this tab, or null. */
@@ -105,9 +120,12 @@ export async function enter(open, { notice, accept = () => true }) {
  * loads it for workspaceOf(the session, when it is the way in); `accept(session,
  * workspace)` may refuse the session. */
 export async function enterWorkspace(open, { notice, accept = () => true }) {
-  let workspace = workspaceOf(null);
-  await enter((call) => open(call, workspace), { notice, accept: (session) => {
-    workspace = workspaceOf(session);
-    return accept(session, workspace);
-  } });
+  let workspace = null; // the session's, when the session is the way in
+  await enter(async (call) => open(call, workspace || await tokenWorkspace(call)), {
+    notice, accept: (session) => {
+      const chosen = workspaceOf(session);
+      const taken = accept(session, chosen);
+      workspace = taken ? chosen : null;
+      return taken;
+    } });
 }

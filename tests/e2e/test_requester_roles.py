@@ -4,7 +4,8 @@ with her API token typed in the page, sees the transactions and templates but no
 control (no new-transaction form, cancel, resend, replace or reply; no template saved,
 made or started: the API refuses them, portal/API.md "Workspaces and roles"); a
 requester (by token) and an owner (by session) see them all. The pages learn the role
-from the API (the transaction list's `role`, the workspace's). The transaction, by
+from the API (the transaction list's `role`, the workspace's), and a typed API token's
+workspace from the API when the address names none. The transaction, by
 groups, is said so in its detail with each signer's group.
 
 Sessions are opened in the store (the sign-in pages have their own tests:
@@ -66,9 +67,11 @@ async def _shown(page: Page, controls: dict[str, str]) -> dict[str, int]:
     return {name: await page.locator(selector).count() for name, selector in controls.items()}
 
 
-async def _templates_shown(page: Page, workspace: str) -> dict[str, int]:
-    """/templates of `workspace` in the same tab (a typed token is kept in the tab)."""
-    await page.goto(f"{page.url.split('/requester')[0]}/templates?ws={workspace}&lang=en")
+async def _templates_shown(page: Page, workspace: str | None) -> dict[str, int]:
+    """/templates of `workspace` in the same tab (a typed token is kept in the tab);
+    None: the page as a link without ?ws= opens it, in the token's own workspace."""
+    asked = f"ws={workspace}&" if workspace else ""
+    await page.goto(f"{page.url.split('/requester')[0]}/templates?{asked}lang=en")
     await ready(page)
     await page.locator("li[data-template]").wait_for()
     return await _shown(page, TEMPLATE_WRITING)
@@ -110,7 +113,10 @@ def test_the_requester_page_offers_only_what_the_role_may_do(tmp_path: Path) -> 
                         f"#detail-signers li[data-signer='{tx['signers'][1]['id']}']")
                     assert "group 2" in bob
                     await check_page(page)
-                    assert await _templates_shown(page, owner.workspace) == dict.fromkeys(
+                    # The requester's token, bound to the owner's workspace, is not the
+                    # bootstrap token: without ?ws= the page must not open "default".
+                    asked = owner.workspace if by_session else None
+                    assert await _templates_shown(page, asked) == dict.fromkeys(
                         TEMPLATE_WRITING, 1), by_session
                     await page.context.close()
             finally:
