@@ -182,15 +182,6 @@ def _number_shown(number: str, printed: str) -> int | None:
     return None
 
 
-def confirmed(readings: tuple[Mrz, ...], printed: tuple[str, ...]) -> Mrz:
-    """The one MRZ reading whose document number is printed on the document (issue 17):
-    see `candidates`; several readings of that number are no answer here."""
-    found = candidates(readings, printed)
-    if len(found) > 1:
-        _unreadable("document_number")
-    return found[0]
-
-
 def candidates(readings: tuple[Mrz, ...], printed: tuple[str, ...],
                swaps: tuple[int, ...] = (), again: tuple[str, ...] = ()) -> list[Mrz]:
     """The MRZ readings of the one document number printed on the document (issue 17):

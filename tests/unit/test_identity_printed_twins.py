@@ -12,8 +12,9 @@ import pytest
 
 from portal.identity import mrz
 from portal.identity.model import DocumentKind, IdentityError, SideResult
-from portal.identity.printed import confirmed, cross_check
+from portal.identity.printed import cross_check
 from portal.identity.specimen import Side
+from tests.support.printed_zone import confirmed
 
 BIRTH, EXPIRY = dt.date(1990, 5, 17), dt.date(2031, 1, 1)
 DATES = ("17", "05", "1990", "01", "01", "2031")

@@ -9,7 +9,7 @@ import pytest
 
 from portal.identity import mrz
 from portal.identity.model import IdentityError
-from portal.identity.printed import confirmed
+from tests.support.printed_zone import confirmed
 
 
 def _td3(number: str) -> tuple[str, ...]:
