@@ -4,7 +4,8 @@ one session cannot answer another's challenge. Kept in a `FrameStore`: the porta
 database (portal/store/identity_frames.py), which every portal process behind the load
 balancer shares and a restart keeps; `MemoryFrames` for a service on its own.
 
-A digest is kept until its session expires, and purged with the sessions."""
+A digest is kept for the policy's `frames_kept_days` (90 by default), long after its
+session expired: a recording of an accepted answer is refused in a session opened later."""
 
 from __future__ import annotations
 

@@ -80,6 +80,9 @@ class IdentityPolicy:
     liveness_attempts: int = 3
     max_document_failures: int = 5
     session_minutes: int = 30
+    # How long an accepted frame stays refused in any other session: well past the
+    # session's end, or a recording could answer a new session once the old one expired.
+    frames_kept_days: int = 90
     evidence_minutes: int = 10
     # Largest descriptor distance between the selfie and the document's portrait that is
     # one person: from bench/identity.py's false-accept / false-reject table.

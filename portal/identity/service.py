@@ -350,8 +350,9 @@ class ReferenceIdentityService:
             session = self._get(session_id)
             if session.open_challenge is None or session.open_challenge.id != challenge.id:
                 raise IdentityError("CHALLENGE_UNKNOWN", "this is not the open challenge")
+            kept_until = self.clock() + dt.timedelta(days=self.policy.frames_kept_days)
             if digests & session.frame_digests or not self._frames.claim_identity_frames(
-                    session.id, digests, session.expires):
+                    session.id, digests, kept_until):
                 raise IdentityError("FRAMES_REPLAYED", "frames were already sent")
             session.frame_digests |= digests
             session.open_challenge = None

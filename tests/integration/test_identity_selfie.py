@@ -136,3 +136,28 @@ def test_a_document_without_a_face_is_refused_at_the_document_step() -> None:
         assert view["error"] == "DOCUMENT_NO_FACE" and view["status"] == 422, view
 
     _serve(scenario)
+
+
+def test_frames_stay_refused_after_their_session_expired() -> None:
+    """A recording of the holder's accepted answer, replayed in a session opened once
+    the holder's expired (30 minutes): the ledger keeps the frames for the policy's
+    frames_kept_days, not for their session's life."""
+
+    async def scenario(http: aiohttp.ClientSession, base: str, clock: SettableClock) -> None:
+        holder, _ = await Signer.verified(http, base, clock)
+        recorded: list[bytes] = []
+
+        def mine(action: str) -> list[bytes]:
+            recorded.extend(sent := selfie(action))
+            return sent
+
+        status, body = await holder.answer(mine)
+        assert status == 200, body
+        clock.advance(31 * 60)
+        async with http.get(f"{base}/sessions/{holder.sid}") as r:
+            assert (await r.json())["error"] == "IDENTITY_SESSION_EXPIRED"
+        later, view = await Signer.verified(http, base, clock)
+        assert view["step"] == "liveness", view
+        _refused(*await later.answer(lambda action: recorded), "FRAMES_REPLAYED")
+
+    _serve(scenario)
