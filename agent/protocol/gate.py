@@ -3,6 +3,7 @@ limits, the services behind the wire), and the Host check (DNS rebinding)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,13 @@ class Gate:
 
     def origin_allowed(self, origin: str) -> bool:
         return origin in self.config.allowed_origins or self.state.is_paired(origin)
+
+    async def origin_still_allowed(self, origin: str) -> bool:
+        """`origin_allowed` before each message of an open socket: the configuration
+        (a policy reload replaces it) in memory, the pairings (which `qsign agent
+        revoke` changes from another process) from the state, off the event loop."""
+        return origin in self.config.allowed_origins or await asyncio.to_thread(
+            self.state.is_paired, origin)
 
 
 GATE = web.AppKey("gate", Gate)

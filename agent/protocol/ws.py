@@ -80,7 +80,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     try:
         async for message in ws:
-            if not await asyncio.to_thread(gate.origin_allowed, origin):
+            if not await gate.origin_still_allowed(origin):
                 await by_origin.revoke(origin)  # revoked since the last sweep
                 # This socket's close is awaited here: were the handler to return first,
                 # aiohttp would drop the connection before the close frame (1006).
