@@ -113,7 +113,7 @@ _AS_LETTERS = str.maketrans({"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "
 
 
 def _shown(value: str, printed: Set[str], field_name: str, *, prefix: bool,
-           noisy: bool, lone: Set[str] = frozenset()) -> None:
+           noisy: bool, lone: Set[str]) -> None:
     """An MRZ name word the printed zone must show as it is (folded as names.py folds),
     or, when `noisy` (both MRZ readers read the name alike), one OCR edit away, or for
     a one-letter word a lone glyph the stock model makes of that letter accented (6 for

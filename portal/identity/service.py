@@ -222,7 +222,8 @@ class ReferenceIdentityService:
                 found = ocr.read_mrz(picture, kind.mrz_format)
             except MrzInvalid as exc:
                 raise _mrz_error(exc) from exc
-            readings, agreed, swaps = _known_states(found)
+            readings, swaps = _known_states(found)
+            agreed = found.agreed
             reading = readings[0]
             self._check_document(kind, reading)
             # The printed zone only: above the MRZ (whose words would echo the MRZ).
@@ -489,16 +490,15 @@ _MRZ_CODES = {
 }
 
 
-def _known_states(found: ocr.MrzReading
-                  ) -> tuple[tuple[Mrz, ...], tuple[str, ...], tuple[int, ...]]:
+def _known_states(found: ocr.MrzReading) -> tuple[tuple[Mrz, ...], tuple[int, ...]]:
     """The readings (with their swaps) whose issuing state and nationality are codes a
     state has, when some are (countries.py): no check digit covers them, and a reading
     of B for D must not decide that the document is not accepted."""
     known = [i for i, r in enumerate(found.readings)
              if countries.lookup(r.issuing_state) and countries.lookup(r.nationality)]
     if not known or len(known) == len(found.readings):
-        return found.readings, found.agreed, found.swaps
-    return (tuple(found.readings[i] for i in known), found.agreed,
+        return found.readings, found.swaps
+    return (tuple(found.readings[i] for i in known),
             tuple(found.swaps[i] for i in known) if found.swaps else ())
 
 
