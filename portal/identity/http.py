@@ -10,7 +10,8 @@ page by the portal (and to their phone through the "continue on my smartphone" Q
                                                (the signer comes from `signer_of`)
     GET  /sessions/{sid}                       -> session
     PUT  /sessions/{sid}/sides/{side}          image -> session   (front|back|data-page)
-    POST /sessions/{sid}/challenges/next       -> challenge
+    POST /sessions/{sid}/challenges/next       -> challenge (with "frames": {"min", "max"},
+                                               how many pictures an answer carries)
     POST /sessions/{sid}/challenges/{cid}      {"nonce", "frames": [b64]} -> session
     GET  /sessions/{sid}/identity              -> identity read from the document
     POST /sessions/{sid}/evidence              {"publicKey": b64 SPKI DER,
@@ -193,12 +194,22 @@ def _session_json(view: SessionView) -> dict[str, Any]:
     return view.as_json()
 
 
-def _challenge_json(challenge: Challenge) -> dict[str, Any]:
+def _frames_per_answer(request: web.Request) -> tuple[int, int]:
+    """How many frames an answer carries: the provider's policy, else 4 to 8."""
+    policy = getattr(request.app[PROVIDER], "policy", None)
+    low, high = getattr(policy, "frames_per_answer", (4, 8))
+    return int(low), int(high)
+
+
+def _challenge_json(challenge: Challenge, frames: tuple[int, int]) -> dict[str, Any]:
+    # The page keeps filming until it has `min` distinct frames: an answer with fewer is
+    # refused (FRAMES_INVALID), so it must know the number rather than guess it.
     return {"id": challenge.id, "action": challenge.action, "count": challenge.count,
             "nonce": challenge.nonce, "issuedAt": challenge.issued_at.isoformat(),
             "deadline": challenge.deadline.isoformat(),
             "seconds": (challenge.deadline - challenge.issued_at).total_seconds(),
-            "index": challenge.index, "of": challenge.of}
+            "index": challenge.index, "of": challenge.of,
+            "frames": {"min": frames[0], "max": frames[1]}}
 
 
 async def open_session(request: web.Request) -> web.Response:
@@ -238,16 +249,13 @@ async def put_side(request: web.Request) -> web.Response:
 async def next_challenge(request: web.Request) -> web.Response:
     challenge = await _run(request, request.app[PROVIDER].next_challenge,
                            request.match_info["sid"])
-    return web.json_response(_challenge_json(challenge))
+    return web.json_response(_challenge_json(challenge, _frames_per_answer(request)))
 
 
 async def answer_challenge(request: web.Request) -> web.Response:
     sid, cid = request.match_info["sid"], request.match_info["cid"]
     frame_limit = _policy_limit(request, "max_frame_bytes", 1024 * 1024)
-    high = 8
-    policy = getattr(request.app[PROVIDER], "policy", None)
-    if policy is not None:
-        high = int(policy.frames_per_answer[1])
+    _, high = _frames_per_answer(request)
     total = frame_limit * high
     if request.content_type == "multipart/form-data":
         parts = await _multipart_files(request, total + 4096)

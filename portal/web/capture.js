@@ -20,6 +20,11 @@ const FRAME_WIDTH = 640;
 const MIN_ACT_MS = 1500;  // the service refuses answers quicker than a person can act
 const POLL_MS = 2500;
 
+/** The fewest distinct frames the service takes in an answer (the challenge says). */
+function framesMin(challenge) {
+  return Math.max(2, Number(challenge.frames?.min ?? 4));
+}
+
 /** One call to the identity service; JSON answer or an ApiError with its code. */
 async function identityCall(method, path, { json = undefined, body = undefined, type = undefined } = {}) {
   const headers = { Accept: "application/json" };
@@ -426,7 +431,19 @@ export class IdentityCapture {
 
   async keepFrame() {
     const v = this.video;
-    if (!this.stream || v.videoWidth === 0) return;
+    // One picture at a time: on a slow device the encoder outlasts the timer's period,
+    // and a second call seeing the same camera picture would keep it twice (the service
+    // refuses copies: FRAMES_INVALID).
+    if (this.keeping || !this.stream || v.videoWidth === 0) return;
+    this.keeping = true;
+    try {
+      await this.keepPicture(v);
+    } finally {
+      this.keeping = false;
+    }
+  }
+
+  async keepPicture(v) {
     const canvas = document.createElement("canvas");
     canvas.width = FRAME_WIDTH;
     canvas.height = Math.max(FRAME_WIDTH * 3 / 4, Math.round((v.videoHeight * FRAME_WIDTH) / v.videoWidth));
@@ -447,12 +464,12 @@ export class IdentityCapture {
     const now = performance.now();
     const left = Math.max(0, Math.ceil((c.localDeadline - now) / 1000));
     this.challengeTime.textContent = t("capture.timeLeft", { seconds: left, deadline: new Date(c.deadline).toLocaleTimeString() });
-    const ready = now - c.shownAt >= MIN_ACT_MS && this.frames.length >= 2;
+    const ready = now - c.shownAt >= MIN_ACT_MS && this.frames.length >= framesMin(c);
     this.doneButton.disabled = !ready;
     if (ready) this.liveness.dataset.ready = "true";
     else delete this.liveness.dataset.ready;
     // Out of time: send what we have; the service judges (and says it was late).
-    if (now >= c.localDeadline && this.frames.length >= 2) this.answer();
+    if (now >= c.localDeadline && this.frames.length >= framesMin(c)) this.answer();
     else if (now >= c.localDeadline) this.cameraFrozen();
   }
 
@@ -475,7 +492,7 @@ export class IdentityCapture {
     this.doneButton.disabled = true;
     this.challengeTime.textContent = t("capture.sending");
     try {
-      const chosen = spread(this.frames, FRAMES_SENT);
+      const chosen = spread(this.frames, Math.min(FRAMES_SENT, c.frames?.max ?? FRAMES_SENT));
       for (const frame of chosen) this.sentHashes.add(frame.hash);
       const frames = await Promise.all(chosen.map((frame) => blobToBase64(frame.blob)));
       this.frames = [];
@@ -492,7 +509,7 @@ export class IdentityCapture {
     }
   }
 
-  /** The deadline passed without two different pictures: the camera shows a still image. */
+  /** The deadline passed without enough different pictures: the camera shows a still image. */
   cameraFrozen() {
     this.challenge = null;
     this.stopChallenge();

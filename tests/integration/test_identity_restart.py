@@ -23,6 +23,7 @@ def portal(tmp_path: Path) -> Iterator[PortalProcess]:
 def test_a_restart_keeps_the_identity_session(portal: PortalProcess) -> None:
     invite, base, before = at_liveness(portal)
     challenge = portal.ok("POST", f"{base}/challenges/next")
+    assert challenge["frames"] == {"min": 4, "max": 24}  # the policy's frames_per_answer
 
     portal.restart()  # SIGKILL, then a new process on the same state
 
