@@ -85,13 +85,14 @@ export function caller(credential) {
 }
 
 /** A page's way in: the signed-in session (if `accept(session)`), else the token kept in
- * this tab, else the page's token form (#token-card, #token-form, #token). `open(call)`
- * loads the page with that caller; an error it throws is told through `notice`. */
+ * this tab, else the page's token form (#token-card, #token-form, #token).
+ * `open(call, credential)` loads the page with that caller ({token} or {csrf}); an
+ * error it throws is told through `notice`. */
 export async function enter(open, { notice, accept = () => true }) {
   const card = document.getElementById("token-card");
   async function attempt(credential) {
     try {
-      await open(caller(credential));
+      await open(caller(credential), credential);
       if (credential.token) keepToken(credential.token);
       card.hidden = true;
       notice("");
@@ -117,11 +118,14 @@ export async function enter(open, { notice, accept = () => true }) {
 }
 
 /** `enter` for a page on one workspace (/advanced, /templates): `open(call, workspace)`
- * loads it for workspaceOf(the session, when it is the way in); `accept(session,
- * workspace)` may refuse the session. */
+ * loads it for workspaceOf(the session) when the session is the way in, else for the
+ * typed token's own workspace; `accept(session, workspace)` may refuse the session. */
 export async function enterWorkspace(open, { notice, accept = () => true }) {
   let workspace = null; // the session's, when the session is the way in
-  await enter(async (call) => open(call, workspace || await tokenWorkspace(call)), {
+  // A token typed after the session failed to open the page acts on its own workspace,
+  // not the session's.
+  await enter(async (call, credential) => open(
+    call, credential.csrf && workspace ? workspace : await tokenWorkspace(call)), {
     notice, accept: (session) => {
       const chosen = workspaceOf(session);
       const taken = accept(session, chosen);

@@ -36,9 +36,10 @@ TEMPLATE_WRITING = {"use": "#template-list button", "save": "#save-form:visible"
 
 
 async def _requester_page(browser: Browser, portal: RunningPortal, who: Requester,
-                          by_session: bool) -> Page:
+                          by_session: bool, listed: bool = True) -> Page:
     """/requester in a fresh browser context, as `who`: signed in (a session cookie), or
-    with their API token typed in the page's token form."""
+    with their API token typed in the page's token form; `listed`: once it shows the
+    transactions."""
     context = await browser.new_context()
     if by_session:
         secret = secrets.token_urlsafe(32)
@@ -53,7 +54,8 @@ async def _requester_page(browser: Browser, portal: RunningPortal, who: Requeste
     if not by_session:
         await page.fill("#token", who.token)
         await page.click("#token-submit")
-    await page.locator("#list:not([hidden])").wait_for()
+    if listed:
+        await page.locator("#list:not([hidden])").wait_for()
     return page
 
 
@@ -119,6 +121,22 @@ def test_the_requester_page_offers_only_what_the_role_may_do(tmp_path: Path) -> 
                     assert await _templates_shown(page, asked) == dict.fromkeys(
                         TEMPLATE_WRITING, 1), by_session
                     await page.context.close()
+                # Signed in with no workspace of her own, /templates fails to open for
+                # the session; the requester's token typed then opens the token's own
+                # workspace, not the session's.
+                nobody = accounts(portal).create_user(email="nina@example.test",
+                                                      name="Nina", lang="en")
+                page = await _requester_page(browser, portal, Requester(
+                    nobody, "", ""), by_session=True, listed=False)
+                await page.goto(f"{portal.url}/templates?lang=en")
+                await ready(page)
+                await page.locator("#token-card:not([hidden])").wait_for()
+                await page.fill("#token", writer.token)
+                await page.click("#token-form button[type=submit]")
+                await page.locator("li[data-template]").wait_for()
+                assert await _shown(page, TEMPLATE_WRITING) == dict.fromkeys(
+                    TEMPLATE_WRITING, 1)
+                await page.context.close()
             finally:
                 await browser.close()
 
