@@ -6,7 +6,8 @@ The trusted lists are read once per process, on first use, in a thread (they may
 URLs). Validations are CPU-bound: they run in threads, at most `PARALLEL` at a time, so
 that a burst of uploads never starves the signers' requests. Anonymous callers are
 counted per client address in the portal's database (portal/throttle.py windows, so
-several portal processes share the count); the reports of the documents signed here are
+several portal processes share the count), and so is the report each had of a file for
+the few minutes it may fetch it again; the reports of the documents signed here are
 kept a while in memory by their SHA-256 (a cache: any process can make them again).
 """
 
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -45,8 +47,7 @@ CACHE_SIZE = 128
 CACHE_SECONDS = 600.0  # revocation and trusted lists change: a report ages out
 # An anonymous report is kept for its client this long, by the file's SHA-256, so that
 # the page's XML and PDF buttons fetch it without sending (and counting) the file again.
-RECENT_SECONDS = 300.0
-RECENT_SIZE = 128
+RECENT = dt.timedelta(seconds=300)
 BUSY_RETRY_S = 5  # what a caller refused for lack of an upload slot is told to wait
 
 
@@ -76,8 +77,6 @@ class ValidationDesk:
     # Held from an upload's first byte to its answer: memory stays under UPLOADS bodies.
     uploads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UPLOADS))
     _cache: OrderedDict[str, tuple[float, FileReport]] = field(default_factory=OrderedDict)
-    _recent: OrderedDict[tuple[str, str], tuple[float, FileReport]] = field(
-        default_factory=OrderedDict)
 
     @contextlib.asynccontextmanager
     async def upload_slot(self) -> AsyncIterator[None]:
@@ -91,21 +90,22 @@ class ValidationDesk:
             yield
 
     def remember(self, address: str | None, report: FileReport) -> None:
-        """Keep `report` RECENT_SECONDS for its client (the rate-limit bucket)."""
-        key = (client_bucket(address), report.sha256)
-        self._recent[key] = (time.monotonic(), report)
-        self._recent.move_to_end(key)
-        while len(self._recent) > RECENT_SIZE:
-            self._recent.popitem(last=False)
+        """Keep `report` for its client (the rate-limit bucket) for RECENT, in the
+        database: behind the load balancer the next call may reach another process
+        (blocking)."""
+        now = self.store.clock()
+        self.store.keep_validation_report(client_bucket(address), report.sha256,
+                                          json.dumps(report.stored()), now - RECENT)
 
     def recent(self, address: str | None, sha256: str) -> FileReport:
-        """The report this client had of the file `sha256` within RECENT_SECONDS, or
-        NOT_FOUND (another client's report is not given: send the file)."""
-        found = self._recent.get((client_bucket(address), sha256.lower()))
-        if found is None or time.monotonic() - found[0] >= RECENT_SECONDS:
+        """The report this client had of the file `sha256` within RECENT, or NOT_FOUND
+        (another client's report is not given: send the file) (blocking)."""
+        kept = self.store.validation_report(client_bucket(address), sha256.lower(),
+                                            self.store.clock() - RECENT)
+        if kept is None:
             raise PortalError(Code.NOT_FOUND, "no recent report of this file for this "
                               "address: send the file again")
-        return found[1]
+        return FileReport.from_stored(json.loads(kept))
 
     async def settings(self) -> ValidationSettings:
         """The trusted lists, read once (a list whose signature fails is kept as

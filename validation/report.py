@@ -4,9 +4,11 @@ the ETSI TS 119 102-2 XML validation report."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 # EN 319 102-1 §5.1.3 main indications.
 TOTAL_PASSED = "TOTAL-PASSED"
@@ -104,3 +106,40 @@ class FileReport:
         """The ETSI TS 119 102-2 validation report (one SignatureValidationReport per
         signature, with the validation objects they used)."""
         return self.xml
+
+    def stored(self) -> dict[str, Any]:
+        """The whole report as JSON data (every field, the XML report too), for a store
+        that hands it back through `from_stored`: `to_json` is the API's shape."""
+        return {"name": self.name, "sha256": self.sha256,
+                "signatures": [_plain(s) for s in self.signatures],
+                "trustedLists": [_plain(t) for t in self.trusted_lists],
+                "xml": base64.b64encode(self.xml).decode()}
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> FileReport:
+        return cls(data["name"], data["sha256"],
+                   tuple(_typed(SignatureReport, s) for s in data["signatures"]),
+                   tuple(_typed(TrustedListStatus, t) for t in data["trustedLists"]),
+                   base64.b64decode(data["xml"]))
+
+
+# The reports' fields are str, bool, None or a datetime: a datetime is kept as its ISO
+# form under its own field's name, so reading one back needs no type hints.
+_TIMES = {"signing_time", "next_update"}
+
+
+def _plain(report: SignatureReport | TrustedListStatus) -> dict[str, Any]:
+    out = dataclasses.asdict(report)
+    for name in _TIMES & out.keys():
+        out[name] = out[name].isoformat() if out[name] is not None else None
+    return out
+
+
+_R = TypeVar("_R", SignatureReport, TrustedListStatus)
+
+
+def _typed(kind: type[_R], data: dict[str, Any]) -> _R:
+    values = dict(data)
+    for name in _TIMES & values.keys():
+        values[name] = dt.datetime.fromisoformat(values[name]) if values[name] else None
+    return kind(**values)

@@ -45,7 +45,7 @@ async def create_validation(request: web.Request) -> web.StreamResponse:
         if not data:
             raise PortalError(Code.NOT_A_PDF, "the body is empty: send the PDF")
         report = await desk.validate(data, name)
-    desk.remember(request.remote, report)
+    await asyncio.to_thread(desk.remember, request.remote, report)
     return await answer(request, report)
 
 
@@ -55,7 +55,8 @@ async def recent_validation(request: web.Request) -> web.StreamResponse:
     sha256 = request.match_info["sha256"]
     if not SHA256.fullmatch(sha256):
         raise PortalError(Code.NOT_FOUND, "not a SHA-256 (64 hexadecimal digits)")
-    return await answer(request, request.app[VALIDATION].recent(request.remote, sha256))
+    report = await asyncio.to_thread(request.app[VALIDATION].recent, request.remote, sha256)
+    return await answer(request, report)
 
 
 async def requester_validation(request: web.Request) -> web.StreamResponse:

@@ -48,6 +48,7 @@ from portal.store.records import (
 from portal.store.signing_sessions import SigningSessions
 from portal.store.space import PersonalSpace
 from portal.store.templates import Templates
+from portal.store.validation_reports import ValidationReports
 from portal.store.webhooks import Webhooks
 from portal.store.workspace_mail import WorkspaceMail
 
@@ -68,7 +69,8 @@ def migrate_database(url: str | None, state_dir: Path) -> Migrated:
 
 
 class Store(SigningSessions, Enrolments, OtpSessions, Outbox, PersonalSpace, Parameters,
-            Templates, Webhooks, WorkspaceMail, IdentitySessions, IdentityFrames):
+            Templates, Webhooks, WorkspaceMail, IdentitySessions, IdentityFrames,
+            ValidationReports):
     """Every table's queries on one database."""
 
     @classmethod

@@ -260,6 +260,9 @@ def test_the_report_is_fetched_again_by_sha256_without_counting(served: Served) 
     assert (status, reply["error"]) == (404, "NOT_FOUND"), reply
     status, reply, _ = _run(_get_kept(served, "0" * 64, "application/xml"))
     assert (status, reply["error"]) == (404, "NOT_FOUND"), reply
+    served.clock.advance(minutes=6)  # a report is kept five minutes
+    status, reply, _ = _run(_get_kept(served, sha256, "application/json"))
+    assert (status, reply["error"]) == (404, "NOT_FOUND"), reply
 
 
 def test_a_ninth_upload_at_once_is_refused(served: Served) -> None:
