@@ -40,7 +40,7 @@ from portal.routes.validations import (
 )
 from portal.signing import SigningDesk
 from portal.store import SignerStatus, Store, Transaction
-from portal.validating import ValidationDesk
+from portal.validating import ValidationDesk, forget_old_reports
 from portal.webhooks import WebhookDesk
 
 __all__ = ["create_app", "setup_routes", "sweep_expired"]
@@ -169,6 +169,7 @@ async def _sweeper(portal: Portal, every: float = 60) -> None:
         try:
             await sweep_expired(portal)
             await asyncio.to_thread(accounts_of(portal).purge_expired, SESSION_IDLE)
+            await asyncio.to_thread(forget_old_reports, portal.store)
         except Exception:
             log.exception("expiry sweep failed")
         await asyncio.sleep(every)

@@ -65,6 +65,12 @@ def client_bucket(address: str | None) -> str:
     return f"validations:addr:{ip}"
 
 
+def forget_old_reports(store: Store) -> None:
+    """Forget the reports kept for their clients longer than RECENT (the portal's
+    sweeper; blocking)."""
+    store.expire_validation_reports(store.clock() - RECENT)
+
+
 @dataclass
 class ValidationDesk:
     config: PortalConfig
@@ -92,10 +98,13 @@ class ValidationDesk:
     def remember(self, address: str | None, report: FileReport) -> None:
         """Keep `report` for its client (the rate-limit bucket) for RECENT, in the
         database: behind the load balancer the next call may reach another process
-        (blocking)."""
-        now = self.store.clock()
-        self.store.keep_validation_report(client_bucket(address), report.sha256,
-                                          json.dumps(report.stored()), now - RECENT)
+        (blocking). The portal's sweeper forgets it (`forget_old_reports`)."""
+        try:
+            self.store.keep_validation_report(client_bucket(address), report.sha256,
+                                              json.dumps(report.stored()))
+        except Exception:  # the report is made and counted: answer it all the same
+            log.exception("validation: the report of %s could not be kept for its "
+                          "client", report.sha256)
 
     def recent(self, address: str | None, sha256: str) -> FileReport:
         """The report this client had of the file `sha256` within RECENT, or NOT_FOUND

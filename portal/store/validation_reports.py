@@ -11,13 +11,9 @@ from portal.store.tables import Tables
 
 
 class ValidationReports(Tables):
-    def keep_validation_report(self, bucket: str, sha256: str, report: str,
-                               forget_before: dt.datetime) -> None:
-        """Keep `report` (JSON text) as `bucket`'s latest of `sha256`, and forget every
-        report kept before `forget_before`."""
+    def keep_validation_report(self, bucket: str, sha256: str, report: str) -> None:
+        """Keep `report` (JSON text) as `bucket`'s latest of `sha256`."""
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM validation_reports WHERE kept_at < ?",
-                        (iso(forget_before),))
             cur.execute("INSERT INTO validation_reports (bucket, sha256, kept_at, report) "
                         "VALUES (?, ?, ?, ?) ON CONFLICT (bucket, sha256) DO UPDATE SET "
                         "kept_at = excluded.kept_at, report = excluded.report",
@@ -31,3 +27,9 @@ class ValidationReports(Tables):
                         "sha256 = ? AND kept_at >= ?", (bucket, sha256, iso(kept_since)))
             row = cur.fetchone()
             return None if row is None else str(row[0])
+
+    def expire_validation_reports(self, kept_before: dt.datetime) -> None:
+        """Forget the reports kept before `kept_before` (the portal's sweeper)."""
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM validation_reports WHERE kept_at < ?",
+                        (iso(kept_before),))

@@ -12,7 +12,8 @@ import { t } from "/static/i18n.js";
 
 const SIDE_KEYS = { front: "capture.sideFront", back: "capture.sideBack", "data-page": "capture.sideDataPage" };
 // The service sees a move from the first frames to the later ones (a blink lasts
-// 100-400 ms): a frame every 150 ms, the first two always kept, 24 sent evenly spread.
+// 100-400 ms): a frame every 150 ms, the first two always kept, 24 (or the challenge's
+// frames.min when more, at most its frames.max) sent evenly spread.
 const FRAME_EVERY_MS = 150;
 const FRAMES_KEPT = 48;
 const FRAMES_SENT = 24;
@@ -449,12 +450,18 @@ export class IdentityCapture {
     canvas.height = Math.max(FRAME_WIDTH * 3 / 4, Math.round((v.videoHeight * FRAME_WIDTH) / v.videoWidth));
     const context = canvas.getContext("2d", { willReadFrequently: true });
     context.drawImage(v, 0, 0, canvas.width, canvas.height);
-    // A still camera repeats pictures: keep only new ones.
-    const hash = pixelHash(context.getImageData(0, 0, canvas.width, canvas.height).data);
-    if (this.sentHashes.has(hash) || this.frames.some((f) => f.hash === hash)) return;
+    // A still camera repeats pictures: keep only new ones, new as drawn and as encoded
+    // (two pictures that differ by a little noise may encode alike; the service
+    // compares the decoded pictures).
+    const seen = (h) => this.sentHashes.has(h) || this.frames.some((f) => f.hashes.includes(h));
+    const drawn = `p${pixelHash(context.getImageData(0, 0, canvas.width, canvas.height).data)}`;
+    if (seen(drawn)) return;
+    const challenge = this.challenge;
     const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
-    if (!blob || !this.challenge) return;
-    this.frames.push({ blob, hash });
+    if (!blob || !challenge || this.challenge !== challenge) return;  // answered meanwhile
+    const encoded = `j${pixelHash(new Uint8Array(await blob.arrayBuffer()), 1)}`;
+    if (seen(encoded) || this.challenge !== challenge) return;
+    this.frames.push({ blob, hashes: [drawn, encoded] });
     if (this.frames.length > FRAMES_KEPT) this.frames.splice(2, 1);  // keep the start
   }
 
@@ -492,8 +499,9 @@ export class IdentityCapture {
     this.doneButton.disabled = true;
     this.challengeTime.textContent = t("capture.sending");
     try {
-      const chosen = spread(this.frames, Math.min(FRAMES_SENT, c.frames?.max ?? FRAMES_SENT));
-      for (const frame of chosen) this.sentHashes.add(frame.hash);
+      const count = Math.min(Math.max(FRAMES_SENT, framesMin(c)), Number(c.frames?.max ?? FRAMES_SENT));
+      const chosen = spread(this.frames, count);
+      for (const frame of chosen) for (const hash of frame.hashes) this.sentHashes.add(hash);
       const frames = await Promise.all(chosen.map((frame) => blobToBase64(frame.blob)));
       this.frames = [];
       const view = await identityCall("POST", `${encodeURIComponent(this.sid)}/challenges/${encodeURIComponent(c.id)}`,
@@ -547,10 +555,11 @@ function spread(list, count) {
   return Array.from({ length: count }, (_, i) => list[Math.round((i * (list.length - 1)) / (count - 1))]);
 }
 
-/** FNV-1a over the pixels: tells two camera pictures apart (not a security check). */
-function pixelHash(data) {
+/** FNV-1a over a picture's pixels (every `step`th byte) or its encoded bytes: tells two
+ * camera pictures apart (not a security check). */
+function pixelHash(data, step = 3) {
   let h = 0x811c9dc5;
-  for (let i = 0; i < data.length; i += 3) {
+  for (let i = 0; i < data.length; i += step) {
     h ^= data[i];
     h = Math.imul(h, 0x01000193) >>> 0;
   }

@@ -134,6 +134,7 @@ def test_the_requester_page_offers_only_what_the_role_may_do(tmp_path: Path) -> 
                 await page.fill("#token", writer.token)
                 await page.click("#token-form button[type=submit]")
                 await page.locator("li[data-template]").wait_for()
+                assert "Lease model" in await page.inner_text("#template-list")
                 assert await _shown(page, TEMPLATE_WRITING) == dict.fromkeys(
                     TEMPLATE_WRITING, 1)
                 await page.context.close()

@@ -100,24 +100,24 @@ def test_the_store_keeps_a_whole_report_for_a_while(database_url: str,
     one, two = (Store.open(database_url, tmp_path, clock=lambda: now) for _ in range(2))
     try:
         first, second = _report("a" * 64), _report("b" * 64)
-        one.keep_validation_report("addr:1", first.sha256,
-                                   json.dumps(first.stored()), now - dt.timedelta(minutes=5))
+        one.keep_validation_report("addr:1", first.sha256, json.dumps(first.stored()))
         kept = two.validation_report("addr:1", first.sha256, now - dt.timedelta(minutes=5))
         assert kept is not None and FileReport.from_stored(json.loads(kept)) == first
         assert FileReport.from_stored(json.loads(kept)).xml == first.xml
         assert two.validation_report("addr:2", first.sha256, now) is None
         newer = FileReport(first.name, first.sha256, first.signatures[:1], (), b"")
-        two.keep_validation_report("addr:1", first.sha256, json.dumps(newer.stored()),
-                                   now - dt.timedelta(minutes=5))
+        two.keep_validation_report("addr:1", first.sha256, json.dumps(newer.stored()))
         kept = one.validation_report("addr:1", first.sha256, now)
         assert kept is not None and FileReport.from_stored(json.loads(kept)) == newer
         assert one.validation_report("addr:1", first.sha256,
                                      now + dt.timedelta(seconds=1)) is None  # too old
-        # Keeping another report forgets those kept before the cut-off, from the table.
-        one.keep_validation_report("addr:3", second.sha256, json.dumps(second.stored()),
-                                   now + dt.timedelta(seconds=1))
-        assert two.validation_report("addr:1", first.sha256, now - dt.timedelta(days=1)) \
-            is None
+        # The sweeper forgets those kept before the cut-off, from the table.
+        one.keep_validation_report("addr:3", second.sha256, json.dumps(second.stored()))
+        two.expire_validation_reports(now)
+        assert one.validation_report("addr:3", second.sha256, now) is not None
+        one.expire_validation_reports(now + dt.timedelta(seconds=1))
+        for bucket, sha256 in (("addr:1", first.sha256), ("addr:3", second.sha256)):
+            assert two.validation_report(bucket, sha256, now - dt.timedelta(days=1)) is None
     finally:
         one.close()
         two.close()
