@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -123,14 +124,20 @@ class FileReport:
                    base64.b64decode(data["xml"]))
 
 
-# The reports' fields are str, bool, None or a datetime: a datetime is kept as its ISO
-# form under its own field's name, so reading one back needs no type hints.
-_TIMES = {"signing_time", "next_update"}
+def _times(kind: type) -> frozenset[str]:
+    """The fields of `kind` that hold a datetime (the others are str, bool or None)."""
+    hints = typing.get_type_hints(kind)
+    return frozenset(name for name, hint in hints.items()
+                     if dt.datetime in (hint, *typing.get_args(hint)))
+
+
+# A datetime is kept as its ISO form; which fields hold one is read from the classes.
+_TIMES = {kind: _times(kind) for kind in (SignatureReport, TrustedListStatus)}
 
 
 def _plain(report: SignatureReport | TrustedListStatus) -> dict[str, Any]:
     out = dataclasses.asdict(report)
-    for name in _TIMES & out.keys():
+    for name in _TIMES[type(report)]:
         out[name] = out[name].isoformat() if out[name] is not None else None
     return out
 
@@ -140,6 +147,6 @@ _R = TypeVar("_R", SignatureReport, TrustedListStatus)
 
 def _typed(kind: type[_R], data: dict[str, Any]) -> _R:
     values = dict(data)
-    for name in _TIMES & values.keys():
+    for name in _TIMES[kind]:
         values[name] = dt.datetime.fromisoformat(values[name]) if values[name] else None
     return kind(**values)
