@@ -315,7 +315,7 @@ def _signer_name(cert: x509.Certificate | None) -> str | None:
 def _claimed_time(signature: EmbeddedPdfSignature) -> dt.datetime | None:
     try:
         return signature.self_reported_timestamp
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, PdfError):  # a damaged /M
         return None
 
 

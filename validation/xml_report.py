@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyhanko.generated.etsi import ts_11910202
+from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign.validation.ades import AdESLTAValidationResult
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.report import tools
@@ -61,9 +62,10 @@ def xml_report(validated: list[Validated]) -> bytes:
             reports.append(dataclasses.replace(
                 tools._generate_report(item.signature, item.result),
                 signature_quality=_quality(item.report)))
-        except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
+        except (ValueError, KeyError, TypeError, NotImplementedError, PdfError) as exc:
             # pyHanko describes only signatures it could take apart (no shake256 digest
-            # URI, no report without signed attributes): the indication still goes in.
+            # URI, no report without signed attributes, no damaged /M date): the
+            # indication still goes in.
             log.info("signature %s: minimal TS 119 102-2 report (%s)", item.report.field, exc)
             reports.append(_minimal(item.report))
             continue

@@ -48,3 +48,16 @@ def test_a_damaged_pdf_is_a_report_or_a_typed_error(
     assert all(s.indication in {"TOTAL-PASSED", "TOTAL-FAILED", "INDETERMINATE"}
                for s in report.signatures)
     report.to_json()
+
+
+def test_a_damaged_signing_date_is_no_claimed_time() -> None:
+    """Hypothesis found it in CI: one byte of the B-LTA's /M turned into '*'
+    (D:*0201101010000+01'00'); pyHanko's date parser raised PdfReadError through the
+    report."""
+    data = bytearray(SEEDS["corpus-b-lta"])
+    data[int(0.5454753289353333 * len(data))] = 42
+    report = validate_pdf(bytes(data), EMPTY)
+    assert report.signatures and all(s.indication in {"TOTAL-PASSED", "TOTAL-FAILED",
+                                                      "INDETERMINATE"}
+                                     for s in report.signatures)
+    report.to_json()
